@@ -1,0 +1,108 @@
+import { z } from 'zod';
+
+/**
+ * Per-gateway settings: one schema for the stored document, the GET/POST payloads, and OpenAPI.
+ * Every field has a default so a document written by an older Gantry still parses after upgrade.
+ */
+
+export const WEEKDAYS = [
+  'sunday',
+  'monday',
+  'tuesday',
+  'wednesday',
+  'thursday',
+  'friday',
+  'saturday',
+] as const;
+export const UPDATE_STRATEGIES = ['seamless', 'in-place', 'rolling'] as const;
+export type UpdateStrategy = (typeof UPDATE_STRATEGIES)[number];
+
+const hhmm = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'expected a 24-hour time "HH:MM"');
+
+export const autoUpdateSettingsSchema = z.object({
+  enabled: z.boolean().default(false),
+  auto_download: z.boolean().default(true),
+  auto_security: z.boolean().default(true),
+  auto_reboot: z.boolean().default(false),
+});
+
+export const maintenanceWindowSchema = z.object({
+  enabled: z.boolean().default(true),
+  schedule: z.enum(['daily', 'weekly']).default('daily'),
+  /** Local time of the gateway's time zone. */
+  time: hhmm.default('02:00'),
+  /** Day of a weekly window; ignored for daily. */
+  day: z.enum(WEEKDAYS).default('sunday'),
+  duration_minutes: z.number().int().min(15).max(720).default(120),
+});
+
+export const settingsDocumentSchema = z.object({
+  auto_update: autoUpdateSettingsSchema.prefault({}),
+  maintenance_window: maintenanceWindowSchema.prefault({}),
+  update_strategy: z.enum(UPDATE_STRATEGIES).default('seamless'),
+  auto_rollback: z.boolean().default(true),
+  rollback_retries: z.number().int().min(1).max(10).default(3),
+  /** Periodic update checks against the feed (the `next_check` of /monitor). */
+  auto_check: z.boolean().default(true),
+  check_interval_hours: z.number().int().min(1).max(168).default(6),
+});
+export type SettingsDocument = z.infer<typeof settingsDocumentSchema>;
+
+/** POST /settings: any subset, nested objects merged field by field; unknown fields are an error. */
+export const settingsUpdateInputSchema = z.strictObject({
+  auto_update: z
+    .strictObject({
+      enabled: z.boolean(),
+      auto_download: z.boolean(),
+      auto_security: z.boolean(),
+      auto_reboot: z.boolean(),
+    })
+    .partial()
+    .optional(),
+  maintenance_window: z
+    .strictObject({
+      enabled: z.boolean(),
+      schedule: z.enum(['daily', 'weekly']),
+      time: hhmm,
+      day: z.enum(WEEKDAYS),
+      duration_minutes: z.number().int().min(15).max(720),
+    })
+    .partial()
+    .optional(),
+  update_strategy: z.enum(UPDATE_STRATEGIES).optional(),
+  auto_rollback: z.boolean().optional(),
+  rollback_retries: z.number().int().min(1).max(10).optional(),
+  auto_check: z.boolean().optional(),
+  check_interval_hours: z.number().int().min(1).max(168).optional(),
+});
+export type SettingsUpdateInput = z.infer<typeof settingsUpdateInputSchema>;
+
+export const settingsOutputSchema = z.object({
+  auto_update: z.object({
+    enabled: z.boolean(),
+    auto_download: z.boolean(),
+    auto_security: z.boolean(),
+    auto_reboot: z.boolean(),
+  }),
+  maintenance_window: z.object({
+    enabled: z.boolean(),
+    schedule: z.enum(['daily', 'weekly']),
+    time: z.string(),
+    day: z.enum(WEEKDAYS),
+    duration_minutes: z.number(),
+    timezone: z.string(),
+  }),
+  update_strategy: z.enum(UPDATE_STRATEGIES),
+  auto_rollback: z.boolean(),
+  rollback_retries: z.number(),
+  auto_check: z.boolean(),
+  check_interval_hours: z.number(),
+});
+
+export const settingsUpdateOutputSchema = z.object({
+  updated: z.literal(true),
+  next_maintenance_window: z.string().nullable(),
+});
+
+export const autoUpdateInputSchema = z.strictObject({ enabled: z.boolean() });
+export const autoUpdateOutputSchema = z.object({ auto_update: z.boolean(), auto_check_enabled: z.boolean() });

@@ -1,0 +1,52 @@
+import { z } from 'zod';
+import { LOG_LEVELS } from '../../drizzle/schema.js';
+
+export const PARTITION_STATUSES = ['healthy', 'trial', 'ready', 'invalid', 'empty', 'writing'] as const;
+
+const partitionSchema = z.object({
+  id: z.enum(['A', 'B']),
+  version: z.string().nullable(),
+  status: z.enum(PARTITION_STATUSES),
+  size: z.string(),
+  used: z.string(),
+  booted: z.boolean(),
+  next_boot: z.boolean(),
+});
+
+export const statusOutputSchema = z.object({
+  gateway: z.object({
+    model: z.string(),
+    os_version: z.string(),
+    kernel: z.string(),
+    uptime: z.string(),
+    bootloader: z.string(),
+    last_ota: z.string().nullable(),
+  }),
+  partitions: z.object({
+    active: partitionSchema,
+    inactive: partitionSchema,
+    auto_rollback: z.boolean(),
+    rollback_retries: z.number().int(),
+  }),
+});
+export type StatusOutput = z.infer<typeof statusOutputSchema>;
+
+export const logsInputSchema = z.strictObject({
+  limit: z.coerce.number().int().min(1).max(500).default(50),
+  level: z.enum(LOG_LEVELS).optional(),
+});
+
+export const logsOutputSchema = z.object({
+  logs: z.array(
+    z.object({ timestamp: z.string(), level: z.enum(LOG_LEVELS), source: z.string(), message: z.string() }),
+  ),
+  total: z.number().int(),
+});
+
+export const monitorOutputSchema = z.object({
+  system_status: z.string(),
+  current_operation: z.string(),
+  last_update_check: z.string().nullable(),
+  next_check: z.string().nullable(),
+  resources: z.object({ cpu_usage: z.number(), memory_usage: z.string() }),
+});

@@ -1,0 +1,110 @@
+import { initTRPC } from '@trpc/server';
+import { ZodError } from 'zod';
+import { roleAtLeast } from '../core/auth.js';
+import { findGantryError, GantryError } from '../core/errors.js';
+import type { Role } from '../drizzle/schema.js';
+import type { Context } from './context.js';
+
+const t = initTRPC.context<Context>().create({
+  errorFormatter({ shape, error }) {
+    const gantry = findGantryError(error);
+    const zod = error.cause instanceof ZodError ? error.cause : null;
+    return {
+      ...shape,
+      data: {
+        ...shape.data,
+        gantryCode: gantry?.gantryCode ?? (zod ? 'VALIDATION_ERROR' : null),
+        details: gantry?.details ?? null,
+        issues: zod ? zod.issues.map((i) => ({ path: i.path.join('.'), message: i.message })) : null,
+      },
+    };
+  },
+});
+
+export const router = t.router;
+export const createCallerFactory = t.createCallerFactory;
+export const publicProcedure = t.procedure;
+
+/** A valid, unrevoked token (Bearer or session cookie) is required. */
+export const requireUser = t.middleware(function requireUser({ ctx, next }) {
+  if (ctx.authError) throw ctx.authError;
+  if (!ctx.user) throw new GantryError('AUTH_REQUIRED', 'Authentication required');
+  return next({ ctx: { user: ctx.user } });
+});
+
+/**
+ * Every state-changing call lands in the audit trail with its outcome, including the refused
+ * ones (wrong gateway, wrong role, blocked by safety): those are the ones a reviewer looks for.
+ */
+export const auditMutation = t.middleware(async function auditMutation({ ctx, type, path, next }) {
+  const result = await next();
+  if (type === 'mutation') {
+    const failure = result.ok ? null : findGantryError(result.error);
+    ctx.deps.audit.record({
+      username: ctx.user?.username ?? null,
+      gatewayId: ctx.meta.gatewayId ?? null,
+      action: path,
+      outcome: result.ok ? 'success' : 'failure',
+      detail: result.ok ? null : (failure?.gantryCode ?? result.error.code),
+      remoteAddress: ctx.meta.remoteAddress ?? null,
+    });
+  }
+  return result;
+});
+
+/** X-Gateway-ID names a gateway this server hosts and this token may act on. */
+export const requireGateway = t.middleware(function requireGateway({ ctx, next }) {
+  const id = ctx.meta.gatewayId;
+  if (!id) throw new GantryError('GATEWAY_REQUIRED', 'X-Gateway-ID header is required');
+  const gateway = ctx.deps.gateways.get(id);
+  if (!gateway) throw new GantryError('GATEWAY_NOT_FOUND', `Gateway ${id} not found`);
+  const user = ctx.user;
+  if (!user) throw new GantryError('AUTH_REQUIRED', 'Authentication required');
+  if (!user.gateways.includes('*') && !user.gateways.includes(id)) {
+    throw new GantryError('GATEWAY_FORBIDDEN', `Not allowed to act on gateway ${id}`);
+  }
+  return next({ ctx: { gateway } });
+});
+
+export function requireRole(role: Role) {
+  return t.middleware(function requireRoleMiddleware({ ctx, next }) {
+    if (!ctx.user || !roleAtLeast(ctx.user.role, role)) {
+      throw new GantryError('FORBIDDEN', `This action needs the ${role} role`);
+    }
+    return next();
+  });
+}
+
+/**
+ * A write authenticated only by the ambient session cookie must come from a page of this origin
+ * (or a configured trusted one): SameSite=Strict already stops most CSRF, this stops the rest.
+ * Bearer tokens are never sent by a browser on its own, so they need no such proof.
+ */
+export const requireSameOrigin = t.middleware(function requireSameOrigin({ ctx, type, next }) {
+  if (type !== 'query' && ctx.meta.authMethod === 'cookie') {
+    const { origin, host } = ctx.meta;
+    const sameHost = origin !== undefined && host !== undefined && safeHost(origin) === host;
+    const trusted = origin !== undefined && ctx.deps.config.trustedOrigins.includes(origin);
+    if (!sameHost && !trusted) {
+      throw new GantryError(
+        'CSRF_REJECTED',
+        'Cross-origin request refused: Origin does not match this server',
+      );
+    }
+  }
+  return next();
+});
+
+function safeHost(origin: string): string | null {
+  try {
+    return new URL(origin).host;
+  } catch {
+    return null;
+  }
+}
+
+export const authedProcedure = publicProcedure.use(requireUser).use(auditMutation).use(requireSameOrigin);
+/** Reads of one gateway: any role. */
+export const viewerProcedure = authedProcedure.use(requireGateway);
+export const operatorProcedure = viewerProcedure.use(requireRole('operator'));
+export const adminProcedure = viewerProcedure.use(requireRole('admin'));

@@ -1,0 +1,93 @@
+import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import jwt from 'jsonwebtoken';
+import { z } from 'zod';
+import { ROLES, type Role } from '../drizzle/schema.js';
+import { GantryError } from './errors.js';
+
+/** Password and PIN hashing (scrypt, node:crypto) and session tokens (JWT, HS256). */
+
+const SCRYPT = { N: 16384, r: 8, p: 1, keylen: 32 } as const;
+
+function scryptAsync(secret: string, salt: Buffer, keylen: number, opts: ScryptOptions): Promise<Buffer> {
+  return new Promise((resolve, reject) =>
+    scrypt(secret, salt, keylen, opts, (err, key) => (err ? reject(err) : resolve(key))),
+  );
+}
+
+/** "scrypt$N$r$p$salt$hash", parameters stored so they can be raised without breaking old hashes. */
+export async function hashSecret(secret: string): Promise<string> {
+  const salt = randomBytes(16);
+  const key = await scryptAsync(secret, salt, SCRYPT.keylen, { N: SCRYPT.N, r: SCRYPT.r, p: SCRYPT.p });
+  return ['scrypt', SCRYPT.N, SCRYPT.r, SCRYPT.p, salt.toString('base64'), key.toString('base64')].join('$');
+}
+
+export async function verifySecret(secret: string, stored: string): Promise<boolean> {
+  const [alg, n, r, p, salt, hash] = stored.split('$');
+  if (alg !== 'scrypt' || !n || !r || !p || !salt || !hash) return false;
+  const expected = Buffer.from(hash, 'base64');
+  const key = await scryptAsync(secret, Buffer.from(salt, 'base64'), expected.length, {
+    N: Number(n),
+    r: Number(r),
+    p: Number(p),
+  });
+  return key.length === expected.length && timingSafeEqual(key, expected);
+}
+
+/** A hash of a random password, so an unknown user costs as much as a wrong password (no timing oracle). */
+export const dummyHash: () => Promise<string> = (() => {
+  let hash: Promise<string> | undefined;
+  return () => (hash ??= hashSecret(randomBytes(16).toString('hex')));
+})();
+
+export const tokenClaimsSchema = z.object({
+  sub: z.string(),
+  role: z.enum(ROLES),
+  gateways: z.array(z.string()),
+  ver: z.number().int(),
+});
+export type TokenClaims = z.infer<typeof tokenClaimsSchema>;
+
+const ISSUER = 'gantry';
+const AUDIENCE = 'gantry-api';
+
+export class TokenService {
+  constructor(
+    private readonly secret: string,
+    readonly ttlSeconds: number,
+  ) {}
+
+  sign(claims: TokenClaims): { token: string; expiresAt: number } {
+    const token = jwt.sign(claims, this.secret, {
+      algorithm: 'HS256',
+      expiresIn: this.ttlSeconds,
+      issuer: ISSUER,
+      audience: AUDIENCE,
+    });
+    return { token, expiresAt: Date.now() + this.ttlSeconds * 1000 };
+  }
+
+  /** Verifies signature, algorithm, issuer, audience and expiry; throws the matching auth error. */
+  verify(token: string): TokenClaims {
+    let payload: unknown;
+    try {
+      payload = jwt.verify(token, this.secret, { algorithms: ['HS256'], issuer: ISSUER, audience: AUDIENCE });
+    } catch (err) {
+      if (err instanceof jwt.TokenExpiredError)
+        throw new GantryError('AUTH_TOKEN_EXPIRED', 'Session token expired');
+      throw new GantryError('AUTH_INVALID_TOKEN', 'Invalid session token');
+    }
+    const claims = tokenClaimsSchema.safeParse(payload);
+    if (!claims.success) throw new GantryError('AUTH_INVALID_TOKEN', 'Invalid session token');
+    return claims.data;
+  }
+}
+
+const RANK: Record<Role, number> = { viewer: 0, operator: 1, admin: 2 };
+
+export function roleAtLeast(role: Role, needed: Role): boolean {
+  return RANK[role] >= RANK[needed];
+}
+
+export function mayAccessGateway(gateways: readonly string[], gatewayId: string): boolean {
+  return gateways.includes('*') || gateways.includes(gatewayId);
+}

@@ -1,0 +1,131 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+
+/**
+ * Start-up configuration: environment variables, optionally overlaid on a JSON file named by
+ * GANTRY_CONFIG. Validated once, fail-fast, with the offending variable named in the message.
+ */
+
+const GATEWAY_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+export const gatewayConfigSchema = z.strictObject({
+  id: z.string().regex(GATEWAY_ID, 'gateway id: letters, digits, ".", "_" or "-", at most 64'),
+  model: z.string().min(1).max(64).default('Univa-GW-Pro'),
+  timezone: z
+    .string()
+    .default('UTC')
+    .refine((tz) => isValidTimeZone(tz), 'unknown IANA time zone'),
+});
+export type GatewayConfig = z.infer<typeof gatewayConfigSchema>;
+
+const booleanString = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+export const configSchema = z.strictObject({
+  port: z.coerce.number().int().min(0).max(65535).default(8080),
+  host: z.string().min(1).default('127.0.0.1'),
+  dataDir: z.string().min(1).default('./data'),
+  adminPassword: z.string().min(8, 'must be at least 8 characters').optional(),
+  jwtSecret: z.string().min(32, 'must be at least 32 characters').optional(),
+  tokenTtlSeconds: z.coerce.number().int().min(60).max(86_400).default(1800),
+  cookieSecure: booleanString.default(false),
+  device: z.enum(['simulated', 'linux']).default('simulated'),
+  gateways: z
+    .array(gatewayConfigSchema)
+    .min(1)
+    .default([{ id: 'GW-3920A9', model: 'Univa-GW-Pro', timezone: 'UTC' }]),
+  /** Extra origins allowed for cookie-authenticated writes (besides the request's own host). */
+  trustedOrigins: z.array(z.string().url()).default([]),
+  loginAttemptsPerMinute: z.coerce.number().int().min(1).max(1000).default(10),
+  quiet: booleanString.default(false),
+});
+export type GantryConfig = z.infer<typeof configSchema>;
+
+/** Environment variable → config key. */
+const ENV_KEYS = {
+  PORT: 'port',
+  HOST: 'host',
+  GANTRY_DATA_DIR: 'dataDir',
+  GANTRY_ADMIN_PASSWORD: 'adminPassword',
+  GANTRY_JWT_SECRET: 'jwtSecret',
+  GANTRY_TOKEN_TTL_SECONDS: 'tokenTtlSeconds',
+  GANTRY_COOKIE_SECURE: 'cookieSecure',
+  GANTRY_DEVICE: 'device',
+  GANTRY_GATEWAYS: 'gateways',
+  GANTRY_TRUSTED_ORIGINS: 'trustedOrigins',
+  GANTRY_LOGIN_ATTEMPTS_PER_MINUTE: 'loginAttemptsPerMinute',
+  GANTRY_QUIET: 'quiet',
+} as const satisfies Record<string, keyof GantryConfig>;
+
+const KEY_TO_ENV = Object.fromEntries(Object.entries(ENV_KEYS).map(([env, key]) => [key, env])) as Record<
+  keyof GantryConfig,
+  string
+>;
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid Gantry configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/**
+ * GANTRY_GATEWAYS is "ID[:MODEL[:TIMEZONE]]" separated by commas, e.g.
+ * "GW-3920A9:Univa-GW-Pro,GW-7781B2:Univa-GW-Lite:Europe/Rotterdam".
+ */
+function parseGatewayList(value: string): unknown {
+  return value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((entry) => {
+      const [id, model, timezone] = entry.split(':');
+      return { id, ...(model ? { model } : {}), ...(timezone ? { timezone } : {}) };
+    });
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): GantryConfig {
+  const raw: Record<string, unknown> = {};
+  const fromFile = env.GANTRY_CONFIG;
+  if (fromFile) {
+    try {
+      Object.assign(raw, JSON.parse(fs.readFileSync(fromFile, 'utf8')) as Record<string, unknown>);
+    } catch (err) {
+      throw new ConfigError([`GANTRY_CONFIG: cannot read ${fromFile}: ${(err as Error).message}`]);
+    }
+  }
+  for (const [envName, key] of Object.entries(ENV_KEYS)) {
+    const value = env[envName];
+    if (value === undefined || value === '') continue;
+    if (key === 'gateways') raw[key] = parseGatewayList(value);
+    else if (key === 'trustedOrigins') raw[key] = value.split(',').map((s) => s.trim());
+    else raw[key] = value;
+  }
+  const parsed = configSchema.safeParse(raw);
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((issue) => {
+        const [head, ...rest] = issue.path;
+        const envName =
+          typeof head === 'string' ? (KEY_TO_ENV[head as keyof GantryConfig] ?? head) : '(config)';
+        const where = rest.length ? `${envName} [${rest.join('.')}]` : envName;
+        return `${where}: ${issue.message}`;
+      }),
+    );
+  }
+  const ids = parsed.data.gateways.map((g) => g.id);
+  const dup = ids.find((id, i) => ids.indexOf(id) !== i);
+  if (dup) throw new ConfigError([`GANTRY_GATEWAYS: gateway ${dup} is listed twice`]);
+  return { ...parsed.data, dataDir: path.resolve(parsed.data.dataDir) };
+}
+
+export function isValidTimeZone(tz: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
+}

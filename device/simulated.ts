@@ -1,0 +1,337 @@
+import { createHash } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import { readJsonFile, writeFileAtomicSync } from '../core/fsutil.js';
+import { HostResourceSampler, hostLoadPerCpu } from './host-resources.js';
+import {
+  otherSlot,
+  SLOT_IDS,
+  type BootEnv,
+  type DeviceEvent,
+  type GatewayDevice,
+  type ResourceUsage,
+  type SafetyReadings,
+  type SlotId,
+  type SlotInfo,
+  type SlotRecord,
+  type StorageSpace,
+  type SystemInfo,
+} from './types.js';
+
+/**
+ * A gateway simulated on files under `<dataDir>/gateways/<id>/device/`: two slot image files
+ * written with real bytes, the U-Boot environment as an atomically replaced JSON file, a slot
+ * status file, sensor readings, and the boot record. It survives restarts, and tests and demos
+ * drive it through `SimulatedDeviceControls` (move the crane, fail the next boots of a slot, …).
+ */
+
+interface SimulatedState {
+  model: string;
+  bootloader: string;
+  bootedSlot: SlotId;
+  bootedAt: number;
+  /** Boots of a slot that will still fail (kernel panic / watchdog) before one succeeds. */
+  pendingBootFailures: Record<SlotId, number>;
+  /** Self-test outcome per slot, for health checks in the simulator ("the new image is broken"). */
+  selfTestFails: Record<SlotId, boolean>;
+  /** Overrides the real free space of the data dir (to exercise OTA_INSUFFICIENT_SPACE). */
+  freeBytesOverride: number | null;
+  slotCapacityBytes: number;
+}
+
+interface SensorOverrides {
+  craneMotion: SafetyReadings['craneMotion'];
+  acsCollision: SafetyReadings['acsCollision'];
+  upsBatteryPercent: number;
+  networkConnected: boolean;
+  /** null: the host's real load. */
+  systemLoad: number | null;
+  craneEstimatedClearSeconds: number | null;
+}
+
+export interface SimulatedDeviceOptions {
+  gatewayId: string;
+  model: string;
+  dir: string;
+  /** Clock for uptime and records; tests pass a fake. */
+  now?: () => number;
+}
+
+const FACTORY_VERSIONS: Record<SlotId, { version: string; kernel: string }> = {
+  A: { version: 'v5.0.4', kernel: '6.1.33-LTS' },
+  B: { version: 'v5.0.3', kernel: '6.1.30-LTS' },
+};
+const FACTORY_IMAGE_BYTES = 1024 * 1024;
+const MAX_BOOT_ATTEMPTS = 16;
+
+/** A deterministic stand-in image so a fresh simulator's slots hold real, hashable bytes. */
+function factoryImage(gatewayId: string, version: string): Buffer {
+  const out = Buffer.alloc(FACTORY_IMAGE_BYTES);
+  let block = createHash('sha256').update(`${gatewayId}:${version}`).digest();
+  for (let off = 0; off < out.length; off += block.length) {
+    block.copy(out, off);
+    block = createHash('sha256').update(block).digest();
+  }
+  return out;
+}
+
+export interface SimulatedDeviceControls {
+  setSensors(patch: Partial<SensorOverrides>): Promise<SafetyReadings>;
+  failNextBoots(slot: SlotId, count: number): Promise<void>;
+  setSelfTestFails(slot: SlotId, fails: boolean): Promise<void>;
+  selfTest(slot: SlotId): Promise<{ ok: boolean; reason: string | null }>;
+  setFreeBytes(bytes: number | null): Promise<void>;
+}
+
+export class SimulatedDevice implements GatewayDevice, SimulatedDeviceControls {
+  readonly kind = 'simulated' as const;
+  readonly gatewayId: string;
+  private readonly dir: string;
+  private readonly now: () => number;
+  private readonly events = new EventEmitter();
+  private readonly sampler = new HostResourceSampler();
+  private state: SimulatedState;
+
+  constructor(opts: SimulatedDeviceOptions) {
+    this.gatewayId = opts.gatewayId;
+    this.dir = opts.dir;
+    this.now = opts.now ?? Date.now;
+    fs.mkdirSync(this.dir, { recursive: true });
+    this.state = readJsonFile<SimulatedState>(this.file('device.json')) ?? this.provision(opts.model);
+  }
+
+  private file(name: string): string {
+    return path.join(this.dir, name);
+  }
+
+  slotImagePath(slot: SlotId): string {
+    return this.file(`slot-${slot}.img`);
+  }
+
+  /** First start: factory images on both slots, A booted and committed. */
+  private provision(model: string): SimulatedState {
+    for (const slot of SLOT_IDS) {
+      const { version, kernel } = FACTORY_VERSIONS[slot];
+      const image = factoryImage(this.gatewayId, version);
+      fs.writeFileSync(this.slotImagePath(slot), image);
+      this.saveSlotRecord(slot, {
+        state: 'bootable',
+        version,
+        kernel,
+        sha256: createHash('sha256').update(image).digest('hex'),
+        imageBytes: image.length,
+        installedAt: this.now(),
+      });
+    }
+    writeFileAtomicSync(
+      this.file('bootenv.json'),
+      JSON.stringify({
+        bootSlot: 'A',
+        upgradeAvailable: false,
+        bootCount: 0,
+        bootLimit: 3,
+      } satisfies BootEnv),
+    );
+    const state: SimulatedState = {
+      model,
+      bootloader: 'U-Boot 2024.01',
+      bootedSlot: 'A',
+      bootedAt: this.now(),
+      pendingBootFailures: { A: 0, B: 0 },
+      selfTestFails: { A: false, B: false },
+      freeBytesOverride: null,
+      slotCapacityBytes: 8 * 1024 ** 3,
+    };
+    this.saveState(state);
+    return state;
+  }
+
+  private saveState(state: SimulatedState): void {
+    this.state = state;
+    writeFileAtomicSync(this.file('device.json'), JSON.stringify(state, null, 2));
+  }
+
+  private readSlotRecord(slot: SlotId): SlotRecord {
+    return (
+      readJsonFile<SlotRecord>(this.file(`slot-${slot}.status.json`)) ?? {
+        state: 'empty',
+        version: null,
+        kernel: null,
+        sha256: null,
+        imageBytes: 0,
+        installedAt: null,
+      }
+    );
+  }
+
+  private saveSlotRecord(slot: SlotId, record: SlotRecord): void {
+    writeFileAtomicSync(this.file(`slot-${slot}.status.json`), JSON.stringify(record, null, 2));
+  }
+
+  async systemInfo(): Promise<SystemInfo> {
+    const booted = this.readSlotRecord(this.state.bootedSlot);
+    return {
+      model: this.state.model,
+      osVersion: booted.version ?? 'unknown',
+      kernel: booted.kernel ?? 'unknown',
+      bootloader: this.state.bootloader,
+      uptimeSeconds: Math.max(0, (this.now() - this.state.bootedAt) / 1000),
+    };
+  }
+
+  async bootedSlot(): Promise<SlotId> {
+    return this.state.bootedSlot;
+  }
+
+  async slots(): Promise<Record<SlotId, SlotInfo>> {
+    const info = (id: SlotId): SlotInfo => ({
+      id,
+      capacityBytes: this.state.slotCapacityBytes,
+      ...this.readSlotRecord(id),
+    });
+    return { A: info('A'), B: info('B') };
+  }
+
+  async writeSlotRecord(slot: SlotId, record: SlotRecord): Promise<void> {
+    this.saveSlotRecord(slot, record);
+  }
+
+  async openSlotWriter(slot: SlotId, opts: { offset: number; allowBooted?: boolean }): Promise<Writable> {
+    if (slot === this.state.bootedSlot && !opts.allowBooted) {
+      throw new Error(`refusing to write slot ${slot}: it is the booted slot`);
+    }
+    const file = this.slotImagePath(slot);
+    // Resume keeps the verified prefix and drops anything past it (a torn tail of the last write).
+    if (opts.offset > 0) fs.truncateSync(file, opts.offset);
+    return fs.createWriteStream(file, {
+      flags: opts.offset > 0 ? 'r+' : 'w',
+      start: opts.offset,
+      flush: true,
+      highWaterMark: 1024 * 1024,
+    });
+  }
+
+  openSlotReader(slot: SlotId, range: { start?: number; end?: number } = {}): Readable {
+    return fs.createReadStream(this.slotImagePath(slot), { ...range, highWaterMark: 1024 * 1024 });
+  }
+
+  async readBootEnv(): Promise<BootEnv> {
+    const env = readJsonFile<BootEnv>(this.file('bootenv.json'));
+    if (!env) throw new Error('simulated boot environment missing');
+    return env;
+  }
+
+  async writeBootEnv(patch: Partial<BootEnv>): Promise<BootEnv> {
+    const next = { ...(await this.readBootEnv()), ...patch };
+    writeFileAtomicSync(this.file('bootenv.json'), JSON.stringify(next));
+    return next;
+  }
+
+  /**
+   * What U-Boot's boot script does, then the kernel: with `upgrade_available` set, count the boot
+   * and fall back to the other slot once `bootcount` passes `bootlimit`; a slot that does not hold
+   * a bootable image, or is set to fail, does not come up and the watchdog reboots again.
+   */
+  async reboot(): Promise<void> {
+    let env = await this.readBootEnv();
+    const failures = { ...this.state.pendingBootFailures };
+    for (let attempt = 0; attempt < MAX_BOOT_ATTEMPTS; attempt++) {
+      if (env.upgradeAvailable) {
+        env = { ...env, bootCount: env.bootCount + 1 };
+        if (env.bootCount > env.bootLimit) {
+          env = { ...env, bootSlot: otherSlot(env.bootSlot), upgradeAvailable: false, bootCount: 0 };
+        }
+      }
+      await this.writeBootEnv(env);
+      const slot = env.bootSlot;
+      const bootable = this.readSlotRecord(slot).state === 'bootable';
+      if (bootable && failures[slot] === 0) {
+        this.saveState({
+          ...this.state,
+          bootedSlot: slot,
+          bootedAt: this.now(),
+          pendingBootFailures: failures,
+        });
+        this.events.emit('event', { type: 'booted', slot, bootEnv: env } satisfies DeviceEvent);
+        return;
+      }
+      if (failures[slot] > 0) failures[slot]--;
+      // A slot that cannot boot without upgrade_available set would loop forever on real hardware;
+      // U-Boot's altbootcmd switches over, which is what the next iteration models.
+      if (!env.upgradeAvailable) env = { ...env, bootSlot: otherSlot(slot) };
+    }
+    throw new Error('simulated gateway did not boot: no slot came up');
+  }
+
+  async storageSpace(): Promise<StorageSpace> {
+    const stats = await fs.promises.statfs(this.dir);
+    const total = stats.blocks * stats.bsize;
+    const free = stats.bavail * stats.bsize;
+    return { totalBytes: total, freeBytes: this.state.freeBytesOverride ?? free };
+  }
+
+  private readSensors(): SensorOverrides {
+    return {
+      craneMotion: 'idle',
+      acsCollision: 'clear',
+      upsBatteryPercent: 85,
+      networkConnected: true,
+      systemLoad: null,
+      craneEstimatedClearSeconds: null,
+      ...readJsonFile<Partial<SensorOverrides>>(this.file('sensors.json')),
+    };
+  }
+
+  async readSafety(): Promise<SafetyReadings> {
+    const s = this.readSensors();
+    return { ...s, systemLoad: s.systemLoad ?? hostLoadPerCpu() };
+  }
+
+  async resources(): Promise<ResourceUsage> {
+    return this.sampler.sample();
+  }
+
+  onEvent(listener: (event: DeviceEvent) => void): () => void {
+    this.events.on('event', listener);
+    return () => this.events.off('event', listener);
+  }
+
+  async close(): Promise<void> {
+    this.events.removeAllListeners();
+  }
+
+  // --- SimulatedDeviceControls -------------------------------------------------------------
+
+  async setSensors(patch: Partial<SensorOverrides>): Promise<SafetyReadings> {
+    writeFileAtomicSync(
+      this.file('sensors.json'),
+      JSON.stringify({ ...this.readSensors(), ...patch }, null, 2),
+    );
+    const readings = await this.readSafety();
+    this.events.emit('event', { type: 'safety', readings } satisfies DeviceEvent);
+    return readings;
+  }
+
+  async failNextBoots(slot: SlotId, count: number): Promise<void> {
+    this.saveState({
+      ...this.state,
+      pendingBootFailures: { ...this.state.pendingBootFailures, [slot]: count },
+    });
+  }
+
+  async setSelfTestFails(slot: SlotId, fails: boolean): Promise<void> {
+    this.saveState({ ...this.state, selfTestFails: { ...this.state.selfTestFails, [slot]: fails } });
+  }
+
+  async selfTest(slot: SlotId): Promise<{ ok: boolean; reason: string | null }> {
+    return this.state.selfTestFails[slot]
+      ? { ok: false, reason: `simulated self-test failure on slot ${slot}` }
+      : { ok: true, reason: null };
+  }
+
+  async setFreeBytes(bytes: number | null): Promise<void> {
+    this.saveState({ ...this.state, freeBytesOverride: bytes });
+  }
+}

@@ -1,0 +1,114 @@
+import type { Readable, Writable } from 'node:stream';
+
+/**
+ * Everything Gantry asks of a gateway's hardware and OS, behind one interface. Two
+ * implementations: `SimulatedDevice` (files under the data dir; the default, runs anywhere) and
+ * the Linux one (U-Boot env tools, block devices, /proc). Services never reach the OS otherwise.
+ */
+
+export const SLOT_IDS = ['A', 'B'] as const;
+export type SlotId = (typeof SLOT_IDS)[number];
+
+export function otherSlot(slot: SlotId): SlotId {
+  return slot === 'A' ? 'B' : 'A';
+}
+
+export interface SystemInfo {
+  model: string;
+  osVersion: string;
+  kernel: string;
+  bootloader: string;
+  uptimeSeconds: number;
+}
+
+/**
+ * What is known about a slot's content, kept beside the slots like RAUC's status file.
+ * `invalid` is written *before* the first byte of a new image and replaced by `bootable` only after
+ * every hash matched, so a torn or tampered write can never look bootable.
+ */
+export type SlotContentState = 'empty' | 'invalid' | 'bootable';
+
+export interface SlotRecord {
+  state: SlotContentState;
+  version: string | null;
+  kernel: string | null;
+  /** SHA-256 (hex) of the image bytes on the slot, when bootable. */
+  sha256: string | null;
+  /** Bytes of image on the slot (the "used" of /status). */
+  imageBytes: number;
+  installedAt: number | null;
+}
+
+export interface SlotInfo extends SlotRecord {
+  id: SlotId;
+  capacityBytes: number;
+}
+
+/**
+ * The bootloader environment, as U-Boot keeps it for A/B (Mender's layout): the slot to boot,
+ * whether that slot is on trial (`upgrade_available`), how many times it was tried (`bootcount`)
+ * and after how many tries U-Boot falls back to the other slot (`bootlimit`).
+ */
+export interface BootEnv {
+  bootSlot: SlotId;
+  upgradeAvailable: boolean;
+  bootCount: number;
+  bootLimit: number;
+}
+
+export type CraneMotion = 'idle' | 'moving';
+export type AcsStatus = 'clear' | 'warning' | 'collision_risk';
+
+export interface SafetyReadings {
+  craneMotion: CraneMotion;
+  acsCollision: AcsStatus;
+  upsBatteryPercent: number;
+  networkConnected: boolean;
+  /** 1-minute load average divided by the number of CPUs (1.0 = fully busy). */
+  systemLoad: number;
+  /** Seconds until a moving crane is expected to stop, where the crane controller says. */
+  craneEstimatedClearSeconds: number | null;
+}
+
+export interface ResourceUsage {
+  /** Percent of all CPUs busy since the previous sample. */
+  cpuUsage: number;
+  /** Percent of memory in use. */
+  memoryUsage: number;
+}
+
+export interface StorageSpace {
+  freeBytes: number;
+  totalBytes: number;
+}
+
+export type DeviceEvent =
+  { type: 'booted'; slot: SlotId; bootEnv: BootEnv } | { type: 'safety'; readings: SafetyReadings };
+
+export interface GatewayDevice {
+  readonly gatewayId: string;
+  readonly kind: 'simulated' | 'linux';
+
+  systemInfo(): Promise<SystemInfo>;
+  /** The slot the running system booted from, as the OS reports it (not Gantry's memory). */
+  bootedSlot(): Promise<SlotId>;
+  slots(): Promise<Record<SlotId, SlotInfo>>;
+  writeSlotRecord(slot: SlotId, record: SlotRecord): Promise<void>;
+  /**
+   * A writable onto the slot starting at `offset` (resume), flushed to stable storage before it
+   * emits 'finish'. Refuses the booted slot unless `allowBooted` (the in-place strategy).
+   */
+  openSlotWriter(slot: SlotId, opts: { offset: number; allowBooted?: boolean }): Promise<Writable>;
+  openSlotReader(slot: SlotId, range?: { start?: number; end?: number }): Readable;
+
+  readBootEnv(): Promise<BootEnv>;
+  writeBootEnv(patch: Partial<BootEnv>): Promise<BootEnv>;
+  /** Reboots. The simulator boots again in-process and reports it with a 'booted' event. */
+  reboot(): Promise<void>;
+
+  storageSpace(): Promise<StorageSpace>;
+  readSafety(): Promise<SafetyReadings>;
+  resources(): Promise<ResourceUsage>;
+  onEvent(listener: (event: DeviceEvent) => void): () => void;
+  close(): Promise<void>;
+}

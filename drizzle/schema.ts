@@ -1,0 +1,139 @@
+import { index, integer, primaryKey, sqliteTable, text } from 'drizzle-orm/sqlite-core';
+
+/**
+ * Gantry's store. This file is the single source of row types (`typeof table.$inferSelect`);
+ * migrations under drizzle/migrations are generated from it with `npm run db:generate`.
+ * Times are epoch milliseconds (integers) so ordering and arithmetic stay in SQL.
+ */
+
+export const gateways = sqliteTable('gateways', {
+  id: text('id').primaryKey(),
+  model: text('model').notNull(),
+  timezone: text('timezone').notNull().default('UTC'),
+  createdAt: integer('created_at').notNull(),
+  /** Time of the last completed OTA install (the `last_ota` of /status). */
+  lastOtaAt: integer('last_ota_at'),
+  lastUpdateCheckAt: integer('last_update_check_at'),
+});
+
+export const ROLES = ['viewer', 'operator', 'admin'] as const;
+export type Role = (typeof ROLES)[number];
+
+export const users = sqliteTable('users', {
+  id: integer('id').primaryKey({ autoIncrement: true }),
+  username: text('username').notNull().unique(),
+  passwordHash: text('password_hash').notNull(),
+  role: text('role', { enum: ROLES }).notNull(),
+  /** Gateways this user may act on: ["*"] for all. */
+  gateways: text('gateways', { mode: 'json' }).$type<string[]>().notNull(),
+  createdAt: integer('created_at').notNull(),
+  /** Bumped to invalidate every token issued before (logout-everywhere, password change). */
+  tokenVersion: integer('token_version').notNull().default(0),
+});
+
+/** Per-gateway settings as one validated JSON document (shape owned by api/schemas/settings.ts). */
+export const settings = sqliteTable('settings', {
+  gatewayId: text('gateway_id')
+    .primaryKey()
+    .references(() => gateways.id),
+  document: text('document', { mode: 'json' }).notNull(),
+  updatedAt: integer('updated_at').notNull(),
+});
+
+export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export const logs = sqliteTable(
+  'logs',
+  {
+    id: integer('id').primaryKey({ autoIncrement: true }),
+    gatewayId: text('gateway_id')
+      .notNull()
+      .references(() => gateways.id),
+    at: integer('at').notNull(),
+    level: text('level', { enum: LOG_LEVELS }).notNull(),
+    source: text('source').notNull(),
+    message: text('message').notNull(),
+  },
+  (t) => [
+    index('logs_gateway_id_idx').on(t.gatewayId, t.id),
+    index('logs_gateway_level_idx').on(t.gatewayId, t.level, t.id),
+  ],
+);
+
+export const jobs = sqliteTable(
+  'jobs',
+  {
+    id: text('id').primaryKey(),
+    gatewayId: text('gateway_id')
+      .notNull()
+      .references(() => gateways.id),
+    /** download | deploy | restore | snapshot | factory | configure | plugin … */
+    kind: text('kind').notNull(),
+    /** Current state value of the job's statechart, flattened (e.g. "downloading"). */
+    state: text('state').notNull(),
+    /** The actor's persisted snapshot, restored after a restart. */
+    snapshot: text('snapshot', { mode: 'json' }),
+    /** What was asked for (validated input of the procedure that created the job). */
+    request: text('request', { mode: 'json' }),
+    errorCode: text('error_code'),
+    errorMessage: text('error_message'),
+    createdAt: integer('created_at').notNull(),
+    updatedAt: integer('updated_at').notNull(),
+    finishedAt: integer('finished_at'),
+  },
+  (t) => [index('jobs_gateway_idx').on(t.gatewayId, t.createdAt)],
+);
+
+export const jobTransitions = sqliteTable(
+  'job_transitions',
+  {
+    id: integer('id').primaryKey({ autoIncrement: true }),
+    jobId: text('job_id')
+      .notNull()
+      .references(() => jobs.id),
+    at: integer('at').notNull(),
+    fromState: text('from_state'),
+    toState: text('to_state').notNull(),
+    event: text('event').notNull(),
+    context: text('context', { mode: 'json' }),
+  },
+  (t) => [index('job_transitions_job_idx').on(t.jobId, t.id)],
+);
+
+/** Long-lived per-gateway statecharts (partition pair, safety interlock) keep their snapshot here. */
+export const machineSnapshots = sqliteTable(
+  'machine_snapshots',
+  {
+    gatewayId: text('gateway_id')
+      .notNull()
+      .references(() => gateways.id),
+    machine: text('machine').notNull(),
+    snapshot: text('snapshot', { mode: 'json' }).notNull(),
+    updatedAt: integer('updated_at').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.gatewayId, t.machine] })],
+);
+
+export const audit = sqliteTable(
+  'audit',
+  {
+    id: integer('id').primaryKey({ autoIncrement: true }),
+    at: integer('at').notNull(),
+    username: text('username'),
+    gatewayId: text('gateway_id'),
+    action: text('action').notNull(),
+    outcome: text('outcome', { enum: ['success', 'failure'] }).notNull(),
+    /** Error code on failure, or a short summary; never secrets (PINs, passwords, tokens). */
+    detail: text('detail'),
+    remoteAddress: text('remote_address'),
+  },
+  (t) => [index('audit_at_idx').on(t.at)],
+);
+
+export type GatewayRow = typeof gateways.$inferSelect;
+export type UserRow = typeof users.$inferSelect;
+export type LogRow = typeof logs.$inferSelect;
+export type JobRow = typeof jobs.$inferSelect;
+export type JobTransitionRow = typeof jobTransitions.$inferSelect;
+export type AuditRow = typeof audit.$inferSelect;

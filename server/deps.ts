@@ -1,0 +1,64 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { EventBus } from '../core/bus.js';
+import { TokenService } from '../core/auth.js';
+import type { GantryConfig } from '../core/config.js';
+import { writeFileAtomicSync } from '../core/fsutil.js';
+import { openDatabase, type GantryDb } from '../drizzle/db.js';
+import { AuditService } from '../services/audit.js';
+import { GatewayRegistry } from '../services/gateways.js';
+import { LogService } from '../services/logs.js';
+import { SettingsService } from '../services/settings.js';
+import { UserService } from '../services/users.js';
+
+/** Everything a request handler may reach, built once per running server (no module singletons). */
+export interface GantryDeps {
+  config: GantryConfig;
+  db: GantryDb;
+  bus: EventBus;
+  clock: () => number;
+  startedAt: number;
+  gateways: GatewayRegistry;
+  tokens: TokenService;
+  users: UserService;
+  settings: SettingsService;
+  logs: LogService;
+  audit: AuditService;
+}
+
+/** GANTRY_JWT_SECRET, else a random secret generated once and kept (0600) in the data dir. */
+function jwtSecret(config: GantryConfig): string {
+  if (config.jwtSecret) return config.jwtSecret;
+  const file = path.join(config.dataDir, 'secrets', 'jwt-secret');
+  try {
+    return fs.readFileSync(file, 'utf8').trim();
+  } catch {
+    const secret = randomBytes(48).toString('base64url');
+    fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    writeFileAtomicSync(file, secret, 0o600);
+    return secret;
+  }
+}
+
+export function createDeps(config: GantryConfig, clock: () => number = Date.now): GantryDeps {
+  fs.mkdirSync(config.dataDir, { recursive: true });
+  const db = openDatabase(path.join(config.dataDir, 'gantry.db'));
+  const bus = new EventBus();
+  const tokens = new TokenService(jwtSecret(config), config.tokenTtlSeconds);
+  const gateways = new GatewayRegistry(db, config.dataDir, clock);
+  gateways.load(config.gateways, config.device);
+  return {
+    config,
+    db,
+    bus,
+    clock,
+    startedAt: clock(),
+    gateways,
+    tokens,
+    users: new UserService(db, tokens, clock, config.loginAttemptsPerMinute),
+    settings: new SettingsService(db, clock),
+    logs: new LogService(db, bus, clock),
+    audit: new AuditService(db, clock),
+  };
+}

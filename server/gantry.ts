@@ -1,0 +1,50 @@
+import type { AddressInfo } from 'node:net';
+import type { GantryConfig } from '../core/config.js';
+import { createHttpServer, type GantryHttp } from './app.js';
+import { createDeps, type GantryDeps } from './deps.js';
+import type { OtaWsOptions } from './ota-ws.js';
+
+export interface RunningGantry {
+  deps: GantryDeps;
+  http: GantryHttp;
+  url: string;
+  port: number;
+  /** Set on the first start only, when the admin password was generated. */
+  generatedAdminPassword?: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts Gantry: store opened and migrated, gateways and devices loaded, admin ensured, then
+ * listen. Used by `npm start` and by the integration tests (on port 0 with a temp data dir).
+ */
+export async function startGantry(
+  config: GantryConfig,
+  opts: { clock?: () => number; ws?: OtaWsOptions } = {},
+): Promise<RunningGantry> {
+  const deps = createDeps(config, opts.clock);
+  const admin = await deps.users.ensureAdmin(config.adminPassword);
+  for (const id of deps.gateways.ids()) deps.logs.info(id, 'system', 'Gantry started');
+  const http = createHttpServer(deps, { ws: opts.ws });
+  await new Promise<void>((resolve, reject) => {
+    http.server.once('error', reject);
+    http.server.listen(config.port, config.host, () => resolve());
+  });
+  const { port } = http.server.address() as AddressInfo;
+  const hostForUrl = config.host.includes(':') ? `[${config.host}]` : config.host;
+  let stopped = false;
+  return {
+    deps,
+    http,
+    port,
+    url: `http://${hostForUrl === '0.0.0.0' ? '127.0.0.1' : hostForUrl}:${port}`,
+    generatedAdminPassword: admin.generatedPassword,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await http.close();
+      await deps.gateways.close();
+      deps.db.$client.close();
+    },
+  };
+}

@@ -1,0 +1,90 @@
+import type { IncomingMessage } from 'node:http';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { z } from 'zod';
+import { createContextInner, requestMetaFrom } from '../api/context.js';
+import { mayAccessGateway } from '../core/auth.js';
+import { GantryError } from '../core/errors.js';
+import { systemStatusEvent } from '../services/system.js';
+import type { GantryDeps } from './deps.js';
+
+/** Close codes of /api/v1/ota/ws (4000–4999 is the application range). */
+export const WS_CLOSE = {
+  AUTH_TIMEOUT: 4408,
+  AUTH_FAILED: 4401,
+  FORBIDDEN: 4403,
+  GATEWAY_NOT_FOUND: 4404,
+  BAD_MESSAGE: 4400,
+} as const;
+
+const authMessageSchema = z.object({
+  type: z.literal('auth'),
+  token: z.string().min(1),
+  /** Browsers cannot set X-Gateway-ID on a WebSocket: the gateway may come with the auth message. */
+  gateway_id: z.string().min(1).optional(),
+});
+
+export interface OtaWsOptions {
+  authTimeoutMs?: number;
+  statusIntervalMs?: number;
+}
+
+/**
+ * The spec's real-time channel. The first message must be `{"type":"auth","token":…}` within
+ * `authTimeoutMs`; then the client gets its gateway's bus events (and nothing of other gateways),
+ * plus a `system_status` at once and every `statusIntervalMs` while connected.
+ */
+export function createOtaWebSocketServer(deps: GantryDeps, opts: OtaWsOptions = {}) {
+  const authTimeoutMs = opts.authTimeoutMs ?? 5000;
+  const statusIntervalMs = opts.statusIntervalMs ?? 5000;
+  const wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024 });
+
+  wss.on('connection', (ws: WebSocket, req: IncomingMessage) => {
+    const meta = requestMetaFrom(req);
+    const cleanup: Array<() => void> = [];
+    const close = (code: number, reason: string) => {
+      if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(code, reason);
+    };
+    const timer = setTimeout(
+      () => close(WS_CLOSE.AUTH_TIMEOUT, 'auth message not received in time'),
+      authTimeoutMs,
+    );
+    cleanup.push(() => clearTimeout(timer));
+    ws.on('close', () => cleanup.forEach((fn) => fn()));
+
+    const send = (msg: unknown) => {
+      if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(msg));
+    };
+
+    ws.once('message', (raw) => {
+      clearTimeout(timer);
+      let parsed: z.infer<typeof authMessageSchema>;
+      try {
+        parsed = authMessageSchema.parse(JSON.parse(String(raw)));
+      } catch {
+        return close(WS_CLOSE.BAD_MESSAGE, 'first message must be {"type":"auth","token":...}');
+      }
+      const ctx = createContextInner(deps, { ...meta, token: parsed.token, authMethod: 'bearer' });
+      if (!ctx.user) {
+        const err = ctx.authError ?? new GantryError('AUTH_INVALID_TOKEN', 'Invalid session token');
+        return close(WS_CLOSE.AUTH_FAILED, err.gantryCode);
+      }
+      const gatewayId = parsed.gateway_id ?? meta.gatewayId;
+      const gateway = gatewayId ? deps.gateways.get(gatewayId) : undefined;
+      if (!gatewayId || !gateway) return close(WS_CLOSE.GATEWAY_NOT_FOUND, 'GATEWAY_NOT_FOUND');
+      if (!mayAccessGateway(ctx.user.gateways, gatewayId))
+        return close(WS_CLOSE.FORBIDDEN, 'GATEWAY_FORBIDDEN');
+
+      cleanup.push(deps.bus.subscribe(gatewayId, send));
+      send({ type: 'auth_ok', gateway_id: gatewayId, user: ctx.user.username });
+      const pushStatus = () => {
+        systemStatusEvent(gateway, deps.clock()).then(send, () => undefined);
+      };
+      pushStatus();
+      const interval = setInterval(pushStatus, statusIntervalMs);
+      cleanup.push(() => clearInterval(interval));
+      // After auth the channel is server → client only; anything else is ignored.
+    });
+  });
+
+  return wss;
+}

@@ -1,0 +1,120 @@
+import path from 'node:path';
+import { eq } from 'drizzle-orm';
+import type { GatewayConfig } from '../core/config.js';
+import { GantryError } from '../core/errors.js';
+import { SimulatedDevice } from '../device/simulated.js';
+import type { GatewayDevice } from '../device/types.js';
+import type { GantryDb } from '../drizzle/db.js';
+import { gateways, type GatewayRow } from '../drizzle/schema.js';
+
+/** What one gateway's mutating operation looks like to the monitor and the lock. */
+export interface RunningOperation {
+  kind: string;
+  id: string;
+  startedAt: number;
+  /** Short machine-readable name of the current step, e.g. "flashing_partition_b". */
+  currentOperation: string;
+  progress: number;
+}
+
+export class GatewayRuntime {
+  private operation: RunningOperation | null = null;
+
+  constructor(
+    readonly id: string,
+    readonly device: GatewayDevice,
+    private readonly db: GantryDb,
+  ) {}
+
+  row(): GatewayRow {
+    const row = this.db.select().from(gateways).where(eq(gateways.id, this.id)).get();
+    if (!row) throw new GantryError('GATEWAY_NOT_FOUND', `Gateway ${this.id} not found`);
+    return row;
+  }
+
+  get timezone(): string {
+    return this.row().timezone;
+  }
+
+  currentOperation(): RunningOperation | null {
+    return this.operation;
+  }
+
+  /**
+   * One mutating operation per gateway at a time (flashing two things at once, or rebooting while
+   * flashing, is how gateways get bricked). Returns a release function.
+   */
+  beginOperation(
+    op: Omit<RunningOperation, 'startedAt' | 'progress' | 'currentOperation'>,
+    now: number,
+  ): () => void {
+    if (this.operation) {
+      throw new GantryError(
+        'OTA_OPERATION_IN_PROGRESS',
+        `Another operation is in progress: ${this.operation.kind} ${this.operation.id}`,
+        { operation: this.operation.kind, id: this.operation.id },
+      );
+    }
+    const mine: RunningOperation = { ...op, startedAt: now, currentOperation: op.kind, progress: 0 };
+    this.operation = mine;
+    return () => {
+      if (this.operation === mine) this.operation = null;
+    };
+  }
+
+  updateOperation(id: string, patch: Partial<Pick<RunningOperation, 'currentOperation' | 'progress'>>): void {
+    if (this.operation?.id === id) this.operation = { ...this.operation, ...patch };
+  }
+}
+
+/** The gateways this server hosts: rows in the store plus one device each, under the data dir. */
+export class GatewayRegistry {
+  private readonly runtimes = new Map<string, GatewayRuntime>();
+
+  constructor(
+    private readonly db: GantryDb,
+    private readonly dataDir: string,
+    private readonly clock: () => number,
+  ) {}
+
+  /** Registers the configured gateways; existing rows keep their history, model/zone follow config. */
+  load(configured: GatewayConfig[], deviceKind: 'simulated' | 'linux'): void {
+    for (const gw of configured) {
+      this.db
+        .insert(gateways)
+        .values({ id: gw.id, model: gw.model, timezone: gw.timezone, createdAt: this.clock() })
+        .onConflictDoUpdate({ target: gateways.id, set: { model: gw.model, timezone: gw.timezone } })
+        .run();
+      if (deviceKind !== 'simulated') {
+        throw new Error(`GANTRY_DEVICE=${deviceKind} is not available in this build; use "simulated"`);
+      }
+      const device = new SimulatedDevice({
+        gatewayId: gw.id,
+        model: gw.model,
+        dir: path.join(this.gatewayDir(gw.id), 'device'),
+        now: this.clock,
+      });
+      this.runtimes.set(gw.id, new GatewayRuntime(gw.id, device, this.db));
+    }
+  }
+
+  gatewayDir(id: string): string {
+    return path.join(this.dataDir, 'gateways', id);
+  }
+
+  get(id: string): GatewayRuntime | undefined {
+    return this.runtimes.get(id);
+  }
+
+  ids(): string[] {
+    return [...this.runtimes.keys()];
+  }
+
+  all(): GatewayRuntime[] {
+    return [...this.runtimes.values()];
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.all().map((r) => r.device.close()));
+  }
+}

@@ -1,0 +1,45 @@
+import { eq } from 'drizzle-orm';
+import {
+  settingsDocumentSchema,
+  type SettingsDocument,
+  type SettingsUpdateInput,
+} from '../api/schemas/settings.js';
+import type { GantryDb } from '../drizzle/db.js';
+import { settings } from '../drizzle/schema.js';
+
+/** Per-gateway settings, stored as one document validated on the way in and on the way out. */
+export class SettingsService {
+  constructor(
+    private readonly db: GantryDb,
+    private readonly clock: () => number,
+  ) {}
+
+  get(gatewayId: string): SettingsDocument {
+    const row = this.db.select().from(settings).where(eq(settings.gatewayId, gatewayId)).get();
+    // A stored document is validated on load too: a hand-edited or older one gets defaults filled.
+    return settingsDocumentSchema.parse(row?.document ?? {});
+  }
+
+  update(gatewayId: string, patch: SettingsUpdateInput): SettingsDocument {
+    const current = this.get(gatewayId);
+    const next = settingsDocumentSchema.parse({
+      ...current,
+      ...patch,
+      auto_update: { ...current.auto_update, ...patch.auto_update },
+      maintenance_window: { ...current.maintenance_window, ...patch.maintenance_window },
+    });
+    const now = this.clock();
+    this.db
+      .insert(settings)
+      .values({ gatewayId, document: next, updatedAt: now })
+      .onConflictDoUpdate({ target: settings.gatewayId, set: { document: next, updatedAt: now } })
+      .run();
+    return next;
+  }
+
+  /** Factory state (recovery with wipe_data). */
+  reset(gatewayId: string): SettingsDocument {
+    this.db.delete(settings).where(eq(settings.gatewayId, gatewayId)).run();
+    return this.get(gatewayId);
+  }
+}

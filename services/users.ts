@@ -1,0 +1,116 @@
+import { randomBytes } from 'node:crypto';
+import { eq } from 'drizzle-orm';
+import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
+import { dummyHash, hashSecret, verifySecret, type TokenService } from '../core/auth.js';
+import { GantryError } from '../core/errors.js';
+import type { GantryDb } from '../drizzle/db.js';
+import { users, type Role, type UserRow } from '../drizzle/schema.js';
+
+export interface PublicUser {
+  username: string;
+  role: Role;
+  gateways: string[];
+}
+
+function publicUser(row: UserRow): PublicUser {
+  return { username: row.username, role: row.role, gateways: row.gateways };
+}
+
+/**
+ * Accounts and login. Failed logins are limited per (address, username) so a guesser is slowed
+ * without letting anyone lock a real operator out from elsewhere.
+ */
+export class UserService {
+  private readonly failedLogins: RateLimiterMemory;
+
+  constructor(
+    private readonly db: GantryDb,
+    private readonly tokens: TokenService,
+    private readonly clock: () => number,
+    attemptsPerMinute: number,
+  ) {
+    this.failedLogins = new RateLimiterMemory({ points: attemptsPerMinute, duration: 60 });
+  }
+
+  find(username: string): UserRow | undefined {
+    return this.db.select().from(users).where(eq(users.username, username)).get();
+  }
+
+  async create(input: {
+    username: string;
+    password: string;
+    role: Role;
+    gateways: string[];
+  }): Promise<PublicUser> {
+    if (this.find(input.username))
+      throw new GantryError('VALIDATION_ERROR', `User ${input.username} already exists`);
+    const row = this.db
+      .insert(users)
+      .values({
+        username: input.username,
+        passwordHash: await hashSecret(input.password),
+        role: input.role,
+        gateways: input.gateways,
+        createdAt: this.clock(),
+      })
+      .returning()
+      .get();
+    return publicUser(row);
+  }
+
+  /**
+   * First start: creates `admin` with the given password, or a generated one that is returned so
+   * the caller can print it once. Later starts leave the existing admin alone.
+   */
+  async ensureAdmin(password: string | undefined): Promise<{ created: boolean; generatedPassword?: string }> {
+    if (this.find('admin')) return { created: false };
+    const generated = password ? undefined : randomBytes(12).toString('base64url');
+    await this.create({
+      username: 'admin',
+      password: password ?? generated!,
+      role: 'admin',
+      gateways: ['*'],
+    });
+    return { created: true, generatedPassword: generated };
+  }
+
+  async login(username: string, password: string, remoteAddress: string) {
+    const key = `${remoteAddress}|${username}`;
+    const state = await this.failedLogins.get(key);
+    if (state && state.remainingPoints <= 0) {
+      throw new GantryError('AUTH_RATE_LIMITED', 'Too many failed logins; try again later', {
+        retry_after_seconds: Math.ceil(state.msBeforeNext / 1000),
+      });
+    }
+    const row = this.find(username);
+    // Verify against a dummy hash for unknown users: same cost, no user-enumeration by timing.
+    const ok = await verifySecret(password, row?.passwordHash ?? (await dummyHash()));
+    if (!row || !ok) {
+      try {
+        await this.failedLogins.consume(key);
+      } catch (err) {
+        if (!(err instanceof RateLimiterRes)) throw err;
+      }
+      throw new GantryError('AUTH_INVALID_CREDENTIALS', 'Invalid username or password');
+    }
+    await this.failedLogins.delete(key);
+    const { token, expiresAt } = this.tokens.sign({
+      sub: row.username,
+      role: row.role,
+      gateways: row.gateways,
+      ver: row.tokenVersion,
+    });
+    return { token, expiresAt, user: publicUser(row) };
+  }
+
+  /** Ends every session of the user (their tokens carry the old version). */
+  revokeSessions(username: string): void {
+    const row = this.find(username);
+    if (row)
+      this.db
+        .update(users)
+        .set({ tokenVersion: row.tokenVersion + 1 })
+        .where(eq(users.id, row.id))
+        .run();
+  }
+}
