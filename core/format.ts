@@ -18,7 +18,12 @@ export function formatBytes(bytes: number, opts: { compact?: boolean } = {}): st
     value /= 1024;
     unit++;
   }
-  const rounded = value >= 100 || unit === 0 ? Math.round(value) : Math.round(value * 10) / 10;
+  let rounded = value >= 100 || unit === 0 ? Math.round(value) : Math.round(value * 10) / 10;
+  // 1023.6 KB rounds to 1024: show "1 MB", not "1024 KB".
+  if (rounded >= 1024 && unit < UNITS.length - 1) {
+    rounded = 1;
+    unit++;
+  }
   return `${rounded}${opts.compact ? '' : ' '}${UNITS[unit]}`;
 }
 

@@ -10,7 +10,12 @@ export interface ErrorEnvelope {
 }
 
 function describeZod(err: ZodError): { message: string; details: Record<string, unknown> } {
-  const fields = err.issues.map((i) => ({ field: i.path.join('.') || '(body)', message: i.message }));
+  // An unknown field is reported on its parent object by zod: name the field itself instead.
+  const fields = err.issues.flatMap((i) =>
+    i.code === 'unrecognized_keys'
+      ? i.keys.map((key) => ({ field: [...i.path, key].join('.'), message: 'unknown field' }))
+      : [{ field: i.path.join('.') || '(body)', message: i.message }],
+  );
   const first = fields[0];
   return {
     message: first ? `Invalid request: ${first.field}: ${first.message}` : 'Invalid request',

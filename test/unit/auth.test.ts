@@ -1,0 +1,139 @@
+import jwt from 'jsonwebtoken';
+import { describe, expect, it } from 'vitest';
+import {
+  hashSecret,
+  mayAccessGateway,
+  roleAtLeast,
+  TokenService,
+  verifySecret,
+  type TokenClaims,
+} from '../../core/auth.js';
+import { GantryError } from '../../core/errors.js';
+
+const SECRET = 'unit-test-secret-that-is-long-enough-0123456789';
+const CLAIMS: TokenClaims = { sub: 'alice', role: 'operator', gateways: ['GW-1'], ver: 0 };
+
+/** The GantryError code `fn` throws. */
+function codeOf(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(GantryError);
+    return (err as GantryError).gantryCode;
+  }
+  throw new Error('expected a GantryError');
+}
+
+function signRaw(payload: object, secret = SECRET, opts: jwt.SignOptions = {}): string {
+  return jwt.sign(payload, secret, {
+    algorithm: 'HS256',
+    issuer: 'gantry',
+    audience: 'gantry-api',
+    ...opts,
+  });
+}
+
+describe('hashSecret / verifySecret', () => {
+  it('should verify the right secret and refuse a wrong one', async () => {
+    const stored = await hashSecret('correct horse battery staple');
+    expect(await verifySecret('correct horse battery staple', stored)).toBe(true);
+    expect(await verifySecret('correct horse battery stapler', stored)).toBe(false);
+    expect(await verifySecret('', stored)).toBe(false);
+  });
+
+  it('should store the parameters and a random salt, never the secret', async () => {
+    const a = await hashSecret('7392');
+    const b = await hashSecret('7392');
+    expect(a).toMatch(/^scrypt\$16384\$8\$1\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$/);
+    expect(a).not.toBe(b);
+    expect(a).not.toContain('7392');
+  });
+
+  it('should refuse malformed stored hashes instead of throwing', async () => {
+    expect(await verifySecret('x', '')).toBe(false);
+    expect(await verifySecret('x', 'bcrypt$10$abc')).toBe(false);
+    expect(await verifySecret('x', 'scrypt$16384$8$1$c2FsdA==')).toBe(false);
+  });
+
+  it('should refuse a hash whose key was tampered with', async () => {
+    const stored = await hashSecret('secret-1');
+    const parts = stored.split('$');
+    parts[5] = Buffer.alloc(32, 1).toString('base64');
+    expect(await verifySecret('secret-1', parts.join('$'))).toBe(false);
+  });
+});
+
+describe('TokenService', () => {
+  const tokens = new TokenService(SECRET, 600);
+
+  it('should round-trip the claims of a token it signed', () => {
+    const { token, expiresAt } = tokens.sign(CLAIMS);
+    expect(tokens.verify(token)).toEqual(CLAIMS);
+    expect(expiresAt).toBeGreaterThan(Date.now() + 590_000);
+    expect(expiresAt).toBeLessThanOrEqual(Date.now() + 600_000);
+  });
+
+  it('should answer an expired token with AUTH_TOKEN_EXPIRED', () => {
+    const past = Math.floor(Date.now() / 1000) - 3600;
+    const token = signRaw({ ...CLAIMS, iat: past, exp: past + 60 });
+    expect(codeOf(() => tokens.verify(token))).toBe('AUTH_TOKEN_EXPIRED');
+  });
+
+  it('should answer a token signed with another secret with AUTH_INVALID_TOKEN', () => {
+    const forged = new TokenService('another-secret-that-is-also-long-enough-xx', 600).sign(CLAIMS).token;
+    expect(codeOf(() => tokens.verify(forged))).toBe('AUTH_INVALID_TOKEN');
+  });
+
+  it('should answer a token whose payload was altered with AUTH_INVALID_TOKEN', () => {
+    const [header, , signature] = tokens.sign(CLAIMS).token.split('.');
+    const payload = Buffer.from(
+      JSON.stringify({ ...CLAIMS, role: 'admin', gateways: ['*'], iss: 'gantry', aud: 'gantry-api' }),
+    ).toString('base64url');
+    expect(codeOf(() => tokens.verify(`${header}.${payload}.${signature}`))).toBe('AUTH_INVALID_TOKEN');
+  });
+
+  it('should answer a token for another audience or issuer with AUTH_INVALID_TOKEN', () => {
+    expect(codeOf(() => tokens.verify(signRaw(CLAIMS, SECRET, { audience: 'other-api' })))).toBe(
+      'AUTH_INVALID_TOKEN',
+    );
+    expect(codeOf(() => tokens.verify(signRaw(CLAIMS, SECRET, { issuer: 'someone-else' })))).toBe(
+      'AUTH_INVALID_TOKEN',
+    );
+  });
+
+  it('should refuse an unsigned ("alg": "none") token', () => {
+    const token = jwt.sign({ ...CLAIMS, iss: 'gantry', aud: 'gantry-api' }, null, { algorithm: 'none' });
+    expect(codeOf(() => tokens.verify(token))).toBe('AUTH_INVALID_TOKEN');
+  });
+
+  it('should refuse a validly signed token whose claims do not match the schema', () => {
+    expect(
+      codeOf(() => tokens.verify(signRaw({ sub: 'alice', role: 'root', gateways: ['*'], ver: 0 }))),
+    ).toBe('AUTH_INVALID_TOKEN');
+    expect(codeOf(() => tokens.verify(signRaw({ sub: 'alice', role: 'admin' })))).toBe('AUTH_INVALID_TOKEN');
+  });
+
+  it('should refuse garbage', () => {
+    expect(codeOf(() => tokens.verify('not.a.jwt'))).toBe('AUTH_INVALID_TOKEN');
+    expect(codeOf(() => tokens.verify(''))).toBe('AUTH_INVALID_TOKEN');
+  });
+});
+
+describe('roleAtLeast', () => {
+  it('should order viewer < operator < admin', () => {
+    expect(roleAtLeast('admin', 'operator')).toBe(true);
+    expect(roleAtLeast('operator', 'operator')).toBe(true);
+    expect(roleAtLeast('operator', 'admin')).toBe(false);
+    expect(roleAtLeast('viewer', 'operator')).toBe(false);
+    expect(roleAtLeast('viewer', 'viewer')).toBe(true);
+  });
+});
+
+describe('mayAccessGateway', () => {
+  it('should allow listed gateways and everything with "*"', () => {
+    expect(mayAccessGateway(['*'], 'GW-1')).toBe(true);
+    expect(mayAccessGateway(['GW-1', 'GW-2'], 'GW-2')).toBe(true);
+    expect(mayAccessGateway(['GW-1'], 'GW-2')).toBe(false);
+    expect(mayAccessGateway([], 'GW-1')).toBe(false);
+  });
+});
