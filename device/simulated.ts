@@ -2,9 +2,10 @@ import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Readable, Writable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { readJsonFile, writeFileAtomicSync } from '../core/fsutil.js';
 import { HostResourceSampler, hostLoadPerCpu } from './host-resources.js';
+import { SlotWriter } from './slot-writer.js';
 import {
   otherSlot,
   SLOT_IDS,
@@ -198,19 +199,11 @@ export class SimulatedDevice implements GatewayDevice, SimulatedDeviceControls {
     this.saveSlotRecord(slot, record);
   }
 
-  async openSlotWriter(slot: SlotId, opts: { offset: number; allowBooted?: boolean }): Promise<Writable> {
+  async openSlotWriter(slot: SlotId, opts: { offset: number; allowBooted?: boolean }): Promise<SlotWriter> {
     if (slot === this.state.bootedSlot && !opts.allowBooted) {
       throw new Error(`refusing to write slot ${slot}: it is the booted slot`);
     }
-    const file = this.slotImagePath(slot);
-    // Resume keeps the verified prefix and drops anything past it (a torn tail of the last write).
-    if (opts.offset > 0) fs.truncateSync(file, opts.offset);
-    return fs.createWriteStream(file, {
-      flags: opts.offset > 0 ? 'r+' : 'w',
-      start: opts.offset,
-      flush: true,
-      highWaterMark: 1024 * 1024,
-    });
+    return new SlotWriter(this.slotImagePath(slot), opts.offset, opts.offset === 0);
   }
 
   openSlotReader(slot: SlotId, range: { start?: number; end?: number } = {}): Readable {

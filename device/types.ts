@@ -1,4 +1,5 @@
-import type { Readable, Writable } from 'node:stream';
+import type { Readable } from 'node:stream';
+import type { SlotWriter } from './slot-writer.js';
 
 /**
  * Everything Gantry asks of a gateway's hardware and OS, behind one interface. Two
@@ -95,10 +96,10 @@ export interface GatewayDevice {
   slots(): Promise<Record<SlotId, SlotInfo>>;
   writeSlotRecord(slot: SlotId, record: SlotRecord): Promise<void>;
   /**
-   * A writable onto the slot starting at `offset` (resume), flushed to stable storage before it
-   * emits 'finish'. Refuses the booted slot unless `allowBooted` (the in-place strategy).
+   * A writer onto the slot starting at `offset` (resume: bytes past it are dropped), fsynced before
+   * 'finish' and on `checkpoint()`. Refuses the booted slot unless `allowBooted` (in-place strategy).
    */
-  openSlotWriter(slot: SlotId, opts: { offset: number; allowBooted?: boolean }): Promise<Writable>;
+  openSlotWriter(slot: SlotId, opts: { offset: number; allowBooted?: boolean }): Promise<SlotWriter>;
   openSlotReader(slot: SlotId, range?: { start?: number; end?: number }): Readable;
 
   readBootEnv(): Promise<BootEnv>;

@@ -137,3 +137,27 @@ export type LogRow = typeof logs.$inferSelect;
 export type JobRow = typeof jobs.$inferSelect;
 export type JobTransitionRow = typeof jobTransitions.$inferSelect;
 export type AuditRow = typeof audit.$inferSelect;
+
+/** Updates offered by the gateway's feed, as of the last check (the /updates list). */
+export const availableUpdates = sqliteTable(
+  'available_updates',
+  {
+    /** Sequence behind the public id ("update-001"), stable across checks for the same target. */
+    seq: integer('seq').primaryKey({ autoIncrement: true }),
+    gatewayId: text('gateway_id')
+      .notNull()
+      .references(() => gateways.id),
+    /** TUF target path of the bundle. */
+    target: text('target').notNull(),
+    version: text('version').notNull(),
+    length: integer('length').notNull(),
+    sha256: text('sha256').notNull(),
+    /** The target's custom metadata (type, severity, size, released, description, changelog, …). */
+    custom: text('custom', { mode: 'json' }).notNull(),
+    /** Still listed by the feed at the last check. */
+    listed: integer('listed', { mode: 'boolean' }).notNull().default(true),
+    seenAt: integer('seen_at').notNull(),
+  },
+  (t) => [index('available_updates_gw_target_idx').on(t.gatewayId, t.target)],
+);
+export type AvailableUpdateRow = typeof availableUpdates.$inferSelect;
