@@ -76,6 +76,8 @@ export const jobs = sqliteTable(
     snapshot: text('snapshot', { mode: 'json' }),
     /** What was asked for (validated input of the procedure that created the job). */
     request: text('request', { mode: 'json' }),
+    /** What the job produced so far: verified manifest, hash, resume point (pipeline-owned shape). */
+    artifact: text('artifact', { mode: 'json' }),
     errorCode: text('error_code'),
     errorMessage: text('error_message'),
     createdAt: integer('created_at').notNull(),
