@@ -1,0 +1,172 @@
+import { createHash, type KeyObject } from 'node:crypto';
+import type { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import tar from 'tar-stream';
+import { GantryError } from '../core/errors.js';
+import { keyId, signManifest } from './keys.js';
+import {
+  BUNDLE_FORMAT,
+  describeIssues,
+  MANIFEST_ENTRY,
+  ManifestSchema,
+  SIGNATURE_ENTRY,
+  type Manifest,
+  type ManifestFields,
+  type PayloadKind,
+} from './manifest.js';
+
+type EntryHeader = Parameters<tar.Pack['entry']>[0];
+
+/** A payload read from a file, or from a source that can be opened twice (hash pass, pack pass). */
+export type PayloadInput =
+  { kind: PayloadKind; path: string; name?: string } | { kind: PayloadKind; name: string; open(): Readable };
+
+export interface BuildBundleOptions {
+  manifestFields: ManifestFields;
+  payloadFiles: readonly PayloadInput[];
+  privateKey: KeyObject;
+  /** A file path (written beside as `.partial`, renamed on success) or a Writable (ended on success). */
+  out: string | Writable;
+}
+
+export interface BuiltBundle {
+  manifest: Manifest;
+  manifestBytes: Buffer;
+  signature: Buffer;
+}
+
+function openInput(p: PayloadInput): Readable {
+  return 'path' in p ? fs.createReadStream(p.path) : p.open();
+}
+
+function inputName(p: PayloadInput): string {
+  return 'path' in p ? (p.name ?? path.basename(p.path)) : p.name;
+}
+
+async function hashInput(p: PayloadInput): Promise<{ size: number; sha256: string }> {
+  const hash = createHash('sha256');
+  let size = 0;
+  for await (const chunk of openInput(p)) {
+    const buf = chunk as Buffer;
+    size += buf.length;
+    hash.update(buf);
+  }
+  return { size, sha256: hash.digest('hex') };
+}
+
+/**
+ * Builds and signs a bundle: each payload is streamed once to learn its size and SHA-256, the
+ * manifest is signed, then the tar is streamed out (manifest.json, manifest.sig, payloads in
+ * order). Payloads are hashed again while packing, so a file changing in between fails the build
+ * instead of producing a bundle that no device would accept.
+ */
+export async function buildBundle(opts: BuildBundleOptions): Promise<BuiltBundle> {
+  const payloads = [];
+  for (const p of opts.payloadFiles) {
+    const { size, sha256 } = await hashInput(p);
+    payloads.push({ name: inputName(p), kind: p.kind, size, sha256 });
+  }
+  const candidate = {
+    format: BUNDLE_FORMAT,
+    ...opts.manifestFields,
+    payloads,
+    key_id: keyId(opts.privateKey),
+  };
+  const parsed = ManifestSchema.safeParse(candidate);
+  if (!parsed.success) {
+    throw new GantryError('VALIDATION_ERROR', `bundle manifest is invalid: ${describeIssues(parsed.error)}`);
+  }
+  const manifest = parsed.data;
+  const manifestBytes = Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`, 'utf8');
+  const signature = signManifest(manifestBytes, opts.privateKey);
+
+  // A fixed mtime keeps bundles byte-for-byte reproducible from the same inputs.
+  const mtime = new Date(`${manifest.released}T00:00:00Z`);
+  const pack = tar.pack();
+  const header = (name: string, size: number): EntryHeader => ({
+    name,
+    size,
+    mode: 0o644,
+    mtime,
+    type: 'file',
+    uname: '',
+    gname: '',
+  });
+
+  const feed = async (): Promise<void> => {
+    await addBuffer(pack, header(MANIFEST_ENTRY, manifestBytes.length), manifestBytes);
+    await addBuffer(pack, header(SIGNATURE_ENTRY, signature.length), signature);
+    for (const [i, input] of opts.payloadFiles.entries()) {
+      const payload = manifest.payloads[i]!;
+      const entry = pack.entry(header(payload.name, payload.size));
+      const done = entryDone(entry);
+      const hash = createHash('sha256');
+      for await (const chunk of openInput(input)) {
+        const buf = chunk as Buffer;
+        hash.update(buf);
+        if (entry.destroyed) throw new Error('bundle output closed');
+        if (!entry.write(buf)) await drained(entry);
+      }
+      entry.end(undefined);
+      await done;
+      if (hash.digest('hex') !== payload.sha256) {
+        throw new GantryError(
+          'VALIDATION_ERROR',
+          `payload ${payload.name} changed while the bundle was being built`,
+        );
+      }
+    }
+    pack.finalize();
+  };
+  // Whichever side fails first explains the failure; the other side then only sees the
+  // "destroyed"/"premature close" it causes.
+  let failure: unknown;
+  const fail = (err: unknown): void => {
+    failure ??= err;
+    pack.destroy(err as Error);
+  };
+  const packed = async function* (): AsyncGenerator<Buffer> {
+    for await (const chunk of pack) yield chunk as Buffer;
+  };
+  const partial = typeof opts.out === 'string' ? `${opts.out}.partial` : undefined;
+  const dest = partial ? fs.createWriteStream(partial) : (opts.out as Writable);
+  await Promise.all([feed().catch(fail), pipeline(packed, dest).catch(fail)]);
+  if (failure !== undefined) {
+    if (partial) fs.rmSync(partial, { force: true });
+    throw failure;
+  }
+  if (partial) fs.renameSync(partial, opts.out as string);
+  return { manifest, manifestBytes, signature };
+}
+
+function entryDone(entry: ReturnType<tar.Pack['entry']>): Promise<void> {
+  return new Promise((resolve, reject) => {
+    entry.once('finish', () => resolve());
+    entry.once('error', reject);
+    entry.once('close', () => resolve());
+  });
+}
+
+function addBuffer(pack: tar.Pack, header: EntryHeader, data: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => {
+    pack.entry(header, data, (err) => (err ? reject(err) : resolve()));
+  });
+}
+
+/** Resolves on 'drain', or on 'close' so a destroyed stream never leaves the writer hanging. */
+function drained(stream: { destroyed: boolean }): Promise<void> {
+  const ee = stream as unknown as EventEmitter;
+  return new Promise((resolve) => {
+    if (stream.destroyed) return resolve();
+    const done = (): void => {
+      ee.off('drain', done);
+      ee.off('close', done);
+      resolve();
+    };
+    ee.on('drain', done);
+    ee.on('close', done);
+  });
+}

@@ -1,0 +1,141 @@
+import { z } from 'zod';
+
+/** Tar entry names of a bundle, in the order they must appear. */
+export const MANIFEST_ENTRY = 'manifest.json';
+export const SIGNATURE_ENTRY = 'manifest.sig';
+export const BUNDLE_FORMAT = 'gantry-bundle-v1';
+export const SIGNATURE_BYTES = 64;
+
+const IDENT = '[0-9A-Za-z-]+';
+/** `v5.0.5`, `v5.1.0-custom`, `v5.1.0-rc.1+build.7`: semver with a mandatory leading `v`. */
+export const VERSION_PATTERN = new RegExp(
+  `^v(\\d+)\\.(\\d+)\\.(\\d+)(?:-(${IDENT}(?:\\.${IDENT})*))?(?:\\+${IDENT}(?:\\.${IDENT})*)?$`,
+);
+
+export const UPDATE_TYPES = ['security', 'feature', 'bugfix', 'maintenance'] as const;
+export const SEVERITIES = ['critical', 'high', 'medium', 'low'] as const;
+export const PAYLOAD_KINDS = ['rootfs', 'kernel', 'app', 'bootloader'] as const;
+
+export const VersionSchema = z
+  .string()
+  .regex(VERSION_PATTERN, 'must look like v5.0.5 (semver with a leading v)');
+
+const isoDate = z
+  .string()
+  .regex(/^\d{4}-\d{2}-\d{2}$/, 'must be YYYY-MM-DD')
+  .refine((s) => {
+    const d = new Date(`${s}T00:00:00Z`);
+    return !Number.isNaN(d.getTime()) && d.toISOString().startsWith(s);
+  }, 'is not a calendar date');
+
+/**
+ * Payload names become tar entry names and, on the device, may become file names: plain names
+ * only, so a signed-but-careless manifest can never address `../` or collide with the manifest.
+ */
+const payloadName = z
+  .string()
+  .regex(/^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}$/, 'must be a plain file name (letters, digits, . _ -)')
+  .refine((n) => n !== MANIFEST_ENTRY && n !== SIGNATURE_ENTRY, 'is reserved');
+
+export const PayloadSchema = z.strictObject({
+  name: payloadName,
+  kind: z.enum(PAYLOAD_KINDS),
+  size: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits'),
+});
+
+export const ManifestSchema = z
+  .strictObject({
+    format: z.literal(BUNDLE_FORMAT),
+    version: VersionSchema,
+    type: z.enum(UPDATE_TYPES),
+    severity: z.enum(SEVERITIES),
+    compatible: z.array(z.string().min(1)).min(1),
+    kernel: z.string().min(1),
+    released: isoDate,
+    description: z.string(),
+    changelog: z.array(z.string()),
+    payloads: z.array(PayloadSchema).min(1),
+    key_id: z.string().regex(/^[0-9a-f]{16,64}$/, 'must be 16 to 64 lowercase hex digits'),
+    /** Simulator/test bundles only: the image is built to fail its boot test. */
+    boot_test: z.strictObject({ fail: z.boolean() }).optional(),
+  })
+  .superRefine((m, ctx) => {
+    const seen = new Set<string>();
+    m.payloads.forEach((p, i) => {
+      if (seen.has(p.name)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['payloads', i, 'name'],
+          message: `duplicate payload ${p.name}`,
+        });
+      }
+      seen.add(p.name);
+    });
+  });
+
+export type Manifest = z.infer<typeof ManifestSchema>;
+export type Payload = z.infer<typeof PayloadSchema>;
+export type PayloadKind = Payload['kind'];
+export type UpdateType = Manifest['type'];
+export type Severity = Manifest['severity'];
+/** What a bundle author supplies; format, payload sizes/hashes and key id are computed. */
+export type ManifestFields = Omit<Manifest, 'format' | 'payloads' | 'key_id'>;
+
+/** One line per zod issue, `payloads.0.sha256: must be …`, for error messages. */
+export function describeIssues(error: z.ZodError): string {
+  return error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`).join('; ');
+}
+
+interface ParsedVersion {
+  core: [number, number, number];
+  pre: string[];
+}
+
+function parseVersion(v: string): ParsedVersion {
+  const m = VERSION_PATTERN.exec(v);
+  if (!m) throw new TypeError(`not a version: ${JSON.stringify(v)} (expected e.g. v5.0.5)`);
+  return {
+    core: [Number(m[1]), Number(m[2]), Number(m[3])],
+    pre: m[4] ? m[4].split('.') : [],
+  };
+}
+
+function compareIdentifiers(a: string, b: string): number {
+  const an = /^\d+$/.test(a);
+  const bn = /^\d+$/.test(b);
+  if (an && bn) return Math.sign(Number(a) - Number(b));
+  if (an) return -1;
+  if (bn) return 1;
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/**
+ * Semver precedence (build metadata ignored): -1, 0 or 1. A pre-release ranks below its release,
+ * so `v5.1.0-custom` < `v5.1.0`. Throws a TypeError on a string that is not a version.
+ */
+export function compareVersions(a: string, b: string): -1 | 0 | 1 {
+  const pa = parseVersion(a);
+  const pb = parseVersion(b);
+  for (let i = 0; i < 3; i++) {
+    const d = pa.core[i]! - pb.core[i]!;
+    if (d !== 0) return d < 0 ? -1 : 1;
+  }
+  if (pa.pre.length === 0 || pb.pre.length === 0) {
+    if (pa.pre.length === pb.pre.length) return 0;
+    return pa.pre.length === 0 ? 1 : -1;
+  }
+  for (let i = 0; i < Math.max(pa.pre.length, pb.pre.length); i++) {
+    const x = pa.pre[i];
+    const y = pb.pre[i];
+    if (x === undefined) return -1;
+    if (y === undefined) return 1;
+    const c = compareIdentifiers(x, y);
+    if (c !== 0) return c < 0 ? -1 : 1;
+  }
+  return 0;
+}
+
+export function isVersion(v: string): boolean {
+  return VERSION_PATTERN.test(v);
+}
