@@ -45,7 +45,10 @@ export const auditMutation = t.middleware(async function auditMutation({ ctx, ty
       gatewayId: ctx.meta.gatewayId ?? null,
       action: path,
       outcome: result.ok ? 'success' : 'failure',
-      detail: result.ok ? null : (failure?.gantryCode ?? result.error.code),
+      detail: result.ok
+        ? null
+        : (failure?.gantryCode ??
+          (result.error.cause instanceof ZodError ? 'VALIDATION_ERROR' : result.error.code)),
       remoteAddress: ctx.meta.remoteAddress ?? null,
     });
   }
@@ -103,7 +106,8 @@ function safeHost(origin: string): string | null {
   }
 }
 
-export const authedProcedure = publicProcedure.use(requireUser).use(auditMutation).use(requireSameOrigin);
+// Audit first: a write refused for a missing, forged or expired token belongs in the trail too.
+export const authedProcedure = publicProcedure.use(auditMutation).use(requireUser).use(requireSameOrigin);
 /** Reads of one gateway: any role. */
 export const viewerProcedure = authedProcedure.use(requireGateway);
 export const operatorProcedure = viewerProcedure.use(requireRole('operator'));

@@ -21,7 +21,10 @@ export const monitorRouter = router({
       current_operation: status.current_operation,
       last_update_check: row.lastUpdateCheckAt ? isoSeconds(row.lastUpdateCheckAt) : null,
       next_check: next ? isoSeconds(next) : null,
-      resources: { cpu_usage: status.resources.cpu_usage, memory_usage: `${status.resources.memory_usage}%` },
+      resources: {
+        cpu_usage: status.resources.cpu_usage,
+        memory_usage: `${status.resources.memory_usage.toFixed(1)}%`,
+      },
     };
   }),
 

@@ -1,6 +1,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import jwt from 'jsonwebtoken';
+import type { TokenClaims } from '../../core/auth.js';
 import { loadConfig, type GantryConfig } from '../../core/config.js';
 import { startGantry, type RunningGantry } from '../../server/gantry.js';
 import type { OtaWsOptions } from '../../server/ota-ws.js';
@@ -22,8 +24,24 @@ export interface TestGantry extends RunningGantry {
   request(
     method: string,
     urlPath: string,
-    opts?: { token?: string; gateway?: string | null; body?: unknown; rawBody?: string; headers?: Record<string, string> },
+    opts?: {
+      token?: string;
+      gateway?: string | null;
+      body?: unknown;
+      rawBody?: string;
+      headers?: Record<string, string>;
+    },
   ): Promise<{ status: number; body: any; headers: Headers }>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  /** The HS256 secret this server signs with (GANTRY_JWT_SECRET or the one kept in the data dir). */
+  jwtSecret(): string;
+  /**
+   * A token signed like the server's own, with overrides: `expiresInSeconds` < 0 gives an expired
+   * token, `secret` another key (a forgery), `audience`/`issuer` a token meant for something else.
+   */
+  signToken(
+    claims?: Partial<TokenClaims>,
+    opts?: { expiresInSeconds?: number; secret?: string; audience?: string; issuer?: string },
+  ): string;
 }
 
 /**
@@ -74,12 +92,34 @@ export async function startTestGantry(
     return res.body.data.token as string;
   };
 
+  const jwtSecret = () =>
+    config.jwtSecret ?? fs.readFileSync(path.join(dataDir, 'secrets', 'jwt-secret'), 'utf8').trim();
+
   return {
     ...gantry,
     dataDir,
     config,
     request,
     login,
+    jwtSecret,
+    signToken(claims = {}, o = {}) {
+      const now = Math.floor(Date.now() / 1000);
+      const exp = now + (o.expiresInSeconds ?? 600);
+      const payload = {
+        sub: 'admin',
+        role: 'admin',
+        gateways: ['*'],
+        ver: 0,
+        ...claims,
+        iat: Math.min(now, exp - 60),
+        exp,
+      };
+      return jwt.sign(payload, o.secret ?? jwtSecret(), {
+        algorithm: 'HS256',
+        issuer: o.issuer ?? 'gantry',
+        audience: o.audience ?? 'gantry-api',
+      });
+    },
     async tokenFor(role, gateways = ['*']) {
       const username = `${role}-${++userSeq}`;
       await gantry.deps.users.create({ username, password: 'password-123', role, gateways });
