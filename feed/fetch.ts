@@ -1,0 +1,175 @@
+import http from 'node:http';
+import https from 'node:https';
+import { Readable } from 'node:stream';
+import { GantryError, isGantryError } from '../core/errors.js';
+
+export interface FetchTargetOptions {
+  /** Resume point: bytes of the target already held; fetched with an HTTP Range request. */
+  offset?: number;
+  signal?: AbortSignal;
+  /** Socket idle timeout (no byte for this long fails the download). */
+  timeoutMs?: number;
+  headers?: Record<string, string>;
+}
+
+export const DEFAULT_FETCH_TIMEOUT_MS = 30_000;
+
+function downloadFailed(message: string, details?: Record<string, unknown>, cause?: unknown): GantryError {
+  return new GantryError('OTA_DOWNLOAD_FAILED', message, details, cause);
+}
+
+/** `base` + target path, each path segment percent-encoded. */
+export function targetUrl(baseUrl: string, targetPath: string): URL {
+  const base = baseUrl.endsWith('/') ? baseUrl : `${baseUrl}/`;
+  const encoded = targetPath
+    .split('/')
+    .filter((s) => s !== '')
+    .map(encodeURIComponent)
+    .join('/');
+  return new URL(encoded, base);
+}
+
+/** Parses `bytes START-END/TOTAL` (TOTAL may be `*`). */
+function parseContentRange(
+  value: string | undefined,
+): { start: number; end: number; total: number | null } | null {
+  const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(value?.trim() ?? '');
+  if (!m) return null;
+  return { start: Number(m[1]), end: Number(m[2]), total: m[3] === '*' ? null : Number(m[3]) };
+}
+
+function request(
+  url: URL,
+  opts: FetchTargetOptions,
+  headers: Record<string, string>,
+): Promise<http.IncomingMessage> {
+  const get = url.protocol === 'https:' ? https.get : url.protocol === 'http:' ? http.get : undefined;
+  if (!get) return Promise.reject(downloadFailed(`unsupported target URL ${url.href}`));
+  return new Promise((resolve, reject) => {
+    const req = get(url, { headers, signal: opts.signal }, resolve);
+    req.setTimeout(opts.timeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS, () => {
+      req.destroy(
+        downloadFailed(`no data from ${url.host} for ${opts.timeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS} ms`),
+      );
+    });
+    req.on('error', (err) => {
+      if (opts.signal?.aborted) reject(opts.signal.reason);
+      else if (isGantryError(err)) reject(err);
+      else reject(downloadFailed(`cannot fetch ${url.href}: ${err.message}`, undefined, err));
+    });
+  });
+}
+
+/**
+ * Streams a target's bytes from `offset` to its declared end. Only the bytes the signed metadata
+ * declares are ever passed on: a server sending more (an endless-data attack) or fewer fails the
+ * stream with OTA_DOWNLOAD_FAILED. A resume (`offset` > 0) asks for a Range and insists on a 206
+ * whose Content-Range starts exactly there. The bytes are not hashed here: the caller's pipeline
+ * hashes them as they flow (see `verifyTargetHash`).
+ */
+export async function fetchTarget(
+  targetBaseUrl: string,
+  target: { path: string; length: number },
+  opts: FetchTargetOptions = {},
+): Promise<Readable> {
+  const offset = opts.offset ?? 0;
+  if (!Number.isSafeInteger(offset) || offset < 0 || offset > target.length) {
+    throw new GantryError(
+      'VALIDATION_ERROR',
+      `resume offset ${offset} is outside ${target.path} (${target.length} bytes)`,
+    );
+  }
+  const expected = target.length - offset;
+  if (expected === 0) return Readable.from([]);
+  if (opts.signal?.aborted) throw opts.signal.reason;
+
+  const url = targetUrl(targetBaseUrl, target.path);
+  const headers: Record<string, string> = { ...opts.headers, 'accept-encoding': 'identity' };
+  if (offset > 0) headers.range = `bytes=${offset}-${target.length - 1}`;
+  const res = await request(url, opts, headers);
+
+  const fail = (message: string, details?: Record<string, unknown>): never => {
+    res.destroy();
+    throw downloadFailed(message, { url: url.href, status: res.statusCode, ...details });
+  };
+  if (offset > 0) {
+    if (res.statusCode === 200) fail(`the server at ${url.host} ignored the Range request; cannot resume`);
+    if (res.statusCode !== 206) fail(`HTTP ${res.statusCode} fetching ${target.path} from byte ${offset}`);
+    const range = parseContentRange(res.headers['content-range']);
+    if (!range || range.start !== offset || range.end !== target.length - 1) {
+      fail(
+        `the server answered the resume of ${target.path} with range ${res.headers['content-range'] ?? '(none)'}`,
+        {
+          content_range: res.headers['content-range'],
+        },
+      );
+    }
+    if (range?.total !== null && range?.total !== target.length) {
+      fail(`the server holds ${range?.total} bytes of ${target.path}; the feed declares ${target.length}`);
+    }
+  } else if (res.statusCode !== 200) {
+    fail(`HTTP ${res.statusCode} fetching ${target.path}`);
+  }
+  const declared = res.headers['content-length'];
+  if (declared !== undefined && Number(declared) !== expected) {
+    fail(`the server announces ${declared} bytes of ${target.path}; ${expected} expected`, {
+      content_length: declared,
+    });
+  }
+
+  const signal = opts.signal;
+  async function* bounded(): AsyncGenerator<Buffer> {
+    let received = 0;
+    try {
+      for await (const chunk of res) {
+        const buf = chunk as Buffer;
+        received += buf.length;
+        if (received > expected) {
+          throw downloadFailed(
+            `the server sent more than the ${target.length} bytes the feed declares for ${target.path}`,
+            {
+              url: url.href,
+            },
+          );
+        }
+        yield buf;
+      }
+    } catch (err) {
+      if (signal?.aborted) throw signal.reason;
+      if (isGantryError(err)) throw err;
+      throw downloadFailed(
+        `download of ${target.path} failed: ${(err as Error).message}`,
+        { url: url.href },
+        err,
+      );
+    } finally {
+      // Stops an endless or abandoned body at once instead of draining it.
+      if (!res.complete) res.destroy();
+    }
+    if (received < expected) {
+      throw downloadFailed(`download of ${target.path} ended after ${received} of ${expected} bytes`, {
+        url: url.href,
+        received,
+        offset,
+      });
+    }
+  }
+  return Readable.from(bounded(), { objectMode: false });
+}
+
+/** Checks a target's bytes (hashed by the caller as they streamed) against the signed feed. */
+export function verifyTargetHash(
+  sha256: string,
+  target: { path: string; hashes: Record<string, string> },
+): void {
+  const expected = target.hashes.sha256;
+  if (!expected) {
+    throw new GantryError('OTA_SIGNATURE_FAILED', `the feed gives no SHA-256 for ${target.path}`);
+  }
+  if (sha256.toLowerCase() !== expected.toLowerCase()) {
+    throw new GantryError('OTA_INVALID_IMAGE', `${target.path} does not match the SHA-256 the feed signed`, {
+      expected,
+      actual: sha256,
+    });
+  }
+}
