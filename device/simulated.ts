@@ -101,6 +101,8 @@ export class SimulatedDevice implements GatewayDevice, SimulatedDeviceControls {
     this.now = opts.now ?? Date.now;
     fs.mkdirSync(this.dir, { recursive: true });
     this.state = readJsonFile<SimulatedState>(this.file('device.json')) ?? this.provision(opts.model);
+    // The configured model wins (GANTRY_GATEWAYS may change between starts), as for the store's row.
+    if (this.state.model !== opts.model) this.saveState({ ...this.state, model: opts.model });
   }
 
   private file(name: string): string {

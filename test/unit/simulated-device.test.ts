@@ -103,6 +103,14 @@ describe('SimulatedDevice', () => {
       expect((await again.selfTest('B')).ok).toBe(true);
     });
 
+    it('should follow a changed configured model on a later start (regression)', async () => {
+      const dir = tempDir();
+      makeDevice(dir);
+      const again = new SimulatedDevice({ gatewayId: 'GW-T1', model: 'Univa-GW-Max', dir, now: () => T0 });
+      expect((await again.systemInfo()).model).toBe('Univa-GW-Max');
+      expect((await makeDevice(dir).systemInfo()).model).toBe('Univa-GW-Pro');
+    });
+
     it('should not re-provision (and overwrite slot images) on a later start', async () => {
       const dir = tempDir();
       const first = makeDevice(dir);
@@ -152,6 +160,19 @@ describe('SimulatedDevice', () => {
       const back = fs.readFileSync(device.slotImagePath('B'));
       expect(back.length).toBe(image.length);
       expect(back.equals(image)).toBe(true);
+    });
+
+    it('should report the bytes made durable by checkpoint(), from which a write can resume', async () => {
+      const device = makeDevice();
+      const image = randomBytes(200_000);
+      const writer = await device.openSlotWriter('B', { offset: 0 });
+      writer.write(image.subarray(0, 120_000));
+      expect(await writer.checkpoint()).toBe(120_000);
+      // Crash: the stream is torn down without finishing; the rest is written after "reboot".
+      writer.destroy();
+      await new Promise((resolve) => writer.once('close', resolve));
+      await writeAll(await device.openSlotWriter('B', { offset: 120_000 }), image.subarray(120_000));
+      expect(fs.readFileSync(device.slotImagePath('B')).equals(image)).toBe(true);
     });
 
     it('should read an inclusive byte range', async () => {
