@@ -28,6 +28,11 @@ export const configSchema = z.strictObject({
   host: z.string().min(1).default('127.0.0.1'),
   dataDir: z.string().min(1).default('./data'),
   adminPassword: z.string().min(8, 'must be at least 8 characters').optional(),
+  /** Safety override PIN of gateways that have none provisioned yet (first start only; else generated). */
+  safetyPin: z
+    .string()
+    .regex(/^\d{4,8}$/, 'must be 4 to 8 digits')
+    .optional(),
   jwtSecret: z.string().min(32, 'must be at least 32 characters').optional(),
   tokenTtlSeconds: z.coerce.number().int().min(60).max(86_400).default(1800),
   cookieSecure: booleanString.default(false),
@@ -38,6 +43,18 @@ export const configSchema = z.strictObject({
     .default([{ id: 'GW-3920A9', model: 'Univa-GW-Pro', timezone: 'UTC' }]),
   /** Extra origins allowed for cookie-authenticated writes (besides the request's own host). */
   trustedOrigins: z.array(z.string().url()).default([]),
+  /** Largest accepted image upload (manual upload, recovery image). */
+  maxUploadBytes: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(4 * 1024 ** 3),
+  /** Default update feed for gateways a configuration ZIP has not provisioned (TUF metadata base URL). */
+  feedUrl: z.string().url().optional(),
+  /** Target base URL of that feed (default: `<feedUrl>/targets`). */
+  feedTargetsUrl: z.string().url().optional(),
+  /** The TUF root.json this gateway trusts for that feed. */
+  feedRoot: z.string().optional(),
   loginAttemptsPerMinute: z.coerce.number().int().min(1).max(1000).default(10),
   quiet: booleanString.default(false),
 });
@@ -49,6 +66,7 @@ const ENV_KEYS = {
   HOST: 'host',
   GANTRY_DATA_DIR: 'dataDir',
   GANTRY_ADMIN_PASSWORD: 'adminPassword',
+  GANTRY_SAFETY_PIN: 'safetyPin',
   GANTRY_JWT_SECRET: 'jwtSecret',
   GANTRY_TOKEN_TTL_SECONDS: 'tokenTtlSeconds',
   GANTRY_COOKIE_SECURE: 'cookieSecure',
@@ -56,6 +74,10 @@ const ENV_KEYS = {
   GANTRY_GATEWAYS: 'gateways',
   GANTRY_TRUSTED_ORIGINS: 'trustedOrigins',
   GANTRY_LOGIN_ATTEMPTS_PER_MINUTE: 'loginAttemptsPerMinute',
+  GANTRY_MAX_UPLOAD_BYTES: 'maxUploadBytes',
+  GANTRY_FEED_URL: 'feedUrl',
+  GANTRY_FEED_TARGETS_URL: 'feedTargetsUrl',
+  GANTRY_FEED_ROOT: 'feedRoot',
   GANTRY_QUIET: 'quiet',
 } as const satisfies Record<string, keyof GantryConfig>;
 

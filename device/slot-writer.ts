@@ -55,7 +55,9 @@ export class SlotWriter extends Writable {
 
   /** Resolves once every byte written so far is on stable storage; returns that byte count. */
   async checkpoint(): Promise<number> {
-    await new Promise<void>((resolve, reject) => this.write(Buffer.alloc(0), (err) => (err ? reject(err) : resolve())));
+    await new Promise<void>((resolve, reject) =>
+      this.write(Buffer.alloc(0), (err) => (err ? reject(err) : resolve())),
+    );
     // Writes queued after this point may land during the fsync; only what preceded it is promised.
     const durable = this.position;
     await this.handle!.sync();

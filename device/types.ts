@@ -107,6 +107,9 @@ export interface GatewayDevice {
   /** Reboots. The simulator boots again in-process and reports it with a 'booted' event. */
   reboot(): Promise<void>;
 
+  /** The platform's own check of the running system (services up, watchdog fed) after a boot. */
+  selfTest(slot: SlotId): Promise<{ ok: boolean; reason: string | null }>;
+
   storageSpace(): Promise<StorageSpace>;
   readSafety(): Promise<SafetyReadings>;
   resources(): Promise<ResourceUsage>;

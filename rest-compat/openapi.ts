@@ -59,6 +59,11 @@ export function buildOpenApi(routes: readonly RestRoute[], extra: Record<string,
       for (const [name, schema] of Object.entries(props)) {
         parameters.push({ name, in: 'query', required: required.has(name), schema });
       }
+    } else if (route.input?.from === 'multipart') {
+      requestBody = {
+        required: true,
+        content: { 'multipart/form-data': { schema: schemaOf(route.input.schema, 'input') } },
+      };
     } else if (route.input?.from === 'body') {
       requestBody = {
         required: true,

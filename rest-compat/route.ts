@@ -1,4 +1,4 @@
-import type { Request, Response, Router } from 'express';
+import type { Request, RequestHandler, Response, Router } from 'express';
 import type { z } from 'zod';
 import { createContextInner, requestMetaFrom, SESSION_COOKIE, type RequestMeta } from '../api/context.js';
 import { createCaller } from '../api/routers/_app.js';
@@ -19,7 +19,12 @@ export interface RestRoute {
   summary: string;
   /** Least role allowed; null for public routes. Documentation only: the procedure enforces it. */
   role: Role | null;
-  input?: { from: 'query' | 'body'; schema: z.ZodType };
+  /**
+   * Where the procedure's input comes from. `multipart` routes run `before` (auth check, then the
+   * streaming upload) which leaves the procedure's input in `req.body`; `schema` documents the form.
+   */
+  input?: { from: 'query' | 'body' | 'multipart'; schema: z.ZodType };
+  before?: RequestHandler[];
   output: z.ZodType;
   message: string | ((data: never) => string);
   call: (caller: Caller, input: unknown) => Promise<unknown>;
@@ -67,7 +72,7 @@ export function sendError(deps: GantryDeps, res: Response, err: unknown, where: 
 
 export function mountRoutes(router: Router, deps: GantryDeps, routes: readonly RestRoute[]): void {
   for (const route of routes) {
-    router[route.method](route.path, async (req: Request, res: Response) => {
+    router[route.method](route.path, ...(route.before ?? []), async (req: Request, res: Response) => {
       try {
         const caller = createCaller(createContextInner(deps, restMeta(deps, req, res)));
         const input = route.input ? (route.input.from === 'query' ? { ...req.query } : req.body) : undefined;

@@ -10,11 +10,16 @@ import { buildOpenApi } from '../rest-compat/openapi.js';
 import { mountRoutes, restMeta, sendError } from '../rest-compat/route.js';
 import { authRoutes } from '../rest-compat/routes/auth.js';
 import { otaRoutes } from '../rest-compat/routes/ota.js';
+import { updateRoutes } from '../rest-compat/routes/updates.js';
+import { uploadRoutes } from '../rest-compat/routes/upload.js';
 import { docsPage } from '../web/docs.js';
 import type { GantryDeps } from './deps.js';
 import { createOtaWebSocketServer, type OtaWsOptions } from './ota-ws.js';
 
-export const REST_ROUTES = [...authRoutes, ...otaRoutes];
+/** Every REST-compat route, in one table (mounted and documented from it). */
+export function restRoutes(deps: GantryDeps) {
+  return [...authRoutes, ...otaRoutes, ...updateRoutes, ...uploadRoutes(deps)];
+}
 
 export interface GantryHttp {
   server: http.Server;
@@ -34,12 +39,13 @@ export function createHttpServer(deps: GantryDeps, opts: { ws?: OtaWsOptions } =
 
   app.use('/api/v1', express.json({ limit: '256kb' }));
 
-  const openapi = buildOpenApi(REST_ROUTES);
+  const routes = restRoutes(deps);
+  const openapi = buildOpenApi(routes);
   app.get('/api/v1/openapi.json', (_req, res) => res.json(openapi));
   app.get('/api/docs', (_req, res) => res.type('html').send(docsPage(openapi)));
 
   const api = express.Router();
-  mountRoutes(api, deps, REST_ROUTES);
+  mountRoutes(api, deps, routes);
   app.use(api);
 
   app.use(

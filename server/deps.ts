@@ -8,6 +8,12 @@ import { writeFileAtomicSync } from '../core/fsutil.js';
 import { openDatabase, type GantryDb } from '../drizzle/db.js';
 import { AuditService } from '../services/audit.js';
 import { GatewayRegistry } from '../services/gateways.js';
+import { JobStore } from '../services/jobs.js';
+import { UpdateCatalog } from '../services/updates/catalog.js';
+import { PartitionManager } from '../services/updates/partitions.js';
+import { DEFAULT_TRANSFER_POLICY, type TransferPolicy } from '../services/updates/transfer.js';
+import { UpdateService } from '../services/updates/update-service.js';
+import { createHealthCheck, createUpdatePorts } from './update-ports.js';
 import { LogService } from '../services/logs.js';
 import { SettingsService } from '../services/settings.js';
 import { UserService } from '../services/users.js';
@@ -25,6 +31,9 @@ export interface GantryDeps {
   settings: SettingsService;
   logs: LogService;
   audit: AuditService;
+  jobs: JobStore;
+  partitions: PartitionManager;
+  updates: UpdateService;
 }
 
 /** GANTRY_JWT_SECRET, else a random secret generated once and kept (0600) in the data dir. */
@@ -41,14 +50,20 @@ function jwtSecret(config: GantryConfig): string {
   }
 }
 
-export function createDeps(config: GantryConfig, clock: () => number = Date.now): GantryDeps {
+export interface DepsOptions {
+  clock?: () => number;
+  transferPolicy?: Partial<TransferPolicy>;
+}
+
+export function createDeps(config: GantryConfig, opts: DepsOptions = {}): GantryDeps {
+  const clock = opts.clock ?? Date.now;
   fs.mkdirSync(config.dataDir, { recursive: true });
   const db = openDatabase(path.join(config.dataDir, 'gantry.db'));
   const bus = new EventBus();
   const tokens = new TokenService(jwtSecret(config), config.tokenTtlSeconds);
   const gateways = new GatewayRegistry(db, config.dataDir, clock);
   gateways.load(config.gateways, config.device);
-  return {
+  const base = {
     config,
     db,
     bus,
@@ -60,5 +75,32 @@ export function createDeps(config: GantryConfig, clock: () => number = Date.now)
     settings: new SettingsService(db, clock),
     logs: new LogService(db, bus, clock),
     audit: new AuditService(db, clock),
+    jobs: new JobStore(db, clock),
   };
+  const partitions = new PartitionManager({
+    db,
+    gateways,
+    settings: base.settings,
+    logs: base.logs,
+    clock,
+    healthCheck: createHealthCheck(base),
+    reboot: async (gw, reason) => {
+      base.logs.info(gw.id, 'partition', `Rebooting: ${reason}`);
+      await gw.device.reboot();
+    },
+  });
+  const updates = new UpdateService({
+    db,
+    bus,
+    clock,
+    gateways,
+    settings: base.settings,
+    logs: base.logs,
+    jobs: base.jobs,
+    catalog: new UpdateCatalog(db, clock),
+    partitions,
+    ports: createUpdatePorts(base),
+    policy: { ...DEFAULT_TRANSFER_POLICY, ...opts.transferPolicy },
+  });
+  return { ...base, partitions, updates };
 }

@@ -1,7 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import type { GantryConfig } from '../core/config.js';
 import { createHttpServer, type GantryHttp } from './app.js';
-import { createDeps, type GantryDeps } from './deps.js';
+import { createDeps, type DepsOptions, type GantryDeps } from './deps.js';
 import type { OtaWsOptions } from './ota-ws.js';
 
 export interface RunningGantry {
@@ -20,11 +20,14 @@ export interface RunningGantry {
  */
 export async function startGantry(
   config: GantryConfig,
-  opts: { clock?: () => number; ws?: OtaWsOptions } = {},
+  opts: DepsOptions & { ws?: OtaWsOptions } = {},
 ): Promise<RunningGantry> {
-  const deps = createDeps(config, opts.clock);
+  const deps = createDeps(config, opts);
   const admin = await deps.users.ensureAdmin(config.adminPassword);
   for (const id of deps.gateways.ids()) deps.logs.info(id, 'system', 'Gantry started');
+  // Reconcile slots with what the device booted (commit or roll back a trial), then resume jobs.
+  await deps.partitions.start();
+  await deps.updates.start();
   const http = createHttpServer(deps, { ws: opts.ws });
   await new Promise<void>((resolve, reject) => {
     http.server.once('error', reject);
@@ -43,6 +46,8 @@ export async function startGantry(
       if (stopped) return;
       stopped = true;
       await http.close();
+      await deps.updates.stop();
+      deps.partitions.stop();
       await deps.gateways.close();
       deps.db.$client.close();
     },

@@ -55,10 +55,12 @@ export class GatewayRuntime {
         { operation: this.operation.kind, id: this.operation.id },
       );
     }
-    const mine: RunningOperation = { ...op, startedAt: now, currentOperation: op.kind, progress: 0 };
-    this.operation = mine;
+    this.operation = { ...op, startedAt: now, currentOperation: op.kind, progress: 0 };
+    let released = false;
     return () => {
-      if (this.operation === mine) this.operation = null;
+      // Only this holder's own lock: a later operation with another id is left alone.
+      if (!released && this.operation?.id === op.id && this.operation.kind === op.kind) this.operation = null;
+      released = true;
     };
   }
 

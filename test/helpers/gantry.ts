@@ -6,6 +6,7 @@ import type { TokenClaims } from '../../core/auth.js';
 import { loadConfig, type GantryConfig } from '../../core/config.js';
 import { startGantry, type RunningGantry } from '../../server/gantry.js';
 import type { OtaWsOptions } from '../../server/ota-ws.js';
+import type { TransferPolicy } from '../../services/updates/transfer.js';
 
 export const ADMIN_PASSWORD = 'admin-test-password';
 export const GATEWAY = 'GW-3920A9';
@@ -49,7 +50,13 @@ export interface TestGantry extends RunningGantry {
  * for restart tests). Extra environment overrides config the same way `npm start` reads it.
  */
 export async function startTestGantry(
-  opts: { dataDir?: string; env?: Record<string, string>; ws?: OtaWsOptions; clock?: () => number } = {},
+  opts: {
+    dataDir?: string;
+    env?: Record<string, string>;
+    ws?: OtaWsOptions;
+    clock?: () => number;
+    transferPolicy?: Partial<TransferPolicy>;
+  } = {},
 ): Promise<TestGantry> {
   const dataDir = opts.dataDir ?? tempDataDir();
   const config = loadConfig({
@@ -60,7 +67,11 @@ export async function startTestGantry(
     GANTRY_LOGIN_ATTEMPTS_PER_MINUTE: '1000',
     ...opts.env,
   });
-  const gantry = await startGantry(config, { ws: opts.ws, clock: opts.clock });
+  const gantry = await startGantry(config, {
+    ws: opts.ws,
+    clock: opts.clock,
+    transferPolicy: opts.transferPolicy,
+  });
   let userSeq = 0;
 
   const request: TestGantry['request'] = async (method, urlPath, o = {}) => {

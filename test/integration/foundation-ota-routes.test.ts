@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REST_ROUTES } from '../../server/app.js';
+import { restRoutes } from '../../server/app.js';
 import { startTestGantry, type TestGantry } from '../helpers/gantry.js';
 
 /**
@@ -666,7 +666,7 @@ describe('foundation: /api/v1/ota REST routes', () => {
       expect(res.headers.get('content-type')).toMatch(/application\/json/);
       const doc = res.body;
       expect(doc.openapi).toBe('3.1.0');
-      for (const route of REST_ROUTES) {
+      for (const route of restRoutes(g.deps)) {
         const op = doc.paths[route.path]?.[route.method];
         expect(op, `${route.method} ${route.path}`).toBeDefined();
         expect(op.responses['200']).toBeDefined();
@@ -704,7 +704,7 @@ describe('foundation: /api/v1/ota REST routes', () => {
       expect(res.status).toBe(200);
       expect(res.headers.get('content-type')).toMatch(/text\/html/);
       expect(res.body).toMatch(/^<!DOCTYPE html>/i);
-      for (const route of REST_ROUTES) expect(res.body).toContain(route.path);
+      for (const route of restRoutes(g.deps)) expect(res.body).toContain(route.path);
     });
 
     it('should answer an unknown API path with a 404 envelope', async () => {

@@ -1,0 +1,122 @@
+import { z } from 'zod';
+import { UPDATE_STRATEGIES } from './settings.js';
+
+const slotId = z.enum(['A', 'B']);
+const jobId = z.string().min(1).max(64);
+
+export const availableUpdateSchema = z.object({
+  id: z.string(),
+  version: z.string(),
+  type: z.string(),
+  severity: z.string(),
+  size: z.string(),
+  released: z.string(),
+  description: z.string(),
+  changelog: z.array(z.string()),
+  signature: z.enum(['verified', 'untrusted', 'unsigned']),
+  compatible: z.boolean(),
+});
+export type AvailableUpdate = z.infer<typeof availableUpdateSchema>;
+
+export const updatesOutputSchema = z.object({
+  updates: z.array(availableUpdateSchema),
+  total_available: z.number().int(),
+});
+
+export const checkUpdatesInputSchema = z
+  .strictObject({ force: z.boolean().default(false), background: z.boolean().default(false) })
+  .prefault({});
+export const checkUpdatesOutputSchema = z.object({
+  check_id: z.string(),
+  status: z.enum(['checking', 'completed']),
+  server: z.string(),
+  estimated_duration: z.string(),
+  total_available: z.number().int().optional(),
+});
+
+export const downloadInputSchema = z.strictObject({
+  update_id: z.string().min(1).max(64),
+  version: z.string().min(1).max(64).optional(),
+  target_partition: slotId.optional(),
+  background: z.boolean().default(false),
+  verify_signature: z.literal(true, { message: 'signature verification cannot be turned off' }).default(true),
+});
+export const downloadOutputSchema = z.object({
+  job_id: z.string(),
+  status: z.literal('downloading'),
+  update: z.object({ id: z.string(), version: z.string(), size: z.string() }),
+  target_partition: slotId,
+  progress_url: z.string(),
+});
+
+export const progressInputSchema = z.strictObject({ job_id: jobId });
+export const progressOutputSchema = z.object({
+  status: z.string(),
+  job_id: z.string(),
+  progress: z.object({
+    percentage: z.number(),
+    current_operation: z.string(),
+    speed: z.string(),
+    downloaded: z.string(),
+    total: z.string(),
+    eta: z.string(),
+  }),
+  update: z.object({ id: z.string().nullable(), version: z.string() }),
+  elapsed_time: z.string(),
+  target_partition: slotId,
+  error: z.object({ code: z.string(), message: z.string() }).nullable(),
+  blocked_by: z.array(z.string()),
+});
+
+export const installInputSchema = z.strictObject({
+  job_id: jobId,
+  strategy: z.enum(UPDATE_STRATEGIES).optional(),
+  reboot_after: z.boolean().default(true),
+  create_snapshot: z.boolean().default(false),
+});
+export const installOutputSchema = z.object({
+  job_id: z.string(),
+  status: z.literal('installing'),
+  strategy: z.enum(UPDATE_STRATEGIES),
+  target_partition: slotId,
+  reboot_after: z.boolean(),
+  next_boot_partition: slotId,
+});
+
+export const cancelInputSchema = z.strictObject({
+  job_id: jobId,
+  reason: z.string().max(500).default('User requested cancellation'),
+});
+export const cancelOutputSchema = z.object({
+  job_id: z.string(),
+  status: z.literal('cancelled'),
+  progress_at_cancel: z.number(),
+});
+
+export const uploadVerifyOutputSchema = z.object({
+  verified: z.literal(true),
+  file: z.object({ name: z.string(), size: z.string(), checksum: z.string(), version: z.string() }),
+  metadata: z.object({ kernel: z.string(), signature: z.literal('verified') }),
+  compatibility: z.object({ hardware: z.enum(['compatible', 'incompatible']) }),
+});
+/** Internal input of the upload-verify procedure (the REST layer streams the file to disk first). */
+export const uploadVerifyInputSchema = z.strictObject({
+  path: z.string(),
+  originalName: z.string().max(255),
+  size: z.number().int().nonnegative(),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  version: z.string().min(1).max(64).optional(),
+});
+
+export const deployInputSchema = z.strictObject({
+  filename: z.string().min(1).max(255),
+  version: z.string().min(1).max(64).optional(),
+  target_partition: slotId.optional(),
+  checksum: z.string().regex(/^(sha256:)?[0-9a-f]{64}$/i, 'expected "sha256:<64 hex digits>"'),
+});
+export const deployOutputSchema = z.object({
+  job_id: z.string(),
+  status: z.literal('deploying'),
+  image: z.object({ name: z.string(), version: z.string() }),
+  target_partition: slotId,
+});

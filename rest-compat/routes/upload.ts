@@ -1,0 +1,102 @@
+import path from 'node:path';
+import type { NextFunction, Request, Response } from 'express';
+import multer from 'multer';
+import { z } from 'zod';
+import { createContextInner } from '../../api/context.js';
+import { createCaller } from '../../api/routers/_app.js';
+import { uploadVerifyOutputSchema } from '../../api/schemas/updates.js';
+import { GantryError } from '../../core/errors.js';
+import type { GantryDeps } from '../../server/deps.js';
+import { defineRoute, restMeta, sendError } from '../route.js';
+import { hashingDiskStorage, type HashedUpload } from '../upload-storage.js';
+
+/** The form of POST /upload/verify, for the OpenAPI document. */
+const uploadVerifyFormSchema = z.object({
+  file: z.string().meta({ format: 'binary', description: 'Signed Gantry bundle (.bundle)' }),
+  version: z
+    .string()
+    .optional()
+    .meta({ description: 'Label shown for this image (the signed version still decides)' }),
+});
+
+export function incomingUploadDir(deps: GantryDeps, gatewayId: string): string {
+  return path.join(deps.gateways.gatewayDir(gatewayId), 'uploads', 'incoming');
+}
+
+/**
+ * Multipart upload routes: authorization is checked BEFORE a byte of the body is accepted (a
+ * stranger must not be able to fill the disk), then the file streams to disk, hashed on the way.
+ */
+export function uploadRoutes(deps: GantryDeps) {
+  const authorize = async (req: Request, res: Response, next: NextFunction) => {
+    try {
+      const caller = createCaller(createContextInner(deps, restMeta(deps, req, res)));
+      await caller.updates.authorizeUpload();
+      const declared = Number(req.headers['content-length'] ?? 0);
+      const gatewayId = String(req.headers['x-gateway-id']);
+      const space = await deps.gateways.get(gatewayId)!.device.storageSpace();
+      if (declared > space.freeBytes) {
+        throw new GantryError(
+          'OTA_INSUFFICIENT_SPACE',
+          `Upload of ${declared} bytes does not fit (${space.freeBytes} bytes free)`,
+        );
+      }
+      next();
+    } catch (err) {
+      req.resume();
+      sendError(deps, res, err, 'upload authorize');
+    }
+  };
+
+  const receive = (req: Request, res: Response, next: NextFunction) => {
+    const gatewayId = String(req.headers['x-gateway-id']);
+    const upload = multer({
+      storage: hashingDiskStorage(() => incomingUploadDir(deps, gatewayId)),
+      limits: { fileSize: deps.config.maxUploadBytes, files: 1, fields: 4, fieldSize: 1024 },
+    }).single('file');
+    upload(req, res, (err: unknown) => {
+      if (err) {
+        const code = (err as { code?: string }).code;
+        const mapped =
+          code === 'LIMIT_FILE_SIZE'
+            ? new GantryError('PAYLOAD_TOO_LARGE', `Upload exceeds ${deps.config.maxUploadBytes} bytes`)
+            : code?.startsWith('LIMIT_')
+              ? new GantryError('VALIDATION_ERROR', `Invalid upload: ${(err as Error).message}`)
+              : err;
+        return sendError(deps, res, mapped, 'upload');
+      }
+      const file = req.file as (Express.Multer.File & HashedUpload) | undefined;
+      if (!file)
+        return sendError(
+          deps,
+          res,
+          new GantryError('VALIDATION_ERROR', 'Invalid request: file: required'),
+          'upload',
+        );
+      req.body = {
+        path: file.path,
+        originalName: file.originalname,
+        size: file.size,
+        sha256: file.sha256,
+        ...(typeof req.body?.version === 'string' && req.body.version ? { version: req.body.version } : {}),
+      };
+      next();
+    });
+  };
+
+  return [
+    defineRoute({
+      method: 'post',
+      path: '/api/v1/ota/upload/verify',
+      tag: 'Manual Upload',
+      summary: 'Upload a signed bundle (multipart `file`), verify signature, hashes and compatibility',
+      role: 'operator',
+      input: { from: 'multipart', schema: uploadVerifyFormSchema },
+      before: [authorize, receive],
+      output: uploadVerifyOutputSchema,
+      message: 'Image verified successfully',
+      call: (caller, input: Parameters<typeof caller.updates.verifyUpload>[0]) =>
+        caller.updates.verifyUpload(input),
+    }),
+  ];
+}

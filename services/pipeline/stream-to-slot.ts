@@ -1,0 +1,224 @@
+import type { KeyObject } from 'node:crypto';
+import { Readable, Writable } from 'node:stream';
+import type { Manifest, Payload } from '../../bundle/manifest.js';
+import { streamBundle } from '../../bundle/stream.js';
+import { GantryError } from '../../core/errors.js';
+import type { SlotWriter } from '../../device/slot-writer.js';
+import type { GatewayDevice, SlotId } from '../../device/types.js';
+import { TarOffsetTracker } from './tar-offsets.js';
+
+/** Where bundle bytes come from: the feed over HTTP (with Range) or an uploaded file on disk. */
+export interface BundleSource {
+  readonly description: string;
+  /** The bundle from byte `offset` to its end. */
+  open(offset: number, signal: AbortSignal): Promise<Readable>;
+}
+
+/** What a resumed transfer needs to know about the earlier attempt (kept in the job). */
+export interface ResumePoint {
+  /** Payload bytes durably on the slot. */
+  slotBytes: number;
+  /** Offset of the payload's data inside the bundle. */
+  payloadOffset: number;
+  payloadName: string;
+}
+
+export interface StreamToSlotOptions {
+  device: GatewayDevice;
+  slot: SlotId;
+  source: BundleSource;
+  trustedKeys: KeyObject[];
+  hardwareModel: string;
+  currentVersion: string | null;
+  allowDowngrade: boolean;
+  /** Writing the booted slot is only for the in-place strategy. */
+  allowBooted?: boolean;
+  resume: ResumePoint | null;
+  signal: AbortSignal;
+  /** Called once the manifest is verified and before the first payload byte is written. */
+  onManifest?(manifest: Manifest, payload: Payload): Promise<void> | void;
+  /** Called after each fsync with the payload bytes now durable on the slot. */
+  onDurable?(point: ResumePoint): void;
+  /** Durability cadence: fsync after this many new bytes, or this long since the last one. */
+  checkpointBytes?: number;
+  checkpointMs?: number;
+  now?: () => number;
+}
+
+export interface StreamToSlotResult {
+  manifest: Manifest;
+  payload: Payload;
+  sha256: string;
+  bytes: number;
+}
+
+/** Reads `n` bytes of a stream then stops (and destroys) it. */
+async function* take(stream: Readable, n: number): AsyncGenerator<Buffer> {
+  let left = n;
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      if (chunk.length >= left) {
+        yield chunk.subarray(0, left);
+        left = 0;
+        return;
+      }
+      left -= chunk.length;
+      yield chunk;
+    }
+    if (left > 0) throw new GantryError('OTA_DOWNLOAD_FAILED', 'Bundle ended early while resuming');
+  } finally {
+    stream.destroy();
+  }
+}
+
+/**
+ * The resumed bundle as the parser must see it: the bundle's head (manifest, signature, payload
+ * header) fetched again, the payload prefix read back from the slot (so it is hashed again —
+ * whatever the slot holds is what gets verified), then the rest from the server.
+ */
+function resumedBundle(opts: StreamToSlotOptions, resume: ResumePoint): Readable {
+  const { source, device, slot, signal } = opts;
+  return Readable.from(
+    (async function* () {
+      yield* take(await source.open(0, signal), resume.payloadOffset);
+      if (resume.slotBytes > 0) {
+        yield* device.openSlotReader(slot, { start: 0, end: resume.slotBytes - 1 }) as AsyncIterable<Buffer>;
+      }
+      yield* (await source.open(resume.payloadOffset + resume.slotBytes, signal)) as AsyncIterable<Buffer>;
+    })(),
+    { objectMode: false },
+  );
+}
+
+/**
+ * The payload sink: discards the prefix already on the slot, writes the rest at its offset, and
+ * fsyncs at a steady cadence so the durable count handed to `onDurable` is always true.
+ */
+class CheckpointingSink extends Writable {
+  private seen = 0;
+  private sinceCheckpoint = 0;
+  private lastCheckpointAt: number;
+
+  constructor(
+    private readonly writer: SlotWriter,
+    private readonly skip: number,
+    private readonly every: { bytes: number; ms: number },
+    private readonly now: () => number,
+    private readonly onDurable: (bytes: number) => void,
+  ) {
+    super({ highWaterMark: 4 * 1024 * 1024 });
+    this.lastCheckpointAt = now();
+    writer.on('error', (err) => this.destroy(err));
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.handle(chunk).then(() => callback(), callback);
+  }
+
+  private async handle(chunk: Buffer): Promise<void> {
+    let data = chunk;
+    if (this.seen < this.skip) {
+      const drop = Math.min(this.skip - this.seen, data.length);
+      data = data.subarray(drop);
+      this.seen += drop;
+    }
+    if (data.length === 0) return;
+    this.seen += data.length;
+    this.sinceCheckpoint += data.length;
+    if (!this.writer.write(data)) await new Promise<void>((r) => this.writer.once('drain', () => r()));
+    if (this.sinceCheckpoint >= this.every.bytes || this.now() - this.lastCheckpointAt >= this.every.ms) {
+      this.onDurable(await this.writer.checkpoint());
+      this.sinceCheckpoint = 0;
+      this.lastCheckpointAt = this.now();
+    }
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    this.writer.end(() => {
+      this.onDurable(this.writer.offset);
+      callback();
+    });
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    if (!this.writer.destroyed) this.writer.destroy();
+    callback(error);
+  }
+}
+
+/**
+ * Streams a signed bundle onto a slot: the manifest's signature is checked before a single payload
+ * byte is written, the slot is marked invalid before its first byte and the payload is hashed on
+ * the way. Marking the slot bootable is the caller's job, after this resolves.
+ */
+export async function streamImageToSlot(opts: StreamToSlotOptions): Promise<StreamToSlotResult> {
+  const now = opts.now ?? Date.now;
+  const tracker = new TarOffsetTracker();
+  const resume = opts.resume;
+  const input = resume ? resumedBundle(opts, resume) : await opts.source.open(0, opts.signal);
+  let slotPayload: Payload | null = null;
+  let payloadOffset = 0;
+
+  // pipe() does not forward errors: a dropped connection must fail the parse, not hang it.
+  input.on('error', (err) => tracker.destroy(err));
+  tracker.on('close', () => input.destroy());
+  const result = await streamBundle(input.pipe(tracker), {
+    signal: opts.signal,
+    trustedKeys: opts.trustedKeys,
+    hardwareModel: opts.hardwareModel,
+    currentVersion: opts.currentVersion,
+    allowDowngrade: opts.allowDowngrade,
+    openPayloadSink: async (payload: Payload, manifest: Manifest) => {
+      if (payload.kind !== 'rootfs' || slotPayload) {
+        throw new GantryError(
+          'OTA_INVALID_IMAGE',
+          `Bundle payload ${payload.name} (${payload.kind}) is not supported: one rootfs image per bundle`,
+        );
+      }
+      slotPayload = payload;
+      const slots = await opts.device.slots();
+      if (payload.size > slots[opts.slot].capacityBytes) {
+        throw new GantryError(
+          'OTA_INSUFFICIENT_SPACE',
+          `Image of ${payload.size} bytes does not fit slot ${opts.slot} (${slots[opts.slot].capacityBytes} bytes)`,
+        );
+      }
+      payloadOffset = tracker.offsetOf(payload.name)?.dataOffset ?? resume?.payloadOffset ?? 0;
+      const skip = resume && resume.payloadName === payload.name ? resume.slotBytes : 0;
+      await opts.onManifest?.(manifest, payload);
+      // Invalid before the first byte: a torn write can never be mistaken for a bootable image.
+      await opts.device.writeSlotRecord(opts.slot, {
+        state: 'invalid',
+        version: null,
+        kernel: null,
+        sha256: null,
+        imageBytes: skip,
+        installedAt: null,
+      });
+      const writer = await opts.device.openSlotWriter(opts.slot, {
+        offset: skip,
+        allowBooted: opts.allowBooted,
+      });
+      return new CheckpointingSink(
+        writer,
+        skip,
+        { bytes: opts.checkpointBytes ?? 16 * 1024 * 1024, ms: opts.checkpointMs ?? 250 },
+        now,
+        (bytes) => opts.onDurable?.({ slotBytes: bytes, payloadOffset, payloadName: payload.name }),
+      );
+    },
+  });
+  const payload = slotPayload as Payload | null;
+  const verified = payload ? result.payloads.find((p) => p.name === payload.name) : undefined;
+  if (!payload || !verified) throw new GantryError('OTA_INVALID_IMAGE', 'Bundle holds no rootfs image');
+  return { manifest: result.manifest, payload, sha256: verified.sha256, bytes: verified.size };
+}
+
+/** Drains a stream into nothing (used to hash-verify an uploaded bundle without a slot). */
+export function nullSink(): Writable {
+  return new Writable({
+    write(_chunk, _enc, cb) {
+      cb();
+    },
+  });
+}

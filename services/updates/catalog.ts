@@ -1,0 +1,146 @@
+import type { KeyObject } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { and, asc, eq } from 'drizzle-orm';
+import { fullKeyId } from '../../bundle/keys.js';
+import { compareVersions, isVersion } from '../../bundle/manifest.js';
+import type { AvailableUpdate } from '../../api/schemas/updates.js';
+import { GantryError } from '../../core/errors.js';
+import { formatBytes } from '../../core/format.js';
+import type { GantryDb } from '../../drizzle/db.js';
+import { availableUpdates, gateways, type AvailableUpdateRow } from '../../drizzle/schema.js';
+
+/** A bundle the feed offers, as its verified (TUF) metadata describes it. */
+export interface FeedTarget {
+  path: string;
+  length: number;
+  sha256: string;
+  custom: Record<string, unknown>;
+}
+
+/** How the update pipeline reaches a gateway's feed (TUF metadata and target bytes). */
+export interface FeedPort {
+  /** Base URL shown to operators, or null when the gateway has no feed configured. */
+  server(gatewayId: string): string | null;
+  refresh(gatewayId: string): Promise<FeedTarget[]>;
+  open(gatewayId: string, target: FeedTarget, offset: number, signal: AbortSignal): Promise<Readable>;
+}
+
+const str = (v: unknown, fallback = ''): string => (typeof v === 'string' ? v : fallback);
+const strings = (v: unknown): string[] =>
+  Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
+
+export function publicUpdateId(seq: number): string {
+  return `update-${String(seq).padStart(3, '0')}`;
+}
+
+function seqOf(updateId: string): number | null {
+  const m = /^update-(\d+)$/.exec(updateId);
+  return m ? Number(m[1]) : null;
+}
+
+/** The payload size the operator cares about: the installed image, else the whole bundle. */
+export function imageBytes(row: Pick<AvailableUpdateRow, 'custom' | 'length'>): number {
+  const c = row.custom as { installed_size?: unknown; payloads?: Array<{ kind?: string; size?: unknown }> };
+  const rootfs = c.payloads?.find((p) => p.kind === 'rootfs')?.size;
+  if (typeof rootfs === 'number' && rootfs > 0) return rootfs;
+  return typeof c.installed_size === 'number' && c.installed_size > 0 ? c.installed_size : row.length;
+}
+
+/**
+ * The updates a gateway's feed offers, refreshed by "Check for Updates" and kept in the store so
+ * /updates answers without the network. `compatible` and `signature` are computed per gateway.
+ */
+export class UpdateCatalog {
+  constructor(
+    private readonly db: GantryDb,
+    private readonly clock: () => number,
+  ) {}
+
+  /** Records the feed's current targets: new ones get an id, vanished ones are unlisted. */
+  record(gatewayId: string, targets: FeedTarget[]): void {
+    const now = this.clock();
+    this.db.transaction((tx) => {
+      tx.update(availableUpdates)
+        .set({ listed: false })
+        .where(eq(availableUpdates.gatewayId, gatewayId))
+        .run();
+      for (const t of targets) {
+        const version = str(t.custom.version);
+        if (!version) continue;
+        const existing = tx
+          .select()
+          .from(availableUpdates)
+          .where(and(eq(availableUpdates.gatewayId, gatewayId), eq(availableUpdates.target, t.path)))
+          .get();
+        const values = {
+          version,
+          length: t.length,
+          sha256: t.sha256,
+          custom: t.custom,
+          listed: true,
+          seenAt: now,
+        };
+        if (existing)
+          tx.update(availableUpdates).set(values).where(eq(availableUpdates.seq, existing.seq)).run();
+        else
+          tx.insert(availableUpdates)
+            .values({ gatewayId, target: t.path, ...values })
+            .run();
+      }
+      tx.update(gateways).set({ lastUpdateCheckAt: now }).where(eq(gateways.id, gatewayId)).run();
+    });
+  }
+
+  listed(gatewayId: string): AvailableUpdateRow[] {
+    return this.db
+      .select()
+      .from(availableUpdates)
+      .where(and(eq(availableUpdates.gatewayId, gatewayId), eq(availableUpdates.listed, true)))
+      .orderBy(asc(availableUpdates.seq))
+      .all();
+  }
+
+  get(gatewayId: string, updateId: string): AvailableUpdateRow {
+    const seq = seqOf(updateId);
+    const row =
+      seq === null
+        ? undefined
+        : this.db
+            .select()
+            .from(availableUpdates)
+            .where(and(eq(availableUpdates.gatewayId, gatewayId), eq(availableUpdates.seq, seq)))
+            .get();
+    if (!row || !row.listed)
+      throw new GantryError('NOT_FOUND', `Update ${updateId} not found; check for updates first`);
+    return row;
+  }
+
+  view(
+    row: AvailableUpdateRow,
+    ctx: { model: string; versionFloor: string | null; trustedKeys: readonly KeyObject[] },
+  ): AvailableUpdate {
+    const c = row.custom as Record<string, unknown>;
+    // Listed targets come from TUF metadata that verified against the trusted root; a bundle key
+    // named in the metadata must also be one this gateway trusts (the bundle is checked again on download).
+    const signer = str(c.key_id);
+    const trusted = signer === '' || ctx.trustedKeys.some((k) => fullKeyId(k).startsWith(signer));
+    const fitsModel = strings(c.compatible).includes(ctx.model);
+    const notOlder =
+      !ctx.versionFloor ||
+      !isVersion(ctx.versionFloor) ||
+      !isVersion(row.version) ||
+      compareVersions(row.version, ctx.versionFloor) >= 0;
+    return {
+      id: publicUpdateId(row.seq),
+      version: row.version,
+      type: str(c.type, 'maintenance'),
+      severity: str(c.severity, 'low'),
+      size: formatBytes(imageBytes(row)),
+      released: str(c.released),
+      description: str(c.description),
+      changelog: strings(c.changelog),
+      signature: ctx.trustedKeys.length === 0 ? 'unsigned' : trusted ? 'verified' : 'untrusted',
+      compatible: fitsModel && notOlder,
+    };
+  }
+}

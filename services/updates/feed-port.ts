@@ -1,0 +1,55 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { FeedClient } from '../../feed/client.js';
+import { fetchTarget } from '../../feed/fetch.js';
+import type { FeedPort, FeedTarget } from './catalog.js';
+
+export interface FeedLocation {
+  metadataUrl: string;
+  targetsUrl: string;
+  trustedRootPath: string;
+}
+
+/**
+ * The gateway's TUF feed: metadata refreshed (and verified) with tuf-js into the gateway's own
+ * metadata dir, target bytes streamed by Gantry's pipeline, bounded by the signed length.
+ */
+export class TufFeedPort implements FeedPort {
+  constructor(
+    private readonly location: (gatewayId: string) => FeedLocation | null,
+    private readonly metadataDir: (gatewayId: string) => string,
+  ) {}
+
+  server(gatewayId: string): string | null {
+    const loc = this.location(gatewayId);
+    return loc ? new URL(loc.metadataUrl).origin : null;
+  }
+
+  private client(gatewayId: string): { client: FeedClient; loc: FeedLocation } {
+    const loc = this.location(gatewayId);
+    if (!loc) throw new Error(`gateway ${gatewayId} has no update feed`);
+    const client = new FeedClient({
+      metadataDir: this.metadataDir(gatewayId),
+      metadataBaseUrl: loc.metadataUrl,
+      targetBaseUrl: loc.targetsUrl,
+      trustedRoot: fs.readFileSync(path.resolve(loc.trustedRootPath)),
+    });
+    return { client, loc };
+  }
+
+  async refresh(gatewayId: string): Promise<FeedTarget[]> {
+    const targets = await this.client(gatewayId).client.refresh();
+    return targets.map((t) => ({
+      path: t.path,
+      length: t.length,
+      sha256: t.sha256,
+      custom: (t.custom ?? {}) as Record<string, unknown>,
+    }));
+  }
+
+  async open(gatewayId: string, target: FeedTarget, offset: number, signal: AbortSignal) {
+    const loc = this.location(gatewayId);
+    if (!loc) throw new Error(`gateway ${gatewayId} has no update feed`);
+    return fetchTarget(loc.targetsUrl, target, { offset, signal });
+  }
+}

@@ -1,0 +1,264 @@
+import { eq, and } from 'drizzle-orm';
+import { createActor, type Actor, type SnapshotFrom } from 'xstate';
+import { partitionMachine } from '../../machines/partition.js';
+import { GantryError } from '../../core/errors.js';
+import type { GantryDb } from '../../drizzle/db.js';
+import { gateways, machineSnapshots } from '../../drizzle/schema.js';
+import { otherSlot, type SlotId } from '../../device/types.js';
+import type { GatewayRegistry, GatewayRuntime } from '../gateways.js';
+import type { LogService } from '../logs.js';
+import type { SettingsService } from '../settings.js';
+
+type PartitionActor = Actor<typeof partitionMachine>;
+export type PartitionSnapshot = SnapshotFrom<typeof partitionMachine>;
+type PartitionEvent = Parameters<PartitionActor['send']>[0];
+
+/** Bootloader effects the partition statechart asks for; performed here, in order, after each event. */
+type BootEffect = { kind: 'arm'; slot: SlotId } | { kind: 'commit' } | { kind: 'rollback'; to: SlotId };
+
+export interface HealthCheck {
+  (gateway: GatewayRuntime, slot: SlotId): Promise<{ ok: boolean; reason: string | null }>;
+}
+
+export interface PartitionManagerDeps {
+  db: GantryDb;
+  gateways: GatewayRegistry;
+  settings: SettingsService;
+  logs: LogService;
+  clock: () => number;
+  healthCheck: HealthCheck;
+  /** Reboots through the safety interlock; resolves when the (simulated) boot has been handled. */
+  reboot(gateway: GatewayRuntime, reason: string): Promise<void>;
+}
+
+/**
+ * One A/B partition statechart per gateway, kept in the store, reconciled with what the device
+ * reports after every boot: trial boots are health-checked and committed (mark-good) or counted
+ * towards auto-rollback, the way RAUC and Mender treat a new slot until it proves itself.
+ */
+export class PartitionManager {
+  private readonly actors = new Map<string, PartitionActor>();
+  private readonly effects = new Map<string, BootEffect[]>();
+  private readonly unsubscribers: Array<() => void> = [];
+  /** Serializes boot handling per gateway (a reboot may be reported while a check runs). */
+  private readonly chains = new Map<string, Promise<void>>();
+
+  constructor(private readonly deps: PartitionManagerDeps) {}
+
+  async start(): Promise<void> {
+    for (const gw of this.deps.gateways.all()) {
+      await this.load(gw);
+      this.unsubscribers.push(
+        gw.device.onEvent((event) => {
+          if (event.type === 'booted') void this.afterBoot(gw);
+        }),
+      );
+      await this.afterBoot(gw);
+    }
+  }
+
+  stop(): void {
+    this.unsubscribers.splice(0).forEach((fn) => fn());
+    for (const actor of this.actors.values()) actor.stop();
+    this.actors.clear();
+  }
+
+  private async load(gw: GatewayRuntime): Promise<void> {
+    const row = this.deps.db
+      .select()
+      .from(machineSnapshots)
+      .where(and(eq(machineSnapshots.gatewayId, gw.id), eq(machineSnapshots.machine, 'partition')))
+      .get();
+    const settings = this.deps.settings.get(gw.id);
+    const machine = partitionMachine.provide({
+      actions: {
+        armBootloader: (_, params) => this.queue(gw.id, { kind: 'arm', slot: params.slot }),
+        commitBootloader: () => this.queue(gw.id, { kind: 'commit' }),
+        rollbackBootloader: (_, params) => this.queue(gw.id, { kind: 'rollback', to: params.slot }),
+      },
+    });
+    let actor: PartitionActor;
+    if (row) {
+      const snapshot = row.snapshot as PartitionSnapshot;
+      actor = createActor(machine, { snapshot, input: snapshot.context });
+    } else {
+      const [slots, booted, env] = await Promise.all([
+        gw.device.slots(),
+        gw.device.bootedSlot(),
+        gw.device.readBootEnv(),
+      ]);
+      const content = (id: SlotId) => (slots[id].state === 'bootable' ? 'bootable' : slots[id].state);
+      actor = createActor(machine, {
+        input: {
+          booted,
+          nextBoot: slots[env.bootSlot].state === 'bootable' ? env.bootSlot : booted,
+          slots: {
+            A: { content: content('A'), version: slots.A.version },
+            B: { content: content('B'), version: slots.B.version },
+          },
+          committed: !env.upgradeAvailable,
+          upgradeAvailable: env.upgradeAvailable,
+          autoRollback: settings.auto_rollback,
+          rollbackRetries: settings.rollback_retries,
+          versionFloor: slots[booted].version,
+        },
+      });
+    }
+    actor.subscribe(() => this.persist(gw.id));
+    actor.start();
+    this.actors.set(gw.id, actor);
+    this.persist(gw.id);
+  }
+
+  private queue(gatewayId: string, effect: BootEffect): void {
+    const list = this.effects.get(gatewayId) ?? [];
+    list.push(effect);
+    this.effects.set(gatewayId, list);
+  }
+
+  private persist(gatewayId: string): void {
+    const actor = this.actors.get(gatewayId);
+    if (!actor) return;
+    const snapshot = actor.getPersistedSnapshot();
+    const now = this.deps.clock();
+    this.deps.db
+      .insert(machineSnapshots)
+      .values({ gatewayId, machine: 'partition', snapshot, updatedAt: now })
+      .onConflictDoUpdate({
+        target: [machineSnapshots.gatewayId, machineSnapshots.machine],
+        set: { snapshot, updatedAt: now },
+      })
+      .run();
+  }
+
+  actor(gatewayId: string): PartitionActor {
+    const actor = this.actors.get(gatewayId);
+    if (!actor) throw new GantryError('GATEWAY_NOT_FOUND', `Gateway ${gatewayId} has no partition state`);
+    return actor;
+  }
+
+  snapshot(gatewayId: string): PartitionSnapshot {
+    return this.actor(gatewayId).getSnapshot();
+  }
+
+  /** The version below which bundles are refused (rises only when a new slot is committed). */
+  versionFloor(gatewayId: string): string | null {
+    return this.snapshot(gatewayId).context.versionFloor;
+  }
+
+  /** Sends an event and performs the bootloader effects it asked for, in order. */
+  async dispatch(gw: GatewayRuntime, event: PartitionEvent): Promise<PartitionSnapshot> {
+    return (await this.dispatchWithReboot(gw, event)).snapshot;
+  }
+
+  private async dispatchWithReboot(
+    gw: GatewayRuntime,
+    event: PartitionEvent,
+  ): Promise<{ snapshot: PartitionSnapshot; rebootRequested: boolean }> {
+    const actor = this.actor(gw.id);
+    let rebootRequested = false;
+    const sub = actor.on('reboot_requested', () => {
+      rebootRequested = true;
+    });
+    actor.send(event);
+    sub.unsubscribe();
+    const effects = this.effects.get(gw.id) ?? [];
+    this.effects.set(gw.id, []);
+    for (const effect of effects) {
+      const bootLimit = this.deps.settings.get(gw.id).rollback_retries;
+      if (effect.kind === 'arm') {
+        await gw.device.writeBootEnv({
+          bootSlot: effect.slot,
+          upgradeAvailable: true,
+          bootCount: 0,
+          bootLimit,
+        });
+      } else if (effect.kind === 'commit') {
+        await gw.device.writeBootEnv({ upgradeAvailable: false, bootCount: 0 });
+      } else {
+        await gw.device.writeBootEnv({ bootSlot: effect.to, upgradeAvailable: false, bootCount: 0 });
+      }
+    }
+    return { snapshot: actor.getSnapshot(), rebootRequested };
+  }
+
+  /** WRITE_STARTED, refused (and reported as such) when the machine does not accept it. */
+  async startWrite(gw: GatewayRuntime, slot: SlotId, inPlace: boolean): Promise<void> {
+    const before = this.snapshot(gw.id);
+    if (!before.can({ type: 'WRITE_STARTED', slot, inPlace })) {
+      throw new GantryError(
+        'OTA_INSTALL_FAILED',
+        `Slot ${slot} cannot be written now (it is the booted slot)`,
+      );
+    }
+    await this.dispatch(gw, { type: 'WRITE_STARTED', slot, inPlace });
+  }
+
+  settingsChanged(gw: GatewayRuntime): void {
+    const s = this.deps.settings.get(gw.id);
+    this.actor(gw.id).send({
+      type: 'SETTINGS',
+      autoRollback: s.auto_rollback,
+      rollbackRetries: s.rollback_retries,
+    });
+  }
+
+  /** After every boot (and at start-up): report it, health-check a trial slot, commit or roll back. */
+  afterBoot(gw: GatewayRuntime): Promise<void> {
+    const prev = this.chains.get(gw.id) ?? Promise.resolve();
+    const next = prev
+      .then(() => this.handleBoot(gw))
+      .catch((err: Error) => {
+        this.deps.logs.error(gw.id, 'partition', `Boot handling failed: ${err.message}`);
+      });
+    this.chains.set(gw.id, next);
+    return next;
+  }
+
+  private async handleBoot(gw: GatewayRuntime): Promise<void> {
+    const [slot, env] = await Promise.all([gw.device.bootedSlot(), gw.device.readBootEnv()]);
+    const before = this.snapshot(gw.id);
+    const after = await this.dispatch(gw, {
+      type: 'BOOTED',
+      slot,
+      at: this.deps.clock(),
+      bootCount: env.bootCount,
+      upgradeAvailable: env.upgradeAvailable,
+    });
+    const rollback = after.context.lastRollback;
+    if (rollback && rollback !== before.context.lastRollback) {
+      this.deps.logs.error(
+        gw.id,
+        'partition',
+        `Rolled back from slot ${rollback.from} to slot ${rollback.to}: ${rollback.reason}`,
+      );
+    }
+    if (!after.matches('trial')) return;
+    this.deps.logs.info(gw.id, 'partition', `Booted slot ${slot} on trial; running health check`);
+    const health = await this.deps.healthCheck(gw, slot);
+    if (health.ok) {
+      const committed = await this.dispatch(gw, { type: 'HEALTH_OK', at: this.deps.clock() });
+      const version = committed.context.slots[slot].version;
+      this.deps.db.update(gateways).set({ lastOtaAt: this.deps.clock() }).where(eq(gateways.id, gw.id)).run();
+      this.deps.logs.info(
+        gw.id,
+        'partition',
+        `Slot ${slot} (${version}) passed its health check and is committed`,
+      );
+      return;
+    }
+    const { snapshot: failed, rebootRequested } = await this.dispatchWithReboot(gw, {
+      type: 'HEALTH_FAILED',
+      at: this.deps.clock(),
+      reason: health.reason ?? 'health check failed',
+    });
+    this.deps.logs.error(gw.id, 'partition', `Health check failed on slot ${slot}: ${health.reason}`);
+    const back = failed.context.lastRollback;
+    const rolledBack = back !== after.context.lastRollback;
+    if (rolledBack) {
+      this.deps.logs.warn(gw.id, 'partition', `Auto-rollback to slot ${otherSlot(slot)}: rebooting`);
+    }
+    // Boot again: back to the old slot, or to retry the trial (the bootloader counts the tries).
+    if (rebootRequested) await this.deps.reboot(gw, rolledBack ? 'auto-rollback' : 'retry trial boot');
+  }
+}

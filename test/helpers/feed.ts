@@ -1,0 +1,73 @@
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { KeyObject } from 'node:crypto';
+import { buildBundle } from '../../bundle/build.js';
+import { generateKeyPair, parsePrivateKey } from '../../bundle/keys.js';
+import type { ManifestFields } from '../../bundle/manifest.js';
+import { addTarget, initRepository } from '../../feed/repository.js';
+import { serveDir, tempDir, type StaticServer } from '../feed/helpers.js';
+
+export interface TestFeed {
+  dir: string;
+  server: StaticServer;
+  /** Env for startTestGantry: feed URL and trusted root. */
+  env: Record<string, string>;
+  signingKey: KeyObject;
+  publicKeyPem: string;
+  /** Builds a signed bundle of `image` and publishes it; returns the bundle path. */
+  publish(fields: Partial<ManifestFields> & { version: string }, image: Buffer | string): Promise<string>;
+  /** Puts the vendor's public key where a Gantry data dir trusts it (dev fallback). */
+  trustIn(dataDir: string): void;
+  close(): Promise<void>;
+}
+
+export function randomImage(bytes: number): Buffer {
+  return randomBytes(bytes);
+}
+
+/** A TUF feed on 127.0.0.1 with a vendor signing key, as the publishing tool makes one. */
+export async function startTestFeed(): Promise<TestFeed> {
+  const dir = tempDir('gantry-feed-');
+  const work = tempDir('gantry-bundles-');
+  const tufKey = parsePrivateKey(generateKeyPair().privateKeyPem);
+  const vendor = generateKeyPair();
+  const signingKey = parsePrivateKey(vendor.privateKeyPem);
+  initRepository(dir, { keys: tufKey, expiresDays: 30 });
+  const server = await serveDir(dir);
+  let n = 0;
+  return {
+    dir,
+    server,
+    signingKey,
+    publicKeyPem: vendor.publicKeyPem,
+    env: { GANTRY_FEED_URL: server.url, GANTRY_FEED_ROOT: path.join(dir, 'root.json') },
+    async publish(fields, image) {
+      const imagePath = typeof image === 'string' ? image : path.join(work, `image-${++n}.img`);
+      if (typeof image !== 'string') fs.writeFileSync(imagePath, image);
+      const out = path.join(work, `gantry-${fields.version}-${n}.bundle`);
+      await buildBundle({
+        manifestFields: {
+          type: 'security',
+          severity: 'critical',
+          compatible: ['Univa-GW-Pro'],
+          kernel: '6.1.40-LTS',
+          released: '2025-03-15',
+          description: `Gantry test update ${fields.version}`,
+          changelog: ['Fixed CVE-2025-1234'],
+          ...fields,
+        },
+        payloadFiles: [{ kind: 'rootfs', path: imagePath, name: 'rootfs.img' }],
+        privateKey: signingKey,
+        out,
+      });
+      await addTarget(dir, out, { keys: tufKey, expiresDays: 30 });
+      return out;
+    },
+    trustIn(dataDir) {
+      fs.mkdirSync(path.join(dataDir, 'trusted-keys'), { recursive: true });
+      fs.writeFileSync(path.join(dataDir, 'trusted-keys', 'vendor.pem'), vendor.publicKeyPem);
+    },
+    close: () => server.close(),
+  };
+}
