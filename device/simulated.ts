@@ -47,7 +47,10 @@ interface SensorOverrides {
   acsCollision: SafetyReadings['acsCollision'];
   upsBatteryPercent: number;
   networkConnected: boolean;
-  /** null: the host's real load. */
+  /**
+   * The simulated gateway's load per CPU. null: the host's real load (a demo on a busy laptop would
+   * then block updates for reasons that have nothing to do with the gateway, hence not the default).
+   */
   systemLoad: number | null;
   craneEstimatedClearSeconds: number | null;
 }
@@ -273,7 +276,7 @@ export class SimulatedDevice implements GatewayDevice, SimulatedDeviceControls {
       acsCollision: 'clear',
       upsBatteryPercent: 85,
       networkConnected: true,
-      systemLoad: null,
+      systemLoad: 0.2,
       craneEstimatedClearSeconds: null,
       ...readJsonFile<Partial<SensorOverrides>>(this.file('sensors.json')),
     };

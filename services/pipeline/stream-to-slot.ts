@@ -1,5 +1,5 @@
-import type { KeyObject } from 'node:crypto';
-import { Readable, Writable } from 'node:stream';
+import { createHash, type KeyObject } from 'node:crypto';
+import { Readable, Transform, Writable } from 'node:stream';
 import type { Manifest, Payload } from '../../bundle/manifest.js';
 import { streamBundle } from '../../bundle/stream.js';
 import { GantryError } from '../../core/errors.js';
@@ -10,6 +10,8 @@ import { TarOffsetTracker } from './tar-offsets.js';
 /** Where bundle bytes come from: the feed over HTTP (with Range) or an uploaded file on disk. */
 export interface BundleSource {
   readonly description: string;
+  /** SHA-256 the whole bundle must have (the feed's signed target hash, an upload's checksum). */
+  readonly sha256?: string;
   /** The bundle from byte `offset` to its end. */
   open(offset: number, signal: AbortSignal): Promise<Readable>;
 }
@@ -159,10 +161,20 @@ export async function streamImageToSlot(opts: StreamToSlotOptions): Promise<Stre
   let slotPayload: Payload | null = null;
   let payloadOffset = 0;
 
+  // The whole bundle is hashed as it passes (a resumed one too: head + slot prefix + rest are its
+  // exact bytes), so it is checked against the feed's signed target hash, not only the manifest.
+  const bundleHash = createHash('sha256');
+  const hasher = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      bundleHash.update(chunk);
+      done(null, chunk);
+    },
+  });
   // pipe() does not forward errors: a dropped connection must fail the parse, not hang it.
   input.on('error', (err) => tracker.destroy(err));
+  hasher.on('error', (err) => tracker.destroy(err));
   tracker.on('close', () => input.destroy());
-  const result = await streamBundle(input.pipe(tracker), {
+  const result = await streamBundle(input.pipe(hasher).pipe(tracker), {
     signal: opts.signal,
     trustedKeys: opts.trustedKeys,
     hardwareModel: opts.hardwareModel,
@@ -208,6 +220,15 @@ export async function streamImageToSlot(opts: StreamToSlotOptions): Promise<Stre
       );
     },
   });
+  if (opts.source.sha256) {
+    const digest = bundleHash.digest('hex');
+    if (digest !== opts.source.sha256) {
+      throw new GantryError('OTA_INVALID_IMAGE', `Bundle does not match its signed hash (${opts.source.description})`, {
+        expected: opts.source.sha256,
+        actual: digest,
+      });
+    }
+  }
   const payload = slotPayload as Payload | null;
   const verified = payload ? result.payloads.find((p) => p.name === payload.name) : undefined;
   if (!payload || !verified) throw new GantryError('OTA_INVALID_IMAGE', 'Bundle holds no rootfs image');

@@ -26,9 +26,10 @@ export const DEFAULT_TRANSFER_POLICY: TransferPolicy = {
 };
 
 /** A bundle file on local disk (a manual upload, a recovery image). */
-export function fileBundleSource(file: string): BundleSource {
+export function fileBundleSource(file: string, sha256?: string): BundleSource {
   return {
     description: file,
+    sha256,
     async open(offset) {
       return fs.createReadStream(file, { start: offset, highWaterMark: 1024 * 1024 });
     },

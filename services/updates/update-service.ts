@@ -51,7 +51,7 @@ type JobKind = 'download' | 'deploy' | 'restore';
 
 /** What a job knows beyond its statechart: where its bytes come from and what they proved to be. */
 export interface JobArtifact {
-  source: { kind: 'feed'; target: FeedTarget } | { kind: 'file'; path: string; name: string };
+  source: { kind: 'feed'; target: FeedTarget } | { kind: 'file'; path: string; name: string; sha256: string };
   update: { id: string | null; version: string };
   /** Display label (a manual upload's custom version); the signed manifest version still rules. */
   label: string | null;
@@ -410,7 +410,7 @@ export class UpdateService {
       target,
       payloadSize,
       {
-        source: { kind: 'file', path: artifact.path, name: artifact.name },
+        source: { kind: 'file', path: artifact.path, name: artifact.name, sha256: artifact.sha256 },
         update: { id: null, version: artifact.manifest.version },
         label,
         allowDowngrade: false,
@@ -679,9 +679,10 @@ export class UpdateService {
 
   private source(gw: GatewayRuntime, artifact: JobArtifact): BundleSource {
     const src = artifact.source;
-    if (src.kind === 'file') return fileBundleSource(src.path);
+    if (src.kind === 'file') return fileBundleSource(src.path, src.sha256);
     return {
       description: src.target.path,
+      sha256: src.target.sha256,
       open: (offset, signal) => this.deps.ports.feed.open(gw.id, src.target, offset, signal),
     };
   }
