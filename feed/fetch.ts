@@ -117,44 +117,88 @@ export async function fetchTarget(
     });
   }
 
-  const signal = opts.signal;
-  async function* bounded(): AsyncGenerator<Buffer> {
-    let received = 0;
-    try {
-      for await (const chunk of res) {
-        const buf = chunk as Buffer;
-        received += buf.length;
-        if (received > expected) {
-          throw downloadFailed(
-            `the server sent more than the ${target.length} bytes the feed declares for ${target.path}`,
-            {
-              url: url.href,
-            },
-          );
-        }
-        yield buf;
-      }
-    } catch (err) {
-      if (signal?.aborted) throw signal.reason;
-      if (isGantryError(err)) throw err;
-      throw downloadFailed(
-        `download of ${target.path} failed: ${(err as Error).message}`,
-        { url: url.href },
-        err,
+  return boundedBody(res, expected, opts.signal, {
+    path: target.path,
+    url: url.href,
+    offset,
+    length: target.length,
+  });
+}
+
+/**
+ * The response body as a Readable that passes on at most `expected` bytes and fails with
+ * OTA_DOWNLOAD_FAILED on more, fewer or a broken connection. Built by hand rather than with
+ * Readable.from(async generator): a generator parked on a stalled socket cannot be returned, so
+ * destroying such a stream would neither close the socket nor even emit 'close'.
+ */
+function boundedBody(
+  res: http.IncomingMessage,
+  expected: number,
+  signal: AbortSignal | undefined,
+  info: { path: string; url: string; offset: number; length: number },
+): Readable {
+  let received = 0;
+  const out = new Readable({
+    highWaterMark: 256 * 1024,
+    read() {
+      res.resume();
+    },
+    destroy(err, cb) {
+      cleanup();
+      if (!res.destroyed) res.destroy();
+      cb(err);
+    },
+  });
+  const fail = (err: unknown): void => {
+    if (out.destroyed) return;
+    if (signal?.aborted) out.destroy(signal.reason as Error);
+    else if (isGantryError(err)) out.destroy(err);
+    else
+      out.destroy(
+        downloadFailed(`download of ${info.path} failed: ${(err as Error).message}`, { url: info.url }, err),
       );
-    } finally {
-      // Stops an endless or abandoned body at once instead of draining it.
-      if (!res.complete) res.destroy();
+  };
+  const onData = (chunk: Buffer): void => {
+    received += chunk.length;
+    if (received > expected) {
+      fail(
+        downloadFailed(
+          `the server sent more than the ${info.length} bytes the feed declares for ${info.path}`,
+          { url: info.url },
+        ),
+      );
+      return;
     }
+    if (!out.push(chunk)) res.pause();
+  };
+  const onEnd = (): void => {
     if (received < expected) {
-      throw downloadFailed(`download of ${target.path} ended after ${received} of ${expected} bytes`, {
-        url: url.href,
-        received,
-        offset,
-      });
-    }
-  }
-  return Readable.from(bounded(), { objectMode: false });
+      fail(
+        downloadFailed(`download of ${info.path} ended after ${received} of ${expected} bytes`, {
+          url: info.url,
+          received,
+          offset: info.offset,
+        }),
+      );
+    } else out.push(null);
+  };
+  const onClose = (): void => {
+    if (!res.complete) fail(new Error('connection closed before the end of the body'));
+  };
+  const onAbort = (): void => fail(signal?.reason);
+  const cleanup = (): void => {
+    res.off('data', onData);
+    res.off('end', onEnd);
+    res.off('close', onClose);
+    signal?.removeEventListener('abort', onAbort);
+  };
+  res.on('data', onData);
+  res.on('end', onEnd);
+  res.on('error', fail);
+  res.on('close', onClose);
+  signal?.addEventListener('abort', onAbort, { once: true });
+  res.pause();
+  return out;
 }
 
 /** Checks a target's bytes (hashed by the caller as they streamed) against the signed feed. */

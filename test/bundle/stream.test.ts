@@ -256,6 +256,32 @@ describe('streamBundle', () => {
     expect(err.message).toMatch(/severity/);
   });
 
+  it('should refuse a payload whose archive size differs from the signed size before opening a sink', async () => {
+    const items = await unpack(await validBundle());
+    const manifest = JSON.parse(items[0]!.data.toString('utf8')) as { payloads: { size: number }[] };
+    manifest.payloads[0]!.size += 1;
+    items[0]!.data = Buffer.from(JSON.stringify(manifest));
+    items[1]!.data = signManifest(items[0]!.data, signer.privateKey);
+    const openPayloadSink = vi.fn(async () => new BufferSink());
+    const err = await rejection(
+      streamBundle(chunked(await repack(items)), { ...options(), openPayloadSink }),
+    );
+    expect(err.gantryCode).toBe('OTA_INVALID_IMAGE');
+    expect(err.message).toMatch(/rootfs\.img is 300000 bytes in the archive but 300001 in the manifest/);
+    expect(openPayloadSink).not.toHaveBeenCalled();
+  });
+
+  it('should carry an empty payload', async () => {
+    const bundle = await buildBundleBuffer(signer, [
+      { name: 'rootfs.img', kind: 'rootfs', data: rootfs },
+      { name: 'empty.bin', kind: 'app', data: Buffer.alloc(0) },
+    ]);
+    const opts = options();
+    const res = await streamBundle(chunked(bundle), opts);
+    expect(res.payloads[1]).toEqual({ name: 'empty.bin', size: 0, sha256: sha256(Buffer.alloc(0)) });
+    expect(opts.sinks[1]!.finished).toBe(true);
+  });
+
   it('should refuse an oversized manifest without reading it', async () => {
     const err = await rejection(
       streamBundle(chunked(await validBundle()), options({ maxManifestBytes: 100 })),

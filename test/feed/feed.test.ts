@@ -277,6 +277,44 @@ describe('TUF feed', () => {
       expect(err2.message).toMatch(/range bytes 0-9/);
     });
 
+    it('should stop a stalled download on abort and free the connection', async () => {
+      const c = client();
+      const [target] = await c.refresh();
+      let serverSawClose!: () => void;
+      const closed = new Promise<void>((resolve) => (serverSawClose = resolve));
+      server.overrides.set(`/targets/${target!.path}`, (_req, res) => {
+        res.writeHead(200, { 'content-length': target!.length });
+        res.write(Buffer.alloc(1000)); // then stall forever
+        res.on('close', () => serverSawClose());
+      });
+      const ac = new AbortController();
+      const stream = await c.fetchTarget(target!, { signal: ac.signal });
+      const reading = readAll(stream);
+      stream.once('data', () => ac.abort(new Error('operator cancelled')));
+      await expect(reading).rejects.toThrow('operator cancelled');
+      await closed;
+    });
+
+    it('should free the connection when the consumer destroys the stream', async () => {
+      const c = client();
+      const [target] = await c.refresh();
+      let serverSawClose!: () => void;
+      const closed = new Promise<void>((resolve) => (serverSawClose = resolve));
+      server.overrides.set(`/targets/${target!.path}`, (_req, res) => {
+        res.writeHead(200, { 'content-length': target!.length });
+        res.write(Buffer.alloc(1000));
+        res.on('close', () => serverSawClose());
+      });
+      const stream = await c.fetchTarget(target!);
+      // Regression: a body built with Readable.from(async generator) parked on a stalled socket
+      // ignored destroy(): its `finally` never ran, 'close' never came and the socket leaked.
+      // Destroyed a turn later, once the reader is parked waiting on the stalled server.
+      stream.once('data', () => setImmediate(() => stream.destroy()));
+      stream.resume();
+      await closed;
+      expect(stream.destroyed).toBe(true);
+    }, 5_000);
+
     it('should report a missing target as OTA_DOWNLOAD_FAILED', async () => {
       const err = await rejection(client().fetchTarget({ path: 'nope.bundle', length: 10 }));
       expect(err.gantryCode).toBe('OTA_DOWNLOAD_FAILED');
