@@ -386,8 +386,3 @@ function drained(stream: { destroyed: boolean }): Promise<void> {
     ee.on('close', done);
   });
 }
-
-/** Wraps a Buffer or string as a Readable (tests, small bundles held in memory). */
-export function bufferSource(data: Uint8Array): Readable {
-  return Readable.from([Buffer.from(data)]);
-}
