@@ -185,6 +185,8 @@ export class PartitionManager {
   /** WRITE_STARTED, refused (and reported as such) when the machine does not accept it. */
   async startWrite(gw: GatewayRuntime, slot: SlotId, inPlace: boolean): Promise<void> {
     const before = this.snapshot(gw.id);
+    // A retry or a resume continues the write already under way.
+    if (before.context.slots[slot].content === 'writing') return;
     if (!before.can({ type: 'WRITE_STARTED', slot, inPlace })) {
       throw new GantryError(
         'OTA_INSTALL_FAILED',

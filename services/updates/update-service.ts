@@ -60,6 +60,8 @@ export interface JobArtifact {
   manifest: Manifest | null;
   sha256: string | null;
   bytes: number | null;
+  /** The target slot was (possibly partly) written: on failure or cancel it must be invalidated. */
+  slotTouched?: boolean;
 }
 
 /** Who answers the questions the pipeline asks of the rest of Gantry (keys, safety, hooks). */
@@ -558,7 +560,9 @@ export class UpdateService {
       },
       actions: {
         // A partly written, failed or cancelled target must never look bootable.
-        invalidateTarget: (_, params) => this.track(this.invalidate(gw, params.targetSlot)),
+        invalidateTarget: (_, params) => {
+          if (job.artifact.slotTouched) this.track(this.invalidate(gw, params.targetSlot));
+        },
       },
     });
     const inspect = (ev: InspectionEvent) => {
@@ -696,7 +700,6 @@ export class UpdateService {
   ): Promise<void> {
     const booted = await gw.device.bootedSlot();
     const bootedVersion = (await gw.device.slots())[booted].version;
-    await this.deps.partitions.startWrite(gw, slot, false);
     const result = await transferBundle({
       device: gw.device,
       slot,
@@ -709,8 +712,10 @@ export class UpdateService {
       signal,
       policy: this.deps.policy,
       now: this.deps.clock,
-      onManifest: (manifest) => {
-        job.artifact = { ...job.artifact, manifest };
+      onManifest: async (manifest) => {
+        // Signature, hardware and version are verified: only now may the slot be touched.
+        await this.deps.partitions.startWrite(gw, slot, false);
+        job.artifact = { ...job.artifact, manifest, slotTouched: true };
         this.saveArtifact(job);
       },
       onProgress: (point, speedBps) => {

@@ -5,7 +5,7 @@ import type { KeyObject } from 'node:crypto';
 import { buildBundle } from '../../bundle/build.js';
 import { generateKeyPair, parsePrivateKey } from '../../bundle/keys.js';
 import type { ManifestFields } from '../../bundle/manifest.js';
-import { addTarget, initRepository } from '../../feed/repository.js';
+import { addTarget, initRepository, refreshTimestamp } from '../../feed/repository.js';
 import { serveDir, tempDir, type StaticServer } from '../feed/helpers.js';
 
 export interface TestFeed {
@@ -17,6 +17,10 @@ export interface TestFeed {
   publicKeyPem: string;
   /** Builds a signed bundle of `image` and publishes it; returns the bundle path. */
   publish(fields: Partial<ManifestFields> & { version: string }, image: Buffer | string): Promise<string>;
+  /** Re-signs timestamp.json so that it expired yesterday (a frozen feed). */
+  expireTimestamp(): void;
+  /** URL path of a published bundle on the feed server. */
+  targetUrlPath(bundlePath: string): string;
   /** Puts the vendor's public key where a Gantry data dir trusts it (dev fallback). */
   trustIn(dataDir: string): void;
   close(): Promise<void>;
@@ -63,6 +67,12 @@ export async function startTestFeed(): Promise<TestFeed> {
       });
       await addTarget(dir, out, { keys: tufKey, expiresDays: 30 });
       return out;
+    },
+    expireTimestamp() {
+      refreshTimestamp(dir, { keys: tufKey, expiresDays: 1, now: new Date(Date.now() - 3 * 86_400_000) });
+    },
+    targetUrlPath(bundlePath) {
+      return `/targets/${path.basename(bundlePath)}`;
     },
     trustIn(dataDir) {
       fs.mkdirSync(path.join(dataDir, 'trusted-keys'), { recursive: true });
