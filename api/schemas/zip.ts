@@ -1,0 +1,141 @@
+import { z } from 'zod';
+import { settingsUpdateInputSchema } from './settings.js';
+
+/**
+ * The two ZIP layouts of ota-zip-updates.md (documented in the README) and the payloads of the
+ * three ZIP routes. Manifests are strict like every other input: an unknown field is an error, so a
+ * misspelt `signing_key` does not silently install a gateway that trusts nothing.
+ */
+
+/** Windows drive letters and UNC-ish names are absolute too, even if we never run there. */
+const DRIVE = /^[A-Za-z]:/;
+
+/**
+ * A relative, normalized, '/'-separated path with no way out of the directory it is joined to.
+ * Used for entry names and for the file references inside manifests.
+ */
+export function checkRelativePath(name: string, what = 'path'): string | null {
+  if (name.length === 0) return `${what} is empty`;
+  if (name.includes('\\')) return `${what} contains a backslash: ${JSON.stringify(name)}`;
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(name)) return `${what} contains control characters`;
+  if (name.startsWith('/') || DRIVE.test(name)) return `${what} is absolute: ${JSON.stringify(name)}`;
+  const segments = (name.endsWith('/') ? name.slice(0, -1) : name).split('/');
+  for (const seg of segments) {
+    if (seg === '..') return `${what} escapes its directory: ${JSON.stringify(name)}`;
+    if (seg === '' || seg === '.') return `${what} is not normalized: ${JSON.stringify(name)}`;
+    if (Buffer.byteLength(seg) > 255) return `${what} has a component longer than 255 bytes`;
+  }
+  return null;
+}
+
+/** A file inside the archive, referenced from the manifest: relative, no `..`, no backslash. */
+const archivePath = z.string().superRefine((value, ctx) => {
+  const problem = checkRelativePath(value, 'path');
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  else if (value.endsWith('/')) ctx.addIssue({ code: 'custom', message: 'path names a directory' });
+});
+
+const httpUrl = z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' });
+
+/** core/auth.ts `hashSecret` format: scrypt$N$r$p$salt$hash (salt and hash base64). */
+export const SCRYPT_HASH =
+  /^scrypt\$\d{1,10}\$\d{1,4}\$\d{1,4}\$[A-Za-z0-9+/]{8,}={0,2}\$[A-Za-z0-9+/]{16,}={0,2}$/;
+
+export const CONFIG_MANIFEST = 'gantry-config.json';
+export const PLUGIN_MANIFEST = 'gantry-plugin.json';
+
+export const configurationManifestSchema = z
+  .strictObject({
+    kind: z.literal('configuration'),
+    /** The TUF feed the update pipeline polls. */
+    feed: z.strictObject({ metadata_url: httpUrl, targets_url: httpUrl }).optional(),
+    /** TUF root metadata in the archive (self-signed by its threshold of root keys). */
+    trusted_root: archivePath.optional(),
+    /** Ed25519 public keys (PEM, SPKI) bundles must be signed with. */
+    signing_keys: z.array(archivePath).max(32).optional(),
+    /** Safety override PIN, already hashed (never a clear PIN in an archive). */
+    safety_pin_hash: z
+      .string()
+      .regex(SCRYPT_HASH, 'expected a hash in the scrypt$N$r$p$salt$hash format')
+      .optional(),
+    /** Applied like POST /api/v1/ota/settings: any subset, nested objects merged. */
+    settings: settingsUpdateInputSchema.optional(),
+  })
+  .refine((m) => !m.feed || m.trusted_root !== undefined, {
+    message: 'a feed needs a trusted_root',
+    path: ['trusted_root'],
+  });
+export type ConfigurationManifest = z.infer<typeof configurationManifestSchema>;
+
+export const HOOK_KINDS = ['post-install', 'health-check'] as const;
+export type HookKind = (typeof HOOK_KINDS)[number];
+
+/** Used as a directory name: letters, digits, '.', '_', '-', starting with a letter or digit. */
+export const PLUGIN_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+export const DEFAULT_HOOK_TIMEOUT_SECONDS = 60;
+
+export const pluginManifestSchema = z.strictObject({
+  kind: z.literal('plugin'),
+  name: z
+    .string()
+    .regex(PLUGIN_NAME, 'letters, digits, ".", "_" or "-", at most 64, starting with a letter or digit'),
+  version: z.string().min(1).max(64),
+  hooks: z.strictObject({ 'post-install': archivePath.optional(), 'health-check': archivePath.optional() }),
+  /** Per hook run; a hook still running then is stopped (SIGTERM, then SIGKILL). */
+  timeout_seconds: z.number().int().min(1).max(3600).default(DEFAULT_HOOK_TIMEOUT_SECONDS),
+});
+export type PluginManifest = z.infer<typeof pluginManifestSchema>;
+
+export const ZIP_OPERATION_KINDS = ['configure', 'plugin'] as const;
+
+export const zipPreflightInputSchema = z.strictObject({ kind: z.enum(ZIP_OPERATION_KINDS) });
+
+export const zipStartInputSchema = z.strictObject({
+  kind: z.enum(ZIP_OPERATION_KINDS),
+  /** Handed out by the upload route for the file it stored; single use. */
+  upload_id: z.string().min(1).max(128),
+});
+
+/** The response of POST /ota-configure and POST /ota-update, exactly as documented. */
+export const zipStartOutputSchema = z.object({
+  success: z.boolean(),
+  update_id: z.string(),
+  message: z.string(),
+  status: z.literal('pending'),
+  progress: z.literal(0),
+});
+export type ZipStartOutput = z.infer<typeof zipStartOutputSchema>;
+
+export const zipProgressInputSchema = z.strictObject({ update_id: z.string().min(1).max(128) });
+
+export const PROGRESS_STATUSES = ['idle', 'in_progress', 'complete', 'error', 'not_found'] as const;
+
+/** GET /ota-update-progress/<update_id>, exactly as documented. */
+export const zipProgressOutputSchema = z.object({
+  success: z.boolean(),
+  status: z.enum(PROGRESS_STATUSES),
+  progress: z.number().min(0).max(100),
+  message: z.string(),
+  error: z.string().optional(),
+});
+export type ZipProgressOutput = z.infer<typeof zipProgressOutputSchema>;
+
+/** What the routes answer when they refuse: the ZIP spec's own shape, `error` being the code. */
+export const zipErrorSchema = z.object({
+  success: z.literal(false),
+  message: z.string(),
+  error: z.string(),
+});
+
+export const TERMINAL_STREAMS = ['stdout', 'stderr', 'system'] as const;
+
+/** One line of terminal output, as sent on `/ota-update` (event `terminal_output`). */
+export const terminalOutputSchema = z.object({
+  update_id: z.string(),
+  stream: z.enum(TERMINAL_STREAMS),
+  line: z.string(),
+  timestamp: z.string(),
+});
+export type TerminalOutput = z.infer<typeof terminalOutputSchema>;
