@@ -1,0 +1,591 @@
+/**
+ * One OTA job (download → verify → install → reboot), as a pure statechart.
+ *
+ * Contract with the service that drives it (names are fixed; fields may be added):
+ * - Input `UpdateJobInput`; context `UpdateJobContext` (the input plus progress, timing, error,
+ *   cancel and install fields). Time only comes from events (`at`, epoch ms) and actor outputs.
+ * - Top-level state values: `pending`, `downloading`, `verifying`, `downloaded`, `installing`
+ *   (`preparing` | `awaiting_reboot` | `rebooting`), and the finals `complete`, `error`, `cancelled`.
+ *   `jobStateName()` flattens them; `jobPercentage()` gives the download percentage.
+ * - Events `UpdateJobEvent`: START, PROGRESS, TRANSFER_DONE, TRANSFER_FAILED (the last three sent
+ *   back by `transferImage`), INSTALL, SAFETY_CHANGED, CANCEL, FAIL, RESUME.
+ * - Actors to `.provide()`: `transferImage` (fromCallback), `verifyImage`, `installImage`,
+ *   `rebootGateway` (fromPromise, each resolving `{ at }`). Their inputs carry `resumed: true` when
+ *   started by RESUME so a re-run can be idempotent (above all: do not reboot a gateway that already
+ *   rebooted into the target slot).
+ * - Action to `.provide()`: `invalidateTarget({ jobId, targetSlot, reason })`: the target slot's
+ *   content can no longer be trusted (partly written, failed verification or install, or cancelled).
+ * - Emitted (`actor.on`): `progress`, `install_blocked`.
+ * - Restore: `createActor(machine, { snapshot: prepareForRestore(persisted) })`, start, send
+ *   `RESUME` (see machines/persist.ts for why the children are dropped).
+ */
+import { assign, emit, fromCallback, fromPromise, setup, type EventObject, type SnapshotFrom } from 'xstate';
+import { ERROR_CODES, type ErrorCode } from '../core/errors.js';
+import type { SlotId } from '../device/types.js';
+
+export type JobKind = 'download' | 'deploy' | 'restore';
+export type InstallStrategy = 'seamless' | 'in-place' | 'rolling';
+
+export interface InstallOptions {
+  strategy: InstallStrategy;
+  rebootAfter: boolean;
+  createSnapshot: boolean;
+}
+
+export interface UpdateJobInput {
+  jobId: string;
+  kind: JobKind;
+  targetSlot: SlotId;
+  updateId: string | null;
+  version: string;
+  totalBytes: number;
+  createdAt: number;
+}
+
+export interface UpdateJobContext extends UpdateJobInput {
+  bytesDone: number;
+  speedBps: number;
+  etaSeconds: number | null;
+  startedAt: number | null;
+  updatedAt: number;
+  /** When the transfer reported done (the image is fully on the slot, not yet verified). */
+  downloadedAt: number | null;
+  finishedAt: number | null;
+  errorCode: ErrorCode | null;
+  errorMessage: string | null;
+  /** Download percentage (one decimal) at the moment of CANCEL. */
+  progressAtCancel: number | null;
+  cancelReason: string | null;
+  install: InstallOptions | null;
+  /** Safety constraints currently blocking a reboot (from INSTALL and SAFETY_CHANGED). */
+  blockedBy: string[];
+  /** True while the current invoking state was (re-)entered by RESUME; passed to the actors. */
+  resumed: boolean;
+}
+
+export type UpdateJobEvent =
+  | { type: 'START'; at: number }
+  | { type: 'PROGRESS'; bytesDone: number; speedBps: number; at: number }
+  | { type: 'TRANSFER_DONE'; at: number }
+  | { type: 'TRANSFER_FAILED'; code: ErrorCode; message: string; at: number }
+  | ({ type: 'INSTALL'; at: number; blocking: string[] } & InstallOptions)
+  | { type: 'SAFETY_CHANGED'; blocking: string[]; at: number }
+  | { type: 'CANCEL'; reason: string; at: number }
+  | { type: 'FAIL'; code: ErrorCode; message: string; at: number }
+  | { type: 'RESUME'; at: number };
+
+export type UpdateJobEmitted =
+  | {
+      type: 'progress';
+      jobId: string;
+      bytesDone: number;
+      totalBytes: number;
+      percentage: number;
+      speedBps: number;
+      etaSeconds: number | null;
+      at: number;
+    }
+  | { type: 'install_blocked'; jobId: string; blocking: string[]; at: number };
+
+export interface TransferInput {
+  jobId: string;
+  targetSlot: SlotId;
+  /** Resume point: bytes already on the slot. */
+  offset: number;
+  totalBytes: number;
+  resumed: boolean;
+}
+export interface VerifyInput {
+  jobId: string;
+  targetSlot: SlotId;
+  resumed: boolean;
+}
+export interface InstallInput {
+  jobId: string;
+  targetSlot: SlotId;
+  install: InstallOptions;
+  resumed: boolean;
+}
+export interface RebootInput {
+  jobId: string;
+  targetSlot: SlotId;
+  resumed: boolean;
+}
+/** What the promise actors resolve with: when they finished (the machine has no clock). */
+export interface ActorDone {
+  at: number;
+}
+export type TransferEvent = Extract<
+  UpdateJobEvent,
+  { type: 'PROGRESS' | 'TRANSFER_DONE' | 'TRANSFER_FAILED' }
+>;
+export interface InvalidateTargetParams {
+  jobId: string;
+  targetSlot: SlotId;
+  reason: 'cancelled' | 'failed';
+}
+
+/** A placeholder left unprovided fails the job loudly instead of hanging it. */
+function notProvided(name: string): Error & { gantryCode: ErrorCode } {
+  return Object.assign(new Error(`${name} is not provided (machine.provide({ actors }))`), {
+    gantryCode: 'INTERNAL_ERROR' as const,
+  });
+}
+
+function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.hasOwn(ERROR_CODES, value);
+}
+
+/** The documented code carried by a rejected actor (GantryError.gantryCode), else `fallback`. */
+export function errorCodeOf(error: unknown, fallback: ErrorCode): ErrorCode {
+  const code = (error as { gantryCode?: unknown } | null | undefined)?.gantryCode;
+  return isErrorCode(code) ? code : fallback;
+}
+
+function errorMessageOf(error: unknown, fallback: string): string {
+  const message = (error as { message?: unknown } | null | undefined)?.message;
+  return typeof message === 'string' && message !== '' ? message : fallback;
+}
+
+/** Errors thrown by the service's actors may carry `at`; otherwise the last known time is used. */
+function errorAt(error: unknown, fallback: number): number {
+  const at = (error as { at?: unknown } | null | undefined)?.at;
+  return typeof at === 'number' && Number.isFinite(at) ? at : fallback;
+}
+
+/** Download percentage, one decimal, rounded down (never shows 100 before the transfer is done). */
+export function jobPercentage(context: UpdateJobContext): number {
+  if (context.downloadedAt !== null) return 100;
+  if (context.totalBytes <= 0) return 0;
+  const done = Math.min(Math.max(context.bytesDone, 0), context.totalBytes);
+  return Math.floor((done * 1000) / context.totalBytes) / 10;
+}
+
+function etaSeconds(remaining: number, speedBps: number): number | null {
+  if (!(speedBps > 0)) return null;
+  return Math.ceil(Math.max(remaining, 0) / speedBps);
+}
+
+const KEEP_SAFETY_CURRENT = { SAFETY_CHANGED: { actions: 'recordSafety' } } as const;
+const FAIL_KEEPING_TARGET = { FAIL: { target: '#updateJob.error', actions: 'recordFailure' } } as const;
+
+export const updateJobMachine = setup({
+  types: {
+    context: {} as UpdateJobContext,
+    events: {} as UpdateJobEvent,
+    input: {} as UpdateJobInput,
+    emitted: {} as UpdateJobEmitted,
+  },
+  actors: {
+    transferImage: fromCallback<EventObject, TransferInput>(() => {
+      throw notProvided('transferImage');
+    }),
+    verifyImage: fromPromise<ActorDone, VerifyInput>(async () => {
+      throw notProvided('verifyImage');
+    }),
+    installImage: fromPromise<ActorDone, InstallInput>(async () => {
+      throw notProvided('installImage');
+    }),
+    rebootGateway: fromPromise<ActorDone, RebootInput>(async () => {
+      throw notProvided('rebootGateway');
+    }),
+  },
+  guards: {
+    installAllowed: ({ event }) => event.type === 'INSTALL' && event.blocking.length === 0,
+    rebootAfterInstall: ({ context }) => context.install?.rebootAfter === true,
+    rebootClear: ({ context }) => context.blockedBy.length === 0,
+  },
+  actions: {
+    /** The service marks the target slot invalid (its content can no longer be trusted). */
+    invalidateTarget: (_, _params: InvalidateTargetParams) => {},
+    markResumed: assign({ resumed: true }),
+    clearResumed: assign({ resumed: false }),
+    recordSafety: assign(({ context, event }) =>
+      event.type === 'SAFETY_CHANGED'
+        ? { blockedBy: [...event.blocking], updatedAt: Math.max(context.updatedAt, event.at) }
+        : {},
+    ),
+    recordFailure: assign(({ event }) => {
+      if (event.type !== 'FAIL' && event.type !== 'TRANSFER_FAILED') return {};
+      // Codes cross a runtime boundary (sendBack, the service): keep only documented ones.
+      const fallback: ErrorCode = event.type === 'FAIL' ? 'INTERNAL_ERROR' : 'OTA_DOWNLOAD_FAILED';
+      return {
+        errorCode: isErrorCode(event.code) ? event.code : fallback,
+        errorMessage: event.message,
+        finishedAt: event.at,
+        updatedAt: event.at,
+        speedBps: 0,
+        etaSeconds: null,
+      };
+    }),
+    recordCancel: assign(({ context, event }) => {
+      if (event.type !== 'CANCEL') return {};
+      return {
+        progressAtCancel: jobPercentage(context),
+        cancelReason: event.reason,
+        finishedAt: event.at,
+        updatedAt: event.at,
+        speedBps: 0,
+        etaSeconds: null,
+      };
+    }),
+  },
+}).createMachine({
+  id: 'updateJob',
+  context: ({ input }) => ({
+    ...input,
+    bytesDone: 0,
+    speedBps: 0,
+    etaSeconds: null,
+    startedAt: null,
+    updatedAt: input.createdAt,
+    downloadedAt: null,
+    finishedAt: null,
+    errorCode: null,
+    errorMessage: null,
+    progressAtCancel: null,
+    cancelReason: null,
+    install: null,
+    blockedBy: [],
+    resumed: false,
+  }),
+  initial: 'pending',
+  // SAFETY_CHANGED and FAIL are handled in every non-final state, not at the root: `snapshot.can()`
+  // does not look at the machine's status, so a root handler would make it answer true once final.
+  states: {
+    pending: {
+      on: {
+        ...KEEP_SAFETY_CURRENT,
+        ...FAIL_KEEPING_TARGET,
+        START: {
+          target: 'downloading',
+          actions: assign(({ event }) => ({ startedAt: event.at, updatedAt: event.at })),
+        },
+        // Nothing was written yet: the target slot may still hold a good image (often the
+        // fallback), so a cancel here must not invalidate it.
+        CANCEL: { target: 'cancelled', actions: 'recordCancel' },
+      },
+    },
+
+    downloading: {
+      exit: 'clearResumed',
+      invoke: {
+        id: 'transferImage',
+        src: 'transferImage',
+        input: ({ context }) => ({
+          jobId: context.jobId,
+          targetSlot: context.targetSlot,
+          offset: context.bytesDone,
+          totalBytes: context.totalBytes,
+          resumed: context.resumed,
+        }),
+        onError: {
+          target: 'error',
+          actions: [
+            assign(({ context, event }) => ({
+              errorCode: errorCodeOf(event.error, 'OTA_DOWNLOAD_FAILED'),
+              errorMessage: errorMessageOf(event.error, 'Image transfer failed'),
+              finishedAt: errorAt(event.error, context.updatedAt),
+              speedBps: 0,
+              etaSeconds: null,
+            })),
+            { type: 'invalidateTarget', params: ({ context }) => invalidate(context, 'failed') },
+          ],
+        },
+      },
+      on: {
+        ...KEEP_SAFETY_CURRENT,
+        PROGRESS: {
+          actions: [
+            assign(({ context, event }) => {
+              const cap = context.totalBytes > 0 ? context.totalBytes : Number.POSITIVE_INFINITY;
+              const bytesDone = Math.min(Math.max(event.bytesDone, 0), cap);
+              const speedBps = Math.max(event.speedBps, 0);
+              return {
+                bytesDone,
+                speedBps,
+                etaSeconds: etaSeconds(context.totalBytes - bytesDone, speedBps),
+                updatedAt: event.at,
+              };
+            }),
+            emit(({ context, event }) => progressEvent(context, event.at)),
+          ],
+        },
+        TRANSFER_DONE: {
+          target: 'verifying',
+          actions: [
+            assign(({ context, event }) => ({
+              bytesDone: Math.max(context.bytesDone, context.totalBytes),
+              speedBps: 0,
+              etaSeconds: null,
+              downloadedAt: event.at,
+              updatedAt: event.at,
+            })),
+            emit(({ context, event }) => progressEvent(context, event.at)),
+          ],
+        },
+        TRANSFER_FAILED: {
+          target: 'error',
+          actions: [
+            'recordFailure',
+            { type: 'invalidateTarget', params: ({ context }) => invalidate(context, 'failed') },
+          ],
+        },
+        FAIL: {
+          target: 'error',
+          actions: [
+            'recordFailure',
+            { type: 'invalidateTarget', params: ({ context }) => invalidate(context, 'failed') },
+          ],
+        },
+        CANCEL: {
+          target: 'cancelled',
+          actions: [
+            'recordCancel',
+            { type: 'invalidateTarget', params: ({ context }) => invalidate(context, 'cancelled') },
+          ],
+        },
+        RESUME: { target: 'downloading', reenter: true, actions: 'markResumed' },
+      },
+    },
+
+    verifying: {
+      exit: 'clearResumed',
+      invoke: {
+        id: 'verifyImage',
+        src: 'verifyImage',
+        input: ({ context }) => ({
+          jobId: context.jobId,
+          targetSlot: context.targetSlot,
+          resumed: context.resumed,
+        }),
+        onDone: {
+          target: 'downloaded',
+          actions: assign(({ context, event }) => ({
+            updatedAt: Math.max(context.updatedAt, event.output.at),
+          })),
+        },
+        onError: {
+          target: 'error',
+          actions: [
+            assign(({ context, event }) => ({
+              errorCode: errorCodeOf(event.error, 'OTA_INVALID_IMAGE'),
+              errorMessage: errorMessageOf(event.error, 'Image verification failed'),
+              finishedAt: errorAt(event.error, context.updatedAt),
+            })),
+            { type: 'invalidateTarget', params: ({ context }) => invalidate(context, 'failed') },
+          ],
+        },
+      },
+      on: {
+        ...KEEP_SAFETY_CURRENT,
+        FAIL: {
+          target: 'error',
+          actions: [
+            'recordFailure',
+            { type: 'invalidateTarget', params: ({ context }) => invalidate(context, 'failed') },
+          ],
+        },
+        CANCEL: {
+          target: 'cancelled',
+          actions: [
+            'recordCancel',
+            { type: 'invalidateTarget', params: ({ context }) => invalidate(context, 'cancelled') },
+          ],
+        },
+        RESUME: { target: 'verifying', reenter: true, actions: 'markResumed' },
+      },
+    },
+
+    /** Verified image on the target slot, waiting for INSTALL (and a clear safety state). */
+    downloaded: {
+      on: {
+        ...KEEP_SAFETY_CURRENT,
+        // The verified image stays: the slot is still trustworthy.
+        ...FAIL_KEEPING_TARGET,
+        INSTALL: [
+          {
+            guard: 'installAllowed',
+            target: 'installing',
+            actions: assign(({ event }) => ({
+              install: {
+                strategy: event.strategy,
+                rebootAfter: event.rebootAfter,
+                createSnapshot: event.createSnapshot,
+              },
+              blockedBy: [],
+              updatedAt: event.at,
+            })),
+          },
+          {
+            actions: [
+              assign(({ event }) => ({ blockedBy: [...event.blocking], updatedAt: event.at })),
+              emit(({ context, event }) => ({
+                type: 'install_blocked' as const,
+                jobId: context.jobId,
+                blocking: [...event.blocking],
+                at: event.at,
+              })),
+            ],
+          },
+        ],
+        CANCEL: {
+          target: 'cancelled',
+          actions: [
+            'recordCancel',
+            { type: 'invalidateTarget', params: ({ context }) => invalidate(context, 'cancelled') },
+          ],
+        },
+      },
+    },
+
+    /** Past the point of no return: no CANCEL handler anywhere below (snapshot.can(CANCEL) is false). */
+    installing: {
+      initial: 'preparing',
+      // Inherited by awaiting_reboot and rebooting (installed, bootloader armed: slot kept);
+      // preparing overrides FAIL because a half-done install leaves the slot untrustworthy.
+      on: { ...KEEP_SAFETY_CURRENT, ...FAIL_KEEPING_TARGET },
+      states: {
+        preparing: {
+          exit: 'clearResumed',
+          invoke: {
+            id: 'installImage',
+            src: 'installImage',
+            input: ({ context }) => ({
+              jobId: context.jobId,
+              targetSlot: context.targetSlot,
+              // Always set on entry (INSTALL records it before entering installing).
+              install: context.install ?? { strategy: 'seamless', rebootAfter: false, createSnapshot: false },
+              resumed: context.resumed,
+            }),
+            onDone: [
+              {
+                guard: 'rebootAfterInstall',
+                target: 'awaiting_reboot',
+                actions: assign(({ context, event }) => ({
+                  updatedAt: Math.max(context.updatedAt, event.output.at),
+                })),
+              },
+              {
+                target: '#updateJob.complete',
+                actions: assign(({ event }) => ({ finishedAt: event.output.at, updatedAt: event.output.at })),
+              },
+            ],
+            onError: {
+              target: '#updateJob.error',
+              actions: [
+                assign(({ context, event }) => ({
+                  errorCode: errorCodeOf(event.error, 'OTA_INSTALL_FAILED'),
+                  errorMessage: errorMessageOf(event.error, 'Installation failed'),
+                  finishedAt: errorAt(event.error, context.updatedAt),
+                })),
+                { type: 'invalidateTarget', params: ({ context }) => invalidate(context, 'failed') },
+              ],
+            },
+          },
+          on: {
+            FAIL: {
+              target: '#updateJob.error',
+              actions: [
+                'recordFailure',
+                { type: 'invalidateTarget', params: ({ context }) => invalidate(context, 'failed') },
+              ],
+            },
+            RESUME: { target: 'preparing', reenter: true, actions: 'markResumed' },
+          },
+        },
+        /**
+         * Installed; the reboot waits here while safety constraints block it. Entered with a clear
+         * `blockedBy`, the `always` leaves at once, so this state is only ever seen while blocked.
+         */
+        awaiting_reboot: {
+          always: { guard: 'rebootClear', target: 'rebooting' },
+        },
+        rebooting: {
+          exit: 'clearResumed',
+          invoke: {
+            id: 'rebootGateway',
+            src: 'rebootGateway',
+            input: ({ context }) => ({
+              jobId: context.jobId,
+              targetSlot: context.targetSlot,
+              resumed: context.resumed,
+            }),
+            onDone: {
+              target: '#updateJob.complete',
+              actions: assign(({ event }) => ({ finishedAt: event.output.at, updatedAt: event.output.at })),
+            },
+            onError: {
+              target: '#updateJob.error',
+              // The image is installed and the bootloader armed: the slot is not invalidated.
+              actions: assign(({ context, event }) => ({
+                errorCode: errorCodeOf(event.error, 'OTA_INSTALL_FAILED'),
+                errorMessage: errorMessageOf(event.error, 'Reboot failed'),
+                finishedAt: errorAt(event.error, context.updatedAt),
+              })),
+            },
+          },
+          on: {
+            RESUME: { target: 'rebooting', reenter: true, actions: 'markResumed' },
+          },
+        },
+      },
+    },
+
+    complete: { type: 'final' },
+    error: { type: 'final' },
+    cancelled: { type: 'final' },
+  },
+});
+
+function invalidate(
+  context: UpdateJobContext,
+  reason: InvalidateTargetParams['reason'],
+): InvalidateTargetParams {
+  return { jobId: context.jobId, targetSlot: context.targetSlot, reason };
+}
+
+function progressEvent(
+  context: UpdateJobContext,
+  at: number,
+): Extract<UpdateJobEmitted, { type: 'progress' }> {
+  return {
+    type: 'progress',
+    jobId: context.jobId,
+    bytesDone: context.bytesDone,
+    totalBytes: context.totalBytes,
+    percentage: jobPercentage(context),
+    speedBps: context.speedBps,
+    etaSeconds: context.etaSeconds,
+    at,
+  };
+}
+
+export type UpdateJobMachine = typeof updateJobMachine;
+export type UpdateJobSnapshot = SnapshotFrom<typeof updateJobMachine>;
+
+export const JOB_STATE_NAMES = [
+  'pending',
+  'downloading',
+  'verifying',
+  'downloaded',
+  'installing',
+  'awaiting_reboot',
+  'rebooting',
+  'complete',
+  'error',
+  'cancelled',
+] as const;
+export type JobStateName = (typeof JOB_STATE_NAMES)[number];
+
+/** The flattened state name; `installing.preparing` is reported as `installing`. */
+export function jobStateName(snapshot: Pick<UpdateJobSnapshot, 'value'>): JobStateName {
+  const value = snapshot.value;
+  if (typeof value === 'string') return value;
+  const sub = value.installing;
+  return sub === 'preparing' ? 'installing' : sub;
+}
+
+export function isFinalJobState(name: JobStateName): boolean {
+  return name === 'complete' || name === 'error' || name === 'cancelled';
+}
