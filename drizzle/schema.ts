@@ -133,6 +133,23 @@ export const audit = sqliteTable(
   (t) => [index('audit_at_idx').on(t.at)],
 );
 
+/**
+ * The safety override PIN of each gateway, only ever as a scrypt hash (core/auth.ts hashSecret), and
+ * the wrong-PIN lockout, kept here so a restart does not hand a guesser five fresh attempts.
+ */
+export const safetyPins = sqliteTable('safety_pins', {
+  gatewayId: text('gateway_id')
+    .primaryKey()
+    .references(() => gateways.id),
+  pinHash: text('pin_hash').notNull(),
+  /** Where the PIN came from: generated at first start, GANTRY_SAFETY_PIN, or provisioned later. */
+  source: text('source', { enum: ['generated', 'env', 'provisioned'] }).notNull(),
+  failedAttempts: integer('failed_attempts').notNull().default(0),
+  lockedUntil: integer('locked_until'),
+  updatedAt: integer('updated_at').notNull(),
+});
+export type SafetyPinRow = typeof safetyPins.$inferSelect;
+
 export type GatewayRow = typeof gateways.$inferSelect;
 export type UserRow = typeof users.$inferSelect;
 export type LogRow = typeof logs.$inferSelect;

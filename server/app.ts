@@ -10,6 +10,7 @@ import { buildOpenApi } from '../rest-compat/openapi.js';
 import { mountRoutes, restMeta, sendError } from '../rest-compat/route.js';
 import { authRoutes } from '../rest-compat/routes/auth.js';
 import { otaRoutes } from '../rest-compat/routes/ota.js';
+import { safetyRoutes, simulatorRoutes } from '../rest-compat/routes/safety.js';
 import { updateRoutes } from '../rest-compat/routes/updates.js';
 import { uploadRoutes } from '../rest-compat/routes/upload.js';
 import { docsPage } from '../web/docs.js';
@@ -18,7 +19,14 @@ import { createOtaWebSocketServer, type OtaWsOptions } from './ota-ws.js';
 
 /** Every REST-compat route, in one table (mounted and documented from it). */
 export function restRoutes(deps: GantryDeps) {
-  return [...authRoutes, ...otaRoutes, ...updateRoutes, ...uploadRoutes(deps)];
+  return [
+    ...authRoutes,
+    ...otaRoutes,
+    ...safetyRoutes,
+    ...simulatorRoutes,
+    ...updateRoutes,
+    ...uploadRoutes(deps),
+  ];
 }
 
 export interface GantryHttp {
@@ -84,6 +92,9 @@ export function createHttpServer(deps: GantryDeps, opts: { ws?: OtaWsOptions } =
 
   const server = http.createServer(app);
 
+  // Idempotent: whoever starts first (start-up, or here) wins; the interlock blocks until it reads.
+  deps.safety.start().catch((err) => console.error('[gantry] safety interlock failed to start:', err));
+
   // Every ws server is noServer and routed by pathname, so later ones (socket.io) can share the port.
   const otaWss = createOtaWebSocketServer(deps, opts.ws);
   const trpcWss = new WebSocketServer({ noServer: true, maxPayload: 1024 * 1024 });
@@ -123,6 +134,7 @@ export function createHttpServer(deps: GantryDeps, opts: { ws?: OtaWsOptions } =
       }
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      await deps.safety.stop();
     },
   };
 }

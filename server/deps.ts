@@ -15,6 +15,7 @@ import { DEFAULT_TRANSFER_POLICY, type TransferPolicy } from '../services/update
 import { UpdateService } from '../services/updates/update-service.js';
 import { createHealthCheck, createUpdatePorts } from './update-ports.js';
 import { LogService } from '../services/logs.js';
+import { SafetyService } from '../services/safety.js';
 import { SettingsService } from '../services/settings.js';
 import { UserService } from '../services/users.js';
 
@@ -31,6 +32,7 @@ export interface GantryDeps {
   settings: SettingsService;
   logs: LogService;
   audit: AuditService;
+  safety: SafetyService;
   jobs: JobStore;
   partitions: PartitionManager;
   updates: UpdateService;
@@ -63,6 +65,17 @@ export function createDeps(config: GantryConfig, opts: DepsOptions = {}): Gantry
   const tokens = new TokenService(jwtSecret(config), config.tokenTtlSeconds);
   const gateways = new GatewayRegistry(db, config.dataDir, clock);
   gateways.load(config.gateways, config.device);
+  const settings = new SettingsService(db, clock);
+  const logs = new LogService(db, bus, clock);
+  const safety = new SafetyService({
+    db,
+    bus,
+    clock,
+    gateways,
+    logs,
+    settings,
+    defaultPin: config.safetyPin,
+  });
   const base = {
     config,
     db,
@@ -72,9 +85,10 @@ export function createDeps(config: GantryConfig, opts: DepsOptions = {}): Gantry
     gateways,
     tokens,
     users: new UserService(db, tokens, clock, config.loginAttemptsPerMinute),
-    settings: new SettingsService(db, clock),
-    logs: new LogService(db, bus, clock),
+    settings,
+    logs,
     audit: new AuditService(db, clock),
+    safety,
     jobs: new JobStore(db, clock),
   };
   const partitions = new PartitionManager({

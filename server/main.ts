@@ -25,6 +25,12 @@ async function main(): Promise<void> {
     console.log(`    password: ${gantry.generatedAdminPassword}`);
     console.log('');
   }
+  const pins = await gantry.deps.safety.takeGeneratedPins();
+  for (const [gatewayId, pin] of Object.entries(pins)) {
+    console.log(
+      `  First start: safety override PIN of ${gatewayId} (shown once; set GANTRY_SAFETY_PIN to choose): ${pin}`,
+    );
+  }
   const shutdown = (signal: string) => {
     console.log(`Gantry: ${signal}, shutting down`);
     gantry.stop().then(

@@ -1,7 +1,9 @@
 import { createCallerFactory, router } from '../trpc.js';
 import { authRouter } from './auth.js';
 import { monitorRouter } from './monitor.js';
+import { safetyRouter } from './safety.js';
 import { settingsRouter } from './settings.js';
+import { simulatorRouter } from './simulator.js';
 import { systemRouter } from './system.js';
 import { updatesRouter } from './updates.js';
 
@@ -10,6 +12,8 @@ export const appRouter = router({
   system: systemRouter,
   settings: settingsRouter,
   monitor: monitorRouter,
+  safety: safetyRouter,
+  simulator: simulatorRouter,
   updates: updatesRouter,
 });
 

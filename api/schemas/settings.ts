@@ -36,6 +36,23 @@ export const maintenanceWindowSchema = z.object({
   duration_minutes: z.number().int().min(15).max(720).default(120),
 });
 
+/**
+ * SECTION 6: which safety constraints are enforced (all by default) and their thresholds. Flat, so
+ * a partial update merges with one spread. Turning a constraint off is configuration (admin).
+ */
+export const safetySettingsSchema = z.object({
+  crane_motion: z.boolean().default(true),
+  acs_collision: z.boolean().default(true),
+  ups_battery: z.boolean().default(true),
+  network: z.boolean().default(true),
+  system_load: z.boolean().default(true),
+  /** Below this UPS charge (percent) an update is blocked; the spec's "typically 30%". */
+  ups_min_battery_percent: z.number().int().min(0).max(100).default(30),
+  /** 1-minute load average per CPU above which an update is blocked. */
+  max_system_load: z.number().min(0.1).max(10).default(0.9),
+});
+export type SafetySettings = z.infer<typeof safetySettingsSchema>;
+
 export const settingsDocumentSchema = z.object({
   auto_update: autoUpdateSettingsSchema.prefault({}),
   maintenance_window: maintenanceWindowSchema.prefault({}),
@@ -45,6 +62,7 @@ export const settingsDocumentSchema = z.object({
   /** Periodic update checks against the feed (the `next_check` of /monitor). */
   auto_check: z.boolean().default(true),
   check_interval_hours: z.number().int().min(1).max(168).default(6),
+  safety: safetySettingsSchema.prefault({}),
 });
 export type SettingsDocument = z.infer<typeof settingsDocumentSchema>;
 
@@ -74,6 +92,18 @@ export const settingsUpdateInputSchema = z.strictObject({
   rollback_retries: z.number().int().min(1).max(10).optional(),
   auto_check: z.boolean().optional(),
   check_interval_hours: z.number().int().min(1).max(168).optional(),
+  safety: z
+    .strictObject({
+      crane_motion: z.boolean(),
+      acs_collision: z.boolean(),
+      ups_battery: z.boolean(),
+      network: z.boolean(),
+      system_load: z.boolean(),
+      ups_min_battery_percent: z.number().int().min(0).max(100),
+      max_system_load: z.number().min(0.1).max(10),
+    })
+    .partial()
+    .optional(),
 });
 export type SettingsUpdateInput = z.infer<typeof settingsUpdateInputSchema>;
 
@@ -97,6 +127,15 @@ export const settingsOutputSchema = z.object({
   rollback_retries: z.number(),
   auto_check: z.boolean(),
   check_interval_hours: z.number(),
+  safety: z.object({
+    crane_motion: z.boolean(),
+    acs_collision: z.boolean(),
+    ups_battery: z.boolean(),
+    network: z.boolean(),
+    system_load: z.boolean(),
+    ups_min_battery_percent: z.number(),
+    max_system_load: z.number(),
+  }),
 });
 
 export const settingsUpdateOutputSchema = z.object({

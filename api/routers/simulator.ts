@@ -1,0 +1,80 @@
+import { GantryError } from '../../core/errors.js';
+import { SimulatedDevice } from '../../device/simulated.js';
+import type { GatewayRuntime } from '../../services/gateways.js';
+import {
+  simulatorBootFailuresInputSchema,
+  simulatorBootFailuresOutputSchema,
+  simulatorRebootInputSchema,
+  simulatorRebootOutputSchema,
+  simulatorSensorsInputSchema,
+  simulatorSensorsOutputSchema,
+} from '../schemas/safety.js';
+import { adminProcedure, router } from '../trpc.js';
+
+/**
+ * Controls of the simulated gateway (move the crane, drain the UPS, fail the next boots, power
+ * cycle), for tests and browser demos. Admin only, and only where the device is simulated: on a
+ * real gateway these answer 404, as if they did not exist.
+ */
+function simulated(gateway: GatewayRuntime): SimulatedDevice {
+  if (!(gateway.device instanceof SimulatedDevice)) {
+    throw new GantryError('NOT_FOUND', `Gateway ${gateway.id} is not simulated: no simulator controls`);
+  }
+  return gateway.device;
+}
+
+export const simulatorRouter = router({
+  sensors: adminProcedure
+    .input(simulatorSensorsInputSchema)
+    .output(simulatorSensorsOutputSchema)
+    .mutation(async ({ ctx, input }) => {
+      const device = simulated(ctx.gateway);
+      const r = await device.setSensors({
+        ...(input.crane_motion !== undefined ? { craneMotion: input.crane_motion } : {}),
+        ...(input.acs_collision !== undefined ? { acsCollision: input.acs_collision } : {}),
+        ...(input.ups_battery !== undefined ? { upsBatteryPercent: input.ups_battery } : {}),
+        ...(input.network_connected !== undefined ? { networkConnected: input.network_connected } : {}),
+        ...(input.system_load !== undefined ? { systemLoad: input.system_load } : {}),
+        ...(input.crane_estimated_clear_seconds !== undefined
+          ? { craneEstimatedClearSeconds: input.crane_estimated_clear_seconds }
+          : {}),
+      });
+      return {
+        crane_motion: r.craneMotion,
+        acs_collision: r.acsCollision,
+        ups_battery: r.upsBatteryPercent,
+        network_connected: r.networkConnected,
+        system_load: r.systemLoad,
+        crane_estimated_clear_seconds: r.craneEstimatedClearSeconds,
+      };
+    }),
+
+  bootFailures: adminProcedure
+    .input(simulatorBootFailuresInputSchema)
+    .output(simulatorBootFailuresOutputSchema)
+    .mutation(async ({ ctx, input }) => {
+      await simulated(ctx.gateway).failNextBoots(input.slot, input.count);
+      ctx.deps.logs.info(
+        ctx.gateway.id,
+        'simulator',
+        `Simulator: next ${input.count} boot(s) of slot ${input.slot} will fail`,
+      );
+      return { slot: input.slot, count: input.count };
+    }),
+
+  /** A power cycle: the simulated bootloader runs (bootcount, fallback) and the device reports it. */
+  reboot: adminProcedure
+    .input(simulatorRebootInputSchema)
+    .output(simulatorRebootOutputSchema)
+    .mutation(async ({ ctx }) => {
+      const device = simulated(ctx.gateway);
+      ctx.deps.logs.info(ctx.gateway.id, 'simulator', `Simulator: power cycle by ${ctx.user.username}`);
+      await device.reboot();
+      const env = await device.readBootEnv();
+      return {
+        booted_slot: await device.bootedSlot(),
+        boot_count: env.bootCount,
+        upgrade_available: env.upgradeAvailable,
+      };
+    }),
+});

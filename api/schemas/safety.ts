@@ -1,0 +1,125 @@
+import { z } from 'zod';
+import { SAFETY_CONSTRAINTS } from '../../machines/safety-interlock.js';
+import { SLOT_IDS } from '../../device/types.js';
+
+/** SECTION 6 (GET /safety, POST /safety/override) and the simulator controls used by tests and demos. */
+
+const pin = z.string().regex(/^\d{4,8}$/, 'must be 4 to 8 digits');
+
+/**
+ * The documented `{enable, pin, reason, constraints}`. Enabling needs all four; disabling needs only
+ * `enable: false` (the PIN, if sent, is not checked: ending an override only makes the gateway
+ * safer, and a PIN lockout must never keep an override alive).
+ */
+export const safetyOverrideInputSchema = z.discriminatedUnion('enable', [
+  z.strictObject({
+    enable: z.literal(true),
+    pin,
+    reason: z.string().trim().min(1, 'required').max(500),
+    constraints: z.array(z.enum(SAFETY_CONSTRAINTS)).min(1, 'name at least one constraint'),
+  }),
+  z.strictObject({
+    enable: z.literal(false),
+    pin: pin.optional(),
+    reason: z.string().max(500).optional(),
+    constraints: z.array(z.enum(SAFETY_CONSTRAINTS)).optional(),
+  }),
+]);
+export type SafetyOverrideInput = z.infer<typeof safetyOverrideInputSchema>;
+
+export const safetyOverrideOutputSchema = z.object({
+  override_enabled: z.boolean(),
+  expires_at: z.string().nullable(),
+  overridden_constraints: z.array(z.enum(SAFETY_CONSTRAINTS)),
+  update_allowed: z.boolean(),
+});
+export type SafetyOverrideOutput = z.infer<typeof safetyOverrideOutputSchema>;
+
+const constraintBase = {
+  enabled: z.boolean(),
+  status: z.string(),
+  /** Blocks updates now: condition met, enabled, not overridden. */
+  blocking: z.boolean(),
+  overridden: z.boolean(),
+};
+
+export const safetyStatusOutputSchema = z.object({
+  constraints: z.object({
+    crane_motion: z.object({
+      ...constraintBase,
+      status: z.enum(['idle', 'moving', 'unknown']),
+      /** "MM:SS" until a moving crane is expected to stop, where the crane controller says. */
+      estimated_clear: z.string().nullable(),
+    }),
+    acs_collision: z.object({
+      ...constraintBase,
+      status: z.enum(['clear', 'warning', 'collision_risk', 'unknown']),
+    }),
+    ups_battery: z.object({
+      ...constraintBase,
+      status: z.enum(['ok', 'low', 'unknown']),
+      /** Charge in percent; null when unknown. */
+      level: z.number().nullable(),
+    }),
+    network: z.object({ ...constraintBase, status: z.enum(['connected', 'disconnected', 'unknown']) }),
+    system_load: z.object({
+      ...constraintBase,
+      status: z.enum(['normal', 'high', 'unknown']),
+      /** 1-minute load average per CPU; null when unknown. */
+      load: z.number().nullable(),
+    }),
+  }),
+  force_override: z.boolean(),
+  update_allowed: z.boolean(),
+  override: z
+    .object({
+      constraints: z.array(z.enum(SAFETY_CONSTRAINTS)),
+      expires_at: z.string(),
+      reason: z.string(),
+      enabled_by: z.string(),
+    })
+    .nullable(),
+  thresholds: z.object({ ups_min_battery_percent: z.number(), max_system_load: z.number() }),
+});
+export type SafetyStatusOutput = z.infer<typeof safetyStatusOutputSchema>;
+
+// --- Simulator controls (development and tests; simulated gateways only) ----------------------
+
+export const simulatorSensorsInputSchema = z
+  .strictObject({
+    crane_motion: z.enum(['idle', 'moving']),
+    acs_collision: z.enum(['clear', 'warning', 'collision_risk']),
+    ups_battery: z.number().min(0).max(100),
+    network_connected: z.boolean(),
+    /** Load per CPU; null returns to the host's real load. */
+    system_load: z.number().min(0).max(64).nullable(),
+    crane_estimated_clear_seconds: z.number().int().min(0).max(86_400).nullable(),
+  })
+  .partial();
+export type SimulatorSensorsInput = z.infer<typeof simulatorSensorsInputSchema>;
+
+export const simulatorSensorsOutputSchema = z.object({
+  crane_motion: z.enum(['idle', 'moving']),
+  acs_collision: z.enum(['clear', 'warning', 'collision_risk']),
+  ups_battery: z.number(),
+  network_connected: z.boolean(),
+  system_load: z.number(),
+  crane_estimated_clear_seconds: z.number().nullable(),
+});
+
+export const simulatorBootFailuresInputSchema = z.strictObject({
+  slot: z.enum(SLOT_IDS),
+  /** Boots of that slot that will fail (kernel panic / watchdog) before one succeeds; 0 clears. */
+  count: z.number().int().min(0).max(16),
+});
+export const simulatorBootFailuresOutputSchema = z.object({
+  slot: z.enum(SLOT_IDS),
+  count: z.number().int(),
+});
+
+export const simulatorRebootInputSchema = z.strictObject({}).optional();
+export const simulatorRebootOutputSchema = z.object({
+  booted_slot: z.enum(SLOT_IDS),
+  boot_count: z.number().int(),
+  upgrade_available: z.boolean(),
+});
