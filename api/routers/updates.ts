@@ -36,7 +36,7 @@ export const updatesRouter = router({
   progress: viewerProcedure
     .input(progressInputSchema)
     .output(progressOutputSchema)
-    .query(({ ctx, input }) => ctx.deps.updates.progress(ctx.gateway, input.job_id)),
+    .query(({ ctx, input }) => ctx.deps.updates.progress(ctx.gateway, (input.job_id ?? input.snapshot_id)!)),
 
   install: operatorProcedure
     .input(installInputSchema)

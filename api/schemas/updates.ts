@@ -49,7 +49,13 @@ export const downloadOutputSchema = z.object({
   progress_url: z.string(),
 });
 
-export const progressInputSchema = z.strictObject({ job_id: jobId });
+/** One of `job_id` (update, deploy, restore, factory jobs) or `snapshot_id` (the snapshot's progress_url). */
+export const progressInputSchema = z
+  .strictObject({ job_id: jobId.optional(), snapshot_id: jobId.optional() })
+  .refine((v) => (v.job_id === undefined) !== (v.snapshot_id === undefined), {
+    message: 'exactly one of job_id or snapshot_id is required',
+    path: ['job_id'],
+  });
 export const progressOutputSchema = z.object({
   status: z.string(),
   job_id: z.string(),

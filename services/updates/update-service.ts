@@ -18,6 +18,7 @@ import type {
   deployInputSchema,
   downloadInputSchema,
   installInputSchema,
+  progressOutputSchema,
   uploadVerifyInputSchema,
 } from '../../api/schemas/updates.js';
 import type { UpdateStrategy } from '../../api/schemas/settings.js';
@@ -48,6 +49,7 @@ import { fileBundleSource, transferBundle, type TransferPolicy } from './transfe
 type JobActor = Actor<typeof updateJobMachine>;
 type JobSnapshot = SnapshotFrom<typeof updateJobMachine>;
 type JobKind = 'download' | 'deploy' | 'restore';
+export type ProgressView = z.output<typeof progressOutputSchema>;
 
 /** What a job knows beyond its statechart: where its bytes come from and what they proved to be. */
 export interface JobArtifact {
@@ -130,6 +132,8 @@ function normalizeChecksum(value: string): string {
  */
 export class UpdateService {
   private readonly running = new Map<string, RunningJob>();
+  /** Progress of jobs other services own (snapshots, …), answered by the same /progress route. */
+  private readonly progressProviders = new Map<string, (gw: GatewayRuntime, row: JobRow) => ProgressView>();
   private readonly background = new Set<Promise<unknown>>();
 
   constructor(private readonly deps: UpdateServiceDeps) {}
@@ -929,7 +933,15 @@ export class UpdateService {
     };
   }
 
-  progress(gw: GatewayRuntime, jobId: string) {
+  /** Lets another service answer GET /progress for its own job kind. */
+  registerProgress(kind: string, provider: (gw: GatewayRuntime, row: JobRow) => ProgressView): void {
+    this.progressProviders.set(kind, provider);
+  }
+
+  progress(gw: GatewayRuntime, jobId: string): ProgressView {
+    const other = this.deps.jobs.get(jobId);
+    const provider = other && other.gatewayId === gw.id ? this.progressProviders.get(other.kind) : undefined;
+    if (other && provider) return provider(gw, other);
     const { row, running } = this.job(gw, jobId);
     const snap = running ? running.actor.getSnapshot() : (row.snapshot as JobSnapshot | null);
     if (!snap) throw new GantryError('NOT_FOUND', `Job ${jobId} has no state`);
