@@ -306,6 +306,26 @@ describe('Safety API over HTTP', () => {
     expect(reboot.status).toBe(200);
     expect(reboot.body.data).toMatchObject({ booted_slot: 'A', upgrade_available: false });
   });
+
+  it('should answer the simulator controls with 404 on a gateway whose device is not simulated', async () => {
+    const runtime = g.deps.gateways.get(GATEWAY)!;
+    const real = runtime.device;
+    // Stands in for the Linux device: anything that is not a SimulatedDevice.
+    Object.defineProperty(runtime, 'device', { value: { ...real, kind: 'linux' }, configurable: true });
+    try {
+      for (const [route, body] of [
+        ['sensors', { crane_motion: 'moving' }],
+        ['boot-failures', { slot: 'B', count: 1 }],
+        ['reboot', undefined],
+      ] as const) {
+        const res = await g.request('POST', `/api/v1/dev/simulator/${route}`, { token: admin, body });
+        expect(res.status).toBe(404);
+        expect(res.body.error.code).toBe('NOT_FOUND');
+      }
+    } finally {
+      Object.defineProperty(runtime, 'device', { value: real, configurable: true });
+    }
+  });
 });
 
 describe('Safety override across a restart', () => {
