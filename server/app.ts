@@ -13,9 +13,11 @@ import { otaRoutes } from '../rest-compat/routes/ota.js';
 import { safetyRoutes, simulatorRoutes } from '../rest-compat/routes/safety.js';
 import { updateRoutes } from '../rest-compat/routes/updates.js';
 import { uploadRoutes } from '../rest-compat/routes/upload.js';
+import { mountZipRoutes } from '../rest-compat/routes/zip.js';
 import { docsPage } from '../web/docs.js';
 import type { GantryDeps } from './deps.js';
 import { createOtaWebSocketServer, type OtaWsOptions } from './ota-ws.js';
+import { attachTerminalStream, isSocketIoPath, TERMINAL_NAMESPACE } from './terminal-stream.js';
 
 /** Every REST-compat route, in one table (mounted and documented from it). */
 export function restRoutes(deps: GantryDeps) {
@@ -55,6 +57,8 @@ export function createHttpServer(deps: GantryDeps, opts: { ws?: OtaWsOptions } =
   const api = express.Router();
   mountRoutes(api, deps, routes);
   app.use(api);
+  // ota-zip-updates.md: its own paths and response shapes, outside /api/v1.
+  mountZipRoutes(app, deps);
 
   app.use(
     '/api/trpc',
@@ -91,6 +95,8 @@ export function createHttpServer(deps: GantryDeps, opts: { ws?: OtaWsOptions } =
   });
 
   const server = http.createServer(app);
+  // Socket.IO (namespace /ota-update) attaches before listen(); its /socket.io/ upgrades are its own.
+  const terminal = attachTerminalStream(server, deps, { authTimeoutMs: opts.ws?.authTimeoutMs });
 
   // Idempotent: whoever starts first (start-up, or here) wins; the interlock blocks until it reads.
   deps.safety.start().catch((err) => console.error('[gantry] safety interlock failed to start:', err));
@@ -115,7 +121,15 @@ export function createHttpServer(deps: GantryDeps, opts: { ws?: OtaWsOptions } =
 
   server.on('upgrade', (req, socket, head) => {
     const pathname = new URL(req.url ?? '/', 'http://localhost').pathname;
-    const target = pathname === '/api/v1/ota/ws' ? otaWss : pathname === '/api/trpc' ? trpcWss : null;
+    if (isSocketIoPath(pathname)) return; // engine.io's own 'upgrade' listener answers these
+    const target =
+      pathname === '/api/v1/ota/ws'
+        ? otaWss
+        : pathname === '/api/trpc'
+          ? trpcWss
+          : pathname === TERMINAL_NAMESPACE
+            ? terminal.wss
+            : null;
     if (!target) {
       socket.write('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
       socket.destroy();
@@ -127,6 +141,8 @@ export function createHttpServer(deps: GantryDeps, opts: { ws?: OtaWsOptions } =
   return {
     server,
     async close() {
+      await deps.zipOps.close();
+      await terminal.close();
       trpcWsHandler.broadcastReconnectNotification();
       for (const wss of [otaWss, trpcWss]) {
         for (const client of wss.clients) client.terminate();

@@ -8,6 +8,8 @@ import { writeFileAtomicSync } from '../core/fsutil.js';
 import { openDatabase, type GantryDb } from '../drizzle/db.js';
 import { AuditService } from '../services/audit.js';
 import { GatewayRegistry } from '../services/gateways.js';
+import { ProvisioningService } from '../services/provisioning.js';
+import { ZipOperationService } from '../services/zip-operations.js';
 import { JobStore } from '../services/jobs.js';
 import { UpdateCatalog } from '../services/updates/catalog.js';
 import { PartitionManager } from '../services/updates/partitions.js';
@@ -36,6 +38,9 @@ export interface GantryDeps {
   jobs: JobStore;
   partitions: PartitionManager;
   updates: UpdateService;
+  /** Configuration and plugins installed by the ZIP operations; keys, feed and hooks for updates. */
+  provisioning: ProvisioningService;
+  zipOps: ZipOperationService;
 }
 
 /** GANTRY_JWT_SECRET, else a random secret generated once and kept (0600) in the data dir. */
@@ -57,6 +62,20 @@ export interface DepsOptions {
   transferPolicy?: Partial<TransferPolicy>;
 }
 
+/** Resolves once no un-overridden safety constraint blocks the gateway. */
+function untilSafe(safety: SafetyService, gatewayId: string, onWait: () => void): Promise<void> {
+  if (safety.blocking(gatewayId).length === 0) return Promise.resolve();
+  onWait();
+  return new Promise((resolve) => {
+    const stop = safety.onChange(gatewayId, (blocking) => {
+      if (blocking.length === 0) {
+        stop();
+        resolve();
+      }
+    });
+  });
+}
+
 export function createDeps(config: GantryConfig, opts: DepsOptions = {}): GantryDeps {
   const clock = opts.clock ?? Date.now;
   fs.mkdirSync(config.dataDir, { recursive: true });
@@ -76,6 +95,9 @@ export function createDeps(config: GantryConfig, opts: DepsOptions = {}): Gantry
     settings,
     defaultPin: config.safetyPin,
   });
+  const provisioning = new ProvisioningService({ config, clock, gateways, settings, logs, safety });
+  const zipOps = new ZipOperationService({ config, db, clock, gateways, logs }, provisioning);
+  zipOps.recoverInterrupted();
   const base = {
     config,
     db,
@@ -89,6 +111,8 @@ export function createDeps(config: GantryConfig, opts: DepsOptions = {}): Gantry
     logs,
     audit: new AuditService(db, clock),
     safety,
+    provisioning,
+    zipOps,
     jobs: new JobStore(db, clock),
   };
   const partitions = new PartitionManager({
@@ -99,6 +123,8 @@ export function createDeps(config: GantryConfig, opts: DepsOptions = {}): Gantry
     clock,
     healthCheck: createHealthCheck(base),
     reboot: async (gw, reason) => {
+      // Every reboot goes through the interlock: an auto-rollback waits for a moving crane to stop.
+      await untilSafe(safety, gw.id, () => base.logs.warn(gw.id, 'partition', `Reboot (${reason}) waits: ${safety.blocking(gw.id).join(', ')}`));
       base.logs.info(gw.id, 'partition', `Rebooting: ${reason}`);
       await gw.device.reboot();
     },

@@ -6,6 +6,7 @@ import { settingsRouter } from './settings.js';
 import { simulatorRouter } from './simulator.js';
 import { systemRouter } from './system.js';
 import { updatesRouter } from './updates.js';
+import { zipOpsRouter } from './zipOps.js';
 
 export const appRouter = router({
   auth: authRouter,
@@ -15,6 +16,7 @@ export const appRouter = router({
   safety: safetyRouter,
   simulator: simulatorRouter,
   updates: updatesRouter,
+  zipOps: zipOpsRouter,
 });
 
 export type AppRouter = typeof appRouter;

@@ -1,0 +1,426 @@
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { and, eq, inArray, isNull } from 'drizzle-orm';
+import { createActor, fromPromise, type Actor } from 'xstate';
+import { z } from 'zod';
+import type { TerminalOutput, ZipProgressOutput, ZipStartOutput } from '../api/schemas/zip.js';
+import { GantryError } from '../core/errors.js';
+import { isoSeconds } from '../core/format.js';
+import type { GantryDb } from '../drizzle/db.js';
+import { jobs, jobTransitions } from '../drizzle/schema.js';
+import {
+  COMPLETE_MESSAGE,
+  flattenState,
+  progressStatus,
+  zipOperationMachine,
+  type ZipOperationKind,
+  type ZipOperationMachine,
+} from '../machines/zip-operation.js';
+import type { GatewayRegistry } from './gateways.js';
+import type { LogService } from './logs.js';
+import type { ProvisioningService } from './provisioning.js';
+import { sniffZipFile } from './zip-extract.js';
+
+/**
+ * POST /ota-configure and POST /ota-update as jobs: one statechart per operation, persisted in
+ * `jobs` (snapshot on every change) and `job_transitions` (every state change, with its event),
+ * under the gateway's one-operation-at-a-time lock.
+ */
+
+export interface ZipOperationDeps {
+  config: { dataDir: string };
+  db: GantryDb;
+  clock: () => number;
+  gateways: GatewayRegistry;
+  logs: LogService;
+}
+
+/** A file the upload route stored, waiting for the `start` procedure to claim it. */
+interface StagedUpload {
+  gatewayId: string;
+  username: string;
+  path: string;
+  originalName: string;
+  size: number;
+  expiresAt: number;
+}
+
+interface Running {
+  actor: Actor<ZipOperationMachine>;
+  settled: Promise<void>;
+}
+
+export const ZIP_KINDS: Record<ZipOperationKind, { prefix: string; label: string }> = {
+  configure: { prefix: 'CFG', label: 'Configuration' },
+  plugin: { prefix: 'PLG', label: 'Plugin' },
+};
+
+const INVALID_TYPE = 'Invalid file type. Please upload a ZIP file';
+const UPLOAD_TTL_MS = 10 * 60 * 1000;
+
+/** What `/ota-update-progress` needs from a stored snapshot (validated on load, like any input). */
+const persistedContextSchema = z.object({
+  context: z.object({
+    progress: z.number(),
+    message: z.string(),
+    error: z.object({ code: z.string(), message: z.string() }).nullable(),
+  }),
+});
+
+export class ZipOperationService {
+  private readonly uploads = new Map<string, StagedUpload>();
+  private readonly running = new Map<string, Running>();
+
+  constructor(
+    private readonly deps: ZipOperationDeps,
+    private readonly provisioning: ProvisioningService,
+  ) {}
+
+  /** Where multer writes uploads: under the data dir, beside what they will become. */
+  uploadDir(): string {
+    return path.join(this.deps.config.dataDir, 'uploads');
+  }
+
+  /** 409 before a large upload is even read, if the gateway is busy. Checked again at start. */
+  assertIdle(gatewayId: string): void {
+    const op = this.runtime(gatewayId).currentOperation();
+    if (op) {
+      throw new GantryError(
+        'OTA_OPERATION_IN_PROGRESS',
+        `Another operation is in progress: ${op.kind} ${op.id}`,
+        {
+          operation: op.kind,
+          id: op.id,
+        },
+      );
+    }
+  }
+
+  /**
+   * Hands a stored upload over to the `start` procedure. A file is not a tRPC input, so the route
+   * registers it here and passes this single-use, unguessable id, bound to the gateway and user.
+   */
+  registerUpload(upload: Omit<StagedUpload, 'expiresAt'>): string {
+    this.sweepUploads();
+    const id = randomBytes(16).toString('hex');
+    this.uploads.set(id, { ...upload, expiresAt: this.deps.clock() + UPLOAD_TTL_MS });
+    return id;
+  }
+
+  /** Removes an upload nobody claimed (refused, or the operation could not start). */
+  discardUpload(id: string): void {
+    const upload = this.uploads.get(id);
+    if (!upload) return;
+    this.uploads.delete(id);
+    // Synchronous: the route's reply must not race the deletion of what it refused.
+    fs.rmSync(upload.path, { force: true });
+  }
+
+  private sweepUploads(): void {
+    const now = this.deps.clock();
+    for (const [id, upload] of this.uploads) if (upload.expiresAt < now) this.discardUpload(id);
+  }
+
+  async start(input: {
+    gatewayId: string;
+    kind: ZipOperationKind;
+    uploadId: string;
+    username: string;
+  }): Promise<ZipStartOutput> {
+    const upload = this.uploads.get(input.uploadId);
+    if (!upload || upload.gatewayId !== input.gatewayId || upload.username !== input.username) {
+      throw new GantryError('VALIDATION_ERROR', 'Unknown upload_id');
+    }
+    // By content, not only by name: a PNG renamed .zip is not an archive.
+    if (!/\.zip$/i.test(upload.originalName) || !(await sniffZipFile(upload.path))) {
+      this.discardUpload(input.uploadId);
+      throw new GantryError('VALIDATION_ERROR', INVALID_TYPE);
+    }
+    const runtime = this.runtime(input.gatewayId);
+    const { prefix, label } = ZIP_KINDS[input.kind];
+    const updateId = `${prefix}-${randomBytes(6).toString('hex').toUpperCase()}`;
+    const now = this.deps.clock();
+    const release = runtime.beginOperation({ kind: input.kind, id: updateId }, now);
+    // Claimed: from here the operation owns (and eventually deletes) the file.
+    this.uploads.delete(input.uploadId);
+    try {
+      this.deps.db
+        .insert(jobs)
+        .values({
+          id: updateId,
+          gatewayId: input.gatewayId,
+          kind: input.kind,
+          state: 'pending',
+          request: { original_name: upload.originalName, size: upload.size, uploaded_by: input.username },
+          createdAt: now,
+          updatedAt: now,
+        })
+        .run();
+    } catch (err) {
+      release();
+      fs.rm(upload.path, { force: true }, () => undefined);
+      throw err;
+    }
+    this.deps.logs.info(
+      input.gatewayId,
+      'ota-zip',
+      `${label} update ${updateId} started by ${input.username} (${upload.originalName})`,
+    );
+    this.launch({ updateId, gatewayId: input.gatewayId, kind: input.kind, zipPath: upload.path }, release);
+    return {
+      success: true,
+      update_id: updateId,
+      message: `${label} update started`,
+      status: 'pending',
+      progress: 0,
+    };
+  }
+
+  /** The documented progress document; 404 "Update not found" for ids of other gateways too. */
+  progress(gatewayId: string, updateId: string): ZipProgressOutput {
+    const row = this.deps.db
+      .select()
+      .from(jobs)
+      .where(
+        and(
+          eq(jobs.id, updateId),
+          eq(jobs.gatewayId, gatewayId),
+          inArray(jobs.kind, ['configure', 'plugin']),
+        ),
+      )
+      .get();
+    if (!row) throw new GantryError('NOT_FOUND', 'Update not found');
+    const status = progressStatus(row.state);
+    const parsed = persistedContextSchema.safeParse(row.snapshot);
+    const ctx = parsed.success ? parsed.data.context : null;
+    if (status === 'complete') {
+      return { success: true, status, progress: 100, message: COMPLETE_MESSAGE };
+    }
+    if (status === 'error') {
+      return {
+        success: false,
+        status,
+        progress: ctx?.progress ?? 0,
+        message: 'Operation failed',
+        error: row.errorMessage ?? ctx?.error?.message ?? 'Operation failed',
+      };
+    }
+    return { success: true, status, progress: ctx?.progress ?? 0, message: ctx?.message ?? 'Queued' };
+  }
+
+  /** Resolves once the operation has reached complete or error (and cleaned up after itself). */
+  settled(updateId: string): Promise<void> {
+    return this.running.get(updateId)?.settled ?? Promise.resolve();
+  }
+
+  /**
+   * Start-up: an operation the previous process did not finish is reported as failed, and
+   * whatever it had swapped in is undone, so "error" always means "the previous version is in
+   * place". ZIP operations are not resumed: the upload was a one-shot.
+   */
+  recoverInterrupted(): void {
+    const stale = this.deps.db
+      .select()
+      .from(jobs)
+      .where(and(inArray(jobs.kind, ['configure', 'plugin']), isNull(jobs.finishedAt)))
+      .all();
+    const now = this.deps.clock();
+    for (const gatewayId of this.deps.gateways.ids()) {
+      this.provisioning.recover(
+        gatewayId,
+        new Set(stale.filter((j) => j.gatewayId === gatewayId).map((j) => j.id)),
+      );
+    }
+    const message = 'Interrupted by a server restart; the previous version was kept';
+    for (const job of stale) {
+      this.deps.db.transaction((tx) => {
+        tx.update(jobs)
+          .set({
+            state: 'error',
+            errorCode: 'OTA_INSTALL_FAILED',
+            errorMessage: message,
+            updatedAt: now,
+            finishedAt: now,
+          })
+          .where(eq(jobs.id, job.id))
+          .run();
+        tx.insert(jobTransitions)
+          .values({ jobId: job.id, at: now, fromState: job.state, toState: 'error', event: 'gantry.restart' })
+          .run();
+      });
+      if (this.deps.gateways.get(job.gatewayId))
+        this.deps.logs.warn(job.gatewayId, 'ota-zip', `${job.id}: ${message}`);
+    }
+    fs.rmSync(this.uploadDir(), { recursive: true, force: true });
+  }
+
+  /** Shutdown: interrupts what can be interrupted (a running hook is killed) and waits for the rest. */
+  async close(): Promise<void> {
+    for (const { actor } of this.running.values())
+      actor.send({ type: 'ABORT', reason: 'Server shutting down' });
+    await Promise.all([...this.running.values()].map((r) => r.settled));
+    for (const id of [...this.uploads.keys()]) this.discardUpload(id);
+  }
+
+  private runtime(gatewayId: string) {
+    const runtime = this.deps.gateways.get(gatewayId);
+    if (!runtime) throw new GantryError('GATEWAY_NOT_FOUND', `Gateway ${gatewayId} not found`);
+    return runtime;
+  }
+
+  private terminal(
+    gatewayId: string,
+    updateId: string,
+    line: string,
+    stream: TerminalOutput['stream'] = 'system',
+  ) {
+    this.provisioning.terminal.publish(gatewayId, {
+      update_id: updateId,
+      stream,
+      line,
+      timestamp: isoSeconds(this.deps.clock()),
+    });
+  }
+
+  private launch(
+    input: { updateId: string; gatewayId: string; kind: ZipOperationKind; zipPath: string },
+    release: () => void,
+  ): void {
+    const { updateId, gatewayId } = input;
+    const p = this.provisioning;
+    const machine = zipOperationMachine.provide({
+      actors: {
+        extract: fromPromise(async ({ input: i }) => {
+          const out = await p.stage(i.gatewayId, i.kind, i.updateId, i.zipPath);
+          this.terminal(gatewayId, updateId, `Extracted ${out.files} files (${out.bytes} bytes)`);
+          return out;
+        }),
+        validate: fromPromise(async ({ input: i }) => {
+          const summary = await p.validate(i.gatewayId, i.kind, i.stageDir);
+          if (summary.kind === 'plugin') {
+            this.terminal(gatewayId, updateId, `Plugin ${summary.name} ${summary.version}`);
+          }
+          return summary;
+        }),
+        apply: fromPromise(async ({ input: i }) => {
+          if (i.manifest.kind === 'configuration') {
+            await p.applyConfiguration(i.gatewayId, i.updateId, i.stageDir, i.zipPath);
+          } else {
+            await p.installPlugin(i.gatewayId, i.updateId, i.stageDir, i.zipPath);
+          }
+        }),
+        postInstall: fromPromise(({ input: i, signal }) =>
+          p.runPostInstall(i.gatewayId, i.updateId, i.manifest.name, signal),
+        ),
+        rollback: fromPromise(({ input: i }) => p.rollbackPlugin(i.gatewayId, i.updateId, i.manifest.name)),
+      },
+    });
+
+    let lastEvent = 'xstate.init';
+    let lastState: string | null = null;
+    let finishing = false;
+    let resolveSettled!: () => void;
+    const settled = new Promise<void>((resolve) => (resolveSettled = resolve));
+
+    const actor = createActor(machine, {
+      input,
+      inspect: (ev) => {
+        if (ev.type === '@xstate.event' && ev.actorRef === actor) lastEvent = ev.event.type;
+      },
+    });
+    this.running.set(updateId, { actor, settled });
+
+    const runtime = this.runtime(gatewayId);
+    actor.on('step', (ev) => {
+      runtime.updateOperation(updateId, { currentOperation: ev.step, progress: ev.progress });
+      this.terminal(gatewayId, updateId, ev.message);
+    });
+    actor.on('failed', (ev) => {
+      this.terminal(gatewayId, updateId, `Error: ${ev.message}`);
+      this.deps.logs.error(gatewayId, 'ota-zip', `${updateId} failed: ${ev.message}`);
+    });
+    actor.on('completed', () => {
+      this.deps.logs.info(gatewayId, 'ota-zip', `${updateId} completed`);
+    });
+
+    const finish = async () => {
+      release();
+      try {
+        await p.cleanup(gatewayId, updateId);
+        await fs.promises.rm(input.zipPath, { force: true });
+      } catch (err) {
+        console.error(`[gantry] ${updateId} cleanup:`, err);
+      } finally {
+        this.running.delete(updateId);
+        resolveSettled();
+      }
+    };
+
+    actor.subscribe({
+      next: (snapshot) => {
+        const state = flattenState(snapshot.value);
+        const now = this.deps.clock();
+        const done = snapshot.status === 'done';
+        const error = snapshot.context.error;
+        try {
+          this.deps.db.transaction((tx) => {
+            tx.update(jobs)
+              .set({
+                state,
+                snapshot: actor.getPersistedSnapshot(),
+                errorCode: error?.code ?? null,
+                errorMessage: error?.message ?? null,
+                updatedAt: now,
+                ...(done ? { finishedAt: now } : {}),
+              })
+              .where(eq(jobs.id, updateId))
+              .run();
+            if (state !== lastState) {
+              tx.insert(jobTransitions)
+                .values({
+                  jobId: updateId,
+                  at: now,
+                  fromState: lastState,
+                  toState: state,
+                  event: lastEvent,
+                  context: { progress: snapshot.context.progress, message: snapshot.context.message },
+                })
+                .run();
+            }
+          });
+        } catch (err) {
+          console.error(`[gantry] ${updateId} persist:`, err);
+        }
+        lastState = state;
+        if (done && !finishing) {
+          finishing = true;
+          void finish();
+        }
+      },
+      error: (err) => {
+        // Every invoke has an onError, so this is a bug in the machine; still, report it as failed.
+        console.error(`[gantry] ${updateId} machine:`, err);
+        const now = this.deps.clock();
+        this.deps.db
+          .update(jobs)
+          .set({
+            state: 'error',
+            errorCode: 'INTERNAL_ERROR',
+            errorMessage: 'Internal error',
+            updatedAt: now,
+            finishedAt: now,
+          })
+          .where(eq(jobs.id, updateId))
+          .run();
+        if (!finishing) {
+          finishing = true;
+          void finish();
+        }
+      },
+    });
+
+    actor.start();
+    actor.send({ type: 'START' });
+  }
+}
