@@ -172,7 +172,8 @@ describe('foundation: /api/v1/ota REST routes', () => {
       const res = await get('/api/v1/ota/settings');
       expect(res.status).toBe(200);
       expect(res.body.message).toBe('Update settings retrieved successfully');
-      expect(res.body.data).toEqual({
+      // toMatchObject: later features add their own sections (safety, …) to the same document.
+      expect(res.body.data).toMatchObject({
         auto_update: { enabled: false, auto_download: true, auto_security: true, auto_reboot: false },
         maintenance_window: {
           enabled: true,
@@ -272,6 +273,41 @@ describe('foundation: /api/v1/ota REST routes', () => {
       expect(doc.maintenance_window).toMatchObject({ enabled: true, schedule: 'daily', time: '03:30' });
       expect(doc.rollback_retries).toBe(5);
       expect((await get('/api/v1/ota/status')).body.data.partitions.rollback_retries).toBe(5);
+    });
+
+    it('should merge every nested section field by field, whichever sections exist', async () => {
+      // Regression: a section missing from the service's merge list was replaced by the partial
+      // object and its other fields silently reset to their defaults.
+      const before = await settingsOf(GW_B);
+      const sections = Object.entries(before).filter(
+        ([, v]) =>
+          typeof v === 'object' &&
+          v !== null &&
+          Object.values(v as object).filter((f) => typeof f === 'boolean').length >= 2,
+      ) as Array<[string, Record<string, unknown>]>;
+      expect(sections.map(([k]) => k)).toContain('auto_update');
+      for (const [name, section] of sections) {
+        const flags = Object.keys(section).filter((k) => typeof section[k] === 'boolean');
+        const flipped = Object.fromEntries(flags.map((k) => [k, !section[k]]));
+        const first = await post('/api/v1/ota/settings', { [name]: flipped }, { gateway: GW_B });
+        expect(first.status, name).toBe(200);
+        const [one] = flags;
+        const second = await post(
+          '/api/v1/ota/settings',
+          { [name]: { [one!]: section[one!] } },
+          { gateway: GW_B },
+        );
+        expect(second.status, name).toBe(200);
+        const after = (await settingsOf(GW_B))[name];
+        expect(after, name).toEqual({ ...section, ...flipped, [one!]: section[one!] });
+        // Put the section back as it was for the tests that follow.
+        await post(
+          '/api/v1/ota/settings',
+          { [name]: Object.fromEntries(flags.map((k) => [k, section[k]])) },
+          { gateway: GW_B },
+        );
+      }
+      expect(await settingsOf(GW_B)).toEqual(before);
     });
 
     it('should answer a weekly window on its day, and null for a disabled one', async () => {
