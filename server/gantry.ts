@@ -26,6 +26,8 @@ export async function startGantry(
   const admin = await deps.users.ensureAdmin(config.adminPassword);
   for (const id of deps.gateways.ids()) deps.logs.info(id, 'system', 'Gantry started');
   // Reconcile slots with what the device booted (commit or roll back a trial), then resume jobs.
+  // Safety first: restored jobs must see live readings, not "unknown", when they resume.
+  await deps.safety.start();
   await deps.partitions.start();
   await deps.updates.start();
   const http = createHttpServer(deps, { ws: opts.ws });
@@ -47,7 +49,10 @@ export async function startGantry(
       stopped = true;
       await http.close();
       await deps.updates.stop();
+      await deps.snapshots.stop();
+      await deps.debugBundles.stop();
       deps.partitions.stop();
+      await deps.safety.stop();
       await deps.gateways.close();
       deps.db.$client.close();
     },

@@ -29,9 +29,15 @@ interface ProvisioningPort {
   ): Promise<HookResult>;
 }
 
-type PortDeps = Omit<GantryDeps, 'updates' | 'partitions'> & {
+interface ResettablePort {
+  reset(gatewayId: string): void | Promise<void>;
+}
+
+/** What the ports read of the app, built before the update services themselves. */
+type PortDeps = Omit<GantryDeps, 'updates' | 'partitions' | 'safety' | 'provisioning' | 'snapshots'> & {
   safety?: SafetyPort;
-  provisioning?: ProvisioningPort;
+  provisioning?: ProvisioningPort & ResettablePort;
+  snapshots?: ResettablePort;
 };
 
 /** `*.pem` public keys in `<dataDir>/trusted-keys/`: the development fallback for signing keys. */
@@ -71,6 +77,12 @@ export function createUpdatePorts(deps: PortDeps): UpdatePorts {
     blocking: (id) => deps.safety?.blocking(id) ?? [],
     onSafetyChange: (id, listener) => deps.safety?.onChange(id, listener) ?? (() => undefined),
     operationCompleted: (id, op) => deps.safety?.operationCompleted(id, op),
+    async factoryWipe(gw: GatewayRuntime) {
+      deps.settings.reset(gw.id);
+      await deps.snapshots?.reset(gw.id);
+      await deps.provisioning?.reset(gw.id);
+      fs.rmSync(path.join(deps.gateways.gatewayDir(gw.id), 'uploads'), { recursive: true, force: true });
+    },
     async runPostInstallHooks(gw: GatewayRuntime, env) {
       if (!deps.provisioning) return { ok: true, reason: null };
       const result = await deps.provisioning.runHooks(gw.id, 'post-install', env);

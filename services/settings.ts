@@ -28,7 +28,6 @@ export class SettingsService {
       auto_update: { ...current.auto_update, ...patch.auto_update },
       maintenance_window: { ...current.maintenance_window, ...patch.maintenance_window },
       safety: { ...current.safety, ...patch.safety },
-      safety: { ...current.safety, ...patch.safety },
     });
     const now = this.clock();
     this.db

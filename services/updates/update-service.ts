@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { and, desc, eq } from 'drizzle-orm';
 import {
@@ -48,12 +49,17 @@ import { fileBundleSource, transferBundle, type TransferPolicy } from './transfe
 
 type JobActor = Actor<typeof updateJobMachine>;
 type JobSnapshot = SnapshotFrom<typeof updateJobMachine>;
-type JobKind = 'download' | 'deploy' | 'restore';
+type JobKind = 'download' | 'deploy' | 'restore' | 'factory';
+const PIPELINE_KINDS: readonly string[] = ['download', 'deploy', 'restore', 'factory'];
 export type ProgressView = z.output<typeof progressOutputSchema>;
 
 /** What a job knows beyond its statechart: where its bytes come from and what they proved to be. */
 export interface JobArtifact {
-  source: { kind: 'feed'; target: FeedTarget } | { kind: 'file'; path: string; name: string; sha256: string };
+  source:
+    | { kind: 'feed'; target: FeedTarget }
+    | { kind: 'file'; path: string; name: string; sha256: string }
+    /** A raw image (a snapshot), not a bundle: its hash was taken when it was made. */
+    | { kind: 'image'; path: string; sha256: string; bytes: number; version: string; kernel: string | null };
   update: { id: string | null; version: string };
   /** Display label (a manual upload's custom version); the signed manifest version still rules. */
   label: string | null;
@@ -64,6 +70,8 @@ export interface JobArtifact {
   bytes: number | null;
   /** The target slot was (possibly partly) written: on failure or cancel it must be invalidated. */
   slotTouched?: boolean;
+  /** Restore and factory jobs install by themselves once the image is verified. */
+  autoInstall?: { rebootAfter: boolean; wipeData: boolean } | null;
 }
 
 /** Who answers the questions the pipeline asks of the rest of Gantry (keys, safety, hooks). */
@@ -79,6 +87,8 @@ export interface UpdatePorts {
     gateway: GatewayRuntime,
     env: Record<string, string>,
   ): Promise<{ ok: boolean; reason: string | null }>;
+  /** Factory reset with wipe_data: settings, snapshots, uploads and provisioning back to factory state. */
+  factoryWipe(gateway: GatewayRuntime): Promise<void>;
 }
 
 export interface UpdateServiceDeps {
@@ -115,11 +125,10 @@ const PROGRESS_PERSIST_MS = 500;
 
 function jobIdFor(kind: JobKind): string {
   const suffix = randomBytes(4).toString('hex').toUpperCase().slice(0, 5);
-  return kind === 'download'
-    ? `OTA-JOB-${suffix}`
-    : kind === 'deploy'
-      ? `MANUAL-DEPLOY-${suffix}`
-      : `RESTORE-${suffix}`;
+  const prefix = { download: 'OTA-JOB', deploy: 'MANUAL-DEPLOY', restore: 'RESTORE', factory: 'FACTORY' }[
+    kind
+  ];
+  return `${prefix}-${suffix}`;
 }
 
 function normalizeChecksum(value: string): string {
@@ -143,7 +152,7 @@ export class UpdateService {
   /** Restores unfinished jobs after a restart (or a kill -9): each resumes where it was durable. */
   async start(): Promise<void> {
     for (const gw of this.deps.gateways.all()) {
-      for (const row of this.deps.jobs.unfinished(gw.id, ['download', 'deploy', 'restore'])) {
+      for (const row of this.deps.jobs.unfinished(gw.id, [...PIPELINE_KINDS])) {
         try {
           this.restore(gw, row);
         } catch (err) {
@@ -435,6 +444,41 @@ export class UpdateService {
     };
   }
 
+  /**
+   * Restore (a snapshot's raw image) and factory reset (the recovery bundle, downgrade allowed):
+   * jobs like any other, that install by themselves once the image is verified on the slot.
+   */
+  startRecoveryJob(
+    gw: GatewayRuntime,
+    kind: 'restore' | 'factory',
+    target: SlotId,
+    source: JobArtifact['source'],
+    version: string,
+    totalBytes: number,
+    autoInstall: { rebootAfter: boolean; wipeData: boolean },
+    request: unknown,
+  ): string {
+    const job = this.createJob(
+      gw,
+      kind,
+      target,
+      totalBytes,
+      {
+        source,
+        update: { id: null, version },
+        label: null,
+        allowDowngrade: true,
+        resume: null,
+        manifest: null,
+        sha256: null,
+        bytes: null,
+        autoInstall,
+      },
+      request,
+    );
+    return job.id;
+  }
+
   /** Creates, persists and starts a job; holds the gateway's operation lock until it needs input. */
   private createJob(
     gw: GatewayRuntime,
@@ -450,7 +494,8 @@ export class UpdateService {
       this.supersede(gw, target, id);
       const input = {
         jobId: id,
-        kind,
+        // The statechart knows three kinds; a factory reset is a restore from the recovery image.
+        kind: kind === 'factory' ? ('restore' as const) : kind,
         targetSlot: target,
         updateId: artifact.update.id,
         version: artifact.update.version,
@@ -666,6 +711,11 @@ export class UpdateService {
     if (state === 'error')
       logs.error(gw.id, 'ota', `Job ${job.id} failed: ${ctx.errorCode}: ${ctx.errorMessage}`);
     else logs.info(gw.id, 'ota', `Job ${job.id}: ${from} → ${state}`);
+    if (state === 'downloaded' && job.artifact.autoInstall) {
+      // Not from inside the inspection callback: the actor is still processing this event.
+      setImmediate(() => this.autoInstall(gw, job));
+      return;
+    }
     if (state === 'downloaded' || state === 'complete' || state === 'error' || state === 'cancelled') {
       job.release?.();
       job.release = null;
@@ -674,6 +724,29 @@ export class UpdateService {
       job.stopSafety?.();
       this.deps.ports.operationCompleted(gw.id, job.id);
       this.running.delete(job.id);
+    }
+  }
+
+  private autoInstall(gw: GatewayRuntime, job: RunningJob): void {
+    const auto = job.artifact.autoInstall!;
+    const blocking = this.deps.ports.blocking(gw.id);
+    job.actor.send({
+      type: 'INSTALL',
+      at: this.deps.clock(),
+      strategy: 'seamless',
+      rebootAfter: auto.rebootAfter,
+      createSnapshot: false,
+      blocking,
+    });
+    if (jobStateName(job.actor.getSnapshot()) === 'downloaded') {
+      // Blocked by safety: the verified image waits; an operator installs it when it is safe.
+      this.deps.logs.warn(
+        gw.id,
+        'recovery',
+        `Job ${job.id}: image verified; activation blocked by ${blocking.join(', ')}. Install it with /install when clear`,
+      );
+      job.release?.();
+      job.release = null;
     }
   }
 
@@ -688,6 +761,7 @@ export class UpdateService {
   private source(gw: GatewayRuntime, artifact: JobArtifact): BundleSource {
     const src = artifact.source;
     if (src.kind === 'file') return fileBundleSource(src.path, src.sha256);
+    if (src.kind === 'image') throw new Error('a raw image is copied, not parsed as a bundle');
     return {
       description: src.target.path,
       sha256: src.target.sha256,
@@ -702,6 +776,10 @@ export class UpdateService {
     signal: AbortSignal,
     sendBack: (event: { type: 'PROGRESS'; bytesDone: number; speedBps: number; at: number }) => void,
   ): Promise<void> {
+    if (job.artifact.source.kind === 'image') {
+      await this.copyImage(gw, job, slot, job.artifact.source, signal, sendBack);
+      return;
+    }
     const booted = await gw.device.bootedSlot();
     const bootedVersion = (await gw.device.slots())[booted].version;
     const result = await transferBundle({
@@ -739,14 +817,77 @@ export class UpdateService {
     this.saveArtifact(job);
   }
 
+  /** A raw image (snapshot) onto the slot, hashed on the way; a retry starts over (it is local). */
+  private async copyImage(
+    gw: GatewayRuntime,
+    job: RunningJob,
+    slot: SlotId,
+    src: Extract<JobArtifact['source'], { kind: 'image' }>,
+    signal: AbortSignal,
+    sendBack: (event: { type: 'PROGRESS'; bytesDone: number; speedBps: number; at: number }) => void,
+  ): Promise<void> {
+    await this.deps.partitions.startWrite(gw, slot, false);
+    job.artifact = { ...job.artifact, slotTouched: true };
+    this.saveArtifact(job);
+    const record = {
+      state: 'invalid' as const,
+      version: null,
+      kernel: null,
+      sha256: null,
+      imageBytes: 0,
+      installedAt: null,
+    };
+    await gw.device.writeSlotRecord(slot, record);
+    const hash = createHash('sha256');
+    let bytes = 0;
+    let lastAt = this.deps.clock();
+    let lastBytes = 0;
+    const counter = new Transform({
+      transform: (chunk: Buffer, _enc, done) => {
+        hash.update(chunk);
+        bytes += chunk.length;
+        const at = this.deps.clock();
+        if (at - lastAt >= 250) {
+          sendBack({
+            type: 'PROGRESS',
+            bytesDone: bytes,
+            speedBps: ((bytes - lastBytes) * 1000) / (at - lastAt),
+            at,
+          });
+          lastAt = at;
+          lastBytes = bytes;
+        }
+        done(null, chunk);
+      },
+    });
+    const writer = await gw.device.openSlotWriter(slot, { offset: 0 });
+    await pipeline(fs.createReadStream(src.path, { highWaterMark: 1024 * 1024 }), counter, writer, {
+      signal,
+    });
+    const digest = hash.digest('hex');
+    if (digest !== src.sha256 || bytes !== src.bytes) {
+      throw new GantryError(
+        'OTA_RECOVERY_FAILED',
+        `The stored image ${path.basename(src.path)} is corrupt (hash mismatch)`,
+      );
+    }
+    sendBack({ type: 'PROGRESS', bytesDone: bytes, speedBps: 0, at: this.deps.clock() });
+    job.hashedHere = true;
+    job.artifact = { ...job.artifact, sha256: digest, bytes };
+    this.saveArtifact(job);
+  }
+
   /**
    * The image was hashed while it streamed; a job resumed after a restart hashes the slot again,
    * since nothing guarantees what happened to it while Gantry was down. Only then is the slot
    * marked bootable.
    */
   private async verifyOnSlot(gw: GatewayRuntime, job: RunningJob, slot: SlotId): Promise<void> {
-    const { manifest, sha256, bytes } = job.artifact;
-    if (!manifest || !sha256 || bytes === null) {
+    const { manifest, sha256, bytes, source } = job.artifact;
+    const image =
+      manifest ??
+      (source.kind === 'image' ? { version: source.version, kernel: source.kernel ?? 'unknown' } : null);
+    if (!image || !sha256 || bytes === null) {
       throw new GantryError(
         'OTA_INVALID_IMAGE',
         'Nothing verified to install: the transfer left no manifest',
@@ -761,13 +902,13 @@ export class UpdateService {
     }
     await gw.device.writeSlotRecord(slot, {
       state: 'bootable',
-      version: manifest.version,
-      kernel: manifest.kernel,
+      version: image.version,
+      kernel: image.kernel,
       sha256,
       imageBytes: bytes,
       installedAt: this.deps.clock(),
     });
-    await this.deps.partitions.dispatch(gw, { type: 'WRITE_VERIFIED', slot, version: manifest.version });
+    await this.deps.partitions.dispatch(gw, { type: 'WRITE_VERIFIED', slot, version: image.version });
   }
 
   private async installOnSlot(
@@ -776,7 +917,12 @@ export class UpdateService {
     slot: SlotId,
     install: { strategy: UpdateStrategy; rebootAfter: boolean; createSnapshot: boolean },
   ): Promise<void> {
-    const { manifest } = job.artifact;
+    const { manifest: bundleManifest, source } = job.artifact;
+    const manifest =
+      bundleManifest ??
+      (source.kind === 'image'
+        ? { version: source.version, kernel: source.kernel, boot_test: undefined }
+        : null);
     if (!manifest) throw new GantryError('OTA_INSTALL_FAILED', 'No verified image to install');
     let target = slot;
     if (install.strategy === 'in-place') {
@@ -813,6 +959,11 @@ export class UpdateService {
     if (install.strategy !== 'in-place') {
       await this.deps.partitions.dispatch(gw, { type: 'STAGE', slot: target, at: this.deps.clock() });
     }
+    if (job.artifact.autoInstall?.wipeData) {
+      // After the recovery image is staged, so a failed write never leaves a wiped, unbootable gateway.
+      await this.deps.ports.factoryWipe(gw);
+      this.deps.logs.warn(gw.id, 'recovery', `Job ${job.id}: data wiped to factory state`);
+    }
     this.deps.logs.info(
       gw.id,
       'ota',
@@ -824,7 +975,7 @@ export class UpdateService {
 
   private job(gw: GatewayRuntime, jobId: string): { row: JobRow; running: RunningJob | undefined } {
     const row = this.deps.jobs.get(jobId);
-    if (!row || row.gatewayId !== gw.id || !['download', 'deploy', 'restore'].includes(row.kind)) {
+    if (!row || row.gatewayId !== gw.id || !PIPELINE_KINDS.includes(row.kind)) {
       throw new GantryError('NOT_FOUND', `Job ${jobId} not found`);
     }
     return { row, running: this.running.get(jobId) };
@@ -907,7 +1058,7 @@ export class UpdateService {
     const status =
       kind === 'deploy' && transferring
         ? 'deploying'
-        : kind === 'restore' && transferring
+        : (kind === 'restore' || kind === 'factory') && transferring
           ? 'restoring'
           : state;
     const slotName = `partition_${String(ctx.targetSlot).toLowerCase()}`;

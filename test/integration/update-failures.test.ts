@@ -84,7 +84,7 @@ describe('update pipeline: refusals and failures', () => {
     const bundle = await feed.publish({ version: 'v5.0.5' }, image);
     const served = path.join(feed.dir, 'targets', path.basename(bundle));
     const bytes = fs.readFileSync(served);
-    bytes[bytes.length - 2048] ^= 0xff; // inside the payload, before the tar trailer
+    bytes[bytes.length - 2048] = bytes[bytes.length - 2048]! ^ 0xff; // inside the payload, before the tar trailer
     fs.writeFileSync(served, bytes);
     await boot();
     const bootedBefore = fs.readFileSync(slotFile('A'));
