@@ -76,23 +76,20 @@ export class UserService {
 
   async login(username: string, password: string, remoteAddress: string) {
     const key = `${remoteAddress}|${username}`;
-    const state = await this.failedLogins.get(key);
-    if (state && state.remainingPoints <= 0) {
+    // Take the attempt's point before the (slow) password check: checking the count first and
+    // consuming after a failure let any number of parallel guesses through while the first hashed.
+    try {
+      await this.failedLogins.consume(key);
+    } catch (err) {
+      if (!(err instanceof RateLimiterRes)) throw err;
       throw new GantryError('AUTH_RATE_LIMITED', 'Too many failed logins; try again later', {
-        retry_after_seconds: Math.ceil(state.msBeforeNext / 1000),
+        retry_after_seconds: Math.ceil(err.msBeforeNext / 1000),
       });
     }
     const row = this.find(username);
     // Verify against a dummy hash for unknown users: same cost, no user-enumeration by timing.
     const ok = await verifySecret(password, row?.passwordHash ?? (await dummyHash()));
-    if (!row || !ok) {
-      try {
-        await this.failedLogins.consume(key);
-      } catch (err) {
-        if (!(err instanceof RateLimiterRes)) throw err;
-      }
-      throw new GantryError('AUTH_INVALID_CREDENTIALS', 'Invalid username or password');
-    }
+    if (!row || !ok) throw new GantryError('AUTH_INVALID_CREDENTIALS', 'Invalid username or password');
     await this.failedLogins.delete(key);
     const { token, expiresAt } = this.tokens.sign({
       sub: row.username,

@@ -361,6 +361,20 @@ describe('foundation: login rate limiting and cookie options', () => {
     });
   });
 
+  it('should not let parallel guesses past the limit while the first ones are still hashing (regression)', async () => {
+    await g.deps.users.create({
+      username: 'target',
+      password: 'target-password',
+      role: 'viewer',
+      gateways: ['*'],
+    });
+    const results = await Promise.all(Array.from({ length: 12 }, (_, i) => attempt('target', `guess-${i}`)));
+    const statuses = results.map((r) => r.status);
+    // Exactly the allowed 3 are checked against the password; the rest are refused unchecked.
+    expect(statuses.filter((s) => s === 401)).toHaveLength(3);
+    expect(statuses.filter((s) => s === 429)).toHaveLength(9);
+  });
+
   it('should keep refusing the limited user even with the right password', async () => {
     const res = await attempt('admin', ADMIN_PASSWORD);
     expect(res.status).toBe(429);
