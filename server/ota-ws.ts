@@ -77,6 +77,11 @@ export function createOtaWebSocketServer(deps: GantryDeps, opts: OtaWsOptions = 
       cleanup.push(deps.bus.subscribe(gatewayId, send));
       send({ type: 'auth_ok', gateway_id: gatewayId, user: ctx.user.username });
       const pushStatus = () => {
+        // Re-check the session at every tick: a logout, an expiry or a changed user ends the channel.
+        const now = createContextInner(deps, { ...meta, token: parsed.token, authMethod: 'bearer' });
+        if (!now.user) return close(WS_CLOSE.AUTH_FAILED, now.authError?.gantryCode ?? 'AUTH_INVALID_TOKEN');
+        if (!mayAccessGateway(now.user.gateways, gatewayId))
+          return close(WS_CLOSE.FORBIDDEN, 'GATEWAY_FORBIDDEN');
         systemStatusEvent(gateway, deps.clock()).then(send, () => undefined);
       };
       pushStatus();

@@ -307,6 +307,24 @@ describe('foundation: OTA WebSocket timers', () => {
     expect(ws.messages).toEqual([]);
   });
 
+  it('should close an open channel with 4401 once its session is revoked by logout (regression)', async () => {
+    await g.deps.users.create({
+      username: 'leaver',
+      password: 'password-123',
+      role: 'viewer',
+      gateways: ['*'],
+    });
+    const token = await g.login('leaver', 'password-123');
+    const ws = new OtaWsClient(url());
+    try {
+      await ws.auth(token, 'GW-3920A9');
+      expect((await g.request('POST', '/api/v1/auth/logout', { token, gateway: null })).status).toBe(200);
+      expect(await ws.closed).toEqual({ code: 4401, reason: 'AUTH_INVALID_TOKEN' });
+    } finally {
+      ws.close();
+    }
+  });
+
   it('should send system_status again at every interval while connected', async () => {
     const ws = new OtaWsClient(url());
     try {
