@@ -56,6 +56,8 @@ export const configSchema = z.strictObject({
   /** The TUF root.json this gateway trusts for that feed. */
   feedRoot: z.string().optional(),
   loginAttemptsPerMinute: z.coerce.number().int().min(1).max(1000).default(10),
+  /** Snapshots kept per gateway; creating one more deletes the oldest. */
+  snapshotRetention: z.coerce.number().int().min(1).max(100).default(5),
   quiet: booleanString.default(false),
 });
 export type GantryConfig = z.infer<typeof configSchema>;
@@ -74,6 +76,7 @@ const ENV_KEYS = {
   GANTRY_GATEWAYS: 'gateways',
   GANTRY_TRUSTED_ORIGINS: 'trustedOrigins',
   GANTRY_LOGIN_ATTEMPTS_PER_MINUTE: 'loginAttemptsPerMinute',
+  GANTRY_SNAPSHOT_RETENTION: 'snapshotRetention',
   GANTRY_MAX_UPLOAD_BYTES: 'maxUploadBytes',
   GANTRY_FEED_URL: 'feedUrl',
   GANTRY_FEED_TARGETS_URL: 'feedTargetsUrl',

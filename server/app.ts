@@ -11,6 +11,7 @@ import { mountRoutes, restMeta, sendError } from '../rest-compat/route.js';
 import { authRoutes } from '../rest-compat/routes/auth.js';
 import { otaRoutes } from '../rest-compat/routes/ota.js';
 import { safetyRoutes, simulatorRoutes } from '../rest-compat/routes/safety.js';
+import { mountDebugBundleDownload, systemOpsRoutes } from '../rest-compat/routes/system-ops.js';
 import { updateRoutes } from '../rest-compat/routes/updates.js';
 import { uploadRoutes } from '../rest-compat/routes/upload.js';
 import { mountZipRoutes } from '../rest-compat/routes/zip.js';
@@ -24,6 +25,7 @@ export function restRoutes(deps: GantryDeps) {
   return [
     ...authRoutes,
     ...otaRoutes,
+    ...systemOpsRoutes,
     ...safetyRoutes,
     ...simulatorRoutes,
     ...updateRoutes,
@@ -56,6 +58,8 @@ export function createHttpServer(deps: GantryDeps, opts: { ws?: OtaWsOptions } =
 
   const api = express.Router();
   mountRoutes(api, deps, routes);
+  // Streams a file, not a JSON envelope: outside the route table (authorized by its procedure).
+  mountDebugBundleDownload(api, deps);
   app.use(api);
   // ota-zip-updates.md: its own paths and response shapes, outside /api/v1.
   mountZipRoutes(app, deps);

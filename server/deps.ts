@@ -7,6 +7,7 @@ import type { GantryConfig } from '../core/config.js';
 import { writeFileAtomicSync } from '../core/fsutil.js';
 import { openDatabase, type GantryDb } from '../drizzle/db.js';
 import { AuditService } from '../services/audit.js';
+import { DebugBundleService } from '../services/debug-bundle.js';
 import { GatewayRegistry } from '../services/gateways.js';
 import { ProvisioningService } from '../services/provisioning.js';
 import { ZipOperationService } from '../services/zip-operations.js';
@@ -19,6 +20,7 @@ import { createHealthCheck, createUpdatePorts } from './update-ports.js';
 import { LogService } from '../services/logs.js';
 import { SafetyService } from '../services/safety.js';
 import { SettingsService } from '../services/settings.js';
+import { SnapshotService } from '../services/snapshots.js';
 import { UserService } from '../services/users.js';
 
 /** Everything a request handler may reach, built once per running server (no module singletons). */
@@ -38,6 +40,9 @@ export interface GantryDeps {
   jobs: JobStore;
   partitions: PartitionManager;
   updates: UpdateService;
+  /** System snapshots (copy of the booted slot + configuration) and debug bundles (SECTION 1). */
+  snapshots: SnapshotService;
+  debugBundles: DebugBundleService;
   /** Configuration and plugins installed by the ZIP operations; keys, feed and hooks for updates. */
   provisioning: ProvisioningService;
   zipOps: ZipOperationService;
@@ -98,6 +103,30 @@ export function createDeps(config: GantryConfig, opts: DepsOptions = {}): Gantry
   const provisioning = new ProvisioningService({ config, clock, gateways, settings, logs, safety });
   const zipOps = new ZipOperationService({ config, db, clock, gateways, logs }, provisioning);
   zipOps.recoverInterrupted();
+  const jobs = new JobStore(db, clock);
+  // Snapshots and bundles left half-made by a crash are settled before anything can list them.
+  const snapshots = new SnapshotService({
+    db,
+    bus,
+    clock,
+    gateways,
+    jobs,
+    settings,
+    logs,
+    retention: config.snapshotRetention,
+  });
+  snapshots.recoverInterrupted();
+  const debugBundles = new DebugBundleService({
+    config,
+    db,
+    clock,
+    startedAt: clock(),
+    gateways,
+    jobs,
+    settings,
+    logs,
+  });
+  debugBundles.recoverInterrupted();
   const base = {
     config,
     db,
@@ -113,7 +142,9 @@ export function createDeps(config: GantryConfig, opts: DepsOptions = {}): Gantry
     safety,
     provisioning,
     zipOps,
-    jobs: new JobStore(db, clock),
+    jobs,
+    snapshots,
+    debugBundles,
   };
   const partitions = new PartitionManager({
     db,
@@ -142,5 +173,6 @@ export function createDeps(config: GantryConfig, opts: DepsOptions = {}): Gantry
     ports: createUpdatePorts(base),
     policy: { ...DEFAULT_TRANSFER_POLICY, ...opts.transferPolicy },
   });
+  updates.registerProgress('snapshot', (gw, row) => snapshots.progress(gw, row));
   return { ...base, partitions, updates };
 }

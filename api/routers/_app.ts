@@ -1,5 +1,6 @@
 import { createCallerFactory, router } from '../trpc.js';
 import { authRouter } from './auth.js';
+import { maintenanceRouter } from './maintenance.js';
 import { monitorRouter } from './monitor.js';
 import { safetyRouter } from './safety.js';
 import { settingsRouter } from './settings.js';
@@ -16,6 +17,7 @@ export const appRouter = router({
   safety: safetyRouter,
   simulator: simulatorRouter,
   updates: updatesRouter,
+  maintenance: maintenanceRouter,
   zipOps: zipOpsRouter,
 });
 

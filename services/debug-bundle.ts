@@ -1,0 +1,634 @@
+import { createHash } from 'node:crypto';
+import type { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import zlib from 'node:zlib';
+import { and, asc, count, desc, eq, gt, like, lte, max, sql } from 'drizzle-orm';
+import tar from 'tar-stream';
+import { z } from 'zod';
+import type { DebugBundleInput } from '../api/schemas/system-ops.js';
+import type { GantryConfig } from '../core/config.js';
+import { findGantryError, GantryError, type ErrorCode } from '../core/errors.js';
+import { formatBytes, isoSeconds } from '../core/format.js';
+import { fsyncDirSync } from '../core/fsutil.js';
+import type { GantryDb } from '../drizzle/db.js';
+import {
+  jobs as jobsTable,
+  jobTransitions,
+  logs,
+  safetyPins,
+  users,
+  type JobRow,
+} from '../drizzle/schema.js';
+import type { GatewayRegistry, GatewayRuntime } from './gateways.js';
+import type { JobStore } from './jobs.js';
+import type { LogService } from './logs.js';
+import type { SettingsService } from './settings.js';
+
+/**
+ * Debug bundles (SECTION 1 "Debug Bundle"): a .tar.gz an operator hands to support, with the
+ * gateway's logs, configuration, metrics and job histories. Built as a job (kind `debug-bundle`)
+ * streaming tar → gzip → file, so a gateway with a long history never holds it in memory, under
+ * `<dataDir>/gateways/<id>/debug/<bundle_id>.tar.gz`.
+ *
+ * Everything in a bundle leaves the plant: secrets are redacted twice, by field name (passwords,
+ * hashes of PINs, tokens, keys) and by value (the JWT secret, every password and PIN hash, the
+ * admin password and PIN given by environment), whatever field or log line they turn up in.
+ */
+
+export const DEBUG_BUNDLE_JOB_KIND = 'debug-bundle';
+const BUNDLE_ID = /^debug-(\d{8})-(\d{3,})$/;
+const STAGING_PREFIX = '.staging-';
+const PART_SUFFIX = '.tar.gz.part';
+const PAGE = 1000;
+/** Bundles kept per gateway: they are for handing over, not an archive, and must not fill the disk. */
+const DEFAULT_RETENTION = 10;
+export const REDACTED = '[REDACTED]';
+
+/** Field names whose values are secrets wherever they appear (settings, job requests, config). */
+const SECRET_KEY =
+  /(password|passwd|secret|token|credential|private_?key|api_?key|authorization|cookie|pin_?hash|hash_?pin|^pin$|^safety_?pin$)/i;
+/** Shorter values are not scrubbed from free text: "0000" would blank half the timestamps. */
+const MIN_SECRET_LENGTH = 8;
+
+/** Replaces secret fields and every occurrence of a known secret value, recursively. */
+export function redactSecrets(value: unknown, secrets: readonly string[], key?: string): unknown {
+  if (key !== undefined && SECRET_KEY.test(key) && value !== null && value !== undefined) return REDACTED;
+  if (typeof value === 'string') {
+    let out = value;
+    for (const s of secrets) if (out.includes(s)) out = out.split(s).join(REDACTED);
+    return out;
+  }
+  if (Array.isArray(value)) return value.map((v) => redactSecrets(v, secrets));
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redactSecrets(v, secrets, k)]));
+  }
+  return value;
+}
+
+const bundleArtifactSchema = z.object({
+  path: z.string(),
+  filename: z.string(),
+  size: z.number().int().nonnegative(),
+  sha256: z.string(),
+  entries: z.array(z.object({ name: z.string(), size: z.number().int() })),
+});
+type BundleArtifact = z.infer<typeof bundleArtifactSchema>;
+
+export interface DebugBundleServiceDeps {
+  config: GantryConfig;
+  db: GantryDb;
+  clock: () => number;
+  startedAt: number;
+  gateways: GatewayRegistry;
+  jobs: JobStore;
+  settings: SettingsService;
+  logs: LogService;
+  retention?: number;
+}
+
+interface RunningBundle {
+  id: string;
+  gatewayId: string;
+  abort: AbortController;
+  done: Promise<void>;
+}
+
+type BundleEntry = { name: string; data: Buffer } | { name: string; file: string; size: number };
+
+function yyyymmdd(ms: number): string {
+  return isoSeconds(ms).slice(0, 10).replace(/-/g, '');
+}
+
+function fsyncFile(file: string): void {
+  const fd = fs.openSync(file, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function jsonBuffer(value: unknown): Buffer {
+  return Buffer.from(`${JSON.stringify(value, null, 2)}\n`, 'utf8');
+}
+
+/** Rows page by page, so a long history is streamed rather than loaded. */
+function* paged<T>(fetch: (after: number) => T[], key: (row: T) => number): Generator<T> {
+  let after = 0;
+  for (;;) {
+    const page = fetch(after);
+    if (page.length === 0) return;
+    yield* page;
+    after = key(page[page.length - 1]!);
+  }
+}
+
+function entryDone(entry: ReturnType<tar.Pack['entry']>): Promise<void> {
+  return new Promise((resolve, reject) => {
+    entry.once('finish', () => resolve());
+    entry.once('error', reject);
+    entry.once('close', () => resolve());
+  });
+}
+
+function addBuffer(pack: tar.Pack, header: Parameters<tar.Pack['entry']>[0], data: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => {
+    pack.entry(header, data, (err) => (err ? reject(err) : resolve()));
+  });
+}
+
+/** Resolves on 'drain', or on 'close' so a destroyed stream never leaves the writer hanging. */
+function drained(stream: { destroyed: boolean }): Promise<void> {
+  const ee = stream as unknown as EventEmitter;
+  return new Promise((resolve) => {
+    if (stream.destroyed) return resolve();
+    const done = (): void => {
+      ee.off('drain', done);
+      ee.off('close', done);
+      resolve();
+    };
+    ee.on('drain', done);
+    ee.on('close', done);
+  });
+}
+
+export class DebugBundleService {
+  private readonly running = new Map<string, RunningBundle>();
+  private stopping = false;
+
+  constructor(private readonly deps: DebugBundleServiceDeps) {}
+
+  debugDir(gatewayId: string): string {
+    return path.join(this.deps.gateways.gatewayDir(gatewayId), 'debug');
+  }
+
+  // ---- lifecycle ----------------------------------------------------------------------
+
+  /** A bundle interrupted by a restart is not resumed: it is marked failed and its pieces removed. */
+  recoverInterrupted(): void {
+    for (const gw of this.deps.gateways.all()) {
+      const dir = this.debugDir(gw.id);
+      for (const row of this.deps.jobs.unfinished(gw.id, [DEBUG_BUNDLE_JOB_KIND])) {
+        const message =
+          'Debug bundle interrupted: Gantry stopped (restart or power loss) while building it; request it again.';
+        this.deps.jobs.save(
+          row.id,
+          { state: 'error', snapshot: null, errorCode: 'INTERNAL_ERROR', errorMessage: message },
+          { from: row.state, to: 'error', event: 'restart.interrupted' },
+        );
+        this.deps.logs.warn(gw.id, 'debug', `Debug bundle ${row.id}: ${message}`);
+      }
+      if (!fs.existsSync(dir)) continue;
+      for (const name of fs.readdirSync(dir)) {
+        if (name.startsWith(STAGING_PREFIX) || name.endsWith(PART_SUFFIX)) {
+          fs.rmSync(path.join(dir, name), { recursive: true, force: true });
+        }
+      }
+    }
+  }
+
+  /** Stops bundles being built; like after a crash, the next start marks them failed. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    const running = [...this.running.values()];
+    for (const b of running) b.abort.abort(new Error('Gantry is stopping'));
+    await Promise.allSettled(running.map((b) => b.done));
+  }
+
+  // ---- creating -----------------------------------------------------------------------
+
+  create(gw: GatewayRuntime, input: DebugBundleInput, username: string) {
+    if (this.stopping) throw new GantryError('OTA_OPERATION_IN_PROGRESS', 'Gantry is shutting down');
+    const now = this.deps.clock();
+    const id = this.nextId(now);
+    this.deps.jobs.create({
+      id,
+      gatewayId: gw.id,
+      kind: DEBUG_BUNDLE_JOB_KIND,
+      state: 'creating',
+      request: { ...input, requested_by: username },
+      snapshot: null,
+    });
+    const estimate = this.estimateBytes(gw.id, input);
+    const bundle: RunningBundle = {
+      id,
+      gatewayId: gw.id,
+      abort: new AbortController(),
+      done: Promise.resolve(),
+    };
+    this.deps.logs.info(gw.id, 'debug', `Debug bundle ${id} requested by ${username}`);
+    this.running.set(id, bundle);
+    bundle.done = this.build(gw, bundle, input, username);
+    return {
+      bundle_id: id,
+      status: 'creating' as const,
+      estimated_size: formatBytes(estimate),
+      download_url: `/api/v1/ota/debug/download/${id}.tar.gz`,
+    };
+  }
+
+  /** `debug-YYYYMMDD-NNN`, numbered per (UTC) day across gateways: job ids are unique server-wide. */
+  private nextId(now: number): string {
+    const prefix = `debug-${yyyymmdd(now)}-`;
+    const rows = this.deps.db
+      .select({ id: jobsTable.id })
+      .from(jobsTable)
+      .where(and(eq(jobsTable.kind, DEBUG_BUNDLE_JOB_KIND), like(jobsTable.id, `${prefix}%`)))
+      .all();
+    const last = rows.reduce((m, r) => Math.max(m, Number(BUNDLE_ID.exec(r.id)?.[2] ?? 0)), 0);
+    return `${prefix}${String(last + 1).padStart(3, '0')}`;
+  }
+
+  /** Rough compressed size: row counts and text lengths, JSON compressing about 4:1. */
+  private estimateBytes(gatewayId: string, input: DebugBundleInput): number {
+    const { db } = this.deps;
+    let raw = 8 * 1024;
+    if (input.include_logs) {
+      const l = db
+        .select({
+          n: count(),
+          text: sql<number>`coalesce(sum(length(${logs.message}) + length(${logs.source})), 0)`,
+        })
+        .from(logs)
+        .where(eq(logs.gatewayId, gatewayId))
+        .get();
+      raw += (l?.text ?? 0) + (l?.n ?? 0) * 90;
+    }
+    const j = db.select({ n: count() }).from(jobsTable).where(eq(jobsTable.gatewayId, gatewayId)).get();
+    const t = db
+      .select({ n: count() })
+      .from(jobTransitions)
+      .innerJoin(jobsTable, eq(jobsTable.id, jobTransitions.jobId))
+      .where(eq(jobsTable.gatewayId, gatewayId))
+      .get();
+    raw += (j?.n ?? 0) * 2048 + (t?.n ?? 0) * 160;
+    if (input.include_configs) raw += 16 * 1024;
+    if (input.include_metrics) raw += 4 * 1024;
+    return Math.max(1024, Math.round(raw / 4));
+  }
+
+  /** Every secret value this server knows of, to scrub from whatever text carries it. */
+  private knownSecrets(): string[] {
+    const { config, db } = this.deps;
+    const values: string[] = [];
+    let jwt = config.jwtSecret;
+    if (!jwt) {
+      try {
+        jwt = fs.readFileSync(path.join(config.dataDir, 'secrets', 'jwt-secret'), 'utf8').trim();
+      } catch {
+        jwt = undefined;
+      }
+    }
+    if (jwt) values.push(jwt);
+    const hashes = [
+      ...db.select({ h: users.passwordHash }).from(users).all(),
+      ...db.select({ h: safetyPins.pinHash }).from(safetyPins).all(),
+    ].map((r) => r.h);
+    for (const h of hashes) {
+      values.push(h);
+      // The salt and key of a "$"-separated hash are secrets on their own too.
+      values.push(...h.split('$').filter((part) => part.length >= 16));
+    }
+    if (config.adminPassword) values.push(config.adminPassword);
+    if (config.safetyPin) values.push(config.safetyPin);
+    // Longest first: a secret containing another is replaced whole.
+    return [...new Set(values.filter((v) => v.length >= MIN_SECRET_LENGTH))].sort(
+      (a, b) => b.length - a.length,
+    );
+  }
+
+  private async build(gw: GatewayRuntime, bundle: RunningBundle, input: DebugBundleInput, username: string) {
+    const dir = this.debugDir(gw.id);
+    const staging = path.join(dir, `${STAGING_PREFIX}${bundle.id}`);
+    const part = path.join(dir, `.${bundle.id}${PART_SUFFIX}`);
+    const filename = `${bundle.id}.tar.gz`;
+    const signal = bundle.abort.signal;
+    const secrets = this.knownSecrets();
+    const redact = (v: unknown) => redactSecrets(v, secrets);
+    try {
+      fs.mkdirSync(staging, { recursive: true, mode: 0o700 });
+      const entries: BundleEntry[] = [];
+      const addJson = (name: string, value: unknown) =>
+        entries.push({ name, data: jsonBuffer(redact(value)) });
+      const addLines = async (name: string, rows: Iterable<unknown>) => {
+        const file = path.join(staging, name.replace(/\//g, '__'));
+        const lines = function* () {
+          for (const row of rows) yield `${JSON.stringify(redact(row))}\n`;
+        };
+        await pipeline(Readable.from(lines()), fs.createWriteStream(file, { flags: 'wx', mode: 0o600 }), {
+          signal,
+        });
+        entries.push({ name, file, size: fs.statSync(file).size });
+      };
+
+      if (input.include_logs) {
+        // Up to the last entry now: the bundle's own log lines must not keep it growing.
+        const last = this.deps.db
+          .select({ id: max(logs.id) })
+          .from(logs)
+          .where(eq(logs.gatewayId, gw.id))
+          .get();
+        const upTo = last?.id ?? 0;
+        await addLines(
+          'logs/logs.jsonl',
+          paged(
+            (after) =>
+              this.deps.db
+                .select()
+                .from(logs)
+                .where(and(eq(logs.gatewayId, gw.id), gt(logs.id, after), lte(logs.id, upTo)))
+                .orderBy(asc(logs.id))
+                .limit(PAGE)
+                .all()
+                .map((r) => ({
+                  id: r.id,
+                  timestamp: isoSeconds(r.at),
+                  at: r.at,
+                  level: r.level,
+                  source: r.source,
+                  message: r.message,
+                })),
+            (r) => r.id,
+          ),
+        );
+      }
+      if (input.include_configs) {
+        const safely = <T>(p: Promise<T>) => p.catch((err: Error) => ({ unavailable: err.message }));
+        const [slots, bootEnv, booted, system] = await Promise.all([
+          safely(gw.device.slots()),
+          safely(gw.device.readBootEnv()),
+          safely(gw.device.bootedSlot()),
+          safely(gw.device.systemInfo()),
+        ]);
+        addJson('config/settings.json', this.deps.settings.get(gw.id));
+        addJson('config/slots.json', slots);
+        addJson('config/boot-env.json', bootEnv);
+        addJson('config/gateway.json', { ...gw.row(), booted_slot: booted, system });
+        const { gateways: configured, ...serverConfig } = this.deps.config;
+        addJson('config/gantry.json', { configured_gateways: configured, config: serverConfig });
+      }
+      if (input.include_metrics) addJson('metrics/metrics.json', await this.metrics(gw));
+      await addLines('jobs/jobs.jsonl', this.jobRows(gw.id));
+      await addLines('jobs/transitions.jsonl', this.transitionRows(gw.id));
+
+      const createdAt = this.deps.clock();
+      const manifest = jsonBuffer({
+        bundle_id: bundle.id,
+        gateway_id: gw.id,
+        created_at: isoSeconds(createdAt),
+        requested_by: username,
+        includes: {
+          logs: input.include_logs,
+          configs: input.include_configs,
+          metrics: input.include_metrics,
+          jobs: true,
+        },
+        entries: entries.map((e) => ({ name: e.name, size: 'data' in e ? e.data.length : e.size })),
+        redaction: `secrets (passwords, PIN and password hashes, tokens, keys, the JWT secret) appear as ${REDACTED}`,
+      });
+      const all: BundleEntry[] = [{ name: 'manifest.json', data: manifest }, ...entries];
+
+      const { size, sha256 } = await this.pack(bundle.id, all, part, new Date(createdAt), signal);
+      fsyncFile(part);
+      const finalPath = path.join(dir, filename);
+      fs.renameSync(part, finalPath);
+      fsyncDirSync(dir);
+      fs.rmSync(staging, { recursive: true, force: true });
+      const artifact: BundleArtifact = {
+        path: finalPath,
+        filename,
+        size,
+        sha256,
+        entries: all.map((e) => ({
+          name: `${bundle.id}/${e.name}`,
+          size: 'data' in e ? e.data.length : e.size,
+        })),
+      };
+      this.deps.jobs.save(
+        bundle.id,
+        { state: 'complete', snapshot: null },
+        { from: 'creating', to: 'complete', event: 'bundle.complete', context: { size, sha256 } },
+      );
+      this.deps.db.update(jobsTable).set({ artifact }).where(eq(jobsTable.id, bundle.id)).run();
+      this.deps.logs.info(gw.id, 'debug', `Debug bundle ${bundle.id} ready: ${formatBytes(size)}`);
+      this.prune(gw.id);
+    } catch (err) {
+      if (this.stopping && signal.aborted) return;
+      fs.rmSync(staging, { recursive: true, force: true });
+      fs.rmSync(part, { force: true });
+      const code: ErrorCode =
+        (err as NodeJS.ErrnoException).code === 'ENOSPC'
+          ? 'OTA_INSUFFICIENT_SPACE'
+          : (findGantryError(err)?.gantryCode ?? 'INTERNAL_ERROR');
+      const message = `Debug bundle failed: ${(err as Error).message}`;
+      this.deps.jobs.save(
+        bundle.id,
+        { state: 'error', snapshot: null, errorCode: code, errorMessage: message },
+        { from: 'creating', to: 'error', event: 'bundle.failed' },
+      );
+      this.deps.logs.error(gw.id, 'debug', `Debug bundle ${bundle.id}: ${message}`);
+    } finally {
+      this.running.delete(bundle.id);
+    }
+  }
+
+  /** tar → gzip → file, hashed on the way; entries from files are streamed, never loaded. */
+  private async pack(
+    id: string,
+    entries: BundleEntry[],
+    out: string,
+    mtime: Date,
+    signal: AbortSignal,
+  ): Promise<{ size: number; sha256: string }> {
+    const pack = tar.pack();
+    const header = (name: string, size: number) => ({
+      name: `${id}/${name}`,
+      size,
+      mode: 0o644,
+      mtime,
+      type: 'file' as const,
+      uname: '',
+      gname: '',
+    });
+    const feed = async (): Promise<void> => {
+      for (const e of entries) {
+        signal.throwIfAborted();
+        if ('data' in e) {
+          await addBuffer(pack, header(e.name, e.data.length), e.data);
+          continue;
+        }
+        const entry = pack.entry(header(e.name, e.size));
+        const done = entryDone(entry);
+        for await (const chunk of fs.createReadStream(e.file)) {
+          if (entry.destroyed) throw new Error('bundle output closed');
+          if (!entry.write(chunk as Buffer)) await drained(entry);
+        }
+        entry.end(undefined);
+        await done;
+      }
+      pack.finalize();
+    };
+    const hash = createHash('sha256');
+    let size = 0;
+    const meter = new Transform({
+      transform(chunk: Buffer, _enc, callback) {
+        hash.update(chunk);
+        size += chunk.length;
+        callback(null, chunk);
+      },
+    });
+    // Node's pipeline does not fully understand tar-stream's streamx streams: read pack by iteration.
+    const packed = async function* (): AsyncGenerator<Buffer> {
+      for await (const chunk of pack) yield chunk as Buffer;
+    };
+    let failure: unknown;
+    const fail = (err: unknown): void => {
+      failure ??= err;
+      pack.destroy(err as Error);
+    };
+    await Promise.all([
+      feed().catch(fail),
+      pipeline(packed, zlib.createGzip(), meter, fs.createWriteStream(out, { flags: 'w', mode: 0o600 }), {
+        signal,
+      }).catch(fail),
+    ]);
+    if (failure !== undefined) throw failure;
+    return { size, sha256: hash.digest('hex') };
+  }
+
+  private async metrics(gw: GatewayRuntime) {
+    const safely = <T>(p: Promise<T>) => p.catch((err: Error) => ({ unavailable: err.message }));
+    const [resources, storage, system, safety] = await Promise.all([
+      safely(gw.device.resources()),
+      safely(gw.device.storageSpace()),
+      safely(gw.device.systemInfo()),
+      safely(gw.device.readSafety()),
+    ]);
+    const now = this.deps.clock();
+    return {
+      captured_at: isoSeconds(now),
+      resources,
+      storage,
+      uptime: {
+        gateway_seconds: 'uptimeSeconds' in system ? system.uptimeSeconds : null,
+        gantry_seconds: Math.round((now - this.deps.startedAt) / 1000),
+        host_seconds: Math.round(os.uptime()),
+      },
+      safety_readings: safety,
+      current_operation: gw.currentOperation(),
+      process: {
+        memory: process.memoryUsage(),
+        node: process.version,
+        platform: process.platform,
+        arch: process.arch,
+        pid: process.pid,
+      },
+      host: {
+        load_average: os.loadavg(),
+        cpus: os.cpus().length,
+        total_memory: os.totalmem(),
+        free_memory: os.freemem(),
+      },
+    };
+  }
+
+  private *jobRows(gatewayId: string): Generator<unknown> {
+    for (let offset = 0; ; offset += PAGE) {
+      const page = this.deps.db
+        .select()
+        .from(jobsTable)
+        .where(eq(jobsTable.gatewayId, gatewayId))
+        .orderBy(asc(jobsTable.createdAt), asc(jobsTable.id))
+        .limit(PAGE)
+        .offset(offset)
+        .all();
+      if (page.length === 0) return;
+      for (const row of page) {
+        yield {
+          ...row,
+          created: isoSeconds(row.createdAt),
+          finished: row.finishedAt ? isoSeconds(row.finishedAt) : null,
+        };
+      }
+    }
+  }
+
+  private transitionRows(gatewayId: string): Iterable<unknown> {
+    return paged(
+      (after) =>
+        this.deps.db
+          .select({ t: jobTransitions })
+          .from(jobTransitions)
+          .innerJoin(jobsTable, eq(jobsTable.id, jobTransitions.jobId))
+          .where(and(eq(jobsTable.gatewayId, gatewayId), gt(jobTransitions.id, after)))
+          .orderBy(asc(jobTransitions.id))
+          .limit(PAGE)
+          .all()
+          .map((r) => ({ ...r.t, timestamp: isoSeconds(r.t.at) })),
+      (r) => r.id,
+    );
+  }
+
+  /** Keeps the newest bundles of the gateway; older files are deleted (their download answers 404). */
+  private prune(gatewayId: string): void {
+    const keep = this.deps.retention ?? DEFAULT_RETENTION;
+    const done = this.deps.db
+      .select()
+      .from(jobsTable)
+      .where(
+        and(
+          eq(jobsTable.gatewayId, gatewayId),
+          eq(jobsTable.kind, DEBUG_BUNDLE_JOB_KIND),
+          eq(jobsTable.state, 'complete'),
+        ),
+      )
+      .orderBy(desc(jobsTable.createdAt), desc(jobsTable.id))
+      .all();
+    for (const row of done.slice(keep)) {
+      const artifact = bundleArtifactSchema.safeParse(row.artifact);
+      if (artifact.success && fs.existsSync(artifact.data.path))
+        fs.rmSync(artifact.data.path, { force: true });
+    }
+  }
+
+  // ---- download -----------------------------------------------------------------------
+
+  private ready(gatewayId: string, bundleId: string): { row: JobRow; artifact: BundleArtifact } {
+    const row = this.deps.jobs.get(bundleId);
+    // Another gateway's bundle answers exactly like an unknown one: its existence is not ours to tell.
+    if (!row || row.gatewayId !== gatewayId || row.kind !== DEBUG_BUNDLE_JOB_KIND) {
+      throw new GantryError('NOT_FOUND', `Debug bundle ${bundleId} not found`);
+    }
+    if (row.state === 'error') {
+      throw new GantryError(
+        'NOT_FOUND',
+        `Debug bundle ${bundleId} failed: ${row.errorMessage ?? 'unknown error'}`,
+      );
+    }
+    const artifact = bundleArtifactSchema.safeParse(row.artifact);
+    if (row.state !== 'complete' || !artifact.success) {
+      throw new GantryError('NOT_FOUND', `Debug bundle ${bundleId} is not ready yet (${row.state})`, {
+        status: row.state,
+      });
+    }
+    if (!fs.existsSync(artifact.data.path)) {
+      throw new GantryError('NOT_FOUND', `Debug bundle ${bundleId} was deleted (only the newest are kept)`);
+    }
+    return { row, artifact: artifact.data };
+  }
+
+  /** What the download route serves, after the caller was authorized for the gateway. */
+  describe(gw: GatewayRuntime, bundleId: string) {
+    const { artifact } = this.ready(gw.id, bundleId);
+    return { bundle_id: bundleId, filename: artifact.filename, size: artifact.size, sha256: artifact.sha256 };
+  }
+
+  /** The file behind `describe` (kept off the API: clients get bytes, not server paths). */
+  filePath(gatewayId: string, bundleId: string): string {
+    return this.ready(gatewayId, bundleId).artifact.path;
+  }
+}
