@@ -34,7 +34,7 @@ interface ResettablePort {
 }
 
 /** What the ports read of the app, built before the update services themselves. */
-type PortDeps = Omit<GantryDeps, 'updates' | 'partitions' | 'safety' | 'provisioning' | 'snapshots'> & {
+type PortDeps = Pick<GantryDeps, 'config' | 'settings' | 'gateways'> & {
   safety?: SafetyPort;
   provisioning?: ProvisioningPort & ResettablePort;
   snapshots?: ResettablePort;

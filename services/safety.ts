@@ -318,7 +318,7 @@ export class SafetyService {
     await this.started;
     this.sync(il);
     if (input.enable) {
-      await this.checkPin(gatewayId, input.pin);
+      await this.verifyPin(gatewayId, input.pin);
       // An override given during an operation lasts for that operation; otherwise for the next.
       const operationId = this.deps.gateways.get(gatewayId)?.currentOperation()?.id ?? null;
       il.actor.send({
@@ -390,8 +390,11 @@ export class SafetyService {
     this.deps.logs.info(gatewayId, 'safety', 'Safety override PIN changed');
   }
 
-  /** One PIN check at a time per gateway: parallel guesses must not slip past the attempt count. */
-  private checkPin(gatewayId: string, pin: string): Promise<void> {
+  /**
+   * Checks a gateway's PIN with the shared 5-strike lockout (overrides and factory reset use the
+   * same PIN and count). One check at a time per gateway: parallel guesses must not slip past it.
+   */
+  verifyPin(gatewayId: string, pin: string): Promise<void> {
     const previous = this.pinChecks.get(gatewayId) ?? Promise.resolve();
     const run = previous.catch(() => undefined).then(() => this.checkPinNow(gatewayId, pin));
     this.pinChecks.set(gatewayId, run);

@@ -126,3 +126,6 @@ export const deployOutputSchema = z.object({
   image: z.object({ name: z.string(), version: z.string() }),
   target_partition: slotId,
 });
+
+/** A file the REST layer streamed to the gateway's upload area, hashed on the way. */
+export type HashedUploadInput = z.output<typeof uploadVerifyInputSchema>;

@@ -28,10 +28,37 @@ export function incomingUploadDir(deps: GantryDeps, gatewayId: string): string {
  * stranger must not be able to fill the disk), then the file streams to disk, hashed on the way.
  */
 export function uploadRoutes(deps: GantryDeps) {
+  const [authorize, receive] = uploadHandlers(deps, (caller) => caller.updates.authorizeUpload());
+  return [
+    defineRoute({
+      method: 'post',
+      path: '/api/v1/ota/upload/verify',
+      tag: 'Manual Upload',
+      summary: 'Upload a signed bundle (multipart `file`), verify signature, hashes and compatibility',
+      role: 'operator',
+      input: { from: 'multipart', schema: uploadVerifyFormSchema },
+      before: [authorize, receive],
+      output: uploadVerifyOutputSchema,
+      message: 'Image verified successfully',
+      call: (caller, input: Parameters<typeof caller.updates.verifyUpload>[0]) =>
+        caller.updates.verifyUpload(input),
+    }),
+  ];
+}
+
+/**
+ * The two middlewares of a multipart route: `authorize` runs the given procedure (role, gateway,
+ * token) and checks free space before the body is read; `receive` streams the `file` part to the
+ * gateway's upload area, hashed, and leaves the procedure's input in `req.body`.
+ */
+export function uploadHandlers(
+  deps: GantryDeps,
+  check: (caller: ReturnType<typeof createCaller>) => Promise<unknown>,
+) {
   const authorize = async (req: Request, res: Response, next: NextFunction) => {
     try {
       const caller = createCaller(createContextInner(deps, restMeta(deps, req, res)));
-      await caller.updates.authorizeUpload();
+      await check(caller);
       const declared = Number(req.headers['content-length'] ?? 0);
       const gatewayId = String(req.headers['x-gateway-id']);
       const space = await deps.gateways.get(gatewayId)!.device.storageSpace();
@@ -84,19 +111,5 @@ export function uploadRoutes(deps: GantryDeps) {
     });
   };
 
-  return [
-    defineRoute({
-      method: 'post',
-      path: '/api/v1/ota/upload/verify',
-      tag: 'Manual Upload',
-      summary: 'Upload a signed bundle (multipart `file`), verify signature, hashes and compatibility',
-      role: 'operator',
-      input: { from: 'multipart', schema: uploadVerifyFormSchema },
-      before: [authorize, receive],
-      output: uploadVerifyOutputSchema,
-      message: 'Image verified successfully',
-      call: (caller, input: Parameters<typeof caller.updates.verifyUpload>[0]) =>
-        caller.updates.verifyUpload(input),
-    }),
-  ];
+  return [authorize, receive] as const;
 }

@@ -1,0 +1,52 @@
+import { z } from 'zod';
+
+const slotId = z.enum(['A', 'B']);
+
+export const rollbackInputSchema = z.strictObject({
+  action: z.enum(['rollback_to_a', 'rollback_to_b']),
+  reason: z.string().min(1).max(500).default('Operator rollback'),
+});
+export const rollbackOutputSchema = z.object({
+  action: z.enum(['rollback_to_a', 'rollback_to_b']),
+  status: z.literal('completed'),
+  from_partition: slotId,
+  to_partition: slotId,
+  from_version: z.string().nullable(),
+  to_version: z.string().nullable(),
+  reboot_required: z.boolean(),
+});
+
+export const restoreInputSchema = z.strictObject({
+  version: z.string().min(1).max(64),
+  target_partition: slotId.optional(),
+});
+export const restoreOutputSchema = z.object({
+  job_id: z.string(),
+  status: z.literal('restoring'),
+  version: z.string(),
+  target_partition: slotId,
+  snapshot_id: z.string(),
+  progress_url: z.string(),
+});
+
+export const factoryInputSchema = z.strictObject({
+  pin: z.string().regex(/^\d{4,8}$/, 'must be 4 to 8 digits'),
+  confirm: z.literal(true, { message: 'a factory reset must be confirmed with confirm: true' }),
+  wipe_data: z.boolean().default(false),
+  reason: z.string().min(1).max(500),
+});
+export const factoryOutputSchema = z.object({
+  status: z.literal('started'),
+  operation: z.literal('factory_reset'),
+  estimated_duration: z.string(),
+  job_id: z.string(),
+  progress_url: z.string(),
+});
+
+export const recoveryUploadOutputSchema = z.object({
+  uploaded: z.literal(true),
+  filename: z.string(),
+  size: z.string(),
+  version: z.string(),
+  checksum: z.string(),
+});
