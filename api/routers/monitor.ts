@@ -1,5 +1,7 @@
+import { GantryError } from '../../core/errors.js';
 import { isoSeconds } from '../../core/format.js';
 import { nextUpdateCheck, systemStatusEvent } from '../../services/system.js';
+import { createContextInner } from '../context.js';
 import { gantryEventSchema } from '../schemas/events.js';
 import { logsInputSchema, logsOutputSchema, monitorOutputSchema } from '../schemas/system.js';
 import { router, viewerProcedure } from '../trpc.js';
@@ -31,6 +33,10 @@ export const monitorRouter = router({
   /** Live events of the gateway (log entries, status, progress, safety), the WS messages typed. */
   events: viewerProcedure.subscription(async function* ({ ctx, signal }) {
     for await (const event of ctx.deps.bus.stream(ctx.gateway.id, signal)) {
+      // The token was checked when the stream opened; a logout or expiry since ends it, before
+      // anything more is delivered.
+      const now = createContextInner(ctx.deps, ctx.meta);
+      if (!now.user) throw now.authError ?? new GantryError('AUTH_INVALID_TOKEN', 'Session ended');
       yield gantryEventSchema.parse(event);
     }
   }),

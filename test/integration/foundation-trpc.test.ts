@@ -194,6 +194,41 @@ describe('foundation: tRPC clients', () => {
       }
     });
 
+    it('should end the subscription, delivering nothing more, once the session is revoked (regression)', async () => {
+      await g.deps.users.create({
+        username: 'sub-leaver',
+        password: 'password-123',
+        role: 'viewer',
+        gateways: ['*'],
+      });
+      const token = await g.login('sub-leaver', 'password-123');
+      const { socket, client } = wsClient(token, GW_A);
+      const got = collector();
+      let started!: () => void;
+      const isStarted = new Promise<void>((resolve) => (started = resolve));
+      const ended = new Promise<unknown>((resolve) => {
+        client.monitor.events.subscribe(undefined, {
+          onStarted: () => started(),
+          onData: (e) => got.push(e),
+          onError: resolve,
+          onComplete: () => resolve('completed'),
+        });
+      });
+      try {
+        await isStarted;
+        g.deps.logs.info(GW_A, 'test', 'before logout');
+        await got.waitFor((e) => e.type === 'log_entry' && e.message === 'before logout');
+        expect((await g.request('POST', '/api/v1/auth/logout', { token, gateway: null })).status).toBe(200);
+        g.deps.logs.info(GW_A, 'test', 'after logout');
+        const err = await ended;
+        expect(err).toBeInstanceOf(TRPCClientError);
+        expect((err as ClientError).data).toMatchObject({ gantryCode: 'AUTH_INVALID_TOKEN' });
+        expect(got.events.some((e) => e.type === 'log_entry' && e.message === 'after logout')).toBe(false);
+      } finally {
+        await socket.close();
+      }
+    });
+
     it('should refuse the subscription for a gateway the token may not act on', async () => {
       const onlyB = await g.tokenFor('viewer', [GW_B]);
       const { socket, client } = wsClient(onlyB, GW_A);
