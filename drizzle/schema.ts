@@ -180,3 +180,25 @@ export const availableUpdates = sqliteTable(
   (t) => [index('available_updates_gw_target_idx').on(t.gatewayId, t.target)],
 );
 export type AvailableUpdateRow = typeof availableUpdates.$inferSelect;
+
+/**
+ * Maintenance windows the scheduler has started, one row per (gateway, window start): a restart
+ * neither runs a window twice nor forgets one in progress.
+ */
+export const maintenanceRuns = sqliteTable(
+  'maintenance_runs',
+  {
+    gatewayId: text('gateway_id')
+      .notNull()
+      .references(() => gateways.id),
+    windowStart: integer('window_start').notNull(),
+    windowEnd: integer('window_end').notNull(),
+    startedAt: integer('started_at').notNull(),
+    finishedAt: integer('finished_at'),
+    /** What the window did: "no update", "installed v5.0.5", "blocked by crane_motion", … */
+    outcome: text('outcome'),
+    jobId: text('job_id'),
+  },
+  (t) => [primaryKey({ columns: [t.gatewayId, t.windowStart] })],
+);
+export type MaintenanceRunRow = typeof maintenanceRuns.$inferSelect;
