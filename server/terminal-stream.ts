@@ -124,10 +124,20 @@ function attachSocketIo(server: http.Server, deps: GantryDeps): SocketIOServer {
       return next(err);
     }
     socket.data.gatewayId = result.gatewayId;
+    socket.data.recheck = () =>
+      authorize(deps, requestMetaFrom(socket.request), str(auth.token), result.gatewayId);
     next();
   });
   nsp.on('connection', (socket) => {
+    const recheck = socket.data.recheck as () => Authorized;
     const unsubscribe = deps.provisioning.terminal.subscribe(socket.data.gatewayId as string, (line) => {
+      // A session revoked (logout), expired or narrowed since the handshake gets no more output.
+      const still = recheck();
+      if ('error' in still) {
+        socket.emit('auth_error', { code: still.error.gantryCode, message: still.error.message });
+        socket.disconnect(true);
+        return;
+      }
       socket.emit(TERMINAL_EVENT, line);
     });
     socket.on('disconnect', unsubscribe);
@@ -164,9 +174,12 @@ function createTerminalWss(deps: GantryDeps, authTimeoutMs: number): WebSocketSe
       const result = authorize(deps, meta, parsed.token, parsed.gateway_id);
       if ('error' in result) return close(result.close, result.error.gantryCode);
       cleanup.push(
-        deps.provisioning.terminal.subscribe(result.gatewayId, (line: TerminalOutput) =>
-          send({ type: TERMINAL_EVENT, ...line }),
-        ),
+        deps.provisioning.terminal.subscribe(result.gatewayId, (line: TerminalOutput) => {
+          // Like /api/v1/ota/ws: a session revoked or expired since the auth message ends the channel.
+          const still = authorize(deps, meta, parsed.token, result.gatewayId);
+          if ('error' in still) return close(still.close, still.error.gantryCode);
+          send({ type: TERMINAL_EVENT, ...line });
+        }),
       );
       send({ type: 'auth_ok', gateway_id: result.gatewayId, user: result.username });
       // After auth the channel is server → client only; anything else is ignored.

@@ -585,6 +585,45 @@ describe('terminal output on /ota-update', () => {
     ws.close();
   });
 
+  it('should stop streaming to a session revoked by logout (ws closes 4401, socket.io disconnects)', async () => {
+    await g.deps.users.create({
+      username: 'term-leaver',
+      password: 'password-123',
+      role: 'viewer',
+      gateways: ['*'],
+    });
+    const token = await g.login('term-leaver', 'password-123');
+    const socket = await connectSocketIo(token, GATEWAY);
+    const socketLines: TerminalOutput[] = [];
+    socket.on('terminal_output', (l: TerminalOutput) => socketLines.push(l));
+    const socketGone = new Promise<string>((resolve) =>
+      socket.once('disconnect', (reason) => resolve(reason)),
+    );
+
+    const ws = new WebSocket(`${g.url.replace('http', 'ws')}/ota-update`);
+    const wsLines: unknown[] = [];
+    const wsClosed = new Promise<[number, string]>((resolve) =>
+      ws.once('close', (code, reason) => resolve([code, String(reason)])),
+    );
+    const authOk = new Promise<void>((resolve) =>
+      ws.on('message', (raw) => {
+        const msg = JSON.parse(String(raw));
+        if (msg.type === 'auth_ok') resolve();
+        else wsLines.push(msg);
+      }),
+    );
+    await new Promise((resolve) => ws.once('open', resolve));
+    ws.send(JSON.stringify({ type: 'auth', token, gateway_id: GATEWAY }));
+    await authOk;
+
+    expect((await g.request('POST', '/api/v1/auth/logout', { token, gateway: null })).status).toBe(200);
+    await run('/ota-update', await pluginZip({ name: 'after-logout' }));
+    expect(await wsClosed).toEqual([4401, 'AUTH_INVALID_TOKEN']);
+    expect(await socketGone).toBe('io server disconnect');
+    expect(wsLines).toEqual([]);
+    expect(socketLines).toEqual([]);
+  });
+
   it('should close a plain WebSocket with 4401 on a bad token', async () => {
     const ws = new WebSocket(`${g.url.replace('http', 'ws')}/ota-update`);
     await new Promise((resolve) => ws.once('open', resolve));
