@@ -74,15 +74,20 @@ export function createOtaWebSocketServer(deps: GantryDeps, opts: OtaWsOptions = 
       if (!mayAccessGateway(ctx.user.gateways, gatewayId))
         return close(WS_CLOSE.FORBIDDEN, 'GATEWAY_FORBIDDEN');
 
-      cleanup.push(deps.bus.subscribe(gatewayId, send));
+      // Re-checked before every event and status tick: a logout, an expiry or a changed user
+      // ends the channel before anything more is sent.
+      const sessionStillValid = (): boolean => {
+        const now = createContextInner(deps, { ...meta, token: parsed.token, authMethod: 'bearer' });
+        if (!now.user) close(WS_CLOSE.AUTH_FAILED, now.authError?.gantryCode ?? 'AUTH_INVALID_TOKEN');
+        else if (!mayAccessGateway(now.user.gateways, gatewayId))
+          close(WS_CLOSE.FORBIDDEN, 'GATEWAY_FORBIDDEN');
+        else return true;
+        return false;
+      };
+      cleanup.push(deps.bus.subscribe(gatewayId, (event) => sessionStillValid() && send(event)));
       send({ type: 'auth_ok', gateway_id: gatewayId, user: ctx.user.username });
       const pushStatus = () => {
-        // Re-check the session at every tick: a logout, an expiry or a changed user ends the channel.
-        const now = createContextInner(deps, { ...meta, token: parsed.token, authMethod: 'bearer' });
-        if (!now.user) return close(WS_CLOSE.AUTH_FAILED, now.authError?.gantryCode ?? 'AUTH_INVALID_TOKEN');
-        if (!mayAccessGateway(now.user.gateways, gatewayId))
-          return close(WS_CLOSE.FORBIDDEN, 'GATEWAY_FORBIDDEN');
-        systemStatusEvent(gateway, deps.clock()).then(send, () => undefined);
+        if (sessionStillValid()) systemStatusEvent(gateway, deps.clock()).then(send, () => undefined);
       };
       pushStatus();
       const interval = setInterval(pushStatus, statusIntervalMs);

@@ -234,6 +234,23 @@ describe('foundation: OTA WebSocket /api/v1/ota/ws', () => {
       expect(await ws.closed).toEqual({ code: 4401, reason: 'AUTH_TOKEN_EXPIRED' });
     });
 
+    it('should close an open channel before delivering the next event once the session is revoked', async () => {
+      await g.deps.users.create({
+        username: 'quitter',
+        password: 'password-123',
+        role: 'viewer',
+        gateways: ['*'],
+      });
+      const token = await g.login('quitter', 'password-123');
+      const ws = connect();
+      await ws.auth(token, GW_A);
+      await g.request('POST', '/api/v1/auth/logout', { token, gateway: null });
+      // The status interval of this server is an hour: the event itself must trigger the check.
+      g.deps.logs.info(GW_A, 'test', 'after the logout');
+      expect(await ws.closed).toEqual({ code: 4401, reason: 'AUTH_INVALID_TOKEN' });
+      expect(ws.messages.some((m) => m.message === 'after the logout')).toBe(false);
+    });
+
     it('should close with 4401 for a token revoked by logout', async () => {
       await g.deps.users.create({
         username: 'gone',
