@@ -306,19 +306,26 @@ describe('foundation: OTA WebSocket /api/v1/ota/ws', () => {
 });
 
 describe('foundation: OTA WebSocket timers', () => {
+  // Shortened timers: the logic under test is "a timer fires", not how long 5 s is. The auth
+  // timeout gets its own server so a slow machine cannot make the other tests miss it.
+  let authTimeout: TestGantry;
   let g: TestGantry;
   let admin: string;
   beforeAll(async () => {
-    // Shortened timers: the logic under test is "a timer fires", not how long 5 s is.
-    g = await startTestGantry({ ws: { authTimeoutMs: 50, statusIntervalMs: 20 } });
+    authTimeout = await startTestGantry({ ws: { authTimeoutMs: 50 } });
+    g = await startTestGantry({ ws: { authTimeoutMs: 10_000, statusIntervalMs: 20 } });
     admin = await g.login();
   });
-  afterAll(() => g.stop());
+  afterAll(async () => {
+    await authTimeout.stop();
+    await g.stop();
+  });
 
-  const url = () => `${g.url.replace(/^http/, 'ws')}/api/v1/ota/ws`;
+  const wsUrl = (server: TestGantry) => `${server.url.replace(/^http/, 'ws')}/api/v1/ota/ws`;
+  const url = () => wsUrl(g);
 
   it('should close with 4408 when no auth message comes in time', async () => {
-    const ws = new OtaWsClient(url());
+    const ws = new OtaWsClient(wsUrl(authTimeout));
     await ws.opened;
     expect(await ws.closed).toEqual({ code: 4408, reason: 'auth message not received in time' });
     expect(ws.messages).toEqual([]);
