@@ -12,6 +12,7 @@ import { authRoutes } from '../rest-compat/routes/auth.js';
 import { otaRoutes } from '../rest-compat/routes/ota.js';
 import { safetyRoutes, simulatorRoutes } from '../rest-compat/routes/safety.js';
 import { mountDebugBundleDownload, systemOpsRoutes } from '../rest-compat/routes/system-ops.js';
+import { recoveryRoutes } from '../rest-compat/routes/recovery.js';
 import { updateRoutes } from '../rest-compat/routes/updates.js';
 import { uploadRoutes } from '../rest-compat/routes/upload.js';
 import { mountZipRoutes } from '../rest-compat/routes/zip.js';
@@ -29,6 +30,7 @@ export function restRoutes(deps: GantryDeps) {
     ...safetyRoutes,
     ...simulatorRoutes,
     ...updateRoutes,
+    ...recoveryRoutes(deps),
     ...uploadRoutes(deps),
   ];
 }
@@ -102,9 +104,6 @@ export function createHttpServer(deps: GantryDeps, opts: { ws?: OtaWsOptions } =
   // Socket.IO (namespace /ota-update) attaches before listen(); its /socket.io/ upgrades are its own.
   const terminal = attachTerminalStream(server, deps, { authTimeoutMs: opts.ws?.authTimeoutMs });
 
-  // Idempotent: whoever starts first (start-up, or here) wins; the interlock blocks until it reads.
-  deps.safety.start().catch((err) => console.error('[gantry] safety interlock failed to start:', err));
-
   // Every ws server is noServer and routed by pathname, so later ones (socket.io) can share the port.
   const otaWss = createOtaWebSocketServer(deps, opts.ws);
   const trpcWss = new WebSocketServer({ noServer: true, maxPayload: 1024 * 1024 });
@@ -154,7 +153,6 @@ export function createHttpServer(deps: GantryDeps, opts: { ws?: OtaWsOptions } =
       }
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
-      await deps.safety.stop();
     },
   };
 }

@@ -16,11 +16,13 @@ import { UpdateCatalog } from '../services/updates/catalog.js';
 import { PartitionManager } from '../services/updates/partitions.js';
 import { DEFAULT_TRANSFER_POLICY, type TransferPolicy } from '../services/updates/transfer.js';
 import { UpdateService } from '../services/updates/update-service.js';
-import { createHealthCheck, createUpdatePorts } from './update-ports.js';
+import { createHealthCheck, createUpdatePorts, feedLocation } from './update-ports.js';
 import { LogService } from '../services/logs.js';
 import { SafetyService } from '../services/safety.js';
 import { SettingsService } from '../services/settings.js';
 import { SnapshotService } from '../services/snapshots.js';
+import { RecoveryService } from '../services/recovery.js';
+import { MaintenanceScheduler } from '../services/scheduler.js';
 import { UserService } from '../services/users.js';
 
 /** Everything a request handler may reach, built once per running server (no module singletons). */
@@ -43,6 +45,8 @@ export interface GantryDeps {
   /** System snapshots (copy of the booted slot + configuration) and debug bundles (SECTION 1). */
   snapshots: SnapshotService;
   debugBundles: DebugBundleService;
+  recovery: RecoveryService;
+  scheduler: MaintenanceScheduler;
   /** Configuration and plugins installed by the ZIP operations; keys, feed and hooks for updates. */
   provisioning: ProvisioningService;
   zipOps: ZipOperationService;
@@ -155,11 +159,14 @@ export function createDeps(config: GantryConfig, opts: DepsOptions = {}): Gantry
     healthCheck: createHealthCheck(base),
     reboot: async (gw, reason) => {
       // Every reboot goes through the interlock: an auto-rollback waits for a moving crane to stop.
-      await untilSafe(safety, gw.id, () => base.logs.warn(gw.id, 'partition', `Reboot (${reason}) waits: ${safety.blocking(gw.id).join(', ')}`));
+      await untilSafe(safety, gw.id, () =>
+        base.logs.warn(gw.id, 'partition', `Reboot (${reason}) waits: ${safety.blocking(gw.id).join(', ')}`),
+      );
       base.logs.info(gw.id, 'partition', `Rebooting: ${reason}`);
       await gw.device.reboot();
     },
   });
+  const ports = createUpdatePorts(base);
   const updates = new UpdateService({
     db,
     bus,
@@ -170,9 +177,29 @@ export function createDeps(config: GantryConfig, opts: DepsOptions = {}): Gantry
     jobs: base.jobs,
     catalog: new UpdateCatalog(db, clock),
     partitions,
-    ports: createUpdatePorts(base),
+    ports,
     policy: { ...DEFAULT_TRANSFER_POLICY, ...opts.transferPolicy },
   });
   updates.registerProgress('snapshot', (gw, row) => snapshots.progress(gw, row));
-  return { ...base, partitions, updates };
+  const recovery = new RecoveryService({
+    gateways,
+    partitions,
+    updates,
+    safety,
+    snapshots,
+    logs,
+    clock,
+    trustedKeys: (id) => ports.trustedKeys(id),
+  });
+  const scheduler = new MaintenanceScheduler({
+    db,
+    clock,
+    gateways,
+    settings,
+    logs,
+    updates,
+    startedAt: base.startedAt,
+    feedConfigured: (id) => feedLocation(base, id) !== null,
+  });
+  return { ...base, partitions, updates, recovery, scheduler };
 }

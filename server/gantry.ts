@@ -30,6 +30,7 @@ export async function startGantry(
   await deps.safety.start();
   await deps.partitions.start();
   await deps.updates.start();
+  deps.scheduler.start();
   const http = createHttpServer(deps, { ws: opts.ws });
   await new Promise<void>((resolve, reject) => {
     http.server.once('error', reject);
@@ -48,6 +49,7 @@ export async function startGantry(
       if (stopped) return;
       stopped = true;
       await http.close();
+      await deps.scheduler.stop();
       await deps.updates.stop();
       await deps.snapshots.stop();
       await deps.debugBundles.stop();

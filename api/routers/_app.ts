@@ -2,6 +2,7 @@ import { createCallerFactory, router } from '../trpc.js';
 import { authRouter } from './auth.js';
 import { maintenanceRouter } from './maintenance.js';
 import { monitorRouter } from './monitor.js';
+import { recoveryRouter } from './recovery.js';
 import { safetyRouter } from './safety.js';
 import { settingsRouter } from './settings.js';
 import { simulatorRouter } from './simulator.js';
@@ -18,6 +19,7 @@ export const appRouter = router({
   simulator: simulatorRouter,
   updates: updatesRouter,
   maintenance: maintenanceRouter,
+  recovery: recoveryRouter,
   zipOps: zipOpsRouter,
 });
 
