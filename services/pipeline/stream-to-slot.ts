@@ -223,10 +223,14 @@ export async function streamImageToSlot(opts: StreamToSlotOptions): Promise<Stre
   if (opts.source.sha256) {
     const digest = bundleHash.digest('hex');
     if (digest !== opts.source.sha256) {
-      throw new GantryError('OTA_INVALID_IMAGE', `Bundle does not match its signed hash (${opts.source.description})`, {
-        expected: opts.source.sha256,
-        actual: digest,
-      });
+      throw new GantryError(
+        'OTA_INVALID_IMAGE',
+        `Bundle does not match its signed hash (${opts.source.description})`,
+        {
+          expected: opts.source.sha256,
+          actual: digest,
+        },
+      );
     }
   }
   const payload = slotPayload as Payload | null;

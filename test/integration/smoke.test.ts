@@ -15,7 +15,12 @@ describe('Gantry server smoke', () => {
     expect(res.body.success).toBe(true);
     expect(res.body.message).toBe('Gateway status retrieved successfully');
     expect(res.body.data.gateway.model).toBe('Univa-GW-Pro');
-    expect(res.body.data.partitions.active).toMatchObject({ id: 'A', version: 'v5.0.4', booted: true, status: 'healthy' });
+    expect(res.body.data.partitions.active).toMatchObject({
+      id: 'A',
+      version: 'v5.0.4',
+      booted: true,
+      status: 'healthy',
+    });
     expect(res.body.data.partitions.inactive).toMatchObject({ id: 'B', version: 'v5.0.3', status: 'ready' });
   });
 });
