@@ -15,7 +15,7 @@ import { mountDebugBundleDownload, systemOpsRoutes } from '../rest-compat/routes
 import { recoveryRoutes } from '../rest-compat/routes/recovery.js';
 import { updateRoutes } from '../rest-compat/routes/updates.js';
 import { uploadRoutes } from '../rest-compat/routes/upload.js';
-import { mountZipRoutes } from '../rest-compat/routes/zip.js';
+import { mountZipRoutes, zipOpenApiPaths } from '../rest-compat/routes/zip.js';
 import { docsPage } from '../web/docs.js';
 import type { GantryDeps } from './deps.js';
 import { createOtaWebSocketServer, type OtaWsOptions } from './ota-ws.js';
@@ -55,6 +55,7 @@ export function createHttpServer(deps: GantryDeps, opts: { ws?: OtaWsOptions } =
 
   const routes = restRoutes(deps);
   const openapi = buildOpenApi(routes);
+  Object.assign(openapi.paths as Record<string, unknown>, zipOpenApiPaths());
   app.get('/api/v1/openapi.json', (_req, res) => res.json(openapi));
   app.get('/api/docs', (_req, res) => res.type('html').send(docsPage(openapi)));
 

@@ -6,7 +6,13 @@ import type { IRouter, Request, Response } from 'express';
 import multer from 'multer';
 import { createContextInner } from '../../api/context.js';
 import { createCaller } from '../../api/routers/_app.js';
-import type { ZipProgressOutput } from '../../api/schemas/zip.js';
+import { z } from 'zod';
+import {
+  zipErrorSchema,
+  zipProgressOutputSchema,
+  zipStartOutputSchema,
+  type ZipProgressOutput,
+} from '../../api/schemas/zip.js';
 import { findGantryError, GantryError } from '../../core/errors.js';
 import type { ZipOperationKind } from '../../machines/zip-operation.js';
 import type { GantryDeps } from '../../server/deps.js';
@@ -190,4 +196,81 @@ export function mountZipRoutes(router: IRouter, deps: GantryDeps): void {
       sendZipError(res, err, `GET ${req.path}`);
     }
   });
+}
+
+/** OpenAPI 3.1 paths of the three routes, merged into /api/v1/openapi.json by app.ts. */
+export function zipOpenApiPaths(): Record<string, unknown> {
+  const json = (schema: z.ZodType) => ({
+    'application/json': { schema: z.toJSONSchema(schema, { io: 'output', unrepresentable: 'any' }) },
+  });
+  const refusal = (description: string) => ({ description, content: json(zipErrorSchema) });
+  const gatewayHeader = {
+    name: 'X-Gateway-ID',
+    in: 'header',
+    required: true,
+    schema: { type: 'string' },
+    example: 'GW-3920A9',
+  };
+  const security = [{ bearerAuth: [] }, { cookieAuth: [] }];
+  const upload = (summary: string, what: string) => ({
+    post: {
+      tags: ['ZIP updates'],
+      summary,
+      description: `Requires role: admin. ${what} Progress: GET /ota-update-progress/{update_id}; terminal output: Socket.IO namespace /ota-update (event terminal_output) or ws://…/ota-update.`,
+      security,
+      parameters: [gatewayHeader],
+      requestBody: {
+        required: true,
+        content: {
+          'multipart/form-data': {
+            schema: {
+              type: 'object',
+              required: [ZIP_FIELD],
+              properties: { [ZIP_FIELD]: { type: 'string', format: 'binary' } },
+            },
+          },
+        },
+      },
+      responses: {
+        200: { description: 'Operation started', content: json(zipStartOutputSchema) },
+        400: refusal(
+          '"No file provided", "No file selected" or "Invalid file type. Please upload a ZIP file"',
+        ),
+        401: refusal('Missing, expired or invalid token'),
+        403: refusal('Role below admin, gateway not allowed, or a cross-origin cookie write'),
+        409: refusal('Another operation is in progress on this gateway (OTA_OPERATION_IN_PROGRESS)'),
+        413: refusal(`Larger than ${MAX_ZIP_UPLOAD_BYTES / (1024 * 1024)} MiB`),
+      },
+    },
+  });
+  return {
+    '/ota-configure': upload(
+      'Apply a configuration ZIP (gantry-config.json: feed, trusted root, signing keys, PIN hash, settings)',
+      'The layout is documented in the README.',
+    ),
+    '/ota-update': upload(
+      'Install or update a plugin ZIP (gantry-plugin.json: name, version, hooks)',
+      'The plugin’s post-install hook runs at once; if it fails the previous version is restored.',
+    ),
+    '/ota-update-progress/{update_id}': {
+      get: {
+        tags: ['ZIP updates'],
+        summary: 'Progress of a configuration or plugin operation',
+        description: 'Any role.',
+        security,
+        parameters: [
+          gatewayHeader,
+          { name: 'update_id', in: 'path', required: true, schema: { type: 'string' } },
+        ],
+        responses: {
+          200: {
+            description: 'idle, in_progress, complete or error',
+            content: json(zipProgressOutputSchema),
+          },
+          401: refusal('Missing, expired or invalid token'),
+          404: { description: 'Update not found (status not_found)', content: json(zipProgressOutputSchema) },
+        },
+      },
+    },
+  };
 }

@@ -633,6 +633,18 @@ describe('terminal output on /ota-update', () => {
   });
 });
 
+describe('API reference', () => {
+  it('should document the three ZIP routes in the OpenAPI document', async () => {
+    const doc = await g.request('GET', '/api/v1/openapi.json', { gateway: null });
+    expect(Object.keys(doc.body.paths)).toEqual(
+      expect.arrayContaining(['/ota-configure', '/ota-update', '/ota-update-progress/{update_id}']),
+    );
+    expect(
+      doc.body.paths['/ota-update'].post.requestBody.content['multipart/form-data'].schema.required,
+    ).toEqual(['ota_zip_file']);
+  });
+});
+
 describe('provisioning API', () => {
   it('should trust *.pem in <dataDir>/trusted-keys as a development fallback', () => {
     const key = ed25519Pair();
