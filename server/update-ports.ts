@@ -32,12 +32,19 @@ interface ProvisioningPort {
 interface ResettablePort {
   reset(gatewayId: string): void | Promise<void>;
 }
+interface SnapshotPort extends ResettablePort {
+  createUnderLock(
+    gw: GatewayRuntime,
+    input: { name: string; description: string },
+    username: string,
+  ): Promise<string>;
+}
 
 /** What the ports read of the app, built before the update services themselves. */
 type PortDeps = Pick<GantryDeps, 'config' | 'settings' | 'gateways'> & {
   safety?: SafetyPort;
   provisioning?: ProvisioningPort & ResettablePort;
-  snapshots?: ResettablePort;
+  snapshots?: SnapshotPort;
 };
 
 /** `*.pem` public keys in `<dataDir>/trusted-keys/`: the development fallback for signing keys. */
@@ -77,6 +84,14 @@ export function createUpdatePorts(deps: PortDeps): UpdatePorts {
     blocking: (id) => deps.safety?.blocking(id) ?? [],
     onSafetyChange: (id, listener) => deps.safety?.onChange(id, listener) ?? (() => undefined),
     operationCompleted: (id, op) => deps.safety?.operationCompleted(id, op),
+    async snapshotBeforeInstall(gw: GatewayRuntime, jobId: string) {
+      if (!deps.snapshots) throw new Error('snapshots are not available');
+      return deps.snapshots.createUnderLock(
+        gw,
+        { name: `pre-install-${jobId}`, description: `Taken by Gantry before installing job ${jobId}` },
+        'gantry',
+      );
+    },
     async factoryWipe(gw: GatewayRuntime) {
       deps.settings.reset(gw.id);
       await deps.snapshots?.reset(gw.id);

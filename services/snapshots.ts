@@ -242,11 +242,35 @@ export class SnapshotService {
 
   // ---- creating -----------------------------------------------------------------------
 
-  async create(gw: GatewayRuntime, input: SnapshotInput, username: string) {
+  /**
+   * A snapshot taken by an install (`create_snapshot: true`) under the lock the install already
+   * holds; resolves when the copy is complete, rejects if it failed.
+   */
+  async createUnderLock(gw: GatewayRuntime, input: SnapshotInput, username: string): Promise<string> {
+    const started = await this.create(gw, input, username, { lockHeld: true });
+    await this.running.get(started.snapshot_id)?.done;
+    const row = this.deps.jobs.get(started.snapshot_id);
+    if (row?.state !== 'complete') {
+      throw new GantryError(
+        'OTA_INSTALL_FAILED',
+        `Snapshot before install failed: ${row?.errorMessage ?? 'unknown error'}`,
+      );
+    }
+    return started.snapshot_id;
+  }
+
+  async create(
+    gw: GatewayRuntime,
+    input: SnapshotInput,
+    username: string,
+    opts: { lockHeld?: boolean } = {},
+  ) {
     if (this.stopping) throw new GantryError('OTA_OPERATION_IN_PROGRESS', 'Gantry is shutting down');
     // Id and lock in one synchronous step: a second request sees the lock, never the same id.
     const id = this.nextId(gw.id);
-    const release = gw.beginOperation({ kind: 'snapshot', id }, this.deps.clock());
+    const release = opts.lockHeld
+      ? () => undefined
+      : gw.beginOperation({ kind: 'snapshot', id }, this.deps.clock());
     this.reserved.add(id);
     let created = false;
     try {

@@ -89,6 +89,8 @@ export interface UpdatePorts {
   ): Promise<{ ok: boolean; reason: string | null }>;
   /** Factory reset with wipe_data: settings, snapshots, uploads and provisioning back to factory state. */
   factoryWipe(gateway: GatewayRuntime): Promise<void>;
+  /** `create_snapshot: true`: copies the running slot under the install's lock; the snapshot id. */
+  snapshotBeforeInstall(gateway: GatewayRuntime, jobId: string): Promise<string>;
 }
 
 export interface UpdateServiceDeps {
@@ -924,6 +926,11 @@ export class UpdateService {
         ? { version: source.version, kernel: source.kernel, boot_test: undefined }
         : null);
     if (!manifest) throw new GantryError('OTA_INSTALL_FAILED', 'No verified image to install');
+    if (install.createSnapshot) {
+      // Best practice 1 of the spec: a way back before the gateway is touched.
+      const snapshotId = await this.deps.ports.snapshotBeforeInstall(gw, job.id);
+      this.deps.logs.info(gw.id, 'ota', `Job ${job.id}: snapshot ${snapshotId} taken before install`);
+    }
     let target = slot;
     if (install.strategy === 'in-place') {
       // In-place: the verified image is copied over the running slot, which keeps booting.

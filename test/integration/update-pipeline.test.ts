@@ -121,7 +121,7 @@ describe('update pipeline: feed → download → verify → install → reboot �
 
     const install = await g.request('POST', '/api/v1/ota/install', {
       token,
-      body: { job_id: jobId, strategy: 'seamless', reboot_after: true, create_snapshot: false },
+      body: { job_id: jobId, strategy: 'seamless', reboot_after: true, create_snapshot: true },
     });
     expect(install.body, JSON.stringify(install.body)).toMatchObject({ success: true });
     expect(install.status).toBe(200);
@@ -152,6 +152,12 @@ describe('update pipeline: feed → download → verify → install → reboot �
       upgradeAvailable: false,
       bootCount: 0,
     });
+
+    // create_snapshot: the running slot (A, v5.0.4) was copied before the install touched anything.
+    const snapshots = await g.request('GET', '/api/v1/ota/snapshots', { token });
+    expect(snapshots.body.data.snapshots ?? snapshots.body.data).toEqual(
+      expect.arrayContaining([expect.objectContaining({ version: 'v5.0.4' })]),
+    );
 
     const history = g.deps.jobs.transitions(jobId).map((t) => t.toState);
     // awaiting_reboot is passed through at once when no safety constraint blocks the reboot.
