@@ -217,7 +217,37 @@ describe('partitionMachine properties', () => {
         }
         actor.stop();
       }),
-      { numRuns: 1000 },
+      {
+        numRuns: 1000,
+        // Walked first: an update, a failed trial and its automatic rollback reach every state.
+        examples: [
+          [
+            {
+              booted: 'A',
+              nextBoot: 'A',
+              slots: {
+                A: { content: 'bootable', version: 'v5.0.9' },
+                B: { content: 'empty', version: null },
+              },
+              committed: true,
+              autoRollback: true,
+              rollbackRetries: 2,
+              versionFloor: 'v5.0.9',
+            },
+            [
+              { type: 'WRITE_STARTED', slot: 'B' },
+              { type: 'WRITE_VERIFIED', slot: 'B', version: 'v5.0.10' },
+              { type: 'STAGE', slot: 'B', at: 1 },
+              { type: 'RESTART' },
+              { type: 'BOOTED', slot: 'B', at: 2, bootCount: 1 },
+              { type: 'HEALTH_FAILED', at: 3, reason: 'unhealthy' },
+              { type: 'HEALTH_FAILED', at: 4, reason: 'unhealthy' },
+              { type: 'RESTART' },
+              { type: 'BOOTED', slot: 'A', at: 5, bootCount: 0 },
+            ],
+          ],
+        ],
+      },
     );
     expect([...reached].sort()).toEqual(['rolling_back', 'stable', 'staged', 'trial']);
   });

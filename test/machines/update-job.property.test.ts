@@ -226,7 +226,30 @@ describe('updateJobMachine properties', () => {
           actor.stop();
         },
       ),
-      { numRuns: 300 },
+      {
+        numRuns: 300,
+        // Walked first, so every state (awaiting_reboot above all) is reached whatever the seed.
+        examples: [
+          [
+            true,
+            [
+              { t: 'PROGRESS', bytes: 400, speed: 100 },
+              { t: 'RESTART' },
+              { t: 'TRANSFER_DONE' },
+              { t: 'SETTLE', which: 'verifies', ok: true },
+              { t: 'INSTALL', blocking: ['crane_moving'], rebootAfter: true },
+              { t: 'INSTALL', blocking: [], rebootAfter: true },
+              { t: 'CANCEL' },
+              { t: 'SAFETY', blocking: ['crane_moving'] },
+              { t: 'SETTLE', which: 'installs', ok: true },
+              { t: 'RESTART' },
+              { t: 'SAFETY', blocking: [] },
+              { t: 'RESTART' },
+              { t: 'SETTLE', which: 'reboots', ok: true },
+            ],
+          ],
+        ],
+      },
     );
     // The generator explores the whole chart, so the properties above are not vacuous.
     expect([...reached].sort()).toEqual([...JOB_STATE_NAMES].sort());
