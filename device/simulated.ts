@@ -87,6 +87,7 @@ export interface SimulatedDeviceControls {
   setSelfTestFails(slot: SlotId, fails: boolean): Promise<void>;
   selfTest(slot: SlotId): Promise<{ ok: boolean; reason: string | null }>;
   setFreeBytes(bytes: number | null): Promise<void>;
+  setSlotCapacity(bytes: number): Promise<void>;
 }
 
 export class SimulatedDevice implements GatewayDevice, SimulatedDeviceControls {
@@ -327,6 +328,10 @@ export class SimulatedDevice implements GatewayDevice, SimulatedDeviceControls {
     return this.state.selfTestFails[slot]
       ? { ok: false, reason: `simulated self-test failure on slot ${slot}` }
       : { ok: true, reason: null };
+  }
+
+  async setSlotCapacity(bytes: number): Promise<void> {
+    this.saveState({ ...this.state, slotCapacityBytes: bytes });
   }
 
   async setFreeBytes(bytes: number | null): Promise<void> {

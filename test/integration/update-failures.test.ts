@@ -253,6 +253,38 @@ describe('update pipeline: refusals and failures', () => {
     expect(install.body.error.code).toBe('OTA_INSTALL_FAILED');
   });
 
+  it('should refuse an update larger than the slot with OTA_INSUFFICIENT_SPACE before any byte is written', async () => {
+    await feed.publish({ version: 'v5.0.5' }, image);
+    await boot();
+    await (device() as unknown as { setSlotCapacity(b: number): Promise<void> }).setSlotCapacity(1024 * 1024);
+    const slotBBefore = fs.readFileSync(slotFile('B'));
+    const res = await download();
+    expect(res.status).toBe(507);
+    expect(res.body.error.code).toBe('OTA_INSUFFICIENT_SPACE');
+    expect(fs.readFileSync(slotFile('B')).equals(slotBBefore)).toBe(true);
+    expect(g.deps.jobs.recent(GATEWAY).filter((j) => j.kind === 'download')).toHaveLength(0);
+  });
+
+  it('should abort a slow retrieval, retry, then fail with OTA_DOWNLOAD_FAILED', async () => {
+    const bundle = await feed.publish({ version: 'v5.0.5' }, image);
+    const stalled = gatedResponse(bundle, 64 * 1024); // never released: a trickle that stops
+    feed.server.overrides.set(feed.targetUrlPath(bundle), stalled.handler);
+    g = await startTestGantry({
+      dataDir,
+      env: feed.env,
+      transferPolicy: { ...FAST_POLICY, slowWindowMs: 300, slowFloorBytesPerSecond: 1024 * 1024 },
+    });
+    token = await g.login();
+    await g.request('POST', '/api/v1/ota/check-updates', { token, body: { force: true } });
+    const end = await finalState((await download()).body.data.job_id);
+    expect(end.body.data.status).toBe('error');
+    expect(end.body.data.error.code).toBe('OTA_DOWNLOAD_FAILED');
+    expect(end.body.data.error.message).toMatch(/slow retrieval/);
+    // Each retry resumes: the bundle head is fetched again, then the rest with a Range.
+    expect(stalled.calls()).toBeGreaterThanOrEqual(FAST_POLICY.maxAttempts);
+    stalled.release();
+  });
+
   it('should answer unknown jobs with 404 and a job of another gateway as unknown', async () => {
     await boot();
     const res = await progress('OTA-JOB-NOPE');
