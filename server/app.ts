@@ -17,6 +17,7 @@ import { updateRoutes } from '../rest-compat/routes/updates.js';
 import { uploadRoutes } from '../rest-compat/routes/upload.js';
 import { mountZipRoutes, zipOpenApiPaths } from '../rest-compat/routes/zip.js';
 import { docsPage } from '../web/docs.js';
+import { mountWebPages } from '../web/routes.js';
 import type { GantryDeps } from './deps.js';
 import { createOtaWebSocketServer, type OtaWsOptions } from './ota-ws.js';
 import { attachTerminalStream, isSocketIoPath, TERMINAL_NAMESPACE } from './terminal-stream.js';
@@ -58,6 +59,8 @@ export function createHttpServer(deps: GantryDeps, opts: { ws?: OtaWsOptions } =
   Object.assign(openapi.paths as Record<string, unknown>, zipOpenApiPaths());
   app.get('/api/v1/openapi.json', (_req, res) => res.json(openapi));
   app.get('/api/docs', (_req, res) => res.type('html').send(docsPage(openapi)));
+  // The operator's pages (/ota-system-updates, /login, /dev/inspector) and their built assets.
+  mountWebPages(app, deps);
 
   const api = express.Router();
   mountRoutes(api, deps, routes);

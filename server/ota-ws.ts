@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { z } from 'zod';
-import { createContextInner, requestMetaFrom } from '../api/context.js';
+import { createContextInner, requestMetaFrom, type RequestMeta } from '../api/context.js';
 import { mayAccessGateway } from '../core/auth.js';
 import { GantryError } from '../core/errors.js';
 import { systemStatusEvent } from '../services/system.js';
@@ -22,6 +22,19 @@ const authMessageSchema = z.object({
   /** Browsers cannot set X-Gateway-ID on a WebSocket: the gateway may come with the auth message. */
   gateway_id: z.string().min(1).optional(),
 });
+
+/** `{"type":"auth","token":"cookie"}`: authenticate with the session cookie of the upgrade request. */
+export const COOKIE_TOKEN = 'cookie';
+
+function sameOriginUpgrade(deps: GantryDeps, meta: RequestMeta): boolean {
+  if (!meta.origin) return false;
+  if (deps.config.trustedOrigins.includes(meta.origin)) return true;
+  try {
+    return new URL(meta.origin).host === meta.host;
+  } catch {
+    return false;
+  }
+}
 
 export interface OtaWsOptions {
   authTimeoutMs?: number;
@@ -62,6 +75,13 @@ export function createOtaWebSocketServer(deps: GantryDeps, opts: OtaWsOptions = 
         parsed = authMessageSchema.parse(JSON.parse(String(raw)));
       } catch {
         return close(WS_CLOSE.BAD_MESSAGE, 'first message must be {"type":"auth","token":...}');
+      }
+      // A page cannot read its HttpOnly session cookie: token "cookie" means the one sent with the
+      // upgrade, accepted only from a page of this origin (a cross-site page must not ride on it).
+      if (parsed.token === COOKIE_TOKEN) {
+        if (meta.authMethod !== 'cookie' || !meta.token || !sameOriginUpgrade(deps, meta))
+          return close(WS_CLOSE.AUTH_FAILED, 'AUTH_REQUIRED');
+        parsed = { ...parsed, token: meta.token };
       }
       const ctx = createContextInner(deps, { ...meta, token: parsed.token, authMethod: 'bearer' });
       if (!ctx.user) {
