@@ -2,22 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { currentWindow } from '../../services/scheduler.js';
 import { GATEWAY, startTestGantry, tempDataDir, type TestGantry } from '../helpers/gantry.js';
 import { randomImage, startTestFeed, type TestFeed } from '../helpers/feed.js';
-
-async function waitFor<T>(
-  fn: () => Promise<T> | T,
-  ok: (v: T) => boolean,
-  what: string,
-  timeoutMs = 15_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: T = await fn();
-  while (!ok(last)) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(last)}`);
-    await new Promise((r) => setTimeout(r, 20));
-    last = await fn();
-  }
-  return last;
-}
+import { waitFor } from '../helpers/wait.js';
 
 const at = (hh: number, mm: number) => Date.UTC(2026, 10, 26, hh, mm);
 

@@ -7,27 +7,12 @@ import type { Override } from '../feed/helpers.js';
 import { GATEWAY, startTestGantry, tempDataDir, type TestGantry } from '../helpers/gantry.js';
 import { randomImage, startTestFeed, type TestFeed } from '../helpers/feed.js';
 import { freePort, spawnGantry, type GantryProcess } from '../helpers/process.js';
+import { waitFor } from '../helpers/wait.js';
 
 /**
  * kill -9 in the middle of a download: Gantry runs as `npm start` runs it (a child process), is
  * killed while the feed holds the bundle back, and is started again on the same data dir.
  */
-
-async function waitFor<T>(
-  fn: () => Promise<T> | T,
-  ok: (v: T) => boolean,
-  what: string,
-  timeoutMs = 15_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: T = await fn();
-  while (!ok(last)) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(last)}`);
-    await new Promise((r) => setTimeout(r, 20));
-    last = await fn();
-  }
-  return last;
-}
 
 /**
  * The bundle from a feed that trickles: a first burst, then `chunk` bytes per tick, never past

@@ -5,24 +5,9 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { generateKeyPair } from '../../bundle/keys.js';
 import { GATEWAY, startTestGantry, tempDataDir, type TestGantry } from '../helpers/gantry.js';
 import { randomImage, startTestFeed, type TestFeed } from '../helpers/feed.js';
+import { waitFor } from '../helpers/wait.js';
 
 const FAST_POLICY = { retryDelayMs: 5, checkpointMs: 0, checkpointBytes: 128 * 1024, maxAttempts: 3 };
-
-async function waitFor<T>(
-  fn: () => Promise<T>,
-  ok: (v: T) => boolean,
-  what: string,
-  timeoutMs = 15_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: T = await fn();
-  while (!ok(last)) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(last)}`);
-    await new Promise((r) => setTimeout(r, 20));
-    last = await fn();
-  }
-  return last;
-}
 
 /** Serves a bundle's first `firstBytes`, then holds the response until `release()`. */
 function gatedResponse(file: string, firstBytes: number) {

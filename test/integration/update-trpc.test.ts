@@ -14,6 +14,7 @@ import type { GantryEvent, UpdateProgressEvent } from '../../api/schemas/events.
 import type { Override } from '../feed/helpers.js';
 import { GATEWAY, startTestGantry, tempDataDir, type TestGantry } from '../helpers/gantry.js';
 import { randomImage, startTestFeed, type TestFeed } from '../helpers/feed.js';
+import { waitFor } from '../helpers/wait.js';
 
 /** The update pipeline through the typed tRPC client: queries and mutations over HTTP, events over WS. */
 
@@ -29,22 +30,6 @@ async function trpcError(promise: Promise<unknown>): Promise<ClientError> {
     return err as ClientError;
   }
   throw new Error('expected the call to fail');
-}
-
-async function waitFor<T>(
-  fn: () => Promise<T>,
-  ok: (v: T) => boolean,
-  what: string,
-  timeoutMs = 15_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: T = await fn();
-  while (!ok(last)) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(last)}`);
-    await new Promise((r) => setTimeout(r, 20));
-    last = await fn();
-  }
-  return last;
 }
 
 /** Collects a subscription's events and lets a test wait for one (by event, not by time). */

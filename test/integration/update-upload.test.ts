@@ -6,26 +6,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatBytes } from '../../core/format.js';
 import { GATEWAY, startTestGantry, tempDataDir, type TestGantry } from '../helpers/gantry.js';
 import { randomImage, startTestFeed, type TestFeed } from '../helpers/feed.js';
+import { waitFor } from '../helpers/wait.js';
 
 /** SECTION 3: a signed bundle uploaded by hand (multipart), verified, deployed to slot B, installed. */
 
 const FAST_POLICY = { retryDelayMs: 10, checkpointMs: 0, checkpointBytes: 256 * 1024 };
-
-async function waitFor<T>(
-  fn: () => Promise<T>,
-  ok: (v: T) => boolean,
-  what: string,
-  timeoutMs = 15_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: T = await fn();
-  while (!ok(last)) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(last)}`);
-    await new Promise((r) => setTimeout(r, 20));
-    last = await fn();
-  }
-  return last;
-}
 
 /** An answer as TestGantry.request gives it (the body parsed when it is JSON). */
 type Reply = Omit<Awaited<ReturnType<TestGantry['request']>>, 'headers'>;
