@@ -2,13 +2,10 @@ import type http from 'node:http';
 import type { IncomingMessage } from 'node:http';
 import { Server as SocketIOServer } from 'socket.io';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { z } from 'zod';
-import { createContextInner, requestMetaFrom, type RequestMeta } from '../api/context.js';
+import { requestMetaFrom } from '../api/context.js';
 import type { TerminalOutput } from '../api/schemas/zip.js';
-import { mayAccessGateway } from '../core/auth.js';
-import { GantryError } from '../core/errors.js';
 import type { GantryDeps } from './deps.js';
-import { WS_CLOSE } from './ota-ws.js';
+import { acceptAuthenticatedSocket, authorizeSocket, type SocketAuthorization } from './ws-session.js';
 
 /**
  * The terminal of ota-zip-updates.md: every step of a ZIP operation and every line a hook prints,
@@ -37,67 +34,7 @@ export interface TerminalStream {
   close(): Promise<void>;
 }
 
-type Authorized = { gatewayId: string; username: string } | { error: GantryError; close: number };
-
-/**
- * Token (handshake, else Bearer header, else cookie) → user; gateway (handshake, else
- * X-Gateway-ID) → hosted and allowed. A cookie-authenticated socket must come from this origin:
- * a WebSocket is not bound by CORS, so another site's page could otherwise read the stream.
- */
-function authorize(deps: GantryDeps, meta: RequestMeta, token?: string, gatewayId?: string): Authorized {
-  const ctx = createContextInner(deps, token ? { ...meta, token, authMethod: 'bearer' } : meta);
-  if (!ctx.user) {
-    const error = ctx.authError ?? new GantryError('AUTH_REQUIRED', 'Authentication required');
-    return { error, close: WS_CLOSE.AUTH_FAILED };
-  }
-  if (ctx.meta.authMethod === 'cookie') {
-    const sameHost =
-      meta.origin !== undefined && meta.host !== undefined && originHost(meta.origin) === meta.host;
-    const trusted = meta.origin !== undefined && deps.config.trustedOrigins.includes(meta.origin);
-    if (meta.origin !== undefined && !sameHost && !trusted) {
-      return {
-        error: new GantryError('CSRF_REJECTED', 'Cross-origin connection refused'),
-        close: WS_CLOSE.FORBIDDEN,
-      };
-    }
-  }
-  const id = gatewayId ?? meta.gatewayId;
-  if (!id) {
-    return {
-      error: new GantryError('GATEWAY_REQUIRED', 'gateway_id is required'),
-      close: WS_CLOSE.GATEWAY_NOT_FOUND,
-    };
-  }
-  if (!deps.gateways.get(id)) {
-    return {
-      error: new GantryError('GATEWAY_NOT_FOUND', `Gateway ${id} not found`),
-      close: WS_CLOSE.GATEWAY_NOT_FOUND,
-    };
-  }
-  if (!mayAccessGateway(ctx.user.gateways, id)) {
-    return {
-      error: new GantryError('GATEWAY_FORBIDDEN', `Not allowed to act on gateway ${id}`),
-      close: WS_CLOSE.FORBIDDEN,
-    };
-  }
-  return { gatewayId: id, username: ctx.user.username };
-}
-
-function originHost(origin: string): string | null {
-  try {
-    return new URL(origin).host;
-  } catch {
-    return null;
-  }
-}
-
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v.length > 0 ? v : undefined);
-
-const authMessageSchema = z.object({
-  type: z.literal('auth'),
-  token: z.string().min(1),
-  gateway_id: z.string().min(1).optional(),
-});
 
 function attachSocketIo(server: http.Server, deps: GantryDeps): SocketIOServer {
   const io = new SocketIOServer(server, {
@@ -112,7 +49,7 @@ function attachSocketIo(server: http.Server, deps: GantryDeps): SocketIOServer {
   const nsp = io.of(TERMINAL_NAMESPACE);
   nsp.use((socket, next) => {
     const auth = (socket.handshake.auth ?? {}) as Record<string, unknown>;
-    const result = authorize(
+    const result = authorizeSocket(
       deps,
       requestMetaFrom(socket.request),
       str(auth.token),
@@ -125,11 +62,11 @@ function attachSocketIo(server: http.Server, deps: GantryDeps): SocketIOServer {
     }
     socket.data.gatewayId = result.gatewayId;
     socket.data.recheck = () =>
-      authorize(deps, requestMetaFrom(socket.request), str(auth.token), result.gatewayId);
+      authorizeSocket(deps, requestMetaFrom(socket.request), str(auth.token), result.gatewayId);
     next();
   });
   nsp.on('connection', (socket) => {
-    const recheck = socket.data.recheck as () => Authorized;
+    const recheck = socket.data.recheck as () => SocketAuthorization;
     const unsubscribe = deps.provisioning.terminal.subscribe(socket.data.gatewayId as string, (line) => {
       // A session revoked (logout), expired or narrowed since the handshake gets no more output.
       const still = recheck();
@@ -148,41 +85,13 @@ function attachSocketIo(server: http.Server, deps: GantryDeps): SocketIOServer {
 function createTerminalWss(deps: GantryDeps, authTimeoutMs: number): WebSocketServer {
   const wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024 });
   wss.on('connection', (ws: WebSocket, req: IncomingMessage) => {
-    const meta = requestMetaFrom(req);
-    const cleanup: Array<() => void> = [];
-    const close = (code: number, reason: string) => {
-      if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(code, reason);
-    };
-    const timer = setTimeout(
-      () => close(WS_CLOSE.AUTH_TIMEOUT, 'auth message not received in time'),
-      authTimeoutMs,
-    );
-    cleanup.push(() => clearTimeout(timer));
-    ws.on('close', () => cleanup.forEach((fn) => fn()));
-    const send = (msg: unknown) => {
-      if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(msg));
-    };
-
-    ws.once('message', (raw) => {
-      clearTimeout(timer);
-      let parsed: z.infer<typeof authMessageSchema>;
-      try {
-        parsed = authMessageSchema.parse(JSON.parse(String(raw)));
-      } catch {
-        return close(WS_CLOSE.BAD_MESSAGE, 'first message must be {"type":"auth","token":...}');
-      }
-      const result = authorize(deps, meta, parsed.token, parsed.gateway_id);
-      if ('error' in result) return close(result.close, result.error.gantryCode);
-      cleanup.push(
-        deps.provisioning.terminal.subscribe(result.gatewayId, (line: TerminalOutput) => {
-          // Like /api/v1/ota/ws: a session revoked or expired since the auth message ends the channel.
-          const still = authorize(deps, meta, parsed.token, result.gatewayId);
-          if ('error' in still) return close(still.close, still.error.gantryCode);
-          send({ type: TERMINAL_EVENT, ...line });
+    acceptAuthenticatedSocket(deps, ws, req, authTimeoutMs, (session) => {
+      session.onClose(
+        deps.provisioning.terminal.subscribe(session.gatewayId, (line: TerminalOutput) => {
+          if (session.stillValid()) session.send({ type: TERMINAL_EVENT, ...line });
         }),
       );
-      send({ type: 'auth_ok', gateway_id: result.gatewayId, user: result.username });
-      // After auth the channel is server → client only; anything else is ignored.
+      session.send({ type: 'auth_ok', gateway_id: session.gatewayId, user: session.username });
     });
   });
   return wss;
