@@ -1,6 +1,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import {
+  LINUX_ENV_KEYS,
+  linuxConfigFields,
+  linuxDeviceConfig,
+  type LinuxDeviceConfig,
+} from '../device/linux/config.js';
 
 /**
  * Start-up configuration: environment variables, optionally overlaid on a JSON file named by
@@ -17,7 +23,8 @@ export const gatewayConfigSchema = z.strictObject({
     .default('UTC')
     .refine((tz) => isValidTimeZone(tz), 'unknown IANA time zone'),
 });
-export type GatewayConfig = z.infer<typeof gatewayConfigSchema>;
+/** `linux`: the Linux device's configuration, set by loadConfig on the one gateway of GANTRY_DEVICE=linux. */
+export type GatewayConfig = z.infer<typeof gatewayConfigSchema> & { linux?: LinuxDeviceConfig };
 
 const booleanString = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -59,8 +66,9 @@ export const configSchema = z.strictObject({
   /** Snapshots kept per gateway; creating one more deletes the oldest. */
   snapshotRetention: z.coerce.number().int().min(1).max(100).default(5),
   quiet: booleanString.default(false),
+  ...linuxConfigFields,
 });
-export type GantryConfig = z.infer<typeof configSchema>;
+export type GantryConfig = Omit<z.infer<typeof configSchema>, 'gateways'> & { gateways: GatewayConfig[] };
 
 /** Environment variable → config key. */
 const ENV_KEYS = {
@@ -82,6 +90,7 @@ const ENV_KEYS = {
   GANTRY_FEED_TARGETS_URL: 'feedTargetsUrl',
   GANTRY_FEED_ROOT: 'feedRoot',
   GANTRY_QUIET: 'quiet',
+  ...LINUX_ENV_KEYS,
 } as const satisfies Record<string, keyof GantryConfig>;
 
 const KEY_TO_ENV = Object.fromEntries(Object.entries(ENV_KEYS).map(([env, key]) => [key, env])) as Record<
@@ -143,7 +152,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GantryConfig {
   const ids = parsed.data.gateways.map((g) => g.id);
   const dup = ids.find((id, i) => ids.indexOf(id) !== i);
   if (dup) throw new ConfigError([`GANTRY_GATEWAYS: gateway ${dup} is listed twice`]);
-  return { ...parsed.data, dataDir: path.resolve(parsed.data.dataDir) };
+  let gatewayList: GatewayConfig[] = parsed.data.gateways;
+  if (parsed.data.device === 'linux') {
+    const linux = linuxDeviceConfig(parsed.data);
+    if (!linux.ok) throw new ConfigError(linux.problems);
+    gatewayList = gatewayList.map((g) => ({ ...g, linux: linux.config }));
+  }
+  return { ...parsed.data, gateways: gatewayList, dataDir: path.resolve(parsed.data.dataDir) };
 }
 
 export function isValidTimeZone(tz: string): boolean {

@@ -2,6 +2,7 @@ import path from 'node:path';
 import { eq } from 'drizzle-orm';
 import type { GatewayConfig } from '../core/config.js';
 import { GantryError } from '../core/errors.js';
+import { LinuxDevice } from '../device/linux.js';
 import { SimulatedDevice } from '../device/simulated.js';
 import type { GatewayDevice } from '../device/types.js';
 import type { GantryDb } from '../drizzle/db.js';
@@ -81,21 +82,28 @@ export class GatewayRegistry {
 
   /** Registers the configured gateways; existing rows keep their history, model/zone follow config. */
   load(configured: GatewayConfig[], deviceKind: 'simulated' | 'linux'): void {
+    // The Linux device is the board Gantry runs on: one set of slots, one bootloader.
+    if (deviceKind === 'linux' && configured.length !== 1) {
+      throw new Error(
+        `GANTRY_DEVICE=linux manages the board Gantry runs on, so exactly one gateway can be configured ` +
+          `(GANTRY_GATEWAYS has ${configured.length}: ${configured.map((g) => g.id).join(', ')})`,
+      );
+    }
     for (const gw of configured) {
       this.db
         .insert(gateways)
         .values({ id: gw.id, model: gw.model, timezone: gw.timezone, createdAt: this.clock() })
         .onConflictDoUpdate({ target: gateways.id, set: { model: gw.model, timezone: gw.timezone } })
         .run();
-      if (deviceKind !== 'simulated') {
-        throw new Error(`GANTRY_DEVICE=${deviceKind} is not available in this build; use "simulated"`);
+      const dir = path.join(this.gatewayDir(gw.id), 'device');
+      let device: GatewayDevice;
+      if (deviceKind === 'linux') {
+        if (!gw.linux)
+          throw new Error(`GANTRY_DEVICE=linux: gateway ${gw.id} has no Linux device configuration`);
+        device = new LinuxDevice({ gatewayId: gw.id, model: gw.model, dir, ...gw.linux });
+      } else {
+        device = new SimulatedDevice({ gatewayId: gw.id, model: gw.model, dir, now: this.clock });
       }
-      const device = new SimulatedDevice({
-        gatewayId: gw.id,
-        model: gw.model,
-        dir: path.join(this.gatewayDir(gw.id), 'device'),
-        now: this.clock,
-      });
       this.runtimes.set(gw.id, new GatewayRuntime(gw.id, device, this.db));
     }
   }
