@@ -29,13 +29,26 @@ class MachineView {
     this.svg = this.draw();
     this.status = h('p', { class: 'inspector-status', 'data-testid': `status-${graph.id}`, role: 'status' });
     this.select = h('select', { id: `actor-${graph.id}` });
+    // Wide charts are shrunk to the panel by default (every state and highlight in view); the
+    // toggle shows them at full size, scrolling, to read the transition labels.
+    const wrap = h('div', { class: 'svg-wrap fit' }, this.svg);
+    const zoom = h('button', { type: 'button', class: 'secondary', 'aria-pressed': 'false' }, 'Actual size');
+    zoom.addEventListener('click', () => {
+      const actual = wrap.classList.toggle('fit') === false;
+      zoom.setAttribute('aria-pressed', String(actual));
+    });
     this.el = h(
       'section',
       { class: 'panel inspector-machine', 'aria-labelledby': `title-${graph.id}`, 'data-machine': graph.id },
       h('h2', { id: `title-${graph.id}` }, graph.title, ' ', h('code', {}, graph.id)),
-      h('div', { class: 'field inline' }, h('label', { for: this.select.id }, 'Actor'), this.select),
+      h(
+        'div',
+        { class: 'toolbar' },
+        h('div', { class: 'field inline' }, h('label', { for: this.select.id }, 'Actor'), this.select),
+        zoom,
+      ),
       this.status,
-      h('div', { class: 'svg-wrap' }, this.svg),
+      wrap,
     );
   }
 
