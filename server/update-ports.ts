@@ -5,7 +5,7 @@ import { loadPublicKey } from '../bundle/keys.js';
 import type { GatewayRuntime } from '../services/gateways.js';
 import type { HealthCheck } from '../services/updates/partitions.js';
 import { TufFeedPort, type FeedLocation } from '../services/updates/feed-port.js';
-import type { UpdatePorts } from '../services/updates/update-service.js';
+import type { UpdatePorts } from '../services/updates/job-types.js';
 import type { GantryDeps } from './deps.js';
 
 /** The parts of the safety and provisioning services the update pipeline relies on. */

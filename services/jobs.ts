@@ -29,11 +29,13 @@ export class JobStore {
     state: string;
     request: unknown;
     snapshot: unknown;
+    artifact?: unknown;
   }): void {
     const now = this.clock();
+    const final = (FINAL_JOB_STATES as readonly string[]).includes(row.state);
     this.db.transaction((tx) => {
       tx.insert(jobs)
-        .values({ ...row, createdAt: now, updatedAt: now })
+        .values({ ...row, createdAt: now, updatedAt: now, ...(final ? { finishedAt: now } : {}) })
         .run();
       tx.insert(jobTransitions)
         .values({ jobId: row.id, at: now, fromState: null, toState: row.state, event: 'create' })

@@ -17,7 +17,7 @@ import type { GatewayRegistry, GatewayRuntime } from './gateways.js';
 import type { JobStore } from './jobs.js';
 import type { LogService } from './logs.js';
 import type { SettingsService } from './settings.js';
-import type { ProgressView } from './updates/update-service.js';
+import type { ProgressView } from './updates/job-types.js';
 
 /**
  * System snapshots (SECTION 1 "Snapshot", used by SECTION 5 restore): a byte-for-byte copy of the

@@ -1,17 +1,5 @@
-import { createHash, randomBytes } from 'node:crypto';
-import fs from 'node:fs';
-import path from 'node:path';
-import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { and, desc, eq } from 'drizzle-orm';
-import {
-  createActor,
-  fromCallback,
-  fromPromise,
-  type Actor,
-  type InspectionEvent,
-  type SnapshotFrom,
-} from 'xstate';
+import { randomBytes } from 'node:crypto';
+import { createActor, fromCallback, fromPromise, type InspectionEvent } from 'xstate';
 import type { z } from 'zod';
 import type {
   cancelInputSchema,
@@ -19,79 +7,36 @@ import type {
   deployInputSchema,
   downloadInputSchema,
   installInputSchema,
-  progressOutputSchema,
   uploadVerifyInputSchema,
 } from '../../api/schemas/updates.js';
-import type { UpdateStrategy } from '../../api/schemas/settings.js';
-import type { Manifest } from '../../bundle/manifest.js';
-import { checkInstallable, verifyBundle } from '../../bundle/stream.js';
 import type { EventBus } from '../../core/bus.js';
 import { findGantryError, GantryError, type ErrorCode } from '../../core/errors.js';
-import { formatBytes, formatEta, formatHms, formatSpeed, isoSeconds } from '../../core/format.js';
+import { formatBytes, formatHms, isoSeconds } from '../../core/format.js';
 import { otherSlot, type SlotId } from '../../device/types.js';
 import type { GantryDb } from '../../drizzle/db.js';
-import { jobs as jobsTable, type JobRow } from '../../drizzle/schema.js';
+import type { JobRow } from '../../drizzle/schema.js';
 import { prepareForRestore } from '../../machines/persist.js';
-import {
-  jobPercentage,
-  jobStateName,
-  updateJobMachine,
-  type UpdateJobInput,
-} from '../../machines/update-job.js';
+import { jobStateName, updateJobMachine, type UpdateJobInput } from '../../machines/update-job.js';
 import type { GatewayRegistry, GatewayRuntime } from '../gateways.js';
 import type { JobStore } from '../jobs.js';
 import type { LogService } from '../logs.js';
-import type { BundleSource, ResumePoint } from '../pipeline/stream-to-slot.js';
 import type { SettingsService } from '../settings.js';
-import { imageBytes, publicUpdateId, type FeedPort, type FeedTarget, type UpdateCatalog } from './catalog.js';
+import { imageBytes, publicUpdateId, type UpdateCatalog } from './catalog.js';
 import type { PartitionManager } from './partitions.js';
-import { fileBundleSource, transferBundle, type TransferPolicy } from './transfer.js';
-
-type JobActor = Actor<typeof updateJobMachine>;
-type JobSnapshot = SnapshotFrom<typeof updateJobMachine>;
-type JobKind = 'download' | 'deploy' | 'restore' | 'factory';
-const PIPELINE_KINDS: readonly string[] = ['download', 'deploy', 'restore', 'factory'];
-export type ProgressView = z.output<typeof progressOutputSchema>;
-
-/** What a job knows beyond its statechart: where its bytes come from and what they proved to be. */
-export interface JobArtifact {
-  source:
-    | { kind: 'feed'; target: FeedTarget }
-    | { kind: 'file'; path: string; name: string; sha256: string }
-    /** A raw image (a snapshot), not a bundle: its hash was taken when it was made. */
-    | { kind: 'image'; path: string; sha256: string; bytes: number; version: string; kernel: string | null };
-  update: { id: string | null; version: string };
-  /** Display label (a manual upload's custom version); the signed manifest version still rules. */
-  label: string | null;
-  allowDowngrade: boolean;
-  resume: ResumePoint | null;
-  manifest: Manifest | null;
-  sha256: string | null;
-  bytes: number | null;
-  /** The target slot was (possibly partly) written: on failure or cancel it must be invalidated. */
-  slotTouched?: boolean;
-  /** Restore and factory jobs install by themselves once the image is verified. */
-  autoInstall?: { rebootAfter: boolean; wipeData: boolean } | null;
-}
-
-/** Who answers the questions the pipeline asks of the rest of Gantry (keys, safety, hooks). */
-export interface UpdatePorts {
-  feed: FeedPort;
-  trustedKeys(gatewayId: string): import('node:crypto').KeyObject[];
-  /** Throws OTA_UPDATE_BLOCKED naming the blocking constraints. */
-  assertSafe(gatewayId: string, action: string): void;
-  blocking(gatewayId: string): string[];
-  onSafetyChange(gatewayId: string, listener: (blocking: string[]) => void): () => void;
-  operationCompleted(gatewayId: string, operationId: string): void;
-  runPostInstallHooks(
-    gateway: GatewayRuntime,
-    env: Record<string, string>,
-  ): Promise<{ ok: boolean; reason: string | null }>;
-  /** Factory reset with wipe_data: settings, snapshots, uploads and provisioning back to factory state. */
-  factoryWipe(gateway: GatewayRuntime): Promise<void>;
-  /** `create_snapshot: true`: copies the running slot under the install's lock; the snapshot id. */
-  snapshotBeforeInstall(gateway: GatewayRuntime, jobId: string): Promise<string>;
-}
+import { JobEffects } from './job-effects.js';
+import { UploadStore } from './uploads.js';
+import {
+  PIPELINE_KINDS,
+  type JobActor,
+  type JobArtifact,
+  type JobKind,
+  type JobSnapshot,
+  type ProgressView,
+  type RunningJob,
+  type UpdatePorts,
+} from './job-types.js';
+import { progressView } from './progress-view.js';
+import type { TransferPolicy } from './transfer.js';
 
 export interface UpdateServiceDeps {
   db: GantryDb;
@@ -107,21 +52,6 @@ export interface UpdateServiceDeps {
   policy: TransferPolicy;
 }
 
-interface RunningJob {
-  id: string;
-  gatewayId: string;
-  kind: JobKind;
-  actor: JobActor;
-  artifact: JobArtifact;
-  lastState: string;
-  lastPersistAt: number;
-  lastPublishAt: number;
-  /** Hashes computed while streaming in this process; after a restart the slot is hashed again. */
-  hashedHere: boolean;
-  release: (() => void) | null;
-  stopSafety: (() => void) | null;
-}
-
 const PROGRESS_PUBLISH_MS = 250;
 const PROGRESS_PERSIST_MS = 500;
 
@@ -131,10 +61,6 @@ function jobIdFor(kind: JobKind): string {
     kind
   ];
   return `${prefix}-${suffix}`;
-}
-
-function normalizeChecksum(value: string): string {
-  return value.toLowerCase().replace(/^sha256:/, '');
 }
 
 /**
@@ -147,7 +73,13 @@ export class UpdateService {
   private readonly progressProviders = new Map<string, (gw: GatewayRuntime, row: JobRow) => ProgressView>();
   private readonly background = new Set<Promise<unknown>>();
 
-  constructor(private readonly deps: UpdateServiceDeps) {}
+  private readonly effects: JobEffects;
+  private readonly uploads: UploadStore;
+
+  constructor(private readonly deps: UpdateServiceDeps) {
+    this.effects = new JobEffects(deps);
+    this.uploads = new UploadStore(deps);
+  }
 
   // ---- lifecycle ----------------------------------------------------------------------
 
@@ -321,103 +253,12 @@ export class UpdateService {
     };
   }
 
-  private uploadsDir(gw: GatewayRuntime): string {
-    return path.join(this.deps.gateways.gatewayDir(gw.id), 'uploads');
-  }
-
-  async verifyUpload(gw: GatewayRuntime, input: z.output<typeof uploadVerifyInputSchema>) {
-    const incoming = path.join(this.uploadsDir(gw), 'incoming');
-    const file = path.resolve(input.path);
-    // The path comes from our own upload handler; refuse anything else (a client may call tRPC directly).
-    if (path.dirname(file) !== incoming || !file.endsWith('.part') || !fs.existsSync(file)) {
-      throw new GantryError('VALIDATION_ERROR', 'Invalid request: path: not an upload of this gateway');
-    }
-    try {
-      const result = await verifyBundle(fs.createReadStream(file, { highWaterMark: 1024 * 1024 }), {
-        trustedKeys: this.deps.ports.trustedKeys(gw.id),
-      });
-      const manifest = result.manifest;
-      let hardware: 'compatible' | 'incompatible' = 'compatible';
-      try {
-        checkInstallable(manifest, { hardwareModel: gw.row().model, currentVersion: null });
-      } catch {
-        hardware = 'incompatible';
-      }
-      const stored = path.join(this.uploadsDir(gw), `${input.sha256}.bundle`);
-      fs.renameSync(file, stored);
-      const label = input.version ?? manifest.version;
-      const now = this.deps.clock();
-      this.deps.jobs.create({
-        id: `UPLOAD-${input.sha256.slice(0, 12)}-${now}`,
-        gatewayId: gw.id,
-        kind: 'upload',
-        state: 'complete',
-        request: { name: input.originalName, version: input.version ?? null },
-        snapshot: null,
-      });
-      this.deps.db
-        .update(jobsTable)
-        .set({
-          artifact: {
-            path: stored,
-            name: input.originalName,
-            size: input.size,
-            sha256: input.sha256,
-            manifest,
-            label,
-          },
-          finishedAt: now,
-        })
-        .where(eq(jobsTable.id, `UPLOAD-${input.sha256.slice(0, 12)}-${now}`))
-        .run();
-      this.deps.logs.info(
-        gw.id,
-        'ota',
-        `Uploaded image ${input.originalName} (${manifest.version}) verified`,
-      );
-      return {
-        verified: true as const,
-        file: {
-          name: input.originalName,
-          size: formatBytes(input.size),
-          checksum: `sha256:${input.sha256}`,
-          version: label,
-        },
-        metadata: { kernel: manifest.kernel, signature: 'verified' as const },
-        compatibility: { hardware },
-      };
-    } catch (err) {
-      fs.rmSync(file, { force: true });
-      this.deps.logs.warn(
-        gw.id,
-        'ota',
-        `Uploaded image ${input.originalName} refused: ${(err as Error).message}`,
-      );
-      throw err;
-    }
+  verifyUpload(gw: GatewayRuntime, input: z.output<typeof uploadVerifyInputSchema>) {
+    return this.uploads.verify(gw, input, this.deps.ports.trustedKeys(gw.id));
   }
 
   async deploy(gw: GatewayRuntime, input: z.output<typeof deployInputSchema>, username: string) {
-    const checksum = normalizeChecksum(input.checksum);
-    const upload = this.deps.db
-      .select()
-      .from(jobsTable)
-      .where(and(eq(jobsTable.gatewayId, gw.id), eq(jobsTable.kind, 'upload')))
-      .orderBy(desc(jobsTable.createdAt))
-      .all()
-      .find((r) => {
-        const a = r.artifact as { name?: string; sha256?: string } | null;
-        return a?.name === input.filename && a.sha256 === checksum;
-      });
-    const artifact = upload?.artifact as
-      | { path: string; name: string; sha256: string; size: number; manifest: Manifest; label: string }
-      | undefined;
-    if (!artifact || !fs.existsSync(artifact.path)) {
-      throw new GantryError(
-        'NOT_FOUND',
-        `No verified upload ${input.filename} with checksum sha256:${checksum}; verify it first`,
-      );
-    }
+    const artifact = this.uploads.find(gw, input.filename, input.checksum);
     const target = await this.chooseTarget(gw, input.target_partition);
     const label = input.version ?? artifact.label;
     const payloadSize = artifact.manifest.payloads.find((p) => p.kind === 'rootfs')?.size ?? artifact.size;
@@ -513,7 +354,7 @@ export class UpdateService {
         request,
         snapshot: job.actor.getPersistedSnapshot(),
       });
-      this.saveArtifact(job);
+      this.effects.saveArtifact(job);
       this.deps.logs.info(
         gw.id,
         'ota',
@@ -544,10 +385,6 @@ export class UpdateService {
     job.actor.send({ type: 'RESUME', at: this.deps.clock() });
   }
 
-  private saveArtifact(job: RunningJob): void {
-    this.deps.db.update(jobsTable).set({ artifact: job.artifact }).where(eq(jobsTable.id, job.id)).run();
-  }
-
   // ---- the job actor ------------------------------------------------------------------
 
   private spawn(
@@ -576,7 +413,7 @@ export class UpdateService {
       actors: {
         transferImage: fromCallback(({ input, sendBack }) => {
           const abort = new AbortController();
-          this.transfer(gw, job, input.targetSlot, abort.signal, sendBack).then(
+          this.effects.transfer(gw, job, input.targetSlot, abort.signal, sendBack).then(
             () => sendBack({ type: 'TRANSFER_DONE', at: now() }),
             (err: unknown) => {
               if (abort.signal.aborted) return;
@@ -592,11 +429,11 @@ export class UpdateService {
           return () => abort.abort(new Error('transfer stopped'));
         }),
         verifyImage: fromPromise(async ({ input }) => {
-          await this.verifyOnSlot(gw, job, input.targetSlot);
+          await this.effects.verifyOnSlot(gw, job, input.targetSlot);
           return { at: now() };
         }),
         installImage: fromPromise(async ({ input }) => {
-          await this.installOnSlot(gw, job, input.targetSlot, input.install);
+          await this.effects.installOnSlot(gw, job, input.targetSlot, input.install);
           return { at: now() };
         }),
         rebootGateway: fromPromise(async ({ input }) => {
@@ -612,7 +449,7 @@ export class UpdateService {
       actions: {
         // A partly written, failed or cancelled target must never look bootable.
         invalidateTarget: (_, params) => {
-          if (job.artifact.slotTouched) this.track(this.invalidate(gw, params.targetSlot));
+          if (job.artifact.slotTouched) this.track(this.effects.invalidate(gw, params.targetSlot));
         },
       },
     });
@@ -679,7 +516,7 @@ export class UpdateService {
     if (eventType === 'PROGRESS') {
       if (at - job.lastPersistAt >= PROGRESS_PERSIST_MS) {
         this.deps.jobs.save(job.id, { state, snapshot: job.actor.getPersistedSnapshot() });
-        this.saveArtifact(job);
+        this.effects.saveArtifact(job);
         job.lastPersistAt = at;
       }
       if (at - job.lastPublishAt >= PROGRESS_PUBLISH_MS) this.announce(gw, job, snap);
@@ -687,7 +524,7 @@ export class UpdateService {
   }
 
   private announce(gw: GatewayRuntime, job: RunningJob, snap: JobSnapshot): void {
-    const view = this.progressView(job.kind, snap);
+    const view = progressView(job.kind, snap);
     job.lastPublishAt = this.deps.clock();
     gw.updateOperation(job.id, { currentOperation: view.current_operation, progress: view.percentage });
     this.deps.bus.publish(gw.id, {
@@ -750,232 +587,6 @@ export class UpdateService {
       job.release?.();
       job.release = null;
     }
-  }
-
-  private async invalidate(gw: GatewayRuntime, slot: SlotId): Promise<void> {
-    const booted = await gw.device.bootedSlot();
-    if (slot === booted) return;
-    const record = (await gw.device.slots())[slot];
-    await gw.device.writeSlotRecord(slot, { ...record, state: 'invalid', version: null, sha256: null });
-    await this.deps.partitions.dispatch(gw, { type: 'INVALIDATE', slot });
-  }
-
-  private source(gw: GatewayRuntime, artifact: JobArtifact): BundleSource {
-    const src = artifact.source;
-    if (src.kind === 'file') return fileBundleSource(src.path, src.sha256);
-    if (src.kind === 'image') throw new Error('a raw image is copied, not parsed as a bundle');
-    return {
-      description: src.target.path,
-      sha256: src.target.sha256,
-      open: (offset, signal) => this.deps.ports.feed.open(gw.id, src.target, offset, signal),
-    };
-  }
-
-  private async transfer(
-    gw: GatewayRuntime,
-    job: RunningJob,
-    slot: SlotId,
-    signal: AbortSignal,
-    sendBack: (event: { type: 'PROGRESS'; bytesDone: number; speedBps: number; at: number }) => void,
-  ): Promise<void> {
-    if (job.artifact.source.kind === 'image') {
-      await this.copyImage(gw, job, slot, job.artifact.source, signal, sendBack);
-      return;
-    }
-    const booted = await gw.device.bootedSlot();
-    const bootedVersion = (await gw.device.slots())[booted].version;
-    const result = await transferBundle({
-      device: gw.device,
-      slot,
-      source: this.source(gw, job.artifact),
-      trustedKeys: this.deps.ports.trustedKeys(gw.id),
-      hardwareModel: gw.row().model,
-      currentVersion: this.deps.partitions.versionFloor(gw.id) ?? bootedVersion,
-      allowDowngrade: job.artifact.allowDowngrade,
-      resume: job.artifact.resume,
-      signal,
-      policy: this.deps.policy,
-      now: this.deps.clock,
-      onManifest: async (manifest) => {
-        // Signature, hardware and version are verified: only now may the slot be touched.
-        await this.deps.partitions.startWrite(gw, slot, false);
-        job.artifact = { ...job.artifact, manifest, slotTouched: true };
-        this.saveArtifact(job);
-      },
-      onProgress: (point, speedBps) => {
-        job.artifact = { ...job.artifact, resume: point };
-        sendBack({ type: 'PROGRESS', bytesDone: point.slotBytes, speedBps, at: this.deps.clock() });
-      },
-      onRetry: (attempt, reason) => {
-        this.deps.logs.warn(
-          gw.id,
-          'ota',
-          `Job ${job.id}: transfer attempt ${attempt} failed (${reason}); resuming`,
-        );
-      },
-    });
-    job.hashedHere = true;
-    job.artifact = { ...job.artifact, manifest: result.manifest, sha256: result.sha256, bytes: result.bytes };
-    this.saveArtifact(job);
-  }
-
-  /** A raw image (snapshot) onto the slot, hashed on the way; a retry starts over (it is local). */
-  private async copyImage(
-    gw: GatewayRuntime,
-    job: RunningJob,
-    slot: SlotId,
-    src: Extract<JobArtifact['source'], { kind: 'image' }>,
-    signal: AbortSignal,
-    sendBack: (event: { type: 'PROGRESS'; bytesDone: number; speedBps: number; at: number }) => void,
-  ): Promise<void> {
-    await this.deps.partitions.startWrite(gw, slot, false);
-    job.artifact = { ...job.artifact, slotTouched: true };
-    this.saveArtifact(job);
-    const record = {
-      state: 'invalid' as const,
-      version: null,
-      kernel: null,
-      sha256: null,
-      imageBytes: 0,
-      installedAt: null,
-    };
-    await gw.device.writeSlotRecord(slot, record);
-    const hash = createHash('sha256');
-    let bytes = 0;
-    let lastAt = this.deps.clock();
-    let lastBytes = 0;
-    const counter = new Transform({
-      transform: (chunk: Buffer, _enc, done) => {
-        hash.update(chunk);
-        bytes += chunk.length;
-        const at = this.deps.clock();
-        if (at - lastAt >= 250) {
-          sendBack({
-            type: 'PROGRESS',
-            bytesDone: bytes,
-            speedBps: ((bytes - lastBytes) * 1000) / (at - lastAt),
-            at,
-          });
-          lastAt = at;
-          lastBytes = bytes;
-        }
-        done(null, chunk);
-      },
-    });
-    const writer = await gw.device.openSlotWriter(slot, { offset: 0 });
-    await pipeline(fs.createReadStream(src.path, { highWaterMark: 1024 * 1024 }), counter, writer, {
-      signal,
-    });
-    const digest = hash.digest('hex');
-    if (digest !== src.sha256 || bytes !== src.bytes) {
-      throw new GantryError(
-        'OTA_RECOVERY_FAILED',
-        `The stored image ${path.basename(src.path)} is corrupt (hash mismatch)`,
-      );
-    }
-    sendBack({ type: 'PROGRESS', bytesDone: bytes, speedBps: 0, at: this.deps.clock() });
-    job.hashedHere = true;
-    job.artifact = { ...job.artifact, sha256: digest, bytes };
-    this.saveArtifact(job);
-  }
-
-  /**
-   * The image was hashed while it streamed; a job resumed after a restart hashes the slot again,
-   * since nothing guarantees what happened to it while Gantry was down. Only then is the slot
-   * marked bootable.
-   */
-  private async verifyOnSlot(gw: GatewayRuntime, job: RunningJob, slot: SlotId): Promise<void> {
-    const { manifest, sha256, bytes, source } = job.artifact;
-    const image =
-      manifest ??
-      (source.kind === 'image' ? { version: source.version, kernel: source.kernel ?? 'unknown' } : null);
-    if (!image || !sha256 || bytes === null) {
-      throw new GantryError(
-        'OTA_INVALID_IMAGE',
-        'Nothing verified to install: the transfer left no manifest',
-      );
-    }
-    if (!job.hashedHere) {
-      const hash = createHash('sha256');
-      await pipeline(gw.device.openSlotReader(slot, { start: 0, end: bytes - 1 }), hash);
-      if (hash.digest('hex') !== sha256) {
-        throw new GantryError('OTA_INVALID_IMAGE', `Slot ${slot} does not hold the verified image any more`);
-      }
-    }
-    await gw.device.writeSlotRecord(slot, {
-      state: 'bootable',
-      version: image.version,
-      kernel: image.kernel,
-      sha256,
-      imageBytes: bytes,
-      installedAt: this.deps.clock(),
-    });
-    await this.deps.partitions.dispatch(gw, { type: 'WRITE_VERIFIED', slot, version: image.version });
-  }
-
-  private async installOnSlot(
-    gw: GatewayRuntime,
-    job: RunningJob,
-    slot: SlotId,
-    install: { strategy: UpdateStrategy; rebootAfter: boolean; createSnapshot: boolean },
-  ): Promise<void> {
-    const { manifest: bundleManifest, source } = job.artifact;
-    const manifest =
-      bundleManifest ??
-      (source.kind === 'image'
-        ? { version: source.version, kernel: source.kernel, boot_test: undefined }
-        : null);
-    if (!manifest) throw new GantryError('OTA_INSTALL_FAILED', 'No verified image to install');
-    if (install.createSnapshot) {
-      // Best practice 1 of the spec: a way back before the gateway is touched.
-      const snapshotId = await this.deps.ports.snapshotBeforeInstall(gw, job.id);
-      this.deps.logs.info(gw.id, 'ota', `Job ${job.id}: snapshot ${snapshotId} taken before install`);
-    }
-    let target = slot;
-    if (install.strategy === 'in-place') {
-      // In-place: the verified image is copied over the running slot, which keeps booting.
-      target = await gw.device.bootedSlot();
-      await this.deps.partitions.startWrite(gw, target, true);
-      const writer = await gw.device.openSlotWriter(target, { offset: 0, allowBooted: true });
-      await pipeline(
-        gw.device.openSlotReader(slot, { start: 0, end: (job.artifact.bytes ?? 1) - 1 }),
-        writer,
-      );
-      await gw.device.writeSlotRecord(target, {
-        ...(await gw.device.slots())[slot],
-        installedAt: this.deps.clock(),
-      });
-      await this.deps.partitions.dispatch(gw, {
-        type: 'WRITE_VERIFIED',
-        slot: target,
-        version: manifest.version,
-      });
-    }
-    if (manifest.boot_test?.fail && 'setSelfTestFails' in gw.device) {
-      // Test bundles built to fail their boot: the simulator's health check will fail on this slot.
-      await (
-        gw.device as unknown as { setSelfTestFails(s: SlotId, f: boolean): Promise<void> }
-      ).setSelfTestFails(target, true);
-    }
-    const hooks = await this.deps.ports.runPostInstallHooks(gw, {
-      GANTRY_JOB_ID: job.id,
-      GANTRY_SLOT: target,
-      GANTRY_VERSION: manifest.version,
-    });
-    if (!hooks.ok) throw new GantryError('OTA_INSTALL_FAILED', `Post-install hook failed: ${hooks.reason}`);
-    if (install.strategy !== 'in-place') {
-      await this.deps.partitions.dispatch(gw, { type: 'STAGE', slot: target, at: this.deps.clock() });
-    }
-    if (job.artifact.autoInstall?.wipeData) {
-      // After the recovery image is staged, so a failed write never leaves a wiped, unbootable gateway.
-      await this.deps.ports.factoryWipe(gw);
-      this.deps.logs.warn(gw.id, 'recovery', `Job ${job.id}: data wiped to factory state`);
-    }
-    this.deps.logs.info(
-      gw.id,
-      'ota',
-      `Job ${job.id}: ${manifest.version} installed on slot ${target} (${install.strategy})`,
-    );
   }
 
   // ---- operator actions on jobs ------------------------------------------------------
@@ -1058,39 +669,6 @@ export class UpdateService {
 
   // ---- progress -------------------------------------------------------------------
 
-  private progressView(kind: JobKind | string, snap: JobSnapshot) {
-    const ctx = snap.context;
-    const state = jobStateName(snap);
-    const transferring = state === 'downloading' || state === 'pending';
-    const status =
-      kind === 'deploy' && transferring
-        ? 'deploying'
-        : (kind === 'restore' || kind === 'factory') && transferring
-          ? 'restoring'
-          : state;
-    const slotName = `partition_${String(ctx.targetSlot).toLowerCase()}`;
-    const op: Record<string, string> = {
-      pending: 'queued',
-      downloading: kind === 'download' ? 'downloading' : `writing_${slotName}`,
-      verifying: 'verifying',
-      downloaded: 'awaiting_install',
-      installing: `flashing_${slotName}`,
-      awaiting_reboot: ctx.blockedBy.length ? 'waiting_for_safety' : 'awaiting_reboot',
-      rebooting: 'rebooting',
-      complete: 'complete',
-      error: 'error',
-      cancelled: 'cancelled',
-    };
-    const percentage = jobPercentage(ctx);
-    return {
-      status,
-      current_operation: op[state] ?? state,
-      percentage,
-      speed: transferring ? formatSpeed(ctx.speedBps) : formatSpeed(0),
-      eta: transferring && ctx.etaSeconds !== null ? formatEta(ctx.etaSeconds) : formatEta(0),
-    };
-  }
-
   /** Lets another service answer GET /progress for its own job kind. */
   registerProgress(kind: string, provider: (gw: GatewayRuntime, row: JobRow) => ProgressView): void {
     this.progressProviders.set(kind, provider);
@@ -1104,7 +682,7 @@ export class UpdateService {
     const snap = running ? running.actor.getSnapshot() : (row.snapshot as JobSnapshot | null);
     if (!snap) throw new GantryError('NOT_FOUND', `Job ${jobId} has no state`);
     const ctx = snap.context;
-    const view = this.progressView(row.kind, snap);
+    const view = progressView(row.kind, snap);
     const end = row.finishedAt ?? this.deps.clock();
     const started = ctx.startedAt ?? row.createdAt;
     return {

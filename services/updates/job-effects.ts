@@ -1,0 +1,256 @@
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { eq } from 'drizzle-orm';
+import type { UpdateStrategy } from '../../api/schemas/settings.js';
+import { GantryError } from '../../core/errors.js';
+import type { SlotId } from '../../device/types.js';
+import { jobs as jobsTable } from '../../drizzle/schema.js';
+import type { GatewayRuntime } from '../gateways.js';
+import type { BundleSource } from '../pipeline/stream-to-slot.js';
+import type { JobArtifact, RunningJob } from './job-types.js';
+import { fileBundleSource, transferBundle } from './transfer.js';
+import type { UpdateServiceDeps } from './update-service.js';
+
+type SendBack = (event: { type: 'PROGRESS'; bytesDone: number; speedBps: number; at: number }) => void;
+
+/**
+ * What the job statechart's actors do: move bytes onto a slot (bundle or raw image), verify them,
+ * install (stage, in-place copy, hooks, factory wipe) and invalidate a slot that can no longer be
+ * trusted. The statechart decides when; this decides how.
+ */
+export class JobEffects {
+  constructor(private readonly deps: UpdateServiceDeps) {}
+
+  saveArtifact(job: RunningJob): void {
+    this.deps.db.update(jobsTable).set({ artifact: job.artifact }).where(eq(jobsTable.id, job.id)).run();
+  }
+
+  async invalidate(gw: GatewayRuntime, slot: SlotId): Promise<void> {
+    const booted = await gw.device.bootedSlot();
+    if (slot === booted) return;
+    const record = (await gw.device.slots())[slot];
+    await gw.device.writeSlotRecord(slot, { ...record, state: 'invalid', version: null, sha256: null });
+    await this.deps.partitions.dispatch(gw, { type: 'INVALIDATE', slot });
+  }
+
+  source(gw: GatewayRuntime, artifact: JobArtifact): BundleSource {
+    const src = artifact.source;
+    if (src.kind === 'file') return fileBundleSource(src.path, src.sha256);
+    if (src.kind === 'image') throw new Error('a raw image is copied, not parsed as a bundle');
+    return {
+      description: src.target.path,
+      sha256: src.target.sha256,
+      open: (offset, signal) => this.deps.ports.feed.open(gw.id, src.target, offset, signal),
+    };
+  }
+
+  async transfer(
+    gw: GatewayRuntime,
+    job: RunningJob,
+    slot: SlotId,
+    signal: AbortSignal,
+    sendBack: SendBack,
+  ): Promise<void> {
+    if (job.artifact.source.kind === 'image') {
+      await this.copyImage(gw, job, slot, job.artifact.source, signal, sendBack);
+      return;
+    }
+    const booted = await gw.device.bootedSlot();
+    const bootedVersion = (await gw.device.slots())[booted].version;
+    const result = await transferBundle({
+      device: gw.device,
+      slot,
+      source: this.source(gw, job.artifact),
+      trustedKeys: this.deps.ports.trustedKeys(gw.id),
+      hardwareModel: gw.row().model,
+      currentVersion: this.deps.partitions.versionFloor(gw.id) ?? bootedVersion,
+      allowDowngrade: job.artifact.allowDowngrade,
+      resume: job.artifact.resume,
+      signal,
+      policy: this.deps.policy,
+      now: this.deps.clock,
+      onManifest: async (manifest) => {
+        // Signature, hardware and version are verified: only now may the slot be touched.
+        await this.deps.partitions.startWrite(gw, slot, false);
+        job.artifact = { ...job.artifact, manifest, slotTouched: true };
+        this.saveArtifact(job);
+      },
+      onProgress: (point, speedBps) => {
+        job.artifact = { ...job.artifact, resume: point };
+        sendBack({ type: 'PROGRESS', bytesDone: point.slotBytes, speedBps, at: this.deps.clock() });
+      },
+      onRetry: (attempt, reason) => {
+        this.deps.logs.warn(
+          gw.id,
+          'ota',
+          `Job ${job.id}: transfer attempt ${attempt} failed (${reason}); resuming`,
+        );
+      },
+    });
+    job.hashedHere = true;
+    job.artifact = { ...job.artifact, manifest: result.manifest, sha256: result.sha256, bytes: result.bytes };
+    this.saveArtifact(job);
+  }
+
+  /** A raw image (snapshot) onto the slot, hashed on the way; a retry starts over (it is local). */
+  async copyImage(
+    gw: GatewayRuntime,
+    job: RunningJob,
+    slot: SlotId,
+    src: Extract<JobArtifact['source'], { kind: 'image' }>,
+    signal: AbortSignal,
+    sendBack: SendBack,
+  ): Promise<void> {
+    await this.deps.partitions.startWrite(gw, slot, false);
+    job.artifact = { ...job.artifact, slotTouched: true };
+    this.saveArtifact(job);
+    const record = {
+      state: 'invalid' as const,
+      version: null,
+      kernel: null,
+      sha256: null,
+      imageBytes: 0,
+      installedAt: null,
+    };
+    await gw.device.writeSlotRecord(slot, record);
+    const hash = createHash('sha256');
+    let bytes = 0;
+    let lastAt = this.deps.clock();
+    let lastBytes = 0;
+    const counter = new Transform({
+      transform: (chunk: Buffer, _enc, done) => {
+        hash.update(chunk);
+        bytes += chunk.length;
+        const at = this.deps.clock();
+        if (at - lastAt >= 250) {
+          sendBack({
+            type: 'PROGRESS',
+            bytesDone: bytes,
+            speedBps: ((bytes - lastBytes) * 1000) / (at - lastAt),
+            at,
+          });
+          lastAt = at;
+          lastBytes = bytes;
+        }
+        done(null, chunk);
+      },
+    });
+    const writer = await gw.device.openSlotWriter(slot, { offset: 0 });
+    await pipeline(fs.createReadStream(src.path, { highWaterMark: 1024 * 1024 }), counter, writer, {
+      signal,
+    });
+    const digest = hash.digest('hex');
+    if (digest !== src.sha256 || bytes !== src.bytes) {
+      throw new GantryError(
+        'OTA_RECOVERY_FAILED',
+        `The stored image ${path.basename(src.path)} is corrupt (hash mismatch)`,
+      );
+    }
+    sendBack({ type: 'PROGRESS', bytesDone: bytes, speedBps: 0, at: this.deps.clock() });
+    job.hashedHere = true;
+    job.artifact = { ...job.artifact, sha256: digest, bytes };
+    this.saveArtifact(job);
+  }
+
+  /**
+   * The image was hashed while it streamed; a job resumed after a restart hashes the slot again,
+   * since nothing guarantees what happened to it while Gantry was down. Only then is the slot
+   * marked bootable.
+   */
+  async verifyOnSlot(gw: GatewayRuntime, job: RunningJob, slot: SlotId): Promise<void> {
+    const { manifest, sha256, bytes, source } = job.artifact;
+    const image =
+      manifest ??
+      (source.kind === 'image' ? { version: source.version, kernel: source.kernel ?? 'unknown' } : null);
+    if (!image || !sha256 || bytes === null) {
+      throw new GantryError(
+        'OTA_INVALID_IMAGE',
+        'Nothing verified to install: the transfer left no manifest',
+      );
+    }
+    if (!job.hashedHere) {
+      const hash = createHash('sha256');
+      await pipeline(gw.device.openSlotReader(slot, { start: 0, end: bytes - 1 }), hash);
+      if (hash.digest('hex') !== sha256) {
+        throw new GantryError('OTA_INVALID_IMAGE', `Slot ${slot} does not hold the verified image any more`);
+      }
+    }
+    await gw.device.writeSlotRecord(slot, {
+      state: 'bootable',
+      version: image.version,
+      kernel: image.kernel,
+      sha256,
+      imageBytes: bytes,
+      installedAt: this.deps.clock(),
+    });
+    await this.deps.partitions.dispatch(gw, { type: 'WRITE_VERIFIED', slot, version: image.version });
+  }
+
+  async installOnSlot(
+    gw: GatewayRuntime,
+    job: RunningJob,
+    slot: SlotId,
+    install: { strategy: UpdateStrategy; rebootAfter: boolean; createSnapshot: boolean },
+  ): Promise<void> {
+    const { manifest: bundleManifest, source } = job.artifact;
+    const manifest =
+      bundleManifest ??
+      (source.kind === 'image'
+        ? { version: source.version, kernel: source.kernel, boot_test: undefined }
+        : null);
+    if (!manifest) throw new GantryError('OTA_INSTALL_FAILED', 'No verified image to install');
+    if (install.createSnapshot) {
+      // Best practice 1 of the spec: a way back before the gateway is touched.
+      const snapshotId = await this.deps.ports.snapshotBeforeInstall(gw, job.id);
+      this.deps.logs.info(gw.id, 'ota', `Job ${job.id}: snapshot ${snapshotId} taken before install`);
+    }
+    let target = slot;
+    if (install.strategy === 'in-place') {
+      // In-place: the verified image is copied over the running slot, which keeps booting.
+      target = await gw.device.bootedSlot();
+      await this.deps.partitions.startWrite(gw, target, true);
+      const writer = await gw.device.openSlotWriter(target, { offset: 0, allowBooted: true });
+      await pipeline(
+        gw.device.openSlotReader(slot, { start: 0, end: (job.artifact.bytes ?? 1) - 1 }),
+        writer,
+      );
+      await gw.device.writeSlotRecord(target, {
+        ...(await gw.device.slots())[slot],
+        installedAt: this.deps.clock(),
+      });
+      await this.deps.partitions.dispatch(gw, {
+        type: 'WRITE_VERIFIED',
+        slot: target,
+        version: manifest.version,
+      });
+    }
+    if (manifest.boot_test?.fail && 'setSelfTestFails' in gw.device) {
+      // Test bundles built to fail their boot: the simulator's health check will fail on this slot.
+      await (
+        gw.device as unknown as { setSelfTestFails(s: SlotId, f: boolean): Promise<void> }
+      ).setSelfTestFails(target, true);
+    }
+    const hooks = await this.deps.ports.runPostInstallHooks(gw, {
+      GANTRY_JOB_ID: job.id,
+      GANTRY_SLOT: target,
+      GANTRY_VERSION: manifest.version,
+    });
+    if (!hooks.ok) throw new GantryError('OTA_INSTALL_FAILED', `Post-install hook failed: ${hooks.reason}`);
+    if (install.strategy !== 'in-place') {
+      await this.deps.partitions.dispatch(gw, { type: 'STAGE', slot: target, at: this.deps.clock() });
+    }
+    if (job.artifact.autoInstall?.wipeData) {
+      // After the recovery image is staged, so a failed write never leaves a wiped, unbootable gateway.
+      await this.deps.ports.factoryWipe(gw);
+      this.deps.logs.warn(gw.id, 'recovery', `Job ${job.id}: data wiped to factory state`);
+    }
+    this.deps.logs.info(
+      gw.id,
+      'ota',
+      `Job ${job.id}: ${manifest.version} installed on slot ${target} (${install.strategy})`,
+    );
+  }
+}
