@@ -36,6 +36,8 @@ export function mountWebPages(app: Express, deps: GantryDeps): void {
   });
 
   app.get('/', (_req, res) => res.redirect(302, OTA_PAGE_PATH));
+  // Browsers ask for it on every page; there is none, and a 404 would only add noise to logs.
+  app.get('/favicon.ico', (_req, res) => res.status(204).end());
 
   app.get(OTA_PAGE_PATH, async (req: Request, res: Response) => {
     const session = pageSession(deps, req);

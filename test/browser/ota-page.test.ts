@@ -185,6 +185,10 @@ describeBrowser('OTA page (/ota-system-updates) in Chromium', () => {
     await page.waitForTimeout(300);
     expect(watch.dialogs).toEqual([]);
     await shot(page, '#section-updates', 'updates-inert-markup');
+    await page.setViewportSize({ width: 390, height: 844 });
+    expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+    await shot(page, '#section-updates', 'updates-row-390');
+    await page.setViewportSize({ width: 1280, height: 900 });
   });
 
   it('should name the blocking constraint, then roll back, and swap the slot cards at a simulated reboot', async () => {
@@ -261,6 +265,23 @@ describeBrowser('OTA page (/ota-system-updates) in Chromium', () => {
     });
   });
 
+  it('should take a snapshot (then offered for restore) and hand over a debug bundle when it is ready', async () => {
+    await page.getByLabel('Snapshot name').fill('pre-update-backup');
+    await page.getByRole('button', { name: 'Snapshot', exact: true }).click();
+    await waitForText(page, '#section-system', /Snapshot snap-\d+ started/);
+    await page.locator('[data-testid=job][data-status=complete]').waitFor({ timeout: 20_000 });
+    await waitForText(page, '#restore-version', 'pre-update-backup');
+    expect(await page.getByRole('button', { name: 'Start Restore' }).isEnabled()).toBe(true);
+
+    await page.getByRole('button', { name: 'Debug Bundle' }).click();
+    const link = page.getByRole('link', { name: /^Download debug-.+\.tar\.gz$/ });
+    await link.waitFor({ timeout: 20_000 });
+    const [download] = await Promise.all([page.waitForEvent('download'), link.click()]);
+    expect(download.suggestedFilename()).toMatch(/^debug-\d{8}-\d+\.tar\.gz$/);
+    expect((await fs.promises.stat((await download.path())!)).size).toBeGreaterThan(100);
+    await shot(page, '#section-system', 'system-snapshot-debug');
+  });
+
   it('should upload a bundle through the file input, verify it and deploy it to the inactive slot', async () => {
     const bundle = await signedBundle(feed, { version: 'v5.1.0' });
     await page.getByLabel('Firmware bundle').setInputFiles(bundle);
@@ -288,6 +309,23 @@ describeBrowser('OTA page (/ota-system-updates) in Chromium', () => {
     await page.getByRole('button', { name: 'Upload', exact: true }).click();
     await waitForText(page, '[data-testid=recovery-image]', 'recovery-v5.0.1.bundle (v5.0.1');
     expect(watch.errors).toEqual([]);
+  });
+
+  it('should confirm a factory reset in a dialog and refuse a wrong PIN next to the button', async () => {
+    const form = page.locator('#factory-form');
+    await form.getByLabel('Safety PIN').fill('1111');
+    await form.getByLabel('Reason').fill('System decommissioning');
+    await form.getByRole('button', { name: 'Factory Reset' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Factory reset this gateway?' });
+    await dialog.getByRole('button', { name: 'Cancel' }).click();
+    await dialog.waitFor({ state: 'hidden' });
+    expect(await form.locator('[role=alert]').textContent()).toBe('');
+
+    await form.getByLabel('Safety PIN').press('Enter');
+    await dialog.getByRole('button', { name: 'Factory Reset' }).click();
+    await waitForText(page, '#factory-form [role=alert]', /^Wrong PIN\. \d attempts? left/);
+    expect(await form.getByLabel('Safety PIN').inputValue()).toBe('');
+    await shot(page, '#section-recovery', 'recovery-factory-wrong-pin');
   });
 
   it('should log out and send the next visit to /login', async () => {

@@ -54,10 +54,11 @@ export function clear(el: Element): void {
   while (el.firstChild) el.removeChild(el.firstChild);
 }
 
-/** Replaces the content of `el` with `children`. */
-export function fill(el: Element, ...children: Child[]): void {
+/** Replaces the content of `el` with `children`; returns `el`. */
+export function fill<T extends Element>(el: T, ...children: Child[]): T {
   clear(el);
   for (const c of children) append(el, c);
+  return el;
 }
 
 export function byId<T extends HTMLElement = HTMLElement>(id: string): T {

@@ -139,13 +139,20 @@ export function recoverySection(app: App): HTMLElement {
   const wipe = h('input', { type: 'checkbox', id: 'factory-wipe' });
   const factoryButton = h(
     'button',
-    { type: 'button', id: 'factory-button', class: 'danger' },
+    { type: 'submit', id: 'factory-button', class: 'danger' },
     'Factory Reset',
   );
   const factoryFeedback = new Feedback();
   factoryFeedback.describe(factoryButton);
   roleGate(factoryButton, session.role, 'admin');
-  factoryButton.addEventListener('click', async () => {
+  // A form, so Enter in the PIN field submits it and browsers treat the PIN as a form's field.
+  const factoryForm = h('form', {
+    id: 'factory-form',
+    novalidate: true,
+    autocomplete: 'off',
+  });
+  factoryForm.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
     factoryFeedback.reset();
     if (!/^\d{4,8}$/.test(factoryPin.value)) {
       factoryFeedback.failText('Enter the safety PIN (4 to 8 digits).');
@@ -255,15 +262,18 @@ export function recoverySection(app: App): HTMLElement {
         h('div', { class: 'actions' }, restoreButton),
         restoreFeedback.el,
       ),
-      h(
-        'fieldset',
-        { class: 'subpanel' },
-        h('legend', {}, 'Factory reset'),
-        field('Safety PIN', factoryPin, '4 to 8 digits'),
-        field('Reason', factoryReason),
-        h('div', { class: 'check' }, wipe, h('label', { for: 'factory-wipe' }, 'Wipe all data')),
-        h('div', { class: 'actions' }, factoryButton),
-        factoryFeedback.el,
+      fill(
+        factoryForm,
+        h(
+          'fieldset',
+          { class: 'subpanel' },
+          h('legend', {}, 'Factory reset'),
+          field('Safety PIN', factoryPin, '4 to 8 digits'),
+          field('Reason', factoryReason),
+          h('div', { class: 'check' }, wipe, h('label', { for: 'factory-wipe' }, 'Wipe all data')),
+          h('div', { class: 'actions' }, factoryButton),
+          factoryFeedback.el,
+        ),
       ),
       h(
         'fieldset',
