@@ -9,7 +9,7 @@ import { HostResourceSampler } from './host-resources.js';
 import { runTool, ToolError } from './linux/exec.js';
 import { detectBootedSlot, mountPointsOf, type SystemPaths } from './linux/proc.js';
 import { readSafetyFile, SafetyFileWatcher } from './linux/safety-file.js';
-import { DEFAULT_UBOOT_VARS, UBootEnv, type UBootVarNames } from './linux/uboot.js';
+import { DEFAULT_UBOOT_VARS, UBootEnv, type SetenvScriptFormat, type UBootVarNames } from './linux/uboot.js';
 import { SlotWriter } from './slot-writer.js';
 import {
   SLOT_IDS,
@@ -43,6 +43,7 @@ export interface LinuxDeviceOptions {
   fwPrintenv?: string;
   fwSetenv?: string;
   fwEnvConfig?: string | null;
+  fwSetenvScriptFormat?: SetenvScriptFormat;
   ubootVars?: UBootVarNames;
   rebootCommand?: string[];
   selfTestCommand?: string[] | null;
@@ -165,6 +166,7 @@ export class LinuxDevice implements GatewayDevice {
       fwPrintenv: opts.fwPrintenv ?? 'fw_printenv',
       fwSetenv: opts.fwSetenv ?? 'fw_setenv',
       fwEnvConfig: opts.fwEnvConfig ?? null,
+      scriptFormat: opts.fwSetenvScriptFormat ?? 'libubootenv',
       vars: opts.ubootVars ?? DEFAULT_UBOOT_VARS,
       tool: { env: this.env, timeoutMs: this.toolTimeoutMs },
       scratchDir: this.dir,

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { z } from 'zod';
-import { DEFAULT_UBOOT_VARS, type UBootVarNames } from './uboot.js';
+import { DEFAULT_UBOOT_VARS, type SetenvScriptFormat, type UBootVarNames } from './uboot.js';
 
 /**
  * Configuration of the Linux device (GANTRY_DEVICE=linux), part of Gantry's start-up config:
@@ -82,6 +82,8 @@ export const linuxConfigFields = {
   fwSetenv: z.string().min(1).default('fw_setenv'),
   /** Passed to both tools as `-c FILE` (default: their own /etc/fw_env.config). */
   fwEnvConfig: absolutePath.optional(),
+  /** Script syntax of `fw_setenv -s`: libubootenv's `name=value` or U-Boot's own `name value`. */
+  fwSetenvScriptFormat: z.enum(['libubootenv', 'u-boot']).default('libubootenv'),
   ubootVars: ubootVarsField.default(DEFAULT_UBOOT_VARS),
   rebootCommand: commandField.default(['systemctl', 'reboot']),
   /** Exit 0 = the booted system is healthy, e.g. "systemctl is-system-running --wait". */
@@ -101,6 +103,7 @@ export const LINUX_ENV_KEYS = {
   GANTRY_FW_PRINTENV: 'fwPrintenv',
   GANTRY_FW_SETENV: 'fwSetenv',
   GANTRY_FW_ENV_CONFIG: 'fwEnvConfig',
+  GANTRY_FW_SETENV_SCRIPT_FORMAT: 'fwSetenvScriptFormat',
   GANTRY_UBOOT_VARS: 'ubootVars',
   GANTRY_REBOOT_COMMAND: 'rebootCommand',
   GANTRY_SELF_TEST_COMMAND: 'selfTestCommand',
@@ -119,6 +122,7 @@ export interface LinuxDeviceConfig {
   fwPrintenv: string;
   fwSetenv: string;
   fwEnvConfig: string | null;
+  fwSetenvScriptFormat: SetenvScriptFormat;
   ubootVars: UBootVarNames;
   rebootCommand: string[];
   selfTestCommand: string[] | null;
@@ -158,6 +162,7 @@ export function linuxDeviceConfig(
       fwPrintenv: c.fwPrintenv,
       fwSetenv: c.fwSetenv,
       fwEnvConfig: c.fwEnvConfig ?? null,
+      fwSetenvScriptFormat: c.fwSetenvScriptFormat,
       ubootVars: c.ubootVars,
       rebootCommand: c.rebootCommand,
       selfTestCommand: c.selfTestCommand ?? null,

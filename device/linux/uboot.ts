@@ -5,12 +5,16 @@ import type { BootEnv, SlotId } from '../types.js';
 import { runTool, type ToolOptions } from './exec.js';
 
 /**
- * The U-Boot environment through U-Boot's own userspace tools (`fw_printenv`/`fw_setenv`, from
- * u-boot-tools or libubootenv), which know the board's env location from /etc/fw_env.config and
- * keep the redundant copy's flags right. Every write goes through one `fw_setenv -s SCRIPT` call:
- * the tools write the whole environment to the inactive copy and flip the flag, so a power cut
- * leaves either all of a change or none of it (boot_slot without upgrade_available would boot an
- * unproven slot with no fallback).
+ * The U-Boot environment through the standard userspace tools (`fw_printenv`/`fw_setenv`, from
+ * libubootenv or U-Boot's own tools/env), which know the board's env location from
+ * /etc/fw_env.config and keep the redundant copy's flags right. Every write goes through one
+ * `fw_setenv -s SCRIPT` call: the tools write the whole environment to the inactive copy and flip
+ * the flag, so a power cut leaves either all of a change or none of it (boot_slot without
+ * upgrade_available would boot an unproven slot with no fallback).
+ *
+ * The two implementations disagree on the script: libubootenv reads `name=value` lines and skips
+ * any other line without a word, U-Boot's tool reads `name value`. Hence the configurable format,
+ * and the read-back after every write, which turns a wrong format into an error.
  */
 
 /** U-Boot variable names of the four BootEnv fields (a board's boot script may use others). */
@@ -28,12 +32,16 @@ export const DEFAULT_UBOOT_VARS: UBootVarNames = {
   bootLimit: 'bootlimit',
 };
 
+export type SetenvScriptFormat = 'libubootenv' | 'u-boot';
+
 export interface UBootEnvOptions {
   fwPrintenv: string;
   fwSetenv: string;
   /** Passed as `-c FILE` to both tools; default: the tools' own (/etc/fw_env.config). */
   fwEnvConfig?: string | null;
   vars: UBootVarNames;
+  /** `libubootenv` (default): `name=value` lines; `u-boot` (U-Boot's tools/env): `name value`. */
+  scriptFormat?: SetenvScriptFormat;
   tool: ToolOptions;
   /** Where the `-s` script is written before the call (removed after). */
   scratchDir?: string;
@@ -92,20 +100,25 @@ function checkCount(field: string, n: number): string {
   return String(n);
 }
 
-/** The `fw_setenv -s` script lines (`name value`) for the fields of `patch`. */
-export function setenvScript(patch: Partial<BootEnv>, names: UBootVarNames): string {
+/** The `fw_setenv -s` script for the fields of `patch`, every line newline-terminated. */
+export function setenvScript(
+  patch: Partial<BootEnv>,
+  names: UBootVarNames,
+  format: SetenvScriptFormat = 'libubootenv',
+): string {
+  const sep = format === 'u-boot' ? ' ' : '=';
   const lines: string[] = [];
   if (patch.bootSlot !== undefined) {
     if (patch.bootSlot !== 'A' && patch.bootSlot !== 'B') throw new Error(`bootSlot must be A or B`);
-    lines.push(`${names.bootSlot} ${patch.bootSlot}`);
+    lines.push(`${names.bootSlot}${sep}${patch.bootSlot}`);
   }
   if (patch.upgradeAvailable !== undefined) {
-    lines.push(`${names.upgradeAvailable} ${patch.upgradeAvailable ? 1 : 0}`);
+    lines.push(`${names.upgradeAvailable}${sep}${patch.upgradeAvailable ? 1 : 0}`);
   }
   if (patch.bootCount !== undefined)
-    lines.push(`${names.bootCount} ${checkCount('bootCount', patch.bootCount)}`);
+    lines.push(`${names.bootCount}${sep}${checkCount('bootCount', patch.bootCount)}`);
   if (patch.bootLimit !== undefined)
-    lines.push(`${names.bootLimit} ${checkCount('bootLimit', patch.bootLimit)}`);
+    lines.push(`${names.bootLimit}${sep}${checkCount('bootLimit', patch.bootLimit)}`);
   return lines.length ? `${lines.join('\n')}\n` : '';
 }
 
@@ -156,14 +169,16 @@ export class UBootEnv {
    */
   write(patch: Partial<BootEnv>): Promise<BootEnv> {
     return this.serialized(async () => {
-      const script = setenvScript(patch, this.opts.vars);
+      const format = this.opts.scriptFormat ?? 'libubootenv';
+      const script = setenvScript(patch, this.opts.vars, format);
       if (script) await this.runScript(script);
       const after = bootEnvFromVars(await this.list(), this.opts.vars);
       for (const key of Object.keys(patch) as Array<keyof BootEnv>) {
         if (patch[key] !== undefined && after[key] !== patch[key]) {
           throw new Error(
             `${this.opts.fwSetenv} did not take effect: ${this.opts.vars[key]} reads ${String(after[key])} ` +
-              `after writing ${String(patch[key])} (check /etc/fw_env.config)`,
+              `after writing ${String(patch[key])} (check /etc/fw_env.config, and that the tool takes ` +
+              `"${format}" scripts: libubootenv's fw_setenv reads name=value lines, U-Boot's own name value)`,
           );
         }
       }

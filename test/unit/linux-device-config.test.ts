@@ -37,6 +37,7 @@ describe('Linux device configuration', () => {
       fwPrintenv: 'fw_printenv',
       fwSetenv: 'fw_setenv',
       fwEnvConfig: null,
+      fwSetenvScriptFormat: 'libubootenv',
       ubootVars: {
         bootSlot: 'boot_slot',
         upgradeAvailable: 'upgrade_available',
@@ -61,6 +62,7 @@ describe('Linux device configuration', () => {
       GANTRY_FW_PRINTENV: '/usr/bin/fw_printenv',
       GANTRY_FW_SETENV: '/usr/bin/fw_setenv',
       GANTRY_FW_ENV_CONFIG: '/etc/fw_env.config',
+      GANTRY_FW_SETENV_SCRIPT_FORMAT: 'u-boot',
       GANTRY_UBOOT_VARS: 'boot_slot=mender_boot_part, bootcount=bc',
       GANTRY_REBOOT_COMMAND: '/sbin/reboot  -f',
       GANTRY_SELF_TEST_COMMAND: 'systemctl is-system-running --wait',
@@ -77,6 +79,7 @@ describe('Linux device configuration', () => {
         fwPrintenv: '/usr/bin/fw_printenv',
         fwSetenv: '/usr/bin/fw_setenv',
         fwEnvConfig: '/etc/fw_env.config',
+        fwSetenvScriptFormat: 'u-boot',
         ubootVars: {
           bootSlot: 'mender_boot_part',
           upgradeAvailable: 'upgrade_available',

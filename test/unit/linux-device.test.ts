@@ -458,14 +458,37 @@ describe('LinuxDevice', () => {
       expect(setenvCalls).toHaveLength(1);
       expect(setenvCalls[0]).toMatch(/^fw_setenv -s \S+$/);
       expect(board.logLines().filter((l) => l.startsWith('  | '))).toEqual([
-        '  | boot_slot B',
-        '  | upgrade_available 1',
-        '  | bootcount 0',
-        '  | bootlimit 5',
+        '  | boot_slot=B',
+        '  | upgrade_available=1',
+        '  | bootcount=0',
+        '  | bootlimit=5',
       ]);
       // The script is scratch: nothing is left behind.
       const deviceDir = path.join(board.root, 'data', 'gateways', 'GW-L1', 'device');
       expect(fs.readdirSync(deviceDir).filter((f) => f.startsWith('gantry-setenv-'))).toEqual([]);
+    });
+
+    it('should write U-Boot’s own script format when configured', async () => {
+      const board = makeBoard();
+      const device = board.device({
+        fwSetenvScriptFormat: 'u-boot',
+        env: { ...board.env, FAKE_UBOOT_SCRIPT_FORMAT: 'u-boot' },
+      });
+      await device.writeBootEnv({ bootSlot: 'B', upgradeAvailable: true });
+      expect(board.ubootEnv()).toMatchObject({ boot_slot: 'B', upgrade_available: '1' });
+      expect(board.logLines().filter((l) => l.startsWith('  | '))).toEqual([
+        '  | boot_slot B',
+        '  | upgrade_available 1',
+      ]);
+    });
+
+    it('should turn a script format the tool silently skips into an error', async () => {
+      const board = makeBoard();
+      // libubootenv skips "name value" lines and exits 0 having changed nothing.
+      const device = board.device({ fwSetenvScriptFormat: 'u-boot' });
+      await expect(device.writeBootEnv({ bootSlot: 'B' })).rejects.toThrow(
+        /did not take effect: boot_slot reads A after writing B .*"u-boot" scripts/,
+      );
     });
 
     it('should merge a partial patch with what is in the environment', async () => {
