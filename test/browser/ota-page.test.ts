@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { randomImage, startTestFeed, type TestFeed } from '../helpers/feed.js';
-import { startTestGantry, tempDataDir, type TestGantry } from '../helpers/gantry.js';
+import { ADMIN_PASSWORD, startTestGantry, tempDataDir, type TestGantry } from '../helpers/gantry.js';
 import {
   describeBrowser,
   launchBrowser,
@@ -77,7 +77,12 @@ describeBrowser('OTA page (/ota-system-updates) in Chromium', () => {
     await waitForText(page, '#login-error', 'Wrong username or password');
     await shot(page, 'main', 'login');
 
-    await loginThroughForm(page, g.url);
+    // Keyboard only: type, Tab to the password, Enter submits.
+    await page.getByLabel('Username').fill('admin');
+    await page.keyboard.press('Tab');
+    await page.keyboard.type(ADMIN_PASSWORD);
+    await page.keyboard.press('Enter');
+    await page.waitForURL(url);
     expect(await page.title()).toBe('OTA & System Updates - Univa Gateway');
     const res = await page.reload();
     const csp = res!.headers()['content-security-policy'] ?? '';
@@ -199,6 +204,12 @@ describeBrowser('OTA page (/ota-system-updates) in Chromium', () => {
     await page.getByRole('button', { name: 'Execute Rollback' }).click();
     const dialog = page.getByRole('dialog', { name: 'Execute rollback?' });
     await dialog.waitFor();
+    // Escape cancels: nothing is sent.
+    await page.keyboard.press('Escape');
+    await dialog.waitFor({ state: 'hidden' });
+    expect(await page.locator('#section-recovery [role=alert]').allTextContents()).toEqual(['', '', '', '']);
+    await page.getByRole('button', { name: 'Execute Rollback' }).click();
+    await dialog.waitFor();
     await dialog.getByRole('button', { name: 'Execute Rollback' }).click();
     await waitForText(page, '#section-recovery', 'Blocked by safety: Crane motion');
     await shot(page, '#section-recovery', 'recovery-blocked');
@@ -243,6 +254,13 @@ describeBrowser('OTA page (/ota-system-updates) in Chromium', () => {
   });
 
   it('should validate the settings next to their fields, then save them', async () => {
+    const toggle = page.getByRole('button', { name: 'Auto-Update: Off' });
+    await toggle.click();
+    await waitForText(page, '#auto-update-button', 'Auto-Update: On');
+    expect(await page.locator('#auto-update-button').getAttribute('aria-pressed')).toBe('true');
+    expect(await page.getByLabel('Automatic updates').isChecked()).toBe(true);
+    expect(g.deps.settings.get('GW-3920A9').auto_update.enabled).toBe(true);
+
     const duration = page.getByLabel('Duration (minutes)');
     await duration.fill('5');
     await page.getByRole('button', { name: 'Save Settings' }).click();
@@ -294,6 +312,10 @@ describeBrowser('OTA page (/ota-system-updates) in Chromium', () => {
     await waitForText(page, '#section-upload', 'Deploying to slot B');
     await page.locator('[data-testid=job][data-status=downloaded]').waitFor({ timeout: 20_000 });
     await shot(page, '#section-upload', 'upload-deployed');
+    // Not installed after all: Cancel marks the written slot invalid.
+    await page.getByRole('button', { name: 'Cancel', exact: true }).click();
+    await page.locator('[data-testid=job][data-status=cancelled]').waitFor();
+    await waitForText(page, '[data-testid=slot-inactive]', 'invalid');
 
     // The recovery image arrives by drag and drop on its zone.
     const recovery = await signedBundle(feed, { version: 'v5.0.1' }, 64 * 1024);
@@ -326,6 +348,30 @@ describeBrowser('OTA page (/ota-system-updates) in Chromium', () => {
     await waitForText(page, '#factory-form [role=alert]', /^Wrong PIN\. \d attempts? left/);
     expect(await form.getByLabel('Safety PIN').inputValue()).toBe('');
     await shot(page, '#section-recovery', 'recovery-factory-wrong-pin');
+  });
+
+  it('should show a viewer the data, with the controls its role may not use disabled', async () => {
+    await g.deps.users.create({
+      username: 'watcher',
+      password: 'password-123',
+      role: 'viewer',
+      gateways: ['*'],
+    });
+    const viewerContext = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const viewer = await viewerContext.newPage();
+    await loginThroughForm(viewer, g.url, 'watcher', 'password-123');
+    expect(await viewer.textContent('[data-testid=gw-model]')).toBe('Univa-GW-Pro');
+    for (const name of [
+      'Check for Updates',
+      'Snapshot',
+      'Debug Bundle',
+      'Save Settings',
+      'Enable Override',
+    ]) {
+      expect(await viewer.getByRole('button', { name, exact: true }).isDisabled(), name).toBe(true);
+    }
+    expect(await viewer.textContent('#section-settings')).toContain('changing it needs the admin role');
+    await viewerContext.close();
   });
 
   it('should log out and send the next visit to /login', async () => {
