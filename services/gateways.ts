@@ -25,10 +25,15 @@ export class GatewayRuntime {
     readonly id: string,
     readonly device: GatewayDevice,
     private readonly db: GantryDb,
-  ) {}
+  ) {
+    // Prepared once: /status and every gateway-scoped request read this row.
+    this.selectRow = this.db.select().from(gateways).where(eq(gateways.id, this.id)).prepare();
+  }
+
+  private readonly selectRow;
 
   row(): GatewayRow {
-    const row = this.db.select().from(gateways).where(eq(gateways.id, this.id)).get();
+    const row = this.selectRow.get();
     if (!row) throw new GantryError('GATEWAY_NOT_FOUND', `Gateway ${this.id} not found`);
     return row;
   }

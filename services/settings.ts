@@ -1,4 +1,4 @@
-import { eq } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import {
   settingsDocumentSchema,
   type SettingsDocument,
@@ -12,10 +12,22 @@ export class SettingsService {
   constructor(
     private readonly db: GantryDb,
     private readonly clock: () => number,
-  ) {}
+  ) {
+    this.byGateway = this.prepareByGateway();
+  }
+
+  private readonly byGateway: ReturnType<SettingsService['prepareByGateway']>;
+
+  private prepareByGateway() {
+    return this.db
+      .select()
+      .from(settings)
+      .where(eq(settings.gatewayId, sql.placeholder('gatewayId')))
+      .prepare();
+  }
 
   get(gatewayId: string): SettingsDocument {
-    const row = this.db.select().from(settings).where(eq(settings.gatewayId, gatewayId)).get();
+    const row = this.byGateway.get({ gatewayId });
     // A stored document is validated on load too: a hand-edited or older one gets defaults filled.
     return settingsDocumentSchema.parse(row?.document ?? {});
   }

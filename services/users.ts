@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { eq } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
 import { dummyHash, hashSecret, verifySecret, type TokenService } from '../core/auth.js';
 import { GantryError } from '../core/errors.js';
@@ -29,11 +29,23 @@ export class UserService {
     private readonly clock: () => number,
     attemptsPerMinute: number,
   ) {
+    this.byUsername = this.prepareByUsername();
     this.failedLogins = new RateLimiterMemory({ points: attemptsPerMinute, duration: 60 });
   }
 
+  /** Prepared once: every authenticated request looks its user up (token revocation check). */
+  private readonly byUsername: ReturnType<UserService['prepareByUsername']>;
+
+  private prepareByUsername() {
+    return this.db
+      .select()
+      .from(users)
+      .where(eq(users.username, sql.placeholder('username')))
+      .prepare();
+  }
+
   find(username: string): UserRow | undefined {
-    return this.db.select().from(users).where(eq(users.username, username)).get();
+    return this.byUsername.get({ username });
   }
 
   async create(input: {
