@@ -2,6 +2,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { foundationSuite } from './foundation.js';
+import { pipelineSuite } from './pipeline.js';
 import { formatResult, writeResult } from './lib/report.js';
 import type { BenchOptions, BenchSuite } from './lib/suite.js';
 
@@ -10,7 +11,7 @@ import type { BenchOptions, BenchSuite } from './lib/suite.js';
  * Runs the named suites (all by default), prints their tables and writes bench/results/<suite>.json.
  * New suites (the update pipeline, …) register here.
  */
-const SUITES: BenchSuite[] = [foundationSuite];
+const SUITES: BenchSuite[] = [foundationSuite, pipelineSuite];
 
 const RESULTS_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'results');
 

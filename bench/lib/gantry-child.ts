@@ -1,0 +1,287 @@
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort, stopChild } from './process.js';
+
+/**
+ * A real Gantry in its own process (so its memory is its own), talked to over REST exactly as an
+ * operator's client would: used by bench/pipeline.ts and bench/upload.ts.
+ */
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const GATEWAY = 'GW-3920A9';
+export const ADMIN_PASSWORD = 'bench-admin-password';
+const DIST_MAIN = path.join(ROOT, 'dist', 'server', 'main.js');
+/** What `npm run build` compiles (tsconfig.build.json). */
+const BUILD_DIRS = [
+  'core',
+  'device',
+  'drizzle',
+  'api',
+  'rest-compat',
+  'web',
+  'machines',
+  'services',
+  'bundle',
+  'feed',
+  'server',
+];
+
+export interface GantryCommand {
+  command: string;
+  args: string[];
+  /** 'dist' (node dist/server/main.js) or 'tsx' (node --import tsx server/main.ts). */
+  mode: 'dist' | 'tsx';
+  note?: string;
+}
+
+function newestSourceMtime(): number {
+  let newest = 0;
+  const walk = (dir: string) => {
+    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+      const full = path.join(dir, entry.name);
+      if (entry.isDirectory()) walk(full);
+      else if (entry.name.endsWith('.ts')) newest = Math.max(newest, fs.statSync(full).mtimeMs);
+    }
+  };
+  for (const dir of BUILD_DIRS) if (fs.existsSync(path.join(ROOT, dir))) walk(path.join(ROOT, dir));
+  return newest;
+}
+
+/**
+ * How to start Gantry: the built dist (what production runs: no transpiler thread in the RSS),
+ * rebuilt first when older than the sources; `node --import tsx server/main.ts` if no build exists.
+ */
+export function gantryCommand(opts: { build: boolean; log: (m: string) => void }): GantryCommand {
+  const tsx: GantryCommand = {
+    command: process.execPath,
+    args: ['--import', 'tsx', path.join(ROOT, 'server', 'main.ts')],
+    mode: 'tsx',
+  };
+  let note: string | undefined;
+  const stale = !fs.existsSync(DIST_MAIN) || fs.statSync(DIST_MAIN).mtimeMs < newestSourceMtime();
+  if (opts.build || stale) {
+    opts.log('building dist/ (npm run build)…');
+    try {
+      execFileSync('npm', ['run', '--silent', 'build'], { cwd: ROOT, stdio: 'pipe' });
+    } catch (err) {
+      // tsc still emits on type errors (files other engineers are editing): use what was emitted.
+      const first = String((err as { stdout?: Buffer }).stdout ?? '').split('\n')[0] ?? '';
+      const out = first.length > 160 ? `${first.slice(0, 160)}…` : first;
+      note = `npm run build reported errors; measured the emitted dist anyway: ${out}`;
+    }
+  }
+  if (!fs.existsSync(DIST_MAIN)) {
+    return { ...tsx, note: 'no dist/ build: Gantry ran under tsx (its loader thread adds to the RSS)' };
+  }
+  return { command: process.execPath, args: [DIST_MAIN], mode: 'dist', note };
+}
+
+// ---- HTTP -------------------------------------------------------------------------------
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 64, scheduling: 'fifo' });
+
+export interface JsonResponse {
+  status: number;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  body: any;
+}
+
+/** Keep-alive connections that the server closed while idle and the client reused (retried). */
+export const connectionResets = { count: 0 };
+
+function requestOnce(
+  method: string,
+  url: string,
+  opts: { headers?: Record<string, string>; body?: unknown },
+): Promise<JsonResponse> {
+  return new Promise((resolve, reject) => {
+    const payload = opts.body === undefined ? undefined : Buffer.from(JSON.stringify(opts.body));
+    const req = http.request(
+      url,
+      {
+        method,
+        agent,
+        headers: {
+          ...opts.headers,
+          ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}),
+        },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let body: unknown = text;
+          try {
+            body = JSON.parse(text);
+          } catch {
+            /* not JSON */
+          }
+          resolve({ status: res.statusCode ?? 0, body });
+        });
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+/**
+ * One JSON request over a keep-alive connection. A GET that meets a reset on a reused connection
+ * (the server closed it while it sat idle in the pool: a race of keep-alive, not a failure of the
+ * server) is sent once more; the caller's timing includes both attempts.
+ */
+export async function requestJson(
+  method: string,
+  url: string,
+  opts: { headers?: Record<string, string>; body?: unknown } = {},
+): Promise<JsonResponse> {
+  try {
+    return await requestOnce(method, url, opts);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (method !== 'GET' || (code !== 'ECONNRESET' && code !== 'EPIPE')) throw err;
+    connectionResets.count++;
+    return requestOnce(method, url, opts);
+  }
+}
+
+// ---- memory -----------------------------------------------------------------------------
+
+/** VmRSS and VmHWM (peak resident set) of a process, in bytes, from /proc/<pid>/status. */
+export function procMemory(pid: number): { rss: number; hwm: number } | null {
+  try {
+    const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kib = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
+    return { rss: kib('VmRSS') * 1024, hwm: kib('VmHWM') * 1024 };
+  } catch {
+    return null;
+  }
+}
+
+/** Samples VmRSS every `everyMs` until stopped; returns the largest sample. */
+export function sampleRss(pid: number, everyMs = 50): { stop(): number } {
+  let max = procMemory(pid)?.rss ?? 0;
+  const timer = setInterval(() => {
+    const m = procMemory(pid);
+    if (m && m.rss > max) max = m.rss;
+  }, everyMs);
+  return {
+    stop() {
+      clearInterval(timer);
+      const m = procMemory(pid);
+      if (m && m.rss > max) max = m.rss;
+      return max;
+    },
+  };
+}
+
+/** User + system CPU seconds a process has used so far, from /proc/<pid>/stat. */
+export function procCpuSeconds(pid: number): number | null {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may contain spaces): utime and stime are 14th and 15th.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return null;
+  }
+}
+
+// ---- the child --------------------------------------------------------------------------
+
+export interface GantryChild {
+  pid: number;
+  url: string;
+  child: ChildProcess;
+  /** Bearer token of `admin` plus the gateway header: what every /api/v1/ota call carries. */
+  headers: Record<string, string>;
+  token: string;
+  /** VmRSS once it first answered HTTP, and after the admin login (scrypt) — bytes. */
+  rssAfterStart: number | null;
+  rssAfterLogin: number | null;
+  /** The simulated gateway's slot image file. */
+  slotFile(slot: 'A' | 'B'): string;
+  /** Last lines the child printed (for error messages). */
+  output(): string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts Gantry on a port picked here (HOST 127.0.0.1, data in `dataDir`, `env` on top), waits
+ * until it answers HTTP, then logs in as admin over REST.
+ */
+export async function startGantryChild(
+  cmd: GantryCommand,
+  opts: { dataDir: string; env?: Record<string, string>; timeoutMs?: number },
+): Promise<GantryChild> {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const child = spawn(cmd.command, cmd.args, {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: {
+      ...process.env,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      GANTRY_DATA_DIR: opts.dataDir,
+      GANTRY_ADMIN_PASSWORD: ADMIN_PASSWORD,
+      GANTRY_LOGIN_ATTEMPTS_PER_MINUTE: '1000',
+      ...opts.env,
+    },
+  });
+  let tail = '';
+  const keep = (d: Buffer) => {
+    tail = (tail + d.toString()).slice(-8192);
+  };
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  let exited: string | null = null;
+  child.once('exit', (code, signal) => (exited = `code ${code} signal ${signal}`));
+  const stop = () => stopChild(child);
+
+  const deadline = Date.now() + (opts.timeoutMs ?? 60_000);
+  try {
+    for (;;) {
+      try {
+        await requestJson('GET', `${url}/api/v1/ota/status`);
+        break;
+      } catch {
+        if (exited) throw new Error(`Gantry exited (${exited}) before answering: ${tail}`);
+        if (Date.now() > deadline) throw new Error(`Gantry did not answer ${url} in time: ${tail}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+    const rssAfterStart = procMemory(child.pid!)?.rss ?? null;
+    const login = await requestJson('POST', `${url}/api/v1/auth/login`, {
+      body: { username: 'admin', password: ADMIN_PASSWORD },
+    });
+    if (login.status !== 200) throw new Error(`login failed: ${login.status} ${JSON.stringify(login.body)}`);
+    const token = login.body.data.token as string;
+    return {
+      pid: child.pid!,
+      url,
+      child,
+      token,
+      rssAfterStart,
+      rssAfterLogin: procMemory(child.pid!)?.rss ?? null,
+      headers: { authorization: `Bearer ${token}`, 'x-gateway-id': GATEWAY },
+      slotFile: (slot) => path.join(opts.dataDir, 'gateways', GATEWAY, 'device', `slot-${slot}.img`),
+      output: () => tail,
+      stop,
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** Writes the vendor's public key where a Gantry data dir trusts it. */
+export function trustVendorKey(dataDir: string, publicKeyPem: string): void {
+  fs.mkdirSync(path.join(dataDir, 'trusted-keys'), { recursive: true });
+  fs.writeFileSync(path.join(dataDir, 'trusted-keys', 'vendor.pem'), publicKeyPem);
+}

@@ -1,0 +1,554 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { runCommand } from './lib/command.js';
+import { createFixtures, MiB, sha256File, type Fixtures, type ImageFixture } from './lib/fixtures.js';
+import {
+  connectionResets,
+  gantryCommand,
+  procCpuSeconds,
+  procMemory,
+  requestJson,
+  ROOT,
+  sampleRss,
+  startGantryChild,
+  trustVendorKey,
+  type GantryChild,
+  type GantryCommand,
+} from './lib/gantry-child.js';
+import { spawnReady, stopChild } from './lib/process.js';
+import { median, round } from './lib/report.js';
+import { mib, percentile } from './lib/stats.js';
+import type { BenchOptions, BenchSuite, SuiteResult, Table } from './lib/suite.js';
+import { measureUpload } from './upload.js';
+
+/**
+ * The update pipeline end to end, next to the C peer and the shell floor, on the same random
+ * images served by the same loopback static server:
+ *
+ * - Gantry (a child process, built dist): signed bundle in a TUF feed; REST login, check-updates,
+ *   then POST /api/v1/ota/download timed until GET /progress says `downloaded` (polled every
+ *   20 ms, every latency recorded); slot B hashed against the image; peak RSS from VmHWM.
+ * - SWUpdate: /work/shared/peers/swupdate-stream.sh IMAGE SLOT RUNS (signed .swu, streamed
+ *   straight into a slot file, plus sync).
+ * - Shell: `curl URL | tee slot | openssl dgst -sha256` plus `sync slot`.
+ * - Manual upload of the largest bundle (bench/upload.ts).
+ *
+ * Environment knobs (for quick trials): BENCH_PIPELINE_SIZES_MIB (default "256,1024"),
+ * BENCH_PIPELINE_RUNS (default 3), BENCH_PIPELINE_UPLOAD=0 to skip the upload part.
+ */
+
+const PEER =
+  process.env.BENCH_SWUPDATE_PEER ?? path.resolve(ROOT, '..', 'shared', 'peers', 'swupdate-stream.sh');
+const STATIC_SERVER = path.join(ROOT, 'bench', 'lib', 'static-server.ts');
+const POLL_MS = 20;
+/** Baseline /progress requests after each download (the same process, nothing streaming). */
+const IDLE_POLLS = 25;
+
+interface ToolRun {
+  seconds: number;
+  slotOk: boolean;
+}
+
+interface GantryRun extends ToolRun {
+  jobId: string;
+  /** CPU seconds (user + system) the Gantry process used from POST /download to `downloaded`. */
+  cpuSeconds: number | null;
+  rssAfterStartBytes: number | null;
+  rssAfterLoginBytes: number | null;
+  /** VmRSS after login and check-updates, just before POST /download. */
+  idleRssBytes: number | null;
+  /** VmHWM after the job reached `downloaded`: the process's peak resident set. */
+  peakRssBytes: number | null;
+  /** Largest VmRSS sampled every 50 ms during the download. */
+  sampledPeakRssBytes: number;
+  /** Latency of every GET /progress issued while the job ran, ms. */
+  progressLatenciesMs: number[];
+  progressPolls: number;
+  /** The same GET /progress on the same process once the job is `downloaded` (nothing streaming). */
+  idleProgressLatenciesMs: number[];
+}
+
+interface SizeResult {
+  label: string;
+  bytes: number;
+  bundleBytes: number;
+  gantry: GantryRun[];
+  swupdate: ToolRun[];
+  swupdateError: string | null;
+  shell: ToolRun[];
+}
+
+function envNumber(name: string, fallback: number): number {
+  const v = Number(process.env[name] ?? fallback);
+  if (!Number.isFinite(v) || v <= 0) throw new Error(`${name} must be a positive number`);
+  return v;
+}
+
+/**
+ * GETs /progress every POLL_MS on a fixed schedule (open loop: a slow answer does not delay the
+ * next request, so a stalled server shows up in the latencies) until the job is `downloaded`.
+ */
+function pollUntilDownloaded(
+  g: GantryChild,
+  jobId: string,
+  timeoutMs: number,
+): Promise<{ doneAt: number; latencies: number[]; polls: number }> {
+  return new Promise((resolve, reject) => {
+    const latencies: number[] = [];
+    let polls = 0;
+    let settled = false;
+    const finish = (err: Error | null, doneAt = 0) => {
+      if (settled) return;
+      settled = true;
+      clearInterval(timer);
+      clearTimeout(deadline);
+      if (err) reject(err);
+      else resolve({ doneAt, latencies, polls });
+    };
+    const tick = () => {
+      polls++;
+      const t0 = performance.now();
+      requestJson('GET', `${g.url}/api/v1/ota/progress?job_id=${jobId}`, { headers: g.headers }).then(
+        (res) => {
+          const t1 = performance.now();
+          if (settled) return;
+          latencies.push(t1 - t0);
+          const status = res.body?.data?.status as string | undefined;
+          if (res.status !== 200)
+            finish(new Error(`GET /progress: ${res.status} ${JSON.stringify(res.body)}`));
+          else if (status === 'downloaded') finish(null, t1);
+          else if (status === 'error' || status === 'cancelled') {
+            finish(new Error(`job ${jobId} ended ${status}: ${JSON.stringify(res.body.data.error)}`));
+          }
+        },
+        (err: Error) => finish(err),
+      );
+    };
+    const timer = setInterval(tick, POLL_MS);
+    const deadline = setTimeout(() => finish(new Error(`job ${jobId} not downloaded in time`)), timeoutMs);
+    tick();
+  });
+}
+
+/** `n` GETs of /progress, one every POLL_MS, on a job that is no longer streaming. */
+async function idleProgressLatencies(g: GantryChild, jobId: string, n: number): Promise<number[]> {
+  const out: number[] = [];
+  const pending: Promise<void>[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    pending.push(
+      requestJson('GET', `${g.url}/api/v1/ota/progress?job_id=${jobId}`, { headers: g.headers }).then(() => {
+        out.push(performance.now() - t0);
+      }),
+    );
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+  await Promise.all(pending);
+  return out;
+}
+
+async function gantryDownload(
+  cmd: GantryCommand,
+  fx: Fixtures,
+  img: ImageFixture,
+  feedUrl: string,
+  work: string,
+): Promise<GantryRun> {
+  const dataDir = fs.mkdtempSync(path.join(work, 'gantry-data-'));
+  trustVendorKey(dataDir, fx.vendorPublicKeyPem);
+  const g = await startGantryChild(cmd, {
+    dataDir,
+    env: { GANTRY_FEED_URL: feedUrl, GANTRY_FEED_ROOT: fx.feedRoot },
+  });
+  try {
+    const check = await requestJson('POST', `${g.url}/api/v1/ota/check-updates`, {
+      headers: g.headers,
+      body: { force: true, background: false },
+    });
+    if (check.status !== 200) throw new Error(`check-updates: ${check.status} ${JSON.stringify(check.body)}`);
+    const list = await requestJson('GET', `${g.url}/api/v1/ota/updates`, { headers: g.headers });
+    const update = (list.body?.data?.updates as Array<{ id: string; version: string }> | undefined)?.find(
+      (u) => u.version === img.version,
+    );
+    if (!update) throw new Error(`the feed does not offer ${img.version}: ${JSON.stringify(list.body)}`);
+
+    const idle = procMemory(g.pid);
+    const sampler = sampleRss(g.pid);
+    const cpu0 = procCpuSeconds(g.pid);
+    const t0 = performance.now();
+    const start = await requestJson('POST', `${g.url}/api/v1/ota/download`, {
+      headers: g.headers,
+      body: { update_id: update.id, version: img.version, target_partition: 'B' },
+    });
+    if (start.status !== 200) throw new Error(`download: ${start.status} ${JSON.stringify(start.body)}`);
+    const jobId = start.body.data.job_id as string;
+    const polled = await pollUntilDownloaded(g, jobId, 300_000).catch((err: Error) => {
+      const state = g.child.exitCode ?? g.child.signalCode ?? 'still running';
+      throw new Error(`${err.message} (Gantry: ${state})\n--- Gantry output ---\n${g.output()}`);
+    });
+    const seconds = (polled.doneAt - t0) / 1000;
+    const cpu1 = procCpuSeconds(g.pid);
+    const sampled = sampler.stop();
+    const mem = procMemory(g.pid);
+    const idleLatencies = await idleProgressLatencies(g, jobId, IDLE_POLLS);
+
+    const slot = g.slotFile('B');
+    const slotOk = fs.statSync(slot).size === img.bytes && (await sha256File(slot, img.bytes)) === img.sha256;
+    return {
+      seconds,
+      slotOk,
+      jobId,
+      cpuSeconds: cpu0 === null || cpu1 === null ? null : round(cpu1 - cpu0, 2),
+      rssAfterStartBytes: g.rssAfterStart,
+      rssAfterLoginBytes: g.rssAfterLogin,
+      idleRssBytes: idle?.rss ?? null,
+      peakRssBytes: mem?.hwm ?? null,
+      sampledPeakRssBytes: sampled,
+      progressLatenciesMs: polled.latencies.map((l) => round(l, 2)),
+      progressPolls: polled.polls,
+      idleProgressLatenciesMs: idleLatencies.map((l) => round(l, 2)),
+    };
+  } finally {
+    await g.stop();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+async function shellDownload(url: string, img: ImageFixture, slot: string): Promise<ToolRun> {
+  fs.rmSync(slot, { force: true });
+  try {
+    const r = await runCommand(
+      'bash',
+      [
+        '-c',
+        'set -eo pipefail; curl -sS "$1" | tee "$2" | openssl dgst -sha256 -r; sync "$2"',
+        'shell',
+        url,
+        slot,
+      ],
+      { timeoutMs: 300_000 },
+    );
+    if (r.code !== 0) throw new Error(`shell pipeline failed (${r.code}): ${r.stderr}`);
+    const digest = r.stdout.trim().split(/\s+/)[0];
+    return { seconds: r.seconds, slotOk: digest === img.sha256 && fs.statSync(slot).size === img.bytes };
+  } finally {
+    fs.rmSync(slot, { force: true });
+  }
+}
+
+async function swupdateDownloads(
+  img: ImageFixture,
+  slot: string,
+  runs: number,
+): Promise<{ runs: ToolRun[]; error: string | null }> {
+  try {
+    const r = await runCommand('bash', [PEER, img.image, slot, String(runs)], { timeoutMs: 600_000 });
+    const parsed = r.stdout
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as { seconds: number; slot_ok: boolean; bytes: number });
+    if (r.code !== 0 || parsed.length === 0) {
+      return {
+        runs: parsed.map((p) => ({ seconds: p.seconds, slotOk: p.slot_ok })),
+        error: `swupdate-stream.sh exited ${r.code}: ${r.stderr.trim().split('\n').slice(-5).join(' | ')}`,
+      };
+    }
+    return { runs: parsed.map((p) => ({ seconds: p.seconds, slotOk: p.slot_ok })), error: null };
+  } catch (err) {
+    return { runs: [], error: `swupdate-stream.sh could not run: ${(err as Error).message}` };
+  } finally {
+    fs.rmSync(slot, { force: true });
+  }
+}
+
+const med = (runs: ToolRun[]) => (runs.length ? median(runs.map((r) => r.seconds)) : NaN);
+const secs = (runs: ToolRun[]) => runs.map((r) => round(r.seconds, 2)).join(' / ') || '–';
+const fmt = (v: number, digits = 2) => (Number.isFinite(v) ? round(v, digits) : '–');
+
+function latencyStats(samples: number[]) {
+  return {
+    requests: samples.length,
+    p50: round(percentile(samples, 50), 2),
+    p90: round(percentile(samples, 90), 2),
+    p99: round(percentile(samples, 99), 2),
+    max: round(Math.max(...samples), 2),
+  };
+}
+
+export const pipelineSuite: BenchSuite = {
+  name: 'pipeline',
+  description:
+    'update download into slot B: Gantry vs SWUpdate vs curl|tee|openssl (256 MiB, 1 GiB); /progress latency; manual upload',
+  async run(opts: BenchOptions): Promise<SuiteResult> {
+    const sizes = (process.env.BENCH_PIPELINE_SIZES_MIB ?? '256,1024')
+      .split(',')
+      .map((s) => Math.round(Number(s) * MiB));
+    if (sizes.some((s) => !Number.isFinite(s) || s <= 0))
+      throw new Error('BENCH_PIPELINE_SIZES_MIB: sizes in MiB');
+    const runs = Math.round(envNumber('BENCH_PIPELINE_RUNS', 3));
+    const withUpload = process.env.BENCH_PIPELINE_UPLOAD !== '0';
+    const notes: string[] = [];
+    const loadBefore = os.loadavg().map((v) => round(v, 2));
+    if (loadBefore[0]! > os.cpus().length * 0.5) {
+      notes.push(
+        `the machine was busy (1-min load ${loadBefore[0]} on ${os.cpus().length} CPUs): absolute numbers are noisy, compare the ratios`,
+      );
+    }
+    const t0 = performance.now();
+    const work = fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-bench-pipeline-'));
+    let server: Awaited<ReturnType<typeof spawnReady<{ url: string }>>> | null = null;
+    try {
+      const cmd = gantryCommand(opts);
+      if (cmd.note) notes.push(cmd.note);
+      opts.log(`Gantry runs as: ${[cmd.command, ...cmd.args].join(' ')}`);
+      const fx = await createFixtures(work, sizes, opts.log);
+      server = await spawnReady<{ url: string }>(
+        process.execPath,
+        ['--import', 'tsx', STATIC_SERVER, fx.feedDir],
+        {
+          cwd: ROOT,
+          env: { ...process.env },
+        },
+      );
+      const feedUrl = server.ready.url;
+
+      const results: SizeResult[] = [];
+      for (const img of fx.images) {
+        const res: SizeResult = {
+          label: img.label,
+          bytes: img.bytes,
+          bundleBytes: img.bundleBytes,
+          gantry: [],
+          swupdate: [],
+          swupdateError: null,
+          shell: [],
+        };
+        // Gantry and the shell alternate run by run; the peer script does its runs in one go.
+        for (let i = 0; i < runs; i++) {
+          opts.log(`${img.label} run ${i + 1}/${runs}: Gantry download, then the shell pipeline…`);
+          const g = await gantryDownload(cmd, fx, img, feedUrl, work);
+          opts.log(
+            `  gantry ${round(g.seconds, 2)} s, peak RSS ${mib(g.peakRssBytes ?? 0)} MiB, slot ${g.slotOk ? 'ok' : 'WRONG'}`,
+          );
+          res.gantry.push(g);
+          const s = await shellDownload(
+            `${feedUrl}${img.rawUrlPath}`,
+            img,
+            path.join(work, 'shell-slot.img'),
+          );
+          opts.log(`  shell ${round(s.seconds, 2)} s, slot ${s.slotOk ? 'ok' : 'WRONG'}`);
+          res.shell.push(s);
+        }
+        opts.log(`${img.label}: SWUpdate peer, ${runs} runs (${path.relative(ROOT, PEER)})…`);
+        const swu = await swupdateDownloads(img, path.join(work, 'swupdate-slot.img'), runs);
+        res.swupdate = swu.runs;
+        res.swupdateError = swu.error;
+        if (swu.error) {
+          opts.log(`  ${swu.error}`);
+          notes.push(`${img.label}: ${swu.error}`);
+        }
+        opts.log(`  swupdate ${secs(swu.runs)} s`);
+        results.push(res);
+      }
+
+      let upload: Awaited<ReturnType<typeof measureUpload>> | null = null;
+      if (withUpload) {
+        const largest = fx.images[fx.images.length - 1]!;
+        upload = await measureUpload({
+          cmd,
+          work,
+          bundle: largest.bundle,
+          vendorPublicKeyPem: fx.vendorPublicKeyPem,
+          runs,
+          log: opts.log,
+        });
+      }
+
+      // ---- tables, ratios, targets ----------------------------------------------------
+      const ratios: Record<string, number> = {};
+      const installRows: Array<Array<string | number>> = [];
+      const memRows: Array<Array<string | number>> = [];
+      const latencyRows: Array<Array<string | number>> = [];
+      const cpuRows: Array<Array<string | number>> = [];
+      const summary: Record<string, unknown>[] = [];
+      for (const r of results) {
+        const g = med(r.gantry);
+        const sw = med(r.swupdate);
+        const sh = med(r.shell);
+        const row = (tool: string, runsOf: ToolRun[], m: number) => [
+          r.label,
+          tool,
+          fmt(m),
+          fmt(mib(r.bytes) / m, 0),
+          secs(runsOf),
+          runsOf.length ? (runsOf.every((x) => x.slotOk) ? 'yes' : 'NO') : '–',
+        ];
+        installRows.push(
+          row('gantry (REST download → downloaded)', r.gantry, g),
+          row('swupdate (peer, .swu streamed)', r.swupdate, sw),
+          row('curl | tee | openssl dgst; sync', r.shell, sh),
+        );
+        if (Number.isFinite(sw)) ratios[`${r.label}: gantry / swupdate`] = round(g / sw, 2);
+        ratios[`${r.label}: gantry / shell`] = round(g / sh, 2);
+        const peak = Math.max(...r.gantry.map((x) => x.peakRssBytes ?? 0));
+        const sampled = Math.max(...r.gantry.map((x) => x.sampledPeakRssBytes));
+        const idle = median(r.gantry.map((x) => x.idleRssBytes ?? 0));
+        const growth = Math.max(...r.gantry.map((x) => (x.peakRssBytes ?? 0) - (x.idleRssBytes ?? 0)));
+        const medOf = (f: (x: GantryRun) => number | null) => median(r.gantry.map((x) => f(x) ?? 0));
+        memRows.push([
+          r.label,
+          mib(medOf((x) => x.rssAfterStartBytes)),
+          mib(medOf((x) => x.rssAfterLoginBytes)),
+          mib(idle),
+          mib(peak),
+          mib(sampled),
+          mib(growth),
+          r.gantry.map((x) => mib(x.peakRssBytes ?? 0)).join(' / '),
+        ]);
+        const lat = latencyStats(r.gantry.flatMap((x) => x.progressLatenciesMs));
+        const idleLat = latencyStats(r.gantry.flatMap((x) => x.idleProgressLatenciesMs));
+        const busySeconds = r.gantry.reduce((n, x) => n + x.seconds, 0);
+        latencyRows.push(
+          [
+            `${r.label}, while downloading`,
+            lat.requests,
+            round(lat.requests / busySeconds, 0),
+            lat.p50,
+            lat.p90,
+            lat.p99,
+            lat.max,
+          ],
+          [
+            `${r.label}, after (idle)`,
+            idleLat.requests,
+            '–',
+            idleLat.p50,
+            idleLat.p90,
+            idleLat.p99,
+            idleLat.max,
+          ],
+        );
+        const cpu = medOf((x) => x.cpuSeconds);
+        cpuRows.push([r.label, round(cpu, 2), round(cpu / (r.bytes / (1024 * MiB)), 2), round(cpu / g, 2)]);
+        summary.push({
+          size: r.label,
+          gantrySeconds: round(g, 3),
+          swupdateSeconds: Number.isFinite(sw) ? round(sw, 3) : null,
+          shellSeconds: round(sh, 3),
+          gantryPeakRssMiB: mib(peak),
+          gantryIdleRssMiB: mib(idle),
+          gantryRssGrowthMiB: mib(growth),
+          progressLatencyMs: lat,
+          idleProgressLatencyMs: idleLat,
+          gantryCpuSeconds: round(cpu, 2),
+        });
+      }
+      if (upload) ratios[`upload ${upload.label}: gantry / bare`] = upload.ratio;
+
+      // Targets of issue 3.
+      const targets: Record<string, { target: string; value: number | null; met: boolean | null }> = {};
+      for (const r of results) {
+        const sw = med(r.swupdate);
+        const ratio = Number.isFinite(sw) ? round(med(r.gantry) / sw, 2) : null;
+        targets[`${r.label} time vs swupdate`] = {
+          target: '≤ 1.2',
+          value: ratio,
+          met: ratio === null ? null : ratio <= 1.2,
+        };
+        const peak = mib(Math.max(...r.gantry.map((x) => x.peakRssBytes ?? 0)));
+        targets[`${r.label} peak RSS MiB`] = { target: '< 120', value: peak, met: peak < 120 };
+      }
+      if (results.length >= 2) {
+        const peaks = results.map((r) => mib(Math.max(...r.gantry.map((x) => x.peakRssBytes ?? 0))));
+        const spread = round(Math.max(...peaks) - Math.min(...peaks), 1);
+        targets['peak RSS spread between sizes MiB'] = { target: '≤ 16', value: spread, met: spread <= 16 };
+      }
+      const largest = results[results.length - 1];
+      if (largest) {
+        const p99 = latencyStats(largest.gantry.flatMap((x) => x.progressLatenciesMs)).p99;
+        targets[`${largest.label} GET /progress p99 ms`] = { target: '< 50', value: p99, met: p99 < 50 };
+      }
+      if (upload) {
+        targets['upload peak RSS MiB'] = {
+          target: '< 120',
+          value: mib(upload.gantryPeakRssBytes),
+          met: mib(upload.gantryPeakRssBytes) < 120,
+        };
+      }
+
+      const tables: Table[] = [
+        {
+          title: `Download into slot B over loopback HTTP, median of ${runs} (time includes fsync/sync; MiB/s of image)`,
+          columns: ['image', 'tool', 'median s', 'MiB/s', 'runs s', 'slot ok'],
+          rows: installRows,
+        },
+        {
+          title: `Gantry child process memory during the download (MiB; fresh process per run)`,
+          columns: [
+            'image',
+            'started',
+            'logged in',
+            'checked (idle)',
+            'peak (VmHWM)',
+            'peak VmRSS sampled',
+            'peak − idle',
+            'VmHWM per run',
+          ],
+          rows: memRows,
+        },
+        {
+          title: `GET /api/v1/ota/progress while downloading (one request every ${POLL_MS} ms, open loop; all runs pooled; ms)`,
+          columns: ['image', 'requests', 'req/s', 'p50', 'p90', 'p99', 'max'],
+          rows: latencyRows,
+        },
+        {
+          title: 'Gantry CPU time (user + system) from POST /download to `downloaded`, median of runs',
+          columns: ['image', 'CPU s', 'CPU s per GiB', 'CPU s / wall s'],
+          rows: cpuRows,
+        },
+        ...(upload ? [upload.table] : []),
+        {
+          title: 'Targets (issue 3)',
+          columns: ['what', 'target', 'value', 'met'],
+          rows: Object.entries(targets).map(([k, v]) => [
+            k,
+            v.target,
+            v.value ?? '–',
+            v.met === null ? '–' : v.met ? 'yes' : 'NO',
+          ]),
+        },
+      ];
+      if (upload) notes.push(...upload.notes);
+      notes.push(
+        `Gantry's time runs from POST /download to the first GET /progress answering \`downloaded\` (resolution ${POLL_MS} ms); it includes the job's statechart, fetch, bundle hash, tar parse, payload hash, slot writes with fsync checkpoints and the final fsync. SWUpdate's and the shell's include process start-up and the final sync.`,
+        `Each Gantry run is a fresh child process (${cmd.mode}); VmHWM is that process's lifetime peak, start-up included.`,
+      );
+
+      return {
+        tables,
+        ratios,
+        record: {
+          options: {
+            sizesBytes: sizes,
+            runs,
+            pollMs: POLL_MS,
+            gantryMode: cmd.mode,
+            gantryCommand: cmd.args,
+          },
+          loadAverage: { before: loadBefore, after: os.loadavg().map((v) => round(v, 2)) },
+          wallSeconds: round((performance.now() - t0) / 1000, 1),
+          keepAliveResetsRetried: connectionResets.count,
+          summary,
+          targets,
+          sizes: results,
+          upload: upload ? { ...upload, table: undefined } : null,
+        },
+        notes,
+      };
+    } finally {
+      if (server) await stopChild(server.child);
+      fs.rmSync(work, { recursive: true, force: true });
+    }
+  },
+};

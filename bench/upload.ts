@@ -1,0 +1,226 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { runCommand } from './lib/command.js';
+import { MiB, sizeLabel } from './lib/fixtures.js';
+import {
+  GATEWAY,
+  procCpuSeconds,
+  procMemory,
+  ROOT,
+  sampleRss,
+  startGantryChild,
+  trustVendorKey,
+  type GantryCommand,
+} from './lib/gantry-child.js';
+import { spawnReady, stopChild } from './lib/process.js';
+import { median, round } from './lib/report.js';
+import { mib } from './lib/stats.js';
+import type { Table } from './lib/suite.js';
+
+/**
+ * Manual upload of a signed bundle: `curl -F file=@bundle` to POST /api/v1/ota/upload/verify
+ * (multipart parsed, streamed to disk hashed and fsynced, then the bundle's signature and every
+ * payload hash verified) next to `curl -T bundle` into a bare Node http server that only pipes the
+ * request into a file and fsyncs it. Each Gantry run is a fresh child process, so its peak RSS
+ * (VmHWM) is that of one upload.
+ */
+
+export interface UploadRun {
+  seconds: number;
+  ok: boolean;
+  /** VmRSS after login, before the upload. */
+  idleRssBytes?: number;
+  /** VmHWM at the end (peak resident set of the process's whole life). */
+  peakRssBytes?: number;
+  /** Largest VmRSS sampled every 50 ms during the upload. */
+  sampledPeakRssBytes?: number;
+  /** CPU seconds (user + system) Gantry used during the upload. */
+  cpuSeconds?: number;
+}
+
+export interface UploadResult {
+  label: string;
+  bundleBytes: number;
+  runs: { gantry: UploadRun[]; bare: UploadRun[] };
+  gantrySeconds: number;
+  bareSeconds: number;
+  ratio: number;
+  gantryPeakRssBytes: number;
+  bareSinkPeakRssBytes: number | null;
+  table: Table;
+  notes: string[];
+}
+
+/**
+ * The floor of an HTTP upload: plain Node (no transpiler, so its RSS is Node's own), piping each
+ * request body (\`curl -T FILE URL\`) into argv[1], fsyncing it, answering {"bytes": N}. Prints
+ * {"url": …} once listening.
+ */
+const BARE_SINK = `
+import fs from 'node:fs';
+import http from 'node:http';
+import { pipeline } from 'node:stream/promises';
+const out = process.argv[1];
+const server = http.createServer((req, res) => {
+  const fd = fs.openSync(out, 'w');
+  const file = fs.createWriteStream('', { fd, autoClose: false });
+  pipeline(req, file).then(
+    () => {
+      fs.fsyncSync(fd);
+      fs.closeSync(fd);
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ bytes: file.bytesWritten }));
+    },
+    (err) => {
+      fs.closeSync(fd);
+      res.writeHead(500).end(String(err));
+    },
+  );
+});
+server.listen(0, '127.0.0.1', () => console.log(JSON.stringify({ url: 'http://127.0.0.1:' + server.address().port })));
+process.once('SIGTERM', () => { server.closeAllConnections(); server.close(() => process.exit(0)); });
+`;
+
+async function gantryUpload(
+  cmd: GantryCommand,
+  opts: { work: string; bundle: string; vendorPublicKeyPem: string },
+): Promise<UploadRun> {
+  const dataDir = fs.mkdtempSync(path.join(opts.work, 'gantry-upload-'));
+  trustVendorKey(dataDir, opts.vendorPublicKeyPem);
+  const g = await startGantryChild(cmd, { dataDir });
+  try {
+    const idle = procMemory(g.pid);
+    const sampler = sampleRss(g.pid);
+    const cpu0 = procCpuSeconds(g.pid);
+    const resp = path.join(opts.work, 'upload-response.json');
+    const r = await runCommand(
+      'curl',
+      [
+        '-sS',
+        '-o',
+        resp,
+        '-w',
+        '%{http_code}',
+        '-H',
+        `Authorization: Bearer ${g.token}`,
+        '-H',
+        `X-Gateway-ID: ${GATEWAY}`,
+        '-F',
+        `file=@${opts.bundle};type=application/octet-stream`,
+        `${g.url}/api/v1/ota/upload/verify`,
+      ],
+      { timeoutMs: 300_000 },
+    );
+    const cpu1 = procCpuSeconds(g.pid);
+    const sampled = sampler.stop();
+    const mem = procMemory(g.pid);
+    const body = fs.existsSync(resp) ? fs.readFileSync(resp, 'utf8') : '';
+    fs.rmSync(resp, { force: true });
+    const ok = r.code === 0 && r.stdout === '200' && body.includes('"verified":true');
+    if (!ok) {
+      throw new Error(
+        `upload to Gantry failed: curl ${r.code}, HTTP ${r.stdout}: ${body.slice(0, 300)} ${r.stderr}`,
+      );
+    }
+    return {
+      seconds: r.seconds,
+      ok,
+      idleRssBytes: idle?.rss,
+      peakRssBytes: mem?.hwm,
+      sampledPeakRssBytes: sampled,
+      cpuSeconds: cpu0 === null || cpu1 === null ? undefined : round(cpu1 - cpu0, 2),
+    };
+  } finally {
+    await g.stop();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+async function bareUpload(url: string, bundle: string, bytes: number, out: string): Promise<UploadRun> {
+  try {
+    const r = await runCommand('curl', ['-sS', '-w', '\n%{http_code}', '-T', bundle, `${url}/upload`], {
+      timeoutMs: 300_000,
+    });
+    const [body = '', status] = r.stdout.split('\n');
+    const ok = r.code === 0 && status === '200' && body === JSON.stringify({ bytes });
+    if (!ok) throw new Error(`upload to the bare server failed: curl ${r.code}, ${r.stdout} ${r.stderr}`);
+    return { seconds: r.seconds, ok };
+  } finally {
+    fs.rmSync(out, { force: true });
+  }
+}
+
+/** Alternates Gantry and bare uploads of `bundle`, `runs` times each. */
+export async function measureUpload(opts: {
+  cmd: GantryCommand;
+  work: string;
+  bundle: string;
+  vendorPublicKeyPem: string;
+  runs: number;
+  log: (m: string) => void;
+}): Promise<UploadResult> {
+  const bytes = fs.statSync(opts.bundle).size;
+  const label = sizeLabel(Math.round(bytes / MiB) * MiB);
+  const sinkFile = path.join(opts.work, 'bare-upload.bin');
+  const sink = await spawnReady<{ url: string }>(
+    process.execPath,
+    ['--input-type=module', '-e', BARE_SINK, sinkFile],
+    {
+      cwd: ROOT,
+      env: { ...process.env },
+    },
+  );
+  const runs = { gantry: [] as UploadRun[], bare: [] as UploadRun[] };
+  let bareSinkPeak: number | null = null;
+  try {
+    for (let i = 0; i < opts.runs; i++) {
+      opts.log(`upload ${label} run ${i + 1}/${opts.runs}: Gantry /upload/verify, then bare curl -T…`);
+      runs.gantry.push(await gantryUpload(opts.cmd, opts));
+      runs.bare.push(await bareUpload(sink.ready.url, opts.bundle, bytes, sinkFile));
+    }
+    bareSinkPeak = procMemory(sink.child.pid!)?.hwm ?? null;
+  } finally {
+    await stopChild(sink.child);
+    fs.rmSync(sinkFile, { force: true });
+  }
+  const gantrySeconds = median(runs.gantry.map((r) => r.seconds));
+  const bareSeconds = median(runs.bare.map((r) => r.seconds));
+  const gantryPeak = Math.max(...runs.gantry.map((r) => r.peakRssBytes ?? 0));
+  const secs = (rs: UploadRun[]) => rs.map((r) => round(r.seconds, 2)).join(' / ');
+  return {
+    label,
+    bundleBytes: bytes,
+    runs,
+    gantrySeconds: round(gantrySeconds, 3),
+    bareSeconds: round(bareSeconds, 3),
+    ratio: round(gantrySeconds / bareSeconds, 2),
+    gantryPeakRssBytes: gantryPeak,
+    bareSinkPeakRssBytes: bareSinkPeak,
+    table: {
+      title: `Manual upload of a ${label} signed bundle (${bytes} bytes) over loopback, median of ${opts.runs}`,
+      columns: ['target', 'median s', 'MiB/s', 'runs s', 'idle RSS MiB', 'peak RSS MiB', 'CPU s'],
+      rows: [
+        [
+          'gantry POST /upload/verify (curl -F)',
+          round(gantrySeconds, 2),
+          round(mib(bytes) / gantrySeconds, 0),
+          secs(runs.gantry),
+          mib(median(runs.gantry.map((r) => r.idleRssBytes ?? 0))),
+          mib(gantryPeak),
+          round(median(runs.gantry.map((r) => r.cpuSeconds ?? 0)), 2),
+        ],
+        [
+          'bare node http → file + fsync (curl -T)',
+          round(bareSeconds, 2),
+          round(mib(bytes) / bareSeconds, 0),
+          secs(runs.bare),
+          '–',
+          bareSinkPeak === null ? '–' : mib(bareSinkPeak),
+          '–',
+        ],
+      ],
+    },
+    notes: [
+      'Upload: Gantry stores the multipart file (hashed, fsynced), then reads it back to verify the signature and the payload hash before answering; the bare server only stores and fsyncs.',
+    ],
+  };
+}
