@@ -36,7 +36,7 @@ export function monitorSection(app: App): HTMLElement {
     id: 'monitor-progress',
     max: 100,
     value: 0,
-    'aria-labelledby': 'monitor-progress-label',
+    'aria-label': 'Operation progress',
   });
   const percent = h('span', { id: 'monitor-progress-label', 'data-testid': 'progress-percent' });
   const details = h('dl', { class: 'kv monitor-kv' });
@@ -206,11 +206,16 @@ export function monitorSection(app: App): HTMLElement {
     fill(log, entries.filter((e) => wanted === 'all' || e.level === wanted).map(logItem));
   };
   renderLog(store.get('logs'));
-  store.on('logs', renderLog);
   level.addEventListener('change', () => renderLog(store.get('logs')));
+  // New lines are added at the top, not re-rendered with the rest, so a screen reader (the list
+  // is a polite live region) announces only what is new.
   app.live.on('log_entry', (m) => {
     const entry: LogEntry = { timestamp: m.timestamp, level: m.level, source: m.source, message: m.message };
     store.set('logs', [entry, ...store.get('logs')].slice(0, LOG_LIMIT));
+    if (level.value === 'all' || level.value === entry.level) {
+      log.prepend(logItem(entry));
+      while (log.children.length > LOG_LIMIT) log.lastElementChild?.remove();
+    }
   });
 
   return section(
