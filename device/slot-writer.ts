@@ -41,7 +41,20 @@ export class SlotWriter extends Writable {
   }
 
   override _writev(chunks: Array<{ chunk: Buffer }>, callback: (error?: Error | null) => void): void {
-    this.writeAll(Buffer.concat(chunks.map((c) => c.chunk))).then(() => callback(), callback);
+    // Queued chunks go to the kernel as they are (writev), not copied into one buffer first.
+    this.writeAllv(chunks.map((c) => c.chunk)).then(() => callback(), callback);
+  }
+
+  private async writeAllv(buffers: Buffer[]): Promise<void> {
+    const pending = buffers.filter((b) => b.length > 0);
+    while (pending.length > 0) {
+      const { bytesWritten } = await this.handle!.writev(pending, this.position);
+      this.position += bytesWritten;
+      // A short write: drop what went out, keep the rest (rare, but the kernel may do it).
+      let left = bytesWritten;
+      while (pending.length > 0 && left >= pending[0]!.length) left -= pending.shift()!.length;
+      if (left > 0) pending[0] = pending[0]!.subarray(left);
+    }
   }
 
   private async writeAll(buf: Buffer): Promise<void> {

@@ -46,7 +46,14 @@ export class JobStore {
   /** Saves the latest snapshot; with a transition, also the history row, atomically. */
   save(
     jobId: string,
-    update: { state: string; snapshot: unknown; errorCode?: string | null; errorMessage?: string | null },
+    update: {
+      state: string;
+      snapshot: unknown;
+      errorCode?: string | null;
+      errorMessage?: string | null;
+      /** Saved in the same transaction, so a resume point never disagrees with the snapshot. */
+      artifact?: unknown;
+    },
     transition?: JobTransition,
   ): void {
     const now = this.clock();
@@ -58,6 +65,7 @@ export class JobStore {
           snapshot: update.snapshot,
           errorCode: update.errorCode ?? null,
           errorMessage: update.errorMessage ?? null,
+          ...(update.artifact !== undefined ? { artifact: update.artifact } : {}),
           updatedAt: now,
           ...(final ? { finishedAt: now } : {}),
         })

@@ -100,6 +100,7 @@ class CheckpointingSink extends Writable {
   private seen = 0;
   private sinceCheckpoint = 0;
   private lastCheckpointAt: number;
+  private inFlight: Promise<void> | null = null;
 
   constructor(
     private readonly writer: SlotWriter,
@@ -128,18 +129,30 @@ class CheckpointingSink extends Writable {
     this.seen += data.length;
     this.sinceCheckpoint += data.length;
     if (!this.writer.write(data)) await new Promise<void>((r) => this.writer.once('drain', () => r()));
-    if (this.sinceCheckpoint >= this.every.bytes || this.now() - this.lastCheckpointAt >= this.every.ms) {
-      this.onDurable(await this.writer.checkpoint());
+    const due =
+      this.sinceCheckpoint >= this.every.bytes || this.now() - this.lastCheckpointAt >= this.every.ms;
+    // One fsync in flight at a time, never awaited here: the stream keeps writing while the disk
+    // syncs; the durable count reported is the one captured before that sync began.
+    if (due && !this.inFlight) {
       this.sinceCheckpoint = 0;
       this.lastCheckpointAt = this.now();
+      this.inFlight = this.writer
+        .checkpoint()
+        .then((bytes) => this.onDurable(bytes))
+        .catch((err: Error) => void this.destroy(err))
+        .finally(() => {
+          this.inFlight = null;
+        });
     }
   }
 
   override _final(callback: (error?: Error | null) => void): void {
-    this.writer.end(() => {
-      this.onDurable(this.writer.offset);
-      callback();
-    });
+    void (this.inFlight ?? Promise.resolve()).then(() =>
+      this.writer.end(() => {
+        this.onDurable(this.writer.offset);
+        callback();
+      }),
+    );
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {

@@ -21,8 +21,8 @@ export const DEFAULT_TRANSFER_POLICY: TransferPolicy = {
   retryDelayMs: 2000,
   slowFloorBytesPerSecond: 1024,
   slowWindowMs: 60_000,
-  checkpointBytes: 16 * 1024 * 1024,
-  checkpointMs: 250,
+  checkpointBytes: 64 * 1024 * 1024,
+  checkpointMs: 1000,
 };
 
 /** A bundle file on local disk (a manual upload, a recovery image). */
