@@ -64,7 +64,7 @@ rm -rf "$root"/usr/share/{doc,man,info,locale,lintian,linda} "$root"/var/cache/a
 kver=$(basename "$(ls -d "$root"/lib/modules/*)")
 # Kernel modules: only what a virtio VM with ext4 slots and a FAT boot partition loads (with their
 # dependencies); the other ~390 MB of drivers would be shipped in every bundle for nothing.
-keep_mods="virtio_pci virtio_blk virtio_net virtio_rng virtio_console ext4 vfat nls_cp437 nls_ascii nls_utf8 nls_iso8859-1 crc32c_generic crc32c-intel af_packet rng_core"
+keep_mods="virtio_pci virtio_blk virtio_net virtio_rng virtio_console ext4 vfat nls_cp437 nls_ascii nls_utf8 nls_iso8859-1 crc32c_generic crc32c-intel af_packet rng_core autofs4"
 chroot "$root" sh -c "for m in $keep_mods; do modprobe -S '$kver' --show-depends \$m 2>/dev/null; done" |
   awk '$1 == "insmod" { print $2 }' | sort -u >"$out/modules.keep"
 [ -s "$out/modules.keep" ] || die "no kernel modules resolved to keep"

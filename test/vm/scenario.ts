@@ -399,6 +399,10 @@ async function main(): Promise<void> {
     );
     const p1 = await api.ok('GET', `/api/v1/ota/progress?job_id=${job1}`);
     check(p1.body.data.status === 'complete', `job ${job1} complete`, p1.body.data);
+    const committedLog = (await api.logs(200)).find((l) =>
+      /Slot B \(v5\.0\.5\) passed its health check/.test(l.message),
+    );
+    check(committedLog, 'GET /logs: slot B passed its health check and is committed', committedLog);
     const env1 = await qemu.run('fw_printenv');
     check(
       /boot_slot=B/.test(env1) && /upgrade_available=0/.test(env1),
@@ -455,6 +459,7 @@ async function main(): Promise<void> {
     const rollback = logs.find((l) => /Rolled back from slot A to slot B/.test(l.message));
     check(rollback, 'GET /logs reports the rollback from A to B with its reason', logs.slice(0, 30));
     say(`rollback log: ${rollback!.level}: ${rollback!.message}`);
+    say(`slot A after the fallback: ${JSON.stringify(st.body.data.partitions.inactive)}`);
     const p2 = await api.request('GET', `/api/v1/ota/progress?job_id=${job2}`);
     say(`job ${job2} (v5.0.6) after the fallback: ${JSON.stringify(p2.body.data ?? p2.body)}`);
     const env2 = await qemu.run('fw_printenv');
