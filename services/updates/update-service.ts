@@ -690,7 +690,9 @@ export class UpdateService {
     if (!snap) throw new GantryError('NOT_FOUND', `Job ${jobId} has no state`);
     const ctx = snap.context;
     const view = progressView(row.kind, snap);
-    const end = row.finishedAt ?? this.deps.clock();
+    // A downloaded job waiting for an operator is not "working": its clock stops at the download.
+    const waiting = view.status === 'downloaded' ? ctx.downloadedAt : null;
+    const end = row.finishedAt ?? waiting ?? this.deps.clock();
     const started = ctx.startedAt ?? row.createdAt;
     return {
       status: view.status,
