@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { EventBus } from '../core/bus.js';
+import { MachineEventLog } from '../core/machine-events.js';
 import { TokenService } from '../core/auth.js';
 import type { GantryConfig } from '../core/config.js';
 import { writeFileAtomicSync } from '../core/fsutil.js';
@@ -47,6 +48,7 @@ export interface GantryDeps {
   debugBundles: DebugBundleService;
   recovery: RecoveryService;
   scheduler: MaintenanceScheduler;
+  machineEvents: MachineEventLog;
   /** Configuration and plugins installed by the ZIP operations; keys, feed and hooks for updates. */
   provisioning: ProvisioningService;
   zipOps: ZipOperationService;
@@ -150,7 +152,9 @@ export function createDeps(config: GantryConfig, opts: DepsOptions = {}): Gantry
     snapshots,
     debugBundles,
   };
+  const machineEvents = new MachineEventLog(clock);
   const partitions = new PartitionManager({
+    machineEvents,
     db,
     gateways,
     settings: base.settings,
@@ -168,6 +172,7 @@ export function createDeps(config: GantryConfig, opts: DepsOptions = {}): Gantry
   });
   const ports = createUpdatePorts(base);
   const updates = new UpdateService({
+    machineEvents,
     db,
     bus,
     clock,
@@ -201,5 +206,5 @@ export function createDeps(config: GantryConfig, opts: DepsOptions = {}): Gantry
     startedAt: base.startedAt,
     feedConfigured: (id) => feedLocation(base, id) !== null,
   });
-  return { ...base, partitions, updates, recovery, scheduler };
+  return { ...base, partitions, updates, recovery, scheduler, machineEvents };
 }

@@ -140,7 +140,15 @@ export function inspectorState(deps: GantryDeps, user: AuthUser): InspectorState
     return { id, partition, safety: persistedValue(deps, id, 'safety') };
   });
   jobs.sort((a, b) => b.created_at.localeCompare(a.created_at) || b.id.localeCompare(a.id));
-  return { now: isoSeconds(deps.clock()), gateways, jobs };
+  const events = deps.machineEvents.recent(ids, 100).map((e) => ({
+    at: new Date(e.at).toISOString(),
+    gateway_id: e.gatewayId,
+    machine: e.machine,
+    actor: e.actor,
+    type: e.type,
+    payload: e.payload,
+  }));
+  return { now: isoSeconds(deps.clock()), gateways, jobs, events };
 }
 
 /** A job's persisted transition history, or null when it does not exist or is not the user's to see. */

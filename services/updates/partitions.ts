@@ -2,6 +2,7 @@ import { eq, and } from 'drizzle-orm';
 import { createActor, type Actor, type SnapshotFrom } from 'xstate';
 import { partitionMachine } from '../../machines/partition.js';
 import { GantryError } from '../../core/errors.js';
+import type { MachineEventLog } from '../../core/machine-events.js';
 import type { GantryDb } from '../../drizzle/db.js';
 import { gateways, machineSnapshots } from '../../drizzle/schema.js';
 import { otherSlot, type SlotId } from '../../device/types.js';
@@ -29,6 +30,8 @@ export interface PartitionManagerDeps {
   healthCheck: HealthCheck;
   /** Reboots through the safety interlock; resolves when the (simulated) boot has been handled. */
   reboot(gateway: GatewayRuntime, reason: string): Promise<void>;
+  /** Events the partition statecharts receive, for the development inspector. */
+  machineEvents?: MachineEventLog;
 }
 
 /**
@@ -77,10 +80,11 @@ export class PartitionManager {
         rollbackBootloader: (_, params) => this.queue(gw.id, { kind: 'rollback', to: params.slot }),
       },
     });
-    let actor: PartitionActor;
+    let actor: PartitionActor | undefined;
+    const inspect = this.deps.machineEvents?.inspector(gw.id, 'partition', gw.id, (ref) => ref === actor);
     if (row) {
       const snapshot = row.snapshot as PartitionSnapshot;
-      actor = createActor(machine, { snapshot, input: snapshot.context });
+      actor = createActor(machine, { snapshot, input: snapshot.context, inspect });
     } else {
       const [slots, booted, env] = await Promise.all([
         gw.device.slots(),
@@ -89,6 +93,7 @@ export class PartitionManager {
       ]);
       const content = (id: SlotId) => (slots[id].state === 'bootable' ? 'bootable' : slots[id].state);
       actor = createActor(machine, {
+        inspect,
         input: {
           booted,
           nextBoot: slots[env.bootSlot].state === 'bootable' ? env.bootSlot : booted,

@@ -10,6 +10,7 @@ import type {
   uploadVerifyInputSchema,
 } from '../../api/schemas/updates.js';
 import type { EventBus } from '../../core/bus.js';
+import type { MachineEventLog } from '../../core/machine-events.js';
 import { findGantryError, GantryError, type ErrorCode } from '../../core/errors.js';
 import { formatBytes, formatHms, isoSeconds } from '../../core/format.js';
 import { otherSlot, type SlotId } from '../../device/types.js';
@@ -50,6 +51,8 @@ export interface UpdateServiceDeps {
   partitions: PartitionManager;
   ports: UpdatePorts;
   policy: TransferPolicy;
+  /** Events the job statecharts receive, for the development inspector. */
+  machineEvents?: MachineEventLog;
 }
 
 const PROGRESS_PUBLISH_MS = 250;
@@ -457,7 +460,9 @@ export class UpdateService {
         },
       },
     });
+    const record = this.deps.machineEvents?.inspector(gw.id, 'updateJob', job.id, (ref) => ref === job.actor);
     const inspect = (ev: InspectionEvent) => {
+      record?.(ev);
       if (ev.type === '@xstate.snapshot' && ev.actorRef === job.actor) {
         try {
           this.onSnapshot(gw, job, ev.snapshot as JobSnapshot, ev.event.type);

@@ -113,6 +113,10 @@ describeBrowser('statechart inspector (/dev/inspector) in Chromium', () => {
     await active('updateJob', 'updateJob.complete').waitFor({ timeout: 20_000 });
     expect(await active('updateJob', 'updateJob.downloaded').count()).toBe(0);
     await active('partition', 'partition.stable').waitFor();
+    // The events the statecharts received, with their payloads, as they arrived.
+    await waitForText(page, '[data-testid=event-list]', /INSTALL\s*\{[^}]*"strategy":"seamless"/);
+    await waitForText(page, '[data-testid=event-list]', new RegExp(`updateJob ${jobId}\\s*TRANSFER_DONE`));
+    await waitForText(page, '[data-testid=event-list]', /partition GW-3920A9\s*HEALTH_OK/);
 
     const override = await g.request('POST', '/api/v1/ota/safety/override', {
       token,

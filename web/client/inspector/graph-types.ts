@@ -37,6 +37,18 @@ export interface InspectorState {
     safety: string | null;
   }>;
   jobs: InspectorJob[];
+  /** The last events the statecharts received, with their payloads, newest first. */
+  events: InspectorEvent[];
+}
+
+export interface InspectorEvent {
+  /** ISO time with milliseconds (events come in bursts). */
+  at: string;
+  gateway_id: string;
+  machine: string;
+  actor: string;
+  type: string;
+  payload: Record<string, unknown>;
 }
 
 export interface InspectorJob {

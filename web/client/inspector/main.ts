@@ -300,7 +300,34 @@ function start(): void {
     list,
   );
 
+  // ---- events as they arrive ----
+  const eventList = h('ol', { class: 'events', 'data-testid': 'event-list', 'aria-live': 'polite' });
+  const eventsPanel = h(
+    'section',
+    { class: 'panel', 'aria-labelledby': 'events-title' },
+    h('h2', { id: 'events-title' }, 'Events received (newest first)'),
+    eventList,
+  );
+  const renderEvents = () =>
+    fill(
+      eventList,
+      state.events
+        .slice(0, 60)
+        .map((e) =>
+          h(
+            'li',
+            {},
+            h('code', {}, `${e.at.slice(11, 23)} ${e.machine} ${e.actor} `),
+            h('strong', {}, e.type),
+            Object.keys(e.payload).length
+              ? h('code', { class: 'payload' }, ` ${JSON.stringify(e.payload)}`)
+              : '',
+          ),
+        ),
+    );
+
   const render = () => {
+    renderEvents();
     for (const view of views.values()) {
       const id = view.graph.id;
       const jobs = state.jobs.filter((j) => j.machine === id);
@@ -340,6 +367,7 @@ function start(): void {
     root,
     [...views.values()].map((v) => v.el),
     historyPanel,
+    eventsPanel,
   );
   render();
 
