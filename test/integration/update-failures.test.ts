@@ -165,7 +165,19 @@ describe('update pipeline: refusals and failures', () => {
       });
       if (first && start === 0) {
         first = false;
-        res.write(body.subarray(0, Math.floor(body.length * 0.6)), () => res.socket?.destroy());
+        res.write(body.subarray(0, Math.floor(body.length * 0.6)));
+        // Cut the connection once part of the image is durably on the slot (a checkpoint reported),
+        // so the retry has something to resume from.
+        void waitFor(
+          () => {
+            const job = g.deps.jobs.recent(GATEWAY).find((j) => j.kind === 'download');
+            return job
+              ? g.deps.updates.progress(g.deps.gateways.get(GATEWAY)!, job.id).progress.percentage
+              : 0;
+          },
+          (pct) => pct > 0,
+          'a durable checkpoint',
+        ).then(() => res.socket?.destroy());
         return;
       }
       res.end(body);
