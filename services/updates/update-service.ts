@@ -267,6 +267,8 @@ export class UpdateService {
   async deploy(gw: GatewayRuntime, input: z.output<typeof deployInputSchema>, username: string) {
     const artifact = this.uploads.find(gw, input.filename, input.checksum);
     const target = await this.chooseTarget(gw, input.target_partition);
+    // A deployment is an operator pushing an image now (not a background download): gated.
+    this.deps.ports.assertSafe(gw.id, 'deploy');
     const label = input.version ?? artifact.label;
     const payloadSize = artifact.manifest.payloads.find((p) => p.kind === 'rootfs')?.size ?? artifact.size;
     const job = this.createJob(

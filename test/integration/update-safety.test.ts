@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BootEnv } from '../../device/types.js';
 import { GATEWAY, startTestGantry, tempDataDir, type TestGantry } from '../helpers/gantry.js';
@@ -51,6 +52,31 @@ describe('update pipeline and the safety interlock', () => {
     expect(install.body.error.details.blocking).toEqual(['crane_motion']);
     expect((await progress(jobId)).status).toBe('downloaded');
     await sensors({ crane_motion: 'idle' });
+    await waitFor(updateAllowed, (v) => v === true, 'clear');
+  });
+
+  it('should refuse a manual deployment while a constraint blocks', async () => {
+    const bundle = await feed.publish({ version: 'v5.0.7' }, randomImage(100 * 1024));
+    const form = new FormData();
+    form.append('file', new Blob([new Uint8Array(fs.readFileSync(bundle))]), 'custom.bundle');
+    const res = await fetch(`${g.url}/api/v1/ota/upload/verify`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'x-gateway-id': GATEWAY },
+      body: form,
+    });
+    const verified = (await res.json()) as { data: { file: { name: string; checksum: string } } };
+    expect(res.status).toBe(200);
+    await sensors({ ups_battery: 12 });
+    await waitFor(updateAllowed, (v) => v === false, 'blocked');
+    const deploy = await g.request('POST', '/api/v1/ota/upload/deploy', {
+      token,
+      body: { filename: verified.data.file.name, checksum: verified.data.file.checksum },
+    });
+    expect(deploy.status).toBe(409);
+    expect(deploy.body.error.code).toBe('OTA_UPDATE_BLOCKED');
+    expect(deploy.body.error.message).toMatch(/ups_battery/);
+    expect(g.deps.jobs.recent(GATEWAY).some((j) => j.kind === 'deploy')).toBe(false);
+    await sensors({ ups_battery: 85 });
     await waitFor(updateAllowed, (v) => v === true, 'clear');
   });
 
