@@ -6,7 +6,7 @@
 
 VM_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(cd "$VM_DIR/.." && pwd)"
-CACHE_DIR="${GANTRY_VM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gantry-vm}"
+CACHE_DIR="${GANTRY_VM_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/gantry-vm}"
 mkdir -p "$CACHE_DIR"
 
 log() { printf '[vm %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
