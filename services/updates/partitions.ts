@@ -222,6 +222,27 @@ export class PartitionManager {
     return next;
   }
 
+  /**
+   * A slot the gateway had to leave because it failed its trial (health check or bootloader) is
+   * marked invalid once the gateway runs elsewhere: it must not look `ready`, and a manual rollback
+   * to it must be refused. An operator's rollback leaves the slot alone (nothing was wrong with it),
+   * and so does a newer image written there since.
+   */
+  private async retireFailedSlot(gw: GatewayRuntime): Promise<void> {
+    const { lastRollback, booted } = this.snapshot(gw.id).context;
+    if (!lastRollback || lastRollback.initiatedBy === 'operator' || lastRollback.from === booted) return;
+    const failed = lastRollback.from;
+    const record = (await gw.device.slots())[failed];
+    if (record.state !== 'bootable' || (record.installedAt ?? 0) > lastRollback.at) return;
+    await gw.device.writeSlotRecord(failed, { ...record, state: 'invalid' });
+    await this.dispatch(gw, { type: 'INVALIDATE', slot: failed });
+    this.deps.logs.warn(
+      gw.id,
+      'partition',
+      `Slot ${failed} (${record.version}) failed its trial and is marked invalid`,
+    );
+  }
+
   private async handleBoot(gw: GatewayRuntime): Promise<void> {
     const [slot, env] = await Promise.all([gw.device.bootedSlot(), gw.device.readBootEnv()]);
     const before = this.snapshot(gw.id);
@@ -240,6 +261,7 @@ export class PartitionManager {
         `Rolled back from slot ${rollback.from} to slot ${rollback.to}: ${rollback.reason}`,
       );
     }
+    await this.retireFailedSlot(gw);
     if (!after.matches('trial')) return;
     this.deps.logs.info(gw.id, 'partition', `Booted slot ${slot} on trial; running health check`);
     const health = await this.deps.healthCheck(gw, slot);

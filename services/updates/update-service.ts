@@ -446,12 +446,30 @@ export class UpdateService {
           return { at: now() };
         }),
         rebootGateway: fromPromise(async ({ input }) => {
-          // Resumed after a restart: if the gateway already came up on the new slot, the reboot happened.
+          // In-place keeps booting the running slot; otherwise the gateway must come up on the target.
+          const install = job.actor.getSnapshot().context.install;
+          const expected = install?.strategy === 'in-place' ? null : input.targetSlot;
+          const cameBackOnTarget = async () => {
+            const booted = await gw.device.bootedSlot();
+            if (expected && booted !== expected) {
+              throw new GantryError(
+                'OTA_INSTALL_FAILED',
+                `Slot ${expected} did not boot: the bootloader went back to slot ${booted}`,
+              );
+            }
+          };
+          // Resumed after a restart: if the gateway already booted what the bootloader chose, the
+          // reboot happened (a real reboot ends this process; this is where its outcome is read).
           const env = await gw.device.readBootEnv();
-          if (input.resumed && (await gw.device.bootedSlot()) === env.bootSlot) return { at: now() };
+          if (input.resumed && (await gw.device.bootedSlot()) === env.bootSlot) {
+            await cameBackOnTarget();
+            return { at: now() };
+          }
           this.deps.ports.assertSafe(gw.id, 'reboot');
           this.deps.logs.info(gw.id, 'ota', `Job ${job.id}: rebooting into the new image`);
           await gw.device.reboot();
+          // The simulator boots in-process, so where it came back is known now.
+          if (gw.device.kind === 'simulated') await cameBackOnTarget();
           return { at: now() };
         }),
       },

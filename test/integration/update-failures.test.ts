@@ -316,5 +316,52 @@ describe('update pipeline: refusals and failures', () => {
       true,
     );
     expect(await device().readBootEnv()).toMatchObject({ bootSlot: 'A', upgradeAvailable: false });
+    // The slot that failed its trial is retired: not `ready`, and no rollback onto it.
+    const after = await waitFor(
+      () => g.request('GET', '/api/v1/ota/status', { token }),
+      (r) => r.body.data.partitions.inactive.status === 'invalid',
+      'slot B retired',
+    );
+    expect(after.body.data.partitions.inactive.next_boot).toBe(false);
+    const rollback = await g.request('POST', '/api/v1/ota/recovery/rollback', {
+      token,
+      body: { action: 'rollback_to_b' },
+    });
+    expect(rollback.status).toBe(409);
+    expect(rollback.body.error.code).toBe('OTA_ROLLBACK_FAILED');
+  });
+
+  it('should fail the job when the bootloader falls back because the new slot never boots', async () => {
+    await feed.publish({ version: 'v5.0.5' }, image);
+    await boot();
+    const jobId: string = (await download()).body.data.job_id;
+    expect((await finalState(jobId)).body.data.status).toBe('downloaded');
+    // The new image's kernel never comes up: U-Boot counts the boots and goes back to A.
+    await (device() as unknown as { failNextBoots(s: 'A' | 'B', n: number): Promise<void> }).failNextBoots(
+      'B',
+      10,
+    );
+    const install = await g.request('POST', '/api/v1/ota/install', { token, body: { job_id: jobId } });
+    expect(install.status).toBe(200);
+    const end = await finalState(jobId);
+    expect(end.body.data.status).toBe('error');
+    expect(end.body.data.error.code).toBe('OTA_INSTALL_FAILED');
+    expect(end.body.data.error.message).toMatch(/Slot B did not boot/);
+    const status = await waitFor(
+      () => g.request('GET', '/api/v1/ota/status', { token }),
+      (r) => r.body.data.partitions.inactive.status === 'invalid',
+      'slot B retired',
+    );
+    expect(status.body.data.partitions.active).toMatchObject({
+      id: 'A',
+      version: 'v5.0.4',
+      status: 'healthy',
+    });
+    const logs = await g.request('GET', '/api/v1/ota/logs?limit=100', { token });
+    expect(
+      logs.body.data.logs.some((l: { message: string }) =>
+        /Rolled back from slot B to slot A/.test(l.message),
+      ),
+    ).toBe(true);
   });
 });
