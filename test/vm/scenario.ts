@@ -460,8 +460,18 @@ async function main(): Promise<void> {
     check(rollback, 'GET /logs reports the rollback from A to B with its reason', logs.slice(0, 30));
     say(`rollback log: ${rollback!.level}: ${rollback!.message}`);
     say(`slot A after the fallback: ${JSON.stringify(st.body.data.partitions.inactive)}`);
+    check(
+      st.body.data.partitions.inactive.id === 'A' && st.body.data.partitions.inactive.status === 'invalid',
+      'slot A, which failed its trial, is marked invalid (not ready, no rollback target)',
+      st.body.data.partitions,
+    );
     const p2 = await api.request('GET', `/api/v1/ota/progress?job_id=${job2}`);
     say(`job ${job2} (v5.0.6) after the fallback: ${JSON.stringify(p2.body.data ?? p2.body)}`);
+    check(
+      p2.body.data?.status === 'error' && p2.body.data.error?.code === 'OTA_INSTALL_FAILED',
+      `job ${job2} ends in error: slot A did not boot`,
+      p2.body.data ?? p2.body,
+    );
     const env2 = await qemu.run('fw_printenv');
     check(
       /boot_slot=B/.test(env2) && /upgrade_available=0/.test(env2),
