@@ -228,9 +228,18 @@ export class PartitionManager {
    * to it must be refused. An operator's rollback leaves the slot alone (nothing was wrong with it),
    * and so does a newer image written there since.
    */
-  private async retireFailedSlot(gw: GatewayRuntime): Promise<void> {
+  private async retireFailedSlot(gw: GatewayRuntime, before: PartitionSnapshot): Promise<void> {
     const { lastRollback, booted } = this.snapshot(gw.id).context;
-    if (!lastRollback || lastRollback.initiatedBy === 'operator' || lastRollback.from === booted) return;
+    if (!lastRollback || lastRollback.from === booted) return;
+    // Failed its trial: the health check gave up on it, or the bootloader left it while it was
+    // staged or on trial. A boot of the other slot for any other reason (an operator's rollback,
+    // a boot_slot changed by hand) says nothing bad about the slot that was left.
+    const failedTrial =
+      lastRollback.initiatedBy === 'health_check' ||
+      (lastRollback.initiatedBy === 'bootloader' &&
+        lastRollback !== before.context.lastRollback &&
+        (before.matches('staged') || before.matches('trial')));
+    if (!failedTrial) return;
     const failed = lastRollback.from;
     const record = (await gw.device.slots())[failed];
     if (record.state !== 'bootable' || (record.installedAt ?? 0) > lastRollback.at) return;
@@ -261,7 +270,7 @@ export class PartitionManager {
         `Rolled back from slot ${rollback.from} to slot ${rollback.to}: ${rollback.reason}`,
       );
     }
-    await this.retireFailedSlot(gw);
+    await this.retireFailedSlot(gw, before);
     if (!after.matches('trial')) return;
     this.deps.logs.info(gw.id, 'partition', `Booted slot ${slot} on trial; running health check`);
     const health = await this.deps.healthCheck(gw, slot);
