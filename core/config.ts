@@ -65,7 +65,6 @@ export const configSchema = z.strictObject({
   loginAttemptsPerMinute: z.coerce.number().int().min(1).max(1000).default(10),
   /** Snapshots kept per gateway; creating one more deletes the oldest. */
   snapshotRetention: z.coerce.number().int().min(1).max(100).default(5),
-  quiet: booleanString.default(false),
   ...linuxConfigFields,
 });
 export type GantryConfig = Omit<z.infer<typeof configSchema>, 'gateways'> & { gateways: GatewayConfig[] };
@@ -89,7 +88,6 @@ const ENV_KEYS = {
   GANTRY_FEED_URL: 'feedUrl',
   GANTRY_FEED_TARGETS_URL: 'feedTargetsUrl',
   GANTRY_FEED_ROOT: 'feedRoot',
-  GANTRY_QUIET: 'quiet',
   ...LINUX_ENV_KEYS,
 } as const satisfies Record<string, keyof GantryConfig>;
 

@@ -203,7 +203,6 @@ export function createDeps(config: GantryConfig, opts: DepsOptions = {}): Gantry
     settings,
     logs,
     updates,
-    startedAt: base.startedAt,
     feedConfigured: (id) => feedLocation(base, id) !== null,
   });
   return { ...base, partitions, updates, recovery, scheduler, machineEvents };

@@ -17,7 +17,6 @@ export interface SchedulerDeps {
   settings: SettingsService;
   logs: LogService;
   updates: UpdateService;
-  startedAt: number;
   feedConfigured(gatewayId: string): boolean;
 }
 
