@@ -8,8 +8,8 @@ import {
 } from '@trpc/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import type { GantryEvent } from '../../api/schemas/events.js';
 import type { AppRouter } from '../../api/routers/_app.js';
+import { collector, trpcError, type ClientError } from '../helpers/trpc.js';
 import { startTestGantry, type TestGantry } from '../helpers/gantry.js';
 
 /** The typed tRPC client over HTTP and WebSocket sees what the REST API shows. */
@@ -17,46 +17,6 @@ import { startTestGantry, type TestGantry } from '../helpers/gantry.js';
 const GW_A = 'GW-3920A9';
 const GW_B = 'GW-7781B2';
 const T0 = Date.parse('2025-03-15T10:00:00Z');
-
-type ClientError = TRPCClientError<AppRouter>;
-
-async function trpcError(promise: Promise<unknown>): Promise<ClientError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(TRPCClientError);
-    return err as ClientError;
-  }
-  throw new Error('expected the call to fail');
-}
-
-/** Collects a subscription's events and lets a test wait for one (by event, not by time). */
-function collector() {
-  const events: GantryEvent[] = [];
-  let wake: (() => void) | undefined;
-  return {
-    events,
-    push(e: GantryEvent) {
-      events.push(e);
-      wake?.();
-    },
-    async waitFor(match: (e: GantryEvent) => boolean, timeoutMs = 5000): Promise<GantryEvent> {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const found = events.find(match);
-        if (found) return found;
-        if (Date.now() > deadline) throw new Error(`no matching event in ${JSON.stringify(events)}`);
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, Math.max(1, deadline - Date.now()));
-          wake = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-        });
-      }
-    },
-  };
-}
 
 describe('foundation: tRPC clients', () => {
   let g: TestGantry;

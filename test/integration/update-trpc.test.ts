@@ -1,17 +1,11 @@
 import fs from 'node:fs';
-import {
-  createTRPCClient,
-  createWSClient,
-  httpLink,
-  TRPCClientError,
-  wsLink,
-  type TRPCClient,
-} from '@trpc/client';
+import { createTRPCClient, createWSClient, httpLink, wsLink, type TRPCClient } from '@trpc/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import type { AppRouter } from '../../api/routers/_app.js';
 import type { GantryEvent, UpdateProgressEvent } from '../../api/schemas/events.js';
 import type { Override } from '../feed/helpers.js';
+import { collector, trpcError } from '../helpers/trpc.js';
 import { GATEWAY, startTestGantry, tempDataDir, type TestGantry } from '../helpers/gantry.js';
 import { randomImage, startTestFeed, type TestFeed } from '../helpers/feed.js';
 import { waitFor } from '../helpers/wait.js';
@@ -19,46 +13,6 @@ import { waitFor } from '../helpers/wait.js';
 /** The update pipeline through the typed tRPC client: queries and mutations over HTTP, events over WS. */
 
 const FAST_POLICY = { retryDelayMs: 10, checkpointMs: 0, checkpointBytes: 64 * 1024 };
-
-type ClientError = TRPCClientError<AppRouter>;
-
-async function trpcError(promise: Promise<unknown>): Promise<ClientError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(TRPCClientError);
-    return err as ClientError;
-  }
-  throw new Error('expected the call to fail');
-}
-
-/** Collects a subscription's events and lets a test wait for one (by event, not by time). */
-function collector() {
-  const events: GantryEvent[] = [];
-  let wake: (() => void) | undefined;
-  return {
-    events,
-    push(e: GantryEvent) {
-      events.push(e);
-      wake?.();
-    },
-    async waitFor(match: (e: GantryEvent) => boolean, timeoutMs = 10_000): Promise<GantryEvent> {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const found = events.find(match);
-        if (found) return found;
-        if (Date.now() > deadline) throw new Error(`no matching event in ${JSON.stringify(events)}`);
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, Math.max(1, deadline - Date.now()));
-          wake = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-        });
-      }
-    },
-  };
-}
 
 /**
  * The bundle trickled (`chunk` bytes per tick) up to `holdAt` bytes, then held until `release()`:
