@@ -534,7 +534,7 @@ export const pipelineSuite: BenchSuite = {
             runs,
             pollMs: POLL_MS,
             gantryMode: cmd.mode,
-            gantryCommand: cmd.args,
+            gantryCommand: [cmd.command, ...cmd.args],
           },
           loadAverage: { before: loadBefore, after: os.loadavg().map((v) => round(v, 2)) },
           wallSeconds: round((performance.now() - t0) / 1000, 1),

@@ -21,6 +21,7 @@ rm -rf "$app" && mkdir -p "$app/drizzle" "$app/web"
 (
   cd "$REPO_DIR"
   cp -a dist "$app/dist"
+  cp -a bin "$app/bin"
   rm -rf "$app/dist/test" "$app/dist/bench"
   find "$app/dist" -name '*.map' -delete
   cp -a drizzle/migrations "$app/drizzle/migrations"

@@ -14,6 +14,8 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 export const GATEWAY = 'GW-3920A9';
 export const ADMIN_PASSWORD = 'bench-admin-password';
 const DIST_MAIN = path.join(ROOT, 'dist', 'server', 'main.js');
+/** The production launcher (node and malloc memory settings) around DIST_MAIN. */
+const LAUNCHER = path.join(ROOT, 'bin', 'gantry-server');
 /** What `npm run build` compiles (tsconfig.build.json). */
 const BUILD_DIRS = [
   'core',
@@ -32,8 +34,9 @@ const BUILD_DIRS = [
 export interface GantryCommand {
   command: string;
   args: string[];
-  /** 'dist' (node dist/server/main.js) or 'tsx' (node --import tsx server/main.ts). */
+  /** 'dist' (bin/gantry-server: node dist/server/main.js) or 'tsx' (node --import tsx server/main.ts). */
   mode: 'dist' | 'tsx';
+  env?: Record<string, string>;
   note?: string;
 }
 
@@ -51,7 +54,8 @@ function newestSourceMtime(): number {
 }
 
 /**
- * How to start Gantry: the built dist (what production runs: no transpiler thread in the RSS),
+ * How to start Gantry: the built dist through bin/gantry-server, exactly what production runs (no
+ * transpiler thread in the RSS, the launcher's memory settings),
  * rebuilt first when older than the sources; `node --import tsx server/main.ts` if no build exists.
  */
 export function gantryCommand(opts: { build: boolean; log: (m: string) => void }): GantryCommand {
@@ -76,7 +80,7 @@ export function gantryCommand(opts: { build: boolean; log: (m: string) => void }
   if (!fs.existsSync(DIST_MAIN)) {
     return { ...tsx, note: 'no dist/ build: Gantry ran under tsx (its loader thread adds to the RSS)' };
   }
-  return { command: process.execPath, args: [DIST_MAIN], mode: 'dist', note };
+  return { command: LAUNCHER, args: [], env: { GANTRY_NODE: process.execPath }, mode: 'dist', note };
 }
 
 // ---- HTTP -------------------------------------------------------------------------------
@@ -231,6 +235,7 @@ export async function startGantryChild(
       GANTRY_DATA_DIR: opts.dataDir,
       GANTRY_ADMIN_PASSWORD: ADMIN_PASSWORD,
       GANTRY_LOGIN_ATTEMPTS_PER_MINUTE: '1000',
+      ...cmd.env,
       ...opts.env,
     },
   });
