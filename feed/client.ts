@@ -5,7 +5,7 @@ import { Metadata, MetadataKind, type TargetFile } from '@tufjs/models';
 import { Updater } from 'tuf-js';
 import { GantryError, isGantryError } from '../core/errors.js';
 import { writeFileAtomicSync } from '../core/fsutil.js';
-import { DEFAULT_FETCH_TIMEOUT_MS, fetchTarget, type FetchTargetOptions } from './fetch.js';
+import { DEFAULT_FETCH_TIMEOUT_MS, fetchTarget, MetadataFetcher, type FetchTargetOptions } from './fetch.js';
 import { TargetCustomSchema, type FeedTarget } from './types.js';
 
 export interface FeedClientOptions {
@@ -151,11 +151,10 @@ export class FeedClient {
       metadataBaseUrl: this.opts.metadataBaseUrl,
       targetBaseUrl: this.opts.targetBaseUrl,
       targetDir: this.opts.targetDir,
-      config: {
-        fetchTimeout: this.opts.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS,
-        fetchRetries: 0,
-        userAgent: this.opts.userAgent ?? 'gantry',
-      },
+      fetcher: new MetadataFetcher({
+        timeoutMs: this.opts.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS,
+        headers: { 'user-agent': this.opts.userAgent ?? 'gantry' },
+      }),
     });
     try {
       await updater.refresh();

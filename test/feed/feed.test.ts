@@ -17,6 +17,7 @@ import {
   verifyTargetHash,
 } from '../../feed/index.js';
 import { BufferSink, bytes, fields, MODEL } from '../bundle/helpers.js';
+import { waitFor } from '../helpers/wait.js';
 import { readAll, serveDir, tempDir, type StaticServer } from './helpers.js';
 
 const feedKey = generateKeyPair();
@@ -174,6 +175,31 @@ describe('TUF feed', () => {
     await server.close();
     const err = await rejection(c.refresh());
     expect(err.gantryCode).toBe('OTA_DOWNLOAD_FAILED');
+  });
+
+  it('should cut a feed that sends endless metadata, and answer a missing root version as the newest', async () => {
+    let sent = 0;
+    let closed = false;
+    server.overrides.set('/timestamp.json', (_req, res) => {
+      res.writeHead(200); // chunked, never ends
+      const chunk = Buffer.alloc(16 * 1024, 0x20);
+      const pump = (): void => {
+        while (!res.destroyed && res.write(chunk)) sent += chunk.length;
+        if (!res.destroyed) res.once('drain', pump);
+      };
+      res.on('close', () => {
+        closed = true;
+        res.removeAllListeners('drain');
+      });
+      pump();
+    });
+    const err = await rejection(client().refresh());
+    expect(err.gantryCode).toBe('OTA_DOWNLOAD_FAILED');
+    expect(err.message).toMatch(/sent more than the \d+ bytes allowed for \/timestamp\.json/);
+    await waitFor(() => closed, Boolean, 'the endless response to be closed');
+    expect(sent).toBeLessThan(4 * 1024 * 1024);
+    // Getting here at all means the 404 for 2.root.json ended the root probe (DownloadHTTPError).
+    expect(server.requests.map((r) => r.url)).toContain('/2.root.json');
   });
 
   it('should refuse to add a different bundle under an existing name, or sign with a foreign key', async () => {
