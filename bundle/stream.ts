@@ -1,8 +1,7 @@
-import { createHash, type KeyObject } from 'node:crypto';
+import { createHash, type Hash, type KeyObject } from 'node:crypto';
 import type { EventEmitter } from 'node:events';
 import { Readable, Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import tar from 'tar-stream';
+import { finished } from 'node:stream/promises';
 import { GantryError, isGantryError } from '../core/errors.js';
 import { verifyManifestSignature } from './keys.js';
 import {
@@ -16,8 +15,7 @@ import {
   type Manifest,
   type Payload,
 } from './manifest.js';
-
-type TarEntry = tar.ExtractEvents['entry'][1];
+import { TarFormatError, TarReader, type TarHeader, type TarStep } from './tar-reader.js';
 
 export const DEFAULT_MAX_MANIFEST_BYTES = 256 * 1024;
 
@@ -47,18 +45,26 @@ export interface StreamBundleOptions {
    * size and SHA-256 matched; on any failure it is destroyed with the error, so a sink that sees
    * 'finish' holds exactly the signed bytes.
    */
-  openPayloadSink(payload: Payload, manifest: Manifest): Promise<Writable>;
+  openPayloadSink(payload: Payload, manifest: Manifest, at: PayloadPosition): Promise<Writable>;
   /** Payload bytes verified-and-written so far, cumulative over all payloads. */
   onProgress?(bytes: number): void;
+  /** Every byte of the bundle, in order, as it is read (e.g. to hash the whole file). */
+  onBytes?(chunk: Buffer): void;
   maxManifestBytes?: number;
   /** Aborting destroys the source and rejects with the signal's reason. */
   signal?: AbortSignal;
 }
 
+/** Where a payload's data starts in the bundle (a resumed download asks for the rest from there). */
+export interface PayloadPosition {
+  dataOffset: number;
+}
+
 interface ReadOptions {
   checkManifest(manifestBytes: Buffer, sig: Buffer, manifest: Manifest): string | null;
-  openPayloadSink(payload: Payload, manifest: Manifest): Promise<Writable>;
+  openPayloadSink(payload: Payload, manifest: Manifest, at: PayloadPosition): Promise<Writable>;
   onProgress?(bytes: number): void;
+  onBytes?(chunk: Buffer): void;
   maxManifestBytes: number;
   signal?: AbortSignal;
 }
@@ -85,6 +91,7 @@ export function streamBundle(source: Readable, opts: StreamBundleOptions): Promi
     },
     openPayloadSink: opts.openPayloadSink,
     onProgress: opts.onProgress,
+    onBytes: opts.onBytes,
     maxManifestBytes: opts.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES,
     signal: opts.signal,
   });
@@ -171,24 +178,9 @@ function parseManifest(bytes: Buffer): Manifest {
   return parsed.data;
 }
 
-async function readSmallEntry(entry: TarEntry, max: number, what: string): Promise<Buffer> {
-  const declared = entry.header.size ?? 0;
-  if (declared > max) throw invalid(`${what} is ${declared} bytes, more than the ${max} allowed`);
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const data of entry) {
-    const chunk = data as Buffer;
-    total += chunk.length;
-    if (total > max) throw invalid(`${what} is larger than the ${max} bytes allowed`);
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks, total);
-}
-
-function expectRegularFile(entry: TarEntry, expected: string): void {
-  const { name, type } = entry.header;
-  if (type !== 'file')
-    throw invalid(`bundle entry ${name} is a ${type ?? 'unknown'} entry, not a regular file`);
+function expectRegularFile(header: TarHeader, expected: string): void {
+  const { name, type } = header;
+  if (type !== 'file') throw invalid(`bundle entry ${name} is a ${type} entry, not a regular file`);
   if (name !== expected) {
     throw invalid(`bundle entry out of order: found ${name} where ${expected} was expected`, {
       found: name,
@@ -197,178 +189,228 @@ function expectRegularFile(entry: TarEntry, expected: string): void {
   }
 }
 
-async function readBundle(source: Readable, opts: ReadOptions): Promise<StreamedBundle> {
-  const extract = tar.extract();
-  const entries = extract[Symbol.asyncIterator]();
-  let settled = false;
-  let sourceError: unknown;
+/** A small entry (manifest, signature) collected from the slices the reader hands out. */
+class SmallEntry {
+  private readonly chunks: Buffer[] = [];
+  private total = 0;
+  constructor(
+    readonly what: string,
+    private readonly max: number,
+  ) {}
+  add(data: Buffer): void {
+    this.total += data.length;
+    if (this.total > this.max) throw invalid(`${this.what} is larger than the ${this.max} bytes allowed`);
+    this.chunks.push(Buffer.from(data)); // a copy: the slice belongs to the source's chunk
+  }
+  bytes(): Buffer {
+    return Buffer.concat(this.chunks, this.total);
+  }
+}
 
-  const stopSource = (err?: unknown): void => {
-    if (!source.destroyed) source.destroy(err instanceof Error ? err : undefined);
-  };
+/** The payload being streamed: its sink, its running hash and how much of it has passed. */
+interface OpenPayload {
+  payload: Payload;
+  sink: Writable;
+  hash: Hash;
+  count: number;
+  /** The sink's own failure ('error' event), raised at the next write or at the entry's end. */
+  failure: unknown;
+}
+
+async function readBundle(source: Readable, opts: ReadOptions): Promise<StreamedBundle> {
+  const reader = new TarReader();
+  let manifestEntry: SmallEntry | null = null;
+  let sigEntry: SmallEntry | null = null;
+  let manifestBytes: Buffer | null = null;
+  let manifest: Manifest | null = null;
+  let keyId: string | null = null;
+  let signatureChecked = false;
+  let open: OpenPayload | null = null;
+  let entries = 0;
+  let progress = 0;
+  const verified: VerifiedPayload[] = [];
+
   const onAbort = (): void => {
-    sourceError ??= opts.signal?.reason;
-    stopSource();
-    extract.destroy(opts.signal?.reason as Error);
+    if (!source.destroyed) source.destroy(opts.signal?.reason as Error);
   };
   if (opts.signal?.aborted) throw opts.signal.reason;
   opts.signal?.addEventListener('abort', onAbort, { once: true });
 
-  // Feeds the tar parser by hand: Node's pipe()/pipeline() do not fully understand the streamx
-  // streams tar-stream 3 is built on, and a manual loop makes the backpressure explicit.
-  const pump = (async () => {
-    try {
-      for await (const chunk of source) {
-        if (extract.destroyed || settled) return;
-        if (!extract.write(chunk as Buffer)) await drained(extract);
-      }
-      if (!extract.destroyed) extract.end(undefined);
-    } catch (err) {
-      if (!settled) {
-        sourceError ??= err;
-        extract.destroy(err as Error);
-      }
-    }
-  })();
+  /** What the entry at `index` must be: the manifest, its signature, then the payloads in order. */
+  const expectedName = (index: number): string | undefined =>
+    index === 0 ? MANIFEST_ENTRY : index === 1 ? SIGNATURE_ENTRY : manifest?.payloads[index - 2]?.name;
 
-  // Errors raised by reading the tar: the source's own failure, or a malformed/truncated archive.
-  const readError = (err: unknown): unknown => {
-    if (opts.signal?.aborted) return opts.signal.reason;
-    if (sourceError !== undefined) {
-      if (isGantryError(sourceError)) return sourceError;
-      return new GantryError(
-        'OTA_DOWNLOAD_FAILED',
-        `reading the bundle failed: ${(sourceError as Error).message ?? String(sourceError)}`,
-        undefined,
-        sourceError,
-      );
-    }
+  const sinkFailure = (payload: Payload, err: unknown): GantryError => {
     if (isGantryError(err)) return err;
-    return invalid(
-      `bundle is truncated or not a valid tar archive: ${(err as Error).message ?? String(err)}`,
+    return new GantryError(
+      'OTA_INSTALL_FAILED',
+      `writing payload ${payload.name} failed: ${(err as Error).message}`,
+      { payload: payload.name },
+      err,
     );
   };
 
-  const next = async (): Promise<TarEntry | undefined> => {
-    try {
-      const r = await entries.next();
-      return r.done ? undefined : r.value;
-    } catch (err) {
-      throw readError(err);
+  const onHeader = async (header: TarHeader): Promise<void> => {
+    const index = entries++;
+    const expected = expectedName(index);
+    if (expected === undefined) {
+      throw invalid(`bundle has an unexpected entry ${header.name} after its payloads`, {
+        entry: header.name,
+      });
     }
+    expectRegularFile(header, expected);
+    if (index === 0) {
+      if (header.size > opts.maxManifestBytes) {
+        throw invalid(
+          `${MANIFEST_ENTRY} is ${header.size} bytes, more than the ${opts.maxManifestBytes} allowed`,
+        );
+      }
+      manifestEntry = new SmallEntry(MANIFEST_ENTRY, opts.maxManifestBytes);
+      return;
+    }
+    if (index === 1) {
+      if (header.size > SIGNATURE_BYTES) {
+        throw invalid(`${SIGNATURE_ENTRY} is ${header.size} bytes, more than the ${SIGNATURE_BYTES} allowed`);
+      }
+      sigEntry = new SmallEntry(SIGNATURE_ENTRY, SIGNATURE_BYTES);
+      return;
+    }
+    const payload = manifest!.payloads[index - 2]!;
+    if (header.size !== payload.size) {
+      throw invalid(
+        `payload ${payload.name} is ${header.size} bytes in the archive but ${payload.size} in the manifest`,
+        { payload: payload.name },
+      );
+    }
+    let sink: Writable;
+    try {
+      sink = await opts.openPayloadSink(payload, manifest!, { dataOffset: header.dataOffset });
+    } catch (err) {
+      if (isGantryError(err)) throw err;
+      throw new GantryError(
+        'OTA_INSTALL_FAILED',
+        `cannot open a sink for payload ${payload.name}: ${(err as Error).message}`,
+        undefined,
+        err,
+      );
+    }
+    const current: OpenPayload = { payload, sink, hash: createHash('sha256'), count: 0, failure: undefined };
+    sink.on('error', (err) => {
+      current.failure ??= err;
+    });
+    open = current;
+  };
+
+  const onData = async (data: Buffer): Promise<void> => {
+    if (open) {
+      const p: OpenPayload = open;
+      if (p.failure !== undefined) throw sinkFailure(p.payload, p.failure);
+      p.hash.update(data);
+      p.count += data.length;
+      progress += data.length;
+      if (!p.sink.write(data)) await drained(p.sink);
+      if (p.failure !== undefined) throw sinkFailure(p.payload, p.failure);
+      opts.onProgress?.(progress);
+    } else if (sigEntry) (sigEntry as SmallEntry).add(data);
+    else (manifestEntry as SmallEntry | null)?.add(data);
+  };
+
+  const onEntryEnd = async (): Promise<void> => {
+    if (open) {
+      const { payload, sink, hash } = open as OpenPayload;
+      const digest = hash.digest('hex');
+      if (digest !== payload.sha256) {
+        throw invalid(`payload ${payload.name} does not match its signed SHA-256`, {
+          payload: payload.name,
+          expected: payload.sha256,
+          actual: digest,
+        });
+      }
+      // Ended only now: a sink that sees 'finish' holds exactly the signed bytes.
+      try {
+        await finished(sink.end() as Writable);
+      } catch (err) {
+        throw sinkFailure(payload, (open as OpenPayload).failure ?? err);
+      }
+      verified.push({ name: payload.name, sha256: payload.sha256, size: payload.size });
+      open = null;
+    } else if (sigEntry) {
+      const sig = (sigEntry as SmallEntry).bytes();
+      sigEntry = null;
+      if (sig.length !== SIGNATURE_BYTES) {
+        throw new GantryError('OTA_SIGNATURE_FAILED', `manifest.sig is ${sig.length} bytes; 64 expected`);
+      }
+      // Signature, compatibility and rollback are decided here, before any sink exists.
+      keyId = opts.checkManifest(manifestBytes!, sig, manifest!);
+      signatureChecked = true;
+    } else if (manifestEntry) {
+      manifestBytes = (manifestEntry as SmallEntry).bytes();
+      manifestEntry = null;
+      manifest = parseManifest(manifestBytes);
+    }
+  };
+
+  const onStep = (step: TarStep): Promise<void> | void => {
+    switch (step.kind) {
+      case 'header':
+        return onHeader(step.header);
+      case 'data':
+        return onData(step.data);
+      case 'entry-end':
+        return onEntryEnd();
+      case 'end':
+        return;
+    }
+  };
+
+  // Errors of the source itself (a dropped connection, a failed read) and of the tar framing.
+  const readError = (err: unknown): unknown => {
+    if (opts.signal?.aborted) return opts.signal.reason;
+    if (isGantryError(err)) return err;
+    if (err instanceof TarFormatError) {
+      return invalid(`bundle is truncated or not a valid tar archive: ${err.message}`);
+    }
+    return new GantryError(
+      'OTA_DOWNLOAD_FAILED',
+      `reading the bundle failed: ${(err as Error).message ?? String(err)}`,
+      undefined,
+      err,
+    );
   };
 
   try {
-    const manifestEntry = await next();
-    if (!manifestEntry) throw invalid('bundle is empty: no manifest.json');
-    expectRegularFile(manifestEntry, MANIFEST_ENTRY);
-    const manifestBytes = await readSmallEntry(manifestEntry, opts.maxManifestBytes, MANIFEST_ENTRY).catch(
-      (e) => {
-        throw readError(e);
-      },
-    );
-    const manifest = parseManifest(manifestBytes);
-
-    const sigEntry = await next();
-    if (!sigEntry) throw invalid('bundle is truncated: no manifest.sig after the manifest');
-    expectRegularFile(sigEntry, SIGNATURE_ENTRY);
-    const sig = await readSmallEntry(sigEntry, SIGNATURE_BYTES, SIGNATURE_ENTRY).catch((e) => {
-      throw readError(e);
-    });
-    if (sig.length !== SIGNATURE_BYTES) {
-      throw new GantryError('OTA_SIGNATURE_FAILED', `manifest.sig is ${sig.length} bytes; 64 expected`);
+    try {
+      for await (const data of source) {
+        const chunk = data as Buffer;
+        opts.onBytes?.(chunk);
+        let at = 0;
+        while (at < chunk.length || reader.entryComplete) {
+          const { step, next } = reader.step(chunk, at);
+          at = next;
+          if (step) await onStep(step);
+        }
+      }
+      const last = reader.finish();
+      if (last) await onStep(last);
+    } catch (err) {
+      throw readError(err);
     }
-    // Signature, compatibility and rollback are decided here, before any sink exists.
-    const keyId = opts.checkManifest(manifestBytes, sig, manifest);
-
-    const verified: VerifiedPayload[] = [];
-    let progress = 0;
-    for (const payload of manifest.payloads) {
-      const entry = await next();
-      if (!entry) {
-        throw invalid(`bundle is truncated: payload ${payload.name} is missing`, { payload: payload.name });
-      }
-      expectRegularFile(entry, payload.name);
-      if (entry.header.size !== payload.size) {
-        throw invalid(
-          `payload ${payload.name} is ${entry.header.size ?? 0} bytes in the archive but ${payload.size} in the manifest`,
-          { payload: payload.name },
-        );
-      }
-      let sink: Writable;
-      try {
-        sink = await opts.openPayloadSink(payload, manifest);
-      } catch (err) {
-        if (isGantryError(err)) throw err;
-        throw new GantryError(
-          'OTA_INSTALL_FAILED',
-          `cannot open a sink for payload ${payload.name}: ${(err as Error).message}`,
-          undefined,
-          err,
-        );
-      }
-      const before = progress;
-      // The hash is checked inside the source generator, before it returns: pipeline() ends the
-      // sink only after a clean return, so a mismatching payload never 'finish'es its sink.
-      const hashed = async function* (): AsyncGenerator<Buffer> {
-        const hash = createHash('sha256');
-        let count = 0;
-        try {
-          for await (const data of entry) {
-            const chunk = data as Buffer;
-            count += chunk.length;
-            if (count > payload.size)
-              throw invalid(`payload ${payload.name} is larger than its ${payload.size} bytes`);
-            hash.update(chunk);
-            progress = before + count;
-            yield chunk;
-            opts.onProgress?.(progress);
-          }
-        } catch (err) {
-          throw readError(err);
-        }
-        if (count !== payload.size) {
-          throw invalid(`payload ${payload.name} ended after ${count} of ${payload.size} bytes`, {
-            payload: payload.name,
-          });
-        }
-        const digest = hash.digest('hex');
-        if (digest !== payload.sha256) {
-          throw invalid(`payload ${payload.name} does not match its signed SHA-256`, {
-            payload: payload.name,
-            expected: payload.sha256,
-            actual: digest,
-          });
-        }
-      };
-      try {
-        await pipeline(hashed, sink);
-      } catch (err) {
-        if (!sink.destroyed) sink.destroy(err as Error);
-        if (isGantryError(err) || opts.signal?.aborted) throw readError(err);
-        throw new GantryError(
-          'OTA_INSTALL_FAILED',
-          `writing payload ${payload.name} failed: ${(err as Error).message}`,
-          { payload: payload.name },
-          err,
-        );
-      }
-      verified.push({ name: payload.name, sha256: payload.sha256, size: payload.size });
+    if (!manifest) throw invalid(`bundle is empty: no ${MANIFEST_ENTRY}`);
+    if (!signatureChecked) {
+      throw invalid(`bundle is truncated: no ${SIGNATURE_ENTRY} after the manifest`);
     }
-
-    const extra = await next();
-    if (extra) {
-      throw invalid(`bundle has an unexpected entry ${extra.header.name} after its payloads`, {
-        entry: extra.header.name,
-      });
+    const missing = (manifest as Manifest).payloads[verified.length];
+    if (missing) {
+      throw invalid(`bundle is truncated: payload ${missing.name} is missing`, { payload: missing.name });
     }
     return { manifest, keyId, payloads: verified };
+  } catch (err) {
+    const current = open as OpenPayload | null;
+    if (current && !current.sink.destroyed) current.sink.destroy(err as Error);
+    throw err;
   } finally {
-    settled = true;
     opts.signal?.removeEventListener('abort', onAbort);
-    stopSource();
-    if (!extract.destroyed) extract.destroy();
-    await pump;
+    if (!source.destroyed) source.destroy();
   }
 }
 

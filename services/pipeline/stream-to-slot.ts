@@ -1,11 +1,10 @@
 import { createHash, type KeyObject } from 'node:crypto';
-import { Readable, Transform, Writable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import type { Manifest, Payload } from '../../bundle/manifest.js';
-import { streamBundle } from '../../bundle/stream.js';
+import { streamBundle, type PayloadPosition } from '../../bundle/stream.js';
 import { GantryError } from '../../core/errors.js';
 import type { SlotWriter } from '../../device/slot-writer.js';
 import type { GatewayDevice, SlotId } from '../../device/types.js';
-import { TarOffsetTracker } from './tar-offsets.js';
 
 /** Where bundle bytes come from: the feed over HTTP (with Range) or an uploaded file on disk. */
 export interface BundleSource {
@@ -109,41 +108,43 @@ class CheckpointingSink extends Writable {
     private readonly now: () => number,
     private readonly onDurable: (bytes: number) => void,
   ) {
-    super({ highWaterMark: 4 * 1024 * 1024 });
+    super({ highWaterMark: 64 * 1024 });
     this.lastCheckpointAt = now();
     writer.on('error', (err) => this.destroy(err));
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, callback: (error?: Error | null) => void): void {
-    this.handle(chunk).then(() => callback(), callback);
-  }
-
-  private async handle(chunk: Buffer): Promise<void> {
     let data = chunk;
     if (this.seen < this.skip) {
       const drop = Math.min(this.skip - this.seen, data.length);
       data = data.subarray(drop);
       this.seen += drop;
     }
-    if (data.length === 0) return;
+    if (data.length === 0) return callback();
     this.seen += data.length;
     this.sinceCheckpoint += data.length;
-    if (!this.writer.write(data)) await new Promise<void>((r) => this.writer.once('drain', () => r()));
+    const accepted = this.writer.write(data);
+    this.checkpointIfDue();
+    // Synchronous in the common case (the writer copied the chunk); otherwise wait for room.
+    if (accepted) callback();
+    else this.writer.once('drain', () => callback());
+  }
+
+  private checkpointIfDue(): void {
     const due =
       this.sinceCheckpoint >= this.every.bytes || this.now() - this.lastCheckpointAt >= this.every.ms;
     // One fsync in flight at a time, never awaited here: the stream keeps writing while the disk
     // syncs; the durable count reported is the one captured before that sync began.
-    if (due && !this.inFlight) {
-      this.sinceCheckpoint = 0;
-      this.lastCheckpointAt = this.now();
-      this.inFlight = this.writer
-        .checkpoint()
-        .then((bytes) => this.onDurable(bytes))
-        .catch((err: Error) => void this.destroy(err))
-        .finally(() => {
-          this.inFlight = null;
-        });
-    }
+    if (!due || this.inFlight) return;
+    this.sinceCheckpoint = 0;
+    this.lastCheckpointAt = this.now();
+    this.inFlight = this.writer
+      .checkpoint()
+      .then((bytes) => this.onDurable(bytes))
+      .catch((err: Error) => void this.destroy(err))
+      .finally(() => {
+        this.inFlight = null;
+      });
   }
 
   override _final(callback: (error?: Error | null) => void): void {
@@ -168,7 +169,6 @@ class CheckpointingSink extends Writable {
  */
 export async function streamImageToSlot(opts: StreamToSlotOptions): Promise<StreamToSlotResult> {
   const now = opts.now ?? Date.now;
-  const tracker = new TarOffsetTracker();
   const resume = opts.resume;
   const input = resume ? resumedBundle(opts, resume) : await opts.source.open(0, opts.signal);
   let slotPayload: Payload | null = null;
@@ -177,23 +177,14 @@ export async function streamImageToSlot(opts: StreamToSlotOptions): Promise<Stre
   // The whole bundle is hashed as it passes (a resumed one too: head + slot prefix + rest are its
   // exact bytes), so it is checked against the feed's signed target hash, not only the manifest.
   const bundleHash = createHash('sha256');
-  const hasher = new Transform({
-    transform(chunk: Buffer, _enc, done) {
-      bundleHash.update(chunk);
-      done(null, chunk);
-    },
-  });
-  // pipe() does not forward errors: a dropped connection must fail the parse, not hang it.
-  input.on('error', (err) => tracker.destroy(err));
-  hasher.on('error', (err) => tracker.destroy(err));
-  tracker.on('close', () => input.destroy());
-  const result = await streamBundle(input.pipe(hasher).pipe(tracker), {
+  const result = await streamBundle(input, {
     signal: opts.signal,
     trustedKeys: opts.trustedKeys,
     hardwareModel: opts.hardwareModel,
     currentVersion: opts.currentVersion,
     allowDowngrade: opts.allowDowngrade,
-    openPayloadSink: async (payload: Payload, manifest: Manifest) => {
+    onBytes: (chunk) => bundleHash.update(chunk),
+    openPayloadSink: async (payload: Payload, manifest: Manifest, at: PayloadPosition) => {
       if (payload.kind !== 'rootfs' || slotPayload) {
         throw new GantryError(
           'OTA_INVALID_IMAGE',
@@ -208,7 +199,7 @@ export async function streamImageToSlot(opts: StreamToSlotOptions): Promise<Stre
           `Image of ${payload.size} bytes does not fit slot ${opts.slot} (${slots[opts.slot].capacityBytes} bytes)`,
         );
       }
-      payloadOffset = tracker.offsetOf(payload.name)?.dataOffset ?? resume?.payloadOffset ?? 0;
+      payloadOffset = at.dataOffset;
       const skip = resume && resume.payloadName === payload.name ? resume.slotBytes : 0;
       await opts.onManifest?.(manifest, payload);
       // Invalid before the first byte: a torn write can never be mistaken for a bootable image.
