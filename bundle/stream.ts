@@ -1,4 +1,4 @@
-import { createHash, type Hash, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import type { EventEmitter } from 'node:events';
 import { Readable, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
@@ -15,6 +15,7 @@ import {
   type Manifest,
   type Payload,
 } from './manifest.js';
+import { inlineDigests, type BundleDigests } from './digests.js';
 import { TarFormatError, TarReader, type TarHeader, type TarStep } from './tar-reader.js';
 
 export const DEFAULT_MAX_MANIFEST_BYTES = 256 * 1024;
@@ -27,6 +28,8 @@ export interface VerifiedPayload {
 
 export interface StreamedBundle {
   manifest: Manifest;
+  /** SHA-256 of the whole bundle, every byte read. */
+  sha256: string;
   /** Id of the trusted key that verified the manifest; null when the signature was not checked. */
   keyId: string | null;
   payloads: VerifiedPayload[];
@@ -50,6 +53,8 @@ export interface StreamBundleOptions {
   onProgress?(bytes: number): void;
   /** Every byte of the bundle, in order, as it is read (e.g. to hash the whole file). */
   onBytes?(chunk: Buffer): void;
+  /** How the bundle and payload hashes are computed (default: on this thread). */
+  digests?: () => BundleDigests;
   maxManifestBytes?: number;
   /** Aborting destroys the source and rejects with the signal's reason. */
   signal?: AbortSignal;
@@ -65,6 +70,7 @@ interface ReadOptions {
   openPayloadSink(payload: Payload, manifest: Manifest, at: PayloadPosition): Promise<Writable>;
   onProgress?(bytes: number): void;
   onBytes?(chunk: Buffer): void;
+  digests?: () => BundleDigests;
   maxManifestBytes: number;
   signal?: AbortSignal;
 }
@@ -92,6 +98,7 @@ export function streamBundle(source: Readable, opts: StreamBundleOptions): Promi
     openPayloadSink: opts.openPayloadSink,
     onProgress: opts.onProgress,
     onBytes: opts.onBytes,
+    digests: opts.digests,
     maxManifestBytes: opts.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES,
     signal: opts.signal,
   });
@@ -207,11 +214,10 @@ class SmallEntry {
   }
 }
 
-/** The payload being streamed: its sink, its running hash and how much of it has passed. */
+/** The payload being streamed: its sink and how much of it has passed. */
 interface OpenPayload {
   payload: Payload;
   sink: Writable;
-  hash: Hash;
   count: number;
   /** The sink's own failure ('error' event), raised at the next write or at the entry's end. */
   failure: unknown;
@@ -219,6 +225,7 @@ interface OpenPayload {
 
 async function readBundle(source: Readable, opts: ReadOptions): Promise<StreamedBundle> {
   const reader = new TarReader();
+  const digests = (opts.digests ?? inlineDigests)();
   let manifestEntry: SmallEntry | null = null;
   let sigEntry: SmallEntry | null = null;
   let manifestBytes: Buffer | null = null;
@@ -294,7 +301,8 @@ async function readBundle(source: Readable, opts: ReadOptions): Promise<Streamed
         err,
       );
     }
-    const current: OpenPayload = { payload, sink, hash: createHash('sha256'), count: 0, failure: undefined };
+    digests.beginPayload(header.dataOffset, header.size);
+    const current: OpenPayload = { payload, sink, count: 0, failure: undefined };
     sink.on('error', (err) => {
       current.failure ??= err;
     });
@@ -306,7 +314,6 @@ async function readBundle(source: Readable, opts: ReadOptions): Promise<Streamed
     if (open) {
       const p: OpenPayload = open;
       if (p.failure !== undefined) throw sinkFailure(p.payload, p.failure);
-      p.hash.update(data);
       p.count += data.length;
       progress += data.length;
       opts.onProgress?.(progress);
@@ -322,8 +329,8 @@ async function readBundle(source: Readable, opts: ReadOptions): Promise<Streamed
 
   const onEntryEnd = async (): Promise<void> => {
     if (open) {
-      const { payload, sink, hash } = open as OpenPayload;
-      const digest = hash.digest('hex');
+      const { payload, sink } = open as OpenPayload;
+      const digest = await digests.payloadDigest();
       if (digest !== payload.sha256) {
         throw invalid(`payload ${payload.name} does not match its signed SHA-256`, {
           payload: payload.name,
@@ -372,6 +379,9 @@ async function readBundle(source: Readable, opts: ReadOptions): Promise<Streamed
   const walk = (chunk: Buffer, at: number): Promise<void> | undefined => {
     while (at < chunk.length || reader.entryComplete) {
       const { step, next } = reader.step(chunk, at);
+      // Every byte goes to the hashes in order, before its step is handled: a payload's range is
+      // set at its header, ahead of its first byte.
+      if (next > at) digests.update(chunk.subarray(at, next));
       at = next;
       const pending = step ? onStep(step) : undefined;
       if (pending) return pending.then(() => walk(chunk, next));
@@ -398,7 +408,11 @@ async function readBundle(source: Readable, opts: ReadOptions): Promise<Streamed
     try {
       await consumeStream(source, (chunk) => {
         opts.onBytes?.(chunk);
-        return walk(chunk, 0);
+        const stepping = walk(chunk, 0);
+        // The hasher may run behind (on its thread): wait for it before taking more.
+        const hashing = digests.behind();
+        if (!stepping) return hashing;
+        return hashing ? Promise.all([stepping, hashing]).then(() => undefined) : stepping;
       });
       const last = reader.finish();
       if (last) await onStep(last);
@@ -413,13 +427,14 @@ async function readBundle(source: Readable, opts: ReadOptions): Promise<Streamed
     if (missing) {
       throw invalid(`bundle is truncated: payload ${missing.name} is missing`, { payload: missing.name });
     }
-    return { manifest, keyId, payloads: verified };
+    return { manifest, sha256: await digests.bundleDigest(), keyId, payloads: verified };
   } catch (err) {
     const current = open as OpenPayload | null;
     if (current && !current.sink.destroyed) current.sink.destroy(err as Error);
     throw err;
   } finally {
     opts.signal?.removeEventListener('abort', onAbort);
+    digests.close();
     if (!source.destroyed) source.destroy();
   }
 }

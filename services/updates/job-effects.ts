@@ -43,6 +43,7 @@ export class JobEffects {
     return {
       description: src.target.path,
       sha256: src.target.sha256,
+      length: src.target.length,
       open: (offset, signal) => this.deps.ports.feed.open(gw.id, src.target, offset, signal),
     };
   }

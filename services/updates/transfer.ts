@@ -30,6 +30,8 @@ export function fileBundleSource(file: string, sha256?: string): BundleSource {
   return {
     description: file,
     sha256,
+    // A missing file fails in open(), where a transfer's errors are handled.
+    length: fs.statSync(file, { throwIfNoEntry: false })?.size,
     async open(offset) {
       return fs.createReadStream(file, { start: offset, highWaterMark: 1024 * 1024 });
     },

@@ -10,6 +10,7 @@ import {
   type StreamBundleOptions,
 } from '../../bundle/index.js';
 import { GantryError } from '../../core/errors.js';
+import { threadDigests } from '../../bundle/digests.js';
 import { BufferSink, buildBundleBuffer, bytes, keys, MODEL, repack, sha256, unpack } from './helpers.js';
 
 const signer = keys();
@@ -89,6 +90,22 @@ describe('streamBundle', () => {
     expect(opts.sinks.every((s) => s.finished)).toBe(true);
     expect(progress.at(-1)).toBe(rootfs.length + app.length);
     expect(progress).toEqual([...progress].sort((a, b) => a - b));
+  });
+
+  it('should verify the same with the hashes on a worker thread, whole-bundle digest included', async () => {
+    const bundle = await validBundle();
+    const opts = options({ digests: threadDigests });
+    const res = await streamBundle(chunked(bundle), opts);
+    expect(res.sha256).toBe(sha256(bundle));
+    expect(res.payloads.map((p) => p.sha256)).toEqual([sha256(rootfs), sha256(app)]);
+    expect(opts.sinks[0]!.data.equals(rootfs)).toBe(true);
+
+    const items = await unpack(bundle);
+    items[3]!.data[42]! ^= 0x01;
+    const tampered = options({ digests: threadDigests });
+    const err = await rejection(streamBundle(chunked(await repack(items)), tampered));
+    expect(err.message).toMatch(/app\.tar does not match its signed SHA-256/);
+    expect(tampered.sinks[1]!.finished).toBe(false);
   });
 
   it('should hand the sink opener the payload and manifest', async () => {
