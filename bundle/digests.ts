@@ -79,26 +79,29 @@ export function inlineDigests(): BundleDigests {
 
 /** Bytes copied per message to the hashing thread. */
 const BLOCK_BYTES = 1024 * 1024;
-/** Blocks at the hashing thread at most before the caller is asked to wait. */
-const MAX_BLOCKS_OUT = 8;
+/** Blocks shared with the hashing thread: at most this many are out before the caller waits. */
+const BLOCKS = 8;
 
 type ToWorker =
-  | { op: 'data'; block: ArrayBuffer; length: number }
+  | { op: 'data'; index: number; length: number }
+  | { op: 'add'; block: SharedArrayBuffer }
   | { op: 'begin'; start: number; size: number }
   | { op: 'payload'; id: number }
   | { op: 'bundle'; id: number };
-type FromWorker = { op: 'free'; block: ArrayBuffer } | { op: 'digest'; id: number; hex: string };
+type FromWorker = { op: 'free'; index: number } | { op: 'digest'; id: number; hex: string };
 
 const WORKER_SOURCE = `
-const { parentPort } = require('node:worker_threads');
+const { parentPort, workerData } = require('node:worker_threads');
 const { createHash } = require('node:crypto');
 const RangeHasher = (${RangeHasher.toString()});
 const h = new RangeHasher(createHash);
+const blocks = workerData.blocks.map((b) => new Uint8Array(b));
 parentPort.on('message', (m) => {
   if (m.op === 'data') {
-    h.update(new Uint8Array(m.block, 0, m.length));
-    parentPort.postMessage({ op: 'free', block: m.block }, [m.block]);
-  } else if (m.op === 'begin') h.beginPayload(m.start, m.size);
+    h.update(blocks[m.index].subarray(0, m.length));
+    parentPort.postMessage({ op: 'free', index: m.index });
+  } else if (m.op === 'add') blocks.push(new Uint8Array(m.block));
+  else if (m.op === 'begin') h.beginPayload(m.start, m.size);
   else if (m.op === 'payload') parentPort.postMessage({ op: 'digest', id: m.id, hex: h.payloadDigest() });
   else if (m.op === 'bundle') parentPort.postMessage({ op: 'digest', id: m.id, hex: h.bundleDigest() });
 });
@@ -107,14 +110,15 @@ parentPort.on('message', (m) => {
 /**
  * On a worker thread: the two hashes are most of a download's CPU (SHA-256 of every byte, twice),
  * and the main thread also runs the network, the slot writes and the API. Bytes are copied into
- * 1 MiB blocks that travel to the thread and back (transferred, not cloned) and are reused, so the
- * thread adds no garbage; at most 8 MiB are out at once.
+ * eight 1 MiB blocks of shared memory, handed to the thread by index and back, so nothing is
+ * cloned, transferred or left for the GC; at most 8 MiB are out at once.
  */
 export function threadDigests(): BundleDigests {
-  const worker = new Worker(WORKER_SOURCE, { eval: true });
-  const spare: ArrayBuffer[] = [];
-  let out = 0;
-  let current: Buffer | null = null;
+  const shared = Array.from({ length: BLOCKS }, () => new SharedArrayBuffer(BLOCK_BYTES));
+  const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { blocks: shared } });
+  const views = shared.map((b) => Buffer.from(b));
+  const spare = views.map((_, i) => i).reverse();
+  let current = -1;
   let fill = 0;
   let nextId = 0;
   let failure: Error | null = null;
@@ -129,8 +133,7 @@ export function threadDigests(): BundleDigests {
   };
   worker.on('message', (m: FromWorker) => {
     if (m.op === 'free') {
-      out--;
-      spare.push(m.block);
+      spare.push(m.index);
       const w = waiting;
       waiting = null;
       w?.();
@@ -142,13 +145,11 @@ export function threadDigests(): BundleDigests {
   worker.on('error', fail);
   worker.on('exit', (code) => fail(new Error(`the hashing thread exited (${code})`)));
 
-  const send = (m: ToWorker, transfer: ArrayBuffer[] = []): void => worker.postMessage(m, transfer);
+  const send = (m: ToWorker): void => worker.postMessage(m);
   const flush = (): void => {
-    if (!current || fill === 0) return;
-    const block = current.buffer as ArrayBuffer;
-    send({ op: 'data', block, length: fill }, [block]);
-    out++;
-    current = null;
+    if (current < 0 || fill === 0) return;
+    send({ op: 'data', index: current, length: fill });
+    current = -1;
     fill = 0;
   };
   const ask = (op: 'payload' | 'bundle'): Promise<string> => {
@@ -165,11 +166,18 @@ export function threadDigests(): BundleDigests {
     update(chunk) {
       let at = 0;
       while (at < chunk.length) {
-        if (!current) {
-          current = Buffer.from(spare.pop() ?? new ArrayBuffer(BLOCK_BYTES));
+        if (current < 0) {
+          let free = spare.pop();
+          if (free === undefined) {
+            // A chunk larger than behind() leaves room for: grow the pool, never overwrite a block out.
+            const block = new SharedArrayBuffer(BLOCK_BYTES);
+            send({ op: 'add', block });
+            free = views.push(Buffer.from(block)) - 1;
+          }
+          current = free;
           fill = 0;
         }
-        const n = chunk.copy(current, fill, at);
+        const n = chunk.copy(views[current]!, fill, at);
         fill += n;
         at += n;
         if (fill === BLOCK_BYTES) flush();
@@ -183,7 +191,8 @@ export function threadDigests(): BundleDigests {
     bundleDigest: () => ask('bundle'),
     behind() {
       if (failure) return Promise.reject(failure);
-      if (out < MAX_BLOCKS_OUT) return undefined;
+      // Room for the largest chunk a caller passes at once (a network read, a 1 MiB file read).
+      if (spare.length >= 2) return undefined;
       return new Promise<void>((resolve) => {
         waiting = resolve;
       });

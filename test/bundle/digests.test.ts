@@ -59,7 +59,7 @@ describe('bundle digests', () => {
     },
   );
 
-  it('should hold the caller back while 8 MiB wait at the thread, and reuse its blocks', async () => {
+  it('should hold the caller back while 8 MiB wait at the thread, and grow its pool only for an oversized chunk', async () => {
     const d = threadDigests();
     try {
       const block = bytes(1024 * 1024, 4);
@@ -75,6 +75,10 @@ describe('bundle digests', () => {
         }
       }
       expect(waited).toBeGreaterThan(0);
+      // A chunk far larger than the blocks, passed without waiting: the pool grows, bytes stay right.
+      const big = bytes(20 * 1024 * 1024, 5);
+      d.update(big);
+      whole.update(big);
       expect(await d.bundleDigest()).toBe(whole.digest('hex'));
     } finally {
       d.close();
