@@ -1,48 +1,41 @@
-import { createHash, randomBytes } from 'node:crypto';
-import fs from 'node:fs';
-import path from 'node:path';
-import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
 import type { Request } from 'express';
 import type { StorageEngine } from 'multer';
 
-/** What the hashing storage adds to multer's file object. */
+/** What the storage engine adds to multer's file object. */
 export interface HashedUpload {
   path: string;
   size: number;
   sha256: string;
 }
 
+/** The service side of an upload: where the body's bytes go, and how an unwanted file goes away. */
+export interface UploadReceiver {
+  /** Streams the file part to disk (hashed, fsynced), resolving once it is all stored. */
+  receive(stream: Readable): Promise<HashedUpload>;
+  /** Removes a received file multer drops (a limit or an error after the file part). */
+  remove(path: string): void;
+}
+
 /**
- * A multer storage engine that streams the upload to a file under `dir` and hashes it on the way,
- * so a 1 GiB image is never held in memory and never read twice. The file is fsynced before the
- * handler sees it.
+ * A multer storage engine that hands the file part's stream to `receiver` (a service streams it to
+ * disk, hashing and possibly verifying it on the way: a 1 GiB image is never held in memory).
  */
-export function hashingDiskStorage(dir: () => string): StorageEngine {
+export function receivingStorage(receiver: UploadReceiver): StorageEngine {
   return {
     _handleFile(_req: Request, file, cb) {
-      const target = dir();
-      fs.mkdirSync(target, { recursive: true });
-      const filePath = path.join(target, `upload-${Date.now()}-${randomBytes(6).toString('hex')}.part`);
-      const hash = createHash('sha256');
-      let size = 0;
-      const hasher = new Transform({
-        transform(chunk: Buffer, _enc, done) {
-          hash.update(chunk);
-          size += chunk.length;
-          done(null, chunk);
-        },
-      });
-      const out = fs.createWriteStream(filePath, { flush: true, highWaterMark: 1024 * 1024 });
-      pipeline(file.stream, hasher, out).then(
-        () => cb(null, { path: filePath, size, sha256: hash.digest('hex') } as HashedUpload as never),
-        (err: Error) => {
-          fs.rm(filePath, { force: true }, () => cb(err));
-        },
+      receiver.receive(file.stream).then(
+        ({ path, size, sha256 }) => cb(null, { path, size, sha256 } satisfies HashedUpload as never),
+        (err: Error) => cb(err),
       );
     },
     _removeFile(_req: Request, file, cb) {
-      fs.rm(file.path, { force: true }, (err) => cb(err));
+      try {
+        receiver.remove(file.path);
+        cb(null);
+      } catch (err) {
+        cb(err as Error);
+      }
     },
   };
 }

@@ -10,7 +10,7 @@ import {
 } from '../../api/schemas/recovery.js';
 import type { GantryDeps } from '../../server/deps.js';
 import { defineRoute } from '../route.js';
-import { uploadHandlers } from './upload.js';
+import { incomingFileReceiver, uploadHandlers } from './upload.js';
 
 const recoveryUploadFormSchema = z.object({
   file: z
@@ -20,7 +20,11 @@ const recoveryUploadFormSchema = z.object({
 
 /** SECTION 5 routes. */
 export function recoveryRoutes(deps: GantryDeps) {
-  const [authorize, receive] = uploadHandlers(deps, (caller) => caller.recovery.authorizeUpload());
+  const [authorize, receive] = uploadHandlers(
+    deps,
+    (caller) => caller.recovery.authorizeUpload(),
+    (gatewayId) => incomingFileReceiver(deps, gatewayId),
+  );
   return [
     defineRoute({
       method: 'post',

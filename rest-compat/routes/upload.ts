@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import type { NextFunction, Request, Response } from 'express';
 import multer from 'multer';
@@ -7,8 +8,9 @@ import { createCaller } from '../../api/routers/_app.js';
 import { uploadVerifyOutputSchema } from '../../api/schemas/updates.js';
 import { GantryError } from '../../core/errors.js';
 import type { GantryDeps } from '../../server/deps.js';
+import { receiveFile } from '../../services/updates/uploads.js';
 import { defineRoute, restMeta, sendError } from '../route.js';
-import { hashingDiskStorage, type HashedUpload } from '../upload-storage.js';
+import { receivingStorage, type HashedUpload, type UploadReceiver } from '../upload-storage.js';
 
 /** The form of POST /upload/verify, for the OpenAPI document. */
 const uploadVerifyFormSchema = z.object({
@@ -23,12 +25,32 @@ export function incomingUploadDir(deps: GantryDeps, gatewayId: string): string {
   return path.join(deps.gateways.gatewayDir(gatewayId), 'uploads', 'incoming');
 }
 
+/** Streams a file part into the gateway's incoming area, hashed, not verified (the procedure does). */
+export function incomingFileReceiver(deps: GantryDeps, gatewayId: string): UploadReceiver {
+  const dir = incomingUploadDir(deps, gatewayId);
+  return {
+    receive: (stream) => receiveFile(stream, dir),
+    remove: (file) => fs.rmSync(file, { force: true }),
+  };
+}
+
 /**
  * Multipart upload routes: authorization is checked BEFORE a byte of the body is accepted (a
- * stranger must not be able to fill the disk), then the file streams to disk, hashed on the way.
+ * stranger must not be able to fill the disk), then the file streams to disk, hashed and verified
+ * as a signed bundle on the way (the procedure answers with the outcome recorded for that file).
  */
 export function uploadRoutes(deps: GantryDeps) {
-  const [authorize, receive] = uploadHandlers(deps, (caller) => caller.updates.authorizeUpload());
+  const [authorize, receive] = uploadHandlers(
+    deps,
+    (caller) => caller.updates.authorizeUpload(),
+    (gatewayId) => {
+      const gw = deps.gateways.get(gatewayId)!; // known: `authorize` resolved it before the body
+      return {
+        receive: (stream) => deps.updates.receiveUpload(gw, stream),
+        remove: (file) => deps.updates.discardUpload(gw, file),
+      };
+    },
+  );
   return [
     defineRoute({
       method: 'post',
@@ -48,12 +70,14 @@ export function uploadRoutes(deps: GantryDeps) {
 
 /**
  * The two middlewares of a multipart route: `authorize` runs the given procedure (role, gateway,
- * token) and checks free space before the body is read; `receive` streams the `file` part to the
- * gateway's upload area, hashed, and leaves the procedure's input in `req.body`.
+ * token) and checks free space before the body is read; `receive` hands the `file` part to the
+ * gateway's `receiver` (which streams it to the upload area, hashed) and leaves the procedure's
+ * input in `req.body`.
  */
 export function uploadHandlers(
   deps: GantryDeps,
   check: (caller: ReturnType<typeof createCaller>) => Promise<unknown>,
+  receiver: (gatewayId: string) => UploadReceiver,
 ) {
   const authorize = async (req: Request, res: Response, next: NextFunction) => {
     try {
@@ -77,8 +101,9 @@ export function uploadHandlers(
 
   const receive = (req: Request, res: Response, next: NextFunction) => {
     const gatewayId = String(req.headers['x-gateway-id']);
+    const files = receiver(gatewayId);
     const upload = multer({
-      storage: hashingDiskStorage(() => incomingUploadDir(deps, gatewayId)),
+      storage: receivingStorage(files),
       limits: { fileSize: deps.config.maxUploadBytes, files: 1, fields: 4, fieldSize: 1024 },
     }).single('file');
     upload(req, res, (err: unknown) => {

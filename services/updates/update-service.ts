@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { Readable } from 'node:stream';
 import { createActor, fromCallback, fromPromise, type InspectionEvent } from 'xstate';
 import type { z } from 'zod';
 import type {
@@ -25,7 +26,7 @@ import type { SettingsService } from '../settings.js';
 import { imageBytes, publicUpdateId, type UpdateCatalog } from './catalog.js';
 import type { PartitionManager } from './partitions.js';
 import { JobEffects } from './job-effects.js';
-import { UploadStore } from './uploads.js';
+import { UploadStore, type ReceivedUpload } from './uploads.js';
 import {
   PIPELINE_KINDS,
   type JobActor,
@@ -258,6 +259,16 @@ export class UpdateService {
       target_partition: target,
       progress_url: `/api/v1/ota/progress?job_id=${job.id}`,
     };
+  }
+
+  /** Streams a manual upload's body to the gateway's incoming area, verifying it on the way. */
+  receiveUpload(gw: GatewayRuntime, source: Readable): Promise<ReceivedUpload> {
+    return this.uploads.receive(gw, source, this.deps.ports.trustedKeys(gw.id));
+  }
+
+  /** Drops a received upload that will not be verified (the request failed after its body). */
+  discardUpload(gw: GatewayRuntime, filePath: string): void {
+    this.uploads.discard(gw, filePath);
   }
 
   verifyUpload(gw: GatewayRuntime, input: z.output<typeof uploadVerifyInputSchema>) {

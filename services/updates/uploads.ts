@@ -1,6 +1,9 @@
-import type { KeyObject } from 'node:crypto';
+import { createHash, randomBytes, type KeyObject } from 'node:crypto';
+import type { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
+import { PassThrough, Writable, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { and, desc, eq } from 'drizzle-orm';
 import type { HashedUploadInput } from '../../api/schemas/updates.js';
 import type { Manifest } from '../../bundle/manifest.js';
@@ -23,6 +26,28 @@ export interface VerifiedUpload {
   label: string;
 }
 
+/** A file streamed into an upload area: where it is, its length and its SHA-256 (hex). */
+export interface ReceivedFile {
+  path: string;
+  size: number;
+  sha256: string;
+}
+
+/** What verifying a bundle found: its signed manifest, or why it was refused. */
+export type UploadVerification = { ok: true; manifest: Manifest } | { ok: false; error: unknown };
+
+/** An upload received by {@link UploadStore.receive}: verified while it arrived. */
+export interface ReceivedUpload extends ReceivedFile {
+  verification: UploadVerification;
+}
+
+/** The server's own record of a received upload, waiting for `verify` to consume it. */
+interface ReceivedRecord extends ReceivedUpload {
+  gatewayId: string;
+}
+
+const MiB = 1024 * 1024;
+
 export interface UploadStoreDeps {
   db: GantryDb;
   jobs: JobStore;
@@ -32,31 +57,85 @@ export interface UploadStoreDeps {
 }
 
 /**
- * SECTION 3's manual uploads: a file the REST layer streamed (and hashed) into the gateway's
- * `uploads/incoming`, verified as a signed bundle, kept for deployment and recorded as a
- * completed `upload` job (its artifact names the file), so a deploy can find it by name + checksum.
+ * SECTION 3's manual uploads: a bundle the REST layer streams through {@link receive} into the
+ * gateway's `uploads/incoming` (written, hashed and verified in one pass), then {@link verify}d:
+ * kept for deployment and recorded as a completed `upload` job (its artifact names the file), so a
+ * deploy can find it by name + checksum.
  */
 export class UploadStore {
+  /** Outcomes of {@link receive}, by `.part` path, until `verify` consumes them or `discard`. */
+  private readonly received = new Map<string, ReceivedRecord>();
+
   constructor(private readonly deps: UploadStoreDeps) {}
 
   dir(gw: GatewayRuntime): string {
     return path.join(this.deps.gateways.gatewayDir(gw.id), 'uploads');
   }
 
+  incomingDir(gw: GatewayRuntime): string {
+    return path.join(this.dir(gw), 'incoming');
+  }
+
+  /**
+   * Receives an upload body for `gw`: writes it to a new `.part` file in the incoming area (fsynced),
+   * hashes all of it, and verifies it as a signed bundle on the way (manifest signature against
+   * `trustedKeys`, tar structure, each payload's size and SHA-256), so `verify` need not read the
+   * file back. The outcome is kept server-side under the file's path; a refused upload resolves too
+   * (with its error, its file already removed) so the body is drained and the route answers the
+   * refusal through `verify`, as for any other. Rejects only when the body or the disk failed (its
+   * partial file removed).
+   */
+  async receive(gw: GatewayRuntime, source: Readable, trustedKeys: KeyObject[]): Promise<ReceivedUpload> {
+    const upload = await receiveFile(source, this.incomingDir(gw), async (bytes) => {
+      const { manifest } = await verifyBundle(bytes, { trustedKeys });
+      return manifest;
+    });
+    this.received.set(upload.path, { ...upload, gatewayId: gw.id });
+    return upload;
+  }
+
+  /** Removes a received upload that will not be verified (multer dropped it) and its record. */
+  discard(gw: GatewayRuntime, filePath: string): void {
+    const file = path.resolve(filePath);
+    if (path.dirname(file) !== this.incomingDir(gw) || !file.endsWith('.part')) return;
+    this.received.delete(file);
+    fs.rmSync(file, { force: true });
+  }
+
   async verify(gw: GatewayRuntime, input: HashedUploadInput, trustedKeys: KeyObject[]) {
     const file = path.resolve(input.path);
+    const record = this.received.get(file);
     // The path comes from our own upload handler; refuse anything else (a client may call tRPC directly).
     if (
-      path.dirname(file) !== path.join(this.dir(gw), 'incoming') ||
+      path.dirname(file) !== this.incomingDir(gw) ||
       !file.endsWith('.part') ||
-      !fs.existsSync(file)
+      (record?.gatewayId ?? gw.id) !== gw.id ||
+      !(record || fs.existsSync(file))
     ) {
       throw new GantryError('VALIDATION_ERROR', 'Invalid request: path: not an upload of this gateway');
     }
+    this.received.delete(file);
     try {
-      const { manifest } = await verifyBundle(fs.createReadStream(file, { highWaterMark: 1024 * 1024 }), {
-        trustedKeys,
-      });
+      let manifest: Manifest;
+      if (record) {
+        // Verified while it was received: the recorded outcome, never anything the caller says.
+        if (record.size !== input.size || record.sha256 !== input.sha256) {
+          throw new GantryError(
+            'VALIDATION_ERROR',
+            'Invalid request: size and sha256 must be those of the received upload',
+          );
+        }
+        if (!record.verification.ok) throw record.verification.error;
+        if (!fs.existsSync(file)) {
+          throw new GantryError('VALIDATION_ERROR', 'Invalid request: path: the upload is gone');
+        }
+        manifest = record.verification.manifest;
+      } else {
+        // No record (a file this process did not receive): verify it by reading it.
+        ({ manifest } = await verifyBundle(fs.createReadStream(file, { highWaterMark: MiB }), {
+          trustedKeys,
+        }));
+      }
       let hardware: 'compatible' | 'incompatible' = 'compatible';
       try {
         checkInstallable(manifest, { hardwareModel: gw.row().model, currentVersion: null });
@@ -129,4 +208,112 @@ export class UploadStore {
     }
     return upload;
   }
+}
+
+/**
+ * Streams `source` into a new `upload-….part` file under `dir`, hashing every byte (SHA-256) and
+ * fsyncing it before resolving; nothing is held in memory beyond the streams' buffers. With
+ * `check`, the same chunks also go through a PassThrough to `check` (the bundle verifier), with
+ * backpressure from both the file and the verifier, and the result carries its outcome.
+ *
+ * Once `check` has failed, nothing more is written: the file is closed and removed, and the rest of
+ * the body is only counted and hashed as it is drained (multer answers only after the whole
+ * request body was read, and storing bytes already known to be refused would only cost disk and
+ * time). Rejects, with the partial file removed, when the source or the disk fails.
+ */
+export async function receiveFile(source: Readable, dir: string): Promise<ReceivedFile>;
+export async function receiveFile(
+  source: Readable,
+  dir: string,
+  check: (bytes: Readable) => Promise<Manifest>,
+): Promise<ReceivedUpload>;
+export async function receiveFile(
+  source: Readable,
+  dir: string,
+  check?: (bytes: Readable) => Promise<Manifest>,
+): Promise<ReceivedFile & { verification?: UploadVerification }> {
+  fs.mkdirSync(dir, { recursive: true });
+  const filePath = path.join(dir, `upload-${Date.now()}-${randomBytes(6).toString('hex')}.part`);
+  const out = fs.createWriteStream(filePath, { flush: true, highWaterMark: MiB });
+  let outError: unknown;
+  out.on('error', (err) => (outError ??= err));
+  const outClosed = closed(out);
+  const hash = createHash('sha256');
+  let size = 0;
+
+  let refused = false;
+  const tap = check ? new PassThrough({ highWaterMark: MiB }) : null;
+  const verification: Promise<UploadVerification> | undefined =
+    tap && check
+      ? check(tap).then(
+          (manifest) => ({ ok: true as const, manifest }),
+          (error: unknown) => {
+            refused = true;
+            out.destroy(); // stop writing: the file is removed once the body is drained
+            return { ok: false as const, error };
+          },
+        )
+      : undefined;
+
+  const sink = new Writable({
+    highWaterMark: MiB,
+    write(chunk: Buffer, _enc, cb) {
+      hash.update(chunk);
+      size += chunk.length;
+      if (refused) return cb();
+      if (outError !== undefined) return cb(outError as Error);
+      const waits: Promise<void>[] = [];
+      if (!out.write(chunk)) waits.push(drained(out));
+      if (tap && !tap.destroyed && !tap.write(chunk)) waits.push(drained(tap));
+      if (waits.length === 0) return cb();
+      Promise.all(waits).then(() => cb(refused ? undefined : (outError as Error | undefined)));
+    },
+    final(cb) {
+      if (tap && !tap.destroyed) tap.end();
+      if (!refused) out.end();
+      // The file is closed (fsynced: `flush`) and the verifier has seen the end before we resolve.
+      Promise.all([outClosed, verification]).then(() => {
+        cb(refused ? undefined : (outError as Error | undefined));
+      }, cb);
+    },
+  });
+
+  try {
+    await pipeline(source, sink);
+  } catch (err) {
+    tap?.destroy();
+    out.destroy();
+    await Promise.all([outClosed, verification]);
+    fs.rmSync(filePath, { force: true });
+    throw err;
+  }
+  const outcome = await verification;
+  if (outcome && !outcome.ok) {
+    await outClosed;
+    fs.rmSync(filePath, { force: true });
+  }
+  return { path: filePath, size, sha256: hash.digest('hex'), ...(outcome ? { verification: outcome } : {}) };
+}
+
+/** Resolves on 'drain', or on 'close' so a destroyed stream never leaves the writer hanging. */
+function drained(stream: { destroyed: boolean }): Promise<void> {
+  const ee = stream as unknown as EventEmitter;
+  return new Promise((resolve) => {
+    if (stream.destroyed) return resolve();
+    const done = (): void => {
+      ee.off('drain', done);
+      ee.off('close', done);
+      resolve();
+    };
+    ee.on('drain', done);
+    ee.on('close', done);
+  });
+}
+
+/** Resolves once the file stream closed (its fd is closed: after the fsync of `flush`), however. */
+function closed(stream: fs.WriteStream): Promise<void> {
+  return new Promise((resolve) => {
+    if (stream.closed) resolve();
+    else stream.once('close', () => resolve());
+  });
 }

@@ -1,0 +1,121 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { verifyBundle } from '../../bundle/stream.js';
+import { isGantryError } from '../../core/errors.js';
+import { receiveFile } from '../../services/updates/uploads.js';
+import { buildBundleBuffer, bytes, keys, sha256 } from '../bundle/helpers.js';
+
+/** receiveFile: an upload written, hashed and verified as a bundle in one pass over its bytes. */
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const vendor = keys();
+
+const dirs: string[] = [];
+function tempDir(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-receive-'));
+  dirs.push(dir);
+  return dir;
+}
+afterEach(() => {
+  vi.restoreAllMocks();
+  for (const dir of dirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/** `data` in `chunk`-byte pieces, produced only when read (so the reader's pace is visible). */
+function chunked(data: Buffer, chunk = 64 * KiB, onProduce?: (n: number) => void): Readable {
+  let at = 0;
+  return new Readable({
+    read() {
+      if (at >= data.length) return void this.push(null);
+      const piece = data.subarray(at, at + chunk);
+      at += piece.length;
+      onProduce?.(piece.length);
+      this.push(piece);
+    },
+  });
+}
+
+const verify = async (input: Readable) =>
+  (await verifyBundle(input, { trustedKeys: [vendor.publicKey] })).manifest;
+
+describe('receiveFile', () => {
+  it('should store, hash and verify a signed bundle in one pass', async () => {
+    const bundle = await buildBundleBuffer(vendor, [
+      { name: 'rootfs.img', kind: 'rootfs', data: bytes(3 * MiB + 7) },
+    ]);
+    const dir = tempDir();
+    const got = await receiveFile(chunked(bundle), dir, verify);
+    expect(got.verification).toMatchObject({ ok: true, manifest: { version: 'v5.0.5' } });
+    expect(got).toMatchObject({ size: bundle.length, sha256: sha256(bundle) });
+    expect(path.dirname(got.path)).toBe(dir);
+    expect(got.path).toMatch(/upload-.*\.part$/);
+    expect(fs.readFileSync(got.path).equals(bundle)).toBe(true);
+  });
+
+  it('should stop writing once the verifier refused the bytes, drain the rest and remove the file', async () => {
+    const junk = bytes(8 * MiB, 7); // not a tar: refused at its first header
+    const dir = tempDir();
+    const opened = vi.spyOn(fs, 'createWriteStream');
+    const got = await receiveFile(chunked(junk), dir, verify);
+    expect(opened).toHaveBeenCalledTimes(1);
+    const file = opened.mock.results[0]!.value as fs.WriteStream;
+    expect(got.verification.ok).toBe(false);
+    const { error } = got.verification as { ok: false; error: unknown };
+    expect(isGantryError(error) && error.gantryCode).toBe('OTA_INVALID_IMAGE');
+    // The whole body was still read (multer needs it drained) and hashed.
+    expect(got).toMatchObject({ size: junk.length, sha256: sha256(junk) });
+    expect(fs.existsSync(got.path)).toBe(false);
+    expect(fs.readdirSync(dir)).toEqual([]);
+    // What reached the disk: the first chunks at most, not the 8 MiB that followed the refusal.
+    expect(file.bytesWritten).toBeLessThan(4 * MiB);
+  });
+
+  it('should keep the source at the verifier pace (backpressure through the PassThrough)', async () => {
+    const bundle = await buildBundleBuffer(vendor, [
+      { name: 'rootfs.img', kind: 'rootfs', data: bytes(16 * MiB, 3) },
+    ]);
+    let produced = 0;
+    let consumed = 0;
+    let ahead = 0;
+    const source = chunked(bundle, 64 * KiB, (n) => {
+      produced += n;
+      ahead = Math.max(ahead, produced - consumed);
+    });
+    const got = await receiveFile(source, tempDir(), (input) => {
+      // A slow reader in front of the verifier: one chunk per millisecond.
+      const slow = new Readable({ read() {} });
+      input.on('data', (c: Buffer) => {
+        consumed += c.length;
+        slow.push(c);
+        input.pause();
+        setTimeout(() => input.resume(), 1);
+      });
+      input.on('end', () => slow.push(null));
+      return verify(slow);
+    });
+    expect(got.verification.ok).toBe(true);
+    expect(got.size).toBe(bundle.length);
+    // Never more than the streams' buffers (a few MiB) ahead of the verifier: never the whole file.
+    expect(ahead).toBeLessThan(4 * MiB);
+  });
+
+  it('should remove the partial file and reject when the body fails', async () => {
+    const dir = tempDir();
+    const source = new Readable({ read() {} });
+    source.push(bytes(256 * KiB));
+    setTimeout(() => source.destroy(new Error('client went away')), 20);
+    await expect(receiveFile(source, dir, verify)).rejects.toThrow(/client went away/);
+    expect(fs.readdirSync(dir)).toEqual([]);
+  });
+
+  it('should only store and hash without a verifier', async () => {
+    const data = bytes(2 * MiB + 5, 9);
+    const got = await receiveFile(chunked(data), tempDir());
+    expect(got).toEqual({ path: got.path, size: data.length, sha256: sha256(data) });
+    expect(fs.readFileSync(got.path).equals(data)).toBe(true);
+  });
+});
