@@ -125,6 +125,15 @@ export function uploadHandlers(
           new GantryError('VALIDATION_ERROR', 'Invalid request: file: required'),
           'upload',
         );
+      // Once the request is over, whatever the procedure did not keep goes (its input refused, the
+      // client gone): a kept upload has left the incoming area by then.
+      res.once('close', () => {
+        try {
+          files.remove(file.path);
+        } catch (cleanupErr) {
+          deps.logs.warn(gatewayId, 'ota', `Removing upload ${file.path} failed: ${String(cleanupErr)}`);
+        }
+      });
       req.body = {
         path: file.path,
         originalName: file.originalname,

@@ -94,7 +94,11 @@ export class UploadStore {
     return upload;
   }
 
-  /** Removes a received upload that will not be verified (multer dropped it) and its record. */
+  /**
+   * Removes a received upload and its record unless `verify` took it (the REST route calls this
+   * once its request is over: multer dropped the file, the procedure's input was refused, the
+   * client went away); a verified upload has left the incoming area, so this is then a no-op.
+   */
   discard(gw: GatewayRuntime, filePath: string): void {
     const file = path.resolve(filePath);
     if (path.dirname(file) !== this.incomingDir(gw) || !file.endsWith('.part')) return;

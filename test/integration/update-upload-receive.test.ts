@@ -134,6 +134,18 @@ describe('manual upload verified while received', () => {
     expect(incoming()).toEqual([]);
   });
 
+  it('should keep nothing of an upload whose form the procedure refuses', async () => {
+    const res = await uploadVerify(bundle, NAME, 'v'.repeat(65));
+    expect(res.status, JSON.stringify(res.body)).toBe(400);
+    expect(res.body.error.code).toBe('VALIDATION_ERROR');
+    expect(res.body.error.message).toMatch(/version/);
+    await waitFor(
+      async () => incoming(),
+      (files) => files.length === 0,
+      'refused upload removed',
+    );
+  });
+
   it('should remove the partial file when the client goes away mid-body', async () => {
     const boundary = 'gantry-abort-boundary';
     await new Promise<void>((resolve) => {
