@@ -6,13 +6,14 @@ import type { StorageEngine } from 'multer';
 export interface HashedUpload {
   path: string;
   size: number;
-  sha256: string;
+  /** Absent when the receiver refused the file before hashing it all (it answers why later). */
+  sha256?: string;
 }
 
 /** The service side of an upload: where the body's bytes go, and how an unwanted file goes away. */
 export interface UploadReceiver {
   /** Streams the file part to disk (hashed, fsynced), resolving once it is all stored. */
-  receive(stream: Readable): Promise<HashedUpload>;
+  receive(stream: Readable): Promise<{ path: string; size: number; sha256: string | null }>;
   /** Removes a received file multer drops (a limit or an error after the file part). */
   remove(path: string): void;
 }
@@ -25,7 +26,10 @@ export function receivingStorage(receiver: UploadReceiver): StorageEngine {
   return {
     _handleFile(_req: Request, file, cb) {
       receiver.receive(file.stream).then(
-        ({ path, size, sha256 }) => cb(null, { path, size, sha256 } satisfies HashedUpload as never),
+        ({ path, size, sha256 }) => {
+          const info: HashedUpload = { path, size, ...(sha256 === null ? {} : { sha256 }) };
+          cb(null, info as never);
+        },
         (err: Error) => cb(err),
       );
     },

@@ -7,7 +7,7 @@ import {
   rollbackInputSchema,
   rollbackOutputSchema,
 } from '../schemas/recovery.js';
-import { uploadVerifyInputSchema } from '../schemas/updates.js';
+import { hashedUploadInputSchema } from '../schemas/updates.js';
 import { incomingUploadDir } from '../../rest-compat/routes/upload.js';
 import { adminProcedure, router } from '../trpc.js';
 
@@ -32,7 +32,7 @@ export const recoveryRouter = router({
 
   /** Takes a file the REST layer already streamed into the gateway's upload area. */
   storeRecoveryImage: adminProcedure
-    .input(uploadVerifyInputSchema)
+    .input(hashedUploadInputSchema)
     .output(recoveryUploadOutputSchema)
     .mutation(({ ctx, input }) =>
       ctx.deps.recovery.storeRecoveryImage(ctx.gateway, input, incomingUploadDir(ctx.deps, ctx.gateway.id)),

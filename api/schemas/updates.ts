@@ -105,13 +105,21 @@ export const uploadVerifyOutputSchema = z.object({
   metadata: z.object({ kernel: z.string(), signature: z.literal('verified') }),
   compatibility: z.object({ hardware: z.enum(['compatible', 'incompatible']) }),
 });
-/** Internal input of the upload-verify procedure (the REST layer streams the file to disk first). */
-export const uploadVerifyInputSchema = z.strictObject({
+/** Internal input of a procedure taking a file the REST layer streamed to disk and hashed first. */
+export const hashedUploadInputSchema = z.strictObject({
   path: z.string(),
   originalName: z.string().max(255),
   size: z.number().int().nonnegative(),
   sha256: z.string().regex(/^[0-9a-f]{64}$/),
   version: z.string().min(1).max(64).optional(),
+});
+/**
+ * Internal input of the upload-verify procedure: the REST layer verified the bundle while it
+ * streamed it to disk; a refused upload was not hashed, so `sha256` may be absent. Whatever the
+ * caller says, the server uses the size and hash it recorded or computed itself.
+ */
+export const uploadVerifyInputSchema = hashedUploadInputSchema.extend({
+  sha256: hashedUploadInputSchema.shape.sha256.optional(),
 });
 
 export const deployInputSchema = z.strictObject({
@@ -128,4 +136,5 @@ export const deployOutputSchema = z.object({
 });
 
 /** A file the REST layer streamed to the gateway's upload area, hashed on the way. */
-export type HashedUploadInput = z.output<typeof uploadVerifyInputSchema>;
+export type HashedUploadInput = z.output<typeof hashedUploadInputSchema>;
+export type UploadVerifyInput = z.output<typeof uploadVerifyInputSchema>;

@@ -138,7 +138,7 @@ export function uploadHandlers(
         path: file.path,
         originalName: file.originalname,
         size: file.size,
-        sha256: file.sha256,
+        ...(file.sha256 ? { sha256: file.sha256 } : {}),
         ...(typeof req.body?.version === 'string' && req.body.version ? { version: req.body.version } : {}),
       };
       next();

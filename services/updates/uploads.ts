@@ -5,7 +5,7 @@ import path from 'node:path';
 import { PassThrough, Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { and, desc, eq } from 'drizzle-orm';
-import type { HashedUploadInput } from '../../api/schemas/updates.js';
+import type { UploadVerifyInput } from '../../api/schemas/updates.js';
 import type { Manifest } from '../../bundle/manifest.js';
 import { checkInstallable, verifyBundle } from '../../bundle/stream.js';
 import { GantryError } from '../../core/errors.js';
@@ -36,8 +36,18 @@ export interface ReceivedFile {
 /** What verifying a bundle found: its signed manifest, or why it was refused. */
 export type UploadVerification = { ok: true; manifest: Manifest } | { ok: false; error: unknown };
 
+/** What a verifier reports of a bundle it read whole: its manifest and the SHA-256 of every byte. */
+export interface CheckedBundle {
+  manifest: Manifest;
+  sha256: string;
+}
+
 /** An upload received by {@link UploadStore.receive}: verified while it arrived. */
-export interface ReceivedUpload extends ReceivedFile {
+export interface ReceivedUpload {
+  path: string;
+  size: number;
+  /** SHA-256 of the whole file, from the verifier's pass; null when it was refused (its file removed). */
+  sha256: string | null;
   verification: UploadVerification;
 }
 
@@ -77,19 +87,18 @@ export class UploadStore {
   }
 
   /**
-   * Receives an upload body for `gw`: writes it to a new `.part` file in the incoming area (fsynced),
-   * hashes all of it, and verifies it as a signed bundle on the way (manifest signature against
-   * `trustedKeys`, tar structure, each payload's size and SHA-256), so `verify` need not read the
-   * file back. The outcome is kept server-side under the file's path; a refused upload resolves too
-   * (with its error, its file already removed) so the body is drained and the route answers the
-   * refusal through `verify`, as for any other. Rejects only when the body or the disk failed (its
-   * partial file removed).
+   * Receives an upload body for `gw`: writes it to a new `.part` file in the incoming area (fsynced)
+   * and verifies it as a signed bundle on the way (manifest signature against `trustedKeys`, tar
+   * structure, each payload's size and SHA-256; the verifier also hashes every byte: the file's
+   * SHA-256), so `verify` need not read the file back. The outcome is kept server-side under the
+   * file's path; a refused upload resolves too (with its error, its file already removed) so the
+   * body is drained and the route answers the refusal through `verify` (audited like any other).
+   * Rejects only when the body or the disk failed (its partial file removed).
    */
   async receive(gw: GatewayRuntime, source: Readable, trustedKeys: KeyObject[]): Promise<ReceivedUpload> {
-    const upload = await receiveFile(source, this.incomingDir(gw), async (bytes) => {
-      const { manifest } = await verifyBundle(bytes, { trustedKeys });
-      return manifest;
-    });
+    const upload = await receiveFile(source, this.incomingDir(gw), (bytes) =>
+      verifyBundle(bytes, { trustedKeys }),
+    );
     this.received.set(upload.path, { ...upload, gatewayId: gw.id });
     return upload;
   }
@@ -106,7 +115,7 @@ export class UploadStore {
     fs.rmSync(file, { force: true });
   }
 
-  async verify(gw: GatewayRuntime, input: HashedUploadInput, trustedKeys: KeyObject[]) {
+  async verify(gw: GatewayRuntime, input: UploadVerifyInput, trustedKeys: KeyObject[]) {
     const file = path.resolve(input.path);
     const record = this.received.get(file);
     // The path comes from our own upload handler; refuse anything else (a client may call tRPC directly).
@@ -120,25 +129,32 @@ export class UploadStore {
     }
     this.received.delete(file);
     try {
+      // The size and hash are the server's own (recorded while received, or read now); the
+      // caller's, when given, must agree with them.
       let manifest: Manifest;
+      let size: number;
+      let sha256: string;
       if (record) {
         // Verified while it was received: the recorded outcome, never anything the caller says.
-        if (record.size !== input.size || record.sha256 !== input.sha256) {
-          throw new GantryError(
-            'VALIDATION_ERROR',
-            'Invalid request: size and sha256 must be those of the received upload',
-          );
-        }
         if (!record.verification.ok) throw record.verification.error;
         if (!fs.existsSync(file)) {
           throw new GantryError('VALIDATION_ERROR', 'Invalid request: path: the upload is gone');
         }
         manifest = record.verification.manifest;
+        size = record.size;
+        sha256 = record.sha256!; // set whenever the verification passed
       } else {
         // No record (a file this process did not receive): verify it by reading it.
-        ({ manifest } = await verifyBundle(fs.createReadStream(file, { highWaterMark: MiB }), {
+        size = fs.statSync(file).size;
+        ({ manifest, sha256 } = await verifyBundle(fs.createReadStream(file, { highWaterMark: MiB }), {
           trustedKeys,
         }));
+      }
+      if (input.size !== size || (input.sha256 !== undefined && input.sha256 !== sha256)) {
+        throw new GantryError(
+          'VALIDATION_ERROR',
+          'Invalid request: size and sha256 must be those of the received upload',
+        );
       }
       let hardware: 'compatible' | 'incompatible' = 'compatible';
       try {
@@ -146,19 +162,19 @@ export class UploadStore {
       } catch {
         hardware = 'incompatible';
       }
-      const stored = path.join(this.dir(gw), `${input.sha256}.bundle`);
+      const stored = path.join(this.dir(gw), `${sha256}.bundle`);
       fs.renameSync(file, stored);
       const label = input.version ?? manifest.version;
       const upload: VerifiedUpload = {
         path: stored,
         name: input.originalName,
-        size: input.size,
-        sha256: input.sha256,
+        size,
+        sha256,
         manifest,
         label,
       };
       this.deps.jobs.create({
-        id: `UPLOAD-${input.sha256.slice(0, 12)}-${this.deps.clock()}`,
+        id: `UPLOAD-${sha256.slice(0, 12)}-${this.deps.clock()}`,
         gatewayId: gw.id,
         kind: 'upload',
         state: 'complete',
@@ -175,8 +191,8 @@ export class UploadStore {
         verified: true as const,
         file: {
           name: input.originalName,
-          size: formatBytes(input.size),
-          checksum: `sha256:${input.sha256}`,
+          size: formatBytes(size),
+          checksum: `sha256:${sha256}`,
           version: label,
         },
         metadata: { kernel: manifest.kernel, signature: 'verified' as const },
@@ -215,46 +231,49 @@ export class UploadStore {
 }
 
 /**
- * Streams `source` into a new `upload-….part` file under `dir`, hashing every byte (SHA-256) and
- * fsyncing it before resolving; nothing is held in memory beyond the streams' buffers. With
- * `check`, the same chunks also go through a PassThrough to `check` (the bundle verifier), with
- * backpressure from both the file and the verifier, and the result carries its outcome.
+ * Streams `source` into a new `upload-….part` file under `dir`, fsyncing it before resolving;
+ * nothing is held in memory beyond the streams' buffers. Without `check`, every byte is hashed
+ * (SHA-256) on the way. With `check`, the same chunks also go through a PassThrough to `check`
+ * (the bundle verifier, which hashes every byte itself: hashing them here too would be a third
+ * SHA-256 pass over a 1 GiB upload on the event loop), with backpressure from both the file and
+ * the verifier, and the result carries its outcome and its hash.
  *
  * Once `check` has failed, nothing more is written: the file is closed and removed, and the rest of
- * the body is only counted and hashed as it is drained (multer answers only after the whole
- * request body was read, and storing bytes already known to be refused would only cost disk and
- * time). Rejects, with the partial file removed, when the source or the disk fails.
+ * the body is only counted as it is drained (multer answers only after the whole request body was
+ * read, and storing or hashing bytes already known to be refused would only cost disk and time: a
+ * refused upload has no SHA-256). Rejects, with the partial file removed, when the source or the
+ * disk fails.
  */
 export async function receiveFile(source: Readable, dir: string): Promise<ReceivedFile>;
 export async function receiveFile(
   source: Readable,
   dir: string,
-  check: (bytes: Readable) => Promise<Manifest>,
+  check: (bytes: Readable) => Promise<CheckedBundle>,
 ): Promise<ReceivedUpload>;
 export async function receiveFile(
   source: Readable,
   dir: string,
-  check?: (bytes: Readable) => Promise<Manifest>,
-): Promise<ReceivedFile & { verification?: UploadVerification }> {
+  check?: (bytes: Readable) => Promise<CheckedBundle>,
+): Promise<ReceivedFile | ReceivedUpload> {
   fs.mkdirSync(dir, { recursive: true });
   const filePath = path.join(dir, `upload-${Date.now()}-${randomBytes(6).toString('hex')}.part`);
   const out = fs.createWriteStream(filePath, { flush: true, highWaterMark: MiB });
   let outError: unknown;
   out.on('error', (err) => (outError ??= err));
   const outClosed = closed(out);
-  const hash = createHash('sha256');
+  const hash = check ? null : createHash('sha256');
   let size = 0;
 
   let refused = false;
   const tap = check ? new PassThrough({ highWaterMark: MiB }) : null;
-  const verification: Promise<UploadVerification> | undefined =
+  const checked: Promise<{ verification: UploadVerification; sha256: string | null }> | undefined =
     tap && check
       ? check(tap).then(
-          (manifest) => ({ ok: true as const, manifest }),
+          ({ manifest, sha256 }) => ({ verification: { ok: true as const, manifest }, sha256 }),
           (error: unknown) => {
             refused = true;
             out.destroy(); // stop writing: the file is removed once the body is drained
-            return { ok: false as const, error };
+            return { verification: { ok: false as const, error }, sha256: null };
           },
         )
       : undefined;
@@ -262,10 +281,10 @@ export async function receiveFile(
   const sink = new Writable({
     highWaterMark: MiB,
     write(chunk: Buffer, _enc, cb) {
-      hash.update(chunk);
       size += chunk.length;
       if (refused) return cb();
       if (outError !== undefined) return cb(outError as Error);
+      hash?.update(chunk);
       const waits: Promise<void>[] = [];
       if (!out.write(chunk)) waits.push(drained(out));
       if (tap && !tap.destroyed && !tap.write(chunk)) waits.push(drained(tap));
@@ -276,7 +295,7 @@ export async function receiveFile(
       if (tap && !tap.destroyed) tap.end();
       if (!refused) out.end();
       // The file is closed (fsynced: `flush`) and the verifier has seen the end before we resolve.
-      Promise.all([outClosed, verification]).then(() => {
+      Promise.all([outClosed, checked]).then(() => {
         cb(refused ? undefined : (outError as Error | undefined));
       }, cb);
     },
@@ -287,16 +306,17 @@ export async function receiveFile(
   } catch (err) {
     tap?.destroy();
     out.destroy();
-    await Promise.all([outClosed, verification]);
+    await Promise.all([outClosed, checked]);
     fs.rmSync(filePath, { force: true });
     throw err;
   }
-  const outcome = await verification;
-  if (outcome && !outcome.ok) {
+  if (!checked) return { path: filePath, size, sha256: hash!.digest('hex') };
+  const { verification, sha256 } = await checked;
+  if (!verification.ok) {
     await outClosed;
     fs.rmSync(filePath, { force: true });
   }
-  return { path: filePath, size, sha256: hash.digest('hex'), ...(outcome ? { verification: outcome } : {}) };
+  return { path: filePath, size, sha256, verification };
 }
 
 /** Resolves on 'drain', or on 'close' so a destroyed stream never leaves the writer hanging. */

@@ -196,6 +196,26 @@ describe('manual upload verified while received', () => {
     expect(out).toMatchObject({ verified: true, file: { name: 'by-hand.bundle', version: 'v5.2.0' } });
     expect(reads()).toEqual([file]);
 
+    // The hash is the server's own, read with the file: none given is fine, a wrong one is refused.
+    fs.writeFileSync(file, bundle);
+    const unhashed = await trpc().updates.verifyUpload.mutate({
+      path: file,
+      originalName: 'by-hand.bundle',
+      size: bundle.length,
+    });
+    expect(unhashed.file.checksum).toBe(`sha256:${sha256(bundle)}`);
+    fs.writeFileSync(file, bundle);
+    const wrong = await trpcError(
+      trpc().updates.verifyUpload.mutate({
+        path: file,
+        originalName: 'by-hand.bundle',
+        size: bundle.length,
+        sha256: '0'.repeat(64),
+      }),
+    );
+    expect(wrong.data).toMatchObject({ gantryCode: 'VALIDATION_ERROR' });
+    expect(fs.existsSync(file)).toBe(false);
+
     const tampered = Buffer.from(bundle);
     tampered[tampered.length - 4096]! ^= 0x01;
     fs.writeFileSync(file, tampered);
@@ -218,8 +238,9 @@ describe('manual upload verified while received', () => {
       path: received.path,
       originalName: 'claimed.bundle',
       size: received.size,
-      sha256: received.sha256,
+      sha256: received.sha256!,
     };
+    expect(received.sha256).toBe(sha256(bundle));
     const claimed = await trpcError(
       trpc().updates.verifyUpload.mutate({ ...input, verification: { ok: true } } as typeof input),
     );
