@@ -220,7 +220,7 @@ export async function measureUpload(opts: {
       ],
     },
     notes: [
-      'Upload: Gantry stores the multipart file (hashed, fsynced), then reads it back to verify the signature and the payload hash before answering; the bare server only stores and fsyncs.',
+      'Upload: Gantry stores the multipart file (fsynced) and verifies it on the way (whole-file and payload SHA-256 on a worker thread, manifest signature, tar structure) before answering; the bare server only stores and fsyncs.',
     ],
   };
 }

@@ -139,12 +139,18 @@ export function checkInstallable(
  */
 export function verifyBundle(
   source: Readable,
-  opts: { trustedKeys: readonly KeyObject[]; maxManifestBytes?: number; onProgress?(bytes: number): void },
+  opts: {
+    trustedKeys: readonly KeyObject[];
+    maxManifestBytes?: number;
+    onProgress?(bytes: number): void;
+    digests?: () => BundleDigests;
+  },
 ): Promise<StreamedBundle> {
   return readBundle(source, {
     checkManifest: (bytes, sig) => verifyManifestSignature(bytes, sig, opts.trustedKeys),
     openPayloadSink: async () => discard(),
     onProgress: opts.onProgress,
+    digests: opts.digests,
     maxManifestBytes: opts.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES,
   });
 }

@@ -7,6 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { and, desc, eq } from 'drizzle-orm';
 import type { UploadVerifyInput } from '../../api/schemas/updates.js';
 import type { Manifest } from '../../bundle/manifest.js';
+import { threadDigests } from '../../bundle/digests.js';
 import { checkInstallable, verifyBundle } from '../../bundle/stream.js';
 import { GantryError } from '../../core/errors.js';
 import { formatBytes } from '../../core/format.js';
@@ -96,8 +97,9 @@ export class UploadStore {
    * Rejects only when the body or the disk failed (its partial file removed).
    */
   async receive(gw: GatewayRuntime, source: Readable, trustedKeys: KeyObject[]): Promise<ReceivedUpload> {
+    // Uploads are whole OS images: their two SHA-256 run on a thread, off the event loop.
     const upload = await receiveFile(source, this.incomingDir(gw), (bytes) =>
-      verifyBundle(bytes, { trustedKeys }),
+      verifyBundle(bytes, { trustedKeys, digests: threadDigests }),
     );
     this.received.set(upload.path, { ...upload, gatewayId: gw.id });
     return upload;
