@@ -77,6 +77,57 @@ interface SizeResult {
   swupdate: ToolRun[];
   swupdateError: string | null;
   shell: ToolRun[];
+  bare: BareRun[];
+}
+
+/** The memory floor: Node itself receiving the same bundle over HTTP into a file, nothing else. */
+interface BareRun extends ToolRun {
+  startRssBytes: number;
+  peakRssBytes: number;
+}
+
+/**
+ * `http.get(url)` piped to a file and fsynced, in a node started with the launcher's settings
+ * (bin/gantry-server): what receiving the bundle costs Node before Gantry does anything with it.
+ */
+const BARE_DOWNLOAD = `
+const fs = require('node:fs'), http = require('node:http');
+const hwm = () => Number(/VmHWM:\\s+(\\d+)/.exec(fs.readFileSync('/proc/self/status', 'utf8'))[1]) * 1024;
+const [url, out] = process.argv.slice(1);
+const startRss = process.memoryUsage().rss;
+const t0 = performance.now();
+http.get(url, (res) => {
+  const file = fs.createWriteStream(out);
+  res.pipe(file);
+  file.on('finish', () => {
+    fs.fsyncSync(fs.openSync(out, 'r+'));
+    console.log(JSON.stringify({ seconds: (performance.now() - t0) / 1000, startRss, peakRss: hwm() }));
+  });
+});
+`;
+
+async function bareDownload(url: string, slot: string, img: ImageFixture): Promise<BareRun> {
+  fs.rmSync(slot, { force: true });
+  try {
+    const r = await runCommand(
+      process.execPath,
+      ['--max-semi-space-size=4', '-e', BARE_DOWNLOAD, url, slot],
+      {
+        timeoutMs: 300_000,
+        env: { ...process.env, MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '131072' },
+      },
+    );
+    if (r.code !== 0) throw new Error(`bare node download failed (${r.code}): ${r.stderr}`);
+    const out = JSON.parse(r.stdout.trim()) as { seconds: number; startRss: number; peakRss: number };
+    return {
+      seconds: out.seconds,
+      slotOk: fs.statSync(slot).size === img.bundleBytes,
+      startRssBytes: out.startRss,
+      peakRssBytes: out.peakRss,
+    };
+  } finally {
+    fs.rmSync(slot, { force: true });
+  }
 }
 
 function envNumber(name: string, fallback: number): number {
@@ -323,6 +374,7 @@ export const pipelineSuite: BenchSuite = {
           swupdate: [],
           swupdateError: null,
           shell: [],
+          bare: [],
         };
         // Gantry and the shell alternate run by run; the peer script does its runs in one go.
         for (let i = 0; i < runs; i++) {
@@ -339,6 +391,13 @@ export const pipelineSuite: BenchSuite = {
           );
           opts.log(`  shell ${round(s.seconds, 2)} s, slot ${s.slotOk ? 'ok' : 'WRONG'}`);
           res.shell.push(s);
+          const b = await bareDownload(
+            `${feedUrl}${img.bundleUrlPath}`,
+            path.join(work, 'bare-slot.img'),
+            img,
+          );
+          opts.log(`  bare node ${round(b.seconds, 2)} s, peak RSS ${mib(b.peakRssBytes)} MiB`);
+          res.bare.push(b);
         }
         opts.log(`${img.label}: SWUpdate peer, ${runs} runs (${path.relative(ROOT, PEER)})…`);
         const swu = await swupdateDownloads(img, path.join(work, 'swupdate-slot.img'), runs);
@@ -406,6 +465,22 @@ export const pipelineSuite: BenchSuite = {
           mib(growth),
           r.gantry.map((x) => mib(x.peakRssBytes ?? 0)).join(' / '),
         ]);
+        if (r.bare.length) {
+          const bareStart = median(r.bare.map((x) => x.startRssBytes));
+          const barePeak = Math.max(...r.bare.map((x) => x.peakRssBytes));
+          const bareGrowth = Math.max(...r.bare.map((x) => x.peakRssBytes - x.startRssBytes));
+          memRows.push([
+            `${r.label} (bare node http.get → file)`,
+            mib(bareStart),
+            '–',
+            mib(bareStart),
+            mib(barePeak),
+            '–',
+            mib(bareGrowth),
+            r.bare.map((x) => mib(x.peakRssBytes)).join(' / '),
+          ]);
+          ratios[`${r.label}: download RSS growth gantry / bare node`] = round(growth / bareGrowth, 2);
+        }
         const lat = latencyStats(r.gantry.flatMap((x) => x.progressLatenciesMs));
         const idleLat = latencyStats(r.gantry.flatMap((x) => x.idleProgressLatenciesMs));
         const busySeconds = r.gantry.reduce((n, x) => n + x.seconds, 0);
@@ -484,7 +559,7 @@ export const pipelineSuite: BenchSuite = {
           rows: installRows,
         },
         {
-          title: `Gantry child process memory during the download (MiB; fresh process per run)`,
+          title: `Gantry child process memory during the download (MiB; fresh process per run); the bare row is node alone receiving the same bundle into a file (launcher settings), the floor Gantry builds on`,
           columns: [
             'image',
             'started',
