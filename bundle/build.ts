@@ -1,11 +1,11 @@
 import { createHash, type KeyObject } from 'node:crypto';
-import type { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { GantryError } from '../core/errors.js';
+import { drained } from '../core/streams.js';
 import { keyId, signManifest } from './keys.js';
 import {
   BUNDLE_FORMAT,
@@ -153,20 +153,5 @@ function entryDone(entry: ReturnType<tar.Pack['entry']>): Promise<void> {
 function addBuffer(pack: tar.Pack, header: EntryHeader, data: Buffer): Promise<void> {
   return new Promise((resolve, reject) => {
     pack.entry(header, data, (err) => (err ? reject(err) : resolve()));
-  });
-}
-
-/** Resolves on 'drain', or on 'close' so a destroyed stream never leaves the writer hanging. */
-function drained(stream: { destroyed: boolean }): Promise<void> {
-  const ee = stream as unknown as EventEmitter;
-  return new Promise((resolve) => {
-    if (stream.destroyed) return resolve();
-    const done = (): void => {
-      ee.off('drain', done);
-      ee.off('close', done);
-      resolve();
-    };
-    ee.on('drain', done);
-    ee.on('close', done);
   });
 }

@@ -1,8 +1,8 @@
 import type { KeyObject } from 'node:crypto';
-import type { EventEmitter } from 'node:events';
 import { Readable, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { GantryError, isGantryError } from '../core/errors.js';
+import { drained } from '../core/streams.js';
 import { verifyManifestSignature } from './keys.js';
 import {
   compareVersions,
@@ -502,20 +502,5 @@ function consumeStream(
       if (!ended) finish(new Error('the bundle stream closed before its end'));
     };
     source.on('data', onData).on('end', onEnd).on('error', finish).on('close', onClose);
-  });
-}
-
-/** Resolves on 'drain', or on 'close' so a destroyed stream never leaves the writer hanging. */
-function drained(stream: { destroyed: boolean }): Promise<void> {
-  const ee = stream as unknown as EventEmitter;
-  return new Promise((resolve) => {
-    if (stream.destroyed) return resolve();
-    const done = (): void => {
-      ee.off('drain', done);
-      ee.off('close', done);
-      resolve();
-    };
-    ee.on('drain', done);
-    ee.on('close', done);
   });
 }

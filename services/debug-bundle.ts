@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import type { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,6 +13,7 @@ import type { GantryConfig } from '../core/config.js';
 import { findGantryError, GantryError, type ErrorCode } from '../core/errors.js';
 import { formatBytes, isoSeconds } from '../core/format.js';
 import { fsyncDirSync } from '../core/fsutil.js';
+import { drained } from '../core/streams.js';
 import type { GantryDb } from '../drizzle/db.js';
 import {
   jobs as jobsTable,
@@ -138,21 +138,6 @@ function entryDone(entry: ReturnType<tar.Pack['entry']>): Promise<void> {
 function addBuffer(pack: tar.Pack, header: Parameters<tar.Pack['entry']>[0], data: Buffer): Promise<void> {
   return new Promise((resolve, reject) => {
     pack.entry(header, data, (err) => (err ? reject(err) : resolve()));
-  });
-}
-
-/** Resolves on 'drain', or on 'close' so a destroyed stream never leaves the writer hanging. */
-function drained(stream: { destroyed: boolean }): Promise<void> {
-  const ee = stream as unknown as EventEmitter;
-  return new Promise((resolve) => {
-    if (stream.destroyed) return resolve();
-    const done = (): void => {
-      ee.off('drain', done);
-      ee.off('close', done);
-      resolve();
-    };
-    ee.on('drain', done);
-    ee.on('close', done);
   });
 }
 

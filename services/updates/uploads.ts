@@ -1,5 +1,4 @@
 import { createHash, randomBytes, type KeyObject } from 'node:crypto';
-import type { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import { PassThrough, Writable, type Readable } from 'node:stream';
@@ -11,6 +10,7 @@ import { threadDigests } from '../../bundle/digests.js';
 import { checkInstallable, verifyBundle } from '../../bundle/stream.js';
 import { GantryError } from '../../core/errors.js';
 import { formatBytes } from '../../core/format.js';
+import { drained } from '../../core/streams.js';
 import type { GantryDb } from '../../drizzle/db.js';
 import { jobs as jobsTable } from '../../drizzle/schema.js';
 import type { GatewayRegistry, GatewayRuntime } from '../gateways.js';
@@ -319,21 +319,6 @@ export async function receiveFile(
     fs.rmSync(filePath, { force: true });
   }
   return { path: filePath, size, sha256, verification };
-}
-
-/** Resolves on 'drain', or on 'close' so a destroyed stream never leaves the writer hanging. */
-function drained(stream: { destroyed: boolean }): Promise<void> {
-  const ee = stream as unknown as EventEmitter;
-  return new Promise((resolve) => {
-    if (stream.destroyed) return resolve();
-    const done = (): void => {
-      ee.off('drain', done);
-      ee.off('close', done);
-      resolve();
-    };
-    ee.on('drain', done);
-    ee.on('close', done);
-  });
 }
 
 /** Resolves once the file stream closed (its fd is closed: after the fsync of `flush`), however. */
