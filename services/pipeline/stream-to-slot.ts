@@ -7,9 +7,6 @@ import { GantryError } from '../../core/errors.js';
 import type { SlotWriter } from '../../device/slot-writer.js';
 import type { GatewayDevice, SlotId } from '../../device/types.js';
 
-/** Bundles from this size on are hashed on a worker thread (starting one costs ~30 ms, ~10 MiB). */
-export const THREAD_HASHING_MIN_BYTES = 16 * 1024 * 1024;
-
 /** Where bundle bytes come from: the feed over HTTP (with Range) or an uploaded file on disk. */
 export interface BundleSource {
   readonly description: string;
@@ -49,6 +46,8 @@ export interface StreamToSlotOptions {
   /** Durability cadence: fsync after this many new bytes, or this long since the last one. */
   checkpointBytes?: number;
   checkpointMs?: number;
+  /** Bundles of this size and more are hashed on a worker thread; unknown sizes on this one. */
+  threadHashingMinBytes?: number;
   now?: () => number;
 }
 
@@ -183,7 +182,8 @@ export async function streamImageToSlot(opts: StreamToSlotOptions): Promise<Stre
   // The whole bundle is hashed as it passes (a resumed one too: head + slot prefix + rest are its
   // exact bytes), so it is checked against the feed's signed target hash, not only the manifest.
   // Big bundles are hashed on a thread: the two SHA-256 are most of a download's CPU.
-  const onThread = (opts.source.length ?? 0) >= THREAD_HASHING_MIN_BYTES;
+  const onThread =
+    opts.source.length !== undefined && opts.source.length >= (opts.threadHashingMinBytes ?? Infinity);
   const result = await streamBundle(input, {
     signal: opts.signal,
     trustedKeys: opts.trustedKeys,

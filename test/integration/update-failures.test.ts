@@ -7,7 +7,15 @@ import { GATEWAY, startTestGantry, tempDataDir, type TestGantry } from '../helpe
 import { randomImage, startTestFeed, type TestFeed } from '../helpers/feed.js';
 import { waitFor } from '../helpers/wait.js';
 
-const FAST_POLICY = { retryDelayMs: 5, checkpointMs: 0, checkpointBytes: 128 * 1024, maxAttempts: 3 };
+// threadHashingMinBytes 0: these failures (tampering, resume, cancel, slow retrieval) run with the
+// hashes on the worker thread, as real-sized bundles do; the other pipeline tests hash inline.
+const FAST_POLICY = {
+  retryDelayMs: 5,
+  checkpointMs: 0,
+  checkpointBytes: 128 * 1024,
+  maxAttempts: 3,
+  threadHashingMinBytes: 0,
+};
 
 /** Serves a bundle's first `firstBytes`, then holds the response until `release()`. */
 function gatedResponse(file: string, firstBytes: number) {
