@@ -175,22 +175,30 @@ class CheckpointingSink extends Writable {
 export async function streamImageToSlot(opts: StreamToSlotOptions): Promise<StreamToSlotResult> {
   const now = opts.now ?? Date.now;
   const resume = opts.resume;
-  const input = resume ? resumedBundle(opts, resume) : await opts.source.open(0, opts.signal);
+  // The whole bundle is hashed as it passes (a resumed one too: head + slot prefix + rest are its
+  // exact bytes), so it is checked against the feed's signed target hash, not only the manifest.
+  // Big bundles are hashed on a thread (the two SHA-256 are most of a download's CPU), started
+  // before the request so it boots while the server answers.
+  const onThread =
+    opts.source.length !== undefined && opts.source.length >= (opts.threadHashingMinBytes ?? Infinity);
+  const digests = onThread ? threadDigests() : inlineDigests();
+  let input: Readable;
+  try {
+    input = resume ? resumedBundle(opts, resume) : await opts.source.open(0, opts.signal);
+  } catch (err) {
+    digests.close();
+    throw err;
+  }
   let slotPayload: Payload | null = null;
   let payloadOffset = 0;
 
-  // The whole bundle is hashed as it passes (a resumed one too: head + slot prefix + rest are its
-  // exact bytes), so it is checked against the feed's signed target hash, not only the manifest.
-  // Big bundles are hashed on a thread: the two SHA-256 are most of a download's CPU.
-  const onThread =
-    opts.source.length !== undefined && opts.source.length >= (opts.threadHashingMinBytes ?? Infinity);
   const result = await streamBundle(input, {
     signal: opts.signal,
     trustedKeys: opts.trustedKeys,
     hardwareModel: opts.hardwareModel,
     currentVersion: opts.currentVersion,
     allowDowngrade: opts.allowDowngrade,
-    digests: onThread ? threadDigests : inlineDigests,
+    digests: () => digests, // closed by the reader when it is done
     openPayloadSink: async (payload: Payload, manifest: Manifest, at: PayloadPosition) => {
       if (payload.kind !== 'rootfs' || slotPayload) {
         throw new GantryError(
