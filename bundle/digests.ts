@@ -123,20 +123,23 @@ export function threadDigests(): BundleDigests {
   let nextId = 0;
   let failure: Error | null = null;
   const pending = new Map<number, { resolve(hex: string): void; reject(err: Error): void }>();
-  let waiting: (() => void) | null = null;
+  let waiting: (() => void)[] = [];
+  const wake = (): void => {
+    const woken = waiting;
+    waiting = [];
+    for (const w of woken) w();
+  };
 
   const fail = (err: Error): void => {
     failure ??= err;
     for (const p of pending.values()) p.reject(failure);
     pending.clear();
-    waiting?.();
+    wake(); // a waiter then finds `failure` at its next behind()
   };
   worker.on('message', (m: FromWorker) => {
     if (m.op === 'free') {
       spare.push(m.index);
-      const w = waiting;
-      waiting = null;
-      w?.();
+      wake();
     } else {
       pending.get(m.id)?.resolve(m.hex);
       pending.delete(m.id);
@@ -164,6 +167,7 @@ export function threadDigests(): BundleDigests {
 
   return {
     update(chunk) {
+      if (failure) return; // the digests reject; nothing more to hash
       let at = 0;
       while (at < chunk.length) {
         if (current < 0) {
@@ -193,9 +197,7 @@ export function threadDigests(): BundleDigests {
       if (failure) return Promise.reject(failure);
       // Room for the largest chunk a caller passes at once (a network read, a 1 MiB file read).
       if (spare.length >= 2) return undefined;
-      return new Promise<void>((resolve) => {
-        waiting = resolve;
-      });
+      return new Promise<void>((resolve) => waiting.push(resolve));
     },
     close() {
       failure ??= new Error('digests closed');

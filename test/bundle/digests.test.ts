@@ -84,4 +84,16 @@ describe('bundle digests', () => {
       d.close();
     }
   });
+
+  it('should wake every waiter when a block frees, and refuse to answer once closed', async () => {
+    const d = threadDigests();
+    const block = bytes(1024 * 1024, 6);
+    while (!d.behind()) d.update(block);
+    // Two waiters at once (never lost: each is woken when a block comes back).
+    await Promise.all([d.behind(), d.behind()]);
+    d.close();
+    await expect(d.bundleDigest()).rejects.toThrow(/closed/);
+    await expect(d.behind()).rejects.toThrow(/closed/);
+    d.update(block); // after close: ignored, not thrown
+  });
 });
