@@ -8,7 +8,7 @@ import {
   rollbackOutputSchema,
 } from '../schemas/recovery.js';
 import { hashedUploadInputSchema } from '../schemas/updates.js';
-import { incomingUploadDir } from '../../rest-compat/routes/upload.js';
+import { incomingUploadDir } from '../../services/updates/uploads.js';
 import { adminProcedure, router } from '../trpc.js';
 
 /** SECTION 5: recovery is the admin's (it can undo an update or wipe a gateway). */
@@ -35,6 +35,10 @@ export const recoveryRouter = router({
     .input(hashedUploadInputSchema)
     .output(recoveryUploadOutputSchema)
     .mutation(({ ctx, input }) =>
-      ctx.deps.recovery.storeRecoveryImage(ctx.gateway, input, incomingUploadDir(ctx.deps, ctx.gateway.id)),
+      ctx.deps.recovery.storeRecoveryImage(
+        ctx.gateway,
+        input,
+        incomingUploadDir(ctx.deps.gateways, ctx.gateway.id),
+      ),
     ),
 });

@@ -1,5 +1,4 @@
 import fs from 'node:fs';
-import path from 'node:path';
 import type { NextFunction, Request, Response } from 'express';
 import multer from 'multer';
 import { z } from 'zod';
@@ -8,7 +7,7 @@ import { createCaller } from '../../api/routers/_app.js';
 import { uploadVerifyOutputSchema } from '../../api/schemas/updates.js';
 import { GantryError } from '../../core/errors.js';
 import type { GantryDeps } from '../../server/deps.js';
-import { receiveFile } from '../../services/updates/uploads.js';
+import { incomingUploadDir, receiveFile } from '../../services/updates/uploads.js';
 import { defineRoute, restMeta, sendError } from '../route.js';
 import { receivingStorage, type HashedUpload, type UploadReceiver } from '../upload-storage.js';
 
@@ -21,13 +20,9 @@ const uploadVerifyFormSchema = z.object({
     .meta({ description: 'Label shown for this image (the signed version still decides)' }),
 });
 
-export function incomingUploadDir(deps: GantryDeps, gatewayId: string): string {
-  return path.join(deps.gateways.gatewayDir(gatewayId), 'uploads', 'incoming');
-}
-
 /** Streams a file part into the gateway's incoming area, hashed, not verified (the procedure does). */
 export function incomingFileReceiver(deps: GantryDeps, gatewayId: string): UploadReceiver {
-  const dir = incomingUploadDir(deps, gatewayId);
+  const dir = incomingUploadDir(deps.gateways, gatewayId);
   return {
     receive: (stream) => receiveFile(stream, dir),
     remove: (file) => fs.rmSync(file, { force: true }),

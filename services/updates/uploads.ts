@@ -52,6 +52,11 @@ export interface ReceivedUpload {
   verification: UploadVerification;
 }
 
+/** Where upload bodies land while they are received, before they are kept or refused. */
+export function incomingUploadDir(gateways: GatewayRegistry, gatewayId: string): string {
+  return path.join(gateways.gatewayDir(gatewayId), 'uploads', 'incoming');
+}
+
 /** The server's own record of a received upload, waiting for `verify` to consume it. */
 interface ReceivedRecord extends ReceivedUpload {
   gatewayId: string;
@@ -84,7 +89,7 @@ export class UploadStore {
   }
 
   incomingDir(gw: GatewayRuntime): string {
-    return path.join(this.dir(gw), 'incoming');
+    return incomingUploadDir(this.deps.gateways, gw.id);
   }
 
   /**
