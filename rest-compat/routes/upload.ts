@@ -102,6 +102,11 @@ export function uploadHandlers(
       limits: { fileSize: deps.config.maxUploadBytes, files: 1, fields: 4, fieldSize: 1024 },
     }).single('file');
     upload(req, res, (err: unknown) => {
+      if (err && (req.destroyed || (err as Error).message === 'Request aborted')) {
+        // The client went away mid-body: nobody to answer, nothing wrong with the server.
+        deps.logs.warn(gatewayId, 'ota', 'Upload abandoned: the client closed the connection mid-file');
+        return;
+      }
       if (err) {
         const code = (err as { code?: string }).code;
         const mapped =

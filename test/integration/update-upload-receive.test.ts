@@ -180,6 +180,12 @@ describe('manual upload verified while received', () => {
       (files) => files.length === 0,
       'partial upload removed',
     );
+    // Recorded as what it is (the client left), not as a server error.
+    await waitFor(
+      () => g.deps.logs.list(GATEWAY, { limit: 20 }).logs.map((l) => l.message),
+      (messages) => messages.some((m) => /Upload abandoned: the client closed the connection/.test(m)),
+      'abandoned upload logged',
+    );
   });
 
   it('should verify by reading a file it has no record of (a tRPC client naming a path)', async () => {
