@@ -102,9 +102,11 @@ export function uploadHandlers(
       limits: { fileSize: deps.config.maxUploadBytes, files: 1, fields: 4, fieldSize: 1024 },
     }).single('file');
     upload(req, res, (err: unknown) => {
-      if (err && (req.destroyed || (err as Error).message === 'Request aborted')) {
-        // The client went away mid-body: nobody to answer, nothing wrong with the server.
+      // multer's error when the client went away mid-body: nothing wrong with the server, and
+      // nobody left to answer (a limit error, by contrast, must be answered).
+      if (err instanceof Error && !('code' in err) && err.message === 'Request aborted') {
         deps.logs.warn(gatewayId, 'ota', 'Upload abandoned: the client closed the connection mid-file');
+        if (!res.headersSent) res.destroy();
         return;
       }
       if (err) {
