@@ -1,8 +1,8 @@
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { gantryCommand } from './lib/gantry-child.js';
 import { load, type LoadResult } from './lib/load.js';
 import { freePort, spawnReady, stopChild, timeToFirstResponse } from './lib/process.js';
 import { median, round } from './lib/report.js';
@@ -16,8 +16,8 @@ import type { BenchOptions, BenchSuite, SuiteResult } from './lib/suite.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const TSX = path.join(ROOT, 'node_modules', '.bin', 'tsx');
-const DIST_MAIN = path.join(ROOT, 'dist', 'server', 'main.js');
 const STATUS_PATH = '/api/v1/ota/status';
+const DIST_MODE = 'gantry (bin/gantry-server)';
 
 /** The start-up floor: plain Node + Express listening, no transpiler, no store. */
 const BARE_EXPRESS = `
@@ -32,6 +32,7 @@ interface StartupMode {
   name: string;
   command: string;
   args: string[];
+  env?: Record<string, string>;
   /** Whether a data dir carries over between runs (warm) or not (the first start ever). */
   gantry: boolean;
 }
@@ -41,52 +42,6 @@ interface StartupStats {
   warmMs: number | null;
   coldSamples: number[];
   warmSamples: number[];
-}
-
-const SOURCE_DIRS = [
-  'core',
-  'device',
-  'drizzle',
-  'api',
-  'rest-compat',
-  'web',
-  'machines',
-  'services',
-  'server',
-];
-
-/** Newest modification time of the sources `npm run build` compiles. */
-function newestSourceMtime(): number {
-  let newest = 0;
-  const walk = (dir: string) => {
-    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
-      const full = path.join(dir, entry.name);
-      if (entry.isDirectory()) walk(full);
-      else if (entry.name.endsWith('.ts')) newest = Math.max(newest, fs.statSync(full).mtimeMs);
-    }
-  };
-  for (const dir of SOURCE_DIRS) if (fs.existsSync(path.join(ROOT, dir))) walk(path.join(ROOT, dir));
-  return newest;
-}
-
-function ensureDist(opts: BenchOptions): { ok: boolean; note?: string } {
-  const stale = !fs.existsSync(DIST_MAIN) || fs.statSync(DIST_MAIN).mtimeMs < newestSourceMtime();
-  if (opts.build || stale) {
-    opts.log('building dist/ (npm run build)…');
-    try {
-      execFileSync('npm', ['run', '--silent', 'build'], { cwd: ROOT, stdio: 'pipe' });
-    } catch (err) {
-      // tsc still emits on type errors; use the output only if the entry point exists.
-      const out = String((err as { stdout?: Buffer }).stdout ?? '')
-        .split('\n')
-        .slice(0, 3)
-        .join(' ');
-      if (!fs.existsSync(DIST_MAIN))
-        return { ok: false, note: `npm run build failed, dist not measured: ${out}` };
-      return { ok: true, note: `npm run build reported errors (measured the emitted dist anyway): ${out}` };
-    }
-  }
-  return { ok: fs.existsSync(DIST_MAIN) };
 }
 
 async function measureStartup(
@@ -106,6 +61,7 @@ async function measureStartup(
       url: `http://127.0.0.1:${port}${STATUS_PATH}`,
       env: {
         ...process.env,
+        ...mode.env,
         PORT: String(port),
         HOST: '127.0.0.1',
         GANTRY_DATA_DIR: dataDir,
@@ -205,8 +161,9 @@ export const foundationSuite: BenchSuite = {
         `the machine was busy (1-min load ${loadBefore[0]} on ${os.cpus().length} CPUs): absolute numbers are noisy, compare the ratios`,
       );
     }
-    const dist = ensureDist(opts);
-    if (dist.note) notes.push(dist.note);
+    // The built server through bin/gantry-server, as production starts it (rebuilt when stale).
+    const cmd = gantryCommand(opts);
+    if (cmd.note) notes.push(cmd.note);
 
     const modes: StartupMode[] = [
       {
@@ -215,8 +172,8 @@ export const foundationSuite: BenchSuite = {
         args: ['--input-type=module', '-e', BARE_EXPRESS],
         gantry: false,
       },
-      ...(dist.ok
-        ? [{ name: 'gantry (node dist)', command: process.execPath, args: [DIST_MAIN], gantry: true }]
+      ...(cmd.mode === 'dist'
+        ? [{ name: DIST_MODE, command: cmd.command, args: cmd.args, env: cmd.env, gantry: true }]
         : []),
       {
         name: 'gantry (tsx, npm run dev)',
@@ -230,7 +187,7 @@ export const foundationSuite: BenchSuite = {
     const throughput = await measureThroughput(opts);
 
     const bareStart = startup['bare express (node -e)']!.warmMs!;
-    const distStart = startup['gantry (node dist)'];
+    const distStart = startup[DIST_MODE];
     const ratios: Record<string, number> = {
       'status throughput, gantry / bare': round(
         throughput.gantry.requestsPerSecond / throughput.bare.requestsPerSecond,
