@@ -2,7 +2,7 @@ import type { KeyObject } from 'node:crypto';
 import { Readable, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { GantryError, isGantryError } from '../core/errors.js';
-import { drained } from '../core/streams.js';
+import { canLendChunks, writeLent, type ChunkConsumer } from '../core/streams.js';
 import { verifyManifestSignature } from './keys.js';
 import {
   compareVersions,
@@ -46,13 +46,13 @@ export interface StreamBundleOptions {
    * Called once per payload, in manifest order, only after the manifest's signature, the
    * compatibility and the anti-rollback checks passed. The sink is ended only when the payload's
    * size and SHA-256 matched; on any failure it is destroyed with the error, so a sink that sees
-   * 'finish' holds exactly the signed bytes.
+   * 'finish' holds exactly the signed bytes. The chunks written to it may be lent (views of the
+   * source's read buffer, see core/streams.ts): valid until the sink calls back for them, so a sink
+   * keeps a copy, never the chunk itself.
    */
   openPayloadSink(payload: Payload, manifest: Manifest, at: PayloadPosition): Promise<Writable>;
   /** Payload bytes verified-and-written so far, cumulative over all payloads. */
   onProgress?(bytes: number): void;
-  /** Every byte of the bundle, in order, as it is read (e.g. to hash the whole file). */
-  onBytes?(chunk: Buffer): void;
   /** How the bundle and payload hashes are computed (default: on this thread). */
   digests?: () => BundleDigests;
   maxManifestBytes?: number;
@@ -69,7 +69,6 @@ interface ReadOptions {
   checkManifest(manifestBytes: Buffer, sig: Buffer, manifest: Manifest): string | null;
   openPayloadSink(payload: Payload, manifest: Manifest, at: PayloadPosition): Promise<Writable>;
   onProgress?(bytes: number): void;
-  onBytes?(chunk: Buffer): void;
   digests?: () => BundleDigests;
   maxManifestBytes: number;
   signal?: AbortSignal;
@@ -97,7 +96,6 @@ export function streamBundle(source: Readable, opts: StreamBundleOptions): Promi
     },
     openPayloadSink: opts.openPayloadSink,
     onProgress: opts.onProgress,
-    onBytes: opts.onBytes,
     digests: opts.digests,
     maxManifestBytes: opts.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES,
     signal: opts.signal,
@@ -315,7 +313,9 @@ async function readBundle(source: Readable, opts: ReadOptions): Promise<Streamed
     open = current;
   };
 
-  // Synchronous unless the sink asks to wait: the common path costs no promise per chunk.
+  // Synchronous unless the sink kept the chunk: the common path costs no promise per chunk. The
+  // chunk may be lent (a view of the source's read buffer): waiting until the sink let go of it is
+  // what keeps the source from reading over it.
   const onData = (data: Buffer): Promise<void> | undefined => {
     if (open) {
       const p: OpenPayload = open;
@@ -323,8 +323,9 @@ async function readBundle(source: Readable, opts: ReadOptions): Promise<Streamed
       p.count += data.length;
       progress += data.length;
       opts.onProgress?.(progress);
-      if (p.sink.write(data)) return undefined;
-      return drained(p.sink).then(() => {
+      const releasing = writeLent(p.sink, data);
+      if (!releasing) return undefined;
+      return releasing.then(() => {
         if (p.failure !== undefined) throw sinkFailure(p.payload, p.failure);
       });
     }
@@ -413,7 +414,6 @@ async function readBundle(source: Readable, opts: ReadOptions): Promise<Streamed
   try {
     try {
       await consumeStream(source, (chunk) => {
-        opts.onBytes?.(chunk);
         const stepping = walk(chunk, 0);
         // The hasher may run behind (on its thread): wait for it before taking more.
         const hashing = digests.behind();
@@ -446,15 +446,14 @@ async function readBundle(source: Readable, opts: ReadOptions): Promise<Streamed
 }
 
 /**
- * Hands each chunk of `source` to `consume` as it arrives ('data' events), pausing the source while
- * a returned promise is pending. Not `for await`: a Readable's async iterator calls read(), which
- * concatenates whatever is buffered into a new buffer: a copy of every byte, and twice the garbage
- * for the GC on a download's hot path.
+ * Hands each chunk of `source` to `consume` as it arrives, pausing the source while a returned
+ * promise is pending. A source that lends its chunks (the feed's HTTP body) is consumed that way:
+ * no buffer allocated per read. Others through 'data' events, not `for await`: a Readable's async
+ * iterator calls read(), which concatenates whatever is buffered into a new buffer: a copy of every
+ * byte, and twice the garbage for the GC on a download's hot path.
  */
-function consumeStream(
-  source: Readable,
-  consume: (chunk: Buffer) => Promise<void> | undefined,
-): Promise<void> {
+function consumeStream(source: Readable, consume: ChunkConsumer): Promise<void> {
+  if (canLendChunks(source)) return source.lend(consume);
   return new Promise<void>((resolve, reject) => {
     const queue: Buffer[] = [];
     let busy = false;

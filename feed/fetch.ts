@@ -1,6 +1,4 @@
 import fs from 'node:fs';
-import http from 'node:http';
-import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -9,6 +7,7 @@ import type { Fetcher } from 'tuf-js';
 // from its entry point; the package has no "exports" map, so the deep import is its public file.
 import { DownloadHTTPError } from 'tuf-js/dist/error.js';
 import { GantryError, isGantryError } from '../core/errors.js';
+import { httpGet, type HttpResponse } from './http-get.js';
 
 export interface FetchTargetOptions {
   /** Resume point: bytes of the target already held; fetched with an HTTP Range request. */
@@ -45,26 +44,25 @@ function parseContentRange(
   return { start: Number(m[1]), end: Number(m[2]), total: m[3] === '*' ? null : Number(m[3]) };
 }
 
-function request(
+/** `httpGet` with its failures as OTA_DOWNLOAD_FAILED (or the signal's reason). */
+async function get(
   url: URL,
   opts: FetchTargetOptions,
   headers: Record<string, string>,
-): Promise<http.IncomingMessage> {
-  const get = url.protocol === 'https:' ? https.get : url.protocol === 'http:' ? http.get : undefined;
-  if (!get) return Promise.reject(downloadFailed(`unsupported target URL ${url.href}`));
-  return new Promise((resolve, reject) => {
-    const req = get(url, { headers, signal: opts.signal }, resolve);
-    req.setTimeout(opts.timeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS, () => {
-      req.destroy(
-        downloadFailed(`no data from ${url.host} for ${opts.timeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS} ms`),
-      );
+  readBufferBytes?: number,
+): Promise<HttpResponse> {
+  try {
+    return await httpGet(url, {
+      headers,
+      signal: opts.signal,
+      timeoutMs: opts.timeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS,
+      readBufferBytes,
     });
-    req.on('error', (err) => {
-      if (opts.signal?.aborted) reject(opts.signal.reason);
-      else if (isGantryError(err)) reject(err);
-      else reject(downloadFailed(`cannot fetch ${url.href}: ${err.message}`, undefined, err));
-    });
-  });
+  } catch (err) {
+    if (opts.signal?.aborted) throw opts.signal.reason;
+    if (isGantryError(err)) throw err;
+    throw downloadFailed(`cannot fetch ${url.href}: ${(err as Error).message}`, undefined, err);
+  }
 }
 
 /**
@@ -93,15 +91,15 @@ export async function fetchTarget(
   const url = targetUrl(targetBaseUrl, target.path);
   const headers: Record<string, string> = { ...opts.headers, 'accept-encoding': 'identity' };
   if (offset > 0) headers.range = `bytes=${offset}-${target.length - 1}`;
-  const res = await request(url, opts, headers);
+  const res = await get(url, opts, headers);
 
   const fail = (message: string, details?: Record<string, unknown>): never => {
-    res.destroy();
-    throw downloadFailed(message, { url: url.href, status: res.statusCode, ...details });
+    res.body.destroy();
+    throw downloadFailed(message, { url: url.href, status: res.status, ...details });
   };
   if (offset > 0) {
-    if (res.statusCode === 200) fail(`the server at ${url.host} ignored the Range request; cannot resume`);
-    if (res.statusCode !== 206) fail(`HTTP ${res.statusCode} fetching ${target.path} from byte ${offset}`);
+    if (res.status === 200) fail(`the server at ${url.host} ignored the Range request; cannot resume`);
+    if (res.status !== 206) fail(`HTTP ${res.status} fetching ${target.path} from byte ${offset}`);
     const range = parseContentRange(res.headers['content-range']);
     if (!range || range.start !== offset || range.end !== target.length - 1) {
       fail(
@@ -114,8 +112,8 @@ export async function fetchTarget(
     if (range?.total !== null && range?.total !== target.length) {
       fail(`the server holds ${range?.total} bytes of ${target.path}; the feed declares ${target.length}`);
     }
-  } else if (res.statusCode !== 200) {
-    fail(`HTTP ${res.statusCode} fetching ${target.path}`);
+  } else if (res.status !== 200) {
+    fail(`HTTP ${res.status} fetching ${target.path}`);
   }
   const declared = res.headers['content-length'];
   if (declared !== undefined && Number(declared) !== expected) {
@@ -124,88 +122,30 @@ export async function fetchTarget(
     });
   }
 
-  return boundedBody(res, expected, opts.signal, {
-    path: target.path,
-    url: url.href,
-    offset,
-    length: target.length,
+  // Only the bytes the signed metadata declares are ever passed on.
+  res.body.setLimit({
+    bytes: expected,
+    exact: true,
+    error: (kind, received) =>
+      kind === 'overflow'
+        ? downloadFailed(
+            `the server sent more than the ${target.length} bytes the feed declares for ${target.path}`,
+            {
+              url: url.href,
+            },
+          )
+        : downloadFailed(`download of ${target.path} ended after ${received} of ${expected} bytes`, {
+            url: url.href,
+            received,
+            offset,
+          }),
   });
-}
-
-/**
- * The response body as a Readable that passes on at most `expected` bytes and fails with
- * OTA_DOWNLOAD_FAILED on more, fewer or a broken connection. Built by hand rather than with
- * Readable.from(async generator): a generator parked on a stalled socket cannot be returned, so
- * destroying such a stream would neither close the socket nor even emit 'close'.
- */
-function boundedBody(
-  res: http.IncomingMessage,
-  expected: number,
-  signal: AbortSignal | undefined,
-  info: { path: string; url: string; offset: number; length: number },
-): Readable {
-  let received = 0;
-  const out = new Readable({
-    highWaterMark: 256 * 1024,
-    read() {
-      res.resume();
-    },
-    destroy(err, cb) {
-      cleanup();
-      if (!res.destroyed) res.destroy();
-      cb(err);
-    },
-  });
-  const fail = (err: unknown): void => {
-    if (out.destroyed) return;
-    if (signal?.aborted) out.destroy(signal.reason as Error);
-    else if (isGantryError(err)) out.destroy(err);
-    else
-      out.destroy(
-        downloadFailed(`download of ${info.path} failed: ${(err as Error).message}`, { url: info.url }, err),
-      );
+  res.body.mapError = (err) => {
+    if (opts.signal?.aborted) return opts.signal.reason as Error;
+    if (isGantryError(err)) return err;
+    return downloadFailed(`download of ${target.path} failed: ${err.message}`, { url: url.href }, err);
   };
-  const onData = (chunk: Buffer): void => {
-    received += chunk.length;
-    if (received > expected) {
-      fail(
-        downloadFailed(
-          `the server sent more than the ${info.length} bytes the feed declares for ${info.path}`,
-          { url: info.url },
-        ),
-      );
-      return;
-    }
-    if (!out.push(chunk)) res.pause();
-  };
-  const onEnd = (): void => {
-    if (received < expected) {
-      fail(
-        downloadFailed(`download of ${info.path} ended after ${received} of ${expected} bytes`, {
-          url: info.url,
-          received,
-          offset: info.offset,
-        }),
-      );
-    } else out.push(null);
-  };
-  const onClose = (): void => {
-    if (!res.complete) fail(new Error('connection closed before the end of the body'));
-  };
-  const onAbort = (): void => fail(signal?.reason);
-  const cleanup = (): void => {
-    res.off('data', onData);
-    res.off('end', onEnd);
-    res.off('close', onClose);
-    signal?.removeEventListener('abort', onAbort);
-  };
-  res.on('data', onData);
-  res.on('end', onEnd);
-  res.on('error', fail);
-  res.on('close', onClose);
-  signal?.addEventListener('abort', onAbort, { once: true });
-  res.pause();
-  return out;
+  return res.body;
 }
 
 /** Checks a target's bytes (hashed by the caller as they streamed) against the signed feed. */
@@ -236,39 +176,38 @@ export class MetadataFetcher implements Fetcher {
 
   async downloadBytes(url: string, maxLength: number): Promise<Buffer> {
     const target = new URL(url);
-    const res = await request(
+    const res = await get(
       target,
       { timeoutMs: this.opts.timeoutMs },
-      {
-        ...this.opts.headers,
-        'accept-encoding': 'identity',
-      },
+      { ...this.opts.headers, 'accept-encoding': 'identity' },
+      64 * 1024,
     );
-    if (res.statusCode !== 200) {
-      res.destroy();
-      throw new DownloadHTTPError('Failed to download', res.statusCode ?? 0);
+    if (res.status !== 200) {
+      res.body.destroy();
+      throw new DownloadHTTPError('Failed to download', res.status);
     }
+    res.body.setLimit({
+      bytes: maxLength,
+      exact: false,
+      error: () =>
+        downloadFailed(
+          `the update feed sent more than the ${maxLength} bytes allowed for ${target.pathname}`,
+          {
+            url: target.href,
+          },
+        ),
+    });
     const chunks: Buffer[] = [];
-    let received = 0;
     try {
-      for await (const chunk of res as AsyncIterable<Buffer>) {
-        received += chunk.length;
-        if (received > maxLength) {
-          throw downloadFailed(
-            `the update feed sent more than the ${maxLength} bytes allowed for ${target.pathname}`,
-            { url: target.href },
-          );
-        }
-        chunks.push(chunk);
-      }
+      await res.body.lend((chunk) => {
+        chunks.push(Buffer.from(chunk)); // lent: copied
+        return undefined;
+      });
     } catch (err) {
       if (isGantryError(err)) throw err;
       throw downloadFailed(`download of ${target.href} failed: ${(err as Error).message}`, undefined, err);
-    } finally {
-      res.destroy();
     }
-    if (!res.complete) throw downloadFailed(`download of ${target.href} ended early`);
-    return Buffer.concat(chunks, received);
+    return Buffer.concat(chunks);
   }
 
   /** Gantry streams targets itself (fetchTarget); tuf-js only asks for this through downloadTarget. */

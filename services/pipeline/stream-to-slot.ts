@@ -4,6 +4,7 @@ import type { Manifest, Payload } from '../../bundle/manifest.js';
 import { inlineDigests, threadDigests } from '../../bundle/digests.js';
 import { streamBundle, type PayloadPosition } from '../../bundle/stream.js';
 import { GantryError } from '../../core/errors.js';
+import { writeLent } from '../../core/streams.js';
 import type { SlotWriter } from '../../device/slot-writer.js';
 import type { GatewayDevice, SlotId } from '../../device/types.js';
 
@@ -113,7 +114,9 @@ class CheckpointingSink extends Writable {
     private readonly now: () => number,
     private readonly onDurable: (bytes: number) => void,
   ) {
-    super({ highWaterMark: 64 * 1024 });
+    // Never more than the one chunk in _write is held (see writeLent): the mark only decides
+    // whether write() returns false, and a chunk copied at once should not look like a full sink.
+    super({ highWaterMark: 4 * 1024 * 1024 });
     this.lastCheckpointAt = now();
     writer.on('error', (err) => this.destroy(err));
   }
@@ -128,11 +131,12 @@ class CheckpointingSink extends Writable {
     if (data.length === 0) return callback();
     this.seen += data.length;
     this.sinceCheckpoint += data.length;
-    const accepted = this.writer.write(data);
+    // Synchronous in the common case (the writer copied the chunk into a block). Otherwise the
+    // writer holds it until a block frees, and so do we: the chunk may be lent (see writeLent).
+    const releasing = writeLent(this.writer, data);
     this.checkpointIfDue();
-    // Synchronous in the common case (the writer copied the chunk); otherwise wait for room.
-    if (accepted) callback();
-    else this.writer.once('drain', () => callback());
+    if (!releasing) callback();
+    else void releasing.then(() => callback());
   }
 
   private checkpointIfDue(): void {

@@ -55,7 +55,7 @@ export class BufferSink extends Writable {
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    this.chunks.push(chunk);
+    this.chunks.push(Buffer.from(chunk)); // a sink keeps copies: chunks may be lent
     cb();
   }
 

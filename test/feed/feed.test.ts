@@ -1,7 +1,7 @@
 import { createHash, sign } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { Metadata, MetadataKind, Signature, TargetFile } from '@tufjs/models';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { buildBundle, generateKeyPair, streamBundle, type ManifestFields } from '../../bundle/index.js';
@@ -316,7 +316,8 @@ describe('TUF feed', () => {
       const ac = new AbortController();
       const stream = await c.fetchTarget(target!, { signal: ac.signal });
       const reading = readAll(stream);
-      stream.once('data', () => ac.abort(new Error('operator cancelled')));
+      // The body's first bytes may come with the head, before any listener: abort once stalled.
+      setTimeout(() => ac.abort(new Error('operator cancelled')), 100);
       await expect(reading).rejects.toThrow('operator cancelled');
       await closed;
     });
@@ -363,6 +364,33 @@ describe('TUF feed', () => {
       expect(res.manifest.version).toBe(target!.custom!.version);
       expect(sink.finished).toBe(true);
       verifyTargetHash(hash.digest('hex'), target!);
+    });
+    it('should lend a fetched target to streamBundle: a sink that keeps chunks a while sees them intact', async () => {
+      const c = client();
+      const [target] = await c.refresh();
+      const source = await c.fetchTarget(target!);
+      // Copies each chunk only just before calling back, a few turns later; with a high-water mark
+      // that lets write() say "more" at once, only streamBundle waiting for the callback keeps the
+      // source from reading over a lent chunk meanwhile.
+      const kept: Buffer[] = [];
+      const slowSink = new Writable({
+        highWaterMark: 64 * 1024 * 1024,
+        write(chunk: Buffer, _enc, cb) {
+          setTimeout(() => {
+            kept.push(Buffer.from(chunk));
+            cb();
+          }, 1);
+        },
+      });
+      const res = await streamBundle(source, {
+        trustedKeys: [bundleKey.publicKey],
+        hardwareModel: MODEL,
+        currentVersion: 'v5.0.4',
+        openPayloadSink: async () => slowSink,
+      });
+      const image = Buffer.concat(kept);
+      expect(sha256(image)).toBe(res.payloads[0]!.sha256);
+      verifyTargetHash(res.sha256, target!);
     });
   });
 

@@ -1,0 +1,277 @@
+import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import https from 'node:https';
+import net from 'node:net';
+import path from 'node:path';
+import fc from 'fast-check';
+import { afterEach, describe, expect, it } from 'vitest';
+import { httpGet, type HttpBody } from '../../feed/http-get.js';
+
+const TLS_DIR = path.join(import.meta.dirname, '..', 'fixtures', 'tls');
+
+/** A raw TCP server: each connection gets the request head, then `answer` writes what it likes. */
+interface RawServer {
+  url: string;
+  requests: string[];
+  close(): Promise<void>;
+}
+const servers: { close(): Promise<void> }[] = [];
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((s) => s.close()));
+});
+
+async function rawServer(
+  answer: (socket: net.Socket, head: string) => void | Promise<void>,
+): Promise<RawServer> {
+  const requests: string[] = [];
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => undefined);
+    let head = '';
+    const onData = (chunk: Buffer): void => {
+      head += chunk.toString('latin1');
+      if (!head.includes('\r\n\r\n')) return;
+      socket.off('data', onData);
+      requests.push(head);
+      void answer(socket, head);
+    };
+    socket.on('data', onData);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  const handle: RawServer = {
+    url: `http://127.0.0.1:${port}/file`,
+    requests,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+  servers.push(handle);
+  return handle;
+}
+
+/** Writes `parts` one by one, each in its own turn of the event loop, then ends the socket. */
+async function writeParts(socket: net.Socket, parts: Buffer[]): Promise<void> {
+  for (const part of parts) {
+    if (socket.destroyed) return;
+    if (!socket.write(part)) await new Promise((r) => socket.once('drain', r));
+    await new Promise((r) => setImmediate(r));
+  }
+  socket.end();
+}
+
+/** Splits `data` at the given fractions (sorted, deduplicated). */
+function splitAt(data: Buffer, cuts: number[]): Buffer[] {
+  const points = [...new Set(cuts.map((c) => Math.floor(c * data.length)))].sort((a, b) => a - b);
+  const parts: Buffer[] = [];
+  let at = 0;
+  for (const p of points) {
+    if (p > at) parts.push(data.subarray(at, p));
+    at = Math.max(at, p);
+  }
+  parts.push(data.subarray(at));
+  return parts;
+}
+
+function chunked(body: Buffer, sizes: number[]): Buffer {
+  const out: Buffer[] = [];
+  let at = 0;
+  let i = 0;
+  while (at < body.length) {
+    const n = Math.min(body.length - at, Math.max(1, sizes[i++ % sizes.length]!));
+    out.push(Buffer.from(`${n.toString(16)};ext=${i}\r\n`), body.subarray(at, at + n), Buffer.from('\r\n'));
+    at += n;
+  }
+  out.push(Buffer.from('0\r\nx-trailer: yes\r\n\r\n'));
+  return Buffer.concat(out);
+}
+
+/**
+ * Lends the body to a consumer that sometimes keeps a chunk across turns of the event loop, and
+ * checks each kept chunk still holds its bytes when it lets go: a read landing in a lent buffer
+ * would show here.
+ */
+async function lendAll(body: HttpBody, holdEvery = 3): Promise<Buffer> {
+  const copies: Buffer[] = [];
+  let n = 0;
+  await body.lend((chunk) => {
+    const copy = Buffer.from(chunk);
+    copies.push(copy);
+    if (++n % holdEvery !== 0) return undefined;
+    return new Promise<void>((resolve, reject) =>
+      setTimeout(() => {
+        if (chunk.equals(copy)) resolve();
+        else reject(new Error('a lent chunk was overwritten while held'));
+      }, 2),
+    );
+  });
+  return Buffer.concat(copies);
+}
+
+async function readAll(body: HttpBody): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of body) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+const head = (extra: string): Buffer => Buffer.from(`HTTP/1.1 200 OK\r\n${extra}\r\n`);
+
+describe('httpGet', () => {
+  it('should send one GET with the given headers and read a Content-Length body, lent or read', async () => {
+    const data = randomBytes(3 * 1024 * 1024 + 17);
+    const server = await rawServer((socket) =>
+      writeParts(socket, [head(`Content-Length: ${data.length}\r\n`), ...splitAt(data, [0.1, 0.5, 0.51])]),
+    );
+    const lent = await httpGet(new URL(server.url), { timeoutMs: 5000, headers: { Range: 'bytes=0-' } });
+    expect(lent.status).toBe(200);
+    expect(lent.headers['content-length']).toBe(String(data.length));
+    expect((await lendAll(lent.body)).equals(data)).toBe(true);
+    expect(server.requests[0]).toMatch(/^GET \/file HTTP\/1\.1\r\n/);
+    expect(server.requests[0]).toMatch(/\r\nrange: bytes=0-\r\n/);
+    expect(server.requests[0]).toMatch(/\r\nconnection: close\r\n/);
+
+    const read = await httpGet(new URL(server.url), { timeoutMs: 5000 });
+    expect((await readAll(read.body)).equals(data)).toBe(true);
+  });
+
+  it('should decode any split of a chunked body, with extensions and trailers (property)', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 0, max: 200_000 }),
+        fc.array(fc.integer({ min: 1, max: 70_000 }), { minLength: 1, maxLength: 5 }),
+        fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { maxLength: 12 }),
+        fc.boolean(),
+        async (size, sizes, cuts, lend) => {
+          const data = randomBytes(size);
+          const wire = Buffer.concat([head('Transfer-Encoding: chunked\r\n'), chunked(data, sizes)]);
+          const server = await rawServer((socket) => writeParts(socket, splitAt(wire, cuts)));
+          const res = await httpGet(new URL(server.url), { timeoutMs: 5000 });
+          const got = lend ? await lendAll(res.body, 2) : await readAll(res.body);
+          expect(got.equals(data)).toBe(true);
+          await server.close();
+        },
+      ),
+      { numRuns: 25 },
+    );
+  });
+
+  it('should read a body delimited by the end of the connection, and skip a 100 Continue', async () => {
+    const data = randomBytes(100_000);
+    const server = await rawServer((socket) =>
+      writeParts(socket, [Buffer.from('HTTP/1.1 100 Continue\r\n\r\n'), head(''), data]),
+    );
+    const res = await httpGet(new URL(server.url), { timeoutMs: 5000 });
+    expect(res.status).toBe(200);
+    expect((await lendAll(res.body)).equals(data)).toBe(true);
+  });
+
+  it('should keep lent chunks intact over TLS, where reads already decrypted arrive after a pause', async () => {
+    const data = randomBytes(8 * 1024 * 1024);
+    const server = https.createServer(
+      {
+        key: fs.readFileSync(path.join(TLS_DIR, 'key.pem')),
+        cert: fs.readFileSync(path.join(TLS_DIR, 'cert.pem')),
+      },
+      (_req, res) => {
+        res.writeHead(200, { 'content-length': data.length });
+        res.end(data);
+      },
+    );
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    servers.push({ close: () => new Promise<void>((resolve) => server.close(() => resolve())) });
+    const { port } = server.address() as net.AddressInfo;
+    const res = await httpGet(new URL(`https://localhost:${port}/image`), {
+      timeoutMs: 5000,
+      ca: fs.readFileSync(path.join(TLS_DIR, 'cert.pem')),
+    });
+    const got = await lendAll(res.body, 2);
+    expect(createHash('sha256').update(got).digest('hex')).toBe(
+      createHash('sha256').update(data).digest('hex'),
+    );
+  });
+
+  it('should refuse a server certificate it does not trust', async () => {
+    const server = https.createServer(
+      {
+        key: fs.readFileSync(path.join(TLS_DIR, 'key.pem')),
+        cert: fs.readFileSync(path.join(TLS_DIR, 'cert.pem')),
+      },
+      (_req, res) => res.end('x'),
+    );
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    servers.push({ close: () => new Promise<void>((resolve) => server.close(() => resolve())) });
+    const { port } = server.address() as net.AddressInfo;
+    await expect(httpGet(new URL(`https://localhost:${port}/`), { timeoutMs: 5000 })).rejects.toThrow(
+      /self-signed|certificate/i,
+    );
+  });
+
+  it('should cut a body at its limit and fail a short one', async () => {
+    const endless = await rawServer(async (socket) => {
+      socket.write(head(''));
+      const block = Buffer.alloc(64 * 1024, 1);
+      while (!socket.destroyed) {
+        if (!socket.write(block)) await new Promise((r) => socket.once('drain', r).once('close', r));
+      }
+    });
+    const res = await httpGet(new URL(endless.url), { timeoutMs: 5000 });
+    res.body.setLimit({ bytes: 1_000_000, exact: true, error: (kind, n) => new Error(`${kind} at ${n}`) });
+    await expect(lendAll(res.body)).rejects.toThrow(/^overflow at \d+$/);
+    expect(res.body.bytesReceived).toBeLessThanOrEqual(1_000_000 + 1024 * 1024);
+
+    const short = await rawServer((socket) =>
+      writeParts(socket, [head('Content-Length: 1000\r\n'), Buffer.alloc(10)]),
+    );
+    const res2 = await httpGet(new URL(short.url), { timeoutMs: 5000 });
+    await expect(readAll(res2.body)).rejects.toThrow(/connection closed after 10 bytes/);
+  });
+
+  it('should reject malformed responses and a silent server', async () => {
+    const cases: [string, RegExp][] = [
+      ['SSH-2.0-OpenSSH\r\n\r\n', /not an HTTP\/1.x response/],
+      ['HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\n', /invalid Content-Length/],
+      ['HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n', /unsupported transfer coding/],
+      ['HTTP/1.1 200 OK\r\nno-colon\r\n\r\n', /malformed response header/],
+      [`HTTP/1.1 200 OK\r\nx: ${'a'.repeat(70_000)}`, /response head larger than/],
+    ];
+    for (const [wire, error] of cases) {
+      const server = await rawServer((socket) => void socket.write(wire));
+      await expect(httpGet(new URL(server.url), { timeoutMs: 5000 })).rejects.toThrow(error);
+    }
+    const badChunk = await rawServer((socket) =>
+      writeParts(socket, [head('Transfer-Encoding: chunked\r\n'), Buffer.from('zz\r\n')]),
+    );
+    const res = await httpGet(new URL(badChunk.url), { timeoutMs: 5000 });
+    await expect(lendAll(res.body)).rejects.toThrow(/bad chunk size/);
+
+    const silent = await rawServer(() => undefined);
+    await expect(httpGet(new URL(silent.url), { timeoutMs: 200 })).rejects.toThrow(
+      /no data from .* for 200 ms/,
+    );
+  });
+
+  it('should stop on abort before and after the head, closing the connection', async () => {
+    let closes = 0;
+    const server = await rawServer((socket) => {
+      socket.on('close', () => closes++);
+      socket.write(head('Content-Length: 100000\r\n'));
+      socket.write(Buffer.alloc(10));
+    });
+    const ac = new AbortController();
+    const res = await httpGet(new URL(server.url), { timeoutMs: 5000, signal: ac.signal });
+    const lending = lendAll(res.body);
+    setTimeout(() => ac.abort(new Error('operator cancelled')), 20);
+    await expect(lending).rejects.toThrow('operator cancelled');
+
+    const early = new AbortController();
+    early.abort(new Error('already cancelled'));
+    await expect(httpGet(new URL(server.url), { timeoutMs: 5000, signal: early.signal })).rejects.toThrow(
+      'already cancelled',
+    );
+    await expect.poll(() => closes).toBe(1);
+  });
+});
