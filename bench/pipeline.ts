@@ -111,7 +111,7 @@ async function bareDownload(url: string, slot: string, img: ImageFixture): Promi
   try {
     const r = await runCommand(
       process.execPath,
-      ['--max-semi-space-size=4', '-e', BARE_DOWNLOAD, url, slot],
+      ['--max-semi-space-size=2', '-e', BARE_DOWNLOAD, url, slot],
       {
         timeoutMs: 300_000,
         env: { ...process.env, MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '131072' },
