@@ -11,6 +11,7 @@ import { checkInstallable, verifyBundle } from '../../bundle/stream.js';
 import { GantryError } from '../../core/errors.js';
 import { formatBytes } from '../../core/format.js';
 import { drained } from '../../core/streams.js';
+import { youngGenerationSweeper } from '../../core/young-gc.js';
 import type { GantryDb } from '../../drizzle/db.js';
 import { jobs as jobsTable } from '../../drizzle/schema.js';
 import type { GatewayRegistry, GatewayRuntime } from '../gateways.js';
@@ -285,10 +286,12 @@ export async function receiveFile(
         )
       : undefined;
 
+  const sweep = youngGenerationSweeper();
   const sink = new Writable({
     highWaterMark: MiB,
     write(chunk: Buffer, _enc, cb) {
       size += chunk.length;
+      sweep(chunk.length);
       if (refused) return cb();
       if (outError !== undefined) return cb(outError as Error);
       hash?.update(chunk);
