@@ -2,7 +2,7 @@ import type { KeyObject } from 'node:crypto';
 import { Readable, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { GantryError, isGantryError } from '../core/errors.js';
-import { canLendChunks, writeLent, type ChunkConsumer } from '../core/streams.js';
+import { consumeChunks, writeLent } from '../core/streams.js';
 import { verifyManifestSignature } from './keys.js';
 import {
   compareVersions,
@@ -413,7 +413,7 @@ async function readBundle(source: Readable, opts: ReadOptions): Promise<Streamed
 
   try {
     try {
-      await consumeStream(source, (chunk) => {
+      await consumeChunks(source, (chunk) => {
         const stepping = walk(chunk, 0);
         // The hasher may run behind (on its thread): wait for it before taking more.
         const hashing = digests.behind();
@@ -443,63 +443,4 @@ async function readBundle(source: Readable, opts: ReadOptions): Promise<Streamed
     digests.close();
     if (!source.destroyed) source.destroy();
   }
-}
-
-/**
- * Hands each chunk of `source` to `consume` as it arrives, pausing the source while a returned
- * promise is pending. A source that lends its chunks (the feed's HTTP body) is consumed that way:
- * no buffer allocated per read. Others through 'data' events, not `for await`: a Readable's async
- * iterator calls read(), which concatenates whatever is buffered into a new buffer: a copy of every
- * byte, and twice the garbage for the GC on a download's hot path.
- */
-function consumeStream(source: Readable, consume: ChunkConsumer): Promise<void> {
-  if (canLendChunks(source)) return source.lend(consume);
-  return new Promise<void>((resolve, reject) => {
-    const queue: Buffer[] = [];
-    let busy = false;
-    let ended = false;
-    let done = false;
-    const finish = (err?: unknown): void => {
-      if (done) return;
-      done = true;
-      source.off('data', onData).off('end', onEnd).off('error', finish).off('close', onClose);
-      if (err === undefined) resolve();
-      else reject(err);
-    };
-    const run = (): void => {
-      while (!done && queue.length > 0) {
-        let pending: Promise<void> | undefined;
-        try {
-          pending = consume(queue.shift()!);
-        } catch (err) {
-          finish(err);
-          return;
-        }
-        if (pending) {
-          busy = true;
-          source.pause();
-          pending.then(() => {
-            busy = false;
-            if (done) return;
-            source.resume();
-            run();
-          }, finish);
-          return;
-        }
-      }
-      if (ended && !busy) finish();
-    };
-    const onData = (chunk: Buffer): void => {
-      queue.push(chunk);
-      if (!busy) run();
-    };
-    const onEnd = (): void => {
-      ended = true;
-      if (!busy) run();
-    };
-    const onClose = (): void => {
-      if (!ended) finish(new Error('the bundle stream closed before its end'));
-    };
-    source.on('data', onData).on('end', onEnd).on('error', finish).on('close', onClose);
-  });
 }

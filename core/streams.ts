@@ -1,5 +1,5 @@
 import type { EventEmitter } from 'node:events';
-import type { Writable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 
 /**
  * Resolves on 'drain', or on 'close' so a destroyed stream never leaves the writer hanging. Takes
@@ -61,5 +61,64 @@ export function writeLent(stream: Writable, chunk: Buffer): Promise<void> | unde
     };
     release = done;
     stream.on('close', done);
+  });
+}
+
+/**
+ * Hands each chunk of `source` to `consume` as it arrives, pausing the source while a returned
+ * promise is pending. A source that lends its chunks (the feed's HTTP body, a file) is consumed so:
+ * no buffer allocated per read. Others through 'data' events, not `for await`: a Readable's async
+ * iterator calls read(), which concatenates whatever is buffered into a new buffer: a copy of every
+ * byte, and twice the garbage for the GC on a download's hot path.
+ */
+export function consumeChunks(source: Readable, consume: ChunkConsumer): Promise<void> {
+  if (canLendChunks(source)) return source.lend(consume);
+  return new Promise<void>((resolve, reject) => {
+    const queue: Buffer[] = [];
+    let busy = false;
+    let ended = false;
+    let done = false;
+    const finish = (err?: unknown): void => {
+      if (done) return;
+      done = true;
+      source.off('data', onData).off('end', onEnd).off('error', finish).off('close', onClose);
+      if (err === undefined) resolve();
+      else reject(err);
+    };
+    const run = (): void => {
+      while (!done && queue.length > 0) {
+        let pending: Promise<void> | undefined;
+        try {
+          pending = consume(queue.shift()!);
+        } catch (err) {
+          finish(err);
+          return;
+        }
+        if (pending) {
+          busy = true;
+          source.pause();
+          pending.then(() => {
+            busy = false;
+            if (done) return;
+            source.resume();
+            run();
+          }, finish);
+          return;
+        }
+      }
+      if (ended && !busy) finish();
+    };
+    const onData = (chunk: Buffer): void => {
+      queue.push(chunk);
+      if (!busy) run();
+    };
+    const onEnd = (): void => {
+      ended = true;
+      if (!busy) run();
+    };
+    const onClose = (): void => {
+      if (!ended) finish(new Error('the bundle stream closed before its end'));
+    };
+    source.on('data', onData).on('end', onEnd).on('error', finish).on('close', onClose);
   });
 }

@@ -11,6 +11,7 @@ import { detectBootedSlot, mountPointsOf, type SystemPaths } from './linux/proc.
 import { readSafetyFile, SafetyFileWatcher } from './linux/safety-file.js';
 import { DEFAULT_UBOOT_VARS, UBootEnv, type SetenvScriptFormat, type UBootVarNames } from './linux/uboot.js';
 import { SlotWriter } from './slot-writer.js';
+import { LendingFileReader } from '../core/file-reader.js';
 import {
   SLOT_IDS,
   type BootEnv,
@@ -343,7 +344,7 @@ export class LinuxDevice implements GatewayDevice {
   }
 
   openSlotReader(slot: SlotId, range: { start?: number; end?: number } = {}): Readable {
-    return fs.createReadStream(this.slotPaths[slot], { ...range, highWaterMark: 1024 * 1024 });
+    return new LendingFileReader(this.slotPaths[slot], range);
   }
 
   // --- bootloader ------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import type { Readable } from 'node:stream';
 import { readJsonFile, writeFileAtomicSync } from '../core/fsutil.js';
 import { HostResourceSampler, hostLoadPerCpu } from './host-resources.js';
 import { SlotWriter } from './slot-writer.js';
+import { LendingFileReader } from '../core/file-reader.js';
 import {
   otherSlot,
   SLOT_IDS,
@@ -213,7 +214,7 @@ export class SimulatedDevice implements GatewayDevice, SimulatedDeviceControls {
   }
 
   openSlotReader(slot: SlotId, range: { start?: number; end?: number } = {}): Readable {
-    return fs.createReadStream(this.slotImagePath(slot), { ...range, highWaterMark: 1024 * 1024 });
+    return new LendingFileReader(this.slotImagePath(slot), range);
   }
 
   async readBootEnv(): Promise<BootEnv> {

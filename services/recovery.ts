@@ -7,6 +7,7 @@ import type { Manifest } from '../bundle/manifest.js';
 import { checkInstallable, verifyBundle } from '../bundle/stream.js';
 import { writeFileAtomicSync, readJsonFile } from '../core/fsutil.js';
 import { GantryError } from '../core/errors.js';
+import { LendingFileReader } from '../core/file-reader.js';
 import { formatBytes, formatHms } from '../core/format.js';
 import { otherSlot, type SlotId } from '../device/types.js';
 import type { GatewayRegistry, GatewayRuntime } from './gateways.js';
@@ -208,7 +209,7 @@ export class RecoveryService {
       throw new GantryError('VALIDATION_ERROR', 'Invalid request: path: not an upload of this gateway');
     }
     try {
-      const { manifest } = await verifyBundle(fs.createReadStream(file, { highWaterMark: 1024 * 1024 }), {
+      const { manifest } = await verifyBundle(new LendingFileReader(file), {
         trustedKeys: this.deps.trustedKeys(gw.id),
       });
       // A recovery image may be older than what runs (that is its point), but not for other hardware.

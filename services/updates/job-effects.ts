@@ -6,6 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import { eq } from 'drizzle-orm';
 import type { UpdateStrategy } from '../../api/schemas/settings.js';
 import { GantryError } from '../../core/errors.js';
+import { consumeChunks } from '../../core/streams.js';
 import type { SlotId } from '../../device/types.js';
 import { jobs as jobsTable } from '../../drizzle/schema.js';
 import type { GatewayRuntime } from '../gateways.js';
@@ -174,7 +175,10 @@ export class JobEffects {
     }
     if (!job.hashedHere) {
       const hash = createHash('sha256');
-      await pipeline(gw.device.openSlotReader(slot, { start: 0, end: bytes - 1 }), hash);
+      await consumeChunks(gw.device.openSlotReader(slot, { start: 0, end: bytes - 1 }), (chunk) => {
+        hash.update(chunk);
+        return undefined;
+      });
       if (hash.digest('hex') !== sha256) {
         throw new GantryError('OTA_INVALID_IMAGE', `Slot ${slot} does not hold the verified image any more`);
       }

@@ -2,6 +2,7 @@ import type { KeyObject } from 'node:crypto';
 import fs from 'node:fs';
 import type { Manifest, Payload } from '../../bundle/manifest.js';
 import { GantryError, findGantryError, type ErrorCode } from '../../core/errors.js';
+import { LendingFileReader } from '../../core/file-reader.js';
 import type { GatewayDevice, SlotId } from '../../device/types.js';
 import { streamImageToSlot, type BundleSource, type ResumePoint } from '../pipeline/stream-to-slot.js';
 
@@ -37,7 +38,7 @@ export function fileBundleSource(file: string, sha256?: string): BundleSource {
     // A missing file fails in open(), where a transfer's errors are handled.
     length: fs.statSync(file, { throwIfNoEntry: false })?.size,
     async open(offset) {
-      return fs.createReadStream(file, { start: offset, highWaterMark: 1024 * 1024 });
+      return new LendingFileReader(file, { start: offset });
     },
   };
 }

@@ -10,6 +10,7 @@ import { threadDigests } from '../../bundle/digests.js';
 import { checkInstallable, verifyBundle } from '../../bundle/stream.js';
 import { GantryError } from '../../core/errors.js';
 import { formatBytes } from '../../core/format.js';
+import { LendingFileReader } from '../../core/file-reader.js';
 import { drained } from '../../core/streams.js';
 import { youngGenerationSweeper } from '../../core/young-gc.js';
 import type { GantryDb } from '../../drizzle/db.js';
@@ -154,7 +155,7 @@ export class UploadStore {
       } else {
         // No record (a file this process did not receive): verify it by reading it.
         size = fs.statSync(file).size;
-        ({ manifest, sha256 } = await verifyBundle(fs.createReadStream(file, { highWaterMark: MiB }), {
+        ({ manifest, sha256 } = await verifyBundle(new LendingFileReader(file), {
           trustedKeys,
         }));
       }
