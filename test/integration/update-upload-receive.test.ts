@@ -54,12 +54,15 @@ describe('manual upload verified while received', () => {
   const gateway = () => g.deps.gateways.get(GATEWAY)!;
 
   /** fs.createReadStream calls on anything in the gateway's upload area. */
+  /** Files under the uploads dir opened for reading (streams, or a LendingFileReader's open). */
   function spyUploadReads() {
-    const spy = vi.spyOn(fs, 'createReadStream');
+    const streams = vi.spyOn(fs, 'createReadStream');
+    const opens = vi.spyOn(fs.promises, 'open');
     return () =>
-      spy.mock.calls
-        .map(([p]) => String(p))
-        .filter((p) => path.resolve(p).startsWith(uploadsDir() + path.sep));
+      [
+        ...streams.mock.calls.map(([p]) => String(p)),
+        ...opens.mock.calls.filter(([, flags]) => flags === 'r').map(([p]) => String(p)),
+      ].filter((p) => path.resolve(p).startsWith(uploadsDir() + path.sep));
   }
 
   async function uploadVerify(data: Buffer, name = NAME, version?: string) {
