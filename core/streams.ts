@@ -122,3 +122,49 @@ export function consumeChunks(source: Readable, consume: ChunkConsumer): Promise
     source.on('data', onData).on('end', onEnd).on('error', finish).on('close', onClose);
   });
 }
+
+/**
+ * Streams `source` into `sink`, then ends the sink and waits for its 'finish'. Lends the chunks
+ * when the source lends (a LendingFileReader: one reused buffer for a whole image), so the sink
+ * must copy what it keeps (SlotWriter does; see writeLent). `onChunk` sees every chunk first
+ * (hashing, progress). Aborting, or a failure on either side, destroys both and rejects.
+ */
+export async function pipeChunks(
+  source: Readable,
+  sink: Writable,
+  opts: { signal?: AbortSignal; onChunk?(chunk: Buffer): void } = {},
+): Promise<void> {
+  const { signal } = opts;
+  signal?.throwIfAborted();
+  let sinkError: unknown;
+  const onSinkError = (err: unknown): void => {
+    sinkError ??= err;
+    source.destroy(err as Error);
+  };
+  const onAbort = (): void => {
+    source.destroy(signal!.reason as Error);
+    sink.destroy(signal!.reason as Error);
+  };
+  sink.on('error', onSinkError);
+  signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    await consumeChunks(source, (chunk) => {
+      if (sinkError !== undefined) throw sinkError;
+      if (sink.destroyed) throw new Error('the destination closed before the end of the data');
+      opts.onChunk?.(chunk);
+      return writeLent(sink, chunk);
+    });
+    if (sinkError !== undefined) throw sinkError;
+    await new Promise<void>((resolve, reject) => {
+      sink.end((err?: Error | null) => (err ? reject(err) : resolve()));
+    });
+  } catch (err) {
+    const failure = signal?.aborted ? signal.reason : (sinkError ?? err);
+    if (!sink.destroyed) sink.destroy(failure as Error);
+    if (!source.destroyed) source.destroy();
+    throw failure;
+  } finally {
+    // The error listener stays: a sink destroyed here reports its error a tick later.
+    signal?.removeEventListener('abort', onAbort);
+  }
+}

@@ -1,8 +1,6 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { and, desc, eq } from 'drizzle-orm';
 import { z } from 'zod';
 import type { SnapshotInput } from '../api/schemas/system-ops.js';
@@ -10,6 +8,8 @@ import type { EventBus } from '../core/bus.js';
 import { findGantryError, GantryError, type ErrorCode } from '../core/errors.js';
 import { formatBytes, formatEta, formatHms, formatSpeed, isoSeconds } from '../core/format.js';
 import { fsyncDirSync } from '../core/fsutil.js';
+import { pipeChunks } from '../core/streams.js';
+import { SlotWriter } from '../device/slot-writer.js';
 import { SLOT_IDS, type SlotId, type SlotInfo } from '../device/types.js';
 import type { GantryDb } from '../drizzle/db.js';
 import { jobs as jobsTable, type JobRow } from '../drizzle/schema.js';
@@ -152,15 +152,6 @@ function writeDurable(file: string, data: string): void {
   const fd = fs.openSync(file, 'wx', 0o644);
   try {
     fs.writeFileSync(fd, data);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
-function fsyncFile(file: string): void {
-  const fd = fs.openSync(file, 'r');
-  try {
     fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);
@@ -412,22 +403,20 @@ export class SnapshotService {
       fs.rmSync(staging, { recursive: true, force: true });
       fs.mkdirSync(staging, { recursive: true });
       const hash = createHash('sha256');
-      const meter = new Transform({
-        transform: (chunk: Buffer, _enc, callback) => {
-          hash.update(chunk);
-          this.advance(gw, job, chunk.length);
-          callback(null, chunk);
-        },
-      });
       const imageFile = path.join(staging, IMAGE_FILE);
       const copyStarted = this.deps.clock();
-      await pipeline(
+      // The slot is lent to the writer one reused buffer at a time; the writer fsyncs at its end.
+      await pipeChunks(
         gw.device.openSlotReader(slot, { start: 0, end: totalBytes - 1 }),
-        meter,
-        fs.createWriteStream(imageFile, { flags: 'wx' }),
-        { signal },
+        new SlotWriter(imageFile, 0, true),
+        {
+          signal,
+          onChunk: (chunk) => {
+            hash.update(chunk);
+            this.advance(gw, job, chunk.length);
+          },
+        },
       );
-      fsyncFile(imageFile);
       if (job.progress.bytesDone !== totalBytes) {
         throw new GantryError(
           'OTA_INVALID_IMAGE',

@@ -1,12 +1,10 @@
 import { createHash } from 'node:crypto';
-import fs from 'node:fs';
 import path from 'node:path';
-import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { eq } from 'drizzle-orm';
 import type { UpdateStrategy } from '../../api/schemas/settings.js';
 import { GantryError } from '../../core/errors.js';
-import { consumeChunks } from '../../core/streams.js';
+import { LendingFileReader } from '../../core/file-reader.js';
+import { consumeChunks, pipeChunks } from '../../core/streams.js';
 import type { SlotId } from '../../device/types.js';
 import { jobs as jobsTable } from '../../drizzle/schema.js';
 import type { GatewayRuntime } from '../gateways.js';
@@ -122,28 +120,23 @@ export class JobEffects {
     let bytes = 0;
     let lastAt = this.deps.clock();
     let lastBytes = 0;
-    const counter = new Transform({
-      transform: (chunk: Buffer, _enc, done) => {
-        hash.update(chunk);
-        bytes += chunk.length;
-        const at = this.deps.clock();
-        if (at - lastAt >= 250) {
-          sendBack({
-            type: 'PROGRESS',
-            bytesDone: bytes,
-            speedBps: ((bytes - lastBytes) * 1000) / (at - lastAt),
-            at,
-          });
-          lastAt = at;
-          lastBytes = bytes;
-        }
-        done(null, chunk);
-      },
-    });
+    const onChunk = (chunk: Buffer): void => {
+      hash.update(chunk);
+      bytes += chunk.length;
+      const at = this.deps.clock();
+      if (at - lastAt >= 250) {
+        sendBack({
+          type: 'PROGRESS',
+          bytesDone: bytes,
+          speedBps: ((bytes - lastBytes) * 1000) / (at - lastAt),
+          at,
+        });
+        lastAt = at;
+        lastBytes = bytes;
+      }
+    };
     const writer = await gw.device.openSlotWriter(slot, { offset: 0 });
-    await pipeline(fs.createReadStream(src.path, { highWaterMark: 1024 * 1024 }), counter, writer, {
-      signal,
-    });
+    await pipeChunks(new LendingFileReader(src.path), writer, { signal, onChunk });
     const digest = hash.digest('hex');
     if (digest !== src.sha256 || bytes !== src.bytes) {
       throw new GantryError(
@@ -218,7 +211,7 @@ export class JobEffects {
       target = await gw.device.bootedSlot();
       await this.deps.partitions.startWrite(gw, target, true);
       const writer = await gw.device.openSlotWriter(target, { offset: 0, allowBooted: true });
-      await pipeline(
+      await pipeChunks(
         gw.device.openSlotReader(slot, { start: 0, end: (job.artifact.bytes ?? 1) - 1 }),
         writer,
       );

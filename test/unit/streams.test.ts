@@ -1,6 +1,11 @@
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { Writable } from 'node:stream';
-import { describe, expect, it } from 'vitest';
-import { writeLent } from '../../core/streams.js';
+import { afterAll, describe, expect, it } from 'vitest';
+import { LendingFileReader } from '../../core/file-reader.js';
+import { pipeChunks, writeLent } from '../../core/streams.js';
 
 describe('writeLent', () => {
   it('should let go at once of a chunk the stream took synchronously, even past its high-water mark', () => {
@@ -41,5 +46,51 @@ describe('writeLent', () => {
     expect(releasing).toBeInstanceOf(Promise);
     sink.destroy(new Error('slot gone'));
     await expect(releasing).resolves.toBeUndefined();
+  });
+});
+
+describe('pipeChunks', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-pipe-chunks-'));
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const data = randomBytes(200_000);
+  const file = path.join(dir, 'image.bin');
+  fs.writeFileSync(file, data);
+
+  /** Keeps a copy of each chunk, made only when it calls back a turn later (legal for lent chunks). */
+  const slowCopyingSink = (kept: Buffer[], failAfter = Infinity) =>
+    new Writable({
+      highWaterMark: 1 << 30,
+      write(chunk: Buffer, _enc, cb) {
+        setImmediate(() => {
+          if (kept.length >= failAfter) return cb(new Error('disk full'));
+          kept.push(Buffer.from(chunk));
+          cb();
+        });
+      },
+    });
+
+  it('should move every byte of a lent file into a sink that copies late, seeing each chunk first', async () => {
+    const kept: Buffer[] = [];
+    let seen = 0;
+    await pipeChunks(new LendingFileReader(file, {}, 16 * 1024), slowCopyingSink(kept), {
+      onChunk: (chunk) => (seen += chunk.length),
+    });
+    expect(Buffer.concat(kept).equals(data)).toBe(true);
+    expect(seen).toBe(data.length);
+  });
+
+  it("should reject with the sink's failure and stop reading, or with the abort reason", async () => {
+    const source = new LendingFileReader(file, {}, 16 * 1024);
+    await expect(pipeChunks(source, slowCopyingSink([], 3))).rejects.toThrow('disk full');
+    expect(source.destroyed).toBe(true);
+
+    const ac = new AbortController();
+    const sink = slowCopyingSink([]);
+    const piping = pipeChunks(new LendingFileReader(file, {}, 1024), sink, {
+      signal: ac.signal,
+      onChunk: () => ac.abort(new Error('operator cancelled')),
+    });
+    await expect(piping).rejects.toThrow('operator cancelled');
+    expect(sink.destroyed).toBe(true);
   });
 });
