@@ -1,6 +1,6 @@
 import fs from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import type { ChunkConsumer, ChunkLender } from './streams.js';
+import { hasNoReader, type ChunkConsumer, type ChunkLender } from './streams.js';
 
 const DEFAULT_BUFFER_BYTES = 1024 * 1024;
 
@@ -44,7 +44,7 @@ export class LendingFileReader extends Readable implements ChunkLender {
   }
 
   canLend(): boolean {
-    return this.mode === null && this.listenerCount('data') === 0 && this.listenerCount('readable') === 0;
+    return this.mode === null && hasNoReader(this);
   }
 
   async lend(consume: ChunkConsumer): Promise<void> {

@@ -35,6 +35,11 @@ export interface ChunkLender {
   lend(consume: ChunkConsumer): Promise<void>;
 }
 
+/** No one reads `stream` as a Readable ('data' or 'readable' listeners): a lender may still lend. */
+export function hasNoReader(stream: Readable): boolean {
+  return stream.listenerCount('data') === 0 && stream.listenerCount('readable') === 0;
+}
+
 /** Is `source` a lender that can still lend (nobody reads it as a stream yet)? */
 export function canLendChunks(source: object): source is ChunkLender {
   return typeof (source as Partial<ChunkLender>).lend === 'function' && (source as ChunkLender).canLend();

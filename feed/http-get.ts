@@ -1,7 +1,7 @@
 import net from 'node:net';
 import { Readable } from 'node:stream';
 import tls from 'node:tls';
-import type { ChunkConsumer, ChunkLender } from '../core/streams.js';
+import { hasNoReader, type ChunkConsumer, type ChunkLender } from '../core/streams.js';
 
 /**
  * A minimal HTTP/1.1 GET over one connection, whose body is read into one reused buffer.
@@ -289,7 +289,7 @@ export class HttpBody extends Readable implements ChunkLender {
 
   /** Can `lend` still be used (nobody reads the stream as a Readable)? */
   canLend(): boolean {
-    return this.mode === null && this.listenerCount('data') === 0 && this.listenerCount('readable') === 0;
+    return this.mode === null && hasNoReader(this);
   }
 
   lend(consume: ChunkConsumer): Promise<void> {
