@@ -191,7 +191,9 @@ export class HttpBody extends Readable implements ChunkLender {
   /** The read buffers: `primary` always, `spare` only if a read lands while a view is lent. */
   private readonly primary: Buffer;
   private spare: Buffer | null = null;
-  /** The read buffer a lent view (or the unprocessed rest of its read) lives in. */
+  /** A lent piece is out: the consumer's promise is pending. */
+  private busy = false;
+  /** The read buffer that piece (and the unprocessed rest of its read) lives in; null for a copy. */
   private held: Buffer | null = null;
   /** Bytes read while the consumer could not take them, copied. */
   private readonly backlog: Buffer[] = [];
@@ -239,7 +241,7 @@ export class HttpBody extends Readable implements ChunkLender {
     const buf = into as Buffer; // one of ours, from readBuffer
     const raw = buf.subarray(0, n);
     if (!this.headDone) return this.readHead(raw);
-    if (this.held || !this.consuming() || this.backlog.length > 0) {
+    if (this.busy || !this.consuming() || this.backlog.length > 0) {
       // TLS may hand over reads it already decrypted after a pause: keep them, in order.
       this.backlog.push(Buffer.from(raw));
       return false;
@@ -249,7 +251,7 @@ export class HttpBody extends Readable implements ChunkLender {
 
   onEof = (): void => {
     this.eof = true;
-    if (!this.held && this.backlog.length === 0) this.finishAtEof();
+    if (!this.busy && this.backlog.length === 0) this.finishAtEof();
   };
 
   private readHead(raw: Buffer): boolean {
@@ -337,11 +339,13 @@ export class HttpBody extends Readable implements ChunkLender {
       const wait = this.deliver(piece, owner !== null);
       if (this.destroyed) return false;
       if (wait) {
+        this.busy = true;
         this.held = owner;
         this.socket?.pause();
         const rest = raw.subarray(at);
         wait.then(
           () => {
+            this.busy = false;
             this.held = null;
             if (this.destroyed) return;
             if (this.process(rest, owner)) this.drainBacklog();
@@ -376,10 +380,10 @@ export class HttpBody extends Readable implements ChunkLender {
   /** Processes what arrived while the consumer was busy, then reads on. */
   private drainBacklog(): void {
     while (this.backlog.length > 0) {
-      if (this.destroyed || this.complete || this.held || !this.consuming()) return;
+      if (this.destroyed || this.complete || this.busy || !this.consuming()) return;
       if (!this.process(this.backlog.shift()!, null)) return;
     }
-    if (this.destroyed || this.complete || this.held || !this.consuming()) return;
+    if (this.destroyed || this.complete || this.busy || !this.consuming()) return;
     if (this.eof) this.finishAtEof();
     else this.socket?.resume();
   }

@@ -5,7 +5,7 @@ import net from 'node:net';
 import path from 'node:path';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
-import { httpGet, type HttpBody } from '../../feed/http-get.js';
+import { HttpBody, httpGet } from '../../feed/http-get.js';
 
 const TLS_DIR = path.join(import.meta.dirname, '..', 'fixtures', 'tls');
 
@@ -254,6 +254,48 @@ describe('httpGet', () => {
     await expect(httpGet(new URL(silent.url), { timeoutMs: 200 })).rejects.toThrow(
       /no data from .* for 200 ms/,
     );
+  });
+
+  it('should not end a lent body before the consumer let go of its last piece, whatever end events come', async () => {
+    // Driven by hand as a socket would: reads into the body's buffer, then 'end' and 'close'.
+    const heads: number[] = [];
+    const body = new HttpBody(
+      64,
+      (status) => heads.push(status),
+      (err) => {
+        throw err;
+      },
+    );
+    const read = (text: string) => {
+      const into = body.readBuffer();
+      const n = Buffer.from(text).copy(into);
+      body.onRead(n, into);
+    };
+    read('HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nabcd');
+    expect(heads).toEqual([200]);
+    read('efgh'); // nobody consumes yet: kept
+    read('ijkl');
+    body.onEof(); // 'end'
+    const got: string[] = [];
+    const releases: (() => void)[] = [];
+    let ended = false;
+    const lending = body.lend((chunk) => {
+      got.push(chunk.toString());
+      return new Promise<void>((resolve) => releases.push(resolve));
+    });
+    void lending.then(() => (ended = true));
+    const turn = () => new Promise((r) => setImmediate(r));
+    releases.shift()!(); // abcd
+    await turn();
+    releases.shift()!(); // efgh
+    await turn();
+    expect(got).toEqual(['abcd', 'efgh', 'ijkl']); // the last piece is lent...
+    body.onEof(); // ...when 'close' comes
+    await turn();
+    expect(ended).toBe(false);
+    releases.shift()!();
+    await lending;
+    expect(got.join('')).toBe('abcdefghijkl');
   });
 
   it('should stop on abort before and after the head, closing the connection', async () => {
