@@ -3,7 +3,7 @@ type Collect = (options: { type: 'minor' | 'major' }) => void;
 
 const exposedGc = (): Collect | undefined => (globalThis as { gc?: Collect }).gc;
 
-export const YOUNG_GC_EVERY_BYTES = 4 * 1024 * 1024;
+const YOUNG_GC_EVERY_BYTES = 4 * 1024 * 1024;
 
 /**
  * Returns a counter to call with the size of each chunk of a stream whose chunks Node allocates
