@@ -4,6 +4,7 @@ import { roleAtLeast } from '../core/auth.js';
 import { findGantryError, GantryError } from '../core/errors.js';
 import type { Role } from '../drizzle/schema.js';
 import type { Context } from './context.js';
+import { toTRPCError } from './errors.js';
 
 const t = initTRPC.context<Context>().create({
   errorFormatter({ shape, error }) {
@@ -21,9 +22,22 @@ const t = initTRPC.context<Context>().create({
   },
 });
 
+/**
+ * Outermost on every procedure: a GantryError thrown below leaves as the TRPCError of its status
+ * (tRPC would otherwise call anything that is not a TRPCError a 500).
+ */
+const mapGantryErrors = t.middleware(async function mapGantryErrors({ next }) {
+  const result = await next();
+  if (!result.ok) {
+    const mapped = toTRPCError(result.error);
+    if (mapped) throw mapped;
+  }
+  return result;
+});
+
 export const router = t.router;
 export const createCallerFactory = t.createCallerFactory;
-export const publicProcedure = t.procedure;
+export const publicProcedure = t.procedure.use(mapGantryErrors);
 
 /** A valid, unrevoked token (Bearer or session cookie) is required. */
 export const requireUser = t.middleware(function requireUser({ ctx, next }) {
