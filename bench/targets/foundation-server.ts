@@ -57,7 +57,7 @@ process.stdout.write(
 process.once('SIGTERM', () => {
   bareServer.closeAllConnections();
   bareServer.close();
-  gantry
+  void gantry
     .stop()
     .finally(() => fs.rmSync(dataDir, { recursive: true, force: true }))
     .finally(() => process.exit(0));

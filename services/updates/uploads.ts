@@ -300,7 +300,8 @@ export async function receiveFile(
       if (!out.write(chunk)) waits.push(drained(out));
       if (tap && !tap.destroyed && !tap.write(chunk)) waits.push(drained(tap));
       if (waits.length === 0) return cb();
-      Promise.all(waits).then(() => cb(refused ? undefined : (outError as Error | undefined)));
+      // drained() never rejects (it settles on 'drain' or 'close'), so cb is always called.
+      void Promise.all(waits).then(() => cb(refused ? undefined : (outError as Error | undefined)));
     },
     final(cb) {
       if (tap && !tap.destroyed) tap.end();

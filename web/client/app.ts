@@ -12,7 +12,7 @@ import type {
   UpdateProgressMessage,
 } from './api-types.js';
 import { Api } from './api.js';
-import { byId, dataJson, fill, h } from './dom.js';
+import { byId, dataJson, fill, h, listen } from './dom.js';
 import { describeError } from './errors.js';
 import { LiveChannel } from './live.js';
 import { monitorSection } from './sections/monitor.js';
@@ -201,7 +201,7 @@ function start(): void {
   document.body.appendChild(h('dialog', { id: 'confirm-dialog', class: 'dialog' }));
 
   const logout = byId<HTMLButtonElement>('logout-button');
-  logout.addEventListener('click', async () => {
+  listen(logout, 'click', async () => {
     logout.disabled = true;
     try {
       await api.post('/api/v1/auth/logout');

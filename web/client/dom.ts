@@ -79,3 +79,17 @@ export function dataJson<T>(el: HTMLElement, name: string): T {
   if (raw === undefined) throw new Error(`missing data-${name}`);
   return JSON.parse(raw) as T;
 }
+
+/**
+ * addEventListener for async handlers. Handlers report their own failures next to their control
+ * (runAction, try/catch); a rejection that still escapes is a bug, logged instead of lost.
+ */
+export function listen<K extends keyof HTMLElementEventMap>(
+  target: HTMLElement,
+  type: K,
+  handler: (event: HTMLElementEventMap[K]) => Promise<unknown>,
+): void {
+  target.addEventListener(type, (event) => {
+    handler(event).catch((err: unknown) => console.error(`unhandled ${type} handler failure`, err));
+  });
+}

@@ -1,5 +1,5 @@
 import { Api } from './api.js';
-import { byId, fill } from './dom.js';
+import { byId, fill, listen } from './dom.js';
 import { describeError } from './errors.js';
 
 /** Posts the login form as JSON (what /api/v1/auth/login takes); the cookie it sets opens the page. */
@@ -14,7 +14,7 @@ function start(): void {
   const target = next.startsWith('/') && !next.startsWith('//') ? next : '/ota-system-updates';
   const api = new Api(null);
 
-  form.addEventListener('submit', async (ev) => {
+  listen(form, 'submit', async (ev) => {
     ev.preventDefault();
     fill(error);
     for (const input of [username, password]) input.removeAttribute('aria-invalid');

@@ -1,4 +1,4 @@
-import { byId, dataJson, fill, h } from '../dom.js';
+import { byId, dataJson, fill, h, listen } from '../dom.js';
 import type { InspectorJob, InspectorState, InspectorTransition, MachineGraph } from './graph-types.js';
 import { labelWidth, layoutMachine, mergeEdges, routeEdge, stateIds, type GraphLayout } from './layout.js';
 
@@ -247,7 +247,7 @@ function start(): void {
       showStep();
     }
   });
-  load.addEventListener('click', async () => {
+  listen(load, 'click', async () => {
     fill(error);
     const job = state.jobs.find((j) => j.id === historySelect.value);
     if (!job) return;

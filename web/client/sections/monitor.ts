@@ -1,5 +1,5 @@
 import type { JobProgress, LogEntry, SystemStatusMessage } from '../api-types.js';
-import { fill, h } from '../dom.js';
+import { fill, h, listen } from '../dom.js';
 import { constraintLabel } from '../errors.js';
 import type { App, LiveState } from '../store.js';
 import { badge, Feedback, formatTime, roleGate, runAction, section } from '../ui.js';
@@ -122,7 +122,7 @@ export function monitorSection(app: App): HTMLElement {
   renderJob(store.get('job'));
   store.on('job', renderJob);
 
-  cancel.addEventListener('click', () =>
+  listen(cancel, 'click', () =>
     runAction(cancel, cancelFeedback, async () => {
       const job = store.get('job');
       if (!job) throw new Error('no operation to cancel');
@@ -134,7 +134,7 @@ export function monitorSection(app: App): HTMLElement {
       return `Cancelled at ${res.data.progress_at_cancel}%.`;
     }),
   );
-  install.addEventListener('click', () =>
+  listen(install, 'click', () =>
     runAction(install, installFeedback, async () => {
       const job = store.get('job');
       if (!job) throw new Error('no downloaded update to install');

@@ -1,5 +1,5 @@
 import type { RecoveryImageView, SnapshotItem, SystemStatus } from '../api-types.js';
-import { fill, h } from '../dom.js';
+import { fill, h, listen } from '../dom.js';
 import type { App } from '../store.js';
 import { confirmDialog, Feedback, field, formatTime, roleGate, roleNote, runAction, section } from '../ui.js';
 import { fileDrop } from './upload.js';
@@ -48,7 +48,7 @@ export function recoverySection(app: App): HTMLElement {
   };
   renderRollback(store.get('system'));
   store.on('system', renderRollback);
-  rollbackButton.addEventListener('click', async () => {
+  listen(rollbackButton, 'click', async () => {
     const { active, inactive } = store.get('system').partitions;
     const ok = await confirmDialog({
       title: 'Execute rollback?',
@@ -106,7 +106,7 @@ export function recoverySection(app: App): HTMLElement {
   };
   renderSnapshots(store.get('snapshots'));
   store.on('snapshots', renderSnapshots);
-  restoreButton.addEventListener('click', async () => {
+  listen(restoreButton, 'click', async () => {
     const version = restoreSelect.value;
     const target = store.get('system').partitions.inactive.id;
     const ok = await confirmDialog({
@@ -151,7 +151,7 @@ export function recoverySection(app: App): HTMLElement {
     novalidate: true,
     autocomplete: 'off',
   });
-  factoryForm.addEventListener('submit', async (ev) => {
+  listen(factoryForm, 'submit', async (ev) => {
     ev.preventDefault();
     factoryFeedback.reset();
     if (!/^\d{4,8}$/.test(factoryPin.value)) {
@@ -215,7 +215,7 @@ export function recoverySection(app: App): HTMLElement {
   const uploadFeedback = new Feedback();
   uploadFeedback.describe(uploadButton);
   roleGate(uploadButton, session.role, 'admin');
-  uploadButton.addEventListener('click', () =>
+  listen(uploadButton, 'click', () =>
     runAction(
       uploadButton,
       uploadFeedback,

@@ -1,5 +1,5 @@
 import type { ConstraintName, ConstraintView, SafetyStatus } from '../api-types.js';
-import { fill, h } from '../dom.js';
+import { fill, h, listen } from '../dom.js';
 import { CONSTRAINT_LABELS, constraintLabel } from '../errors.js';
 import type { App } from '../store.js';
 import { badge, Feedback, field, roleAllows, roleNote, runAction, section } from '../ui.js';
@@ -101,7 +101,7 @@ export function safetySection(app: App): HTMLElement {
   const endFeedback = new Feedback();
   endFeedback.describe(endButton);
   endButton.disabled = !admin;
-  endButton.addEventListener('click', () =>
+  listen(endButton, 'click', () =>
     runAction(endButton, endFeedback, async () => {
       await api.post('/api/v1/ota/safety/override', { enable: false });
       await app.refresh('safety');

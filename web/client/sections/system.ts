@@ -1,5 +1,5 @@
 import type { Partition, SystemStatus } from '../api-types.js';
-import { fill, h } from '../dom.js';
+import { fill, h, listen } from '../dom.js';
 import type { App } from '../store.js';
 import { badge, checkbox, Feedback, field, formatTime, roleGate, runAction, section } from '../ui.js';
 
@@ -89,7 +89,7 @@ export function systemSection(app: App): HTMLElement {
   const snapFeedback = new Feedback();
   snapFeedback.describe(snapButton);
   roleGate(snapButton, session.role, 'operator');
-  snapButton.addEventListener('click', () =>
+  listen(snapButton, 'click', () =>
     runAction(snapButton, snapFeedback, async () => {
       const name = snapName.value.trim();
       if (!/^[A-Za-z0-9._-]{1,64}$/.test(name)) {
@@ -132,7 +132,7 @@ export function systemSection(app: App): HTMLElement {
       debugFeedback.failText(m.message);
     }
   });
-  debugButton.addEventListener('click', () =>
+  listen(debugButton, 'click', () =>
     runAction(debugButton, debugFeedback, async () => {
       fill(debugLink);
       const res = await api.post<{ bundle_id: string; estimated_size: string; download_url: string }>(

@@ -1,5 +1,5 @@
 import type { AvailableUpdate } from '../api-types.js';
-import { fill, h, type Child } from '../dom.js';
+import { type Child, fill, h, listen } from '../dom.js';
 import type { App } from '../store.js';
 import { badge, Feedback, formatTime, roleAllows, roleGate, runAction, section } from '../ui.js';
 
@@ -23,7 +23,7 @@ function updateRow(app: App, u: AvailableUpdate): HTMLElement {
     install.disabled = true;
     feedback.failText(refusal);
   }
-  install.addEventListener('click', () =>
+  listen(install, 'click', () =>
     runAction(install, feedback, async () => {
       const res = await app.api.post<{ job_id: string; target_partition: string }>('/api/v1/ota/download', {
         update_id: u.id,
@@ -113,7 +113,7 @@ export function updatesSection(app: App): HTMLElement {
   const checkFeedback = new Feedback();
   checkFeedback.describe(check);
   roleGate(check, session.role, 'operator');
-  check.addEventListener('click', () =>
+  listen(check, 'click', () =>
     runAction(
       check,
       checkFeedback,
@@ -141,7 +141,7 @@ export function updatesSection(app: App): HTMLElement {
   renderAuto();
   store.on('settings', renderAuto);
   roleGate(auto, session.role, 'operator');
-  auto.addEventListener('click', () =>
+  listen(auto, 'click', () =>
     runAction(auto, autoFeedback, async () => {
       const enabled = !store.get('settings').auto_update.enabled;
       const res = await api.post<{ auto_update: boolean }>('/api/v1/ota/auto-update', { enabled });

@@ -1,4 +1,4 @@
-import { fill, h } from '../dom.js';
+import { fill, h, listen } from '../dom.js';
 import type { App } from '../store.js';
 import { Feedback, field, roleGate, roleNote, runAction, section } from '../ui.js';
 
@@ -98,7 +98,7 @@ export function uploadSection(app: App): HTMLElement {
     deployFeedback.reset();
   });
 
-  verify.addEventListener('click', () =>
+  listen(verify, 'click', () =>
     runAction(
       verify,
       verifyFeedback,
@@ -150,7 +150,7 @@ export function uploadSection(app: App): HTMLElement {
     ),
   );
 
-  deploy.addEventListener('click', () =>
+  listen(deploy, 'click', () =>
     runAction(deploy, deployFeedback, async () => {
       if (!verified) throw new Error('verify an image first');
       const target = store.get('system').partitions.inactive.id;
