@@ -191,6 +191,9 @@ export async function transferBundle(req: TransferRequest): Promise<TransferResu
       }, window.periodMs);
       let lastAt = req.now();
       let lastBytes = resume?.slotBytes ?? 0;
+      // A checkpoint of this attempt may land after it failed: its resume point then must not
+      // override the next attempt's (above all not a restart's, which starts from nothing).
+      let live = true;
       try {
         return await streamImageToSlot({
           device: req.device,
@@ -212,6 +215,7 @@ export async function transferBundle(req: TransferRequest): Promise<TransferResu
             taken = bytes;
           },
           onDurable: (point) => {
+            if (!live) return;
             const at = req.now();
             const speed = at > lastAt ? ((point.slotBytes - lastBytes) * 1000) / (at - lastAt) : 0;
             lastAt = at;
@@ -235,6 +239,7 @@ export async function transferBundle(req: TransferRequest): Promise<TransferResu
         req.onRetry(failures, messageOf(lastError));
         await sleep(policy.retryDelayMs * failures, signal);
       } finally {
+        live = false;
         clearInterval(watchdog);
         signal.removeEventListener('abort', onAbort);
       }
