@@ -37,7 +37,7 @@ export const DEFAULT_TRANSFER_POLICY: TransferPolicy = {
   retryDelayMs: 2000,
   slowFloorBytesPerSecond: 1024,
   slowWindowMs: 60_000,
-  // A 1 GiB bundle needs 150 KB/s on average to make it; GANTRY_DOWNLOAD_TIMEOUT_MINUTES changes it.
+  // A 1 GiB bundle needs ~150 KB/s on average to make it; GANTRY_DOWNLOAD_TIMEOUT_MINUTES changes it.
   maxTransferMs: 2 * 60 * 60 * 1000,
   checkpointBytes: 64 * 1024 * 1024,
   checkpointMs: 1000,
