@@ -237,6 +237,7 @@ export async function transferBundle(req: TransferRequest): Promise<TransferResu
         lastError = attemptAbort.signal.aborted ? attemptAbort.signal.reason : err;
         if (++failures >= policy.maxAttempts) break;
         req.onRetry(failures, messageOf(lastError));
+        clearInterval(watchdog); // nothing to watch while waiting
         await sleep(policy.retryDelayMs * failures, signal);
       } finally {
         live = false;
