@@ -65,6 +65,8 @@ export const configSchema = z.strictObject({
   loginAttemptsPerMinute: z.coerce.number().int().min(1).max(1000).default(10),
   /** Snapshots kept per gateway; creating one more deletes the oldest. */
   snapshotRetention: z.coerce.number().int().min(1).max(100).default(5),
+  /** A download (all its attempts) still running after this long fails with OTA_DOWNLOAD_FAILED. */
+  downloadTimeoutMinutes: z.coerce.number().int().min(1).max(10_080).default(120),
   ...linuxConfigFields,
 });
 export type GantryConfig = Omit<z.infer<typeof configSchema>, 'gateways'> & { gateways: GatewayConfig[] };
@@ -84,6 +86,7 @@ const ENV_KEYS = {
   GANTRY_TRUSTED_ORIGINS: 'trustedOrigins',
   GANTRY_LOGIN_ATTEMPTS_PER_MINUTE: 'loginAttemptsPerMinute',
   GANTRY_SNAPSHOT_RETENTION: 'snapshotRetention',
+  GANTRY_DOWNLOAD_TIMEOUT_MINUTES: 'downloadTimeoutMinutes',
   GANTRY_MAX_UPLOAD_BYTES: 'maxUploadBytes',
   GANTRY_FEED_URL: 'feedUrl',
   GANTRY_FEED_TARGETS_URL: 'feedTargetsUrl',

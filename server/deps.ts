@@ -183,7 +183,11 @@ export function createDeps(config: GantryConfig, opts: DepsOptions = {}): Gantry
     catalog: new UpdateCatalog(db, clock),
     partitions,
     ports,
-    policy: { ...DEFAULT_TRANSFER_POLICY, ...opts.transferPolicy },
+    policy: {
+      ...DEFAULT_TRANSFER_POLICY,
+      maxTransferMs: config.downloadTimeoutMinutes * 60_000,
+      ...opts.transferPolicy,
+    },
   });
   updates.registerProgress('snapshot', (gw, row) => snapshots.progress(gw, row));
   const recovery = new RecoveryService({

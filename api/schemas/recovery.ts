@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { pinAttemptSchema } from './safety.js';
 
 const slotId = z.enum(['A', 'B']);
 
@@ -30,7 +31,7 @@ export const restoreOutputSchema = z.object({
 });
 
 export const factoryInputSchema = z.strictObject({
-  pin: z.string().regex(/^\d{4,8}$/, 'must be 4 to 8 digits'),
+  pin: pinAttemptSchema,
   confirm: z.literal(true, { message: 'a factory reset must be confirmed with confirm: true' }),
   wipe_data: z.boolean().default(false),
   reason: z.string().min(1).max(500),

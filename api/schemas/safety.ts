@@ -4,7 +4,14 @@ import { SLOT_IDS } from '../../device/types.js';
 
 /** SECTION 6 (GET /safety, POST /safety/override) and the simulator controls used by tests and demos. */
 
-const pin = z.string().regex(/^\d{4,8}$/, 'must be 4 to 8 digits');
+/**
+ * A PIN attempt: any string up to 64 characters. Its form is deliberately not checked here: one that
+ * is not 4 to 8 digits is a wrong PIN like any other (OTA_INVALID_PIN, counted towards the lockout),
+ * so a malformed PIN is no free probe of the endpoint. Only a missing, non-string or oversized PIN
+ * is a VALIDATION_ERROR (nothing to check, or not worth hashing).
+ */
+export const pinAttemptSchema = z.string().max(64, 'at most 64 characters');
+const pin = pinAttemptSchema;
 
 /**
  * The documented `{enable, pin, reason, constraints}`. Enabling needs all four; disabling needs only

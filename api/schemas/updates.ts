@@ -13,7 +13,8 @@ export const availableUpdateSchema = z.object({
   released: z.string(),
   description: z.string(),
   changelog: z.array(z.string()),
-  signature: z.enum(['verified', 'untrusted', 'unsigned']),
+  /** From the TUF-verified feed metadata (`signatureStatus` in services/updates/catalog.ts). */
+  signature: z.enum(['verified', 'untrusted', 'unknown']),
   compatible: z.boolean(),
 });
 export type AvailableUpdate = z.infer<typeof availableUpdateSchema>;

@@ -44,6 +44,11 @@ export interface StreamToSlotOptions {
   onManifest?(manifest: Manifest, payload: Payload): Promise<void> | void;
   /** Called after each fsync with the payload bytes now durable on the slot. */
   onDurable?(point: ResumePoint): void;
+  /**
+   * Called on every chunk with the payload bytes taken so far (a resume's slot prefix included):
+   * what the slow-retrieval check measures.
+   */
+  onBytes?(bytes: number): void;
   /** Durability cadence: fsync after this many new bytes, or this long since the last one. */
   checkpointBytes?: number;
   checkpointMs?: number;
@@ -57,6 +62,31 @@ export interface StreamToSlotResult {
   payload: Payload;
   sha256: string;
   bytes: number;
+}
+
+/**
+ * A resumed transfer whose bytes failed their hash. The slot prefix read back or the bytes fetched
+ * now are wrong, and the hashes cannot tell which: a caller may start over from byte 0. Still the
+ * OTA_INVALID_IMAGE it replaces for a caller that does not.
+ */
+export class ResumedHashMismatchError extends GantryError {
+  constructor(
+    readonly mismatch: GantryError,
+    /** Payload bytes that came from the slot. */
+    readonly prefixBytes: number,
+  ) {
+    super('OTA_INVALID_IMAGE', mismatch.message, mismatch.details, mismatch);
+    this.name = 'ResumedHashMismatchError';
+  }
+}
+
+/** A payload or bundle hash mismatch: the only OTA_INVALID_IMAGE errors that carry an `actual` hash. */
+function isHashMismatch(err: unknown): err is GantryError {
+  return (
+    err instanceof GantryError &&
+    err.gantryCode === 'OTA_INVALID_IMAGE' &&
+    typeof err.details?.actual === 'string'
+  );
 }
 
 /** Reads `n` bytes of a stream then stops (and destroys) it. */
@@ -195,9 +225,13 @@ export async function streamImageToSlot(opts: StreamToSlotOptions): Promise<Stre
   }
   let slotPayload: Payload | null = null;
   let payloadOffset = 0;
+  const fromSlot = resume?.slotBytes ?? 0;
+  const asResumed = (err: unknown): unknown =>
+    fromSlot > 0 && isHashMismatch(err) ? new ResumedHashMismatchError(err, fromSlot) : err;
 
   const result = await streamBundle(input, {
     signal: opts.signal,
+    onProgress: opts.onBytes,
     trustedKeys: opts.trustedKeys,
     hardwareModel: opts.hardwareModel,
     currentVersion: opts.currentVersion,
@@ -242,17 +276,21 @@ export async function streamImageToSlot(opts: StreamToSlotOptions): Promise<Stre
         (bytes) => opts.onDurable?.({ slotBytes: bytes, payloadOffset, payloadName: payload.name }),
       );
     },
+  }).catch((err: unknown) => {
+    throw asResumed(err);
   });
   if (opts.source.sha256) {
     const digest = result.sha256;
     if (digest !== opts.source.sha256) {
-      throw new GantryError(
-        'OTA_INVALID_IMAGE',
-        `Bundle does not match its signed hash (${opts.source.description})`,
-        {
-          expected: opts.source.sha256,
-          actual: digest,
-        },
+      throw asResumed(
+        new GantryError(
+          'OTA_INVALID_IMAGE',
+          `Bundle does not match its signed hash (${opts.source.description})`,
+          {
+            expected: opts.source.sha256,
+            actual: digest,
+          },
+        ),
       );
     }
   }

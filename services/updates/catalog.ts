@@ -46,6 +46,26 @@ export function imageBytes(row: Pick<AvailableUpdateRow, 'custom' | 'length'>): 
   return typeof c.installed_size === 'number' && c.installed_size > 0 ? c.installed_size : row.length;
 }
 
+/** A bundle key id as manifests write it: a 16 to 64 hex-digit prefix of `fullKeyId`. */
+const KEY_ID = /^[0-9a-f]{16,64}$/;
+
+/**
+ * What the gateway knows, before downloading, of who signed a listed bundle. Listed targets come
+ * from TUF metadata that verified against the feed's trusted root, and `feed add` records there the
+ * key id named by the bundle's signed manifest (`key_id`). `verified` means exactly that this key is
+ * one the gateway trusts; `untrusted` that the metadata names a key it does not trust (or no usable
+ * key id); `unknown` that the metadata names no key at all (a feed built by another tool). Whatever
+ * the label, the bundle's own signature is checked again on download, before a byte is written.
+ */
+export function signatureStatus(
+  keyId: unknown,
+  trustedKeys: readonly KeyObject[],
+): AvailableUpdate['signature'] {
+  if (keyId === undefined) return 'unknown';
+  if (typeof keyId !== 'string' || !KEY_ID.test(keyId)) return 'untrusted';
+  return trustedKeys.some((k) => fullKeyId(k).startsWith(keyId)) ? 'verified' : 'untrusted';
+}
+
 /**
  * The updates a gateway's feed offers, refreshed by "Check for Updates" and kept in the store so
  * /updates answers without the network. `compatible` and `signature` are computed per gateway.
@@ -120,10 +140,6 @@ export class UpdateCatalog {
     ctx: { model: string; versionFloor: string | null; trustedKeys: readonly KeyObject[] },
   ): AvailableUpdate {
     const c = row.custom as Record<string, unknown>;
-    // Listed targets come from TUF metadata that verified against the trusted root; a bundle key
-    // named in the metadata must also be one this gateway trusts (the bundle is checked again on download).
-    const signer = str(c.key_id);
-    const trusted = signer === '' || ctx.trustedKeys.some((k) => fullKeyId(k).startsWith(signer));
     const fitsModel = strings(c.compatible).includes(ctx.model);
     const notOlder =
       !ctx.versionFloor ||
@@ -139,7 +155,7 @@ export class UpdateCatalog {
       released: str(c.released),
       description: str(c.description),
       changelog: strings(c.changelog),
-      signature: ctx.trustedKeys.length === 0 ? 'unsigned' : trusted ? 'verified' : 'untrusted',
+      signature: signatureStatus(c.key_id, ctx.trustedKeys),
       compatible: fitsModel && notOlder,
     };
   }

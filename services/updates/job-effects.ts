@@ -89,6 +89,17 @@ export class JobEffects {
           `Job ${job.id}: transfer attempt ${attempt} failed (${reason}); resuming`,
         );
       },
+      onRestart: (reason) => {
+        // The old resume point names bytes that failed their hash: a crash now must not resume from it.
+        job.artifact = { ...job.artifact, resume: null };
+        this.saveArtifact(job);
+        sendBack({ type: 'PROGRESS', bytesDone: 0, speedBps: 0, at: this.deps.clock() });
+        this.deps.logs.warn(
+          gw.id,
+          'ota',
+          `Job ${job.id}: the part already on slot ${slot} failed its hash on resume (${reason}); restarting the transfer from byte 0`,
+        );
+      },
     });
     job.hashedHere = true;
     job.artifact = { ...job.artifact, manifest: result.manifest, sha256: result.sha256, bytes: result.bytes };

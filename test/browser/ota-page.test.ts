@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { generateKeyPair } from '../../bundle/keys.js';
 import { randomImage, startTestFeed, type TestFeed } from '../helpers/feed.js';
 import { ADMIN_PASSWORD, startTestGantry, tempDataDir, type TestGantry } from '../helpers/gantry.js';
 import {
@@ -348,6 +349,21 @@ describeBrowser('OTA page (/ota-system-updates) in Chromium', () => {
     await waitForText(page, '#factory-form [role=alert]', /^Wrong PIN\. \d attempts? left/);
     expect(await form.getByLabel('Safety PIN').inputValue()).toBe('');
     await shot(page, '#section-recovery', 'recovery-factory-wrong-pin');
+  });
+
+  // Regression (issue 11.3): every listed update said "verified", even one signed by a key the
+  // gateway does not trust.
+  it('should show an update signed by an untrusted key as untrusted and not offer to install it', async () => {
+    await feed.publish({ version: 'v6.0.0' }, randomImage(64 * 1024), {
+      signingKey: generateKeyPair().privateKey,
+    });
+    await page.getByRole('button', { name: 'Check for Updates' }).click();
+    const row = page.locator('#section-updates tr', { has: page.locator('th', { hasText: 'v6.0.0' }) });
+    await row.waitFor();
+    expect(await row.locator('.badge', { hasText: 'untrusted' }).count()).toBe(1);
+    expect(await row.textContent()).toContain('Signed by a key this gateway does not trust');
+    expect(await page.getByRole('button', { name: 'Install v6.0.0 now' }).isDisabled()).toBe(true);
+    await shot(page, '#section-updates', 'updates-untrusted-signer');
   });
 
   it('should show a viewer the data, with the controls its role may not use disabled', async () => {

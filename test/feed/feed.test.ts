@@ -110,6 +110,9 @@ describe('TUF feed', () => {
         changelog: ['Fix CVE-2024-0001', 'Harden sshd'],
         compatible: [MODEL],
         kernel: '6.1.40-LTS',
+        // The signer named by the bundle's manifest, so a gateway can say before downloading
+        // whether it trusts it (issue 11.3: feed add recorded no key id).
+        key_id: bundleKey.keyId,
       },
     });
     // 2.root.json does not exist: the 404 told the client its root is current.
@@ -120,13 +123,17 @@ describe('TUF feed', () => {
     const c = client();
     expect(await c.refresh()).toHaveLength(1);
     const second = await makeBundle(work, 'gantry-v5.1.0.bundle', { version: 'v5.1.0', type: 'feature' });
-    await addTarget(repo, second, { keys: feedKey.privateKey, custom: { channel: 'stable' } });
+    await addTarget(repo, second, {
+      keys: feedKey.privateKey,
+      // Extra fields may not rename the signer: key_id is always the manifest's.
+      custom: { channel: 'stable', key_id: 'ffffffffffffffff' },
+    });
     const targets = await c.refresh();
     expect(targets.map((t) => [t.path, t.custom?.version])).toEqual([
       ['gantry-v5.0.5.bundle', 'v5.0.5'],
       ['gantry-v5.1.0.bundle', 'v5.1.0'],
     ]);
-    expect(targets[1]!.custom).toMatchObject({ type: 'feature', channel: 'stable' });
+    expect(targets[1]!.custom).toMatchObject({ type: 'feature', channel: 'stable', key_id: bundleKey.keyId });
   });
 
   it('should refuse an expired timestamp (freeze attack) with a clear message', async () => {

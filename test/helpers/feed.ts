@@ -15,8 +15,15 @@ export interface TestFeed {
   env: Record<string, string>;
   signingKey: KeyObject;
   publicKeyPem: string;
-  /** Builds a signed bundle of `image` and publishes it; returns the bundle path. */
-  publish(fields: Partial<ManifestFields> & { version: string }, image: Buffer | string): Promise<string>;
+  /**
+   * Builds a bundle of `image` signed with the vendor key (or `opts.signingKey`, one a gateway may not
+   * trust) and publishes it; returns the bundle path.
+   */
+  publish(
+    fields: Partial<ManifestFields> & { version: string },
+    image: Buffer | string,
+    opts?: { signingKey?: KeyObject },
+  ): Promise<string>;
   /** Re-signs timestamp.json so that it expired yesterday (a frozen feed). */
   expireTimestamp(): void;
   /** URL path of a published bundle on the feed server. */
@@ -46,7 +53,7 @@ export async function startTestFeed(): Promise<TestFeed> {
     signingKey,
     publicKeyPem: vendor.publicKeyPem,
     env: { GANTRY_FEED_URL: server.url, GANTRY_FEED_ROOT: path.join(dir, 'root.json') },
-    async publish(fields, image) {
+    async publish(fields, image, opts) {
       const imagePath = typeof image === 'string' ? image : path.join(work, `image-${++n}.img`);
       if (typeof image !== 'string') fs.writeFileSync(imagePath, image);
       const out = path.join(work, `gantry-${fields.version}-${n}.bundle`);
@@ -62,7 +69,7 @@ export async function startTestFeed(): Promise<TestFeed> {
           ...fields,
         },
         payloadFiles: [{ kind: 'rootfs', path: imagePath, name: 'rootfs.img' }],
-        privateKey: signingKey,
+        privateKey: opts?.signingKey ?? signingKey,
         out,
       });
       await addTarget(dir, out, { keys: tufKey, expiresDays: 30 });

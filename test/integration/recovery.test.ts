@@ -164,6 +164,18 @@ describe('recovery (SECTION 5)', () => {
     });
     expect(wrongPin.status).toBe(403);
     expect(wrongPin.body.error.code).toBe('OTA_INVALID_PIN');
+    // Regression (issue 11.5): a malformed PIN is a wrong PIN too, counted with the others.
+    const malformedPin = await post('/api/v1/ota/recovery/factory', {
+      pin: '48-29',
+      confirm: true,
+      wipe_data: true,
+      reason: 'x',
+    });
+    expect(malformedPin.status).toBe(403);
+    expect(malformedPin.body.error).toMatchObject({
+      code: 'OTA_INVALID_PIN',
+      details: { attempts_left: 3 },
+    });
 
     const res = await post('/api/v1/ota/recovery/factory', {
       pin: PIN,

@@ -69,6 +69,60 @@ describe('Safety override PIN', () => {
     }
   });
 
+  // Regression (issue 11.5): a PIN that was not 4-8 digits answered 400 VALIDATION_ERROR and was
+  // not counted, so malformed PINs were free probes of the endpoint.
+  it('should answer a malformed PIN as a wrong one and lock after 5 of them', async () => {
+    const g = await startTestGantry({ env: { GANTRY_SAFETY_PIN: PIN } });
+    try {
+      const admin = await g.login();
+      const malformed = ['12', 'abcd', '123456789', '', `${PIN} `];
+      for (const [i, pin] of malformed.slice(0, 4).entries()) {
+        const res = await override(g, admin, pin);
+        expect(res.status, JSON.stringify(res.body)).toBe(403);
+        expect(res.body.error.code).toBe('OTA_INVALID_PIN');
+        expect(res.body.error.details).toEqual({ attempts_left: 4 - i });
+      }
+      const fifth = await override(g, admin, malformed[4]!);
+      expect(fifth.status).toBe(423);
+      expect(fifth.body.error.code).toBe('OTA_PIN_LOCKED');
+      // Locked for the right PIN too, and on the factory reset that shares the count.
+      expect((await override(g, admin, PIN)).body.error.code).toBe('OTA_PIN_LOCKED');
+      const factory = await g.request('POST', '/api/v1/ota/recovery/factory', {
+        token: admin,
+        body: { pin: PIN, confirm: true, wipe_data: false, reason: 'PIN test' },
+      });
+      expect(factory.body.error.code).toBe('OTA_PIN_LOCKED');
+
+      const audit = g.deps.audit.recent(50).filter((a) => a.action === 'safety.override');
+      expect(audit.filter((a) => a.detail === 'OTA_INVALID_PIN')).toHaveLength(4);
+      expect(audit.map((a) => a.detail)).toContain('OTA_PIN_LOCKED');
+    } finally {
+      await g.stop();
+    }
+  });
+
+  it('should keep a missing, non-string or oversized PIN a validation error that costs no attempt', async () => {
+    const g = await startTestGantry({ env: { GANTRY_SAFETY_PIN: PIN } });
+    try {
+      const admin = await g.login();
+      const body = { enable: true, reason: 'PIN test', constraints: ['crane_motion'] };
+      for (const extra of [{}, { pin: 7392 }, { pin: null }, { pin: '1'.repeat(65) }]) {
+        const res = await g.request('POST', '/api/v1/ota/safety/override', {
+          token: admin,
+          body: { ...body, ...extra },
+        });
+        expect(res.status, JSON.stringify(extra)).toBe(400);
+        expect(res.body.error.code).toBe('VALIDATION_ERROR');
+        expect(res.body.error.message).toContain('pin');
+      }
+      // None of them counted: the first wrong PIN still leaves four attempts.
+      const wrong = await override(g, admin, '0000');
+      expect(wrong.body.error.details).toEqual({ attempts_left: 4 });
+    } finally {
+      await g.stop();
+    }
+  });
+
   it('should not let parallel guesses slip past the count', async () => {
     const g = await startTestGantry({ env: { GANTRY_SAFETY_PIN: PIN } });
     try {

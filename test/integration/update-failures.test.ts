@@ -103,13 +103,35 @@ describe('update pipeline: refusals and failures', () => {
     await boot();
     const slotBBefore = fs.readFileSync(slotFile('B'));
     const list = await g.request('GET', '/api/v1/ota/updates', { token });
-    expect(list.body.data.updates[0].signature).not.toBe('unsigned');
+    // The label says what the gateway knows before downloading: not a key it trusts (issue 11.3).
+    expect(list.body.data.updates[0].signature).toBe('untrusted');
     const start = await download();
     const end = await finalState(start.body.data.job_id);
     expect(end.body.data.error.code).toBe('OTA_SIGNATURE_FAILED');
     // Nothing was written: slot B still holds its previous, bootable image.
     expect(fs.readFileSync(slotFile('B')).equals(slotBBefore)).toBe(true);
     expect((await device().slots()).B).toMatchObject({ state: 'bootable', version: 'v5.0.3' });
+  });
+
+  // Regression (issue 11.3): `feed add` recorded no key id and a missing one counted as trusted, so
+  // a bundle signed by a stranger's key was listed as "verified".
+  it('should list a bundle signed by a key the gateway does not trust as untrusted, beside a verified one', async () => {
+    await feed.publish({ version: 'v5.0.5' }, image);
+    await feed.publish({ version: 'v5.0.6' }, image, { signingKey: generateKeyPair().privateKey });
+    await boot();
+    const list = await g.request('GET', '/api/v1/ota/updates', { token });
+    expect(
+      list.body.data.updates.map((u: { id: string; version: string; signature: string }) => [
+        u.id,
+        u.version,
+        u.signature,
+      ]),
+    ).toEqual([
+      ['update-001', 'v5.0.5', 'verified'],
+      ['update-002', 'v5.0.6', 'untrusted'],
+    ]);
+    const end = await finalState((await download('update-002')).body.data.job_id);
+    expect(end.body.data.error.code).toBe('OTA_SIGNATURE_FAILED');
   });
 
   it('should show an image for other hardware as incompatible and refuse to install it', async () => {

@@ -27,6 +27,7 @@ describe('loadConfig', () => {
       gateways: [{ id: 'GW-3920A9', model: 'Univa-GW-Pro', timezone: 'UTC' }],
       trustedOrigins: [],
       loginAttemptsPerMinute: 10,
+      downloadTimeoutMinutes: 120,
     });
     expect(config.dataDir).toBe(path.resolve('./data'));
     expect(config.adminPassword).toBeUndefined();
@@ -45,6 +46,7 @@ describe('loadConfig', () => {
       GANTRY_DEVICE: 'simulated',
       GANTRY_TRUSTED_ORIGINS: 'https://ops.example.com, https://scada.example.com',
       GANTRY_LOGIN_ATTEMPTS_PER_MINUTE: '3',
+      GANTRY_DOWNLOAD_TIMEOUT_MINUTES: '480',
     });
     expect(config).toMatchObject({
       port: 0,
@@ -56,6 +58,7 @@ describe('loadConfig', () => {
       cookieSecure: true,
       trustedOrigins: ['https://ops.example.com', 'https://scada.example.com'],
       loginAttemptsPerMinute: 3,
+      downloadTimeoutMinutes: 480,
     });
   });
 
@@ -82,6 +85,9 @@ describe('loadConfig', () => {
     ['GANTRY_TRUSTED_ORIGINS', 'not a url'],
     ['GANTRY_LOGIN_ATTEMPTS_PER_MINUTE', '0'],
     ['GANTRY_LOGIN_ATTEMPTS_PER_MINUTE', 'lots'],
+    ['GANTRY_DOWNLOAD_TIMEOUT_MINUTES', '0'],
+    ['GANTRY_DOWNLOAD_TIMEOUT_MINUTES', '10081'],
+    ['GANTRY_DOWNLOAD_TIMEOUT_MINUTES', '1.5'],
   ])('should reject %s=%j with a ConfigError naming the variable', (name, value) => {
     const err = configError({ [name]: value });
     expect(err.problems).toHaveLength(1);

@@ -5,6 +5,14 @@ import { badge, Feedback, formatTime, roleAllows, roleGate, runAction, section }
 
 const SEVERITY_KIND: Record<string, string> = { critical: 'bad', high: 'warn', medium: 'info', low: 'muted' };
 
+/** What each `signature` value tells the operator (see signatureStatus on the server). */
+const SIGNATURE: Record<string, { kind: string; note: string | null }> = {
+  verified: { kind: 'ok', note: null },
+  // The refused Install button already says why.
+  untrusted: { kind: 'bad', note: null },
+  unknown: { kind: 'warn', note: 'The feed names no signing key: the signature is checked on download' },
+};
+
 function updateRow(app: App, u: AvailableUpdate): HTMLElement {
   const install = h(
     'button',
@@ -14,10 +22,12 @@ function updateRow(app: App, u: AvailableUpdate): HTMLElement {
   const feedback = new Feedback();
   feedback.describe(install);
   roleGate(install, app.session.role, 'operator');
+  const signature = SIGNATURE[u.signature] ?? { kind: 'bad', note: null };
+  // Only a key known to be untrusted is refused here; an unknown signer is left to the download's check.
   const refusal = !u.compatible
     ? 'Not compatible with this gateway'
-    : u.signature !== 'verified'
-      ? `Signature ${u.signature}: will not be installed`
+    : u.signature === 'untrusted'
+      ? 'Signed by a key this gateway does not trust: will not be installed'
       : null;
   if (refusal) {
     install.disabled = true;
@@ -58,7 +68,11 @@ function updateRow(app: App, u: AvailableUpdate): HTMLElement {
           )
         : null,
     ),
-    cell('Signature', badge(u.signature, u.signature === 'verified' ? 'ok' : 'bad')),
+    cell(
+      'Signature',
+      badge(u.signature, signature.kind),
+      signature.note ? h('p', { class: 'hint' }, signature.note) : null,
+    ),
     cell('Action', install, feedback.el),
   );
 }
