@@ -37,7 +37,11 @@ export interface FeedSourcesDeps {
   /** Where the gateway's last feed is remembered (so a change is noticed across restarts too). */
   stateFile(gatewayId: string): string;
   /** A gateway's feed changed source (e.g. a configuration ZIP replaced the demo feed). */
-  onChange(gatewayId: string, from: { origin: FeedOrigin; label: string } | null, to: ResolvedFeed | null): void;
+  onChange(
+    gatewayId: string,
+    from: { origin: FeedOrigin; label: string } | null,
+    to: ResolvedFeed | null,
+  ): void;
 }
 
 interface Remembered {
@@ -103,7 +107,8 @@ export class FeedSources {
     const before = this.remembered(gatewayId);
     this.last.set(gatewayId, now);
     // The demo feed's port changes on every start: a demo feed is the same source on any port.
-    const key = (r: Remembered | null) => (r ? `${r.origin} ${r.origin === 'demo' ? '' : r.metadataUrl}` : '');
+    const key = (r: Remembered | null) =>
+      r ? `${r.origin} ${r.origin === 'demo' ? '' : r.metadataUrl}` : '';
     if (before === undefined || key(before) !== key(now)) {
       writeFileAtomicSync(this.deps.stateFile(gatewayId), JSON.stringify(now));
       if (before !== undefined) this.deps.onChange(gatewayId, before, feed);

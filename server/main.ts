@@ -11,8 +11,9 @@ function feedBanner(gantry: RunningGantry): string[] {
   const onDemo = feeds.filter((f) => f.feed?.origin === 'demo').map((f) => f.id);
   if (demo && onDemo.length > 0) {
     lines.push(
-      `  updates: DEMO FEED ${demo.url} (${demo.releases.join(', ')}; ${demo.generated ? 'generated now' : 'generated at the first start'}, signed with its own key in ${demo.dir})`,
-      `    for trying updates on the simulated gateway (${onDemo.join(', ')}); a real feed: GANTRY_FEED_URL + GANTRY_FEED_ROOT or a configuration ZIP`,
+      `  updates: ${demo.label}: ${demo.releases.join(', ')} for the simulated gateway (${onDemo.join(', ')}),`,
+      `    ${demo.generated ? 'generated now' : 'generated at the first start'} and signed with its own key in ${demo.dir}.`,
+      `    A real feed replaces it: GANTRY_FEED_URL + GANTRY_FEED_ROOT, or a configuration ZIP.`,
     );
   }
   for (const { id, feed } of feeds) {
