@@ -110,8 +110,8 @@ function feedPanel(app: App): HTMLElement {
       h(
         'p',
         { class: 'note' },
-        badge('Demo feed', 'warn'),
-        ' ',
+        badge('Demo', 'warn'),
+        ' Feed: ',
         h('strong', {}, feed.server),
         ': releases generated and signed on this machine to try updates on the simulated gateway. It is not used once a real feed is configured.',
       ),
