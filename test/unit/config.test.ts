@@ -27,6 +27,7 @@ describe('loadConfig', () => {
       gateways: [{ id: 'GW-3920A9', model: 'Univa-GW-Pro', timezone: 'UTC' }],
       trustedOrigins: [],
       loginAttemptsPerMinute: 10,
+      demoFeed: 'auto',
     });
     expect(config.dataDir).toBe(path.resolve('./data'));
     expect(config.adminPassword).toBeUndefined();
@@ -45,6 +46,7 @@ describe('loadConfig', () => {
       GANTRY_DEVICE: 'simulated',
       GANTRY_TRUSTED_ORIGINS: 'https://ops.example.com, https://scada.example.com',
       GANTRY_LOGIN_ATTEMPTS_PER_MINUTE: '3',
+      GANTRY_DEMO_FEED: 'off',
     });
     expect(config).toMatchObject({
       port: 0,
@@ -56,6 +58,7 @@ describe('loadConfig', () => {
       cookieSecure: true,
       trustedOrigins: ['https://ops.example.com', 'https://scada.example.com'],
       loginAttemptsPerMinute: 3,
+      demoFeed: 'off',
     });
   });
 
@@ -76,6 +79,7 @@ describe('loadConfig', () => {
     ['GANTRY_TOKEN_TTL_SECONDS', 'forever'],
     ['GANTRY_COOKIE_SECURE', 'maybe'],
     ['GANTRY_DEVICE', 'qemu'],
+    ['GANTRY_DEMO_FEED', 'maybe'],
     ['GANTRY_GATEWAYS', 'bad id!'],
     ['GANTRY_GATEWAYS', 'GW-1:Model:Mars/Olympus_Mons'],
     ['GANTRY_GATEWAYS', ','],
