@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { describeError, openSession, type CliIo, type GlobalOptions, type Run } from './gantry/session.js';
+import { registerSimulator } from './gantry/simulator.js';
 import { registerSystem } from './gantry/system.js';
 import { registerUpdates } from './gantry/updates.js';
 import { registerUpload } from './gantry/upload.js';
@@ -47,6 +48,7 @@ export function createProgram(io: CliIo = defaultIo): Command {
   registerSystem(program, run);
   registerUpdates(program, run);
   registerUpload(program, run);
+  registerSimulator(program, run);
   return program;
 }
 

@@ -62,6 +62,11 @@ export const configSchema = z.strictObject({
   feedTargetsUrl: z.string().url().optional(),
   /** The TUF root.json this gateway trusts for that feed. */
   feedRoot: z.string().optional(),
+  /**
+   * `auto`: a simulated gateway with no feed configured gets a local demo feed (generated once in
+   * the data dir, served on loopback); `off`: never. Never used with the Linux device.
+   */
+  demoFeed: z.enum(['auto', 'off']).default('auto'),
   loginAttemptsPerMinute: z.coerce.number().int().min(1).max(1000).default(10),
   /** Snapshots kept per gateway; creating one more deletes the oldest. */
   snapshotRetention: z.coerce.number().int().min(1).max(100).default(5),
@@ -91,6 +96,7 @@ const ENV_KEYS = {
   GANTRY_FEED_URL: 'feedUrl',
   GANTRY_FEED_TARGETS_URL: 'feedTargetsUrl',
   GANTRY_FEED_ROOT: 'feedRoot',
+  GANTRY_DEMO_FEED: 'demoFeed',
   ...LINUX_ENV_KEYS,
 } as const satisfies Record<string, keyof GantryConfig>;
 

@@ -17,6 +17,8 @@ export const ERROR_CODES = {
   OTA_RECOVERY_FAILED: { status: 409 },
   OTA_INVALID_PIN: { status: 403 },
   OTA_OPERATION_IN_PROGRESS: { status: 409 },
+  /** The gateway has no update feed to check: not a fault of the feed, a missing configuration. */
+  OTA_FEED_NOT_CONFIGURED: { status: 409 },
   /** Too many wrong PINs: overrides are locked until `details.locked_until`. */
   OTA_PIN_LOCKED: { status: 423 },
   AUTH_REQUIRED: { status: 401 },

@@ -17,7 +17,9 @@ import { UpdateCatalog } from '../services/updates/catalog.js';
 import { PartitionManager } from '../services/updates/partitions.js';
 import { DEFAULT_TRANSFER_POLICY, type TransferPolicy } from '../services/updates/transfer.js';
 import { UpdateService } from '../services/updates/update-service.js';
-import { createHealthCheck, createUpdatePorts, feedLocation } from './update-ports.js';
+import { createHealthCheck, createUpdatePorts } from './update-ports.js';
+import { FeedSources, feedStateFile, type ResolvedFeed } from './feed-sources.js';
+import type { RunningDemoFeed } from '../feed/demo-feed.js';
 import { LogService } from '../services/logs.js';
 import { SafetyService } from '../services/safety.js';
 import { SettingsService } from '../services/settings.js';
@@ -51,6 +53,10 @@ export interface GantryDeps {
   machineEvents: MachineEventLog;
   /** Configuration and plugins installed by the ZIP operations; keys, feed and hooks for updates. */
   provisioning: ProvisioningService;
+  /** Which feed each gateway uses (configuration ZIP, environment, demo feed). */
+  feeds: FeedSources;
+  /** The local demo feed this server runs (simulated gateways with no feed configured), or null. */
+  demoFeed: RunningDemoFeed | null;
   zipOps: ZipOperationService;
 }
 
@@ -70,6 +76,8 @@ function jwtSecret(config: GantryConfig): string {
 
 export interface DepsOptions {
   clock?: () => number;
+  /** Started by startGantry when demoFeedWanted(config). */
+  demoFeed?: RunningDemoFeed | null;
   transferPolicy?: Partial<TransferPolicy>;
 }
 
@@ -85,6 +93,18 @@ function untilSafe(safety: SafetyService, gatewayId: string, onWait: () => void)
       }
     });
   });
+}
+
+function feedChangeMessage(from: { origin: string; label: string } | null, to: ResolvedFeed | null): string {
+  const source = { configuration: 'the configuration ZIP', environment: 'GANTRY_FEED_URL', demo: '' };
+  if (from?.origin === 'demo') {
+    return to
+      ? `The demo feed is no longer used: updates now come from ${to.label} (${source[to.origin]})`
+      : 'The demo feed is no longer used; no update feed is configured';
+  }
+  if (to?.origin === 'demo') return `No update feed is configured any more: using the ${to.label} again`;
+  if (!to) return 'No update feed is configured any more';
+  return `Update feed is now ${to.label} (${source[to.origin]})`;
 }
 
 export function createDeps(config: GantryConfig, opts: DepsOptions = {}): GantryDeps {
@@ -106,7 +126,29 @@ export function createDeps(config: GantryConfig, opts: DepsOptions = {}): Gantry
     settings,
     defaultPin: config.safetyPin,
   });
-  const provisioning = new ProvisioningService({ config, clock, gateways, settings, logs, safety });
+  const catalog = new UpdateCatalog(db, clock);
+  const demoFeed = opts.demoFeed ?? null;
+  const feeds = new FeedSources({
+    config,
+    provisioned: (id) => provisioning.feed(id),
+    demo: demoFeed,
+    stateFile: (id) => feedStateFile(gateways.gatewayDir(id)),
+    onChange: (id, from, to) => {
+      // What the old feed listed cannot be fetched from the new one.
+      catalog.unlistAll(id);
+      logs.info(id, 'ota', feedChangeMessage(from, to));
+    },
+  });
+  const provisioning = new ProvisioningService({
+    config,
+    clock,
+    gateways,
+    settings,
+    logs,
+    safety,
+    // Resolving at once tells a feed change the moment a configuration is applied or reset.
+    onConfigurationChanged: (id) => void feeds.resolve(id),
+  });
   const zipOps = new ZipOperationService({ config, db, clock, gateways, logs }, provisioning);
   zipOps.recoverInterrupted();
   const jobs = new JobStore(db, clock);
@@ -147,6 +189,8 @@ export function createDeps(config: GantryConfig, opts: DepsOptions = {}): Gantry
     audit: new AuditService(db, clock),
     safety,
     provisioning,
+    feeds,
+    demoFeed,
     zipOps,
     jobs,
     snapshots,
@@ -180,7 +224,7 @@ export function createDeps(config: GantryConfig, opts: DepsOptions = {}): Gantry
     settings: base.settings,
     logs: base.logs,
     jobs: base.jobs,
-    catalog: new UpdateCatalog(db, clock),
+    catalog,
     partitions,
     ports,
     policy: {
@@ -207,7 +251,7 @@ export function createDeps(config: GantryConfig, opts: DepsOptions = {}): Gantry
     settings,
     logs,
     updates,
-    feedConfigured: (id) => feedLocation(base, id) !== null,
+    feedConfigured: (id) => feeds.resolve(id) !== null,
   });
   return { ...base, partitions, updates, recovery, scheduler, machineEvents };
 }

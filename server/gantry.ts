@@ -1,7 +1,10 @@
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
 import type { GantryConfig } from '../core/config.js';
+import { startDemoFeed, type RunningDemoFeed } from '../feed/demo-feed.js';
 import { createHttpServer, type GantryHttp } from './app.js';
 import { createDeps, type DepsOptions, type GantryDeps } from './deps.js';
+import { demoFeedWanted } from './feed-sources.js';
 import type { OtaWsOptions } from './ota-ws.js';
 
 export interface RunningGantry {
@@ -22,9 +25,33 @@ export async function startGantry(
   config: GantryConfig,
   opts: DepsOptions & { ws?: OtaWsOptions } = {},
 ): Promise<RunningGantry> {
-  const deps = createDeps(config, opts);
+  // The embedded default must be able to update at once: a local demo feed, generated on the
+  // first start (reused afterwards) and served on loopback for as long as the server runs.
+  const demoFeed: RunningDemoFeed | null = demoFeedWanted(config)
+    ? await startDemoFeed({
+        dir: path.join(config.dataDir, 'demo-feed'),
+        models: [...new Set(config.gateways.map((g) => g.model))],
+      })
+    : null;
+  let deps: GantryDeps;
+  try {
+    deps = createDeps(config, { ...opts, demoFeed });
+  } catch (err) {
+    await demoFeed?.close();
+    throw err;
+  }
   const admin = await deps.users.ensureAdmin(config.adminPassword);
-  for (const id of deps.gateways.ids()) deps.logs.info(id, 'system', 'Gantry started');
+  for (const id of deps.gateways.ids()) {
+    deps.logs.info(id, 'system', 'Gantry started');
+    const feed = deps.feeds.resolve(id);
+    if (feed?.origin === 'demo') {
+      deps.logs.info(
+        id,
+        'ota',
+        `Using the ${feed.label}: ${demoFeed?.releases.join(', ') ?? ''}, generated and signed on this machine (no feed is configured)`,
+      );
+    }
+  }
   // Reconcile slots with what the device booted (commit or roll back a trial), then resume jobs.
   // Safety first: restored jobs must see live readings, not "unknown", when they resume.
   await deps.safety.start();
@@ -56,6 +83,7 @@ export async function startGantry(
       deps.partitions.stop();
       await deps.safety.stop();
       await deps.gateways.close();
+      await demoFeed?.close();
       deps.db.$client.close();
     },
   };

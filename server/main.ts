@@ -1,5 +1,32 @@
 import { ConfigError, loadConfig } from '../core/config.js';
-import { startGantry } from './gantry.js';
+import { startGantry, type RunningGantry } from './gantry.js';
+
+/** Where updates come from, said at start-up: the demo feed is marked as such. */
+function feedBanner(gantry: RunningGantry): string[] {
+  const { deps } = gantry;
+  const demo = deps.demoFeed;
+  const ids = deps.gateways.ids();
+  const feeds = ids.map((id) => ({ id, feed: deps.feeds.resolve(id) }));
+  const lines: string[] = [];
+  const onDemo = feeds.filter((f) => f.feed?.origin === 'demo').map((f) => f.id);
+  if (demo && onDemo.length > 0) {
+    lines.push(
+      `  updates: ${demo.label}: ${demo.releases.join(', ')} for the simulated gateway (${onDemo.join(', ')}),`,
+      `    ${demo.generated ? 'generated now' : 'generated at the first start'} and signed with its own key in ${demo.dir}.`,
+      `    A real feed replaces it: GANTRY_FEED_URL + GANTRY_FEED_ROOT, or a configuration ZIP.`,
+    );
+  }
+  for (const { id, feed } of feeds) {
+    if (feed && feed.origin !== 'demo') lines.push(`  updates of ${id}: ${feed.label} (${feed.origin})`);
+  }
+  const none = feeds.filter((f) => !f.feed).map((f) => f.id);
+  if (none.length > 0) {
+    lines.push(
+      `  updates: no update feed configured for ${none.join(', ')} (set GANTRY_FEED_URL + GANTRY_FEED_ROOT, or apply a configuration ZIP)`,
+    );
+  }
+  return lines;
+}
 
 async function main(): Promise<void> {
   const t0 = performance.now();
@@ -18,6 +45,7 @@ async function main(): Promise<void> {
   console.log(`Gantry listening on ${gantry.url} (data: ${config.dataDir}, started in ${ms} ms)`);
   console.log(`  gateways: ${gantry.deps.gateways.ids().join(', ')} (${config.device} device)`);
   console.log(`  operator page: ${gantry.url}/ota-system-updates   API reference: ${gantry.url}/api/docs`);
+  for (const line of feedBanner(gantry)) console.log(line);
   if (gantry.generatedAdminPassword) {
     console.log('');
     console.log('  First start: an admin account was created. This password is shown once:');

@@ -41,7 +41,7 @@ interface SnapshotPort extends ResettablePort {
 }
 
 /** What the ports read of the app, built before the update services themselves. */
-type PortDeps = Pick<GantryDeps, 'config' | 'settings' | 'gateways'> & {
+type PortDeps = Pick<GantryDeps, 'config' | 'settings' | 'gateways' | 'feeds' | 'demoFeed'> & {
   safety?: SafetyPort;
   provisioning?: ProvisioningPort & ResettablePort;
   snapshots?: SnapshotPort;
@@ -60,26 +60,19 @@ function hookFailure(result: HookResult): string | null {
   return result.ok ? null : result.failures.map((f) => `${f.plugin}: ${f.reason}`).join('; ');
 }
 
-export function feedLocation(deps: PortDeps, gatewayId: string): FeedLocation | null {
-  const provisioned = deps.provisioning?.feed(gatewayId);
-  if (provisioned) return provisioned;
-  const { feedUrl, feedTargetsUrl, feedRoot } = deps.config;
-  if (!feedUrl || !feedRoot) return null;
-  return {
-    metadataUrl: feedUrl,
-    targetsUrl: feedTargetsUrl ?? `${feedUrl.replace(/\/$/, '')}/targets`,
-    trustedRootPath: feedRoot,
-  };
-}
-
 export function createUpdatePorts(deps: PortDeps): UpdatePorts {
   const fallbackKeysDir = path.join(deps.config.dataDir, 'trusted-keys');
   return {
     feed: new TufFeedPort(
-      (id) => feedLocation(deps, id),
+      (id) => deps.feeds.resolve(id),
       (id) => path.join(deps.gateways.gatewayDir(id), 'feed', 'metadata'),
     ),
-    trustedKeys: (id) => deps.provisioning?.trustedKeys(id) ?? keysFromDir(fallbackKeysDir),
+    trustedKeys: (id) => {
+      const keys = deps.provisioning?.trustedKeys(id) ?? keysFromDir(fallbackKeysDir);
+      // The demo key signs only the demo releases: trusted while the gateway uses the demo feed, never after.
+      const demoKey = deps.demoFeed?.signingKey;
+      return demoKey && deps.feeds.resolve(id)?.origin === 'demo' ? [...keys, demoKey] : keys;
+    },
     assertSafe: (id, action) => deps.safety?.assertAllowed(id, action),
     blocking: (id) => deps.safety?.blocking(id) ?? [],
     onSafetyChange: (id, listener) => deps.safety?.onChange(id, listener) ?? (() => undefined),

@@ -48,6 +48,8 @@ export interface ProvisioningDeps {
   settings: SettingsService;
   logs: LogService;
   safety?: SafetyPinSetter;
+  /** Told after a configuration was applied or removed (its feed may have changed). */
+  onConfigurationChanged?: (gatewayId: string) => void;
 }
 
 export interface ProvisioningOptions {
@@ -369,6 +371,7 @@ export class ProvisioningService {
     fs.rmSync(this.configRoot(gatewayId), { recursive: true, force: true });
     fs.rmSync(this.pluginsRoot(gatewayId), { recursive: true, force: true });
     this.deps.logs.info(gatewayId, 'provisioning', 'Configuration and plugins removed (factory reset)');
+    this.deps.onConfigurationChanged?.(gatewayId);
   }
 
   // ── the steps of a ZIP operation (machines/zip-operation.ts) ─────────────────────────────
@@ -467,6 +470,7 @@ export class ProvisioningService {
       throw err;
     }
     this.deps.logs.info(gatewayId, 'provisioning', `Configuration ${updateId} applied`);
+    this.deps.onConfigurationChanged?.(gatewayId);
   }
 
   /** Makes the declared hooks executable (nothing else is) and swaps the plugin in. */

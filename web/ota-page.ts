@@ -4,6 +4,7 @@ import { formatBytes, isoSeconds } from '../core/format.js';
 import type { GantryDeps } from '../server/deps.js';
 import type {
   AvailableUpdate,
+  FeedView,
   JobProgress,
   LogEntry,
   MonitorStatus,
@@ -27,6 +28,8 @@ export interface OtaPageData {
   session: PageSessionView;
   system: SystemStatus;
   updates: AvailableUpdate[];
+  /** The feed section 2 checks (marked when it is the local demo feed). */
+  feed: FeedView;
   settings: Settings;
   safety: SafetyStatus;
   logs: LogEntry[];
@@ -68,6 +71,7 @@ export async function loadOtaPageData(
     session: { ...session, gateway: meta.gatewayId, server_now: deps.clock() },
     system,
     updates: updates.updates,
+    feed: { server: updates.server, demo: updates.demo_feed },
     settings,
     safety,
     logs: logs.logs,
@@ -127,6 +131,7 @@ export function renderOtaPage(data: OtaPageData): SafeHtml {
           id="app"
           data-system="${jsonAttr(data.system)}"
           data-updates="${jsonAttr(data.updates)}"
+          data-feed="${jsonAttr(data.feed)}"
           data-settings="${jsonAttr(data.settings)}"
           data-safety="${jsonAttr(data.safety)}"
           data-logs="${jsonAttr(data.logs)}"

@@ -22,6 +22,10 @@ export type AvailableUpdate = z.infer<typeof availableUpdateSchema>;
 export const updatesOutputSchema = z.object({
   updates: z.array(availableUpdateSchema),
   total_available: z.number().int(),
+  /** The feed checks go to (as check-updates names it), null when none is configured. */
+  server: z.string().nullable(),
+  /** The feed is the local demo feed of a simulated gateway. */
+  demo_feed: z.boolean(),
 });
 
 export const checkUpdatesInputSchema = z

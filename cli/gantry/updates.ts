@@ -35,8 +35,11 @@ export function registerUpdates(program: Command, run: Run): void {
     .action((_o: unknown, cmd: Command) =>
       run(cmd, async (s) => {
         const res = await s.api.updates.list.query();
-        s.print(res, (r) =>
-          r.updates.length === 0
+        s.print(res, (r) => [
+          r.server === null
+            ? 'Feed: none configured (GANTRY_FEED_URL + GANTRY_FEED_ROOT, or a configuration ZIP)'
+            : `Feed: ${r.server}`,
+          ...(r.updates.length === 0
             ? ['No updates available (run: gantry check)']
             : table(
                 ['ID', 'VERSION', 'TYPE', 'SEVERITY', 'SIZE', 'RELEASED', 'SIGNATURE', 'COMPATIBLE'],
@@ -50,8 +53,8 @@ export function registerUpdates(program: Command, run: Run): void {
                   u.signature,
                   u.compatible ? 'yes' : 'no',
                 ]),
-              ),
-        );
+              )),
+        ]);
       }),
     );
 

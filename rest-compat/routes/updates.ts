@@ -32,7 +32,9 @@ export const updateRoutes = [
     method: 'post',
     path: '/api/v1/ota/check-updates',
     tag: 'Available Updates',
-    summary: 'Refresh the signed (TUF) feed metadata; background:true answers at once',
+    summary:
+      'Refresh the signed (TUF) feed metadata; background:true answers at once. ' +
+      'A gateway with no feed configured answers 409 OTA_FEED_NOT_CONFIGURED.',
     role: 'operator',
     input: { from: 'body', schema: checkUpdatesInputSchema },
     output: checkUpdatesOutputSchema,

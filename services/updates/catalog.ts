@@ -17,10 +17,17 @@ export interface FeedTarget {
   custom: Record<string, unknown>;
 }
 
+/** The feed a gateway uses, as operators see it. */
+export interface FeedServer {
+  /** Its base URL, or for the local demo feed `demo feed (local, http://127.0.0.1:PORT)`. */
+  label: string;
+  demo: boolean;
+}
+
 /** How the update pipeline reaches a gateway's feed (TUF metadata and target bytes). */
 export interface FeedPort {
-  /** Base URL shown to operators, or null when the gateway has no feed configured. */
-  server(gatewayId: string): string | null;
+  /** The feed shown to operators, or null when the gateway has no feed configured. */
+  server(gatewayId: string): FeedServer | null;
   refresh(gatewayId: string): Promise<FeedTarget[]>;
   open(gatewayId: string, target: FeedTarget, offset: number, signal: AbortSignal): Promise<Readable>;
 }
@@ -109,6 +116,18 @@ export class UpdateCatalog {
       }
       tx.update(gateways).set({ lastUpdateCheckAt: now }).where(eq(gateways.id, gatewayId)).run();
     });
+  }
+
+  /**
+   * Unlists everything (the gateway's feed changed: what the old one offered cannot be fetched
+   * from the new one). The last check time stays: it is when a feed was last asked.
+   */
+  unlistAll(gatewayId: string): void {
+    this.db
+      .update(availableUpdates)
+      .set({ listed: false })
+      .where(eq(availableUpdates.gatewayId, gatewayId))
+      .run();
   }
 
   listed(gatewayId: string): AvailableUpdateRow[] {

@@ -2,12 +2,18 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { FeedClient } from '../../feed/client.js';
 import { fetchTarget } from '../../feed/fetch.js';
-import type { FeedPort, FeedTarget } from './catalog.js';
+import type { FeedPort, FeedServer, FeedTarget } from './catalog.js';
 
 export interface FeedLocation {
   metadataUrl: string;
   targetsUrl: string;
   trustedRootPath: string;
+  /** How the feed is shown to operators; the metadata URL's origin by default. */
+  label?: string;
+  /** The local demo feed (marked as such wherever it shows). */
+  demo?: boolean;
+  /** Where the verified metadata is kept; the gateway's own feed directory by default. */
+  metadataDir?: string;
 }
 
 /**
@@ -20,16 +26,16 @@ export class TufFeedPort implements FeedPort {
     private readonly metadataDir: (gatewayId: string) => string,
   ) {}
 
-  server(gatewayId: string): string | null {
+  server(gatewayId: string): FeedServer | null {
     const loc = this.location(gatewayId);
-    return loc ? new URL(loc.metadataUrl).origin : null;
+    return loc ? { label: loc.label ?? new URL(loc.metadataUrl).origin, demo: loc.demo === true } : null;
   }
 
   private client(gatewayId: string): { client: FeedClient; loc: FeedLocation } {
     const loc = this.location(gatewayId);
     if (!loc) throw new Error(`gateway ${gatewayId} has no update feed`);
     const client = new FeedClient({
-      metadataDir: this.metadataDir(gatewayId),
+      metadataDir: loc.metadataDir ?? this.metadataDir(gatewayId),
       metadataBaseUrl: loc.metadataUrl,
       targetBaseUrl: loc.targetsUrl,
       trustedRoot: fs.readFileSync(path.resolve(loc.trustedRootPath)),

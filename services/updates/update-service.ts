@@ -135,13 +135,25 @@ export class UpdateService {
   listUpdates(gw: GatewayRuntime) {
     const ctx = this.viewContext(gw);
     const updates = this.deps.catalog.listed(gw.id).map((row) => this.deps.catalog.view(row, ctx));
-    return { updates, total_available: updates.length };
+    const feed = this.deps.ports.feed.server(gw.id);
+    return {
+      updates,
+      total_available: updates.length,
+      server: feed?.label ?? null,
+      demo_feed: feed?.demo ?? false,
+    };
   }
 
   async checkForUpdates(gw: GatewayRuntime, input: z.output<typeof checkUpdatesInputSchema>) {
-    const server = this.deps.ports.feed.server(gw.id);
-    if (!server)
-      throw new GantryError('OTA_DOWNLOAD_FAILED', 'No update feed is configured for this gateway');
+    const feed = this.deps.ports.feed.server(gw.id);
+    if (!feed) {
+      throw new GantryError(
+        'OTA_FEED_NOT_CONFIGURED',
+        `No update feed is configured for gateway ${gw.id}: set GANTRY_FEED_URL and GANTRY_FEED_ROOT ` +
+          `and restart Gantry, or apply a configuration ZIP with a feed and its trusted_root (POST /ota-configure)`,
+      );
+    }
+    const server = feed.label;
     const now = this.deps.clock();
     const checkId = `check-${isoSeconds(now).slice(0, 10).replace(/-/g, '')}-${randomBytes(2).toString('hex')}`;
     const run = async () => {

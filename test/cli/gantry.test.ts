@@ -120,6 +120,7 @@ describe('gantry CLI', () => {
     expect(check.code, check.stderr).toBe(0);
     expect(check.stdout).toMatch(/1 update\(s\) available/);
     const list = await gantry(['updates']);
+    expect(list.stdout).toMatch(/^Feed: http:\/\/127\.0\.0\.1:\d+$/m);
     expect(list.stdout).toMatch(/^update-001\s+v5\.0\.5\s+security\s+critical\s+.*verified\s+yes$/m);
     const json = await gantry(['updates', '--json']);
     expect(JSON.parse(json.stdout).updates[0]).toMatchObject({ id: 'update-001', version: 'v5.0.5' });
@@ -209,6 +210,21 @@ describe('gantry CLI', () => {
     await until('a log line', () => /INFO\s+ota: Update check/.test(watch.stdout()));
     watch.child.kill('SIGINT');
     expect((await watch.done).code).toBe(0);
+  });
+
+  it("should drive the simulator's boot failures, the way a demo shows a rollback", async () => {
+    const fail = await gantry(['simulator', 'fail-boots', 'B']);
+    expect(fail.code, fail.stderr).toBe(0);
+    // No count: the gateway's rollback_retries (3 by default), all the boots a trial slot gets.
+    expect(fail.stdout).toMatch(/^The next 3 boot\(s\) of slot B will fail/);
+    const clear = await gantry(['simulator', 'fail-boots', 'B', '0', '--json']);
+    expect(JSON.parse(clear.stdout)).toEqual({ slot: 'B', count: 0 });
+    const logs = await g.request('GET', '/api/v1/ota/logs?limit=20', { token: await g.login() });
+    const messages: string[] = logs.body.data.logs.map((l: { message: string }) => l.message);
+    expect(messages).toContain('Simulator: next 3 boot(s) of slot B will fail');
+    expect(messages).toContain('Simulator: next 0 boot(s) of slot B will fail');
+    const bad = await gantry(['simulator', 'fail-boots', 'C']);
+    expect(bad.code).not.toBe(0);
   });
 
   it('should print the log, filtered by level', async () => {

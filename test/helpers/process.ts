@@ -56,6 +56,8 @@ export async function spawnGantry(opts: {
       GANTRY_DATA_DIR: opts.dataDir,
       GANTRY_ADMIN_PASSWORD: ADMIN_PASSWORD,
       GANTRY_LOGIN_ATTEMPTS_PER_MINUTE: '1000',
+      // Tests bring their own feed (test/helpers/feed.ts); test/integration/demo-feed.test.ts turns it on.
+      GANTRY_DEMO_FEED: 'off',
       ...opts.env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

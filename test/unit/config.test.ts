@@ -28,6 +28,7 @@ describe('loadConfig', () => {
       trustedOrigins: [],
       loginAttemptsPerMinute: 10,
       downloadTimeoutMinutes: 120,
+      demoFeed: 'auto',
     });
     expect(config.dataDir).toBe(path.resolve('./data'));
     expect(config.adminPassword).toBeUndefined();
@@ -47,6 +48,7 @@ describe('loadConfig', () => {
       GANTRY_TRUSTED_ORIGINS: 'https://ops.example.com, https://scada.example.com',
       GANTRY_LOGIN_ATTEMPTS_PER_MINUTE: '3',
       GANTRY_DOWNLOAD_TIMEOUT_MINUTES: '480',
+      GANTRY_DEMO_FEED: 'off',
     });
     expect(config).toMatchObject({
       port: 0,
@@ -59,6 +61,7 @@ describe('loadConfig', () => {
       trustedOrigins: ['https://ops.example.com', 'https://scada.example.com'],
       loginAttemptsPerMinute: 3,
       downloadTimeoutMinutes: 480,
+      demoFeed: 'off',
     });
   });
 
@@ -79,6 +82,7 @@ describe('loadConfig', () => {
     ['GANTRY_TOKEN_TTL_SECONDS', 'forever'],
     ['GANTRY_COOKIE_SECURE', 'maybe'],
     ['GANTRY_DEVICE', 'qemu'],
+    ['GANTRY_DEMO_FEED', 'maybe'],
     ['GANTRY_GATEWAYS', 'bad id!'],
     ['GANTRY_GATEWAYS', 'GW-1:Model:Mars/Olympus_Mons'],
     ['GANTRY_GATEWAYS', ','],

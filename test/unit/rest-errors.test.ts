@@ -31,6 +31,7 @@ describe('toErrorResponse', () => {
       ['OTA_INVALID_PIN', 403],
       ['OTA_OPERATION_IN_PROGRESS', 409],
       ['OTA_PIN_LOCKED', 423],
+      ['OTA_FEED_NOT_CONFIGURED', 409],
       ['AUTH_REQUIRED', 401],
       ['AUTH_INVALID_TOKEN', 401],
       ['AUTH_TOKEN_EXPIRED', 401],

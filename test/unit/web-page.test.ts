@@ -81,6 +81,8 @@ function pageData(): OtaPageData {
         compatible: true,
       },
     ],
+    // A feed address comes from configuration: it is escaped like everything else.
+    feed: { server: `demo feed (local, ${ATTR_BREAKOUT})`, demo: true },
     settings: {
       auto_update: { enabled: true, auto_download: true, auto_security: true, auto_reboot: false },
       maintenance_window: {
@@ -144,6 +146,7 @@ describe('OTA page HTML (server-rendered)', () => {
   it('should round-trip every data attribute to exactly the JSON it was given', () => {
     expect(dataAttr(page, 'system')).toEqual(data.system);
     expect(dataAttr(page, 'updates')).toEqual(data.updates);
+    expect(dataAttr(page, 'feed')).toEqual(data.feed);
     expect(dataAttr(page, 'settings')).toEqual(data.settings);
     expect(dataAttr(page, 'safety')).toEqual(data.safety);
     expect(dataAttr(page, 'logs')).toEqual(data.logs);

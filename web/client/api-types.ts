@@ -50,6 +50,14 @@ export interface AvailableUpdate {
 export interface UpdatesList {
   updates: AvailableUpdate[];
   total_available: number;
+  server: string | null;
+  demo_feed: boolean;
+}
+
+/** Section 2's feed line: where checks go, and whether that is the local demo feed. */
+export interface FeedView {
+  server: string | null;
+  demo: boolean;
 }
 
 export type Weekday = 'sunday' | 'monday' | 'tuesday' | 'wednesday' | 'thursday' | 'friday' | 'saturday';

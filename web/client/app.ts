@@ -1,5 +1,6 @@
 import type {
   AvailableUpdate,
+  FeedView,
   JobProgress,
   LogEntry,
   MonitorStatus,
@@ -10,6 +11,7 @@ import type {
   SnapshotItem,
   SystemStatus,
   UpdateProgressMessage,
+  UpdatesList,
 } from './api-types.js';
 import { Api } from './api.js';
 import { byId, dataJson, fill, h, listen } from './dom.js';
@@ -34,6 +36,7 @@ function start(): void {
   const store = new Store({
     system: dataJson<SystemStatus>(root, 'system'),
     updates: dataJson<AvailableUpdate[]>(root, 'updates'),
+    feed: dataJson<FeedView>(root, 'feed'),
     settings: dataJson<Settings>(root, 'settings'),
     safety: dataJson<SafetyStatus>(root, 'safety'),
     logs: dataJson<LogEntry[]>(root, 'logs'),
@@ -56,11 +59,11 @@ function start(): void {
 
   const loaders: Record<RefreshKey, () => Promise<void>> = {
     system: async () => store.set('system', (await api.get<SystemStatus>('/api/v1/ota/status')).data),
-    updates: async () =>
-      store.set(
-        'updates',
-        (await api.get<{ updates: AvailableUpdate[] }>('/api/v1/ota/updates')).data.updates,
-      ),
+    updates: async () => {
+      const { data } = await api.get<UpdatesList>('/api/v1/ota/updates');
+      store.set('feed', { server: data.server, demo: data.demo_feed });
+      store.set('updates', data.updates);
+    },
     settings: async () => store.set('settings', (await api.get<Settings>('/api/v1/ota/settings')).data),
     safety: async () => store.set('safety', (await api.get<SafetyStatus>('/api/v1/ota/safety')).data),
     snapshots: async () =>

@@ -61,6 +61,8 @@ export function describeError(err: unknown): string {
       return `Not enough free space on the gateway: ${err.message}`;
     case 'OTA_DOWNLOAD_FAILED':
       return `The download failed: ${err.message}`;
+    case 'OTA_FEED_NOT_CONFIGURED':
+      return `There is nowhere to check for updates yet. ${err.message}`;
     case 'OTA_INSTALL_FAILED':
       return `The installation failed: ${err.message}`;
     case 'OTA_ROLLBACK_FAILED':

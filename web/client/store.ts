@@ -1,5 +1,6 @@
 import type {
   AvailableUpdate,
+  FeedView,
   JobProgress,
   LogEntry,
   MonitorStatus,
@@ -19,6 +20,7 @@ export type LiveState = 'connecting' | 'connected' | 'reconnecting' | 'closed';
 export interface PageState {
   system: SystemStatus;
   updates: AvailableUpdate[];
+  feed: FeedView;
   settings: Settings;
   safety: SafetyStatus;
   logs: LogEntry[];

@@ -1,4 +1,4 @@
-import type { AvailableUpdate } from '../api-types.js';
+import type { AvailableUpdate, FeedView } from '../api-types.js';
 import { type Child, fill, h, listen } from '../dom.js';
 import type { App } from '../store.js';
 import { badge, Feedback, formatTime, roleAllows, roleGate, runAction, section } from '../ui.js';
@@ -75,6 +75,67 @@ function updateRow(app: App, u: AvailableUpdate): HTMLElement {
     ),
     cell('Action', install, feedback.el),
   );
+}
+
+/**
+ * Where "Check for Updates" goes. The local demo feed says so plainly (its releases are made on
+ * this machine), with the simulator control that makes the next boot of the inactive slot fail,
+ * which is how a rollback is shown with it.
+ */
+function feedPanel(app: App): HTMLElement {
+  const { api, store, session } = app;
+  const panel = h('div', { class: 'feed-source', 'data-testid': 'feed-source' });
+  const failBoot = h('button', { type: 'button', id: 'demo-fail-boot-button', class: 'secondary' });
+  const failFeedback = new Feedback();
+  failFeedback.describe(failBoot);
+  roleGate(failBoot, session.role, 'admin');
+  listen(failBoot, 'click', () =>
+    runAction(failBoot, failFeedback, async () => {
+      const { partitions } = store.get('system');
+      const slot = partitions.inactive.id;
+      // The bootloader gives a trial slot rollback_retries boots; failing all of them brings the old slot back.
+      const count = partitions.rollback_retries;
+      await api.post('/api/v1/dev/simulator/boot-failures', { slot, count });
+      return `The next ${count} boot${count === 1 ? '' : 's'} of slot ${slot} will fail: install a release to watch the rollback to slot ${partitions.active.id}.`;
+    }),
+  );
+  const renderFailLabel = () => {
+    fill(failBoot, `Demo: fail the next boot of slot ${store.get('system').partitions.inactive.id}`);
+  };
+  const render = (feed: FeedView) => {
+    renderFailLabel();
+    if (feed.server === null) {
+      fill(
+        panel,
+        h(
+          'p',
+          { class: 'note' },
+          'No update feed is configured for this gateway. Set GANTRY_FEED_URL and GANTRY_FEED_ROOT and restart, or apply a configuration ZIP with a feed.',
+        ),
+      );
+      return;
+    }
+    if (!feed.demo) {
+      fill(panel, h('p', { class: 'note' }, 'Feed: ', h('strong', {}, feed.server)));
+      return;
+    }
+    fill(
+      panel,
+      h(
+        'p',
+        { class: 'note' },
+        badge('Demo', 'warn'),
+        ' Feed: ',
+        h('strong', {}, feed.server),
+        ': releases generated and signed on this machine to try updates on the simulated gateway. It is not used once a real feed is configured.',
+      ),
+      h('div', { class: 'toolbar-item' }, failBoot, failFeedback.el),
+    );
+  };
+  render(store.get('feed'));
+  store.on('feed', render);
+  store.on('system', renderFailLabel);
+  return panel;
 }
 
 export function updatesSection(app: App): HTMLElement {
@@ -178,6 +239,7 @@ export function updatesSection(app: App): HTMLElement {
       h('div', { class: 'toolbar-item' }, check, checkFeedback.el),
       h('div', { class: 'toolbar-item' }, auto, autoFeedback.el),
     ),
+    feedPanel(app),
     summary,
     h('div', { class: 'table-wrap' }, table),
     empty,
