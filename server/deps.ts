@@ -92,6 +92,7 @@ export function createDeps(config: GantryConfig, opts: DepsOptions = {}): Gantry
   fs.mkdirSync(config.dataDir, { recursive: true });
   const db = openDatabase(path.join(config.dataDir, 'gantry.db'));
   const bus = new EventBus();
+  const machineEvents = new MachineEventLog(clock, bus);
   const tokens = new TokenService(jwtSecret(config), config.tokenTtlSeconds);
   const gateways = new GatewayRegistry(db, config.dataDir, clock);
   gateways.load(config.gateways, config.device);
@@ -105,9 +106,10 @@ export function createDeps(config: GantryConfig, opts: DepsOptions = {}): Gantry
     logs,
     settings,
     defaultPin: config.safetyPin,
+    machineEvents,
   });
   const provisioning = new ProvisioningService({ config, clock, gateways, settings, logs, safety });
-  const zipOps = new ZipOperationService({ config, db, clock, gateways, logs }, provisioning);
+  const zipOps = new ZipOperationService({ config, db, clock, gateways, logs, machineEvents }, provisioning);
   zipOps.recoverInterrupted();
   const jobs = new JobStore(db, clock);
   // Snapshots and bundles left half-made by a crash are settled before anything can list them.
@@ -152,7 +154,6 @@ export function createDeps(config: GantryConfig, opts: DepsOptions = {}): Gantry
     snapshots,
     debugBundles,
   };
-  const machineEvents = new MachineEventLog(clock);
   const partitions = new PartitionManager({
     machineEvents,
     db,
