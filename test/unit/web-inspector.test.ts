@@ -187,17 +187,25 @@ describe('ELK layout of the statecharts', () => {
     }
   });
 
-  it('should read the main path of the update job left to right', async () => {
+  it('should read the path from the initial state top down', async () => {
     const [, job] = (await layouts)[0]!;
-    const x = (key: string) => job.nodes.get(`updateJob.${key}`)!.x;
-    expect(x('pending')).toBeLessThan(x('downloading'));
-    expect(x('downloading')).toBeLessThan(x('verifying'));
-    expect(x('verifying')).toBeLessThan(x('downloaded'));
-    expect(x('downloaded')).toBeLessThan(x('installing'));
+    const y = (key: string) => job.nodes.get(`updateJob.${key}`)!.y;
+    expect(y('pending')).toBeLessThan(y('downloading'));
+    expect(y('downloading')).toBeLessThan(y('verifying'));
+    expect(y('verifying')).toBeLessThan(y('downloaded'));
+    expect(y('downloaded')).toBeLessThan(y('installing'));
+    expect(y('installing.preparing')).toBeLessThan(y('installing.rebooting'));
+    // A cycle (normal ⇄ overridden) is broken against the initial state, not at random.
     const safety = (await layouts)[2]![1];
-    expect(safety.nodes.get('safetyInterlock.normal')!.x).toBeLessThan(
-      safety.nodes.get('safetyInterlock.overridden')!.x,
+    expect(safety.nodes.get('safetyInterlock.normal')!.y).toBeLessThan(
+      safety.nodes.get('safetyInterlock.overridden')!.y,
     );
+    // The dot of each compound state's initial state, with its arrow.
+    expect(job.markers.map((m) => m.id).sort()).toEqual(['updateJob#initial', 'updateJob.installing#initial']);
+    expect(job.edges.filter((e) => e.initial).map((e) => e.edge.target).sort()).toEqual([
+      'updateJob.installing.preparing',
+      'updateJob.pending',
+    ]);
   });
 });
 

@@ -4,7 +4,7 @@ import type { GraphEdge, GraphNode, MachineGraph } from './graph-types.js';
 
 /**
  * Lays a statechart out with ELK's layered algorithm (elkjs, bundled into inspector.js): states
- * in layers left to right, compound states as boxes around their own layout, orthogonal edges
+ * in layers top down (the charts then fit the page's width), compound states as boxes around their own layout, orthogonal edges
  * routed around states, and every transition label given its own room, so none overlaps another
  * label or a state. Text is measured by the caller (the page measures with its real font).
  */
@@ -77,7 +77,7 @@ export interface GraphLayout {
 
 /** How each level is laid out: set on every compound state too, as ELK reads them per level. */
 const LEVEL_OPTIONS: LayoutOptions = {
-  'elk.direction': 'RIGHT',
+  'elk.direction': 'DOWN',
   'elk.edgeRouting': 'ORTHOGONAL',
   'elk.edgeLabels.placement': 'CENTER',
   'elk.layered.edgeLabels.sideSelection': 'SMART_UP',
@@ -90,7 +90,7 @@ const LEVEL_OPTIONS: LayoutOptions = {
   'elk.spacing.edgeLabel': '3',
   'elk.spacing.labelLabel': '2',
   // Depth-first from the initial-state marker: a transition back towards it is the one drawn
-  // backwards, so the path from the initial state reads left to right. (ELK 0.12's model-order
+  // backwards, so the path from the initial state reads top down. (ELK 0.12's model-order
   // strategies fail inside compound nodes with INCLUDE_CHILDREN.)
   'elk.layered.cycleBreaking.strategy': 'DEPTH_FIRST',
   'elk.layered.nodePlacement.strategy': 'NETWORK_SIMPLEX',
