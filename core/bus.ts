@@ -55,6 +55,11 @@ export class EventBus implements MachineActivitySink {
     }
   }
 
+  /** Open inspector streams (each is a listener until its signal aborts). */
+  machineActivityListenerCount(): number {
+    return this.emitter.listenerCount(MACHINE_ACTIVITY);
+  }
+
   publishMachineActivity(activity: MachineActivity): void {
     this.emitter.emit(MACHINE_ACTIVITY, activity);
   }
