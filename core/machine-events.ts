@@ -56,6 +56,9 @@ export class MachineEventLog {
   inspector(gatewayId: string, machine: string, actorId: string, isRoot: (ref: unknown) => boolean) {
     let lastValue: string | null = null;
     return (ev: InspectionEvent) => {
+      // Type first: XState inspects `@xstate.actor` inside createActor, before the caller's
+      // variable holding the actor (which `isRoot` compares with) is even initialised.
+      if (ev.type !== '@xstate.snapshot' && ev.type !== '@xstate.event') return;
       if (!isRoot(ev.actorRef)) return;
       if (ev.type === '@xstate.snapshot') {
         const value = valueText((ev.snapshot as { value?: unknown }).value);
@@ -71,7 +74,6 @@ export class MachineEventLog {
         });
         return;
       }
-      if (ev.type !== '@xstate.event') return;
       const { type, ...payload } = ev.event as { type: string } & Record<string, unknown>;
       // XState's own init event says nothing to an operator.
       if (type.startsWith('xstate.init')) return;

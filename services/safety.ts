@@ -497,14 +497,13 @@ export class SafetyService {
     const now = this.clock();
     const config = configOf(this.deps.settings.get(gatewayId).safety);
     const snapshot = this.loadSnapshot(gatewayId);
-    let actor: InterlockActor | undefined;
     const inspect = this.deps.machineEvents?.inspector(
       gatewayId,
       'safetyInterlock',
       gatewayId,
-      (ref) => ref === actor,
+      (ref: unknown): boolean => ref === actor,
     );
-    actor = createActor(safetyInterlockMachine, {
+    const actor: InterlockActor = createActor(safetyInterlockMachine, {
       input: { now, ...config },
       inspect,
       ...(snapshot ? { snapshot } : {}),

@@ -119,13 +119,20 @@ describeBrowser('statechart inspector (/dev/inspector) in Chromium', () => {
           box(r, (r.parentElement as unknown as SVGGElement).dataset.stateId ?? ''),
         );
         const hit = (a: Box, b: Box) =>
-          a.left < b.right - 0.5 && b.left < a.right - 0.5 && a.top < b.bottom - 0.5 && b.top < a.bottom - 0.5;
+          a.left < b.right - 0.5 &&
+          b.left < a.right - 0.5 &&
+          a.top < b.bottom - 0.5 &&
+          b.top < a.bottom - 0.5;
         const inside = (a: Box, b: Box) =>
-          a.left >= b.left - 0.5 && a.right <= b.right + 0.5 && a.top >= b.top - 0.5 && a.bottom <= b.bottom + 0.5;
+          a.left >= b.left - 0.5 &&
+          a.right <= b.right + 0.5 &&
+          a.top >= b.top - 0.5 &&
+          a.bottom <= b.bottom + 0.5;
         const problems: string[] = [];
         texts.forEach((t, i) => {
           if (!inside(t, backgrounds[i]!)) problems.push(`"${t.name}" spills out of its box`);
-          for (const u of texts.slice(i + 1)) if (hit(t, u)) problems.push(`"${t.name}" overlaps "${u.name}"`);
+          for (const u of texts.slice(i + 1))
+            if (hit(t, u)) problems.push(`"${t.name}" overlaps "${u.name}"`);
           for (const st of states) if (hit(t, st)) problems.push(`"${t.name}" lies on ${st.name}`);
         });
         backgrounds.forEach((b, i) => {

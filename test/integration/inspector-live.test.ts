@@ -75,7 +75,7 @@ describe('inspector.live over the tRPC WebSocket', () => {
         onComplete: () => resolve('completed'),
       });
     });
-    return { ...stream, ended };
+    return { ...stream, ended, socket };
   }
 
   const override = (gateway: string) =>
@@ -108,8 +108,12 @@ describe('inspector.live over the tRPC WebSocket', () => {
       actor: GW_A,
       payload: { reason: 'inspector stream', constraints: ['crane_motion'], by: 'admin' },
     });
-    // What the page would show after a reload is what the stream said.
     expect(JSON.stringify(enable!.payload)).not.toContain(PIN);
+
+    // A client that goes away leaves no listener on the bus behind.
+    expect(g.deps.bus.machineActivityListenerCount()).toBe(1);
+    live.socket.close();
+    await expect.poll(() => g.deps.bus.machineActivityListenerCount()).toBe(0);
   });
 
   it('should show an admin only the gateways they may act on', async () => {

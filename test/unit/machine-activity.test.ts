@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createActor, setup } from 'xstate';
+import { createActor, setup, type Actor } from 'xstate';
 import { EventBus } from '../../core/bus.js';
 import { MachineEventLog, type MachineActivity } from '../../core/machine-events.js';
 
@@ -18,8 +18,9 @@ const toggle = setup({
 
 function startToggle(bus: EventBus) {
   const log = new MachineEventLog(() => 1_000, bus);
-  let actor: ReturnType<typeof createActor<typeof toggle>> | undefined;
-  actor = createActor(toggle, { inspect: log.inspector('GW-1', 'toggle', 'GW-1', (ref) => ref === actor) });
+  const actor: Actor<typeof toggle> = createActor(toggle, {
+    inspect: log.inspector('GW-1', 'toggle', 'GW-1', (ref: unknown): boolean => ref === actor),
+  });
   actor.start();
   return { actor, log };
 }

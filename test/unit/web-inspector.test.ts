@@ -106,9 +106,9 @@ describe('drawing model from xstate/graph', () => {
 
   it('should make generated event names readable', () => {
     const safety = byId.get('safetyInterlock')!;
-    expect(safety.edges.find((e) => e.id === 'safetyInterlock.overridden→safetyInterlock.normal')!.labels).toContain(
-      'after overrideExpiry',
-    );
+    expect(
+      safety.edges.find((e) => e.id === 'safetyInterlock.overridden→safetyInterlock.normal')!.labels,
+    ).toContain('after overrideExpiry');
     expect(eventLabel('xstate.done.actor.0.zipOp.in_progress.extracting')).toBe('done');
     expect(eventLabel('xstate.error.actor.rebootGateway')).toBe('error: rebootGateway');
     expect(eventLabel('xstate.after.overrideExpiry.safetyInterlock.overridden')).toBe('after overrideExpiry');
@@ -201,11 +201,16 @@ describe('ELK layout of the statecharts', () => {
       safety.nodes.get('safetyInterlock.overridden')!.y,
     );
     // The dot of each compound state's initial state, with its arrow.
-    expect(job.markers.map((m) => m.id).sort()).toEqual(['updateJob#initial', 'updateJob.installing#initial']);
-    expect(job.edges.filter((e) => e.initial).map((e) => e.edge.target).sort()).toEqual([
-      'updateJob.installing.preparing',
-      'updateJob.pending',
+    expect(job.markers.map((m) => m.id).sort()).toEqual([
+      'updateJob#initial',
+      'updateJob.installing#initial',
     ]);
+    expect(
+      job.edges
+        .filter((e) => e.initial)
+        .map((e) => e.edge.target)
+        .sort(),
+    ).toEqual(['updateJob.installing.preparing', 'updateJob.pending']);
   });
 });
 

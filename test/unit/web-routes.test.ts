@@ -131,9 +131,7 @@ describe('web pages: /ota-system-updates, /login, /dev/inspector', () => {
   it('should show the inspector and its state to admins only (404 for everyone else)', async () => {
     expect((await get('/dev/inspector')).status).toBe(404);
     expect((await get('/dev/inspector', { token: operator })).status).toBe(404);
-    expect((await get('/dev/inspector/jobs/OTA-JOB-NOPE/transitions', { token: operator })).status).toBe(
-      404,
-    );
+    expect((await get('/dev/inspector/jobs/OTA-JOB-NOPE/transitions', { token: operator })).status).toBe(404);
     const page = await get('/dev/inspector', { token: admin });
     expect(page.status).toBe(200);
     expect(page.headers.get('content-security-policy')).toContain("script-src 'self'");

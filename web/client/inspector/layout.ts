@@ -1,5 +1,5 @@
-import ELK from 'elkjs/lib/elk.bundled.js';
-import type { ElkExtendedEdge, ElkLabel, ElkNode, LayoutOptions } from 'elkjs/lib/elk-api.js';
+import elkBundled from 'elkjs/lib/elk.bundled.js';
+import type { ELK, ElkExtendedEdge, ElkLabel, ElkNode, LayoutOptions } from 'elkjs/lib/elk-api.js';
 import type { GraphEdge, GraphNode, MachineGraph } from './graph-types.js';
 
 /**
@@ -188,6 +188,12 @@ export function estimateText(text: string, style: TextStyle): { width: number; h
   return { width: [...text].length * char, height };
 }
 
+/**
+ * The bundle is CommonJS exporting the class, also as its own `default`: esbuild and Node both hand
+ * over the class, while the NodeNext typings (the tests') see the module object. Typed once here.
+ */
+const Elk = elkBundled as unknown as new () => ELK;
+
 type ElkLike = { layout(graph: ElkNode): Promise<ElkNode> };
 
 let sharedElk: ElkLike | null = null;
@@ -195,7 +201,7 @@ let sharedElk: ElkLike | null = null;
 export async function layoutMachine(
   graph: MachineGraph,
   measure: TextMeasure = estimateText,
-  elk: ElkLike = (sharedElk ??= new ELK()),
+  elk: ElkLike = (sharedElk ??= new Elk()),
 ): Promise<GraphLayout> {
   const laid = await elk.layout(elkGraph(graph, measure));
   const byId = new Map<string, GraphNode>();
