@@ -1,12 +1,20 @@
 import { EventEmitter, on } from 'node:events';
 import type { GantryEvent } from '../api/schemas/events.js';
+import type { MachineActivity, MachineActivitySink } from './machine-events.js';
+
+/** Not a string, so no gateway id can collide with it. */
+const MACHINE_ACTIVITY = Symbol('machine activity');
 
 /**
  * The one event bus. Services publish what happened on a gateway (after it is persisted); the
  * OTA WebSocket, tRPC subscriptions and the inspector subscribe. One instance per running app:
  * nothing here is module-level, so tests get a fresh bus with every server.
+ *
+ * Besides the spec's gateway events it carries the statecharts' activity (events received,
+ * changes of state) for the development inspector, on a channel of its own: the OTA WebSocket
+ * and `monitor.events`, which follow a gateway's channel, never see it.
  */
-export class EventBus {
+export class EventBus implements MachineActivitySink {
   private readonly emitter = new EventEmitter();
 
   constructor() {
@@ -45,5 +53,53 @@ export class EventBus {
     } catch (err) {
       if ((err as Error).name !== 'AbortError') throw err;
     }
+  }
+
+  /** Open inspector streams (each is a listener until its signal aborts). */
+  machineActivityListenerCount(): number {
+    return this.emitter.listenerCount(MACHINE_ACTIVITY);
+  }
+
+  publishMachineActivity(activity: MachineActivity): void {
+    this.emitter.emit(MACHINE_ACTIVITY, activity);
+  }
+
+  /**
+   * The statecharts' activity, in batches: everything that happened while the consumer was busy
+   * comes as one array (a download's PROGRESS events arrive faster than a page needs them).
+   * Listening starts at this call, before the caller's catch-up query, so nothing falls between.
+   */
+  machineActivity(signal: AbortSignal): AsyncGenerator<MachineActivity[]> {
+    let queue: MachineActivity[] = [];
+    let wake: (() => void) | null = null;
+    const listener = (activity: MachineActivity) => {
+      queue.push(activity);
+      wake?.();
+    };
+    const emitter = this.emitter;
+    // Also when the generator is never started (its `finally` would not run then).
+    const stop = () => {
+      emitter.off(MACHINE_ACTIVITY, listener);
+      signal.removeEventListener('abort', stop);
+      wake?.();
+    };
+    emitter.on(MACHINE_ACTIVITY, listener);
+    signal.addEventListener('abort', stop);
+    return (async function* batches() {
+      try {
+        while (!signal.aborted) {
+          if (queue.length === 0) {
+            await new Promise<void>((resolve) => (wake = resolve));
+            wake = null;
+            continue;
+          }
+          const batch = queue;
+          queue = [];
+          yield batch;
+        }
+      } finally {
+        stop();
+      }
+    })();
   }
 }

@@ -112,6 +112,7 @@ export function createDeps(config: GantryConfig, opts: DepsOptions = {}): Gantry
   fs.mkdirSync(config.dataDir, { recursive: true });
   const db = openDatabase(path.join(config.dataDir, 'gantry.db'));
   const bus = new EventBus();
+  const machineEvents = new MachineEventLog(clock, bus);
   const tokens = new TokenService(jwtSecret(config), config.tokenTtlSeconds);
   const gateways = new GatewayRegistry(db, config.dataDir, clock);
   gateways.load(config.gateways, config.device);
@@ -125,6 +126,7 @@ export function createDeps(config: GantryConfig, opts: DepsOptions = {}): Gantry
     logs,
     settings,
     defaultPin: config.safetyPin,
+    machineEvents,
   });
   const catalog = new UpdateCatalog(db, clock);
   const demoFeed = opts.demoFeed ?? null;
@@ -149,7 +151,7 @@ export function createDeps(config: GantryConfig, opts: DepsOptions = {}): Gantry
     // Resolving at once tells a feed change the moment a configuration is applied or reset.
     onConfigurationChanged: (id) => void feeds.resolve(id),
   });
-  const zipOps = new ZipOperationService({ config, db, clock, gateways, logs }, provisioning);
+  const zipOps = new ZipOperationService({ config, db, clock, gateways, logs, machineEvents }, provisioning);
   zipOps.recoverInterrupted();
   const jobs = new JobStore(db, clock);
   // Snapshots and bundles left half-made by a crash are settled before anything can list them.
@@ -196,7 +198,6 @@ export function createDeps(config: GantryConfig, opts: DepsOptions = {}): Gantry
     snapshots,
     debugBundles,
   };
-  const machineEvents = new MachineEventLog(clock);
   const partitions = new PartitionManager({
     machineEvents,
     db,

@@ -25,6 +25,7 @@ import {
   type SafetyEmitted,
   type SafetyThresholds,
 } from '../machines/safety-interlock.js';
+import type { MachineEventLog } from '../core/machine-events.js';
 import type { GatewayRegistry } from './gateways.js';
 import type { LogService } from './logs.js';
 import type { SettingsService } from './settings.js';
@@ -55,6 +56,8 @@ export interface SafetyServiceDeps {
   /** GANTRY_SAFETY_PIN: the PIN of gateways that have none provisioned yet. */
   defaultPin?: string;
   pollIntervalMs?: number;
+  /** Events the interlocks receive and their changes of state, for the development inspector. */
+  machineEvents?: MachineEventLog;
 }
 
 type InterlockActor = Actor<typeof safetyInterlockMachine>;
@@ -494,8 +497,15 @@ export class SafetyService {
     const now = this.clock();
     const config = configOf(this.deps.settings.get(gatewayId).safety);
     const snapshot = this.loadSnapshot(gatewayId);
-    const actor = createActor(safetyInterlockMachine, {
+    const inspect = this.deps.machineEvents?.inspector(
+      gatewayId,
+      'safetyInterlock',
+      gatewayId,
+      (ref: unknown): boolean => ref === actor,
+    );
+    const actor: InterlockActor = createActor(safetyInterlockMachine, {
       input: { now, ...config },
+      inspect,
       ...(snapshot ? { snapshot } : {}),
     });
     const il: Interlock = {

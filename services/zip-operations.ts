@@ -7,6 +7,7 @@ import { z } from 'zod';
 import type { TerminalOutput, ZipProgressOutput, ZipStartOutput } from '../api/schemas/zip.js';
 import { GantryError } from '../core/errors.js';
 import { isoSeconds } from '../core/format.js';
+import type { MachineEventLog } from '../core/machine-events.js';
 import type { GantryDb } from '../drizzle/db.js';
 import { jobs, jobTransitions } from '../drizzle/schema.js';
 import {
@@ -34,6 +35,8 @@ export interface ZipOperationDeps {
   clock: () => number;
   gateways: GatewayRegistry;
   logs: LogService;
+  /** Events the operations receive and their changes of state, for the development inspector. */
+  machineEvents?: MachineEventLog;
 }
 
 /** A file the upload route stored, waiting for the `start` procedure to claim it. */
@@ -323,10 +326,12 @@ export class ZipOperationService {
     let resolveSettled!: () => void;
     const settled = new Promise<void>((resolve) => (resolveSettled = resolve));
 
+    const record = this.deps.machineEvents?.inspector(gatewayId, 'zipOp', updateId, (ref) => ref === actor);
     const actor = createActor(machine, {
       input,
       inspect: (ev) => {
         if (ev.type === '@xstate.event' && ev.actorRef === actor) lastEvent = ev.event.type;
+        record?.(ev);
       },
     });
     this.running.set(updateId, { actor, settled });

@@ -1,13 +1,8 @@
 import express, { type Express, type Request, type Response } from 'express';
 import { roleAtLeast } from '../core/auth.js';
 import type { GantryDeps } from '../server/deps.js';
-import {
-  INSPECTOR_PATH,
-  inspectorMachines,
-  inspectorState,
-  inspectorTransitions,
-  renderInspectorPage,
-} from './inspector.js';
+import { inspectorState, inspectorTransitions } from '../services/inspector.js';
+import { INSPECTOR_PATH, renderInspectorPage } from './inspector.js';
 import { messagePage, sendPage, webPublicDir } from './layout.js';
 import { LOGIN_PATH, renderLoginPage } from './login-page.js';
 import { loadOtaPageData, OTA_PAGE_PATH, renderOtaPage } from './ota-page.js';
@@ -84,16 +79,12 @@ export function mountWebPages(app: Express, deps: GantryDeps): void {
     const session = pageSession(deps, req);
     return session && roleAtLeast(session.user.role, 'admin') ? session : null;
   };
-  app.get(INSPECTOR_PATH, (req, res) => {
+  app.get(INSPECTOR_PATH, async (req, res) => {
     const session = admin(req);
     if (!session) return notFound(res);
+    // xstate/graph and the drawing model load with the first visit, not with the server.
+    const { inspectorMachines } = await import('./inspector-graph.js');
     sendPage(res, 200, renderInspectorPage(inspectorMachines(), inspectorState(deps, session.user)));
-  });
-  app.get(`${INSPECTOR_PATH}/state`, (req, res) => {
-    const session = admin(req);
-    if (!session) return res.status(404).json({ success: false, message: 'Not found' });
-    res.setHeader('Cache-Control', 'no-store');
-    res.json(inspectorState(deps, session.user));
   });
   app.get(`${INSPECTOR_PATH}/jobs/:jobId/transitions`, (req, res) => {
     const session = admin(req);

@@ -1,5 +1,6 @@
 import { createCallerFactory, router } from '../trpc.js';
 import { authRouter } from './auth.js';
+import { inspectorRouter } from './inspector.js';
 import { maintenanceRouter } from './maintenance.js';
 import { monitorRouter } from './monitor.js';
 import { recoveryRouter } from './recovery.js';
@@ -21,6 +22,7 @@ export const appRouter = router({
   maintenance: maintenanceRouter,
   recovery: recoveryRouter,
   zipOps: zipOpsRouter,
+  inspector: inspectorRouter,
 });
 
 export type AppRouter = typeof appRouter;

@@ -505,7 +505,6 @@ export class UpdateService {
     });
     const record = this.deps.machineEvents?.inspector(gw.id, 'updateJob', job.id, (ref) => ref === job.actor);
     const inspect = (ev: InspectionEvent) => {
-      record?.(ev);
       if (ev.type === '@xstate.snapshot' && ev.actorRef === job.actor) {
         try {
           this.onSnapshot(gw, job, ev.snapshot as JobSnapshot, ev.event.type);
@@ -519,6 +518,8 @@ export class UpdateService {
           console.error('[gantry] job transition', err);
         }
       }
+      // After persisting: the inspector's stream reads the job back from the store.
+      record?.(ev);
     };
     job.actor =
       'input' in from

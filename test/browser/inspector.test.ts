@@ -12,7 +12,10 @@ import {
   type PageWatch,
 } from './helpers.js';
 
-/** /dev/inspector: the statecharts drawn from their definitions, live states highlighted as they change. */
+/**
+ * /dev/inspector: the statecharts drawn from their definitions (laid out by ELK in the page), live
+ * states highlighted as they change, pushed over the tRPC WebSocket (no polling).
+ */
 
 const FAST_POLICY = { retryDelayMs: 10, checkpointMs: 0, checkpointBytes: 256 * 1024 };
 const PIN = '2468';
@@ -24,6 +27,9 @@ describeBrowser('statechart inspector (/dev/inspector) in Chromium', () => {
   let browser: Browser;
   let page: Page;
   let watch: PageWatch;
+  /** The page's own HTTP calls (fetch/XHR) and WebSockets, to tell pushing from polling. */
+  const calls: string[] = [];
+  const sockets: string[] = [];
 
   beforeAll(async () => {
     feed = await startTestFeed();
@@ -39,6 +45,10 @@ describeBrowser('statechart inspector (/dev/inspector) in Chromium', () => {
     browser = await launchBrowser();
     page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
     watch = watchPage(page);
+    page.on('request', (req) => {
+      if (['fetch', 'xhr'].includes(req.resourceType())) calls.push(new URL(req.url()).pathname);
+    });
+    page.on('websocket', (ws) => sockets.push(new URL(ws.url()).pathname));
   }, 60_000);
 
   afterAll(async () => {
@@ -68,13 +78,13 @@ describeBrowser('statechart inspector (/dev/inspector) in Chromium', () => {
     const opPage = await operator.newPage();
     await loginThroughForm(opPage, g.url, 'op', 'password-123');
     expect((await opPage.goto(`${g.url}/dev/inspector`))!.status()).toBe(404);
-    expect((await opPage.goto(`${g.url}/dev/inspector/state`))!.status()).toBe(404);
     await operator.close();
   });
 
   it("should draw every statechart from its definition, with each gateway actor's state", async () => {
     await loginThroughForm(page, g.url);
     await page.goto(`${g.url}/dev/inspector`);
+    calls.length = 0;
     await page.waitForSelector('#inspector[data-ready="true"]');
     for (const id of [
       'updateJob.pending',
@@ -94,7 +104,50 @@ describeBrowser('statechart inspector (/dev/inspector) in Chromium', () => {
     }
   });
 
-  it("should highlight a job's state as it changes, and the interlock's override", async () => {
+  it('should give every transition label its own place, clear of the others and of the states', async () => {
+    for (const m of ['updateJob', 'partition', 'safetyInterlock', 'zipOp']) {
+      const found = await page.evaluate((machine) => {
+        type Box = { name: string; left: number; top: number; right: number; bottom: number };
+        const box = (el: Element, name: string): Box => {
+          const r = el.getBoundingClientRect();
+          return { name, left: r.left, top: r.top, right: r.right, bottom: r.bottom };
+        };
+        const chart = document.querySelector(`[data-machine=${machine}] svg.chart`)!;
+        const texts = [...chart.querySelectorAll('text.edge-label')].map((t) => box(t, t.textContent ?? ''));
+        const backgrounds = [...chart.querySelectorAll('rect.edge-label-bg')].map((r) => box(r, 'bg'));
+        const states = [...chart.querySelectorAll('g.state:not(.compound) > rect:first-of-type')].map((r) =>
+          box(r, (r.parentElement as unknown as SVGGElement).dataset.stateId ?? ''),
+        );
+        const hit = (a: Box, b: Box) =>
+          a.left < b.right - 0.5 &&
+          b.left < a.right - 0.5 &&
+          a.top < b.bottom - 0.5 &&
+          b.top < a.bottom - 0.5;
+        const inside = (a: Box, b: Box) =>
+          a.left >= b.left - 0.5 &&
+          a.right <= b.right + 0.5 &&
+          a.top >= b.top - 0.5 &&
+          a.bottom <= b.bottom + 0.5;
+        const problems: string[] = [];
+        texts.forEach((t, i) => {
+          if (!inside(t, backgrounds[i]!)) problems.push(`"${t.name}" spills out of its box`);
+          for (const u of texts.slice(i + 1))
+            if (hit(t, u)) problems.push(`"${t.name}" overlaps "${u.name}"`);
+          for (const st of states) if (hit(t, st)) problems.push(`"${t.name}" lies on ${st.name}`);
+        });
+        backgrounds.forEach((b, i) => {
+          for (const c of backgrounds.slice(i + 1)) if (hit(b, c)) problems.push(`label boxes ${i} overlap`);
+        });
+        return { labels: texts.length, problems };
+      }, m);
+      expect(found.labels, m).toBeGreaterThan(1);
+      expect(found.problems, m).toEqual([]);
+    }
+  });
+
+  it("should highlight a job's state as it changes, pushed over the WebSocket", async () => {
+    await page.locator('[data-testid=live-status][data-live=live]').waitFor();
+    expect(sockets).toContain('/api/trpc');
     const check = await g.request('POST', '/api/v1/ota/check-updates', { token, body: { force: true } });
     expect(check.status).toBe(200);
     const start = await g.request('POST', '/api/v1/ota/download', {
@@ -124,11 +177,15 @@ describeBrowser('statechart inspector (/dev/inspector) in Chromium', () => {
     });
     expect(override.status, JSON.stringify(override.body)).toBe(200);
     await active('safetyInterlock', 'safetyInterlock.overridden').waitFor();
+    await waitForText(page, '[data-testid=event-list]', /safetyInterlock GW-3920A9\s*OVERRIDE_ENABLE/);
+    // Every change above came over the WebSocket: the page made no HTTP call of its own.
+    expect(calls).toEqual([]);
 
     // Step through the job's persisted history.
     await page.getByLabel('Job', { exact: true }).selectOption(jobId);
     await page.getByRole('button', { name: 'Show history' }).click();
     await waitForText(page, '[data-testid=history-step]', 'Step 1 of 7: (start) → pending');
+    expect(calls.filter((c) => c.startsWith('/dev/inspector/jobs/'))).toHaveLength(1);
     await page.getByRole('button', { name: 'Next ▶' }).click();
     await waitForText(page, '[data-testid=history-step]', 'Step 2 of 7: pending → downloading');
     expect(

@@ -131,13 +131,14 @@ describe('web pages: /ota-system-updates, /login, /dev/inspector', () => {
   it('should show the inspector and its state to admins only (404 for everyone else)', async () => {
     expect((await get('/dev/inspector')).status).toBe(404);
     expect((await get('/dev/inspector', { token: operator })).status).toBe(404);
-    expect((await get('/dev/inspector/state', { token: operator })).status).toBe(404);
+    expect((await get('/dev/inspector/jobs/OTA-JOB-NOPE/transitions', { token: operator })).status).toBe(404);
     const page = await get('/dev/inspector', { token: admin });
     expect(page.status).toBe(200);
     expect(page.headers.get('content-security-policy')).toContain("script-src 'self'");
-    const machines = dataAttr(await page.text(), 'machines') as Array<{ id: string }>;
+    const body = await page.text();
+    const machines = dataAttr(body, 'machines') as Array<{ id: string }>;
     expect(machines.map((m) => m.id)).toEqual(['updateJob', 'partition', 'safetyInterlock', 'zipOp']);
-    const state = await (await get('/dev/inspector/state', { token: admin })).json();
+    const state = dataAttr(body, 'state') as { gateways: unknown[] };
     expect(state.gateways).toEqual([
       { id: GW_A, partition: 'stable', safety: 'normal' },
       { id: GW_B, partition: 'stable', safety: 'normal' },

@@ -1,4 +1,8 @@
-/** A statechart as the inspector draws it: built on the server from the machine's own definition. */
+/**
+ * What the inspector draws and follows. Kept free of imports so the browser bundle pulls in no
+ * server code; the server builds these from XState's `xstate/graph` (web/inspector-graph.ts) and
+ * the live actors (services/inspector.ts).
+ */
 
 export interface GraphNode {
   /** Full state id, e.g. `updateJob.installing.rebooting`. */
@@ -8,15 +12,22 @@ export interface GraphNode {
   type: 'atomic' | 'compound' | 'parallel' | 'final' | 'history';
   /** Key of the initial child of a compound state. */
   initial: string | null;
+  /**
+   * Transitions that stay in this state: targetless ones (actions only, e.g. PROGRESS) and those
+   * re-entering it (RESUME). Listed in the state's box rather than drawn as loops.
+   */
+  internal: string[];
   children: GraphNode[];
 }
 
+/** All transitions from one state to another, drawn as one arrow with one label per transition. */
 export interface GraphEdge {
+  /** `<source>→<target>`: unique within a machine. */
+  id: string;
   source: string;
   target: string;
-  /** Short label: the event type, `after <delay>`, `done: <actor>`, `error: <actor>` or `always`. */
-  event: string;
-  guard: string | null;
+  /** `EVENT`, `EVENT [guard]`, `after <delay>`, `done: <actor>`, `error: <actor>` or `always`. */
+  labels: string[];
 }
 
 export interface MachineGraph {
@@ -24,21 +35,22 @@ export interface MachineGraph {
   id: string;
   title: string;
   root: GraphNode;
-  /** Transitions to another state (targetless and self transitions are left out of the drawing). */
   edges: GraphEdge[];
 }
 
-/** What GET /dev/inspector/state answers: the live actors' states. */
+/** The live actors' states: embedded in the page, then kept current by the `inspector.live` stream. */
 export interface InspectorState {
   now: string;
-  gateways: Array<{
-    id: string;
-    partition: string | null;
-    safety: string | null;
-  }>;
+  gateways: InspectorGateway[];
   jobs: InspectorJob[];
   /** The last events the statecharts received, with their payloads, newest first. */
   events: InspectorEvent[];
+}
+
+export interface InspectorGateway {
+  id: string;
+  partition: string | null;
+  safety: string | null;
 }
 
 export interface InspectorEvent {
@@ -69,3 +81,14 @@ export interface InspectorTransition {
   to: string;
   event: string;
 }
+
+/**
+ * What the tRPC subscription `inspector.live` (over the `/api/trpc` WebSocket) sends: the whole
+ * state first (again after a reconnect), then what changed as it happens.
+ */
+export type InspectorUpdate =
+  | { type: 'state'; state: InspectorState }
+  /** After a statechart changed state: the actors' states, read back from the store. */
+  | { type: 'actors'; now: string; gateways: InspectorGateway[]; jobs: InspectorJob[] }
+  /** Events the statecharts received since the last message, newest first. */
+  | { type: 'events'; events: InspectorEvent[] };

@@ -1,9 +1,17 @@
+import { createTRPCUntypedClient, createWSClient, wsLink } from '@trpc/client';
 import { byId, dataJson, fill, h, listen } from '../dom.js';
-import type { InspectorJob, InspectorState, InspectorTransition, MachineGraph } from './graph-types.js';
-import { labelWidth, layoutMachine, mergeEdges, routeEdge, stateIds, type GraphLayout } from './layout.js';
+import type {
+  InspectorJob,
+  InspectorState,
+  InspectorTransition,
+  InspectorUpdate,
+  MachineGraph,
+} from './graph-types.js';
+import { layoutMachine, stateIds, type GraphLayout, type TextMeasure, type TextStyle } from './layout.js';
 
 const SVG_NS = 'http://www.w3.org/2000/svg';
-const POLL_MS = 700;
+/** The page keeps as many events as the server's first message holds. */
+const MAX_EVENTS = 100;
 
 function s<K extends keyof SVGElementTagNameMap>(
   tag: K,
@@ -16,25 +24,50 @@ function s<K extends keyof SVGElementTagNameMap>(
   return el;
 }
 
+const TEXT_CLASS: Record<TextStyle, string> = {
+  state: 'label',
+  compound: 'label compound-label',
+  internal: 'internal-label',
+  edge: 'edge-label',
+};
+
+/** Measures text in the page's own font and styles, so the layout leaves exactly the room needed. */
+function pageMeasure(): { measure: TextMeasure; done: () => void } {
+  const svg = s('svg', { class: 'chart measure', 'aria-hidden': 'true' });
+  document.body.append(svg);
+  const cache = new Map<string, { width: number; height: number }>();
+  const measure: TextMeasure = (text, style) => {
+    const key = `${style}\u0000${text}`;
+    const hit = cache.get(key);
+    if (hit) return hit;
+    const el = s('text', { class: TEXT_CLASS[style], x: 0, y: 0 }, text);
+    svg.append(el);
+    const box = el.getBBox();
+    el.remove();
+    const size = { width: box.width, height: box.height };
+    cache.set(key, size);
+    return size;
+  };
+  return { measure, done: () => svg.remove() };
+}
+
 /** One statechart drawn from its definition; `mark` highlights the states of one actor. */
 class MachineView {
   readonly el: HTMLElement;
-  private readonly svg: SVGSVGElement;
-  private readonly layout: GraphLayout;
+  private readonly wrap: HTMLElement;
+  private svg: SVGSVGElement | null = null;
   private readonly status: HTMLElement;
   readonly select: HTMLSelectElement;
 
   constructor(readonly graph: MachineGraph) {
-    this.layout = layoutMachine(graph);
-    this.svg = this.draw();
     this.status = h('p', { class: 'inspector-status', 'data-testid': `status-${graph.id}`, role: 'status' });
     this.select = h('select', { id: `actor-${graph.id}` });
     // Wide charts are shrunk to the panel by default (every state and highlight in view); the
     // toggle shows them at full size, scrolling, to read the transition labels.
-    const wrap = h('div', { class: 'svg-wrap fit' }, this.svg);
+    this.wrap = h('div', { class: 'svg-wrap fit' }, h('p', { class: 'muted' }, 'Laying out…'));
     const zoom = h('button', { type: 'button', class: 'secondary', 'aria-pressed': 'false' }, 'Actual size');
     zoom.addEventListener('click', () => {
-      const actual = wrap.classList.toggle('fit') === false;
+      const actual = this.wrap.classList.toggle('fit') === false;
       zoom.setAttribute('aria-pressed', String(actual));
     });
     this.el = h(
@@ -48,19 +81,25 @@ class MachineView {
         zoom,
       ),
       this.status,
-      wrap,
+      this.wrap,
     );
   }
 
-  private draw(): SVGSVGElement {
-    const { nodes, width, height } = this.layout;
-    const margin = 12;
+  async draw(measure: TextMeasure): Promise<void> {
+    const layout = await layoutMachine(this.graph, measure);
+    this.svg = this.render(layout);
+    fill(this.wrap, this.svg);
+  }
+
+  private render(layout: GraphLayout): SVGSVGElement {
+    const { nodes, edges, width, height } = layout;
+    const id = this.graph.id;
     const svg = s('svg', {
-      viewBox: `${-margin} ${-margin} ${width + 2 * margin} ${height + 2 * margin}`,
-      width: width + 2 * margin,
-      height: height + 2 * margin,
+      viewBox: `0 0 ${width} ${height}`,
+      width,
+      height,
       role: 'img',
-      'aria-label': `Statechart ${this.graph.id}`,
+      'aria-label': `Statechart ${id}`,
       class: 'chart',
     });
     svg.append(
@@ -70,7 +109,7 @@ class MachineView {
         s(
           'marker',
           {
-            id: `arrow-${this.graph.id}`,
+            id: `arrow-${id}`,
             viewBox: '0 0 10 10',
             refX: 9,
             refY: 5,
@@ -82,13 +121,12 @@ class MachineView {
         ),
       ),
     );
-    // States first (outer before inner), then edges on top so labels stay readable.
+    // States (outer before inner), then edges, then their labels on top of everything.
     const states = s('g', { class: 'states' });
     for (const p of [...nodes.values()].sort((a, b) => a.depth - b.depth)) {
-      if (p.depth === 0) continue;
       const compound = p.node.children.length > 0;
       const g = s('g', {
-        class: `state state-${p.node.type}${compound ? ' compound' : ''}`,
+        class: `state state-${p.node.type}${compound ? ' compound' : ''}${p.depth === 0 ? ' machine-root' : ''}`,
         'data-state-id': p.node.id,
       });
       g.append(s('title', {}, p.node.id));
@@ -98,86 +136,82 @@ class MachineView {
           s('rect', { x: p.x + 3, y: p.y + 3, width: p.w - 6, height: p.h - 6, rx: 6, class: 'final-inner' }),
         );
       }
-      g.append(
-        s(
-          'text',
-          compound
-            ? { x: p.x + 10, y: p.y + 17, class: 'label compound-label' }
-            : { x: p.x + p.w / 2, y: p.y + p.h / 2 + 4, 'text-anchor': 'middle', class: 'label' },
-          p.node.key,
-        ),
+      // Text lines from the top: the name, then the transitions that stay in the state.
+      const lines = [p.node.key, ...p.node.internal.map((t) => `↻ ${t}`)];
+      const text = s(
+        'text',
+        compound
+          ? { x: p.x + 12, y: p.y + 8, class: 'label compound-label' }
+          : { x: p.x + p.w / 2, y: p.y + 8, 'text-anchor': 'middle', class: 'label' },
       );
+      lines.forEach((line, i) => {
+        text.append(
+          s(
+            'tspan',
+            {
+              x: compound ? p.x + 12 : p.x + p.w / 2,
+              dy: i === 0 ? '1em' : '1.35em',
+              ...(i > 0 ? { class: 'internal-label' } : {}),
+            },
+            line,
+          ),
+        );
+      });
+      g.append(text);
       states.append(g);
+    }
+    for (const m of layout.markers) {
+      states.append(s('circle', { cx: m.cx, cy: m.cy, r: m.r - 1, class: 'initial-marker' }));
     }
     svg.append(states);
 
-    const edges = s('g', { class: 'edges' });
-    const drawn = mergeEdges(this.graph.edges);
-    const pairs = new Set(drawn.map((e) => `${e.source}→${e.target}`));
-    let [minX, minY, maxX, maxY] = [0, 0, width, height];
-    for (const { source, target, labels, text } of drawn) {
-      const a = nodes.get(source);
-      const b = nodes.get(target);
-      if (!a || !b) continue;
-      const route = routeEdge(a, b, nodes.values(), { reverse: pairs.has(`${target}→${source}`) });
-      const g = s('g', { class: 'edge', 'data-edge': `${source}→${target}` });
-      g.append(s('title', {}, `${source} → ${target}: ${labels.join(', ')}`));
-      g.append(s('path', { d: route.d, 'marker-end': `url(#arrow-${this.graph.id})` }));
-      const w = labelWidth(text);
+    const paths = s('g', { class: 'edges' });
+    const labels = s('g', { class: 'edge-labels' });
+    for (const { edge, points, labels: placed, initial } of edges) {
+      if (points.length < 2) continue;
+      const g = s('g', { class: initial ? 'edge initial' : 'edge', 'data-edge': edge.id });
+      if (!initial) g.append(s('title', {}, `${edge.source} → ${edge.target}: ${edge.labels.join(', ')}`));
       g.append(
-        s('rect', {
-          x: route.labelX - w / 2,
-          y: route.labelY - 9,
-          width: w,
-          height: 14,
-          rx: 3,
-          class: 'edge-label-bg',
+        s('path', {
+          d: points.map((pt, i) => `${i === 0 ? 'M' : 'L'} ${pt.x} ${pt.y}`).join(' '),
+          'marker-end': `url(#arrow-${id})`,
         }),
       );
-      g.append(
-        s(
-          'text',
-          { x: route.labelX, y: route.labelY + 2, 'text-anchor': 'middle', class: 'edge-label' },
-          text,
-        ),
-      );
-      edges.append(g);
-      const numbers = route.d.match(/-?\d+(\.\d+)?/g)!.map(Number);
-      for (let i = 0; i + 1 < numbers.length; i += 2) {
-        minX = Math.min(minX, numbers[i]!);
-        maxX = Math.max(maxX, numbers[i]!);
-        minY = Math.min(minY, numbers[i + 1]!);
-        maxY = Math.max(maxY, numbers[i + 1]!);
+      paths.append(g);
+      const lg = s('g', { class: 'edge-label-group', 'data-edge': edge.id });
+      for (const l of placed) {
+        lg.append(s('rect', { x: l.x, y: l.y, width: l.w, height: l.h, rx: 3, class: 'edge-label-bg' }));
+        lg.append(
+          s(
+            'text',
+            { x: l.x + l.w / 2, y: l.y + l.h / 2, 'text-anchor': 'middle', class: 'edge-label' },
+            l.text,
+          ),
+        );
       }
-      minX = Math.min(minX, route.labelX - w / 2);
-      maxX = Math.max(maxX, route.labelX + w / 2);
-      minY = Math.min(minY, route.labelY - 10);
-      maxY = Math.max(maxY, route.labelY + 6);
+      labels.append(lg);
     }
-    const vw = maxX - minX + 2 * margin;
-    const vh = maxY - minY + 2 * margin;
-    svg.setAttribute('viewBox', `${minX - margin} ${minY - margin} ${vw} ${vh}`);
-    svg.setAttribute('width', String(vw));
-    svg.setAttribute('height', String(vh));
-    svg.append(edges);
+    svg.append(paths, labels);
     return svg;
   }
 
   /** Highlights the given state value (live: `active`; history step: `step`). */
   mark(kind: 'active' | 'step', value: string | null, label: string): void {
+    if (kind === 'active') fill(this.status, label);
+    if (!this.svg) return;
     const ids = stateIds(this.graph, value);
     for (const g of this.svg.querySelectorAll<SVGGElement>('g.state')) {
       const i = ids.indexOf(g.dataset.stateId ?? '');
       g.classList.toggle(kind, i === 0);
       g.classList.toggle(`${kind}-parent`, i > 0);
     }
-    if (kind === 'active') fill(this.status, label);
   }
 
   markEdge(from: string | null, to: string | null): void {
+    if (!this.svg) return;
     const a = stateIds(this.graph, from)[0];
     const b = stateIds(this.graph, to)[0];
-    for (const g of this.svg.querySelectorAll<SVGGElement>('g.edge')) {
+    for (const g of this.svg.querySelectorAll<SVGGElement>('[data-edge]')) {
       g.classList.toggle('step', !!a && !!b && g.dataset.edge === `${a}→${b}`);
     }
   }
@@ -202,10 +236,40 @@ function jobLabel(j: InspectorJob): string {
   return `${j.id} (${j.kind}, ${j.gateway_id}) — ${j.state}`;
 }
 
-function start(): void {
+/**
+ * Follows the `inspector.live` subscription over the tRPC WebSocket (authenticated by the session
+ * cookie of the upgrade request). tRPC's client reconnects by itself and subscribes again, and
+ * the server then starts over with the whole state.
+ */
+function followLive(apply: (u: InspectorUpdate) => void, status: HTMLElement): void {
+  const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+  const show = (state: 'connecting' | 'live' | 'reconnecting' | 'ended', text: string) => {
+    status.dataset.live = state;
+    fill(status, text);
+  };
+  show('connecting', 'Connecting to the live stream…');
+  const wsClient = createWSClient({
+    url: `${scheme}://${location.host}/api/trpc`,
+    onClose: () => {
+      if (status.dataset.live !== 'ended') show('reconnecting', 'Live stream interrupted: reconnecting…');
+    },
+  });
+  const client = createTRPCUntypedClient({ links: [wsLink({ client: wsClient })] });
+  client.subscription('inspector.live', undefined, {
+    onStarted: () => show('live', 'Live: states and events arrive as they happen.'),
+    onData: (data) => apply(data as InspectorUpdate),
+    onError: (err) => {
+      show('ended', `Live stream ended: ${err.message}. Reload the page to follow again.`);
+      // The stream is over either way; a close that fails has nothing left to tell.
+      void wsClient.close();
+    },
+  });
+}
+
+async function start(): Promise<void> {
   const root = byId('inspector');
   const graphs = dataJson<MachineGraph[]>(root, 'machines');
-  let state = dataJson<InspectorState>(root, 'state');
+  const state = dataJson<InspectorState>(root, 'state');
   const views = new Map(graphs.map((g) => [g.id, new MachineView(g)]));
   const AUTO = '__newest__';
 
@@ -326,8 +390,7 @@ function start(): void {
         ),
     );
 
-  const render = () => {
-    renderEvents();
+  const renderActors = () => {
     for (const view of views.values()) {
       const id = view.graph.id;
       const jobs = state.jobs.filter((j) => j.machine === id);
@@ -361,30 +424,47 @@ function start(): void {
     if (withMachine.some((j) => j.id === current)) historySelect.value = current;
     load.disabled = withMachine.length === 0;
   };
-  for (const view of views.values()) view.select.addEventListener('change', render);
+  for (const view of views.values()) view.select.addEventListener('change', renderActors);
 
+  const liveStatus = h('p', { class: 'inspector-live', role: 'status', 'data-testid': 'live-status' });
   fill(
     root,
+    liveStatus,
     [...views.values()].map((v) => v.el),
     historyPanel,
     eventsPanel,
   );
-  render();
+  renderEvents();
+  renderActors();
 
-  const poll = async () => {
-    try {
-      const res = await fetch('/dev/inspector/state', { credentials: 'same-origin' });
-      if (res.ok) {
-        state = (await res.json()) as InspectorState;
-        render();
-      }
-    } catch {
-      /* transient: next poll */
+  const apply = (u: InspectorUpdate) => {
+    if (u.type === 'state') {
+      Object.assign(state, u.state);
+      renderEvents();
+      renderActors();
+    } else if (u.type === 'actors') {
+      state.now = u.now;
+      state.gateways = u.gateways;
+      state.jobs = u.jobs;
+      renderActors();
+    } else {
+      state.events = [...u.events, ...state.events].slice(0, MAX_EVENTS);
+      renderEvents();
     }
-    setTimeout(poll, POLL_MS);
   };
-  setTimeout(poll, POLL_MS);
+  followLive(apply, liveStatus);
+
+  const { measure, done } = pageMeasure();
+  try {
+    for (const view of views.values()) await view.draw(measure);
+  } finally {
+    done();
+  }
+  renderActors();
   root.dataset.ready = 'true';
 }
 
-start();
+start().catch((err: unknown) => {
+  console.error('inspector', err);
+  fill(byId('inspector'), h('p', { class: 'banner banner-error' }, `The inspector failed: ${String(err)}`));
+});

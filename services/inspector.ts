@@ -1,0 +1,133 @@
+import { and, eq } from 'drizzle-orm';
+import type { AuthUser } from '../api/context.js';
+import { mayAccessGateway } from '../core/auth.js';
+import { isoSeconds } from '../core/format.js';
+import type { MachineActivity } from '../core/machine-events.js';
+import { machineSnapshots } from '../drizzle/schema.js';
+import type { GantryDeps } from '../server/deps.js';
+// The browser bundle reads the same shapes: one import-free definition for both sides.
+import type {
+  InspectorEvent,
+  InspectorGateway,
+  InspectorJob,
+  InspectorState,
+  InspectorTransition,
+} from '../web/client/inspector/graph-types.js';
+import { FINAL_JOB_STATES } from './jobs.js';
+
+/** What the development inspector shows of the live actors (admins only; see web/inspector.ts). */
+
+/** Which statechart runs a job of this kind (snapshots and debug bundles have none). */
+export function machineOfJobKind(kind: string): string | null {
+  if (['download', 'deploy', 'restore', 'factory'].includes(kind)) return 'updateJob';
+  if (kind === 'configure' || kind === 'plugin') return 'zipOp';
+  return null;
+}
+
+type InspectorDeps = Pick<GantryDeps, 'db' | 'gateways' | 'partitions' | 'jobs' | 'machineEvents' | 'clock'>;
+
+function persistedValue(deps: InspectorDeps, gatewayId: string, machine: string): string | null {
+  const row = deps.db
+    .select()
+    .from(machineSnapshots)
+    .where(and(eq(machineSnapshots.gatewayId, gatewayId), eq(machineSnapshots.machine, machine)))
+    .get();
+  const value = (row?.snapshot as { value?: unknown } | undefined)?.value;
+  return typeof value === 'string' ? value : value ? JSON.stringify(value) : null;
+}
+
+function visibleGateways(deps: InspectorDeps, user: AuthUser): string[] {
+  return deps.gateways.ids().filter((id) => mayAccessGateway(user.gateways, id));
+}
+
+/**
+ * Each gateway's partition actor (in memory), its safety interlock (persisted on every change of
+ * state, read back from the store) and its recent jobs with their current state.
+ */
+export function inspectorActors(
+  deps: InspectorDeps,
+  user: AuthUser,
+): { now: string; gateways: InspectorGateway[]; jobs: InspectorJob[] } {
+  const jobs: InspectorJob[] = [];
+  const gateways = visibleGateways(deps, user).map((id) => {
+    let partition: string | null = null;
+    try {
+      const value = deps.partitions.snapshot(id).value;
+      partition = typeof value === 'string' ? value : JSON.stringify(value);
+    } catch {
+      partition = null;
+    }
+    for (const row of deps.jobs.recent(id, 15)) {
+      jobs.push({
+        id: row.id,
+        gateway_id: id,
+        kind: row.kind,
+        machine: machineOfJobKind(row.kind),
+        state: row.state,
+        finished: (FINAL_JOB_STATES as readonly string[]).includes(row.state),
+        created_at: isoSeconds(row.createdAt),
+        updated_at: isoSeconds(row.updatedAt),
+      });
+    }
+    return { id, partition, safety: persistedValue(deps, id, 'safety') };
+  });
+  jobs.sort((a, b) => b.created_at.localeCompare(a.created_at) || b.id.localeCompare(a.id));
+  return { now: isoSeconds(deps.clock()), gateways, jobs };
+}
+
+function inspectorEvent(e: {
+  at: number;
+  gatewayId: string;
+  machine: string;
+  actor: string;
+  type: string;
+  payload: Record<string, unknown>;
+}): InspectorEvent {
+  return {
+    at: new Date(e.at).toISOString(),
+    gateway_id: e.gatewayId,
+    machine: e.machine,
+    actor: e.actor,
+    type: e.type,
+    payload: e.payload,
+  };
+}
+
+export function inspectorState(deps: InspectorDeps, user: AuthUser): InspectorState {
+  const actors = inspectorActors(deps, user);
+  const ids = actors.gateways.map((g) => g.id);
+  const events = deps.machineEvents.recent(ids, 100).map(inspectorEvent);
+  return { ...actors, events };
+}
+
+/**
+ * The events in a batch of machine activity that `user` may see, newest first (as the page lists
+ * them), and whether any actor changed state.
+ */
+export function activitySummary(
+  batch: readonly MachineActivity[],
+  user: AuthUser,
+): { events: InspectorEvent[]; stateChanged: boolean } {
+  const visible = batch.filter((a) => mayAccessGateway(user.gateways, a.gatewayId));
+  const events = visible
+    .filter((a) => a.kind === 'event')
+    .map((a) => inspectorEvent(a))
+    .reverse();
+  return { events, stateChanged: visible.some((a) => a.kind === 'state') };
+}
+
+/** A job's persisted transition history, or null when it does not exist or is not the user's to see. */
+export function inspectorTransitions(
+  deps: Pick<GantryDeps, 'jobs'>,
+  user: AuthUser,
+  jobId: string,
+): InspectorTransition[] | null {
+  const job = deps.jobs.get(jobId);
+  if (!job || !mayAccessGateway(user.gateways, job.gatewayId)) return null;
+  return deps.jobs.transitions(jobId).map((t) => ({
+    at: isoSeconds(t.at),
+    from: t.fromState,
+    to: t.toState,
+    event: t.event,
+  }));
+}
