@@ -216,8 +216,14 @@ export class JobEffects {
         gw.device.openSlotReader(slot, { start: 0, end: (job.artifact.bytes ?? 1) - 1 }),
         writer,
       );
+      // The source slot's record, not its SlotInfo (whose `id` names the source slot).
+      const { state, version, kernel, sha256, imageBytes } = (await gw.device.slots())[slot];
       await gw.device.writeSlotRecord(target, {
-        ...(await gw.device.slots())[slot],
+        state,
+        version,
+        kernel,
+        sha256,
+        imageBytes,
         installedAt: this.deps.clock(),
       });
       await this.deps.partitions.dispatch(gw, {
