@@ -194,10 +194,11 @@ export class SimulatedDevice implements GatewayDevice, SimulatedDeviceControls {
   }
 
   async slots(): Promise<Record<SlotId, SlotInfo>> {
+    // The record last: a record written from another slot's SlotInfo must not rename this slot.
     const info = (id: SlotId): SlotInfo => ({
+      ...this.readSlotRecord(id),
       id,
       capacityBytes: this.state.slotCapacityBytes,
-      ...this.readSlotRecord(id),
     });
     return { A: info('A'), B: info('B') };
   }

@@ -5,10 +5,17 @@
  * - Input `UpdateJobInput`; context `UpdateJobContext` (the input plus progress, timing, error,
  *   cancel and install fields). Time only comes from events (`at`, epoch ms) and actor outputs.
  * - Top-level state values: `pending`, `downloading`, `verifying`, `downloaded`, `installing`
- *   (`preparing` | `awaiting_reboot` | `rebooting`), and the finals `complete`, `error`, `cancelled`.
- *   `jobStateName()` flattens them; `jobPercentage()` gives the download percentage.
+ *   (`preparing` | `awaiting_reboot` | `rebooting` | `installed` | `activating`), and the finals
+ *   `complete`, `error`, `cancelled`. `jobStateName()` flattens them; `jobPercentage()` gives the
+ *   download percentage.
+ * - A job is `complete` only once the new slot runs and is committed: after the install it waits in
+ *   `installed` (no reboot asked for) or reboots, then in `activating` (booted, on trial), until the
+ *   service reports what the A/B statechart decided: COMMITTED, or ACTIVATION_FAILED (the bootloader
+ *   or the health check went back, or the slot stopped being staged). No timers: a reboot may be days
+ *   away, and whoever reboots the gateway (an operator, a power cut) ends the wait.
  * - Events `UpdateJobEvent`: START, PROGRESS, TRANSFER_DONE, TRANSFER_FAILED (the last three sent
- *   back by `transferImage`), INSTALL, SAFETY_CHANGED, CANCEL, FAIL, RESUME.
+ *   back by `transferImage`), INSTALL, SAFETY_CHANGED, CANCEL, FAIL, RESUME, TRIAL_STARTED,
+ *   COMMITTED, ACTIVATION_FAILED.
  * - Actors to `.provide()`: `transferImage` (fromCallback), `verifyImage`, `installImage`,
  *   `rebootGateway` (fromPromise, each resolving `{ at }`). Their inputs carry `resumed: true` when
  *   started by RESUME so a re-run can be idempotent (above all: do not reboot a gateway that already
@@ -21,7 +28,7 @@
  */
 import { assign, emit, fromCallback, fromPromise, setup, type EventObject, type SnapshotFrom } from 'xstate';
 import { ERROR_CODES, type ErrorCode } from '../core/errors.js';
-import type { SlotId } from '../device/types.js';
+import { otherSlot, type SlotId } from '../device/types.js';
 
 export type JobKind = 'download' | 'deploy' | 'restore';
 export type InstallStrategy = 'seamless' | 'in-place' | 'rolling';
@@ -61,6 +68,8 @@ export interface UpdateJobContext extends UpdateJobInput {
   blockedBy: string[];
   /** True while the current invoking state was (re-)entered by RESUME; passed to the actors. */
   resumed: boolean;
+  /** When the install finished (the new slot staged). Absent from snapshots of older versions. */
+  installedAt?: number | null;
 }
 
 export type UpdateJobEvent =
@@ -72,7 +81,13 @@ export type UpdateJobEvent =
   | { type: 'SAFETY_CHANGED'; blocking: string[]; at: number }
   | { type: 'CANCEL'; reason: string; at: number }
   | { type: 'FAIL'; code: ErrorCode; message: string; at: number }
-  | { type: 'RESUME'; at: number };
+  | { type: 'RESUME'; at: number }
+  /** The gateway booted the new slot; it is on trial (health check). */
+  | { type: 'TRIAL_STARTED'; at: number }
+  /** The new slot passed its health check and is committed. */
+  | { type: 'COMMITTED'; at: number }
+  /** The new slot will not run: the bootloader or the health check went back, or it was unstaged. */
+  | { type: 'ACTIVATION_FAILED'; message: string; at: number };
 
 export type UpdateJobEmitted =
   | {
@@ -168,6 +183,15 @@ function etaSeconds(remaining: number, speedBps: number): number | null {
 
 const KEEP_SAFETY_CURRENT = { SAFETY_CHANGED: { actions: 'recordSafety' } } as const;
 const FAIL_KEEPING_TARGET = { FAIL: { target: '#updateJob.error', actions: 'recordFailure' } } as const;
+/**
+ * What the A/B statechart decided about the new slot, in every state where the install is done and
+ * the job waits on a boot. The failed slot is not invalidated here: the partition manager retires a
+ * slot that failed its trial, and an unstaged slot may still hold a good image.
+ */
+const OUTCOME_OF_BOOT = {
+  COMMITTED: { target: '#updateJob.complete', actions: 'recordCommit' },
+  ACTIVATION_FAILED: { target: '#updateJob.error', actions: 'recordActivationFailure' },
+} as const;
 
 export const updateJobMachine = setup({
   types: {
@@ -218,6 +242,21 @@ export const updateJobMachine = setup({
         etaSeconds: null,
       };
     }),
+    recordCommit: assign(({ context, event }) =>
+      event.type === 'COMMITTED'
+        ? { finishedAt: event.at, updatedAt: Math.max(context.updatedAt, event.at) }
+        : {},
+    ),
+    recordActivationFailure: assign(({ context, event }) =>
+      event.type === 'ACTIVATION_FAILED'
+        ? {
+            errorCode: 'OTA_INSTALL_FAILED' as const,
+            errorMessage: event.message,
+            finishedAt: event.at,
+            updatedAt: Math.max(context.updatedAt, event.at),
+          }
+        : {},
+    ),
     recordCancel: assign(({ context, event }) => {
       if (event.type !== 'CANCEL') return {};
       return {
@@ -248,6 +287,7 @@ export const updateJobMachine = setup({
     install: null,
     blockedBy: [],
     resumed: false,
+    installedAt: null,
   }),
   initial: 'pending',
   // SAFETY_CHANGED and FAIL are handled in every non-final state, not at the root: `snapshot.can()`
@@ -462,13 +502,11 @@ export const updateJobMachine = setup({
               {
                 guard: 'rebootAfterInstall',
                 target: 'awaiting_reboot',
-                actions: assign(({ context, event }) => ({
-                  updatedAt: Math.max(context.updatedAt, event.output.at),
-                })),
+                actions: assign(({ context, event }) => installedAt(context, event.output.at)),
               },
               {
-                target: '#updateJob.complete',
-                actions: assign(({ event }) => ({ finishedAt: event.output.at, updatedAt: event.output.at })),
+                target: 'installed',
+                actions: assign(({ context, event }) => installedAt(context, event.output.at)),
               },
             ],
             onError: {
@@ -500,6 +538,8 @@ export const updateJobMachine = setup({
          */
         awaiting_reboot: {
           always: { guard: 'rebootClear', target: 'rebooting' },
+          // Someone else rebooted the gateway while safety held ours back.
+          on: { ...OUTCOME_OF_BOOT, TRIAL_STARTED: { target: 'activating' } },
         },
         rebooting: {
           exit: 'clearResumed',
@@ -511,9 +551,14 @@ export const updateJobMachine = setup({
               targetSlot: context.targetSlot,
               resumed: context.resumed,
             }),
+            // Back from the reboot (or the reboot is under way: a real one ends this process); what
+            // the gateway booted is the partition statechart's to say. No outcome is taken while the
+            // reboot runs, so every reboot is followed by `activating` in the job's history.
             onDone: {
-              target: '#updateJob.complete',
-              actions: assign(({ event }) => ({ finishedAt: event.output.at, updatedAt: event.output.at })),
+              target: 'activating',
+              actions: assign(({ context, event }) => ({
+                updatedAt: Math.max(context.updatedAt, event.output.at),
+              })),
             },
             onError: {
               target: '#updateJob.error',
@@ -529,6 +574,17 @@ export const updateJobMachine = setup({
             RESUME: { target: 'rebooting', reenter: true, actions: 'markResumed' },
           },
         },
+        /**
+         * Installed without a reboot (`reboot_after: false`): the new slot is staged as the next boot
+         * and waits for whoever reboots the gateway. Still holds the gateway's operation.
+         */
+        installed: {
+          on: { ...OUTCOME_OF_BOOT, TRIAL_STARTED: { target: 'activating' } },
+        },
+        /** The gateway rebooted; the new slot is on trial until it is committed or left. */
+        activating: {
+          on: { ...OUTCOME_OF_BOOT },
+        },
       },
     },
 
@@ -537,6 +593,10 @@ export const updateJobMachine = setup({
     cancelled: { type: 'final' },
   },
 });
+
+function installedAt(context: UpdateJobContext, at: number): Partial<UpdateJobContext> {
+  return { installedAt: at, updatedAt: Math.max(context.updatedAt, at) };
+}
 
 function invalidate(
   context: UpdateJobContext,
@@ -572,6 +632,8 @@ export const JOB_STATE_NAMES = [
   'installing',
   'awaiting_reboot',
   'rebooting',
+  'installed',
+  'activating',
   'complete',
   'error',
   'cancelled',
@@ -588,4 +650,13 @@ export function jobStateName(snapshot: Pick<UpdateJobSnapshot, 'value'>): JobSta
 
 export function isFinalJobState(name: JobStateName): boolean {
   return name === 'complete' || name === 'error' || name === 'cancelled';
+}
+
+/**
+ * The slot that must boot and be committed for the job to be complete: the target slot, except for
+ * an in-place install, which rewrote the running slot (always the other one: a job never targets
+ * the booted slot).
+ */
+export function activationSlot(context: Pick<UpdateJobContext, 'targetSlot' | 'install'>): SlotId {
+  return context.install?.strategy === 'in-place' ? otherSlot(context.targetSlot) : context.targetSlot;
 }

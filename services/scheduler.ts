@@ -175,6 +175,10 @@ export class MaintenanceScheduler {
       if (state === 'complete') return this.finish(gw, window.start, `installed ${run.outcome ?? ''}`.trim());
       if (state === 'error' || state === 'cancelled')
         return this.finish(gw, window.start, `job ${run.jobId} ${state}`);
+      // Installed without auto_reboot: the window's work is done; the next reboot activates it.
+      if (state === 'installed') {
+        return this.finish(gw, window.start, `installed ${run.outcome ?? ''}; active after the next reboot`);
+      }
       if (state !== 'downloaded') return; // still downloading / installing: look again next tick
       const candidate = this.deps.updates.listUpdates(gw).updates.find((u) => u.version === run!.outcome);
       if (!s.auto_update.auto_security || !candidate || !isUrgent(candidate)) {

@@ -116,6 +116,12 @@ export function describeProgress(p: Progress): string[] {
       (TRANSFERRING.includes(p.status) ? ` at ${p.progress.speed}, ETA ${p.progress.eta}` : ''),
     `  elapsed   ${p.elapsed_time}`,
   ];
+  if (p.status === 'installed') {
+    lines.push(
+      '  activate  reboot the gateway: the new image runs from the next boot, then the job completes',
+    );
+  }
+  if (p.status === 'activating') lines.push('  activate  booted the new image; waiting for its health check');
   if (p.error) lines.push(`  error     ${p.error.code}: ${p.error.message}`);
   if (p.blocked_by.length) lines.push(`  blocked   ${p.blocked_by.join(', ')}`);
   return lines;

@@ -81,7 +81,10 @@ export function registerUpdates(program: Command, run: Run): void {
     .argument('<job-id>', 'job id from `gantry download`')
     .addOption(new Option('--strategy <strategy>', 'default: the gateway setting').choices(STRATEGIES))
     .option('--no-reboot', 'install only; boot the new slot at the next reboot')
-    .option('--wait', 'follow the job until it completes (exit non-zero if it fails)')
+    .option(
+      '--wait',
+      'follow the job until it completes, or with --no-reboot until it is installed (exit non-zero if it fails)',
+    )
     .action(
       (
         jobId: string,
@@ -95,7 +98,8 @@ export function registerUpdates(program: Command, run: Run): void {
             reboot_after: o.reboot,
           });
           if (o.wait) {
-            const done = await waitForJob(s, res.job_id, ['complete']);
+            // Without a reboot the job waits for one (status `installed`): nothing more to follow.
+            const done = await waitForJob(s, res.job_id, o.reboot ? ['complete'] : ['installed', 'complete']);
             return s.print(done, describeProgress);
           }
           s.print(res, (r) => [

@@ -9,6 +9,7 @@ import type { SlotId } from '../../device/types.js';
 import { jobs as jobsTable } from '../../drizzle/schema.js';
 import type { GatewayRuntime } from '../gateways.js';
 import type { BundleSource } from '../pipeline/stream-to-slot.js';
+import { activationOf } from './activation.js';
 import type { JobArtifact, RunningJob } from './job-types.js';
 import { fileBundleSource, transferBundle } from './transfer.js';
 import type { UpdateServiceDeps } from './update-service.js';
@@ -226,8 +227,14 @@ export class JobEffects {
         gw.device.openSlotReader(slot, { start: 0, end: (job.artifact.bytes ?? 1) - 1 }),
         writer,
       );
+      // The source slot's record, not its SlotInfo (whose `id` names the source slot).
+      const { state, version, kernel, sha256, imageBytes } = (await gw.device.slots())[slot];
       await gw.device.writeSlotRecord(target, {
-        ...(await gw.device.slots())[slot],
+        state,
+        version,
+        kernel,
+        sha256,
+        imageBytes,
         installedAt: this.deps.clock(),
       });
       await this.deps.partitions.dispatch(gw, {
@@ -248,8 +255,17 @@ export class JobEffects {
       GANTRY_VERSION: manifest.version,
     });
     if (!hooks.ok) throw new GantryError('OTA_INSTALL_FAILED', `Post-install hook failed: ${hooks.reason}`);
-    if (install.strategy !== 'in-place') {
-      await this.deps.partitions.dispatch(gw, { type: 'STAGE', slot: target, at: this.deps.clock() });
+    // In-place too: the rewritten running slot is tried like any new slot (U-Boot counts its boots,
+    // falls back to the other slot, which holds the same verified image), so the job can tell when
+    // the new image really runs.
+    const stage = { type: 'STAGE' as const, slot: target, at: this.deps.clock() };
+    const partition = this.deps.partitions.snapshot(gw.id);
+    // A resumed install may find its slot staged already (Gantry stopped right after staging it).
+    if (activationOf(partition, target).kind !== 'staged') {
+      if (!partition.can(stage)) {
+        throw new GantryError('OTA_INSTALL_FAILED', `Slot ${target} cannot be staged as the next boot now`);
+      }
+      await this.deps.partitions.dispatch(gw, stage);
     }
     if (job.artifact.autoInstall?.wipeData) {
       // After the recovery image is staged, so a failed write never leaves a wiped, unbootable gateway.

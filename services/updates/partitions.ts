@@ -45,6 +45,7 @@ export class PartitionManager {
   private readonly unsubscribers: Array<() => void> = [];
   /** Serializes boot handling per gateway (a reboot may be reported while a check runs). */
   private readonly chains = new Map<string, Promise<void>>();
+  private readonly listeners = new Set<(gw: GatewayRuntime) => void>();
 
   constructor(private readonly deps: PartitionManagerDeps) {}
 
@@ -151,6 +152,27 @@ export class PartitionManager {
     return this.snapshot(gatewayId).context.versionFloor;
   }
 
+  /**
+   * Called after every event that reached the statechart, once its bootloader effects are written
+   * and a commit is recorded as the gateway's last OTA: a listener reading the state then sees it
+   * settled on the device too.
+   */
+  onChange(listener: (gw: GatewayRuntime) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private notify(gw: GatewayRuntime): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(gw);
+      } catch (err) {
+        // A listener's failure must not leave the boot handling half done.
+        this.deps.logs.error(gw.id, 'partition', `A partition listener failed: ${(err as Error).message}`);
+      }
+    }
+  }
+
   /** Sends an event and performs the bootloader effects it asked for, in order. */
   async dispatch(gw: GatewayRuntime, event: PartitionEvent): Promise<PartitionSnapshot> {
     return (await this.dispatchWithReboot(gw, event)).snapshot;
@@ -162,11 +184,17 @@ export class PartitionManager {
   ): Promise<{ snapshot: PartitionSnapshot; rebootRequested: boolean }> {
     const actor = this.actor(gw.id);
     let rebootRequested = false;
-    const sub = actor.on('reboot_requested', () => {
-      rebootRequested = true;
-    });
+    let committed = false;
+    const subs = [
+      actor.on('reboot_requested', () => {
+        rebootRequested = true;
+      }),
+      actor.on('commit', () => {
+        committed = true;
+      }),
+    ];
     actor.send(event);
-    sub.unsubscribe();
+    subs.forEach((sub) => sub.unsubscribe());
     const effects = this.effects.get(gw.id) ?? [];
     this.effects.set(gw.id, []);
     for (const effect of effects) {
@@ -184,6 +212,10 @@ export class PartitionManager {
         await gw.device.writeBootEnv({ bootSlot: effect.to, upgradeAvailable: false, bootCount: 0 });
       }
     }
+    if (committed) {
+      this.deps.db.update(gateways).set({ lastOtaAt: this.deps.clock() }).where(eq(gateways.id, gw.id)).run();
+    }
+    this.notify(gw);
     return { snapshot: actor.getSnapshot(), rebootRequested };
   }
 
@@ -277,7 +309,6 @@ export class PartitionManager {
     if (health.ok) {
       const committed = await this.dispatch(gw, { type: 'HEALTH_OK', at: this.deps.clock() });
       const version = committed.context.slots[slot].version;
-      this.deps.db.update(gateways).set({ lastOtaAt: this.deps.clock() }).where(eq(gateways.id, gw.id)).run();
       this.deps.logs.info(
         gw.id,
         'partition',

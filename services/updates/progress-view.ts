@@ -22,6 +22,10 @@ export function progressView(kind: string, snap: JobSnapshot) {
     installing: `flashing_${slotName}`,
     awaiting_reboot: ctx.blockedBy.length ? 'waiting_for_safety' : 'awaiting_reboot',
     rebooting: 'rebooting',
+    // Installed without a reboot: the new slot is the next boot, waiting for one.
+    installed: 'pending_reboot',
+    // Rebooted: the new slot is booting or on trial until its health check commits it.
+    activating: 'trial_boot',
     complete: 'complete',
     error: 'error',
     cancelled: 'cancelled',

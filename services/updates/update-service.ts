@@ -18,7 +18,12 @@ import { otherSlot, type SlotId } from '../../device/types.js';
 import type { GantryDb } from '../../drizzle/db.js';
 import type { JobRow } from '../../drizzle/schema.js';
 import { prepareForRestore } from '../../machines/persist.js';
-import { jobStateName, updateJobMachine, type UpdateJobInput } from '../../machines/update-job.js';
+import {
+  activationSlot,
+  jobStateName,
+  updateJobMachine,
+  type UpdateJobInput,
+} from '../../machines/update-job.js';
 import type { GatewayRegistry, GatewayRuntime } from '../gateways.js';
 import type { JobStore } from '../jobs.js';
 import type { LogService } from '../logs.js';
@@ -37,6 +42,7 @@ import {
   type RunningJob,
   type UpdatePorts,
 } from './job-types.js';
+import { activationOf } from './activation.js';
 import { progressView } from './progress-view.js';
 import type { TransferPolicy } from './transfer.js';
 
@@ -80,6 +86,7 @@ export class UpdateService {
   /** Progress of jobs other services own (snapshots, …), answered by the same /progress route. */
   private readonly progressProviders = new Map<string, (gw: GatewayRuntime, row: JobRow) => ProgressView>();
   private readonly background = new Set<Promise<unknown>>();
+  private stopWatchingPartitions: (() => void) | null = null;
 
   private readonly effects: JobEffects;
   private readonly uploads: UploadStore;
@@ -91,8 +98,13 @@ export class UpdateService {
 
   // ---- lifecycle ----------------------------------------------------------------------
 
-  /** Restores unfinished jobs after a restart (or a kill -9): each resumes where it was durable. */
+  /**
+   * Restores unfinished jobs after a restart (or a kill -9): each resumes where it was durable. A job
+   * that waited on a boot learns here what the gateway did while Gantry was down (the partition
+   * manager, started first, has already handled that boot).
+   */
   async start(): Promise<void> {
+    this.stopWatchingPartitions = this.deps.partitions.onChange((gw) => this.settleActivations(gw));
     for (const gw of this.deps.gateways.all()) {
       for (const row of this.deps.jobs.unfinished(gw.id, [...PIPELINE_KINDS])) {
         try {
@@ -114,6 +126,8 @@ export class UpdateService {
   }
 
   async stop(): Promise<void> {
+    this.stopWatchingPartitions?.();
+    this.stopWatchingPartitions = null;
     for (const job of this.running.values()) {
       job.stopSafety?.();
       job.actor.stop();
@@ -415,6 +429,33 @@ export class UpdateService {
     );
     this.deps.logs.warn(gw.id, 'ota', `Job ${row.id} resumed after restart in state ${state}`);
     job.actor.send({ type: 'RESUME', at: this.deps.clock() });
+    this.settleActivation(gw, job);
+  }
+
+  // ---- waiting on a boot ---------------------------------------------------------------
+
+  private settleActivations(gw: GatewayRuntime): void {
+    for (const job of [...this.running.values()]) if (job.gatewayId === gw.id) this.settleActivation(gw, job);
+  }
+
+  /**
+   * Tells a job that waits on a boot (installed, blocked before its reboot, or activating) what the
+   * A/B statechart says about its new slot. Level-triggered: asked again on every partition change,
+   * on entering a waiting state and at start-up, so an outcome reached before the job started to
+   * wait (or while Gantry was down) is never missed.
+   */
+  private settleActivation(gw: GatewayRuntime, job: RunningJob): void {
+    if (this.running.get(job.id) !== job) return;
+    const snap = job.actor.getSnapshot();
+    const state = jobStateName(snap);
+    if (state !== 'installed' && state !== 'awaiting_reboot' && state !== 'activating') return;
+    const outcome = activationOf(this.deps.partitions.snapshot(gw.id), activationSlot(snap.context));
+    const at = this.deps.clock();
+    if (outcome.kind === 'trial') job.actor.send({ type: 'TRIAL_STARTED', at });
+    else if (outcome.kind === 'committed') job.actor.send({ type: 'COMMITTED', at });
+    else if (outcome.kind === 'failed') {
+      job.actor.send({ type: 'ACTIVATION_FAILED', message: outcome.message, at });
+    }
   }
 
   // ---- the job actor ------------------------------------------------------------------
@@ -469,30 +510,15 @@ export class UpdateService {
           return { at: now() };
         }),
         rebootGateway: fromPromise(async ({ input }) => {
-          // In-place keeps booting the running slot; otherwise the gateway must come up on the target.
-          const install = job.actor.getSnapshot().context.install;
-          const expected = install?.strategy === 'in-place' ? null : input.targetSlot;
-          const cameBackOnTarget = async () => {
-            const booted = await gw.device.bootedSlot();
-            if (expected && booted !== expected) {
-              throw new GantryError(
-                'OTA_INSTALL_FAILED',
-                `Slot ${expected} did not boot: the bootloader went back to slot ${booted}`,
-              );
-            }
-          };
-          // Resumed after a restart: if the gateway already booted what the bootloader chose, the
-          // reboot happened (a real reboot ends this process; this is where its outcome is read).
-          const env = await gw.device.readBootEnv();
-          if (input.resumed && (await gw.device.bootedSlot()) === env.bootSlot) {
-            await cameBackOnTarget();
+          // Resumed after a restart: once the new slot is no longer merely staged, the reboot
+          // happened (a real reboot ends this process); `activating` reads its outcome.
+          const slot = activationSlot(job.actor.getSnapshot().context);
+          if (input.resumed && activationOf(this.deps.partitions.snapshot(gw.id), slot).kind !== 'staged') {
             return { at: now() };
           }
           this.deps.ports.assertSafe(gw.id, 'reboot');
           this.deps.logs.info(gw.id, 'ota', `Job ${job.id}: rebooting into the new image`);
           await gw.device.reboot();
-          // The simulator boots in-process, so where it came back is known now.
-          if (gw.device.kind === 'simulated') await cameBackOnTarget();
           return { at: now() };
         }),
       },
@@ -611,6 +637,13 @@ export class UpdateService {
       setImmediate(() => this.autoInstall(gw, job));
       return;
     }
+    if (state === 'installed' || state === 'activating') {
+      if (state === 'installed') {
+        const slot = activationSlot(ctx);
+        logs.info(gw.id, 'ota', `Job ${job.id}: installed; slot ${slot} becomes active at the next reboot`);
+      }
+      setImmediate(() => this.settleActivation(gw, job));
+    }
     if (state === 'downloaded' || state === 'complete' || state === 'error' || state === 'cancelled') {
       job.release?.();
       job.release = null;
@@ -711,7 +744,7 @@ export class UpdateService {
     if (!running.actor.getSnapshot().can(event)) {
       throw new GantryError(
         'OTA_INSTALL_FAILED',
-        `Job ${row.id} is installing: past the point of no return, it cannot be cancelled`,
+        `Job ${row.id} is ${jobStateName(running.actor.getSnapshot())}: past the point of no return, it cannot be cancelled`,
         {
           state: jobStateName(running.actor.getSnapshot()),
         },
@@ -739,8 +772,13 @@ export class UpdateService {
     if (!snap) throw new GantryError('NOT_FOUND', `Job ${jobId} has no state`);
     const ctx = snap.context;
     const view = progressView(row.kind, snap);
-    // A downloaded job waiting for an operator is not "working": its clock stops at the download.
-    const waiting = view.status === 'downloaded' ? ctx.downloadedAt : null;
+    // A job waiting for an operator (to install, to reboot) is not "working": its clock stops.
+    const waiting =
+      view.status === 'downloaded'
+        ? ctx.downloadedAt
+        : view.status === 'installed'
+          ? (ctx.installedAt ?? null)
+          : null;
     const end = row.finishedAt ?? waiting ?? this.deps.clock();
     const started = ctx.startedAt ?? row.createdAt;
     return {

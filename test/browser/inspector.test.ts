@@ -184,10 +184,11 @@ describeBrowser('statechart inspector (/dev/inspector) in Chromium', () => {
     // Step through the job's persisted history.
     await page.getByLabel('Job', { exact: true }).selectOption(jobId);
     await page.getByRole('button', { name: 'Show history' }).click();
-    await waitForText(page, '[data-testid=history-step]', 'Step 1 of 7: (start) → pending');
+    // pending, downloading, verifying, downloaded, installing, rebooting, activating, complete.
+    await waitForText(page, '[data-testid=history-step]', 'Step 1 of 8: (start) → pending');
     expect(calls.filter((c) => c.startsWith('/dev/inspector/jobs/'))).toHaveLength(1);
     await page.getByRole('button', { name: 'Next ▶' }).click();
-    await waitForText(page, '[data-testid=history-step]', 'Step 2 of 7: pending → downloading');
+    await waitForText(page, '[data-testid=history-step]', 'Step 2 of 8: pending → downloading');
     expect(
       await page
         .locator('[data-machine=updateJob] g.state.step[data-state-id="updateJob.downloading"]')

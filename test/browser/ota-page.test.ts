@@ -161,7 +161,17 @@ describeBrowser('OTA page (/ota-system-updates) in Chromium', () => {
     // The verified image now sits in slot B.
     await waitForText(page, '[data-testid=slot-inactive]', 'v5.0.5');
 
+    // Installed without a reboot: the job waits, visibly, for the gateway to boot the new slot.
+    await page.getByLabel('Reboot into the new image when installed').uncheck();
     await page.getByRole('button', { name: 'Install', exact: true }).click();
+    await page.locator('[data-testid=job][data-status=installed]').waitFor({ timeout: 20_000 });
+    expect(await page.textContent('[data-testid=job-title]')).toContain('Installed – reboot to activate');
+    expect(await page.textContent('[data-testid=job-operation]')).toBe('pending reboot');
+    expect(await page.textContent('[data-testid=job-note]')).toContain('boots at the next reboot');
+    await waitForText(page, '[data-testid=slot-active]', /Slot A.*v5\.0\.4/s);
+    await shot(page, '#section-monitor', 'monitor-installed');
+
+    await simulator('reboot', {});
     await page.locator('[data-testid=job][data-status=complete]').waitFor({ timeout: 20_000 });
     // The gateway rebooted into slot B and committed it: the cards swap on their own.
     await waitForText(page, '[data-testid=slot-active]', /Slot B.*v5\.0\.5.*healthy/s);

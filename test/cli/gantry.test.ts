@@ -156,7 +156,7 @@ describe('gantry CLI', () => {
     }
   });
 
-  it('should download with --wait until downloaded, then install with --wait until complete', async () => {
+  it('should download with --wait until downloaded, install --no-reboot --wait until installed, complete after the reboot', async () => {
     const download = await gantry(['download', 'update-001', '--wait', '--json']);
     expect(download.code, download.stderr).toBe(0);
     const downloaded = JSON.parse(download.stdout);
@@ -168,11 +168,37 @@ describe('gantry CLI', () => {
       downloaded.job_id,
       '--strategy',
       'seamless',
+      '--no-reboot',
       '--wait',
       '--json',
     ]);
     expect(install.code, install.stderr).toBe(0);
-    expect(JSON.parse(install.stdout)).toMatchObject({ job_id: downloaded.job_id, status: 'complete' });
+    expect(JSON.parse(install.stdout)).toMatchObject({
+      job_id: downloaded.job_id,
+      status: 'installed',
+      progress: { current_operation: 'pending_reboot' },
+      error: null,
+    });
+    const waiting = await gantry(['progress', downloaded.job_id]);
+    expect(waiting.stdout).toMatch(
+      new RegExp(`^Job ${downloaded.job_id}: installed \\(pending_reboot\\) 100%$`, 'm'),
+    );
+    expect(waiting.stdout).toMatch(
+      /^ {2}activate {2}reboot the gateway: the new image runs from the next boot/m,
+    );
+
+    const token = await g.login();
+    const reboot = await g.request('POST', '/api/v1/dev/simulator/reboot', { token, body: {} });
+    expect(reboot.status, JSON.stringify(reboot.body)).toBe(200);
+    const deadline = Date.now() + 15_000;
+    let status = '';
+    while (status !== 'complete' && Date.now() < deadline) {
+      const res = await g.request('GET', `/api/v1/ota/progress?job_id=${downloaded.job_id}`, { token });
+      status = res.body.data.status;
+      if (status !== 'complete') await new Promise((r) => setTimeout(r, 50));
+    }
+    const done = await gantry(['progress', downloaded.job_id, '--json']);
+    expect(JSON.parse(done.stdout)).toMatchObject({ status: 'complete', error: null });
   });
 
   it('should upload a bundle, deploy it and wait until it is downloaded', async () => {

@@ -112,7 +112,7 @@ describe('inspector.live over the tRPC WebSocket', () => {
 
     // A client that goes away leaves no listener on the bus behind.
     expect(g.deps.bus.machineActivityListenerCount()).toBe(1);
-    live.socket.close();
+    await live.socket.close();
     await expect.poll(() => g.deps.bus.machineActivityListenerCount()).toBe(0);
   });
 

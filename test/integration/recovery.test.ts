@@ -112,14 +112,26 @@ describe('recovery (SECTION 5)', () => {
     expect(res.body.message).toBe('OS restoration started');
     expect(res.body.data).toMatchObject({ status: 'restoring', version: 'v5.0.4', target_partition: 'B' });
     expect(res.body.data.job_id).toMatch(/^RESTORE-/);
-    await waitFor(
+    // Written and staged, not running yet: the restore waits for the next reboot.
+    const installed = await waitFor(
       () => progress(res.body.data.job_id),
-      (r) => r.body.data.status === 'complete',
-      'restore complete',
+      (r) => r.body.data.status === 'installed',
+      'restore installed',
     );
+    expect(installed.body.data.progress.current_operation).toBe('pending_reboot');
     expect(fs.readFileSync(slotFile('B')).equals(fs.readFileSync(slotFile('A')))).toBe(true);
     expect((await device().slots()).B).toMatchObject({ state: 'bootable', version: 'v5.0.4' });
     expect((await device().readBootEnv()).bootSlot).toBe('B');
+
+    const reboot = await post('/api/v1/dev/simulator/reboot', {});
+    expect(reboot.status, JSON.stringify(reboot.body)).toBe(200);
+    await waitFor(
+      () => progress(res.body.data.job_id),
+      (r) => r.body.data.status === 'complete',
+      'restore complete after the reboot',
+    );
+    const status = await g.request('GET', '/api/v1/ota/status', { token });
+    expect(status.body.data.partitions.active).toMatchObject({ id: 'B', status: 'healthy' });
   });
 
   it('should factory reset from an uploaded recovery image with PIN and confirmation, wiping settings', async () => {

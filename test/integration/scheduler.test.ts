@@ -135,6 +135,40 @@ describe('maintenance scheduler: auto-update inside the window', () => {
     );
   });
 
+  it('should install without a reboot when auto_reboot is off, close the window, and complete at the next reboot', async () => {
+    const off = await g.request('POST', '/api/v1/ota/settings', {
+      token,
+      body: { auto_update: { auto_reboot: false } },
+    });
+    expect(off.status, JSON.stringify(off.body)).toBe(200);
+    now = at(2, 1);
+    await g.deps.scheduler.runDue();
+    const [job] = jobsOf();
+    await waitFor(
+      () => g.deps.jobs.get(job!.id)!.state,
+      (s) => s === 'downloaded',
+      'downloaded',
+    );
+    await g.deps.scheduler.runDue();
+    await waitFor(
+      () => g.deps.jobs.get(job!.id)!.state,
+      (s) => s === 'installed',
+      'installed, waiting for a reboot',
+    );
+    await g.deps.scheduler.runDue();
+    const run = g.deps.scheduler.runs(GATEWAY)[0]!;
+    expect(run.finishedAt).not.toBeNull();
+    expect(run.outcome).toBe('installed v5.0.5; active after the next reboot');
+
+    const reboot = await g.request('POST', '/api/v1/dev/simulator/reboot', { token, body: {} });
+    expect(reboot.status).toBe(200);
+    await waitFor(
+      () => g.deps.jobs.get(job!.id)!.state,
+      (s) => s === 'complete',
+      'complete after the reboot',
+    );
+  });
+
   it('should only download (not install) a non-security update, and leave it for an operator', async () => {
     await feed.publish({ version: 'v5.0.6', type: 'feature', severity: 'medium' }, randomImage(300 * 1024));
     now = at(2, 1);

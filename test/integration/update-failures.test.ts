@@ -327,11 +327,13 @@ describe('update pipeline: refusals and failures', () => {
     expect((await finalState(jobId)).body.data.status).toBe('downloaded');
     const install = await g.request('POST', '/api/v1/ota/install', { token, body: { job_id: jobId } });
     expect(install.status).toBe(200);
-    await waitFor(
-      () => progress(jobId),
-      (r) => r.body.data.status === 'complete',
-      'job complete',
-    );
+    // The new slot never passed its health check: the job is not complete (issue 11.2).
+    const end = await finalState(jobId);
+    expect(end.body.data.status).toBe('error');
+    expect(end.body.data.error).toEqual({
+      code: 'OTA_INSTALL_FAILED',
+      message: expect.stringMatching(/^Slot B failed its health check \(.+\): rolled back to slot A$/),
+    });
     const status = await waitFor(
       () => g.request('GET', '/api/v1/ota/status', { token }),
       (r) => r.body.data.partitions.active.id === 'A' && r.body.data.partitions.active.status === 'healthy',

@@ -153,6 +153,8 @@ describe('update pipeline: feed → download → verify → install → reboot �
       'downloaded',
       'installing',
       'rebooting',
+      // Back from the reboot: complete only once the health check committed slot B.
+      'activating',
       'complete',
     ]);
   });

@@ -166,6 +166,7 @@ describe('update pipeline over the typed tRPC client', () => {
         'downloaded',
         'installing',
         'rebooting',
+        'activating',
         'complete',
       ]);
       expect(progress.find((e) => e.status === 'downloaded')?.current_operation).toBe('awaiting_install');

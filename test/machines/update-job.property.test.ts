@@ -25,7 +25,8 @@ type Command =
   | { t: 'FAIL' }
   | { t: 'RESUME' }
   | { t: 'SETTLE'; which: 'verifies' | 'installs' | 'reboots'; ok: boolean }
-  | { t: 'RESTART' };
+  | { t: 'RESTART' }
+  | { t: 'BOOT'; outcome: 'TRIAL_STARTED' | 'COMMITTED' | 'ACTIVATION_FAILED' };
 
 const rare = 1;
 const often = 5;
@@ -60,12 +61,20 @@ const command: fc.Arbitrary<Command> = fc.oneof(
   },
   // Service restart: persist (JSON), stop, restore, RESUME.
   { weight: 2, arbitrary: fc.constant({ t: 'RESTART' as const }) },
+  // What the A/B statechart says about the new slot (the service sends it whenever it changes).
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      t: fc.constant('BOOT' as const),
+      outcome: fc.constantFrom('TRIAL_STARTED' as const, 'COMMITTED' as const, 'ACTIVATION_FAILED' as const),
+    }),
+  },
 );
 
 const isInstalling = (s: UpdateJobSnapshot) => typeof s.value === 'object';
 
 describe('updateJobMachine properties', () => {
-  it('should never install while blocked, never reboot while blocked, never cancel once installing, never run an effect twice', async () => {
+  it('should never install while blocked, never reboot while blocked, never cancel once installing, never run an effect twice, never complete before a commit', async () => {
     const reached = new Set<JobStateName>();
     await fc.assert(
       fc.asyncProperty(
@@ -101,6 +110,20 @@ describe('updateJobMachine properties', () => {
             }
             if (jobStateName(next) === 'rebooting' && jobStateName(prev) !== 'rebooting') {
               expect(ctx.blockedBy).toEqual([]);
+            }
+            const entered = (name: JobStateName) =>
+              jobStateName(next) === name && jobStateName(prev) !== name;
+            // Complete only when the new slot was committed, never straight from an install or a
+            // reboot (issue 11.2).
+            if (entered('complete')) {
+              expect(current?.t === 'BOOT' && current.outcome).toBe('COMMITTED');
+              expect(['installed', 'activating', 'awaiting_reboot']).toContain(jobStateName(prev));
+            }
+            // Installed (waiting for someone else's reboot) only when no reboot was asked for.
+            if (entered('installed')) expect(ctx.install?.rebootAfter).toBe(false);
+            if (entered('installed') || entered('awaiting_reboot')) expect(ctx.installedAt).not.toBeNull();
+            if (entered('error') && current?.t === 'BOOT') {
+              expect(ctx.errorCode).toBe('OTA_INSTALL_FAILED');
             }
             if (prev.status === 'done') {
               expect(next.value).toEqual(prev.value);
@@ -206,6 +229,13 @@ describe('updateJobMachine properties', () => {
                 await flush();
                 break;
               }
+              case 'BOOT':
+                actor.send(
+                  cmd.outcome === 'ACTIVATION_FAILED'
+                    ? { type: cmd.outcome, message: 'fell back', at }
+                    : { type: cmd.outcome, at },
+                );
+                break;
               case 'RESTART': {
                 const persisted = JSON.parse(
                   JSON.stringify(actor.getPersistedSnapshot()),
@@ -246,6 +276,21 @@ describe('updateJobMachine properties', () => {
               { t: 'SAFETY', blocking: [] },
               { t: 'RESTART' },
               { t: 'SETTLE', which: 'reboots', ok: true },
+              { t: 'RESTART' },
+              { t: 'BOOT', outcome: 'COMMITTED' },
+            ],
+          ],
+          [
+            true,
+            [
+              { t: 'TRANSFER_DONE' },
+              { t: 'SETTLE', which: 'verifies', ok: true },
+              { t: 'INSTALL', blocking: [], rebootAfter: false },
+              { t: 'SETTLE', which: 'installs', ok: true },
+              { t: 'RESTART' },
+              { t: 'BOOT', outcome: 'TRIAL_STARTED' },
+              { t: 'RESTART' },
+              { t: 'BOOT', outcome: 'ACTIVATION_FAILED' },
             ],
           ],
         ],

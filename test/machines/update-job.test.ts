@@ -36,6 +36,14 @@ async function toDownloaded(h: JobHarness): Promise<JobActor> {
   return actor;
 }
 
+async function toInstalled(h: JobHarness): Promise<JobActor> {
+  const actor = await toPreparing(h, false);
+  h.installs[0]!.done.resolve({ at: 6_500 });
+  await flush();
+  expect(jobStateName(actor.getSnapshot())).toBe('installed');
+  return actor;
+}
+
 async function toPreparing(h: JobHarness, rebootAfter = true): Promise<JobActor> {
   const actor = await toDownloaded(h);
   actor.send({ ...INSTALL_OK, rebootAfter });
@@ -134,22 +142,65 @@ describe('updateJobMachine: happy path', () => {
 
     h.reboots[0]!.done.resolve({ at: 7_000 });
     await flush();
+    // Back from the reboot, not done yet: the new slot must pass its health check first.
+    expect(actor.getSnapshot().value).toEqual({ installing: 'activating' });
+    expect(actor.getSnapshot().context).toMatchObject({
+      installedAt: 6_000,
+      updatedAt: 7_000,
+      finishedAt: null,
+    });
+    expect(actor.getSnapshot().can({ type: 'CANCEL', reason: 'x', at: 7_100 })).toBe(false);
+
+    actor.send({ type: 'COMMITTED', at: 7_500 });
     const done = actor.getSnapshot();
     expect(done.value).toBe('complete');
     expect(done.status).toBe('done');
-    expect(done.context).toMatchObject({ finishedAt: 7_000, updatedAt: 7_000, errorCode: null });
+    expect(done.context).toMatchObject({ finishedAt: 7_500, updatedAt: 7_500, errorCode: null });
     expect(jobPercentage(done.context)).toBe(100);
     expect(h.invalidations).toEqual([]);
   });
 
-  it('should complete right after installing when no reboot is asked for', async () => {
+  // Regression (issue 11.2): `reboot_after: false` reported `complete` while the old slot still ran,
+  // and stayed `complete` when the new slot later failed its boots.
+  it('should wait in installed when no reboot is asked for, not complete', async () => {
     const h = new JobHarness();
     const actor = await toPreparing(h, false);
     h.installs[0]!.done.resolve({ at: 6_500 });
     await flush();
-    expect(actor.getSnapshot().value).toBe('complete');
-    expect(actor.getSnapshot().context.finishedAt).toBe(6_500);
+    const snap = actor.getSnapshot();
+    expect(snap.value).toEqual({ installing: 'installed' });
+    expect(jobStateName(snap)).toBe('installed');
+    expect(snap.status).toBe('active');
+    expect(snap.context).toMatchObject({ installedAt: 6_500, finishedAt: null, errorCode: null });
     expect(h.reboots).toHaveLength(0);
+    // Past the point of no return: the slot is staged.
+    expect(snap.can({ type: 'CANCEL', reason: 'x', at: 6_600 })).toBe(false);
+    // Nothing else moves it: no install, no reboot of its own.
+    actor.send({ ...INSTALL_OK, at: 6_700 });
+    actor.send({ type: 'RESUME', at: 6_800 });
+    actor.send({ type: 'SAFETY_CHANGED', blocking: [], at: 6_900 });
+    expect(actor.getSnapshot().value).toEqual({ installing: 'installed' });
+    expect(h.reboots).toHaveLength(0);
+  });
+
+  it('should complete an installed job once the rebooted gateway commits the new slot', async () => {
+    const h = new JobHarness();
+    const actor = await toInstalled(h);
+    actor.send({ type: 'TRIAL_STARTED', at: 8_000 });
+    expect(jobStateName(actor.getSnapshot())).toBe('activating');
+    actor.send({ type: 'TRIAL_STARTED', at: 8_100 }); // a retried trial boot changes nothing
+    expect(jobStateName(actor.getSnapshot())).toBe('activating');
+    actor.send({ type: 'COMMITTED', at: 9_000 });
+    expect(actor.getSnapshot().value).toBe('complete');
+    expect(actor.getSnapshot().context).toMatchObject({ finishedAt: 9_000, errorCode: null });
+    expect(h.reboots).toHaveLength(0);
+  });
+
+  it('should complete from installed directly when the commit is the first thing it hears (restart)', async () => {
+    const h = new JobHarness();
+    const actor = await toInstalled(h);
+    actor.send({ type: 'COMMITTED', at: 9_000 });
+    expect(actor.getSnapshot().value).toBe('complete');
   });
 
   it('should compute the ETA from remaining bytes and speed, null when the speed is 0', () => {
@@ -311,6 +362,75 @@ describe('updateJobMachine: errors', () => {
     expect(actor2.getSnapshot().context.errorCode).toBe('OTA_INSTALL_FAILED');
   });
 
+  it.each(['installed', 'activating', 'awaiting_reboot'] as const)(
+    'should end in OTA_INSTALL_FAILED from %s when the new slot will not run, keeping the slot',
+    async (state) => {
+      const h = new JobHarness();
+      const actor = await driveTo(h, state);
+      actor.send({
+        type: 'ACTIVATION_FAILED',
+        message: 'Slot B did not boot: the bootloader went back to slot A',
+        at: 9_000,
+      });
+      const snap = actor.getSnapshot();
+      expect(snap.value).toBe('error');
+      expect(snap.context).toMatchObject({
+        errorCode: 'OTA_INSTALL_FAILED',
+        errorMessage: 'Slot B did not boot: the bootloader went back to slot A',
+        finishedAt: 9_000,
+      });
+      // The partition manager retires a slot that failed its trial; the job does not touch it.
+      expect(h.invalidations).toEqual([]);
+    },
+  );
+
+  it('should take no boot outcome while its own reboot runs (history always shows activating)', async () => {
+    const h = new JobHarness();
+    const actor = await driveTo(h, 'rebooting');
+    for (const event of [
+      { type: 'TRIAL_STARTED', at: 8_000 },
+      { type: 'COMMITTED', at: 8_100 },
+      { type: 'ACTIVATION_FAILED', message: 'x', at: 8_200 },
+    ] as const) {
+      expect(actor.getSnapshot().can(event)).toBe(false);
+      actor.send(event);
+    }
+    expect(jobStateName(actor.getSnapshot())).toBe('rebooting');
+    h.reboots[0]!.done.resolve({ at: 8_500 });
+    await flush();
+    expect(jobStateName(actor.getSnapshot())).toBe('activating');
+  });
+
+  it('should leave awaiting_reboot for activating when the gateway was rebooted by someone else', async () => {
+    const h = new JobHarness();
+    const actor = await driveTo(h, 'awaiting_reboot');
+    actor.send({ type: 'TRIAL_STARTED', at: 8_000 });
+    expect(jobStateName(actor.getSnapshot())).toBe('activating');
+    // Safety clearing now does not reboot again: the new slot already runs.
+    actor.send({ type: 'SAFETY_CHANGED', blocking: [], at: 8_100 });
+    expect(jobStateName(actor.getSnapshot())).toBe('activating');
+    expect(h.reboots).toHaveLength(0);
+  });
+
+  it.each(['pending', 'downloading', 'verifying', 'downloaded', 'installing'] as const)(
+    'should refuse boot outcomes in %s (nothing staged yet)',
+    async (state) => {
+      const h = new JobHarness();
+      const actor = await driveTo(h, state);
+      const before = actor.getSnapshot();
+      for (const event of [
+        { type: 'TRIAL_STARTED', at: 8_000 },
+        { type: 'COMMITTED', at: 8_100 },
+        { type: 'ACTIVATION_FAILED', message: 'x', at: 8_200 },
+      ] as const) {
+        expect(before.can(event)).toBe(false);
+        actor.send(event);
+      }
+      expect(actor.getSnapshot().value).toEqual(before.value);
+      expect(actor.getSnapshot().context).toEqual(before.context);
+    },
+  );
+
   it.each([
     ['pending', false],
     ['downloading', true],
@@ -319,6 +439,8 @@ describe('updateJobMachine: errors', () => {
     ['installing', true],
     ['awaiting_reboot', false],
     ['rebooting', false],
+    ['installed', false],
+    ['activating', false],
   ] as const)('should accept FAIL in %s (invalidates the target: %s)', async (state, invalidates) => {
     const h = new JobHarness();
     const actor = await driveTo(h, state);
@@ -386,8 +508,22 @@ describe('updateJobMachine: errors', () => {
 async function driveTo(
   h: JobHarness,
   state:
-    'pending' | 'downloading' | 'verifying' | 'downloaded' | 'installing' | 'awaiting_reboot' | 'rebooting',
+    | 'pending'
+    | 'downloading'
+    | 'verifying'
+    | 'downloaded'
+    | 'installing'
+    | 'awaiting_reboot'
+    | 'rebooting'
+    | 'installed'
+    | 'activating',
 ): Promise<JobActor> {
+  if (state === 'installed') return toInstalled(h);
+  if (state === 'activating') {
+    const actor = await toInstalled(h);
+    actor.send({ type: 'TRIAL_STARTED', at: 7_000 });
+    return actor;
+  }
   if (state === 'pending') return h.start();
   if (state === 'downloading') {
     const actor = h.start();
@@ -437,7 +573,7 @@ describe('updateJobMachine: cancel', () => {
     expect(h.transfers.every((t) => t.stopped)).toBe(true);
   });
 
-  it.each(['installing', 'awaiting_reboot', 'rebooting'] as const)(
+  it.each(['installing', 'awaiting_reboot', 'rebooting', 'installed', 'activating'] as const)(
     'should refuse CANCEL in %s (past the point of no return)',
     async (state) => {
       const h = new JobHarness();
@@ -477,6 +613,10 @@ describe('updateJobMachine: helpers', () => {
     expect(jobStateName({ value: { installing: 'preparing' } })).toBe('installing');
     expect(jobStateName({ value: { installing: 'awaiting_reboot' } })).toBe('awaiting_reboot');
     expect(jobStateName({ value: { installing: 'rebooting' } })).toBe('rebooting');
+    expect(jobStateName({ value: { installing: 'installed' } })).toBe('installed');
+    expect(jobStateName({ value: { installing: 'activating' } })).toBe('activating');
+    expect(isFinalJobState('installed')).toBe(false);
+    expect(isFinalJobState('activating')).toBe(false);
     expect(jobStateName({ value: 'cancelled' })).toBe('cancelled');
     expect(isFinalJobState('complete')).toBe(true);
     expect(isFinalJobState('awaiting_reboot')).toBe(false);
@@ -559,7 +699,7 @@ describe('updateJobMachine: persistence and RESUME', () => {
     h2[list][0]!.done.resolve({ at: 9_500 });
     await flush();
     const next = jobStateName(restored.getSnapshot());
-    expect(next).toBe({ verifying: 'downloaded', installing: 'rebooting', rebooting: 'complete' }[state]);
+    expect(next).toBe({ verifying: 'downloaded', installing: 'rebooting', rebooting: 'activating' }[state]);
     if (state === 'installing') expect(h2.reboots[0]!.input.resumed).toBe(false);
     expect(h2[list]).toHaveLength(1);
   });
@@ -580,6 +720,26 @@ describe('updateJobMachine: persistence and RESUME', () => {
     expect(h2.reboots).toHaveLength(1);
     expect(h2.reboots[0]!.input.resumed).toBe(false);
   });
+
+  it.each(['installed', 'activating'] as const)(
+    'should restore %s after a JSON round trip and still take the boot outcome',
+    async (state) => {
+      const h = new JobHarness();
+      const actor = await driveTo(h, state);
+      const persisted = roundTrip(actor);
+      actor.stop();
+
+      const h2 = new JobHarness();
+      const restored = h2.listen(createActor(h2.machine, restoreOptions(persisted)).start());
+      restored.send({ type: 'RESUME', at: 9_000 });
+      expect(jobStateName(restored.getSnapshot())).toBe(state);
+      expect(restored.getSnapshot().context).toEqual(actor.getSnapshot().context);
+      // Nothing is invoked while waiting on a boot: a restart starts no install or reboot again.
+      expect([h2.installs, h2.reboots, h2.verifies, h2.transfers].map((l) => l.length)).toEqual([0, 0, 0, 0]);
+      restored.send({ type: 'COMMITTED', at: 9_500 });
+      expect(restored.getSnapshot().value).toBe('complete');
+    },
+  );
 
   it.each(['pending', 'downloaded'] as const)('should treat RESUME as a no-op in %s', async (state) => {
     const h = new JobHarness();
@@ -621,9 +781,8 @@ describe('updateJobMachine: persistence and RESUME', () => {
     const h = new JobHarness();
     let actor: JobActor;
     if (final === 'complete') {
-      actor = await toPreparing(h, false);
-      h.installs[0]!.done.resolve({ at: 6_000 });
-      await flush();
+      actor = await toInstalled(h);
+      actor.send({ type: 'COMMITTED', at: 7_000 });
     } else {
       actor = h.start();
       const code: ErrorCode = 'INTERNAL_ERROR';

@@ -26,8 +26,11 @@ import { updatesSection } from './sections/updates.js';
 import { uploadSection } from './sections/upload.js';
 import { Store, type App, type RefreshKey } from './store.js';
 
-/** Statuses after which a job changes nothing more (the partitions may have changed by then). */
-const SETTLED = ['downloaded', 'complete', 'error', 'cancelled'];
+/**
+ * Statuses after which the partitions may have changed (a verified image, a staged next boot, a
+ * commit): the slot cards are read again. `installed` is not final: the job still waits on a boot.
+ */
+const SETTLED = ['downloaded', 'installed', 'complete', 'error', 'cancelled'];
 
 function start(): void {
   const root = byId('app');

@@ -19,6 +19,24 @@ function words(s: string): string {
   return s.replace(/_/g, ' ');
 }
 
+/** Job statuses that need more than their name to be understood, with their badge kind. */
+const STATUS_LABEL: Record<string, { text: string; kind: string }> = {
+  installed: { text: 'Installed – reboot to activate', kind: 'warn' },
+  activating: { text: 'Activating – health check', kind: 'info' },
+  complete: { text: 'complete', kind: 'ok' },
+  error: { text: 'error', kind: 'bad' },
+};
+
+/** What a job waiting on a boot is waiting for, in plain words. */
+function waitingNote(status: string): string | null {
+  if (status === 'installed') {
+    return 'The new image is installed and boots at the next reboot of the gateway; the job completes once it passes its health check there.';
+  }
+  if (status === 'activating')
+    return 'The gateway booted the new image; waiting for its health check to commit it.';
+  return null;
+}
+
 export function monitorSection(app: App): HTMLElement {
   const { api, store, session } = app;
 
@@ -85,11 +103,8 @@ export function monitorSection(app: App): HTMLElement {
     noJob.hidden = !!job;
     if (!job) return;
     const p = job.progress;
-    fill(
-      jobTitle,
-      `${job.job_id} `,
-      badge(words(job.status), job.status === 'error' ? 'bad' : job.status === 'complete' ? 'ok' : 'info'),
-    );
+    const label = STATUS_LABEL[job.status] ?? { text: words(job.status), kind: 'info' };
+    fill(jobTitle, `${job.job_id} `, badge(label.text, label.kind));
     jobBox.dataset.status = job.status;
     bar.value = p.percentage;
     bar.setAttribute('aria-valuetext', `${p.percentage}%`);
@@ -113,6 +128,7 @@ export function monitorSection(app: App): HTMLElement {
       jobNote,
       job.error ? h('span', { class: 'error' }, `${job.error.code}: ${job.error.message}`) : null,
       job.blocked_by.length ? `Waiting for safety: ${job.blocked_by.map(constraintLabel).join(', ')}.` : null,
+      waitingNote(job.status),
     );
     cancel.hidden = !CANCELLABLE.includes(job.status);
     roleGate(cancel, session.role, 'operator');
