@@ -74,6 +74,12 @@ const persistedContextSchema = z.object({
 export class ZipOperationService {
   private readonly uploads = new Map<string, StagedUpload>();
   private readonly running = new Map<string, Running>();
+  /**
+   * Hook runs still in flight. Leaving `running_hooks` (ABORT) stops the actor and signals the hook
+   * to die, but XState does not wait for a stopped promise actor: shutdown waits here until the
+   * hook's process group has exited, so none outlives the server.
+   */
+  private readonly hookRuns = new Set<Promise<unknown>>();
 
   constructor(
     private readonly deps: ZipOperationDeps,
@@ -263,6 +269,7 @@ export class ZipOperationService {
     for (const { actor } of this.running.values())
       actor.send({ type: 'ABORT', reason: 'Server shutting down' });
     await Promise.all([...this.running.values()].map((r) => r.settled));
+    await Promise.all(this.hookRuns);
     for (const id of [...this.uploads.keys()]) this.discardUpload(id);
   }
 
@@ -313,9 +320,16 @@ export class ZipOperationService {
             await p.installPlugin(i.gatewayId, i.updateId, i.stageDir, i.zipPath);
           }
         }),
-        postInstall: fromPromise(({ input: i, signal }) =>
-          p.runPostInstall(i.gatewayId, i.updateId, i.manifest.name, signal),
-        ),
+        postInstall: fromPromise(({ input: i, signal }) => {
+          const run = p.runPostInstall(i.gatewayId, i.updateId, i.manifest.name, signal);
+          const tracked = run.then(
+            () => undefined,
+            () => undefined,
+          );
+          this.hookRuns.add(tracked);
+          void tracked.finally(() => this.hookRuns.delete(tracked));
+          return run;
+        }),
         rollback: fromPromise(({ input: i }) => p.rollbackPlugin(i.gatewayId, i.updateId, i.manifest.name)),
       },
     });
