@@ -84,7 +84,12 @@ export const PARTIAL_FILE_KINDS: readonly PartialFileKind[] = [
   // core/fsutil.ts removeTreeSync: a tree renamed aside to be removed (snapshots pruned or reset,
   // configuration, plugins and uploads wiped by a factory reset).
   { what: 'interrupted removal', scope: 'gateway', dir: '.', match: new RegExp(`^${DELETING_PREFIX}`) },
-  { what: 'interrupted removal', scope: 'gateway', dir: 'snapshots', match: new RegExp(`^${DELETING_PREFIX}`) },
+  {
+    what: 'interrupted removal',
+    scope: 'gateway',
+    dir: 'snapshots',
+    match: new RegExp(`^${DELETING_PREFIX}`),
+  },
   // core/fsutil.ts writeFileAtomicSync: the sibling written before its rename.
   { what: 'atomic-write temp', scope: 'gateway', dir: 'device', match: ATOMIC_WRITE_TEMP },
   { what: 'atomic-write temp', scope: 'gateway', dir: 'feed/metadata', match: ATOMIC_WRITE_TEMP },
@@ -174,7 +179,9 @@ export function filesInUse(
 }
 
 /** One log line per gateway and kind: what was removed, its names and the space it freed. */
-export function describeSwept(swept: readonly SweptFile[]): Array<{ gatewayId: string | null; message: string }> {
+export function describeSwept(
+  swept: readonly SweptFile[],
+): Array<{ gatewayId: string | null; message: string }> {
   const groups = new Map<string, SweptFile[]>();
   for (const s of swept) {
     const key = `${s.gatewayId ?? ''}\0${s.what}`;
