@@ -48,7 +48,9 @@ export interface TestGantry extends RunningGantry {
 
 /**
  * A real Gantry on a random loopback port with its own data dir (reused when `dataDir` is given,
- * for restart tests). Extra environment overrides config the same way `npm start` reads it.
+ * for restart tests). Extra environment overrides config the same way `npm start` reads it. A data
+ * dir made here is removed when the test ends (tempDataDir), not by `stop()`: restart tests start
+ * the next server on `g.dataDir` after stopping the first.
  */
 export async function startTestGantry(
   opts: {
