@@ -115,8 +115,8 @@ export interface SweepInput {
   dataDir: string;
   gatewayIds: readonly string[];
   gatewayDir(gatewayId: string): string;
-  /** Whether a record names this file of the gateway (see {@link filesInUse}). */
-  inUse(gatewayId: string, name: string): boolean;
+  /** Whether a record names this file of the gateway, or of the data dir (null). See {@link filesInUse}. */
+  inUse(gatewayId: string | null, name: string): boolean;
 }
 
 /**
@@ -137,7 +137,7 @@ export function sweepDataDir(
       for (const dir of expand(root, kind.dir)) {
         for (const name of entries(dir)) {
           if (!kind.match.test(name)) continue;
-          if (kind.keepWhenInUse && gatewayId !== null && input.inUse(gatewayId, name)) continue;
+          if (kind.keepWhenInUse && input.inUse(gatewayId, name)) continue;
           const file = path.join(dir, name);
           const bytes = diskBytes(file);
           fs.rmSync(file, { recursive: true, force: true });
@@ -153,29 +153,34 @@ export function sweepDataDir(
  * What the store's records name, by gateway and file name: every job's artifact (`path`: a
  * verified upload, a finished debug bundle; `source.path`: the file a deployment or factory reset
  * reads) plus `extra` (the recovery image recovery.json names). By name, not by full path: a
- * relative data dir recorded from another working directory still names the same files.
+ * relative data dir recorded from another working directory still names the same files. The jobs
+ * are read only if the sweep meets such a file: a start with nothing to sweep does not pay for it.
  */
 export function filesInUse(
   db: GantryDb,
   extra: Iterable<{ gatewayId: string; path: string }> = [],
-): (gatewayId: string, name: string) => boolean {
-  const names = new Set<string>();
-  const add = (gatewayId: string, p: unknown) => {
-    if (typeof p === 'string' && p) names.add(`${gatewayId}\0${path.basename(p)}`);
+): SweepInput['inUse'] {
+  let names: Set<string> | undefined;
+  const load = () => {
+    const found = new Set<string>();
+    const add = (gatewayId: string, p: unknown) => {
+      if (typeof p === 'string' && p) found.add(`${gatewayId}\0${path.basename(p)}`);
+    };
+    const rows = db
+      .select({ gatewayId: jobs.gatewayId, artifact: jobs.artifact })
+      .from(jobs)
+      .where(isNotNull(jobs.artifact))
+      .all();
+    for (const { gatewayId, artifact } of rows) {
+      if (!artifact || typeof artifact !== 'object') continue;
+      const a = artifact as { path?: unknown; source?: { path?: unknown } | null };
+      add(gatewayId, a.path);
+      add(gatewayId, a.source?.path);
+    }
+    for (const e of extra) add(e.gatewayId, e.path);
+    return found;
   };
-  const rows = db
-    .select({ gatewayId: jobs.gatewayId, artifact: jobs.artifact })
-    .from(jobs)
-    .where(isNotNull(jobs.artifact))
-    .all();
-  for (const { gatewayId, artifact } of rows) {
-    if (!artifact || typeof artifact !== 'object') continue;
-    const a = artifact as { path?: unknown; source?: { path?: unknown } | null };
-    add(gatewayId, a.path);
-    add(gatewayId, a.source?.path);
-  }
-  for (const e of extra) add(e.gatewayId, e.path);
-  return (gatewayId, name) => names.has(`${gatewayId}\0${name}`);
+  return (gatewayId, name) => gatewayId !== null && (names ??= load()).has(`${gatewayId}\0${name}`);
 }
 
 /** One log line per gateway and kind: what was removed, its names and the space it freed. */
