@@ -241,6 +241,7 @@ export function createDeps(config: GantryConfig, opts: DepsOptions = {}): Gantry
     updates,
     safety,
     snapshots,
+    jobs,
     logs,
     clock,
     trustedKeys: (id) => ports.trustedKeys(id),

@@ -2,6 +2,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { GantryConfig } from '../core/config.js';
 import { startDemoFeed, type RunningDemoFeed } from '../feed/demo-feed.js';
+import { describeSwept, filesInUse, sweepDataDir } from '../services/data-dir-sweep.js';
 import { createHttpServer, type GantryHttp } from './app.js';
 import { createDeps, type DepsOptions, type GantryDeps } from './deps.js';
 import { demoFeedWanted } from './feed-sources.js';
@@ -18,8 +19,31 @@ export interface RunningGantry {
 }
 
 /**
- * Starts Gantry: store opened and migrated, gateways and devices loaded, admin ensured, then
- * listen. Used by `npm start` and by the integration tests (on port 0 with a temp data dir).
+ * Removes what an interrupted run left half-made in the data dir (services/data-dir-sweep.ts),
+ * once createDeps settled the jobs that owned it, and says so in the gateway's log (stderr for the
+ * data dir's own files).
+ */
+function sweepLeftovers(deps: GantryDeps): void {
+  const recoveryImages = deps.gateways.all().flatMap((gw) => {
+    const image = deps.recovery.recoveryImage(gw);
+    return image ? [{ gatewayId: gw.id, path: image.path }] : [];
+  });
+  const swept = sweepDataDir({
+    dataDir: deps.config.dataDir,
+    gatewayIds: deps.gateways.ids(),
+    gatewayDir: (id) => deps.gateways.gatewayDir(id),
+    inUse: filesInUse(deps.db, recoveryImages),
+  });
+  for (const { gatewayId, message } of describeSwept(swept)) {
+    if (gatewayId === null) console.warn(`Gantry: ${message}`);
+    else deps.logs.warn(gatewayId, 'system', message);
+  }
+}
+
+/**
+ * Starts Gantry: store opened and migrated, gateways and devices loaded, leftovers of an
+ * interrupted run swept, admin ensured, then listen. Used by `npm start` and by the integration
+ * tests (on port 0 with a temp data dir).
  */
 export async function startGantry(
   config: GantryConfig,
@@ -52,6 +76,8 @@ export async function startGantry(
       );
     }
   }
+  // Before anything serves or resumes: nothing of this process writes the data dir yet.
+  sweepLeftovers(deps);
   // Reconcile slots with what the device booted (commit or roll back a trial), then resume jobs.
   // Safety first: restored jobs must see live readings, not "unknown", when they resume.
   await deps.safety.start();

@@ -2,6 +2,7 @@ import type { KeyObject } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { loadPublicKey } from '../bundle/keys.js';
+import { removeTreeSync } from '../core/fsutil.js';
 import type { GatewayRuntime } from '../services/gateways.js';
 import type { HealthCheck } from '../services/updates/partitions.js';
 import { TufFeedPort, type FeedLocation } from '../services/updates/feed-port.js';
@@ -89,7 +90,7 @@ export function createUpdatePorts(deps: PortDeps): UpdatePorts {
       deps.settings.reset(gw.id);
       await deps.snapshots?.reset(gw.id);
       await deps.provisioning?.reset(gw.id);
-      fs.rmSync(path.join(deps.gateways.gatewayDir(gw.id), 'uploads'), { recursive: true, force: true });
+      removeTreeSync(path.join(deps.gateways.gatewayDir(gw.id), 'uploads'));
     },
     async runPostInstallHooks(gw: GatewayRuntime, env) {
       if (!deps.provisioning) return { ok: true, reason: null };

@@ -153,10 +153,12 @@ export class DebugBundleService {
 
   // ---- lifecycle ----------------------------------------------------------------------
 
-  /** A bundle interrupted by a restart is not resumed: it is marked failed and its pieces removed. */
+  /**
+   * A bundle interrupted by a restart is not resumed: it is marked failed; its pieces (staging dir,
+   * `.part` archive) are the start-up sweep's (services/data-dir-sweep.ts).
+   */
   recoverInterrupted(): void {
     for (const gw of this.deps.gateways.all()) {
-      const dir = this.debugDir(gw.id);
       for (const row of this.deps.jobs.unfinished(gw.id, [DEBUG_BUNDLE_JOB_KIND])) {
         const message =
           'Debug bundle interrupted: Gantry stopped (restart or power loss) while building it; request it again.';
@@ -166,12 +168,6 @@ export class DebugBundleService {
           { from: row.state, to: 'error', event: 'restart.interrupted' },
         );
         this.deps.logs.warn(gw.id, 'debug', `Debug bundle ${row.id}: ${message}`);
-      }
-      if (!fs.existsSync(dir)) continue;
-      for (const name of fs.readdirSync(dir)) {
-        if (name.startsWith(STAGING_PREFIX) || name.endsWith(PART_SUFFIX)) {
-          fs.rmSync(path.join(dir, name), { recursive: true, force: true });
-        }
       }
     }
   }

@@ -16,7 +16,7 @@ import {
 } from '../api/schemas/zip.js';
 import { GantryError } from '../core/errors.js';
 import { isoSeconds } from '../core/format.js';
-import { fsyncDirSync } from '../core/fsutil.js';
+import { fsyncDirSync, removeTreeSync } from '../core/fsutil.js';
 import type { ExtractOutput, ZipManifestSummary, ZipOperationKind } from '../machines/zip-operation.js';
 import type { GatewayRegistry } from './gateways.js';
 import { hookBaseEnv, runHook, TerminalHub } from './hooks.js';
@@ -207,15 +207,16 @@ const swap = {
     fs.rmSync(d.failed, { recursive: true, force: true });
   },
 
-  /** After a crash: a missing `current` means the swap stopped halfway; put the old one back. */
+  /**
+   * After a crash: a missing `current` means the swap stopped halfway; put the old one back (and
+   * the older one, kept as trash, back as previous). The other leftovers are the start-up sweep's.
+   */
   recover(root: string): void {
     if (!exists(root)) return;
     const d = swap.dirs(root, '');
     if (!exists(d.current) && exists(d.previous)) fs.renameSync(d.previous, d.current);
     for (const name of fs.readdirSync(root)) {
-      const full = path.join(root, name);
-      if (name.startsWith('.trash-') && !exists(d.previous)) fs.renameSync(full, d.previous);
-      else if (/^\.(trash|failed|staging)-/.test(name)) fs.rmSync(full, { recursive: true, force: true });
+      if (name.startsWith('.trash-') && !exists(d.previous)) fs.renameSync(path.join(root, name), d.previous);
     }
   },
 };
@@ -368,8 +369,8 @@ export class ProvisioningService {
 
   /** Factory reset: the configuration and every plugin, current and previous, are dropped. */
   reset(gatewayId: string): void {
-    fs.rmSync(this.configRoot(gatewayId), { recursive: true, force: true });
-    fs.rmSync(this.pluginsRoot(gatewayId), { recursive: true, force: true });
+    removeTreeSync(this.configRoot(gatewayId));
+    removeTreeSync(this.pluginsRoot(gatewayId));
     this.deps.logs.info(gatewayId, 'provisioning', 'Configuration and plugins removed (factory reset)');
     this.deps.onConfigurationChanged?.(gatewayId);
   }
@@ -573,14 +574,13 @@ export class ProvisioningService {
         this.deps.logs.warn(gatewayId, 'provisioning', `Interrupted operation ${record.update_id} undone`);
       }
       swap.recover(root);
-      if (root !== configRoot && exists(root) && fs.readdirSync(root).length === 0) fs.rmdirSync(root);
-    }
-    if (exists(plugins)) {
-      for (const name of fs.readdirSync(plugins)) {
-        if (name.startsWith('.staging-'))
-          fs.rmSync(path.join(plugins, name), { recursive: true, force: true });
+      // A plugin with no version left (its first install undone) is no plugin: leftovers and all.
+      if (root !== configRoot && !exists(current) && !exists(path.join(root, 'previous'))) {
+        fs.rmSync(root, { recursive: true, force: true });
       }
     }
+    // Staging trees, trash and failed versions left by the crash are the start-up sweep's
+    // (services/data-dir-sweep.ts), which runs once this has put back what they may hold.
   }
 
   // ── helpers ───────────────────────────────────────────────────────────────────────────────

@@ -5,12 +5,13 @@ import type { HashedUploadInput } from '../api/schemas/updates.js';
 import type { factoryInputSchema, restoreInputSchema, rollbackInputSchema } from '../api/schemas/recovery.js';
 import type { Manifest } from '../bundle/manifest.js';
 import { checkInstallable, verifyBundle } from '../bundle/stream.js';
-import { writeFileAtomicSync, readJsonFile } from '../core/fsutil.js';
+import { fsyncDirSync, readJsonFile, writeFileAtomicSync } from '../core/fsutil.js';
 import { GantryError } from '../core/errors.js';
 import { LendingFileReader } from '../core/file-reader.js';
 import { formatBytes, formatHms } from '../core/format.js';
 import { otherSlot, type SlotId } from '../device/types.js';
 import type { GatewayRegistry, GatewayRuntime } from './gateways.js';
+import type { JobStore } from './jobs.js';
 import type { LogService } from './logs.js';
 import type { SafetyService } from './safety.js';
 import type { SnapshotService } from './snapshots.js';
@@ -33,6 +34,7 @@ export interface RecoveryServiceDeps {
   updates: UpdateService;
   safety: SafetyService;
   snapshots: SnapshotService;
+  jobs: JobStore;
   logs: LogService;
   clock: () => number;
   trustedKeys(gatewayId: string): import('node:crypto').KeyObject[];
@@ -209,9 +211,15 @@ export class RecoveryService {
       throw new GantryError('VALIDATION_ERROR', 'Invalid request: path: not an upload of this gateway');
     }
     try {
-      const { manifest } = await verifyBundle(new LendingFileReader(file), {
+      const { manifest, sha256 } = await verifyBundle(new LendingFileReader(file), {
         trustedKeys: this.deps.trustedKeys(gw.id),
       });
+      if (sha256 !== input.sha256 || fs.statSync(file).size !== input.size) {
+        throw new GantryError(
+          'VALIDATION_ERROR',
+          'Invalid request: size and sha256 must be those of the received upload',
+        );
+      }
       // A recovery image may be older than what runs (that is its point), but not for other hardware.
       checkInstallable(manifest, {
         hardwareModel: gw.row().model,
@@ -220,8 +228,12 @@ export class RecoveryService {
       });
       const dir = this.recoveryDir(gw);
       fs.mkdirSync(dir, { recursive: true });
-      const stored = path.join(dir, 'recovery.bundle');
+      // Named by content, never renamed over the previous image: a factory reset may still be
+      // reading that one (and resumes from it after a restart), and until recovery.json names the
+      // new one a kill must leave the old pair intact (the sweep removes the unnamed file).
+      const stored = path.join(dir, `recovery-${sha256}.bundle`);
       fs.renameSync(file, stored);
+      fsyncDirSync(dir);
       const meta: RecoveryImage = {
         path: stored,
         filename: input.originalName,
@@ -231,6 +243,7 @@ export class RecoveryService {
         uploadedAt: this.deps.clock(),
       };
       writeFileAtomicSync(path.join(dir, 'recovery.json'), JSON.stringify(meta, null, 2));
+      this.removeUnusedImages(gw, stored);
       this.deps.logs.info(
         gw.id,
         'recovery',
@@ -246,6 +259,24 @@ export class RecoveryService {
     } catch (err) {
       fs.rmSync(file, { force: true });
       throw err;
+    }
+  }
+
+  /** Earlier recovery images, unless a job that has not finished (a factory reset) reads one. */
+  private removeUnusedImages(gw: GatewayRuntime, current: string): void {
+    const dir = path.dirname(current);
+    const reading = new Set(
+      this.deps.jobs
+        .unfinished(gw.id)
+        .map((job) => (job.artifact as { source?: { path?: unknown } } | null)?.source?.path)
+        .filter((p): p is string => typeof p === 'string')
+        .map((p) => path.resolve(p)),
+    );
+    for (const name of fs.readdirSync(dir)) {
+      const file = path.join(dir, name);
+      if (name.endsWith('.bundle') && file !== current && !reading.has(path.resolve(file))) {
+        fs.rmSync(file, { force: true });
+      }
     }
   }
 }

@@ -7,7 +7,7 @@ import type { SnapshotInput } from '../api/schemas/system-ops.js';
 import type { EventBus } from '../core/bus.js';
 import { findGantryError, GantryError, type ErrorCode } from '../core/errors.js';
 import { formatBytes, formatEta, formatHms, formatSpeed, isoSeconds } from '../core/format.js';
-import { fsyncDirSync } from '../core/fsutil.js';
+import { fsyncDirSync, removeTreeSync } from '../core/fsutil.js';
 import { pipeChunks } from '../core/streams.js';
 import { SlotWriter } from '../device/slot-writer.js';
 import { SLOT_IDS, type SlotId, type SlotInfo } from '../device/types.js';
@@ -183,8 +183,9 @@ export class SnapshotService {
 
   /**
    * After a restart (or a crash): a snapshot job left `creating` cannot be resumed (the slot may
-   * have changed since), so it is marked failed and its partial copy removed. One whose directory
-   * was already renamed into place is whole (the rename is the last step) and is marked complete.
+   * have changed since), so it is marked failed; its partial copy (`.staging-<id>`) is the start-up
+   * sweep's (services/data-dir-sweep.ts). One whose directory was already renamed into place is
+   * whole (the rename is the last step) and is marked complete.
    */
   recoverInterrupted(): void {
     for (const gw of this.deps.gateways.all()) {
@@ -197,8 +198,8 @@ export class SnapshotService {
           this.deps.logs.warn(gw.id, 'snapshot', `Snapshot ${row.id} was complete before the restart`);
           continue;
         }
-        fs.rmSync(path.join(root, `${STAGING_PREFIX}${row.id}`), { recursive: true, force: true });
-        fs.rmSync(path.join(root, row.id), { recursive: true, force: true });
+        // Named like a snapshot but not a whole one (its metadata does not match its image).
+        removeTreeSync(path.join(root, row.id));
         const where = progress
           ? ` while ${this.operationName(progress).replace(/_/g, ' ')} at ${this.percentage(progress, 'creating')}%`
           : '';
@@ -209,13 +210,6 @@ export class SnapshotService {
           { from: row.state, to: 'error', event: 'restart.interrupted' },
         );
         this.deps.logs.error(gw.id, 'snapshot', `Snapshot ${row.id}: ${message}`);
-      }
-      // Leftovers no job claims any more (a failed cleanup, a job row lost with a torn database).
-      if (fs.existsSync(root)) {
-        for (const name of fs.readdirSync(root)) {
-          if (name.startsWith(STAGING_PREFIX))
-            fs.rmSync(path.join(root, name), { recursive: true, force: true });
-        }
       }
     }
   }
@@ -535,7 +529,7 @@ export class SnapshotService {
   private prune(gatewayId: string): void {
     for (const old of this.list(gatewayId).slice(this.deps.retention)) {
       try {
-        fs.rmSync(path.dirname(old.imagePath), { recursive: true, force: true });
+        removeTreeSync(path.dirname(old.imagePath));
         this.deps.logs.info(
           gatewayId,
           'snapshot',
@@ -733,7 +727,7 @@ export class SnapshotService {
     }
     await Promise.allSettled(stopping.map((job) => job.done));
     const removed = this.list(gatewayId).length;
-    fs.rmSync(this.snapshotsDir(gatewayId), { recursive: true, force: true });
+    removeTreeSync(this.snapshotsDir(gatewayId));
     this.deps.logs.warn(gatewayId, 'snapshot', `Factory reset: ${removed} snapshot(s) deleted`);
   }
 

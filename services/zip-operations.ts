@@ -261,7 +261,7 @@ export class ZipOperationService {
       if (this.deps.gateways.get(job.gatewayId))
         this.deps.logs.warn(job.gatewayId, 'ota-zip', `${job.id}: ${message}`);
     }
-    fs.rmSync(this.uploadDir(), { recursive: true, force: true });
+    // Their uploads and staging trees are the start-up sweep's (services/data-dir-sweep.ts).
   }
 
   /** Shutdown: interrupts what can be interrupted (a running hook is killed) and waits for the rest. */

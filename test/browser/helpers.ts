@@ -5,6 +5,7 @@ import { describe, expect } from 'vitest';
 import { buildBundle } from '../../bundle/build.js';
 import { ensureWebBuilt } from '../../scripts/build-web.js';
 import { ADMIN_PASSWORD, tempDataDir } from '../helpers/gantry.js';
+import { makeTempDir } from '../helpers/temp.js';
 import type { TestFeed } from '../helpers/feed.js';
 
 export const CHROMIUM_PATH = process.env.GANTRY_CHROMIUM ?? '/usr/bin/chromium';
@@ -37,7 +38,13 @@ export async function launchBrowser(): Promise<Browser> {
   if (!chromiumPresent) throw new Error(`${MISSING}: the browser tests cannot run`);
   await ensureWebBuilt();
   fs.mkdirSync(ARTIFACTS, { recursive: true });
-  return chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS });
+  // Chromium's own scratch files go to a directory of the test's; playwright removes the profile
+  // it makes under TMPDIR when the browser closes.
+  return chromium.launch({
+    executablePath: CHROMIUM_PATH,
+    args: CHROMIUM_ARGS,
+    env: { ...process.env, TMPDIR: makeTempDir('gantry-chromium-') },
+  });
 }
 
 /** What a page did that it should not: script errors, CSP refusals, dialogs (alert & co). */

@@ -1,9 +1,9 @@
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { runCli, type CliIo } from '../../cli/bundle.js';
 import { bytes } from './helpers.js';
+import { makeTempDir } from '../helpers/temp.js';
 
 function io(): CliIo & { stdout: string[]; stderr: string[] } {
   const stdout: string[] = [];
@@ -18,7 +18,7 @@ describe('gantry-bundle CLI', () => {
   let bundle: string;
 
   beforeAll(async () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-cli-'));
+    dir = makeTempDir('gantry-cli-');
     fs.writeFileSync(path.join(dir, 'rootfs.img'), bytes(100_000, 3));
     fs.writeFileSync(path.join(dir, 'app.tar'), bytes(1_000, 4));
     const k = io();
@@ -65,7 +65,6 @@ describe('gantry-bundle CLI', () => {
     expect(b.stderr).toEqual([]);
     expect(code).toBe(0);
   });
-  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   it('should inspect a built bundle and print its manifest', async () => {
     const o = io();

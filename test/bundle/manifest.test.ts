@@ -1,5 +1,3 @@
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -17,6 +15,7 @@ import {
 } from '../../bundle/index.js';
 import { GantryError } from '../../core/errors.js';
 import { fields } from './helpers.js';
+import { makeTempDir } from '../helpers/temp.js';
 
 describe('compareVersions', () => {
   it.each([
@@ -105,7 +104,7 @@ describe('keys', () => {
   });
 
   it('should write a key pair, load it back and refuse to overwrite the private key', () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-keys-'));
+    const dir = makeTempDir('gantry-keys-');
     const res = writeKeyPair(dir, 'k');
     const priv = loadPrivateKey(res.privateKeyPath);
     const pub = loadPublicKey(res.publicKeyPath);
@@ -113,7 +112,6 @@ describe('keys', () => {
     expect(verifyManifestSignature(msg, signManifest(msg, priv), [pub])).toBe(res.keyId);
     expect(() => writeKeyPair(dir, 'k')).toThrow(/EEXIST/);
     expect(() => loadPublicKey(path.join(dir, 'missing.pub'))).toThrow(GantryError);
-    fs.rmSync(dir, { recursive: true, force: true });
   });
 
   it('should refuse a signature of the wrong length or by a key not trusted', () => {

@@ -1,12 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import type http from 'node:http';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_PASSWORD, startTestGantry, tempDataDir, type TestGantry } from '../helpers/gantry.js';
 import { randomImage, startTestFeed, type TestFeed } from '../helpers/feed.js';
+import { makeTempDir, tsxChildEnv } from '../helpers/temp.js';
 
 /** The `gantry` CLI run as a child process against a real server and a loopback TUF feed. */
 
@@ -50,7 +50,7 @@ describe('gantry CLI', () => {
   let bundle: string;
 
   function start(args: string[], opts: { input?: string; env?: Record<string, string> } = {}): Run {
-    const env: NodeJS.ProcessEnv = { ...process.env, GANTRY_SERVER: g.url, GANTRY_CONFIG_DIR: configDir };
+    const env: NodeJS.ProcessEnv = { ...tsxChildEnv(), GANTRY_SERVER: g.url, GANTRY_CONFIG_DIR: configDir };
     delete env.GANTRY_TOKEN;
     delete env.GANTRY_GATEWAY;
     const child = spawn(process.execPath, ['--import', 'tsx', 'cli/gantry.ts', ...args], {
@@ -76,12 +76,11 @@ describe('gantry CLI', () => {
     const dataDir = tempDataDir();
     feed.trustIn(dataDir);
     g = await startTestGantry({ dataDir, env: feed.env, transferPolicy: FAST_POLICY });
-    configDir = fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-cli-config-'));
+    configDir = makeTempDir('gantry-cli-config-');
   });
   afterAll(async () => {
     await g.stop();
     await feed.close();
-    fs.rmSync(configDir, { recursive: true, force: true });
   });
 
   it('should log in with the password on stdin and save the token with mode 0600', async () => {

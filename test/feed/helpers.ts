@@ -1,8 +1,8 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
+import { makeTempDir } from '../helpers/temp.js';
 
 export type Override = (req: http.IncomingMessage, res: http.ServerResponse) => void;
 
@@ -65,7 +65,7 @@ export async function serveDir(dir: string): Promise<StaticServer> {
 }
 
 export function tempDir(prefix: string): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  return makeTempDir(prefix);
 }
 
 export async function readAll(stream: AsyncIterable<unknown>): Promise<Buffer> {

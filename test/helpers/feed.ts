@@ -6,7 +6,7 @@ import { buildBundle } from '../../bundle/build.js';
 import { generateKeyPair, parsePrivateKey } from '../../bundle/keys.js';
 import type { ManifestFields } from '../../bundle/manifest.js';
 import { addTarget, initRepository, refreshTimestamp } from '../../feed/repository.js';
-import { serveDir, tempDir, type StaticServer } from '../feed/helpers.js';
+import { serveDir, tempDir, type Override, type StaticServer } from '../feed/helpers.js';
 
 export interface TestFeed {
   dir: string;
@@ -87,4 +87,39 @@ export async function startTestFeed(): Promise<TestFeed> {
     },
     close: () => server.close(),
   };
+}
+
+/**
+ * The bundle from a feed that trickles: a first burst, then `chunk` bytes per tick, never past
+ * `capBytes` of the bundle, the connection then held open. So the download is always mid-way,
+ * whatever the machine's speed, until `serveAll()` lets later connections through in one go.
+ */
+export function stallingFeed(
+  data: Buffer,
+  opts: { burst: number; chunk: number; tickMs: number; capBytes: number },
+) {
+  let stalling = true;
+  const handler: Override = (req, res) => {
+    const m = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
+    const start = m ? Number(m[1]) : 0;
+    const body = data.subarray(start);
+    res.writeHead(m ? 206 : 200, {
+      'content-length': body.length,
+      ...(m ? { 'content-range': `bytes ${start}-${data.length - 1}/${data.length}` } : {}),
+    });
+    if (!stalling) {
+      res.end(body);
+      return;
+    }
+    const limit = Math.max(0, opts.capBytes - start);
+    let sent = Math.min(opts.burst, limit);
+    res.write(body.subarray(0, sent));
+    const timer = setInterval(() => {
+      const next = Math.min(sent + opts.chunk, limit);
+      if (next > sent) res.write(body.subarray(sent, next));
+      sent = next;
+    }, opts.tickMs);
+    res.on('close', () => clearInterval(timer));
+  };
+  return { handler, serveAll: () => (stalling = false) };
 }

@@ -1,5 +1,4 @@
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import jwt from 'jsonwebtoken';
 import type { TokenClaims } from '../../core/auth.js';
@@ -7,12 +6,14 @@ import { loadConfig, type GantryConfig } from '../../core/config.js';
 import { startGantry, type RunningGantry } from '../../server/gantry.js';
 import type { OtaWsOptions } from '../../server/ota-ws.js';
 import type { TransferPolicy } from '../../services/updates/transfer.js';
+import { makeTempDir } from './temp.js';
 
 export const ADMIN_PASSWORD = 'admin-test-password';
 export const GATEWAY = 'GW-3920A9';
 
+/** A data dir for a test's Gantry, removed when the test (or, made outside one, its file) ends. */
 export function tempDataDir(prefix = 'gantry-test-'): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  return makeTempDir(prefix);
 }
 
 export interface TestGantry extends RunningGantry {
@@ -47,7 +48,9 @@ export interface TestGantry extends RunningGantry {
 
 /**
  * A real Gantry on a random loopback port with its own data dir (reused when `dataDir` is given,
- * for restart tests). Extra environment overrides config the same way `npm start` reads it.
+ * for restart tests). Extra environment overrides config the same way `npm start` reads it. A data
+ * dir made here is removed when the test ends (tempDataDir), not by `stop()`: restart tests start
+ * the next server on `g.dataDir` after stopping the first.
  */
 export async function startTestGantry(
   opts: {

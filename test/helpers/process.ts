@@ -3,6 +3,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ADMIN_PASSWORD } from './gantry.js';
+import { tsxChildEnv } from './temp.js';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const READY = /Gantry listening on (http:\/\/\S+)/;
@@ -50,7 +51,7 @@ export async function spawnGantry(opts: {
   const child = spawn(process.execPath, ['--import', 'tsx', 'server/main.ts'], {
     cwd: REPO_ROOT,
     env: {
-      ...process.env,
+      ...tsxChildEnv(),
       PORT: String(opts.port),
       HOST: '127.0.0.1',
       GANTRY_DATA_DIR: opts.dataDir,

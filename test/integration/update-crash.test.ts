@@ -3,9 +3,8 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ResumePoint } from '../../services/pipeline/stream-to-slot.js';
-import type { Override } from '../feed/helpers.js';
 import { GATEWAY, startTestGantry, tempDataDir, type TestGantry } from '../helpers/gantry.js';
-import { randomImage, startTestFeed, type TestFeed } from '../helpers/feed.js';
+import { randomImage, stallingFeed, startTestFeed, type TestFeed } from '../helpers/feed.js';
 import { freePort, spawnGantry, type GantryProcess } from '../helpers/process.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -13,41 +12,6 @@ import { waitFor } from '../helpers/wait.js';
  * kill -9 in the middle of a download: Gantry runs as `npm start` runs it (a child process), is
  * killed while the feed holds the bundle back, and is started again on the same data dir.
  */
-
-/**
- * The bundle from a feed that trickles: a first burst, then `chunk` bytes per tick, never past
- * `capBytes` of the bundle, the connection then held open. So the download is always mid-way,
- * whatever the machine's speed, until `serveAll()` lets later connections through in one go.
- */
-function stallingFeed(
-  data: Buffer,
-  opts: { burst: number; chunk: number; tickMs: number; capBytes: number },
-) {
-  let stalling = true;
-  const handler: Override = (req, res) => {
-    const m = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
-    const start = m ? Number(m[1]) : 0;
-    const body = data.subarray(start);
-    res.writeHead(m ? 206 : 200, {
-      'content-length': body.length,
-      ...(m ? { 'content-range': `bytes ${start}-${data.length - 1}/${data.length}` } : {}),
-    });
-    if (!stalling) {
-      res.end(body);
-      return;
-    }
-    const limit = Math.max(0, opts.capBytes - start);
-    let sent = Math.min(opts.burst, limit);
-    res.write(body.subarray(0, sent));
-    const timer = setInterval(() => {
-      const next = Math.min(sent + opts.chunk, limit);
-      if (next > sent) res.write(body.subarray(sent, next));
-      sent = next;
-    }, opts.tickMs);
-    res.on('close', () => clearInterval(timer));
-  };
-  return { handler, serveAll: () => (stalling = false) };
-}
 
 interface StoredJob {
   id: string;

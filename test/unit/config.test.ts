@@ -1,8 +1,8 @@
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, isValidTimeZone, loadConfig } from '../../core/config.js';
+import { makeTempDir } from '../helpers/temp.js';
 
 /** The ConfigError thrown for `env`, or a failure if loading succeeds or throws something else. */
 function configError(env: Record<string, string>): ConfigError {
@@ -145,7 +145,7 @@ describe('loadConfig', () => {
 
   describe('GANTRY_CONFIG file', () => {
     function configFile(content: string): string {
-      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-config-'));
+      const dir = makeTempDir('gantry-config-');
       const file = path.join(dir, 'gantry.json');
       fs.writeFileSync(file, content);
       return file;

@@ -1,13 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { LendingFileReader } from '../../core/file-reader.js';
 import { canLendChunks, consumeChunks } from '../../core/streams.js';
+import { makeTempDir } from '../helpers/temp.js';
 
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-file-reader-'));
-afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+const dir = makeTempDir('gantry-file-reader-');
 const data = randomBytes(300_000);
 const file = path.join(dir, 'image.bin');
 fs.writeFileSync(file, data);

@@ -1,5 +1,4 @@
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../core/config.js';
@@ -7,6 +6,7 @@ import { LinuxDevice } from '../../device/linux.js';
 import { SimulatedDevice } from '../../device/simulated.js';
 import { openDatabase } from '../../drizzle/db.js';
 import { GatewayRegistry } from '../../services/gateways.js';
+import { makeTempDir } from '../helpers/temp.js';
 
 /** GANTRY_DEVICE=linux: its configuration (validated at start-up) and its selection by the registry. */
 
@@ -97,7 +97,7 @@ describe('Linux device configuration', () => {
   });
 
   it('should take the JSON config file’s object and argv forms', () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-linux-config-'));
+    const dir = makeTempDir('gantry-linux-config-');
     cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
     const file = path.join(dir, 'gantry.json');
     fs.writeFileSync(
@@ -165,7 +165,7 @@ describe('Linux device configuration', () => {
 
 describe('GatewayRegistry with GANTRY_DEVICE=linux', () => {
   function setup() {
-    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-linux-registry-'));
+    const root = makeTempDir('gantry-linux-registry-');
     const db = openDatabase(path.join(root, 'gantry.db'));
     const registry = new GatewayRegistry(db, path.join(root, 'data'), Date.now);
     cleanups.push(async () => {

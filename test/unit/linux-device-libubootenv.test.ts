@@ -1,10 +1,10 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LinuxDevice, type LinuxDeviceOptions } from '../../device/linux.js';
+import { makeTempDir } from '../helpers/temp.js';
 
 /**
  * LinuxDevice against the real fw_printenv/fw_setenv of libubootenv (Debian's libubootenv-tool),
@@ -62,7 +62,7 @@ const FACTORY = {
 };
 
 function makeBoard() {
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-libubootenv-'));
+  const root = makeTempDir('gantry-libubootenv-');
   cleanups.push(() => fs.rmSync(root, { recursive: true, force: true }));
   const copies = [path.join(root, 'uboot-env.0'), path.join(root, 'uboot-env.1')] as const;
   fs.writeFileSync(copies[0], envImage(FACTORY, 1));

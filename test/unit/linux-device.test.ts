@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LinuxDevice, type LinuxDeviceOptions } from '../../device/linux.js';
 import type { DeviceEvent, SlotRecord } from '../../device/types.js';
+import { makeTempDir } from '../helpers/temp.js';
 
 /**
  * LinuxDevice on a fake board in a temp dir: regular files as slots (reached through
@@ -47,7 +48,7 @@ function mountLine(id: number, devno: string, point: string, source: string, fsT
 }
 
 function makeBoard(): Board {
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-linux-'));
+  const root = makeTempDir('gantry-linux-');
   const proc = path.join(root, 'proc');
   const dev = path.join(root, 'dev');
   const byLabel = path.join(dev, 'disk', 'by-partlabel');

@@ -1,25 +1,16 @@
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SimulatedDevice } from '../../device/simulated.js';
 import type { DeviceEvent } from '../../device/types.js';
+import { makeTempDir } from '../helpers/temp.js';
 
 const T0 = Date.parse('2025-03-15T10:00:00Z');
-const dirs: string[] = [];
-
 function tempDir(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-device-'));
-  dirs.push(dir);
-  return dir;
+  return makeTempDir('gantry-device-');
 }
-
-afterEach(() => {
-  for (const dir of dirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
-});
 
 function makeDevice(dir = tempDir(), clock = { now: T0 }) {
   return new SimulatedDevice({ gatewayId: 'GW-T1', model: 'Univa-GW-Pro', dir, now: () => clock.now });

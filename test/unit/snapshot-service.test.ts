@@ -1,5 +1,4 @@
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
@@ -11,6 +10,7 @@ import { JobStore } from '../../services/jobs.js';
 import { LogService } from '../../services/logs.js';
 import { SettingsService } from '../../services/settings.js';
 import { SnapshotService } from '../../services/snapshots.js';
+import { makeTempDir } from '../helpers/temp.js';
 
 /** SnapshotService on a real store and simulated devices, without HTTP. */
 
@@ -23,7 +23,7 @@ afterEach(async () => {
 });
 
 function setup(opts: { dataDir?: string; retention?: number } = {}) {
-  const dataDir = opts.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-snap-'));
+  const dataDir = opts.dataDir ?? makeTempDir('gantry-snap-');
   const clock = Date.now;
   const db: GantryDb = openDatabase(path.join(dataDir, 'gantry.db'));
   const gateways = new GatewayRegistry(db, dataDir, clock);
@@ -188,16 +188,12 @@ describe('SnapshotService', () => {
       state: 'creating',
       snapshot: first.jobs.get(res.snapshot_id)!.snapshot,
     });
-    // And a staging dir nobody claims any more.
-    const stray = path.join(first.dataDir, 'gateways', GW_A, 'snapshots', '.staging-snap-099');
-    fs.mkdirSync(stray);
     await first.close();
 
     const second = setup({ dataDir: first.dataDir });
     second.snapshots.recoverInterrupted();
     expect(second.jobs.get(res.snapshot_id)).toMatchObject({ state: 'complete', artifact });
     expect(second.snapshots.list(GW_A).map((s) => s.id)).toEqual([res.snapshot_id]);
-    expect(fs.existsSync(stray)).toBe(false);
   });
 
   it('should estimate from the last measured copy, else from the assumed rate', async () => {

@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { LendingFileReader } from '../../core/file-reader.js';
 import { pipeChunks, writeLent } from '../../core/streams.js';
+import { makeTempDir } from '../helpers/temp.js';
 
 describe('writeLent', () => {
   it('should let go at once of a chunk the stream took synchronously, even past its high-water mark', () => {
@@ -50,8 +50,7 @@ describe('writeLent', () => {
 });
 
 describe('pipeChunks', () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-pipe-chunks-'));
-  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const dir = makeTempDir('gantry-pipe-chunks-');
   const data = randomBytes(200_000);
   const file = path.join(dir, 'image.bin');
   fs.writeFileSync(file, data);

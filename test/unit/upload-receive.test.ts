@@ -1,5 +1,4 @@
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -7,6 +6,7 @@ import { verifyBundle } from '../../bundle/stream.js';
 import { isGantryError } from '../../core/errors.js';
 import { receiveFile } from '../../services/updates/uploads.js';
 import { buildBundleBuffer, bytes, keys, sha256 } from '../bundle/helpers.js';
+import { makeTempDir } from '../helpers/temp.js';
 
 /** receiveFile: an upload written, hashed and verified as a bundle in one pass over its bytes. */
 
@@ -14,15 +14,11 @@ const KiB = 1024;
 const MiB = 1024 * KiB;
 const vendor = keys();
 
-const dirs: string[] = [];
 function tempDir(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-receive-'));
-  dirs.push(dir);
-  return dir;
+  return makeTempDir('gantry-receive-');
 }
 afterEach(() => {
   vi.restoreAllMocks();
-  for (const dir of dirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
 });
 
 /** `data` in `chunk`-byte pieces, produced only when read (so the reader's pace is visible). */

@@ -1,8 +1,7 @@
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import {
   DEFAULT_ZIP_LIMITS,
   extractZip,
@@ -13,12 +12,12 @@ import {
   type ZipRejection,
 } from '../../services/zip-extract.js';
 import { EMPTY_ZIP, lieAboutSize, makeZip, PNG_BYTES, renameEntry } from '../fixtures/zip/zips.js';
+import { makeTempDir } from '../helpers/temp.js';
 
 let dir: string;
 beforeEach(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-zip-'));
+  dir = makeTempDir('gantry-zip-');
 });
-afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 function write(buf: Buffer, name = 'upload.zip'): string {
   const file = path.join(dir, name);

@@ -1,5 +1,4 @@
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
@@ -9,11 +8,12 @@ import {
   runHook,
   type HookRunOptions,
 } from '../../services/hooks.js';
+import { makeTempDir } from '../helpers/temp.js';
 
 let dir: string;
 const leftovers: number[] = [];
 beforeEach(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-hooks-'));
+  dir = makeTempDir('gantry-hooks-');
 });
 afterEach(() => {
   for (const pid of leftovers.splice(0)) {
@@ -23,7 +23,6 @@ afterEach(() => {
       /* gone */
     }
   }
-  fs.rmSync(dir, { recursive: true, force: true });
 });
 
 function script(body: string, mode = 0o755): string {
