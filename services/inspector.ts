@@ -2,7 +2,7 @@ import { and, eq } from 'drizzle-orm';
 import type { AuthUser } from '../api/context.js';
 import { mayAccessGateway } from '../core/auth.js';
 import { isoSeconds } from '../core/format.js';
-import type { MachineActivity } from '../core/machine-events.js';
+import type { MachineActivity, MachineEventEntry } from '../core/machine-events.js';
 import { machineSnapshots } from '../drizzle/schema.js';
 import type { GantryDeps } from '../server/deps.js';
 // The browser bundle reads the same shapes: one import-free definition for both sides.
@@ -75,14 +75,7 @@ export function inspectorActors(
   return { now: isoSeconds(deps.clock()), gateways, jobs };
 }
 
-function inspectorEvent(e: {
-  at: number;
-  gatewayId: string;
-  machine: string;
-  actor: string;
-  type: string;
-  payload: Record<string, unknown>;
-}): InspectorEvent {
+function inspectorEvent(e: MachineEventEntry): InspectorEvent {
   return {
     at: new Date(e.at).toISOString(),
     gateway_id: e.gatewayId,
