@@ -15,9 +15,15 @@ const fileScoped: string[] = [];
 // Registered when a test file imports this module (its collection), so it is the file's first
 // afterAll and, hooks running in reverse, its last: servers stopped by the file's own afterAll
 // first, then their directories removed.
-afterAll(() => {
-  for (const dir of fileScoped.splice(0).reverse()) removeDir(dir);
-});
+// Scripts that share the test helpers but are not vitest files (the VM scenario, run by tsx) have
+// no suite to hook into: there, whoever makes a directory removes it.
+try {
+  afterAll(() => {
+    for (const dir of fileScoped.splice(0).reverse()) removeDir(dir);
+  });
+} catch {
+  /* not under vitest */
+}
 
 export function makeTempDir(prefix = 'gantry-test-'): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
