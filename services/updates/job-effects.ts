@@ -207,10 +207,7 @@ export class JobEffects {
   ): Promise<void> {
     const { manifest: bundleManifest, source } = job.artifact;
     const manifest =
-      bundleManifest ??
-      (source.kind === 'image'
-        ? { version: source.version, kernel: source.kernel, boot_test: undefined }
-        : null);
+      bundleManifest ?? (source.kind === 'image' ? { version: source.version, kernel: source.kernel } : null);
     if (!manifest) throw new GantryError('OTA_INSTALL_FAILED', 'No verified image to install');
     if (install.createSnapshot) {
       // Best practice 1 of the spec: a way back before the gateway is touched.
@@ -242,12 +239,6 @@ export class JobEffects {
         slot: target,
         version: manifest.version,
       });
-    }
-    if (manifest.boot_test?.fail && 'setSelfTestFails' in gw.device) {
-      // Test bundles built to fail their boot: the simulator's health check will fail on this slot.
-      await (
-        gw.device as unknown as { setSelfTestFails(s: SlotId, f: boolean): Promise<void> }
-      ).setSelfTestFails(target, true);
     }
     const hooks = await this.deps.ports.runPostInstallHooks(gw, {
       GANTRY_JOB_ID: job.id,
