@@ -57,8 +57,6 @@ export const ManifestSchema = z
     changelog: z.array(z.string()),
     payloads: z.array(PayloadSchema).min(1),
     key_id: z.string().regex(/^[0-9a-f]{16,64}$/, 'must be 16 to 64 lowercase hex digits'),
-    /** Simulator/test bundles only: the image is built to fail its boot test. */
-    boot_test: z.strictObject({ fail: z.boolean() }).optional(),
   })
   .superRefine((m, ctx) => {
     const seen = new Set<string>();

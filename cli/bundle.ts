@@ -111,7 +111,6 @@ export function createProgram(io: CliIo = defaultIo): Command {
     .option('--description <text>', 'one-line description', '')
     .option('--changelog <line>', 'changelog line (repeatable)', collect, [])
     .option('--released <date>', 'release date YYYY-MM-DD', today())
-    .option('--fail-boot', 'simulator/test bundle: the image fails its boot test')
     .requiredOption('-o, --output <file>', 'bundle file to write')
     .action(
       async (opts: {
@@ -126,7 +125,6 @@ export function createProgram(io: CliIo = defaultIo): Command {
         description: string;
         changelog: string[];
         released: string;
-        failBoot?: boolean;
         output: string;
       }) => {
         const payloadFiles: PayloadInput[] = [];
@@ -146,7 +144,6 @@ export function createProgram(io: CliIo = defaultIo): Command {
           released: opts.released,
           description: opts.description,
           changelog: opts.changelog,
-          ...(opts.failBoot ? { boot_test: { fail: true } } : {}),
         };
         const res = await buildBundle({
           manifestFields,

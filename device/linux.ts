@@ -104,7 +104,6 @@ export function parseOsRelease(text: string): Map<string, string> {
 }
 
 export class LinuxDevice implements GatewayDevice {
-  readonly kind = 'linux' as const;
   readonly gatewayId: string;
   private readonly model: string;
   private readonly dir: string;

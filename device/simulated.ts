@@ -92,7 +92,6 @@ export interface SimulatedDeviceControls {
 }
 
 export class SimulatedDevice implements GatewayDevice, SimulatedDeviceControls {
-  readonly kind = 'simulated' as const;
   readonly gatewayId: string;
   private readonly dir: string;
   private readonly now: () => number;

@@ -86,9 +86,13 @@ export interface StorageSpace {
 export type DeviceEvent =
   { type: 'booted'; slot: SlotId; bootEnv: BootEnv } | { type: 'safety'; readings: SafetyReadings };
 
+/**
+ * No `kind`: services never ask which implementation they hold (issue 12.4). What differs between
+ * devices is answered by the methods themselves; the simulator's extra controls are reached only
+ * through the simulator API (api/routers/simulator.ts).
+ */
 export interface GatewayDevice {
   readonly gatewayId: string;
-  readonly kind: 'simulated' | 'linux';
 
   systemInfo(): Promise<SystemInfo>;
   /** The slot the running system booted from, as the OS reports it (not Gantry's memory). */

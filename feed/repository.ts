@@ -241,7 +241,6 @@ export async function addTarget(
     compatible: m.compatible,
     kernel: m.kernel,
     payloads: m.payloads.map((p) => ({ name: p.name, kind: p.kind, size: p.size })),
-    ...(m.boot_test ? { boot_test: m.boot_test } : {}),
     ...opts.custom,
     // After the extra fields: what the feed says about the signer must be what the manifest says,
     // so a gateway can tell before downloading whether it trusts the key (GET /updates `signature`).

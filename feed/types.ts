@@ -24,7 +24,6 @@ export const TargetCustomSchema = z.looseObject({
       z.looseObject({ name: z.string(), kind: z.enum(PAYLOAD_KINDS), size: z.number().int().nonnegative() }),
     )
     .optional(),
-  boot_test: z.looseObject({ fail: z.boolean() }).optional(),
 });
 
 export type TargetCustom = z.infer<typeof TargetCustomSchema>;

@@ -1,16 +1,16 @@
 import type { KeyObject } from 'node:crypto';
-import fs from 'node:fs';
 import path from 'node:path';
-import { loadPublicKey } from '../bundle/keys.js';
 import { removeTreeSync } from '../core/fsutil.js';
-import type { GatewayRuntime } from '../services/gateways.js';
+import type { RunningDemoFeed } from '../feed/demo-feed.js';
+import type { GatewayRegistry, GatewayRuntime } from '../services/gateways.js';
+import type { SettingsService } from '../services/settings.js';
 import type { HealthCheck } from '../services/updates/partitions.js';
 import { TufFeedPort, type FeedLocation } from '../services/updates/feed-port.js';
 import type { UpdatePorts } from '../services/updates/job-types.js';
-import type { GantryDeps } from './deps.js';
+import type { FeedSources } from './feed-sources.js';
 
-/** The parts of the safety and provisioning services the update pipeline relies on. */
-interface SafetyPort {
+/** The parts of the safety service the update pipeline relies on: the interlock of every install. */
+export interface SafetyPort {
   assertAllowed(gatewayId: string, action: string): void;
   blocking(gatewayId: string): string[];
   onChange(gatewayId: string, listener: (blocking: string[]) => void): () => void;
@@ -20,7 +20,11 @@ interface HookResult {
   ok: boolean;
   failures: Array<{ plugin: string; exitCode: number | null; reason: string }>;
 }
-interface ProvisioningPort {
+interface ResettablePort {
+  reset(gatewayId: string): void | Promise<void>;
+}
+/** Trusted signing keys (configuration ZIP and `<dataDir>/trusted-keys/`), feed and plugin hooks. */
+export interface ProvisioningPort extends ResettablePort {
   trustedKeys(gatewayId: string): KeyObject[];
   feed(gatewayId: string): FeedLocation | null;
   runHooks(
@@ -29,11 +33,7 @@ interface ProvisioningPort {
     env: Record<string, string>,
   ): Promise<HookResult>;
 }
-
-interface ResettablePort {
-  reset(gatewayId: string): void | Promise<void>;
-}
-interface SnapshotPort extends ResettablePort {
+export interface SnapshotPort extends ResettablePort {
   createUnderLock(
     gw: GatewayRuntime,
     input: { name: string; description: string },
@@ -41,20 +41,20 @@ interface SnapshotPort extends ResettablePort {
   ): Promise<string>;
 }
 
-/** What the ports read of the app, built before the update services themselves. */
-type PortDeps = Pick<GantryDeps, 'config' | 'settings' | 'gateways' | 'feeds' | 'demoFeed'> & {
-  safety?: SafetyPort;
-  provisioning?: ProvisioningPort & ResettablePort;
-  snapshots?: SnapshotPort;
-};
-
-/** `*.pem` public keys in `<dataDir>/trusted-keys/`: the development fallback for signing keys. */
-function keysFromDir(dir: string): KeyObject[] {
-  if (!fs.existsSync(dir)) return [];
-  return fs
-    .readdirSync(dir)
-    .filter((f) => f.endsWith('.pem'))
-    .map((f) => loadPublicKey(path.join(dir, f)));
+/**
+ * What the ports read of the app, built before the update services themselves. Every port is
+ * required (issue 12.5): a missing safety port must not be able to mean "every install allowed".
+ * Declared here rather than picked from GantryDeps, so server/deps.ts and this file do not import
+ * each other.
+ */
+export interface PortDeps {
+  settings: Pick<SettingsService, 'reset'>;
+  gateways: Pick<GatewayRegistry, 'gatewayDir'>;
+  feeds: Pick<FeedSources, 'resolve'>;
+  demoFeed: Pick<RunningDemoFeed, 'signingKey'> | null;
+  safety: SafetyPort;
+  provisioning: ProvisioningPort;
+  snapshots: SnapshotPort;
 }
 
 function hookFailure(result: HookResult): string | null {
@@ -62,24 +62,22 @@ function hookFailure(result: HookResult): string | null {
 }
 
 export function createUpdatePorts(deps: PortDeps): UpdatePorts {
-  const fallbackKeysDir = path.join(deps.config.dataDir, 'trusted-keys');
   return {
     feed: new TufFeedPort(
       (id) => deps.feeds.resolve(id),
       (id) => path.join(deps.gateways.gatewayDir(id), 'feed', 'metadata'),
     ),
     trustedKeys: (id) => {
-      const keys = deps.provisioning?.trustedKeys(id) ?? keysFromDir(fallbackKeysDir);
+      const keys = deps.provisioning.trustedKeys(id);
       // The demo key signs only the demo releases: trusted while the gateway uses the demo feed, never after.
       const demoKey = deps.demoFeed?.signingKey;
       return demoKey && deps.feeds.resolve(id)?.origin === 'demo' ? [...keys, demoKey] : keys;
     },
-    assertSafe: (id, action) => deps.safety?.assertAllowed(id, action),
-    blocking: (id) => deps.safety?.blocking(id) ?? [],
-    onSafetyChange: (id, listener) => deps.safety?.onChange(id, listener) ?? (() => undefined),
-    operationCompleted: (id, op) => deps.safety?.operationCompleted(id, op),
+    assertSafe: (id, action) => deps.safety.assertAllowed(id, action),
+    blocking: (id) => deps.safety.blocking(id),
+    onSafetyChange: (id, listener) => deps.safety.onChange(id, listener),
+    operationCompleted: (id, op) => deps.safety.operationCompleted(id, op),
     async snapshotBeforeInstall(gw: GatewayRuntime, jobId: string) {
-      if (!deps.snapshots) throw new Error('snapshots are not available');
       return deps.snapshots.createUnderLock(
         gw,
         { name: `pre-install-${jobId}`, description: `Taken by Gantry before installing job ${jobId}` },
@@ -88,12 +86,11 @@ export function createUpdatePorts(deps: PortDeps): UpdatePorts {
     },
     async factoryWipe(gw: GatewayRuntime) {
       deps.settings.reset(gw.id);
-      await deps.snapshots?.reset(gw.id);
-      await deps.provisioning?.reset(gw.id);
+      await deps.snapshots.reset(gw.id);
+      await deps.provisioning.reset(gw.id);
       removeTreeSync(path.join(deps.gateways.gatewayDir(gw.id), 'uploads'));
     },
     async runPostInstallHooks(gw: GatewayRuntime, env) {
-      if (!deps.provisioning) return { ok: true, reason: null };
       const result = await deps.provisioning.runHooks(gw.id, 'post-install', env);
       return { ok: result.ok, reason: hookFailure(result) };
     },
@@ -101,11 +98,10 @@ export function createUpdatePorts(deps: PortDeps): UpdatePorts {
 }
 
 /** After a trial boot: the platform's self-test, then every plugin's health-check hook. */
-export function createHealthCheck(deps: PortDeps): HealthCheck {
+export function createHealthCheck(deps: Pick<PortDeps, 'provisioning'>): HealthCheck {
   return async (gw, slot) => {
     const self = await gw.device.selfTest(slot);
     if (!self.ok) return self;
-    if (!deps.provisioning) return { ok: true, reason: null };
     const hooks = await deps.provisioning.runHooks(gw.id, 'health-check', { GANTRY_SLOT: slot });
     return { ok: hooks.ok, reason: hookFailure(hooks) };
   };

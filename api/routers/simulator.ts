@@ -6,14 +6,16 @@ import {
   simulatorBootFailuresOutputSchema,
   simulatorRebootInputSchema,
   simulatorRebootOutputSchema,
+  simulatorSelfTestInputSchema,
+  simulatorSelfTestOutputSchema,
   simulatorSensorsInputSchema,
   simulatorSensorsOutputSchema,
 } from '../schemas/safety.js';
 import { adminProcedure, router } from '../trpc.js';
 
 /**
- * Controls of the simulated gateway (move the crane, drain the UPS, fail the next boots, power
- * cycle), for tests and browser demos. Admin only, and only where the device is simulated: on a
+ * Controls of the simulated gateway (move the crane, drain the UPS, fail the next boots or the
+ * self-test of a slot, power cycle), for tests and browser demos. Admin only, and only where the device is simulated: on a
  * real gateway these answer 404, as if they did not exist.
  */
 function simulated(gateway: GatewayRuntime): SimulatedDevice {
@@ -60,6 +62,22 @@ export const simulatorRouter = router({
         `Simulator: next ${input.count} boot(s) of slot ${input.slot} will fail`,
       );
       return { slot: input.slot, count: input.count };
+    }),
+
+  /** The image on a slot boots but is broken: the health check after each trial boot fails. */
+  selfTest: adminProcedure
+    .input(simulatorSelfTestInputSchema)
+    .output(simulatorSelfTestOutputSchema)
+    .mutation(async ({ ctx, input }) => {
+      await simulated(ctx.gateway).setSelfTestFails(input.slot, input.fails);
+      ctx.deps.logs.info(
+        ctx.gateway.id,
+        'simulator',
+        input.fails
+          ? `Simulator: the self-test of slot ${input.slot} will fail`
+          : `Simulator: the self-test of slot ${input.slot} passes again`,
+      );
+      return { slot: input.slot, fails: input.fails };
     }),
 
   /** A power cycle: the simulated bootloader runs (bootcount, fallback) and the device reports it. */

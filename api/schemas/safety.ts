@@ -124,6 +124,16 @@ export const simulatorBootFailuresOutputSchema = z.object({
   count: z.number().int(),
 });
 
+export const simulatorSelfTestInputSchema = z.strictObject({
+  slot: z.enum(SLOT_IDS),
+  /** true: the slot's self-test (the health check after each trial boot) fails until set false. */
+  fails: z.boolean(),
+});
+export const simulatorSelfTestOutputSchema = z.object({
+  slot: z.enum(SLOT_IDS),
+  fails: z.boolean(),
+});
+
 export const simulatorRebootInputSchema = z.strictObject({}).optional();
 export const simulatorRebootOutputSchema = z.object({
   booted_slot: z.enum(SLOT_IDS),

@@ -8,7 +8,7 @@ import type { Run } from './session.js';
 export function registerSimulator(program: Command, run: Run): void {
   const simulator = program
     .command('simulator')
-    .description('controls of a simulated gateway (admin): failing boots, power cycle');
+    .description('controls of a simulated gateway (admin): failing boots or self-tests, power cycle');
 
   simulator
     .command('fail-boots')
@@ -27,6 +27,24 @@ export function registerSimulator(program: Command, run: Run): void {
           r.count === 0
             ? `Boots of slot ${r.slot} no longer fail`
             : `The next ${r.count} boot(s) of slot ${r.slot} will fail (install onto slot ${r.slot} to watch the rollback)`,
+        ]);
+      }),
+    );
+
+  simulator
+    .command('fail-self-test')
+    .description(
+      "make a slot's self-test (the health check after each trial boot) fail: an image that boots but is broken",
+    )
+    .addArgument(new Argument('<slot>', 'slot whose self-test fails').choices(['A', 'B']))
+    .option('--clear', 'the self-test of the slot passes again')
+    .action((slot: 'A' | 'B', opts: { clear?: boolean }, cmd: Command) =>
+      run(cmd, async (s) => {
+        const res = await s.api.simulator.selfTest.mutate({ slot, fails: !opts.clear });
+        s.print(res, (r) => [
+          r.fails
+            ? `The self-test of slot ${r.slot} will fail (install onto slot ${r.slot} to watch the health check roll back)`
+            : `The self-test of slot ${r.slot} passes again`,
         ]);
       }),
     );

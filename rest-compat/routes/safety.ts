@@ -7,6 +7,8 @@ import {
   simulatorBootFailuresOutputSchema,
   simulatorRebootInputSchema,
   simulatorRebootOutputSchema,
+  simulatorSelfTestInputSchema,
+  simulatorSelfTestOutputSchema,
   simulatorSensorsInputSchema,
   simulatorSensorsOutputSchema,
 } from '../../api/schemas/safety.js';
@@ -64,6 +66,17 @@ export const simulatorRoutes = [
     message: 'Simulated boot failures set',
     call: (caller, input: z.infer<typeof simulatorBootFailuresInputSchema>) =>
       caller.simulator.bootFailures(input),
+  }),
+  defineRoute({
+    method: 'post',
+    path: '/api/v1/dev/simulator/self-test',
+    tag: 'Simulator (development)',
+    summary: "Make a slot's self-test (the health check after a trial boot) fail, or pass again",
+    role: 'admin',
+    input: { from: 'body', schema: simulatorSelfTestInputSchema },
+    output: simulatorSelfTestOutputSchema,
+    message: 'Simulated self-test set',
+    call: (caller, input: z.infer<typeof simulatorSelfTestInputSchema>) => caller.simulator.selfTest(input),
   }),
   defineRoute({
     method: 'post',

@@ -6,13 +6,15 @@ import { GantryError } from '../../core/errors.js';
 import { LendingFileReader } from '../../core/file-reader.js';
 import { consumeChunks, pipeChunks } from '../../core/streams.js';
 import type { SlotId } from '../../device/types.js';
+import type { GantryDb } from '../../drizzle/db.js';
 import { jobs as jobsTable } from '../../drizzle/schema.js';
 import type { GatewayRuntime } from '../gateways.js';
+import type { LogService } from '../logs.js';
 import type { BundleSource } from '../pipeline/stream-to-slot.js';
 import { activationOf } from './activation.js';
-import type { JobArtifact, RunningJob } from './job-types.js';
-import { fileBundleSource, transferBundle } from './transfer.js';
-import type { UpdateServiceDeps } from './update-service.js';
+import type { JobArtifact, RunningJob, UpdatePorts } from './job-types.js';
+import type { PartitionManager } from './partitions.js';
+import { fileBundleSource, transferBundle, type TransferPolicy } from './transfer.js';
 
 type SendBack = (event: { type: 'PROGRESS'; bytesDone: number; speedBps: number; at: number }) => void;
 
@@ -21,8 +23,18 @@ type SendBack = (event: { type: 'PROGRESS'; bytesDone: number; speedBps: number;
  * install (stage, in-place copy, hooks, factory wipe) and invalidate a slot that can no longer be
  * trusted. The statechart decides when; this decides how.
  */
+/** What the effects use of the update service's dependencies (declared here: no import cycle). */
+export interface JobEffectsDeps {
+  db: GantryDb;
+  clock: () => number;
+  logs: LogService;
+  partitions: PartitionManager;
+  ports: UpdatePorts;
+  policy: TransferPolicy;
+}
+
 export class JobEffects {
-  constructor(private readonly deps: UpdateServiceDeps) {}
+  constructor(private readonly deps: JobEffectsDeps) {}
 
   saveArtifact(job: RunningJob): void {
     this.deps.db.update(jobsTable).set({ artifact: job.artifact }).where(eq(jobsTable.id, job.id)).run();
@@ -207,10 +219,7 @@ export class JobEffects {
   ): Promise<void> {
     const { manifest: bundleManifest, source } = job.artifact;
     const manifest =
-      bundleManifest ??
-      (source.kind === 'image'
-        ? { version: source.version, kernel: source.kernel, boot_test: undefined }
-        : null);
+      bundleManifest ?? (source.kind === 'image' ? { version: source.version, kernel: source.kernel } : null);
     if (!manifest) throw new GantryError('OTA_INSTALL_FAILED', 'No verified image to install');
     if (install.createSnapshot) {
       // Best practice 1 of the spec: a way back before the gateway is touched.
@@ -242,12 +251,6 @@ export class JobEffects {
         slot: target,
         version: manifest.version,
       });
-    }
-    if (manifest.boot_test?.fail && 'setSelfTestFails' in gw.device) {
-      // Test bundles built to fail their boot: the simulator's health check will fail on this slot.
-      await (
-        gw.device as unknown as { setSelfTestFails(s: SlotId, f: boolean): Promise<void> }
-      ).setSelfTestFails(target, true);
     }
     const hooks = await this.deps.ports.runPostInstallHooks(gw, {
       GANTRY_JOB_ID: job.id,

@@ -56,7 +56,6 @@ describe('gantry-bundle CLI', () => {
         'b',
         '--released',
         '2024-03-01',
-        '--fail-boot',
         '-o',
         bundle,
       ],
@@ -71,7 +70,7 @@ describe('gantry-bundle CLI', () => {
     expect(await runCli(['inspect', bundle], o)).toBe(0);
     const text = o.stdout.join('\n');
     expect(text).toContain('"version": "v5.0.5"');
-    expect(text).toContain('"boot_test": {\n    "fail": true');
+    expect(text).toContain('"description": "Security fixes"');
     expect(text).toContain('"changelog": [\n    "a",\n    "b"\n  ]');
     expect(text).toMatch(/payload app\.tar: 1000 bytes/);
     expect(text).toMatch(/NOT checked/);
@@ -117,6 +116,13 @@ describe('gantry-bundle CLI', () => {
     const m = io();
     expect(await runCli(['build', '--key', key], m)).not.toBe(0);
     expect(m.stderr.join('\n')).toMatch(/required option/);
+
+    // Issue 12.4: no test switch is signed into a bundle any more; a simulator's boots fail through
+    // its own controls (`gantry simulator fail-boots`).
+    const f = io();
+    const good = ['--version', 'v5.0.6', '--type', 'bugfix', '--severity', 'low', '-o', cut];
+    expect(await runCli([...args, ...good, '--fail-boot'], f)).not.toBe(0);
+    expect(f.stderr.join('\n')).toMatch(/unknown option '--fail-boot'/);
   });
 
   it('should create a feed and add the bundle to it', async () => {
@@ -128,13 +134,13 @@ describe('gantry-bundle CLI', () => {
     const targets = JSON.parse(fs.readFileSync(path.join(feed, 'targets.json'), 'utf8')) as {
       signed: {
         version: number;
-        targets: Record<string, { custom: { version: string; boot_test?: unknown } }>;
+        targets: Record<string, { custom: { version: string; description: string } }>;
       };
     };
     expect(targets.signed.version).toBe(2);
     expect(targets.signed.targets['out.bundle']!.custom).toMatchObject({
       version: 'v5.0.5',
-      boot_test: { fail: true },
+      description: 'Security fixes',
     });
     expect(fs.existsSync(path.join(feed, 'targets', 'out.bundle'))).toBe(true);
 

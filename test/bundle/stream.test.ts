@@ -273,6 +273,21 @@ describe('streamBundle', () => {
     expect(err.message).toMatch(/severity/);
   });
 
+  it('should refuse a signed bundle that still carries the retired boot_test field (issue 12.4)', async () => {
+    const items = await unpack(await validBundle());
+    const manifest = JSON.parse(items[0]!.data.toString('utf8')) as Record<string, unknown>;
+    manifest.boot_test = { fail: true };
+    items[0]!.data = Buffer.from(JSON.stringify(manifest));
+    items[1]!.data = signManifest(items[0]!.data, signer.privateKey);
+    const openPayloadSink = vi.fn(async () => new BufferSink());
+    const err = await rejection(
+      streamBundle(chunked(await repack(items)), { ...options(), openPayloadSink }),
+    );
+    expect(err.gantryCode).toBe('OTA_INVALID_IMAGE');
+    expect(err.message).toMatch(/manifest is invalid: .*boot_test/);
+    expect(openPayloadSink).not.toHaveBeenCalled();
+  });
+
   it('should refuse a payload whose archive size differs from the signed size before opening a sink', async () => {
     const items = await unpack(await validBundle());
     const manifest = JSON.parse(items[0]!.data.toString('utf8')) as { payloads: { size: number }[] };

@@ -4,7 +4,7 @@ import type http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_PASSWORD, startTestGantry, tempDataDir, type TestGantry } from '../helpers/gantry.js';
+import { ADMIN_PASSWORD, GATEWAY, startTestGantry, tempDataDir, type TestGantry } from '../helpers/gantry.js';
 import { randomImage, startTestFeed, type TestFeed } from '../helpers/feed.js';
 import { makeTempDir, tsxChildEnv } from '../helpers/temp.js';
 
@@ -250,6 +250,18 @@ describe('gantry CLI', () => {
     expect(messages).toContain('Simulator: next 0 boot(s) of slot B will fail');
     const bad = await gantry(['simulator', 'fail-boots', 'C']);
     expect(bad.code).not.toBe(0);
+  });
+
+  it("should fail and clear a slot's self-test through the simulator's control", async () => {
+    const device = () => g.deps.gateways.get(GATEWAY)!.device;
+    const fail = await gantry(['simulator', 'fail-self-test', 'B']);
+    expect(fail.code, fail.stderr).toBe(0);
+    expect(fail.stdout).toMatch(/^The self-test of slot B will fail/);
+    expect(await device().selfTest('B')).toEqual({ ok: false, reason: expect.stringMatching(/slot B/) });
+    expect((await device().selfTest('A')).ok).toBe(true);
+    const clear = await gantry(['simulator', 'fail-self-test', 'B', '--clear', '--json']);
+    expect(JSON.parse(clear.stdout)).toEqual({ slot: 'B', fails: false });
+    expect((await device().selfTest('B')).ok).toBe(true);
   });
 
   it('should print the log, filtered by level', async () => {

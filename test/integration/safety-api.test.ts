@@ -313,11 +313,12 @@ describe('Safety API over HTTP', () => {
     const runtime = g.deps.gateways.get(GATEWAY)!;
     const real = runtime.device;
     // Stands in for the Linux device: anything that is not a SimulatedDevice.
-    Object.defineProperty(runtime, 'device', { value: { ...real, kind: 'linux' }, configurable: true });
+    Object.defineProperty(runtime, 'device', { value: { ...real }, configurable: true });
     try {
       for (const [route, body] of [
         ['sensors', { crane_motion: 'moving' }],
         ['boot-failures', { slot: 'B', count: 1 }],
+        ['self-test', { slot: 'B', fails: true }],
         ['reboot', undefined],
       ] as const) {
         const res = await g.request('POST', `/api/v1/dev/simulator/${route}`, { token: admin, body });

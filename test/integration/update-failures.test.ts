@@ -321,10 +321,16 @@ describe('update pipeline: refusals and failures', () => {
   });
 
   it('should roll back automatically when the new slot fails its health check rollback_retries times', async () => {
-    await feed.publish({ version: 'v5.0.5', boot_test: { fail: true } }, image);
+    await feed.publish({ version: 'v5.0.5' }, image);
     await boot();
     const jobId: string = (await download()).body.data.job_id;
     expect((await finalState(jobId)).body.data.status).toBe('downloaded');
+    // The new image boots but is broken: the simulator's own control, not a field of the signed bundle.
+    const broken = await g.request('POST', '/api/v1/dev/simulator/self-test', {
+      token,
+      body: { slot: 'B', fails: true },
+    });
+    expect(broken.status, JSON.stringify(broken.body)).toBe(200);
     const install = await g.request('POST', '/api/v1/ota/install', { token, body: { job_id: jobId } });
     expect(install.status).toBe(200);
     // The new slot never passed its health check: the job is not complete (issue 11.2).
@@ -369,10 +375,11 @@ describe('update pipeline: refusals and failures', () => {
     const jobId: string = (await download()).body.data.job_id;
     expect((await finalState(jobId)).body.data.status).toBe('downloaded');
     // The new image's kernel never comes up: U-Boot counts the boots and goes back to A.
-    await (device() as unknown as { failNextBoots(s: 'A' | 'B', n: number): Promise<void> }).failNextBoots(
-      'B',
-      10,
-    );
+    const failing = await g.request('POST', '/api/v1/dev/simulator/boot-failures', {
+      token,
+      body: { slot: 'B', count: 10 },
+    });
+    expect(failing.status, JSON.stringify(failing.body)).toBe(200);
     const install = await g.request('POST', '/api/v1/ota/install', { token, body: { job_id: jobId } });
     expect(install.status).toBe(200);
     const end = await finalState(jobId);
