@@ -1,7 +1,7 @@
 import net from 'node:net';
 import { Readable } from 'node:stream';
 import tls from 'node:tls';
-import { hasNoReader, type ChunkConsumer, type ChunkLender } from '../core/streams.js';
+import { hasNoReader, type ChunkConsumer, type ChunkLender } from '../core/lending.js';
 
 /**
  * A minimal HTTP/1.1 GET over one connection, whose body is read into one reused buffer.

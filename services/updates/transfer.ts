@@ -2,7 +2,7 @@ import type { KeyObject } from 'node:crypto';
 import fs from 'node:fs';
 import type { Manifest, Payload } from '../../bundle/manifest.js';
 import { GantryError, findGantryError, type ErrorCode } from '../../core/errors.js';
-import { LendingFileReader } from '../../core/file-reader.js';
+import { LendingFileReader } from '../../core/lending.js';
 import type { GatewayDevice, SlotId } from '../../device/types.js';
 import { streamImageToSlot, type BundleSource, type ResumePoint } from '../pipeline/stream-to-slot.js';
 
