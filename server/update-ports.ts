@@ -4,7 +4,7 @@ import path from 'node:path';
 import { loadPublicKey } from '../bundle/keys.js';
 import type { GatewayRuntime } from '../services/gateways.js';
 import type { HealthCheck } from '../services/updates/partitions.js';
-import { TufFeedPort, type FeedLocation } from '../services/updates/feed-port.js';
+import { feedHttpClient, TufFeedPort, type FeedLocation } from '../services/updates/feed-port.js';
 import type { UpdatePorts } from '../services/updates/job-types.js';
 import type { GantryDeps } from './deps.js';
 
@@ -78,6 +78,7 @@ export function createUpdatePorts(deps: PortDeps): UpdatePorts {
     feed: new TufFeedPort(
       (id) => feedLocation(deps, id),
       (id) => path.join(deps.gateways.gatewayDir(id), 'feed', 'metadata'),
+      feedHttpClient(deps.config),
     ),
     trustedKeys: (id) => deps.provisioning?.trustedKeys(id) ?? keysFromDir(fallbackKeysDir),
     assertSafe: (id, action) => deps.safety?.assertAllowed(id, action),

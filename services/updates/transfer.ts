@@ -4,6 +4,7 @@ import type { Manifest, Payload } from '../../bundle/manifest.js';
 import { GantryError, findGantryError, type ErrorCode } from '../../core/errors.js';
 import { LendingFileReader } from '../../core/lending.js';
 import type { GatewayDevice, SlotId } from '../../device/types.js';
+import { RESTART_DOWNLOAD } from '../../feed/fetch.js';
 import { streamImageToSlot, type BundleSource, type ResumePoint } from '../pipeline/stream-to-slot.js';
 
 /** Tunables of a transfer; tests shrink them, operators rarely touch them. */
@@ -154,6 +155,8 @@ export async function transferBundle(req: TransferRequest): Promise<TransferResu
       if (req.signal.aborted) throw req.signal.reason;
       const gantry = findGantryError(err);
       if (gantry && FATAL.includes(gantry.gantryCode)) throw gantry;
+      // The server answered a ranged request whole (the file changed): start over, never stitch.
+      if (gantry?.details?.[RESTART_DOWNLOAD] === true) resume = null;
       lastError = attemptAbort.signal.aborted ? attemptAbort.signal.reason : err;
       if (attempt < req.policy.maxAttempts) {
         req.onRetry(attempt, (lastError as Error).message ?? String(lastError));
