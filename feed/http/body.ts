@@ -121,6 +121,22 @@ export class HttpBody extends Readable implements ChunkLender, ResponseBody {
     return this.process(raw, buf);
   };
 
+  /**
+   * For a socket that cannot read into our buffers (TLS inside a proxy tunnel: Node ignores
+   * `onread` there) and hands over a fresh buffer per read instead. Such a chunk is nobody else's,
+   * so it is lent (or kept) as it is. Returns false to pause the socket.
+   */
+  onChunk = (chunk: Buffer): boolean => {
+    if (this.destroyed || this.complete) return false;
+    this.anyByte ||= chunk.length > 0;
+    if (!this.headDone) return this.readHead(chunk);
+    if (this.busy || !this.consuming() || this.backlog.length > 0) {
+      this.backlog.push(chunk);
+      return false;
+    }
+    return this.process(chunk, null);
+  };
+
   onEof = (): void => {
     this.eof = true;
     if (!this.busy && this.backlog.length === 0) this.finishAtEof();

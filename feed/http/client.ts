@@ -197,10 +197,14 @@ export class FeedHttpClient {
       });
       res = { status: head.status, headers: head.headers, body };
     }
-    // A forwarding proxy answers for itself with 407; the tunnel's refusals come from pool.ts.
-    if (forwarded && res.status === 407) {
+    // A forwarding proxy's own refusals: 407, or a 401/403 without the Via header every proxy adds
+    // to what it forwards (RFC 9110 §7.6.3), i.e. not the origin's. The tunnel's come from pool.ts.
+    if (
+      forwarded &&
+      (res.status === 407 || ((res.status === 401 || res.status === 403) && !res.headers.via))
+    ) {
       res.body.dump();
-      throw proxyRefusal(proxy, 407, url.host);
+      throw proxyRefusal(proxy, res.status, url.host);
     }
     return res;
   }

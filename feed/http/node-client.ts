@@ -144,13 +144,31 @@ export class NodeTransport {
         host,
         port,
         path,
-        agent: false,
+        // No agent at all (not `agent: false`, which makes a fresh Agent that ignores createConnection).
         createConnection: () =>
           tls.connect({ socket, servername: net.isIP(host) ? undefined : host, ca: opts.ca }),
       };
     }
+    try {
+      return await this.send(url, secure && !proxy, options, opts);
+    } catch (err) {
+      // A kept-alive socket the server had closed: node:http leaves the retry to its caller.
+      if ((err as { reusedSocket?: boolean }).reusedSocket && !opts.signal?.aborted) {
+        return this.send(url, secure && !proxy, { ...options, agent: false }, opts);
+      }
+      if (proxy && !secure && isConnectFailure(err as Error)) throw unreachable(proxy, err as Error);
+      throw err;
+    }
+  }
+
+  private send(
+    url: URL,
+    overTls: boolean,
+    options: https.RequestOptions,
+    opts: NodeExchangeOptions,
+  ): Promise<{ status: number; headers: Record<string, string>; body: ResponseBody }> {
     return new Promise((resolve, reject) => {
-      const req = (secure && !proxy ? https : http).request(
+      const req = (overTls ? https : http).request(
         { ...options, method: 'GET', headers: opts.headers, signal: opts.signal },
         (res) => {
           const headers: Record<string, string> = {};
@@ -166,8 +184,9 @@ export class NodeTransport {
       );
       req.on('error', (err) => {
         if (opts.signal?.aborted) reject(opts.signal.reason);
-        else if (proxy && !secure && isConnectFailure(err)) reject(unreachable(proxy, err));
-        else reject(err);
+        else if (req.reusedSocket && (err as NodeJS.ErrnoException).code === 'ECONNRESET') {
+          reject(Object.assign(err, { reusedSocket: true }));
+        } else reject(err);
       });
       req.end();
     });

@@ -1,5 +1,6 @@
 import net from 'node:net';
 import tls from 'node:tls';
+import { youngGenerationSweeper } from '../../core/young-gc.js';
 import { HttpBody, type BodyConnection, type ReadBuffers } from './body.js';
 import type { ProxyServer } from './proxy.js';
 import { keepAliveTimeoutMs, MAX_HEAD_BYTES, parseHead, requestHead, type ResponseHead } from './wire.js';
@@ -130,11 +131,12 @@ function tunnel(socket: net.Socket, route: Route, timeoutMs: number): Promise<vo
 }
 
 export function proxyRefusal(proxy: ProxyServer, status: number, what: string): ProxyError {
-  if (status === 407) {
+  // tinyproxy answers 401 where RFC 9110 says 407: both mean the credentials.
+  if (status === 407 || status === 401) {
     return new ProxyError(
       proxy.authorization
-        ? `the proxy ${proxy.display} refused the credentials it was given (407 Proxy Authentication Required)`
-        : `the proxy ${proxy.display} requires credentials (407 Proxy Authentication Required): give them in the proxy URL`,
+        ? `the proxy ${proxy.display} refused the credentials it was given (HTTP ${status})`
+        : `the proxy ${proxy.display} requires credentials (HTTP ${status}): give them in the proxy URL`,
       proxy.display,
       status,
     );
@@ -244,6 +246,18 @@ export class Connection implements BodyConnection {
           secured.setTimeout(timeoutMs);
         });
         this.socket = secured;
+        // Node ignores `onread` for TLS over an existing socket: this one hands over a new buffer
+        // per read, which the body takes as it is, and young-generation collections keep those
+        // from piling up (see core/young-gc.ts).
+        const sweep = youngGenerationSweeper();
+        secured.on('data', (chunk: Buffer) => {
+          sweep(chunk.length);
+          if (!this.current) {
+            this.destroy(); // nothing is asked of an idle connection
+            return;
+          }
+          if (!this.current.onChunk(chunk)) secured.pause();
+        });
       } else this.socket = raw;
     } catch (err) {
       raw.destroy();
@@ -414,7 +428,7 @@ export class ConnectionPool {
   async request(route: Route, target: string, opts: ExchangeOptions): Promise<Exchange> {
     const key = routeKey(route);
     for (let attempt = 0; ; attempt++) {
-      const conn = await this.acquire(key, route, opts);
+      const conn = await this.acquire(key, route, opts, attempt > 0);
       const reused = conn.exchanges > 0;
       try {
         return await conn.request(target, opts);
@@ -425,10 +439,17 @@ export class ConnectionPool {
     }
   }
 
-  private async acquire(key: string, route: Route, opts: ExchangeOptions): Promise<Connection> {
+  private async acquire(
+    key: string,
+    route: Route,
+    opts: ExchangeOptions,
+    fresh: boolean,
+  ): Promise<Connection> {
     for (;;) {
       opts.signal?.throwIfAborted();
       const idle = this.idle.get(key);
+      // A retry after a stale connection does not take another one that may be just as stale.
+      if (fresh) for (const conn of idle?.splice(0) ?? []) conn.destroy();
       while (idle && idle.length > 0) {
         const conn = idle.pop()!;
         if (!conn.isClosed) return conn;
