@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import tar from 'tar-stream';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildBundle } from '../../bundle/build.js';
 import { configurationZip } from '../fixtures/zip/zips.js';
 import { randomImage, startTestFeed, type TestFeed } from '../helpers/feed.js';
