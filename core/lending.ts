@@ -31,7 +31,7 @@ import { Readable, type Writable } from 'node:stream';
  *
  * `consumeChunks` and `pipeChunks` are the way to read any Readable under these rules: they lend
  * when the source lends and fall back to 'data' events (one buffer per read, no extra copy) when it
- * does not. The property tests in test/unit/lending.test.ts and test/feed/http-body.test.ts hold a
+ * does not. The property tests in test/unit/lending.test.ts and test/feed/http-client.test.ts hold a
  * lent chunk across turns of the event loop and check its bytes did not change.
  */
 
