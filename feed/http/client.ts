@@ -1,6 +1,7 @@
 import tls from 'node:tls';
 import type { ResponseBody } from './body.js';
 import { NodeTransport } from './node-client.js';
+import { UndiciTransport } from './undici-client.js';
 import { ConnectionPool, proxyRefusal, ProxyError, type PoolOptions, type Route } from './pool.js';
 import { displayUrl, mergeProxySettings, proxyFor, type ProxyServer, type ProxySettings } from './proxy.js';
 
@@ -17,8 +18,8 @@ import { displayUrl, mergeProxySettings, proxyFor, type ProxyServer, type ProxyS
  * bytes, never change them.
  */
 
-export type FeedHttpImplementation = 'gantry' | 'node';
-export const FEED_HTTP_IMPLEMENTATIONS = ['gantry', 'node'] as const;
+export type FeedHttpImplementation = 'gantry' | 'node' | 'undici';
+export const FEED_HTTP_IMPLEMENTATIONS = ['gantry', 'node', 'undici'] as const;
 
 export interface FeedHttpClientOptions extends PoolOptions {
   implementation?: FeedHttpImplementation;
@@ -69,7 +70,7 @@ const CREDENTIAL_HEADERS = ['authorization', 'cookie'];
 export class FeedHttpClient {
   readonly implementation: FeedHttpImplementation;
   private readonly pool: ConnectionPool;
-  private readonly node: NodeTransport | null;
+  private readonly node: NodeTransport | UndiciTransport | null;
   private readonly proxy: ProxySettings;
   private readonly ca: (string | Buffer)[] | undefined;
   private readonly maxRedirects: number;
@@ -77,9 +78,18 @@ export class FeedHttpClient {
   constructor(opts: FeedHttpClientOptions = {}) {
     this.implementation = opts.implementation ?? 'gantry';
     this.pool = new ConnectionPool(opts);
-    this.node = this.implementation === 'node' ? new NodeTransport(opts) : null;
     this.proxy = opts.proxy ?? {};
     this.ca = opts.extraCa?.length ? [...tls.rootCertificates, ...opts.extraCa] : undefined;
+    this.node =
+      this.implementation === 'node'
+        ? new NodeTransport(opts)
+        : this.implementation === 'undici'
+          ? new UndiciTransport({
+              maxPerRoute: opts.maxPerRoute ?? 4,
+              idleTimeoutMs: opts.idleTimeoutMs ?? 4000,
+              ca: this.ca,
+            })
+          : null;
     this.maxRedirects = opts.maxRedirects ?? DEFAULT_MAX_REDIRECTS;
   }
 
