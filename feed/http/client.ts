@@ -1,7 +1,6 @@
 import tls from 'node:tls';
 import type { ResponseBody } from './body.js';
 import { NodeTransport } from './node-client.js';
-import { UndiciTransport } from './undici-client.js';
 import { ConnectionPool, proxyRefusal, ProxyError, type PoolOptions, type Route } from './pool.js';
 import { displayUrl, mergeProxySettings, proxyFor, type ProxyServer, type ProxySettings } from './proxy.js';
 
@@ -18,8 +17,8 @@ import { displayUrl, mergeProxySettings, proxyFor, type ProxyServer, type ProxyS
  * bytes, never change them.
  */
 
-export type FeedHttpImplementation = 'gantry' | 'node' | 'undici';
-export const FEED_HTTP_IMPLEMENTATIONS = ['gantry', 'node', 'undici'] as const;
+export type FeedHttpImplementation = 'gantry' | 'node';
+export const FEED_HTTP_IMPLEMENTATIONS = ['gantry', 'node'] as const;
 
 export interface FeedHttpClientOptions extends PoolOptions {
   implementation?: FeedHttpImplementation;
@@ -70,7 +69,7 @@ const CREDENTIAL_HEADERS = ['authorization', 'cookie'];
 export class FeedHttpClient {
   readonly implementation: FeedHttpImplementation;
   private readonly pool: ConnectionPool;
-  private readonly node: NodeTransport | UndiciTransport | null;
+  private readonly node: NodeTransport | null;
   private readonly proxy: ProxySettings;
   private readonly ca: (string | Buffer)[] | undefined;
   private readonly maxRedirects: number;
@@ -80,16 +79,7 @@ export class FeedHttpClient {
     this.pool = new ConnectionPool(opts);
     this.proxy = opts.proxy ?? {};
     this.ca = opts.extraCa?.length ? [...tls.rootCertificates, ...opts.extraCa] : undefined;
-    this.node =
-      this.implementation === 'node'
-        ? new NodeTransport(opts)
-        : this.implementation === 'undici'
-          ? new UndiciTransport({
-              maxPerRoute: opts.maxPerRoute ?? 4,
-              idleTimeoutMs: opts.idleTimeoutMs ?? 4000,
-              ca: this.ca,
-            })
-          : null;
+    this.node = this.implementation === 'node' ? new NodeTransport(opts) : null;
     this.maxRedirects = opts.maxRedirects ?? DEFAULT_MAX_REDIRECTS;
   }
 
