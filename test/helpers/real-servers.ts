@@ -39,6 +39,9 @@ export interface AccessEntry {
   uri: string;
   status: number;
   bytes: number;
+  /** Whole response (head and body) and whole request on the wire. */
+  sent: number;
+  requestLength: number;
   range: string;
   ifRange: string;
   authorization: string;
@@ -58,7 +61,7 @@ export interface Nginx {
   stop(): Promise<void>;
 }
 
-const LOG_FORMAT = `log_format gantry escape=json '{"server":"$server_port","connection":"$connection","connection_requests":"$connection_requests","uri":"$request_uri","status":"$status","bytes":"$body_bytes_sent","range":"$http_range","if_range":"$http_if_range","authorization":"$http_authorization","via":"$http_via"}';`;
+const LOG_FORMAT = `log_format gantry escape=json '{"server":"$server_port","connection":"$connection","connection_requests":"$connection_requests","uri":"$request_uri","status":"$status","bytes":"$body_bytes_sent","sent":"$bytes_sent","request_length":"$request_length","range":"$http_range","if_range":"$http_if_range","authorization":"$http_authorization","via":"$http_via"}';`;
 
 /** Waits until something accepts connections on the port (the server finished starting). */
 async function listening(port: number, child: ChildProcess, output: () => string): Promise<void> {
@@ -167,6 +170,8 @@ ${servers(ports, dir)}
             uri: e.uri!,
             status: Number(e.status),
             bytes: Number(e.bytes),
+            sent: Number(e.sent),
+            requestLength: Number(e.request_length),
             range: e.range!,
             ifRange: e.if_range!,
             authorization: e.authorization!,
