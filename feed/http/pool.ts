@@ -171,6 +171,8 @@ export class Connection implements BodyConnection {
     readonly key: string,
     readonly route: Route,
     readBufferBytes: number,
+    /** The last TLS session per origin, shared by the pool's connections (see ConnectionPool). */
+    private readonly tlsSessions: TlsSessions = new TlsSessions(),
   ) {
     this.buffers = { primary: Buffer.allocUnsafeSlow(readBufferBytes), spare: null };
   }
@@ -184,6 +186,7 @@ export class Connection implements BodyConnection {
     };
     const secure = route.protocol === 'https:';
     const first = route.proxy ?? { host: route.host, port: route.port };
+    const origin = `${route.servername}:${route.port}`;
     const connectTls = (socket?: net.Socket): tls.TLSSocket => {
       // tls.connect takes `onread` like net.connect (checked in test/feed/http-client.test.ts); @types/node
       // does not list it there.
@@ -191,9 +194,12 @@ export class Connection implements BodyConnection {
         ...(socket ? { socket } : { host: route.host, port: route.port }),
         servername: net.isIP(route.servername) ? undefined : route.servername,
         ca: route.ca,
+        session: this.tlsSessions.get(origin),
         onread,
       };
-      return tls.connect(options);
+      const secured = tls.connect(options);
+      secured.on('session', (session: Buffer) => this.tlsSessions.set(origin, session));
+      return secured;
     };
     const raw =
       secure && !route.proxy
@@ -403,6 +409,23 @@ export class Connection implements BodyConnection {
 }
 
 /**
+ * The last TLS session ticket of each origin: a new connection resumes it instead of a full
+ * handshake (no certificate chain sent again), which is most of what a poll costs once the
+ * keep-alive connection has timed out (README "Serving a fleet"). A few origins at most.
+ */
+export class TlsSessions {
+  private readonly sessions = new Map<string, Buffer>();
+  get(origin: string): Buffer | undefined {
+    return this.sessions.get(origin);
+  }
+  set(origin: string, session: Buffer): void {
+    this.sessions.delete(origin);
+    this.sessions.set(origin, session);
+    if (this.sessions.size > 16) this.sessions.delete(this.sessions.keys().next().value!);
+  }
+}
+
+/**
  * Idle connections per route, at most `maxPerRoute` per route in all (busy and idle): a request
  * beyond it waits for one to come back. Idle connections do not keep the process alive.
  */
@@ -412,6 +435,7 @@ export class ConnectionPool {
   private readonly waiting = new Map<string, (() => void)[]>();
   private readonly maxPerRoute: number;
   private readonly idleTimeoutMs: number;
+  private readonly tlsSessions = new TlsSessions();
   /** Connections opened, ever (tests and the benchmark read it). */
   opened = 0;
 
@@ -470,7 +494,7 @@ export class ConnectionPool {
         opts.signal?.addEventListener('abort', onAbort, { once: true });
       });
     }
-    const conn = new Connection(key, route, opts.readBufferBytes);
+    const conn = new Connection(key, route, opts.readBufferBytes, this.tlsSessions);
     this.count.set(key, (this.count.get(key) ?? 0) + 1);
     let gone = false;
     const leave = (): void => {

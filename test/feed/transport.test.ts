@@ -253,6 +253,22 @@ describeWithServers('feed transport against nginx and tinyproxy', () => {
     });
   }
 
+  it("should resume the TLS session on the next connection to an origin, directly and through a tunnel (Gantry's client)", async () => {
+    for (const proxySettings of [undefined, { httpsProxy: proxy.url }]) {
+      const http = newHttp('gantry', proxySettings);
+      const base = `${nginx.url('tls')}/feed`;
+      const mark = nginx.accessLog().length;
+      await feedClient(base, http, proxySettings).refresh();
+      http.close(); // the kept-alive connection goes: the next request needs a new one
+      await feedClient(base, http, proxySettings).refresh();
+      const log = logFrom(mark);
+      const [firstConn, secondConn] = [...new Set(log.map((e) => e.connection))];
+      expect(secondConn).toBeDefined();
+      expect(log.filter((e) => e.connection === firstConn).every((e) => e.sslReused === '.')).toBe(true);
+      expect(log.filter((e) => e.connection === secondConn).every((e) => e.sslReused === 'r')).toBe(true);
+    }
+  });
+
   it('should connect directly to the hosts NO_PROXY names: host, domain suffix, IP, CIDR and *', async () => {
     const port = nginx.ports.origin!;
     const cases: [string, string][] = [

@@ -46,6 +46,8 @@ export interface AccessEntry {
   ifRange: string;
   authorization: string;
   via: string;
+  /** `r` when the TLS session was resumed, `.` when not ('' over plain http). */
+  sslReused: string;
 }
 
 export interface Nginx {
@@ -61,7 +63,7 @@ export interface Nginx {
   stop(): Promise<void>;
 }
 
-const LOG_FORMAT = `log_format gantry escape=json '{"server":"$server_port","connection":"$connection","connection_requests":"$connection_requests","uri":"$request_uri","status":"$status","bytes":"$body_bytes_sent","sent":"$bytes_sent","request_length":"$request_length","range":"$http_range","if_range":"$http_if_range","authorization":"$http_authorization","via":"$http_via"}';`;
+const LOG_FORMAT = `log_format gantry escape=json '{"server":"$server_port","connection":"$connection","connection_requests":"$connection_requests","uri":"$request_uri","status":"$status","bytes":"$body_bytes_sent","sent":"$bytes_sent","request_length":"$request_length","range":"$http_range","if_range":"$http_if_range","authorization":"$http_authorization","via":"$http_via","ssl_reused":"$ssl_session_reused"}';`;
 
 /** Waits until something accepts connections on the port (the server finished starting). */
 async function listening(port: number, child: ChildProcess, output: () => string): Promise<void> {
@@ -176,6 +178,7 @@ ${servers(ports, dir)}
             ifRange: e.if_range!,
             authorization: e.authorization!,
             via: e.via!,
+            sslReused: e.ssl_reused!,
           };
         });
     },
