@@ -88,6 +88,16 @@ export class FeedHttpClient {
     return this.pool.opened;
   }
 
+  /** Kept-alive connections of Gantry's own client waiting for a request. */
+  get idleConnections(): number {
+    return this.pool.idleCount;
+  }
+
+  /** Requests Gantry's own client sent again because a kept-alive connection had been closed. */
+  get staleRetries(): number {
+    return this.pool.staleRetries;
+  }
+
   /**
    * Sends `GET url`, following redirects, and resolves with the final response head; its body waits,
    * paused, for its consumer. Rejects on a connection failure, a malformed head, the timeout, the

@@ -161,6 +161,10 @@ export class Connection implements BodyConnection {
   /** Small buffer for reads while idle (there should be none: anything is a protocol error). */
   private idleBuffer: Buffer | null = null;
   private closed = false;
+  /** The current exchange: its read timeout, whether its head arrived, how to fail it before. */
+  private timeoutMs = 0;
+  private headSeen = false;
+  private rejectHead: ((err: Error) => void) | null = null;
   /** Exchanges this connection completed: a reused connection that fails before answering is retried. */
   exchanges = 0;
   /** Set by the pool: the connection left for good. */
@@ -298,10 +302,6 @@ export class Connection implements BodyConnection {
     return `${this.route.host}:${this.route.port}`;
   }
 
-  private timeoutMs = 0;
-  private headSeen = false;
-  private rejectHead: ((err: Error) => void) | null = null;
-
   get isClosed(): boolean {
     return this.closed;
   }
@@ -333,16 +333,14 @@ export class Connection implements BodyConnection {
       };
       if (opts.signal?.aborted) return onAbort();
       opts.signal?.addEventListener('abort', onAbort, { once: true });
+      // Every way out (the end of the body, a failure before or after the head) closes the body.
       body.once('close', () => opts.signal?.removeEventListener('abort', onAbort));
-      // A head that never comes must not leave the listener behind either.
-      const cleanup = (): void => opts.signal?.removeEventListener('abort', onAbort);
       this.socket.ref();
       this.socket.setTimeout(opts.timeoutMs);
       let head: string;
       try {
         head = requestHead(target, opts.headers);
       } catch (err) {
-        cleanup();
         this.failHead(err as Error);
         return;
       }
@@ -392,8 +390,12 @@ export class Connection implements BodyConnection {
     }
     this.exchanges++;
     this.socket.setTimeout(0);
-    this.socket.resume(); // reading while idle is how a close by the server is noticed
     this.socket.unref();
+    // Reading while idle is how a close by the server is noticed. Not now: this runs inside the
+    // read callback, whose `false` (the body is done) stops reading again once it returns.
+    process.nextTick(() => {
+      if (this.current === null && !this.closed) this.socket.resume();
+    });
     this.onIdle(this, head ? keepAliveTimeoutMs(head.headers) : null);
   }
 
@@ -438,6 +440,8 @@ export class ConnectionPool {
   private readonly tlsSessions = new TlsSessions();
   /** Connections opened, ever (tests and the benchmark read it). */
   opened = 0;
+  /** Requests retried because a kept-alive connection turned out closed. */
+  staleRetries = 0;
 
   constructor(opts: PoolOptions = {}) {
     this.maxPerRoute = opts.maxPerRoute ?? DEFAULT_MAX_PER_ROUTE;
@@ -457,7 +461,10 @@ export class ConnectionPool {
       try {
         return await conn.request(target, opts);
       } catch (err) {
-        if (reused && attempt === 0 && !opts.signal?.aborted && isStale(err)) continue;
+        if (reused && attempt === 0 && !opts.signal?.aborted && isStale(err)) {
+          this.staleRetries++;
+          continue;
+        }
         throw err;
       }
     }
@@ -530,6 +537,13 @@ export class ConnectionPool {
 
   private wake(key: string): void {
     this.waiting.get(key)?.shift()?.();
+  }
+
+  /** Connections waiting in the pool for a request. */
+  get idleCount(): number {
+    let n = 0;
+    for (const list of this.idle.values()) n += list.length;
+    return n;
   }
 
   /** Closes every idle connection. */

@@ -449,6 +449,24 @@ describe('keep-alive', () => {
     expect(await text(await client.get(url, { timeoutMs: 5000 }))).toBe('c1r1');
     expect(await text(await client.get(url, { timeoutMs: 5000 }))).toBe('c2r1');
     expect(server.connections()).toBe(2);
+    expect(client.staleRetries).toBe(1);
+  });
+
+  it('should notice a server closing an idle connection and not send the next request on it', async () => {
+    let closedByServer = false;
+    const server = await keepAliveServer((socket, _head, conn) => {
+      socket.write(ok(`c${conn}`), () =>
+        socket.end(() => {
+          closedByServer = true;
+        }),
+      );
+    });
+    const client = newClient();
+    expect(await text(await client.get(new URL(server.url), { timeoutMs: 5000 }))).toBe('c1');
+    await expect.poll(() => closedByServer).toBe(true);
+    await expect.poll(() => client.idleConnections).toBe(0);
+    expect(await text(await client.get(new URL(server.url), { timeoutMs: 5000 }))).toBe('c2');
+    expect(client.staleRetries).toBe(0);
   });
 
   it('should hold a request beyond the per-origin bound until a connection is free, then reuse it', async () => {
