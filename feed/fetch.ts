@@ -8,7 +8,7 @@ import type { Fetcher } from 'tuf-js';
 import { DownloadHTTPError } from 'tuf-js/dist/error.js';
 import { consumeChunks } from '../core/lending.js';
 import { GantryError, isGantryError } from '../core/errors.js';
-import { FeedHttpClient, ProxyError, RedirectError, type HttpResponse } from './http/client.js';
+import { FeedHttpClient, ProxyError, type HttpResponse } from './http/client.js';
 import { displayUrl, type ProxySettings } from './http/proxy.js';
 
 /** How the feed is reached: the HTTP client (its pool and settings) and this feed's proxy override. */
@@ -81,9 +81,10 @@ function clientOf(transport: FeedTransport): FeedHttpClient {
 
 /** Says what failed, naming the proxy when it was the proxy, never showing a credential. */
 function describeFailure(url: URL, err: Error): string {
-  if (err instanceof ProxyError)
+  // A ProxyError's and a RedirectError's messages show URLs without credentials already.
+  if (err instanceof ProxyError) {
     return `cannot fetch ${displayUrl(url)} through the proxy ${err.proxy}: ${err.message}`;
-  if (err instanceof RedirectError) return `cannot fetch ${displayUrl(url)}: ${err.message}`;
+  }
   return `cannot fetch ${displayUrl(url)}: ${err.message}`;
 }
 
