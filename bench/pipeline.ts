@@ -35,7 +35,11 @@ import { measureUpload } from './upload.js';
  * - Manual upload of the largest bundle (bench/upload.ts).
  *
  * Environment knobs (for quick trials): BENCH_PIPELINE_SIZES_MIB (default "256,1024"),
- * BENCH_PIPELINE_RUNS (default 3), BENCH_PIPELINE_UPLOAD=0 to skip the upload part.
+ * BENCH_PIPELINE_RUNS (default 3), BENCH_PIPELINE_UPLOAD=0 to skip the upload part,
+ * BENCH_PIPELINE_CLIENTS (default "gantry"): the feed HTTP clients to run Gantry with
+ * (GANTRY_FEED_HTTP_CLIENT, e.g. "gantry,node"; runs interleaved, one table row each; the first is
+ * the one compared with the peers), BENCH_PIPELINE_PEERS=0 to skip SWUpdate, the shell pipeline and
+ * bare node (a clients-only comparison).
  */
 
 const PEER =
@@ -74,6 +78,8 @@ interface SizeResult {
   bytes: number;
   bundleBytes: number;
   gantry: GantryRun[];
+  /** Every client's runs (the first client's are `gantry`). */
+  byClient: Record<string, GantryRun[]>;
   swupdate: ToolRun[];
   swupdateError: string | null;
   shell: ToolRun[];
@@ -205,12 +211,13 @@ async function gantryDownload(
   img: ImageFixture,
   feedUrl: string,
   work: string,
+  client: string,
 ): Promise<GantryRun> {
   const dataDir = fs.mkdtempSync(path.join(work, 'gantry-data-'));
   trustVendorKey(dataDir, fx.vendorPublicKeyPem);
   const g = await startGantryChild(cmd, {
     dataDir,
-    env: { GANTRY_FEED_URL: feedUrl, GANTRY_FEED_ROOT: fx.feedRoot },
+    env: { GANTRY_FEED_URL: feedUrl, GANTRY_FEED_ROOT: fx.feedRoot, GANTRY_FEED_HTTP_CLIENT: client },
   });
   try {
     const check = await requestJson('POST', `${g.url}/api/v1/ota/check-updates`, {
@@ -339,6 +346,12 @@ export const pipelineSuite: BenchSuite = {
       throw new Error('BENCH_PIPELINE_SIZES_MIB: sizes in MiB');
     const runs = Math.round(envNumber('BENCH_PIPELINE_RUNS', 3));
     const withUpload = process.env.BENCH_PIPELINE_UPLOAD !== '0';
+    const withPeers = process.env.BENCH_PIPELINE_PEERS !== '0';
+    const clients = (process.env.BENCH_PIPELINE_CLIENTS ?? 'gantry')
+      .split(',')
+      .map((c) => c.trim())
+      .filter(Boolean);
+    if (clients.length === 0) throw new Error('BENCH_PIPELINE_CLIENTS: at least one client');
     const notes: string[] = [];
     const loadBefore = os.loadavg().map((v) => round(v, 2));
     if (loadBefore[0]! > os.cpus().length * 0.5) {
@@ -371,6 +384,7 @@ export const pipelineSuite: BenchSuite = {
           bytes: img.bytes,
           bundleBytes: img.bundleBytes,
           gantry: [],
+          byClient: Object.fromEntries(clients.map((c) => [c, []])),
           swupdate: [],
           swupdateError: null,
           shell: [],
@@ -379,11 +393,15 @@ export const pipelineSuite: BenchSuite = {
         // Gantry and the shell alternate run by run; the peer script does its runs in one go.
         for (let i = 0; i < runs; i++) {
           opts.log(`${img.label} run ${i + 1}/${runs}: Gantry download, then the shell pipeline…`);
-          const g = await gantryDownload(cmd, fx, img, feedUrl, work);
-          opts.log(
-            `  gantry ${round(g.seconds, 2)} s, peak RSS ${mib(g.peakRssBytes ?? 0)} MiB, slot ${g.slotOk ? 'ok' : 'WRONG'}`,
-          );
-          res.gantry.push(g);
+          for (const client of clients) {
+            const g = await gantryDownload(cmd, fx, img, feedUrl, work, client);
+            opts.log(
+              `  gantry (${client} client) ${round(g.seconds, 2)} s, peak RSS ${mib(g.peakRssBytes ?? 0)} MiB, CPU ${g.cpuSeconds} s, slot ${g.slotOk ? 'ok' : 'WRONG'}`,
+            );
+            res.byClient[client]!.push(g);
+          }
+          res.gantry = res.byClient[clients[0]!]!;
+          if (!withPeers) continue;
           const s = await shellDownload(
             `${feedUrl}${img.rawUrlPath}`,
             img,
@@ -399,15 +417,17 @@ export const pipelineSuite: BenchSuite = {
           opts.log(`  bare node ${round(b.seconds, 2)} s, peak RSS ${mib(b.peakRssBytes)} MiB`);
           res.bare.push(b);
         }
-        opts.log(`${img.label}: SWUpdate peer, ${runs} runs (${path.relative(ROOT, PEER)})…`);
-        const swu = await swupdateDownloads(img, path.join(work, 'swupdate-slot.img'), runs);
-        res.swupdate = swu.runs;
-        res.swupdateError = swu.error;
-        if (swu.error) {
-          opts.log(`  ${swu.error}`);
-          notes.push(`${img.label}: ${swu.error}`);
+        if (withPeers) {
+          opts.log(`${img.label}: SWUpdate peer, ${runs} runs (${path.relative(ROOT, PEER)})…`);
+          const swu = await swupdateDownloads(img, path.join(work, 'swupdate-slot.img'), runs);
+          res.swupdate = swu.runs;
+          res.swupdateError = swu.error;
+          if (swu.error) {
+            opts.log(`  ${swu.error}`);
+            notes.push(`${img.label}: ${swu.error}`);
+          }
+          opts.log(`  swupdate ${secs(swu.runs)} s`);
         }
-        opts.log(`  swupdate ${secs(swu.runs)} s`);
         results.push(res);
       }
 
@@ -449,7 +469,7 @@ export const pipelineSuite: BenchSuite = {
           row('curl | tee | openssl dgst; sync', r.shell, sh),
         );
         if (Number.isFinite(sw)) ratios[`${r.label}: gantry / swupdate`] = round(g / sw, 2);
-        ratios[`${r.label}: gantry / shell`] = round(g / sh, 2);
+        if (Number.isFinite(sh)) ratios[`${r.label}: gantry / shell`] = round(g / sh, 2);
         const peak = Math.max(...r.gantry.map((x) => x.peakRssBytes ?? 0));
         const sampled = Math.max(...r.gantry.map((x) => x.sampledPeakRssBytes));
         const idle = median(r.gantry.map((x) => x.idleRssBytes ?? 0));
@@ -552,7 +572,51 @@ export const pipelineSuite: BenchSuite = {
         };
       }
 
+      // One row per feed HTTP client (GANTRY_FEED_HTTP_CLIENT), same images, runs interleaved.
+      const clientRows: Array<Array<string | number>> = [];
+      for (const r of results) {
+        for (const [client, cruns] of Object.entries(r.byClient)) {
+          if (cruns.length === 0) continue;
+          const m = med(cruns);
+          const peak = Math.max(...cruns.map((x) => x.peakRssBytes ?? 0));
+          const growth = Math.max(...cruns.map((x) => (x.peakRssBytes ?? 0) - (x.idleRssBytes ?? 0)));
+          const cpu = median(cruns.map((x) => x.cpuSeconds ?? 0));
+          clientRows.push([
+            r.label,
+            client,
+            fmt(m),
+            fmt(mib(r.bytes) / m, 0),
+            mib(peak),
+            mib(growth),
+            round(cpu / (r.bytes / (1024 * MiB)), 2),
+            secs(cruns),
+            cruns.map((x) => mib(x.peakRssBytes ?? 0)).join(' / '),
+            cruns.every((x) => x.slotOk) ? 'yes' : 'NO',
+          ]);
+        }
+      }
+
       const tables: Table[] = [
+        ...(clients.length > 1
+          ? [
+              {
+                title: `Gantry's download per feed HTTP client (GANTRY_FEED_HTTP_CLIENT), median of ${runs}, runs interleaved; peak is VmHWM, growth is peak − idle before the download (MiB)`,
+                columns: [
+                  'image',
+                  'client',
+                  'median s',
+                  'MiB/s',
+                  'peak RSS',
+                  'growth',
+                  'CPU s/GiB',
+                  'runs s',
+                  'peak per run',
+                  'slot ok',
+                ],
+                rows: clientRows,
+              },
+            ]
+          : []),
         {
           title: `Download into slot B over loopback HTTP, median of ${runs} (time includes fsync/sync; MiB/s of image)`,
           columns: ['image', 'tool', 'median s', 'MiB/s', 'runs s', 'slot ok'],
@@ -607,6 +671,8 @@ export const pipelineSuite: BenchSuite = {
           options: {
             sizesBytes: sizes,
             runs,
+            clients,
+            peers: withPeers,
             pollMs: POLL_MS,
             gantryMode: cmd.mode,
             gantryCommand: [cmd.command, ...cmd.args],

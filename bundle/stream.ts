@@ -2,7 +2,7 @@ import type { KeyObject } from 'node:crypto';
 import { Readable, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { GantryError, isGantryError } from '../core/errors.js';
-import { consumeChunks, writeLent } from '../core/streams.js';
+import { consumeChunks, writeLent } from '../core/lending.js';
 import { verifyManifestSignature } from './keys.js';
 import {
   compareVersions,

@@ -1,6 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import { FEED_HTTP_IMPLEMENTATIONS } from '../feed/http/client.js';
+import { checkProxySettings, proxySettingsFromEnv } from '../feed/http/proxy.js';
 import {
   LINUX_ENV_KEYS,
   linuxConfigFields,
@@ -67,6 +69,14 @@ export const configSchema = z.strictObject({
    * the data dir, served on loopback); `off`: never. Never used with the Linux device.
    */
   demoFeed: z.enum(['auto', 'off']).default('auto'),
+  /** The feed's HTTP client: Gantry's own (reused buffers) or node:http, the fallback. */
+  feedHttpClient: z.enum(FEED_HTTP_IMPLEMENTATIONS).default('gantry'),
+  /** PEM file of certificate authorities trusted for https feeds, besides Node's bundled ones. */
+  feedCaFile: z.string().min(1).optional(),
+  /** Proxies for the feed (HTTPS_PROXY, HTTP_PROXY, NO_PROXY; a configuration ZIP's win). */
+  httpsProxy: z.string().optional(),
+  httpProxy: z.string().optional(),
+  noProxy: z.string().optional(),
   loginAttemptsPerMinute: z.coerce.number().int().min(1).max(1000).default(10),
   /** Snapshots kept per gateway; creating one more deletes the oldest. */
   snapshotRetention: z.coerce.number().int().min(1).max(100).default(5),
@@ -97,6 +107,11 @@ const ENV_KEYS = {
   GANTRY_FEED_TARGETS_URL: 'feedTargetsUrl',
   GANTRY_FEED_ROOT: 'feedRoot',
   GANTRY_DEMO_FEED: 'demoFeed',
+  GANTRY_FEED_HTTP_CLIENT: 'feedHttpClient',
+  GANTRY_FEED_CA_FILE: 'feedCaFile',
+  HTTPS_PROXY: 'httpsProxy',
+  HTTP_PROXY: 'httpProxy',
+  NO_PROXY: 'noProxy',
   ...LINUX_ENV_KEYS,
 } as const satisfies Record<string, keyof GantryConfig>;
 
@@ -137,9 +152,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GantryConfig {
       throw new ConfigError([`GANTRY_CONFIG: cannot read ${fromFile}: ${(err as Error).message}`]);
     }
   }
+  // The proxy variables in both spellings, the lower-case one first (curl's convention).
+  const proxyEnv = proxySettingsFromEnv(env);
   for (const [envName, key] of Object.entries(ENV_KEYS)) {
-    const value = env[envName];
-    if (value === undefined || value === '') continue;
+    const value =
+      key === 'httpsProxy'
+        ? proxyEnv.httpsProxy
+        : key === 'httpProxy'
+          ? proxyEnv.httpProxy
+          : key === 'noProxy'
+            ? proxyEnv.noProxy
+            : env[envName];
+    if (value === undefined || value === null || value === '') continue;
     if (key === 'gateways') raw[key] = parseGatewayList(value);
     else if (key === 'trustedOrigins') raw[key] = value.split(',').map((s) => s.trim());
     else raw[key] = value;
@@ -156,6 +180,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GantryConfig {
       }),
     );
   }
+  // Checked here so a mistyped proxy stops the server at start; the messages never echo the URL.
+  const proxyProblems = checkProxySettings(parsed.data, { https: 'HTTPS_PROXY', http: 'HTTP_PROXY' });
+  if (proxyProblems.length) throw new ConfigError(proxyProblems);
   const ids = parsed.data.gateways.map((g) => g.id);
   const dup = ids.find((id, i) => ids.indexOf(id) !== i);
   if (dup) throw new ConfigError([`GANTRY_GATEWAYS: gateway ${dup} is listed twice`]);

@@ -11,7 +11,7 @@ import { detectBootedSlot, mountPointsOf, type SystemPaths } from './linux/proc.
 import { readSafetyFile, SafetyFileWatcher } from './linux/safety-file.js';
 import { DEFAULT_UBOOT_VARS, UBootEnv, type SetenvScriptFormat, type UBootVarNames } from './linux/uboot.js';
 import { SlotWriter } from './slot-writer.js';
-import { LendingFileReader } from '../core/file-reader.js';
+import { LendingFileReader } from '../core/lending.js';
 import {
   SLOT_IDS,
   type BootEnv,

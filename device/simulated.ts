@@ -6,7 +6,7 @@ import type { Readable } from 'node:stream';
 import { readJsonFile, writeFileAtomicSync } from '../core/fsutil.js';
 import { HostResourceSampler, hostLoadPerCpu } from './host-resources.js';
 import { SlotWriter } from './slot-writer.js';
-import { LendingFileReader } from '../core/file-reader.js';
+import { LendingFileReader } from '../core/lending.js';
 import {
   otherSlot,
   SLOT_IDS,

@@ -5,10 +5,16 @@ import { Metadata, MetadataKind, type TargetFile } from '@tufjs/models';
 import { Updater } from 'tuf-js';
 import { GantryError, isGantryError } from '../core/errors.js';
 import { writeFileAtomicSync } from '../core/fsutil.js';
-import { DEFAULT_FETCH_TIMEOUT_MS, fetchTarget, MetadataFetcher, type FetchTargetOptions } from './fetch.js';
+import {
+  DEFAULT_FETCH_TIMEOUT_MS,
+  fetchTarget,
+  MetadataFetcher,
+  type FeedTransport,
+  type FetchTargetOptions,
+} from './fetch.js';
 import { TargetCustomSchema, type FeedTarget } from './types.js';
 
-export interface FeedClientOptions {
+export interface FeedClientOptions extends FeedTransport {
   /** Where the verified metadata is kept between refreshes (the trusted root as `root.json`). */
   metadataDir: string;
   /** Unused by Gantry's own pipeline (it streams targets); passed to tuf-js for completeness. */
@@ -146,15 +152,18 @@ export class FeedClient {
   }
 
   private async doRefresh(): Promise<FeedTarget[]> {
+    const fetcher = new MetadataFetcher({
+      timeoutMs: this.opts.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS,
+      headers: { 'user-agent': this.opts.userAgent ?? 'gantry' },
+      http: this.opts.http,
+      proxy: this.opts.proxy,
+    });
     const updater = new Updater({
       metadataDir: this.opts.metadataDir,
       metadataBaseUrl: this.opts.metadataBaseUrl,
       targetBaseUrl: this.opts.targetBaseUrl,
       targetDir: this.opts.targetDir,
-      fetcher: new MetadataFetcher({
-        timeoutMs: this.opts.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS,
-        headers: { 'user-agent': this.opts.userAgent ?? 'gantry' },
-      }),
+      fetcher,
     });
     try {
       await updater.refresh();
@@ -171,6 +180,11 @@ export class FeedClient {
       }
       return out;
     } catch (err) {
+      // tuf-js wraps some fetch failures in a RuntimeError holding only their message.
+      const fetchError = fetcher.lastError;
+      if (fetchError && err !== fetchError && String((err as Error)?.message).includes(fetchError.message)) {
+        throw fetchError;
+      }
       throw mapFeedError(err);
     }
   }
@@ -185,6 +199,8 @@ export class FeedClient {
   fetchTarget(target: { path: string; length: number }, opts: FetchTargetOptions = {}): Promise<Readable> {
     return fetchTarget(this.opts.targetBaseUrl, target, {
       timeoutMs: this.opts.fetchTimeoutMs,
+      http: this.opts.http,
+      proxy: this.opts.proxy,
       headers: { 'user-agent': this.opts.userAgent ?? 'gantry' },
       ...opts,
     });

@@ -5,7 +5,7 @@ import type { RunningDemoFeed } from '../feed/demo-feed.js';
 import type { GatewayRegistry, GatewayRuntime } from '../services/gateways.js';
 import type { SettingsService } from '../services/settings.js';
 import type { HealthCheck } from '../services/updates/partitions.js';
-import { TufFeedPort, type FeedLocation } from '../services/updates/feed-port.js';
+import { feedHttpClient, TufFeedPort, type FeedLocation } from '../services/updates/feed-port.js';
 import type { UpdatePorts } from '../services/updates/job-types.js';
 import type { FeedSources } from './feed-sources.js';
 
@@ -48,6 +48,7 @@ export interface SnapshotPort extends ResettablePort {
  * each other.
  */
 export interface PortDeps {
+  config: Parameters<typeof feedHttpClient>[0];
   settings: Pick<SettingsService, 'reset'>;
   gateways: Pick<GatewayRegistry, 'gatewayDir'>;
   feeds: Pick<FeedSources, 'resolve'>;
@@ -66,6 +67,7 @@ export function createUpdatePorts(deps: PortDeps): UpdatePorts {
     feed: new TufFeedPort(
       (id) => deps.feeds.resolve(id),
       (id) => path.join(deps.gateways.gatewayDir(id), 'feed', 'metadata'),
+      feedHttpClient(deps.config),
     ),
     trustedKeys: (id) => {
       const keys = deps.provisioning.trustedKeys(id);

@@ -14,6 +14,7 @@ import { findGantryError, GantryError, type ErrorCode } from '../core/errors.js'
 import { formatBytes, isoSeconds } from '../core/format.js';
 import { fsyncDirSync } from '../core/fsutil.js';
 import { drained } from '../core/streams.js';
+import { proxyPasswords, redactUrlCredentials } from '../feed/http/proxy.js';
 import type { GantryDb } from '../drizzle/db.js';
 import {
   jobs as jobsTable,
@@ -58,7 +59,8 @@ const MIN_SECRET_LENGTH = 8;
 export function redactSecrets(value: unknown, secrets: readonly string[], key?: string): unknown {
   if (key !== undefined && SECRET_KEY.test(key) && value !== null && value !== undefined) return REDACTED;
   if (typeof value === 'string') {
-    let out = value;
+    // Credentials inside URLs (a proxy's or a feed's `user:password@`), whatever their length.
+    let out = redactUrlCredentials(value);
     for (const s of secrets) if (out.includes(s)) out = out.split(s).join(REDACTED);
     return out;
   }
@@ -274,6 +276,7 @@ export class DebugBundleService {
       // The salt and key of a "$"-separated hash are secrets on their own too.
       values.push(...h.split('$').filter((part) => part.length >= 16));
     }
+    values.push(...proxyPasswords(config));
     if (config.adminPassword) values.push(config.adminPassword);
     if (config.safetyPin) values.push(config.safetyPin);
     // Longest first: a secret containing another is replaced whole.
@@ -369,7 +372,7 @@ export class DebugBundleService {
           jobs: true,
         },
         entries: entries.map((e) => ({ name: e.name, size: 'data' in e ? e.data.length : e.size })),
-        redaction: `secrets (passwords, PIN and password hashes, tokens, keys, the JWT secret) appear as ${REDACTED}`,
+        redaction: `secrets (passwords, PIN and password hashes, tokens, keys, the JWT secret, credentials in URLs such as a proxy's) appear as ${REDACTED}`,
       });
       const all: BundleEntry[] = [{ name: 'manifest.json', data: manifest }, ...entries];
 

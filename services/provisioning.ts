@@ -15,6 +15,7 @@ import {
   type PluginManifest,
 } from '../api/schemas/zip.js';
 import { GantryError } from '../core/errors.js';
+import type { ProxySettings } from '../feed/http/proxy.js';
 import { isoSeconds } from '../core/format.js';
 import { fsyncDirSync, removeTreeSync } from '../core/fsutil.js';
 import type { ExtractOutput, ZipManifestSummary, ZipOperationKind } from '../machines/zip-operation.js';
@@ -62,6 +63,8 @@ export interface FeedConfig {
   metadataUrl: string;
   targetsUrl: string;
   trustedRootPath: string;
+  /** Only the fields the archive sets (an empty string: no proxy); the environment fills the rest. */
+  proxy?: ProxySettings;
 }
 
 export interface HookEntry {
@@ -309,10 +312,17 @@ export class ProvisioningService {
     const dir = this.currentConfigDir(gatewayId);
     const manifest = this.configuration(gatewayId);
     if (!dir || !manifest?.feed || !manifest.trusted_root) return null;
+    const { https_proxy, http_proxy, no_proxy } = manifest.feed;
+    const proxy: ProxySettings = {
+      ...(https_proxy !== undefined ? { httpsProxy: https_proxy } : {}),
+      ...(http_proxy !== undefined ? { httpProxy: http_proxy } : {}),
+      ...(no_proxy !== undefined ? { noProxy: no_proxy } : {}),
+    };
     return {
       metadataUrl: manifest.feed.metadata_url,
       targetsUrl: manifest.feed.targets_url,
       trustedRootPath: path.join(dir, manifest.trusted_root),
+      ...(Object.keys(proxy).length > 0 ? { proxy } : {}),
     };
   }
 

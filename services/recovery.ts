@@ -7,7 +7,7 @@ import type { Manifest } from '../bundle/manifest.js';
 import { checkInstallable, verifyBundle } from '../bundle/stream.js';
 import { fsyncDirSync, readJsonFile, writeFileAtomicSync } from '../core/fsutil.js';
 import { GantryError } from '../core/errors.js';
-import { LendingFileReader } from '../core/file-reader.js';
+import { LendingFileReader } from '../core/lending.js';
 import { formatBytes, formatHms } from '../core/format.js';
 import { otherSlot, type SlotId } from '../device/types.js';
 import type { GatewayRegistry, GatewayRuntime } from './gateways.js';

@@ -8,7 +8,7 @@ import type { EventBus } from '../core/bus.js';
 import { findGantryError, GantryError, type ErrorCode } from '../core/errors.js';
 import { formatBytes, formatEta, formatHms, formatSpeed, isoSeconds } from '../core/format.js';
 import { fsyncDirSync, removeTreeSync } from '../core/fsutil.js';
-import { pipeChunks } from '../core/streams.js';
+import { pipeChunks } from '../core/lending.js';
 import { SlotWriter } from '../device/slot-writer.js';
 import { SLOT_IDS, type SlotId, type SlotInfo } from '../device/types.js';
 import type { GantryDb } from '../drizzle/db.js';

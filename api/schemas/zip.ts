@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parseProxyUrl } from '../../feed/http/proxy.js';
 import { settingsUpdateInputSchema } from './settings.js';
 
 /**
@@ -38,6 +39,19 @@ const archivePath = z.string().superRefine((value, ctx) => {
 
 const httpUrl = z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' });
 
+/** A proxy URL, or '' for "no proxy" (over the environment's). The message never echoes the value. */
+const proxyUrl = z
+  .string()
+  .max(2048)
+  .superRefine((value, ctx) => {
+    if (value === '') return;
+    try {
+      parseProxyUrl(value, 'proxy');
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message.replace(/^proxy:? ?/, '') });
+    }
+  });
+
 /** core/auth.ts `hashSecret` format: scrypt$N$r$p$salt$hash (salt and hash base64). */
 export const SCRYPT_HASH =
   /^scrypt\$\d{1,10}\$\d{1,4}\$\d{1,4}\$[A-Za-z0-9+/]{8,}={0,2}\$[A-Za-z0-9+/]{16,}={0,2}$/;
@@ -49,7 +63,16 @@ export const configurationManifestSchema = z
   .strictObject({
     kind: z.literal('configuration'),
     /** The TUF feed the update pipeline polls. */
-    feed: z.strictObject({ metadata_url: httpUrl, targets_url: httpUrl }).optional(),
+    feed: z
+      .strictObject({
+        metadata_url: httpUrl,
+        targets_url: httpUrl,
+        /** Proxies for this feed, over HTTPS_PROXY / HTTP_PROXY / NO_PROXY field by field. */
+        https_proxy: proxyUrl.optional(),
+        http_proxy: proxyUrl.optional(),
+        no_proxy: z.string().max(4096).optional(),
+      })
+      .optional(),
     /** TUF root metadata in the archive (self-signed by its threshold of root keys). */
     trusted_root: archivePath.optional(),
     /** Ed25519 public keys (PEM, SPKI) bundles must be signed with. */

@@ -4,7 +4,7 @@ import type { Manifest, Payload } from '../../bundle/manifest.js';
 import { inlineDigests, threadDigests } from '../../bundle/digests.js';
 import { streamBundle, type PayloadPosition } from '../../bundle/stream.js';
 import { GantryError } from '../../core/errors.js';
-import { writeLent } from '../../core/streams.js';
+import { writeLent } from '../../core/lending.js';
 import type { SlotWriter } from '../../device/slot-writer.js';
 import type { GatewayDevice, SlotId } from '../../device/types.js';
 

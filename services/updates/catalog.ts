@@ -29,7 +29,17 @@ export interface FeedPort {
   /** The feed shown to operators, or null when the gateway has no feed configured. */
   server(gatewayId: string): FeedServer | null;
   refresh(gatewayId: string): Promise<FeedTarget[]>;
-  open(gatewayId: string, target: FeedTarget, offset: number, signal: AbortSignal): Promise<Readable>;
+  /**
+   * The target from byte `offset`. `validator` is shared by the requests of one download (see
+   * TargetValidator in feed/fetch.ts): later requests carry If-Range with the first answer's ETag.
+   */
+  open(
+    gatewayId: string,
+    target: FeedTarget,
+    offset: number,
+    signal: AbortSignal,
+    validator?: { value: string | null },
+  ): Promise<Readable>;
 }
 
 const str = (v: unknown, fallback = ''): string => (typeof v === 'string' ? v : fallback);

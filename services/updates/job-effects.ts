@@ -3,8 +3,7 @@ import path from 'node:path';
 import { eq } from 'drizzle-orm';
 import type { UpdateStrategy } from '../../api/schemas/settings.js';
 import { GantryError } from '../../core/errors.js';
-import { LendingFileReader } from '../../core/file-reader.js';
-import { consumeChunks, pipeChunks } from '../../core/streams.js';
+import { consumeChunks, LendingFileReader, pipeChunks } from '../../core/lending.js';
 import type { SlotId } from '../../device/types.js';
 import type { GantryDb } from '../../drizzle/db.js';
 import { jobs as jobsTable } from '../../drizzle/schema.js';
@@ -52,11 +51,14 @@ export class JobEffects {
     const src = artifact.source;
     if (src.kind === 'file') return fileBundleSource(src.path, src.sha256);
     if (src.kind === 'image') throw new Error('a raw image is copied, not parsed as a bundle');
+    // One validator for every request of this download: a file replaced on the server midway is
+    // answered whole and the transfer starts over, never stitched (If-Range, feed/fetch.ts).
+    const validator = { value: null as string | null };
     return {
       description: src.target.path,
       sha256: src.target.sha256,
       length: src.target.length,
-      open: (offset, signal) => this.deps.ports.feed.open(gw.id, src.target, offset, signal),
+      open: (offset, signal) => this.deps.ports.feed.open(gw.id, src.target, offset, signal, validator),
     };
   }
 

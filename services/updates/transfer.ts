@@ -2,8 +2,9 @@ import type { KeyObject } from 'node:crypto';
 import fs from 'node:fs';
 import type { Manifest, Payload } from '../../bundle/manifest.js';
 import { GantryError, findGantryError, type ErrorCode } from '../../core/errors.js';
-import { LendingFileReader } from '../../core/file-reader.js';
+import { LendingFileReader } from '../../core/lending.js';
 import type { GatewayDevice, SlotId } from '../../device/types.js';
+import { RESTART_DOWNLOAD } from '../../feed/fetch.js';
 import {
   ResumedHashMismatchError,
   streamImageToSlot,
@@ -234,6 +235,8 @@ export async function transferBundle(req: TransferRequest): Promise<TransferResu
         }
         const gantry = findGantryError(err);
         if (gantry && FATAL.includes(gantry.gantryCode)) throw restarted ? afterRestart(gantry) : gantry;
+        // The server answered a ranged request whole (the file changed): start over, never stitch.
+        if (gantry?.details?.[RESTART_DOWNLOAD] === true) resume = null;
         lastError = attemptAbort.signal.aborted ? attemptAbort.signal.reason : err;
         if (++failures >= policy.maxAttempts) break;
         req.onRetry(failures, messageOf(lastError));

@@ -10,7 +10,7 @@ import { threadDigests } from '../../bundle/digests.js';
 import { checkInstallable, verifyBundle } from '../../bundle/stream.js';
 import { GantryError } from '../../core/errors.js';
 import { formatBytes } from '../../core/format.js';
-import { LendingFileReader } from '../../core/file-reader.js';
+import { LendingFileReader } from '../../core/lending.js';
 import { drained } from '../../core/streams.js';
 import { youngGenerationSweeper } from '../../core/young-gc.js';
 import type { GantryDb } from '../../drizzle/db.js';

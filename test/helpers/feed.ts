@@ -30,6 +30,7 @@ export interface TestFeed {
   targetUrlPath(bundlePath: string): string;
   /** Puts the vendor's public key where a Gantry data dir trusts it (dev fallback). */
   trustIn(dataDir: string): void;
+  /** Stops the server and removes the feed and the bundles built for it. */
   close(): Promise<void>;
 }
 
@@ -85,7 +86,11 @@ export async function startTestFeed(): Promise<TestFeed> {
       fs.mkdirSync(path.join(dataDir, 'trusted-keys'), { recursive: true });
       fs.writeFileSync(path.join(dataDir, 'trusted-keys', 'vendor.pem'), vendor.publicKeyPem);
     },
-    close: () => server.close(),
+    async close() {
+      await server.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+      fs.rmSync(work, { recursive: true, force: true });
+    },
   };
 }
 

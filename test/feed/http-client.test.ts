@@ -5,7 +5,8 @@ import net from 'node:net';
 import path from 'node:path';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
-import { HttpBody, httpGet } from '../../feed/http-get.js';
+import { HttpBody, type BodyConnection } from '../../feed/http/body.js';
+import { FeedHttpClient, type GetOptions, type HttpResponse } from '../../feed/http/client.js';
 
 const TLS_DIR = path.join(import.meta.dirname, '..', 'fixtures', 'tls');
 
@@ -120,6 +121,18 @@ async function readAll(body: HttpBody): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
+const clients: FeedHttpClient[] = [];
+afterEach(() => {
+  for (const c of clients.splice(0)) c.close();
+});
+
+/** A GET with a fresh client (its own pool), as the tests before keep-alive did. */
+function httpGet(url: URL, opts: GetOptions & { ca?: Buffer }): Promise<HttpResponse & { body: HttpBody }> {
+  const client = new FeedHttpClient({ extraCa: opts.ca ? [opts.ca] : undefined });
+  clients.push(client);
+  return client.get(url, opts) as Promise<HttpResponse & { body: HttpBody }>;
+}
+
 const head = (extra: string): Buffer => Buffer.from(`HTTP/1.1 200 OK\r\n${extra}\r\n`);
 
 describe('httpGet', () => {
@@ -134,7 +147,6 @@ describe('httpGet', () => {
     expect((await lendAll(lent.body)).equals(data)).toBe(true);
     expect(server.requests[0]).toMatch(/^GET \/file HTTP\/1\.1\r\n/);
     expect(server.requests[0]).toMatch(/\r\nrange: bytes=0-\r\n/);
-    expect(server.requests[0]).toMatch(/\r\nconnection: close\r\n/);
 
     const read = await httpGet(new URL(server.url), { timeoutMs: 5000 });
     expect((await readAll(read.body)).equals(data)).toBe(true);
@@ -259,9 +271,16 @@ describe('httpGet', () => {
   it('should not end a lent body before the consumer let go of its last piece, whatever end events come', async () => {
     // Driven by hand as a socket would: reads into the body's buffer, then 'end' and 'close'.
     const heads: number[] = [];
+    const conn: BodyConnection = {
+      buffers: { primary: Buffer.alloc(64), spare: null },
+      pause: () => undefined,
+      resume: () => undefined,
+      release: () => undefined,
+      destroy: () => undefined,
+    };
     const body = new HttpBody(
-      64,
-      (status) => heads.push(status),
+      conn,
+      (h) => heads.push(h.status),
       (err) => {
         throw err;
       },
@@ -317,5 +336,173 @@ describe('httpGet', () => {
       'already cancelled',
     );
     await expect.poll(() => closes).toBe(1);
+  });
+});
+
+/**
+ * A raw server that keeps connections open: `answer` gets each request head, the connection's
+ * number and the request's number on it.
+ */
+async function keepAliveServer(
+  answer: (socket: net.Socket, head: string, conn: number, nth: number) => void,
+): Promise<RawServer & { connections(): number }> {
+  const requests: string[] = [];
+  const sockets = new Set<net.Socket>();
+  let connections = 0;
+  const server = net.createServer((socket) => {
+    const conn = ++connections;
+    let nth = 0;
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => undefined);
+    let buffered = '';
+    socket.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString('latin1');
+      for (let end = buffered.indexOf('\r\n\r\n'); end !== -1; end = buffered.indexOf('\r\n\r\n')) {
+        const head = buffered.slice(0, end + 4);
+        buffered = buffered.slice(end + 4);
+        requests.push(head);
+        answer(socket, head, conn, ++nth);
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  const handle = {
+    url: `http://127.0.0.1:${port}/file`,
+    requests,
+    connections: () => connections,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+  servers.push(handle);
+  return handle;
+}
+
+const ok = (body: string, extra = '') =>
+  `HTTP/1.1 200 OK\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${extra}\r\n${body}`;
+
+async function text(res: HttpResponse): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of res.body) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString();
+}
+
+describe('keep-alive', () => {
+  const newClient = (opts: ConstructorParameters<typeof FeedHttpClient>[0] = {}) => {
+    const c = new FeedHttpClient(opts);
+    clients.push(c);
+    return c;
+  };
+
+  it('should carry requests one after another on one connection, lent or read, small bodies dropped', async () => {
+    const server = await keepAliveServer((socket, _head, conn, nth) => {
+      socket.write(
+        nth === 2 ? 'HTTP/1.1 404 Not Found\r\ncontent-length: 9\r\n\r\nnot found' : ok(`c${conn}r${nth}`),
+      );
+    });
+    const client = newClient();
+    const url = new URL(server.url);
+    expect(await text(await client.get(url, { timeoutMs: 5000 }))).toBe('c1r1');
+    const missing = await client.get(url, { timeoutMs: 5000 });
+    expect(missing.status).toBe(404);
+    missing.body.dump();
+    const lent: Buffer[] = [];
+    await ((await client.get(url, { timeoutMs: 5000 })) as HttpResponse & { body: HttpBody }).body.lend(
+      (c) => {
+        lent.push(Buffer.from(c));
+        return undefined;
+      },
+    );
+    expect(Buffer.concat(lent).toString()).toBe('c1r3');
+    expect(server.connections()).toBe(1);
+    expect(client.connectionsOpened).toBe(1);
+  });
+
+  it('should open a new connection after Connection: close, extra bytes after a body, or a body left unread', async () => {
+    const server = await keepAliveServer((socket, head, conn, nth) => {
+      if (head.includes('/close')) socket.write(ok(`c${conn}`, 'connection: close\r\n'));
+      else if (head.includes('/junk')) socket.write(`${ok(`c${conn}`)}HTTP/1.1 200 OK\r\n`);
+      else socket.write(ok(`c${conn}r${nth}`.padEnd(200_000, '.')));
+    });
+    const client = newClient();
+    const at = (p: string) => new URL(p, server.url);
+    expect(await text(await client.get(at('/close'), { timeoutMs: 5000 }))).toBe('c1');
+    expect(await text(await client.get(at('/junk'), { timeoutMs: 5000 }))).toBe('c2');
+    const unread = await client.get(at('/big'), { timeoutMs: 5000 });
+    unread.body.destroy();
+    expect((await text(await client.get(at('/big'), { timeoutMs: 5000 }))).slice(0, 4)).toBe('c4r1');
+    expect(server.connections()).toBe(4);
+  });
+
+  it('should retry once on a new connection when a kept-alive one turns out closed by the server', async () => {
+    const server = await keepAliveServer((socket, _head, conn, nth) => {
+      // The server forgot the connection after its first answer: it closes on the next request.
+      if (nth === 2) socket.destroy();
+      else socket.write(ok(`c${conn}r${nth}`));
+    });
+    const client = newClient();
+    const url = new URL(server.url);
+    expect(await text(await client.get(url, { timeoutMs: 5000 }))).toBe('c1r1');
+    expect(await text(await client.get(url, { timeoutMs: 5000 }))).toBe('c2r1');
+    expect(server.connections()).toBe(2);
+    expect(client.staleRetries).toBe(1);
+  });
+
+  it('should notice a server closing an idle connection and not send the next request on it', async () => {
+    let closedByServer = false;
+    const server = await keepAliveServer((socket, _head, conn) => {
+      socket.write(ok(`c${conn}`), () =>
+        socket.end(() => {
+          closedByServer = true;
+        }),
+      );
+    });
+    const client = newClient();
+    expect(await text(await client.get(new URL(server.url), { timeoutMs: 5000 }))).toBe('c1');
+    await expect.poll(() => closedByServer).toBe(true);
+    await expect.poll(() => client.idleConnections).toBe(0);
+    expect(await text(await client.get(new URL(server.url), { timeoutMs: 5000 }))).toBe('c2');
+    expect(client.staleRetries).toBe(0);
+  });
+
+  it('should hold a request beyond the per-origin bound until a connection is free, then reuse it', async () => {
+    const server = await keepAliveServer((socket, _head, conn, nth) => socket.write(ok(`c${conn}r${nth}`)));
+    const client = newClient({ maxPerRoute: 1 });
+    const url = new URL(server.url);
+    const first = await client.get(url, { timeoutMs: 5000 });
+    let secondDone = false;
+    const second = client.get(url, { timeoutMs: 5000 }).then((r) => {
+      secondDone = true;
+      return r;
+    });
+    await new Promise((r) => setImmediate(r));
+    expect(secondDone).toBe(false);
+    expect(await text(first)).toBe('c1r1');
+    expect(await text(await second)).toBe('c1r2');
+
+    // A request waiting for a connection still honours its signal.
+    const busy = await client.get(url, { timeoutMs: 5000 });
+    const ac = new AbortController();
+    const waiting = client.get(url, { timeoutMs: 5000, signal: ac.signal });
+    ac.abort(new Error('operator cancelled'));
+    await expect(waiting).rejects.toThrow('operator cancelled');
+    expect(await text(busy)).toBe('c1r3');
+    expect(server.connections()).toBe(1);
+  });
+
+  it('should close an idle connection after the idle timeout', async () => {
+    let closed = 0;
+    const server = await keepAliveServer((socket, _head, conn) => {
+      socket.once('close', () => closed++);
+      socket.write(ok(`c${conn}`));
+    });
+    const client = newClient({ idleTimeoutMs: 50 });
+    expect(await text(await client.get(new URL(server.url), { timeoutMs: 5000 }))).toBe('c1');
+    await expect.poll(() => closed).toBe(1);
+    expect(await text(await client.get(new URL(server.url), { timeoutMs: 5000 }))).toBe('c2');
   });
 });
