@@ -9,6 +9,7 @@ import {
   simulatorSensorsInputSchema,
   simulatorSensorsOutputSchema,
 } from '../schemas/safety.js';
+import { envelope } from '../meta.js';
 import { adminProcedure, router } from '../trpc.js';
 
 /**
@@ -25,6 +26,15 @@ function simulated(gateway: GatewayRuntime): SimulatedDevice {
 
 export const simulatorRouter = router({
   sensors: adminProcedure
+    .meta({
+      rest: {
+        method: 'post',
+        path: '/api/v1/dev/simulator/sensors',
+        tag: 'Simulator (development)',
+        summary: 'Set simulated safety sensors (any subset); system_load null returns to the host load',
+        reply: envelope('Simulated sensors updated'),
+      },
+    })
     .input(simulatorSensorsInputSchema)
     .output(simulatorSensorsOutputSchema)
     .mutation(async ({ ctx, input }) => {
@@ -50,6 +60,15 @@ export const simulatorRouter = router({
     }),
 
   bootFailures: adminProcedure
+    .meta({
+      rest: {
+        method: 'post',
+        path: '/api/v1/dev/simulator/boot-failures',
+        tag: 'Simulator (development)',
+        summary: 'Make the next boots of a slot fail (kernel panic / watchdog)',
+        reply: envelope('Simulated boot failures set'),
+      },
+    })
     .input(simulatorBootFailuresInputSchema)
     .output(simulatorBootFailuresOutputSchema)
     .mutation(async ({ ctx, input }) => {
@@ -64,6 +83,15 @@ export const simulatorRouter = router({
 
   /** A power cycle: the simulated bootloader runs (bootcount, fallback) and the device reports it. */
   reboot: adminProcedure
+    .meta({
+      rest: {
+        method: 'post',
+        path: '/api/v1/dev/simulator/reboot',
+        tag: 'Simulator (development)',
+        summary: 'Power-cycle the simulated gateway',
+        reply: envelope('Simulated gateway rebooted'),
+      },
+    })
     .input(simulatorRebootInputSchema)
     .output(simulatorRebootOutputSchema)
     .mutation(async ({ ctx }) => {
