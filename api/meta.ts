@@ -21,7 +21,7 @@ export interface Access {
   gateway: boolean;
 }
 
-/** The document a path comes from, as named under /work/shared/spec (tests read the files). */
+/** The document a path comes from (test/unit/rest-table.test.ts holds the table to both). */
 export type RestSpec = 'gateway-ota-system-api' | 'ota-zip-updates';
 
 export interface RestMeta {

@@ -114,7 +114,8 @@ function procedureHandler(
 function requestInput(route: RestRoute, req: Request): unknown {
   if (!route.input) return undefined;
   if (route.pathParams.length > 0) {
-    return Object.fromEntries(route.pathParams.map((name) => [name, String(req.params[name])]));
+    const params = route.pathParams.map((name) => [name, String(req.params[name])]);
+    return { ...route.rest.bind, ...Object.fromEntries(params) };
   }
   return route.rest.method === 'get' ? { ...req.query } : req.body;
 }

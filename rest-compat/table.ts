@@ -64,6 +64,11 @@ export function restRouteTable(router: AnyRouter = appRouter): RestRoute[] {
         throw new Error(`${where}: ${key} needs a ${rest.method === 'get' ? 'query' : 'mutation'}`);
       }
       const pathParams = [...rest.path.matchAll(/:(\w+)/g)].map((m) => m[1]!);
+      if (rest.bind && !rest.upload && pathParams.length === 0) {
+        throw new Error(
+          `${where}: ${key} binds input fields, which only an upload or a path with parameters can join`,
+        );
+      }
       if (rest.reply.kind !== 'file') {
         const fields = input instanceof z.ZodObject ? Object.keys(input.shape) : [];
         for (const name of [...pathParams, ...Object.keys(rest.bind ?? {})]) {
