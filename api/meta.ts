@@ -60,12 +60,14 @@ export type RestReply =
 export type FileSource = 'debug-bundle';
 
 export interface UploadMeta {
-  /** The form as documented; its file field is `file`, its other fields join the input when non-empty. */
+  /** The form as documented; its text fields join the procedure's input when sent non-empty. */
   form: z.ZodObject;
+  /** The form field carrying the file (the one file part accepted). */
   file: string;
   /**
-   * A query with the route's access (and `bind` as input) run before a byte of the body is read:
-   * nobody streams a gigabyte to learn they are not an operator.
+   * A query with the route's access, run (with `bind` as input) before a byte of the body is read:
+   * nobody streams a gigabyte to learn they are not an operator. Its dotted path, e.g.
+   * `updates.authorizeUpload`; the table checks it exists with the same access.
    */
   authorize: string;
   /** Where the file goes (rest-compat/uploads.ts), which also makes it the procedure's input. */
