@@ -5,22 +5,26 @@ import { findGantryError, GantryError } from '../core/errors.js';
 import type { Role } from '../drizzle/schema.js';
 import type { Context } from './context.js';
 import { toTRPCError } from './errors.js';
+import type { Access, ProcedureMeta } from './meta.js';
 
-const t = initTRPC.context<Context>().create({
-  errorFormatter({ shape, error }) {
-    const gantry = findGantryError(error);
-    const zod = error.cause instanceof ZodError ? error.cause : null;
-    return {
-      ...shape,
-      data: {
-        ...shape.data,
-        gantryCode: gantry?.gantryCode ?? (zod ? 'VALIDATION_ERROR' : null),
-        details: gantry?.details ?? null,
-        issues: zod ? zod.issues.map((i) => ({ path: i.path.join('.'), message: i.message })) : null,
-      },
-    };
-  },
-});
+const t = initTRPC
+  .context<Context>()
+  .meta<ProcedureMeta>()
+  .create({
+    errorFormatter({ shape, error }) {
+      const gantry = findGantryError(error);
+      const zod = error.cause instanceof ZodError ? error.cause : null;
+      return {
+        ...shape,
+        data: {
+          ...shape.data,
+          gantryCode: gantry?.gantryCode ?? (zod ? 'VALIDATION_ERROR' : null),
+          details: gantry?.details ?? null,
+          issues: zod ? zod.issues.map((i) => ({ path: i.path.join('.'), message: i.message })) : null,
+        },
+      };
+    },
+  });
 
 /**
  * Outermost on every procedure: a GantryError thrown below leaves as the TRPCError of its status
@@ -37,7 +41,13 @@ const mapGantryErrors = t.middleware(async function mapGantryErrors({ next }) {
 
 export const router = t.router;
 export const createCallerFactory = t.createCallerFactory;
-export const publicProcedure = t.procedure.use(mapGantryErrors);
+
+/** Who may call: recorded in the metadata by the builders below, beside the middleware that enforces it. */
+function access(role: Role | null, gateway: boolean): ProcedureMeta {
+  return { access: { role, gateway } satisfies Access };
+}
+
+export const publicProcedure = t.procedure.use(mapGantryErrors).meta(access(null, false));
 
 /** A valid, unrevoked token (Bearer or session cookie) is required. */
 export const requireUser = t.middleware(function requireUser({ ctx, next }) {
@@ -83,7 +93,7 @@ export const requireGateway = t.middleware(function requireGateway({ ctx, next }
   return next({ ctx: { gateway } });
 });
 
-export function requireRole(role: Role) {
+function requireRole(role: Role) {
   return t.middleware(function requireRoleMiddleware({ ctx, next }) {
     if (!ctx.user || !roleAtLeast(ctx.user.role, role)) {
       throw new GantryError('FORBIDDEN', `This action needs the ${role} role`);
@@ -121,8 +131,16 @@ function safeHost(origin: string): string | null {
 }
 
 // Audit first: a write refused for a missing, forged or expired token belongs in the trail too.
-export const authedProcedure = publicProcedure.use(auditMutation).use(requireUser).use(requireSameOrigin);
+// A role is only ever required through these builders, so the metadata that documents it (the REST
+// reference, the OpenAPI document) is set in the same expression that enforces it.
+export const authedProcedure = publicProcedure
+  .use(auditMutation)
+  .use(requireUser)
+  .use(requireSameOrigin)
+  .meta(access('viewer', false));
+/** Admin actions not bound to one gateway (users, the inspector). */
+export const accountAdminProcedure = authedProcedure.use(requireRole('admin')).meta(access('admin', false));
 /** Reads of one gateway: any role. */
-export const viewerProcedure = authedProcedure.use(requireGateway);
-export const operatorProcedure = viewerProcedure.use(requireRole('operator'));
-export const adminProcedure = viewerProcedure.use(requireRole('admin'));
+export const viewerProcedure = authedProcedure.use(requireGateway).meta(access('viewer', true));
+export const operatorProcedure = viewerProcedure.use(requireRole('operator')).meta(access('operator', true));
+export const adminProcedure = viewerProcedure.use(requireRole('admin')).meta(access('admin', true));

@@ -3,10 +3,18 @@ import { getHTTPStatusCodeFromError } from '@trpc/server/http';
 import { ZodError } from 'zod';
 import { findGantryError, type ErrorCode } from '../core/errors.js';
 
+/** A refusal in the envelope of gateway-ota-system-api.rst. */
 export interface ErrorEnvelope {
   success: false;
   error: { code: ErrorCode; message: string; details?: Record<string, unknown> };
   message: string;
+}
+
+/** A refusal of a route answering in its own shape (ota-zip-updates.md): `error` is the code. */
+export interface PlainErrorBody {
+  success: false;
+  message: string;
+  error: ErrorCode;
 }
 
 function describeZod(err: ZodError): { message: string; details: Record<string, unknown> } {

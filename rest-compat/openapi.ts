@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ERROR_CODES } from '../core/errors.js';
-import type { RestRoute } from './route.js';
+import { describeLimit } from './multipart.js';
+import type { RestRoute } from './table.js';
 
 type JsonSchema = Record<string, unknown>;
 
@@ -8,6 +9,7 @@ function schemaOf(schema: z.ZodType, io: 'input' | 'output'): JsonSchema {
   return z.toJSONSchema(schema, { io, unrepresentable: 'any' }) as JsonSchema;
 }
 
+/** A refusal in the envelope (gateway-ota-system-api.rst). */
 const errorEnvelope = {
   type: 'object',
   required: ['success', 'error', 'message'],
@@ -26,6 +28,17 @@ const errorEnvelope = {
   },
 };
 
+/** A refusal of a route answering in its own shape (ota-zip-updates.md). */
+const plainError = {
+  type: 'object',
+  required: ['success', 'message', 'error'],
+  properties: {
+    success: { const: false },
+    message: { type: 'string' },
+    error: { type: 'string', enum: Object.keys(ERROR_CODES) },
+  },
+};
+
 function envelope(data: JsonSchema): JsonSchema {
   return {
     type: 'object',
@@ -34,77 +47,103 @@ function envelope(data: JsonSchema): JsonSchema {
   };
 }
 
-/**
- * The OpenAPI 3.1 document of every REST-compat route, generated from the route table and the very
- * zod schemas the procedures validate with (zod 4's own JSON Schema output; 3.1 uses JSON Schema).
- */
-export function buildOpenApi(routes: readonly RestRoute[], extra: Record<string, unknown> = {}): JsonSchema {
-  const paths: Record<string, Record<string, unknown>> = {};
-  for (const route of routes) {
-    const parameters: unknown[] = [];
-    if (route.gateway) {
-      parameters.push({
-        name: 'X-Gateway-ID',
-        in: 'header',
-        required: true,
-        schema: { type: 'string' },
-        example: 'GW-3920A9',
-      });
-    }
-    let requestBody: unknown;
-    if (route.input?.from === 'query') {
-      const json = schemaOf(route.input.schema, 'input');
-      const props = (json.properties ?? {}) as Record<string, JsonSchema>;
-      const required = new Set((json.required as string[] | undefined) ?? []);
+const json = (schema: unknown) => ({ 'application/json': { schema } });
+
+function operation(route: RestRoute): JsonSchema {
+  const { rest, access } = route;
+  const parameters: unknown[] = [];
+  if (access.gateway) {
+    parameters.push({
+      name: 'X-Gateway-ID',
+      in: 'header',
+      required: true,
+      schema: { type: 'string' },
+      example: 'GW-3920A9',
+    });
+  }
+  for (const name of route.pathParams) {
+    parameters.push({ name, in: 'path', required: true, schema: { type: 'string' } });
+  }
+  let requestBody: unknown;
+  if (rest.upload) {
+    requestBody = {
+      required: true,
+      content: { 'multipart/form-data': { schema: schemaOf(rest.upload.form, 'input') } },
+    };
+  } else if (route.input && route.pathParams.length === 0) {
+    const input = schemaOf(route.input, 'input');
+    if (rest.method === 'get') {
+      const props = (input.properties ?? {}) as Record<string, JsonSchema>;
+      const required = new Set((input.required as string[] | undefined) ?? []);
       for (const [name, schema] of Object.entries(props)) {
         parameters.push({ name, in: 'query', required: required.has(name), schema });
       }
-    } else if (route.input?.from === 'multipart') {
-      requestBody = {
-        required: true,
-        content: { 'multipart/form-data': { schema: schemaOf(route.input.schema, 'input') } },
-      };
-    } else if (route.input?.from === 'body') {
-      requestBody = {
-        required: true,
-        content: { 'application/json': { schema: schemaOf(route.input.schema, 'input') } },
-      };
+    } else {
+      requestBody = { required: true, content: json(input) };
     }
-    const responses: Record<string, unknown> = {
-      200: {
-        description: 'Success',
-        content: { 'application/json': { schema: envelope(schemaOf(route.output, 'output')) } },
-      },
-      400: {
-        description: 'Invalid input (the field is named)',
-        content: { 'application/json': { schema: errorEnvelope } },
-      },
+  }
+
+  const output = route.output ? schemaOf(route.output, 'output') : {};
+  const refusal = rest.reply.kind === 'plain' ? plainError : errorEnvelope;
+  const responses: Record<number, { description: string; content: unknown }> = {
+    200: {
+      description: 'Success',
+      content:
+        rest.reply.kind === 'envelope'
+          ? json(envelope(output))
+          : rest.reply.kind === 'plain'
+            ? json(output)
+            : { [rest.reply.contentType]: { schema: { type: 'string', format: 'binary' } } },
+    },
+    400: { description: 'Invalid input (the field is named)', content: json(refusal) },
+  };
+  if (access.role) {
+    responses[401] = { description: 'Missing, expired or invalid token', content: json(refusal) };
+    // A write authenticated by the cookie alone must also come from this origin (CSRF_REJECTED).
+    const forbidden = rest.method === 'post' ? ', or a cross-origin cookie write' : '';
+    responses[403] = { description: `Role or gateway not allowed${forbidden}`, content: json(refusal) };
+  }
+  if (access.gateway) responses[404] = { description: 'Unknown gateway', content: json(refusal) };
+  if (rest.reply.kind === 'plain' && rest.reply.notFound !== undefined) {
+    responses[404] = {
+      description: `Not found: ${JSON.stringify(rest.reply.notFound)} (or an unknown gateway)`,
+      content: json({ anyOf: [output, refusal] }),
     };
-    if (route.role) {
-      responses[401] = {
-        description: 'Missing, expired or invalid token',
-        content: { 'application/json': { schema: errorEnvelope } },
-      };
-      responses[403] = {
-        description: 'Role or gateway not allowed',
-        content: { 'application/json': { schema: errorEnvelope } },
-      };
-    }
-    if (route.gateway)
-      responses[404] = {
-        description: 'Unknown gateway',
-        content: { 'application/json': { schema: errorEnvelope } },
-      };
-    paths[route.path] ??= {};
-    paths[route.path]![route.method] = {
-      tags: [route.tag],
-      summary: route.summary,
-      description: route.role ? `Requires role: ${route.role}.` : 'Public.',
-      ...(route.role ? { security: [{ bearerAuth: [] }, { cookieAuth: [] }] } : {}),
-      parameters,
-      ...(requestBody ? { requestBody } : {}),
-      responses,
+  }
+  if (rest.upload) {
+    const limit = rest.upload.maxBytes;
+    responses[413] = {
+      description: `File larger than ${limit ? describeLimit(limit) : 'GANTRY_MAX_UPLOAD_BYTES'}`,
+      content: json(refusal),
     };
+  }
+  for (const [status, description] of Object.entries(rest.refusals ?? {})) {
+    responses[Number(status)] = { description, content: json(refusal) };
+  }
+
+  const role = access.role ? `Requires role: ${access.role}.` : 'Public.';
+  return {
+    tags: [rest.tag],
+    summary: rest.summary,
+    description: rest.description ? `${role} ${rest.description}` : role,
+    'x-gantry-role': access.role,
+    ...(access.role ? { security: [{ bearerAuth: [] }, { cookieAuth: [] }] } : {}),
+    parameters,
+    ...(requestBody ? { requestBody } : {}),
+    responses,
+  };
+}
+
+/**
+ * The OpenAPI 3.1 document of every REST route, generated from the route table (the procedures'
+ * metadata) and the very zod schemas the procedures validate with (zod 4's own JSON Schema output;
+ * 3.1 uses JSON Schema).
+ */
+export function buildOpenApi(routes: readonly RestRoute[]): JsonSchema {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const route of routes) {
+    paths[route.openApiPath] ??= {};
+    paths[route.openApiPath]![route.rest.method] = operation(route);
   }
   return {
     openapi: '3.1.0',
@@ -112,7 +151,7 @@ export function buildOpenApi(routes: readonly RestRoute[], extra: Record<string,
       title: 'Gantry OTA & System API',
       version: '1.0.0',
       description:
-        'OTA update management for industrial gateways. Every response is the envelope {data, success, message}; errors carry {success: false, error: {code, message}}.',
+        'OTA update management for industrial gateways. Every /api/v1 response is the envelope {data, success, message}; errors carry {success: false, error: {code, message}}. The ZIP routes (ota-zip-updates.md) answer in their own shapes; their refusals are {success: false, message, error: <code>}. x-gantry-role is the least role a route requires.',
     },
     components: {
       securitySchemes: {
@@ -121,6 +160,5 @@ export function buildOpenApi(routes: readonly RestRoute[], extra: Record<string,
       },
     },
     paths,
-    ...extra,
   };
 }

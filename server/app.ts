@@ -7,34 +7,13 @@ import { createContextInner, requestMetaFrom } from '../api/context.js';
 import { appRouter } from '../api/routers/_app.js';
 import { GantryError } from '../core/errors.js';
 import { buildOpenApi } from '../rest-compat/openapi.js';
-import { mountRoutes, restMeta, sendError } from '../rest-compat/route.js';
-import { authRoutes } from '../rest-compat/routes/auth.js';
-import { otaRoutes } from '../rest-compat/routes/ota.js';
-import { safetyRoutes, simulatorRoutes } from '../rest-compat/routes/safety.js';
-import { mountDebugBundleDownload, systemOpsRoutes } from '../rest-compat/routes/system-ops.js';
-import { recoveryRoutes } from '../rest-compat/routes/recovery.js';
-import { updateRoutes } from '../rest-compat/routes/updates.js';
-import { uploadRoutes } from '../rest-compat/routes/upload.js';
-import { mountZipRoutes, zipOpenApiPaths } from '../rest-compat/routes/zip.js';
+import { mountRestRoutes, restMeta, sendError } from '../rest-compat/route.js';
+import { restRouteTable } from '../rest-compat/table.js';
 import { docsPage } from '../web/docs.js';
 import { mountWebPages } from '../web/routes.js';
 import type { GantryDeps } from './deps.js';
 import { createOtaWebSocketServer, type OtaWsOptions } from './ota-ws.js';
 import { attachTerminalStream, isSocketIoPath, TERMINAL_NAMESPACE } from './terminal-stream.js';
-
-/** Every REST-compat route, in one table (mounted and documented from it). */
-export function restRoutes(deps: GantryDeps) {
-  return [
-    ...authRoutes,
-    ...otaRoutes,
-    ...systemOpsRoutes,
-    ...safetyRoutes,
-    ...simulatorRoutes,
-    ...updateRoutes,
-    ...recoveryRoutes(deps),
-    ...uploadRoutes(deps),
-  ];
-}
 
 export interface GantryHttp {
   server: http.Server;
@@ -54,21 +33,18 @@ export function createHttpServer(deps: GantryDeps, opts: { ws?: OtaWsOptions } =
 
   app.use('/api/v1', express.json({ limit: '256kb' }));
 
-  const routes = restRoutes(deps);
+  // The REST routes and their reference come from the procedures' metadata (api/meta.ts).
+  const routes = restRouteTable(appRouter);
   const openapi = buildOpenApi(routes);
-  Object.assign(openapi.paths as Record<string, unknown>, zipOpenApiPaths());
   app.get('/api/v1/openapi.json', (_req, res) => res.json(openapi));
   app.get('/api/docs', (_req, res) => res.type('html').send(docsPage(openapi)));
   // The operator's pages (/ota-system-updates, /login, /dev/inspector) and their built assets.
   mountWebPages(app, deps);
 
+  // Both documents' routes: /api/v1/… and ota-zip-updates.md's own paths outside it.
   const api = express.Router();
-  mountRoutes(api, deps, routes);
-  // Streams a file, not a JSON envelope: outside the route table (authorized by its procedure).
-  mountDebugBundleDownload(api, deps);
+  mountRestRoutes(api, deps, routes);
   app.use(api);
-  // ota-zip-updates.md: its own paths and response shapes, outside /api/v1.
-  mountZipRoutes(app, deps);
 
   app.use(
     '/api/trpc',

@@ -3,7 +3,7 @@ import { roleAtLeast } from '../../core/auth.js';
 import { activitySummary, inspectorActors, inspectorState } from '../../services/inspector.js';
 import type { InspectorUpdate } from '../../web/client/inspector/graph-types.js';
 import { createContextInner } from '../context.js';
-import { authedProcedure, requireRole, router } from '../trpc.js';
+import { accountAdminProcedure, router } from '../trpc.js';
 
 /** The development inspector's live feed (/dev/inspector): admins only, every gateway they may see. */
 export const inspectorRouter = router({
@@ -12,7 +12,7 @@ export const inspectorRouter = router({
    * tRPC WebSocket: the whole state first, then each batch of events and, after a change of
    * state, the actors read back from the store.
    */
-  live: authedProcedure.use(requireRole('admin')).subscription(async function* ({
+  live: accountAdminProcedure.subscription(async function* ({
     ctx,
     signal,
   }): AsyncGenerator<InspectorUpdate> {

@@ -7,20 +7,51 @@ import {
   snapshotListOutputSchema,
   snapshotOutputSchema,
 } from '../schemas/system-ops.js';
+import { envelope } from '../meta.js';
 import { operatorProcedure, router, viewerProcedure } from '../trpc.js';
 
 /** SECTION 1 maintenance: system snapshots (progress via updates.progress) and debug bundles. */
 export const maintenanceRouter = router({
   createSnapshot: operatorProcedure
+    .meta({
+      rest: {
+        method: 'post',
+        path: '/api/v1/ota/snapshot',
+        spec: 'gateway-ota-system-api',
+        tag: 'System Information',
+        summary:
+          'Snapshot the booted slot image and the configuration (a job: follow progress_url; holds the operation lock)',
+        reply: envelope('Snapshot creation started'),
+      },
+    })
     .input(snapshotInputSchema)
     .output(snapshotOutputSchema)
     .mutation(({ ctx, input }) => ctx.deps.snapshots.create(ctx.gateway, input, ctx.user.username)),
 
   snapshots: viewerProcedure
+    .meta({
+      rest: {
+        method: 'get',
+        path: '/api/v1/ota/snapshots',
+        tag: 'System Information',
+        summary: 'Complete snapshots of the gateway, newest first (not in the spec: what restore can use)',
+        reply: envelope('Snapshots retrieved successfully'),
+      },
+    })
     .output(snapshotListOutputSchema)
     .query(({ ctx }) => ctx.deps.snapshots.view(ctx.gateway.id)),
 
   createDebugBundle: operatorProcedure
+    .meta({
+      rest: {
+        method: 'post',
+        path: '/api/v1/ota/debug-bundle',
+        spec: 'gateway-ota-system-api',
+        tag: 'System Information',
+        summary: 'Build a .tar.gz of logs, configuration (secrets redacted), metrics and job histories',
+        reply: envelope('Debug bundle creation started'),
+      },
+    })
     .input(debugBundleInputSchema)
     .output(debugBundleOutputSchema)
     .mutation(({ ctx, input }) => ctx.deps.debugBundles.create(ctx.gateway, input, ctx.user.username)),
@@ -30,6 +61,17 @@ export const maintenanceRouter = router({
    * A query, so not audited by the mutation middleware: a bundle leaving the gateway is recorded here.
    */
   debugBundle: operatorProcedure
+    .meta({
+      rest: {
+        method: 'get',
+        // The spec names this path only as the `download_url` of POST /debug-bundle.
+        path: '/api/v1/ota/debug/download/:file',
+        tag: 'System Information',
+        summary: 'Download a ready debug bundle (<bundle_id>.tar.gz)',
+        reply: { kind: 'file', source: 'debug-bundle', contentType: 'application/gzip' },
+        refusals: { 404: 'Unknown gateway, or no ready bundle of that name' },
+      },
+    })
     .input(debugBundleDownloadInputSchema)
     .output(debugBundleDownloadOutputSchema)
     .query(({ ctx, input }) => {

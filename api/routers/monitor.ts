@@ -4,31 +4,54 @@ import { nextUpdateCheck, systemStatusEvent } from '../../services/system.js';
 import { createContextInner } from '../context.js';
 import { gantryEventSchema } from '../schemas/events.js';
 import { logsInputSchema, logsOutputSchema, monitorOutputSchema } from '../schemas/system.js';
+import { envelope } from '../meta.js';
 import { router, viewerProcedure } from '../trpc.js';
 
 export const monitorRouter = router({
   logs: viewerProcedure
+    .meta({
+      rest: {
+        method: 'get',
+        path: '/api/v1/ota/logs',
+        spec: 'gateway-ota-system-api',
+        tag: 'Monitor',
+        summary: 'Activity log, newest first',
+        reply: envelope('System logs retrieved successfully'),
+      },
+    })
     .input(logsInputSchema)
     .output(logsOutputSchema)
     .query(({ ctx, input }) => ctx.deps.logs.list(ctx.gateway.id, input)),
 
-  status: viewerProcedure.output(monitorOutputSchema).query(async ({ ctx }) => {
-    const { deps, gateway } = ctx;
-    const now = deps.clock();
-    const row = gateway.row();
-    const status = await systemStatusEvent(gateway, now);
-    const next = nextUpdateCheck(deps.settings.get(gateway.id), row.lastUpdateCheckAt, row.createdAt, now);
-    return {
-      system_status: status.status,
-      current_operation: status.current_operation,
-      last_update_check: row.lastUpdateCheckAt ? isoSeconds(row.lastUpdateCheckAt) : null,
-      next_check: next ? isoSeconds(next) : null,
-      resources: {
-        cpu_usage: status.resources.cpu_usage,
-        memory_usage: `${status.resources.memory_usage.toFixed(1)}%`,
+  status: viewerProcedure
+    .meta({
+      rest: {
+        method: 'get',
+        path: '/api/v1/ota/monitor',
+        spec: 'gateway-ota-system-api',
+        tag: 'Monitor',
+        summary: 'Real-time system monitoring status',
+        reply: envelope('Monitor status retrieved successfully'),
       },
-    };
-  }),
+    })
+    .output(monitorOutputSchema)
+    .query(async ({ ctx }) => {
+      const { deps, gateway } = ctx;
+      const now = deps.clock();
+      const row = gateway.row();
+      const status = await systemStatusEvent(gateway, now);
+      const next = nextUpdateCheck(deps.settings.get(gateway.id), row.lastUpdateCheckAt, row.createdAt, now);
+      return {
+        system_status: status.status,
+        current_operation: status.current_operation,
+        last_update_check: row.lastUpdateCheckAt ? isoSeconds(row.lastUpdateCheckAt) : null,
+        next_check: next ? isoSeconds(next) : null,
+        resources: {
+          cpu_usage: status.resources.cpu_usage,
+          memory_usage: `${status.resources.memory_usage.toFixed(1)}%`,
+        },
+      };
+    }),
 
   /** Live events of the gateway (log entries, status, progress, safety), the WS messages typed. */
   events: viewerProcedure.subscription(async function* ({ ctx, signal }) {

@@ -1,4 +1,5 @@
-import type { SettingsDocument } from '../schemas/settings.js';
+import { envelope } from '../meta.js';
+import type { AutoUpdateOutput, SettingsDocument } from '../schemas/settings.js';
 import {
   autoUpdateInputSchema,
   autoUpdateOutputSchema,
@@ -16,11 +17,31 @@ function settingsView(doc: SettingsDocument, timezone: string) {
 
 export const settingsRouter = router({
   get: viewerProcedure
+    .meta({
+      rest: {
+        method: 'get',
+        path: '/api/v1/ota/settings',
+        spec: 'gateway-ota-system-api',
+        tag: 'Settings',
+        summary: 'Current update settings and maintenance window',
+        reply: envelope('Update settings retrieved successfully'),
+      },
+    })
     .output(settingsOutputSchema)
     .query(({ ctx }) => settingsView(ctx.deps.settings.get(ctx.gateway.id), ctx.gateway.timezone)),
 
   /** Configuration: admin only. */
   update: adminProcedure
+    .meta({
+      rest: {
+        method: 'post',
+        path: '/api/v1/ota/settings',
+        spec: 'gateway-ota-system-api',
+        tag: 'Settings',
+        summary: 'Update settings (any subset; nested objects are merged)',
+        reply: envelope('Settings updated successfully'),
+      },
+    })
     .input(settingsUpdateInputSchema)
     .output(settingsUpdateOutputSchema)
     .mutation(({ ctx, input }) => {
@@ -33,6 +54,18 @@ export const settingsRouter = router({
 
   /** The Auto-Update toggle of SECTION 2: an operator's switch, not configuration. */
   setAutoUpdate: operatorProcedure
+    .meta({
+      rest: {
+        method: 'post',
+        path: '/api/v1/ota/auto-update',
+        spec: 'gateway-ota-system-api',
+        tag: 'Available Updates',
+        summary: 'Toggle auto-update',
+        reply: envelope((data: AutoUpdateOutput) =>
+          data.auto_update ? 'Auto-update enabled' : 'Auto-update disabled',
+        ),
+      },
+    })
     .input(autoUpdateInputSchema)
     .output(autoUpdateOutputSchema)
     .mutation(({ ctx, input }) => {

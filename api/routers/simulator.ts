@@ -11,6 +11,7 @@ import {
   simulatorSensorsInputSchema,
   simulatorSensorsOutputSchema,
 } from '../schemas/safety.js';
+import { envelope } from '../meta.js';
 import { adminProcedure, router } from '../trpc.js';
 
 /**
@@ -27,6 +28,15 @@ function simulated(gateway: GatewayRuntime): SimulatedDevice {
 
 export const simulatorRouter = router({
   sensors: adminProcedure
+    .meta({
+      rest: {
+        method: 'post',
+        path: '/api/v1/dev/simulator/sensors',
+        tag: 'Simulator (development)',
+        summary: 'Set simulated safety sensors (any subset); system_load null returns to the host load',
+        reply: envelope('Simulated sensors updated'),
+      },
+    })
     .input(simulatorSensorsInputSchema)
     .output(simulatorSensorsOutputSchema)
     .mutation(async ({ ctx, input }) => {
@@ -52,6 +62,15 @@ export const simulatorRouter = router({
     }),
 
   bootFailures: adminProcedure
+    .meta({
+      rest: {
+        method: 'post',
+        path: '/api/v1/dev/simulator/boot-failures',
+        tag: 'Simulator (development)',
+        summary: 'Make the next boots of a slot fail (kernel panic / watchdog)',
+        reply: envelope('Simulated boot failures set'),
+      },
+    })
     .input(simulatorBootFailuresInputSchema)
     .output(simulatorBootFailuresOutputSchema)
     .mutation(async ({ ctx, input }) => {
@@ -66,6 +85,15 @@ export const simulatorRouter = router({
 
   /** The image on a slot boots but is broken: the health check after each trial boot fails. */
   selfTest: adminProcedure
+    .meta({
+      rest: {
+        method: 'post',
+        path: '/api/v1/dev/simulator/self-test',
+        tag: 'Simulator (development)',
+        summary: "Make a slot's self-test (the health check after a trial boot) fail, or pass again",
+        reply: envelope('Simulated self-test set'),
+      },
+    })
     .input(simulatorSelfTestInputSchema)
     .output(simulatorSelfTestOutputSchema)
     .mutation(async ({ ctx, input }) => {
@@ -82,6 +110,15 @@ export const simulatorRouter = router({
 
   /** A power cycle: the simulated bootloader runs (bootcount, fallback) and the device reports it. */
   reboot: adminProcedure
+    .meta({
+      rest: {
+        method: 'post',
+        path: '/api/v1/dev/simulator/reboot',
+        tag: 'Simulator (development)',
+        summary: 'Power-cycle the simulated gateway',
+        reply: envelope('Simulated gateway rebooted'),
+      },
+    })
     .input(simulatorRebootInputSchema)
     .output(simulatorRebootOutputSchema)
     .mutation(async ({ ctx }) => {

@@ -44,6 +44,13 @@ export const factoryOutputSchema = z.object({
   progress_url: z.string(),
 });
 
+/** The multipart form of POST /recovery/upload, as clients send it (the REST layer makes the input). */
+export const recoveryUploadFormSchema = z.object({
+  file: z
+    .string()
+    .meta({ format: 'binary', description: 'Signed Gantry bundle to keep as the recovery image' }),
+});
+
 export const recoveryUploadOutputSchema = z.object({
   uploaded: z.literal(true),
   filename: z.string(),

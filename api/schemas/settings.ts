@@ -145,3 +145,4 @@ export const settingsUpdateOutputSchema = z.object({
 
 export const autoUpdateInputSchema = z.strictObject({ enabled: z.boolean() });
 export const autoUpdateOutputSchema = z.object({ auto_update: z.boolean(), auto_check_enabled: z.boolean() });
+export type AutoUpdateOutput = z.infer<typeof autoUpdateOutputSchema>;

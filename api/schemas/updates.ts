@@ -127,6 +127,15 @@ export const uploadVerifyInputSchema = hashedUploadInputSchema.extend({
   sha256: hashedUploadInputSchema.shape.sha256.optional(),
 });
 
+/** The multipart form of POST /upload/verify, as clients send it (the REST layer makes the input). */
+export const uploadVerifyFormSchema = z.object({
+  file: z.string().meta({ format: 'binary', description: 'Signed Gantry bundle (.bundle)' }),
+  version: z
+    .string()
+    .optional()
+    .meta({ description: 'Label shown for this image (the signed version still decides)' }),
+});
+
 export const deployInputSchema = z.strictObject({
   filename: z.string().min(1).max(255),
   version: z.string().min(1).max(64).optional(),

@@ -113,6 +113,15 @@ export type PluginManifest = z.infer<typeof pluginManifestSchema>;
 
 export const ZIP_OPERATION_KINDS = ['configure', 'plugin'] as const;
 
+/** The multipart field of both uploads, and their size limit (a Gantry decision, in the README). */
+export const ZIP_FIELD = 'ota_zip_file';
+export const MAX_ZIP_UPLOAD_BYTES = 64 * 1024 * 1024;
+
+/** The form of POST /ota-configure and POST /ota-update. */
+export const zipUploadFormSchema = z.object({
+  [ZIP_FIELD]: z.string().meta({ format: 'binary', description: 'The ZIP archive' }),
+});
+
 export const zipPreflightInputSchema = z.strictObject({ kind: z.enum(ZIP_OPERATION_KINDS) });
 
 export const zipStartInputSchema = z.strictObject({
@@ -145,12 +154,13 @@ export const zipProgressOutputSchema = z.object({
 });
 export type ZipProgressOutput = z.infer<typeof zipProgressOutputSchema>;
 
-/** What the routes answer when they refuse: the ZIP spec's own shape, `error` being the code. */
-export const zipErrorSchema = z.object({
-  success: z.literal(false),
-  message: z.string(),
-  error: z.string(),
-});
+/** An unknown id (or another gateway's), answered with 404 in the progress shape, as documented. */
+export const ZIP_PROGRESS_NOT_FOUND: ZipProgressOutput = {
+  success: false,
+  status: 'not_found',
+  progress: 0,
+  message: 'Update not found',
+};
 
 export const TERMINAL_STREAMS = ['stdout', 'stderr', 'system'] as const;
 

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { restRoutes } from '../../server/app.js';
+import { restRouteTable } from '../../rest-compat/table.js';
 import { startTestGantry, type TestGantry } from '../helpers/gantry.js';
 
 /**
@@ -702,9 +702,9 @@ describe('foundation: /api/v1/ota REST routes', () => {
       expect(res.headers.get('content-type')).toMatch(/application\/json/);
       const doc = res.body;
       expect(doc.openapi).toBe('3.1.0');
-      for (const route of restRoutes(g.deps)) {
-        const op = doc.paths[route.path]?.[route.method];
-        expect(op, `${route.method} ${route.path}`).toBeDefined();
+      for (const route of restRouteTable()) {
+        const op = doc.paths[route.openApiPath]?.[route.rest.method];
+        expect(op, `${route.rest.method} ${route.openApiPath}`).toBeDefined();
         expect(op.responses['200']).toBeDefined();
       }
       for (const [method, path] of [
@@ -740,7 +740,7 @@ describe('foundation: /api/v1/ota REST routes', () => {
       expect(res.status).toBe(200);
       expect(res.headers.get('content-type')).toMatch(/text\/html/);
       expect(res.body).toMatch(/^<!DOCTYPE html>/i);
-      for (const route of restRoutes(g.deps)) expect(res.body).toContain(route.path);
+      for (const route of restRouteTable()) expect(res.body).toContain(route.openApiPath);
     });
 
     it('should answer an unknown API path with a 404 envelope', async () => {
