@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ZIP_JOB_KINDS } from '../../core/job-kinds.js';
 import { settingsUpdateInputSchema } from './settings.js';
 
 /**
@@ -88,7 +89,7 @@ export const pluginManifestSchema = z.strictObject({
 });
 export type PluginManifest = z.infer<typeof pluginManifestSchema>;
 
-export const ZIP_OPERATION_KINDS = ['configure', 'plugin'] as const;
+export const ZIP_OPERATION_KINDS = ZIP_JOB_KINDS;
 
 export const zipPreflightInputSchema = z.strictObject({ kind: z.enum(ZIP_OPERATION_KINDS) });
 

@@ -1,12 +1,10 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { eq } from 'drizzle-orm';
 import type { UpdateStrategy } from '../../api/schemas/settings.js';
 import { GantryError } from '../../core/errors.js';
 import { LendingFileReader } from '../../core/file-reader.js';
 import { consumeChunks, pipeChunks } from '../../core/streams.js';
 import type { SlotId } from '../../device/types.js';
-import { jobs as jobsTable } from '../../drizzle/schema.js';
 import type { GatewayRuntime } from '../gateways.js';
 import type { BundleSource } from '../pipeline/stream-to-slot.js';
 import { activationOf } from './activation.js';
@@ -25,7 +23,7 @@ export class JobEffects {
   constructor(private readonly deps: UpdateServiceDeps) {}
 
   saveArtifact(job: RunningJob): void {
-    this.deps.db.update(jobsTable).set({ artifact: job.artifact }).where(eq(jobsTable.id, job.id)).run();
+    this.deps.jobs.update(job, { artifact: job.artifact });
   }
 
   async invalidate(gw: GatewayRuntime, slot: SlotId): Promise<void> {
