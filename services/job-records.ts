@@ -76,6 +76,8 @@ export const updateJobArtifactSchema = z.object({
     }),
   ]),
   update: z.object({ id: z.string().nullable(), version: z.string() }),
+  /** The slot written (also in the statechart's context; here for a job whose snapshot is unreadable). */
+  targetSlot: slotId.optional(),
   /** Display label (a manual upload's custom version); the signed manifest version still rules. */
   label: z.string().nullable(),
   allowDowngrade: z.boolean(),

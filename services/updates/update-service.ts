@@ -13,13 +13,14 @@ import type {
 import type { EventBus } from '../../core/bus.js';
 import type { MachineEventLog } from '../../core/machine-events.js';
 import { findGantryError, GantryError, type ErrorCode } from '../../core/errors.js';
-import { formatBytes, formatHms, isoSeconds } from '../../core/format.js';
+import { formatBytes, formatEta, formatHms, formatSpeed, isoSeconds } from '../../core/format.js';
 import { otherSlot, type SlotId } from '../../device/types.js';
 import type { GantryDb } from '../../drizzle/db.js';
 import { UPDATE_JOB_KINDS, type UpdateJobKind } from '../../core/job-kinds.js';
 import { restoreOptions } from '../../machines/persist.js';
 import {
   activationSlot,
+  jobPercentage,
   jobStateName,
   updateJobMachine,
   updateJobPersisted,
@@ -379,9 +380,16 @@ export class UpdateService {
         totalBytes,
         createdAt: this.deps.clock(),
       };
-      const job = this.spawn(gw, kind, artifact, { input }, release);
+      const job = this.spawn(gw, kind, { ...artifact, targetSlot: target }, { input }, release);
       this.deps.jobs.transaction(() => {
-        this.deps.jobs.create({ id, gatewayId: gw.id, kind, state: 'pending', request, artifact });
+        this.deps.jobs.create({
+          id,
+          gatewayId: gw.id,
+          kind,
+          state: 'pending',
+          request,
+          artifact: job.artifact,
+        });
         this.deps.actorSnapshots.save(updateJobPersisted, id, gw.id, job.actor.getPersistedSnapshot());
       });
       this.deps.logs.info(
@@ -744,6 +752,34 @@ export class UpdateService {
     this.progressProviders.set(kind, provider);
   }
 
+  private rowProgress(row: StoredJobOf<UpdateJobKind>, snap: PersistedUpdateJob | null): ProgressView {
+    const ctx = snap?.context ?? null;
+    const target = ctx?.targetSlot ?? row.artifact?.targetSlot;
+    if (!target) throw new GantryError('NOT_FOUND', `Job ${row.id} has no state`);
+    return {
+      status: row.state,
+      job_id: row.id,
+      progress: {
+        percentage: ctx ? jobPercentage(ctx) : 0,
+        current_operation: row.state,
+        speed: formatSpeed(0),
+        downloaded: formatBytes(ctx?.bytesDone ?? 0),
+        total: formatBytes(ctx?.totalBytes ?? 0),
+        eta: formatEta(0),
+      },
+      update: {
+        id: ctx?.updateId ?? row.artifact?.update.id ?? null,
+        version: ctx?.version ?? row.artifact?.update.version ?? 'unknown',
+      },
+      elapsed_time: formatHms(
+        ((row.finishedAt ?? this.deps.clock()) - (ctx?.startedAt ?? row.createdAt)) / 1000,
+      ),
+      target_partition: target,
+      error: row.errorCode ? { code: row.errorCode, message: row.errorMessage ?? '' } : null,
+      blocked_by: [],
+    };
+  }
+
   /** A job that no longer runs, as its snapshot left it; null if that is missing or unreadable. */
   private storedSnapshot(jobId: string): PersistedUpdateJob | null {
     const loaded = this.deps.actorSnapshots.load(updateJobPersisted, jobId);
@@ -756,6 +792,9 @@ export class UpdateService {
     if (other && provider) return provider(gw, other);
     const { row, running } = this.job(gw, jobId);
     const snap = running ? running.actor.getSnapshot() : this.storedSnapshot(row.id);
+    // Not running, and its statechart did not get to say how it ended (a restart failed it, or its
+    // snapshot is unreadable): the row is what is known.
+    if (!running && (!snap || jobStateName(snap) !== row.state)) return this.rowProgress(row, snap);
     if (!snap) throw new GantryError('NOT_FOUND', `Job ${jobId} has no state`);
     const ctx = snap.context;
     const view = progressView(row.kind, snap);
