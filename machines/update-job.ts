@@ -31,10 +31,12 @@
 import { assign, emit, fromCallback, fromPromise, setup, type EventObject, type SnapshotFrom } from 'xstate';
 import { z } from 'zod';
 import { ERROR_CODES, type ErrorCode } from '../core/errors.js';
+import type { UpdateJobKind } from '../core/job-kinds.js';
 import { otherSlot, type SlotId } from '../device/types.js';
 import { persistedMachine, slotIdSchema } from './persist.js';
 
-export type JobKind = 'download' | 'deploy' | 'restore';
+/** The kinds the statechart tells apart: a factory reset runs as a restore from the recovery image. */
+export type JobKind = Exclude<UpdateJobKind, 'factory'>;
 export type InstallStrategy = 'seamless' | 'in-place' | 'rolling';
 
 export interface InstallOptions {

@@ -76,6 +76,10 @@ const PROGRESS_PUBLISH_MS = 250;
  */
 const PROGRESS_PERSIST_MS = 2000;
 
+function isUpdateJob(job: StoredJob): job is StoredJobOf<UpdateJobKind> {
+  return (UPDATE_JOB_KINDS as readonly string[]).includes(job.kind);
+}
+
 function jobIdFor(kind: JobKind): string {
   const suffix = randomBytes(4).toString('hex').toUpperCase().slice(0, 5);
   const prefix = { download: 'OTA-JOB', deploy: 'MANUAL-DEPLOY', restore: 'RESTORE', factory: 'FACTORY' }[
@@ -672,8 +676,10 @@ export class UpdateService {
     gw: GatewayRuntime,
     jobId: string,
   ): { row: StoredJobOf<UpdateJobKind>; running: RunningJob | undefined } {
-    const row = this.deps.jobs.find(gw.id, jobId, UPDATE_JOB_KINDS);
-    if (!row) throw new GantryError('NOT_FOUND', `Job ${jobId} not found`);
+    const row = this.deps.jobs.get(jobId);
+    if (!row || row.gatewayId !== gw.id || !isUpdateJob(row)) {
+      throw new GantryError('NOT_FOUND', `Job ${jobId} not found`);
+    }
     return { row, running: this.running.get(jobId) };
   }
 
@@ -787,10 +793,15 @@ export class UpdateService {
   }
 
   progress(gw: GatewayRuntime, jobId: string): ProgressView {
-    const other = this.deps.jobs.get(jobId);
-    const provider = other && other.gatewayId === gw.id ? this.progressProviders.get(other.kind) : undefined;
-    if (other && provider) return provider(gw, other);
-    const { row, running } = this.job(gw, jobId);
+    const stored = this.deps.jobs.get(jobId);
+    const provider =
+      stored && stored.gatewayId === gw.id ? this.progressProviders.get(stored.kind) : undefined;
+    if (stored && provider) return provider(gw, stored);
+    if (!stored || stored.gatewayId !== gw.id || !isUpdateJob(stored)) {
+      throw new GantryError('NOT_FOUND', `Job ${jobId} not found`);
+    }
+    const row = stored;
+    const running = this.running.get(jobId);
     const snap = running ? running.actor.getSnapshot() : this.storedSnapshot(row.id);
     // Not running, and its statechart did not get to say how it ended (a restart failed it, or its
     // snapshot is unreadable): the row is what is known.
