@@ -118,7 +118,7 @@ export function inspectorTransitions(
   user: AuthUser,
   jobId: string,
 ): InspectorTransition[] | null {
-  const job = deps.jobs.get(jobId);
+  const job = deps.jobs.summary(jobId);
   if (!job || !mayAccessGateway(user.gateways, job.gatewayId)) return null;
   return deps.jobs.transitions(jobId).map((t) => ({
     at: isoSeconds(t.at),

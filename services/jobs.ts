@@ -13,8 +13,6 @@ import {
   type ProgressOf,
 } from './job-records.js';
 
-export { FINAL_JOB_STATES } from '../core/job-kinds.js';
-
 /** A job row with its JSON columns checked against its kind's records (services/job-records.ts). */
 export interface StoredJobOf<K extends JobKind> {
   id: string;
@@ -248,6 +246,11 @@ export class JobStore {
   get(jobId: string): StoredJob | undefined {
     const row = this.db.select().from(jobs).where(eq(jobs.id, jobId)).get();
     return row ? parseRow(row) : undefined;
+  }
+
+  /** The job's row without its JSON columns (nothing to misread: readable whatever they hold). */
+  summary(jobId: string): JobSummary | undefined {
+    return this.db.select(summaryColumns).from(jobs).where(eq(jobs.id, jobId)).get();
   }
 
   /** The job if it is of one of `kinds` and belongs to `gatewayId`. */
