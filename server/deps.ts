@@ -225,7 +225,6 @@ export function createDeps(config: GantryConfig, opts: DepsOptions = {}): Gantry
   const ports = createUpdatePorts(base);
   const updates = new UpdateService({
     machineEvents,
-    db,
     bus,
     clock,
     gateways,

@@ -15,7 +15,6 @@ import type { MachineEventLog } from '../../core/machine-events.js';
 import { findGantryError, GantryError, type ErrorCode } from '../../core/errors.js';
 import { formatBytes, formatEta, formatHms, formatSpeed, isoSeconds } from '../../core/format.js';
 import { otherSlot, type SlotId } from '../../device/types.js';
-import type { GantryDb } from '../../drizzle/db.js';
 import { UPDATE_JOB_KINDS, type UpdateJobKind } from '../../core/job-kinds.js';
 import { restoreOptions } from '../../machines/persist.js';
 import {
@@ -52,7 +51,6 @@ import { progressView } from './progress-view.js';
 import type { TransferPolicy } from './transfer.js';
 
 export interface UpdateServiceDeps {
-  db: GantryDb;
   bus: EventBus;
   clock: () => number;
   gateways: GatewayRegistry;
