@@ -31,4 +31,25 @@ export default tseslint.config(
       '@typescript-eslint/ban-ts-comment': 'error',
     },
   },
+  {
+    // One owner per table: the job store (services/jobs.ts) for jobs and their history, the snapshot
+    // store (services/actor-snapshots.ts) for statechart snapshots. Everything else goes through them.
+    files: ['**/*.ts'],
+    ignores: ['services/jobs.ts', 'services/actor-snapshots.ts', 'drizzle/**'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['**/drizzle/schema', '**/drizzle/schema.js'],
+              importNames: ['jobs', 'jobTransitions', 'actorSnapshots'],
+              message:
+                'Only services/jobs.ts (JobStore) and services/actor-snapshots.ts (ActorSnapshotStore) touch these tables.',
+            },
+          ],
+        },
+      ],
+    },
+  },
 );

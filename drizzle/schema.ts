@@ -1,4 +1,5 @@
 import { index, integer, primaryKey, sqliteTable, text } from 'drizzle-orm/sqlite-core';
+import { JOB_KINDS, MACHINE_IDS } from '../core/job-kinds.js';
 
 /**
  * Gantry's store. This file is the single source of row types (`typeof table.$inferSelect`);
@@ -68,12 +69,11 @@ export const jobs = sqliteTable(
     gatewayId: text('gateway_id')
       .notNull()
       .references(() => gateways.id),
-    /** download | deploy | restore | snapshot | factory | configure | plugin … */
-    kind: text('kind').notNull(),
+    kind: text('kind', { enum: JOB_KINDS }).notNull(),
     /** Current state value of the job's statechart, flattened (e.g. "downloading"). */
     state: text('state').notNull(),
-    /** The actor's persisted snapshot, restored after a restart. */
-    snapshot: text('snapshot', { mode: 'json' }),
+    /** Progress of a job that has no statechart (a snapshot's copy); shape per kind (services/job-records.ts). */
+    progress: text('progress', { mode: 'json' }),
     /** What was asked for (validated input of the procedure that created the job). */
     request: text('request', { mode: 'json' }),
     /** What the job produced so far: verified manifest, hash, resume point (pipeline-owned shape). */
@@ -103,19 +103,26 @@ export const jobTransitions = sqliteTable(
   (t) => [index('job_transitions_job_idx').on(t.jobId, t.id)],
 );
 
-/** Long-lived per-gateway statecharts (partition pair, safety interlock) keep their snapshot here. */
-export const machineSnapshots = sqliteTable(
-  'machine_snapshots',
+/**
+ * The persisted snapshot of every statechart actor (services/actor-snapshots.ts): a job's (keyed by
+ * job id) and each gateway's partition pair and safety interlock (keyed by gateway id). `version` is
+ * the version of the machine definition that wrote it; a snapshot of another version is refused.
+ */
+export const actorSnapshots = sqliteTable(
+  'actor_snapshots',
   {
+    machine: text('machine', { enum: MACHINE_IDS }).notNull(),
+    actorId: text('actor_id').notNull(),
     gatewayId: text('gateway_id')
       .notNull()
       .references(() => gateways.id),
-    machine: text('machine').notNull(),
+    version: integer('version').notNull(),
     snapshot: text('snapshot', { mode: 'json' }).notNull(),
     updatedAt: integer('updated_at').notNull(),
   },
-  (t) => [primaryKey({ columns: [t.gatewayId, t.machine] })],
+  (t) => [primaryKey({ columns: [t.machine, t.actorId] })],
 );
+export type ActorSnapshotRow = typeof actorSnapshots.$inferSelect;
 
 export const audit = sqliteTable(
   'audit',

@@ -26,7 +26,9 @@
  * what the bootloader did, moves away from it); `versionFloor` only rises, and only on HEALTH_OK.
  */
 import { and, assign, emit, setup, type SnapshotFrom } from 'xstate';
+import { z } from 'zod';
 import { otherSlot, type SlotId } from '../device/types.js';
+import { persistedMachine, slotIdSchema } from './persist.js';
 import { maxVersion } from './version.js';
 
 export type SlotContent = 'empty' | 'invalid' | 'writing' | 'bootable';
@@ -556,3 +558,49 @@ export function partitionStateName(snapshot: Pick<PartitionSnapshot, 'value'>): 
   // `init` is transient (left within the initial macrostep), so it never shows here.
   return snapshot.value === 'init' ? 'stable' : snapshot.value;
 }
+
+const partitionSlotSchema = z.strictObject({
+  content: z.enum(['empty', 'invalid', 'writing', 'bootable']),
+  version: z.string().nullable(),
+});
+
+/**
+ * The pair's persisted snapshot (services/actor-snapshots.ts). It drives the bootloader, so one that
+ * fails this check is never restored: the manager re-derives the pair from the device instead.
+ */
+export const partitionPersisted = persistedMachine({
+  id: 'partition',
+  version: 1,
+  // `init` is transient and never persisted.
+  value: z.enum(['stable', 'staged', 'trial', 'rolling_back']),
+  context: z.strictObject({
+    booted: slotIdSchema,
+    nextBoot: slotIdSchema,
+    slots: z.strictObject({ A: partitionSlotSchema, B: partitionSlotSchema }),
+    committed: z.boolean(),
+    autoRollback: z.boolean(),
+    rollbackRetries: z.number().int().nonnegative(),
+    versionFloor: z.string().nullable(),
+    trial: z
+      .strictObject({
+        slot: slotIdSchema,
+        previous: slotIdSchema,
+        failedBoots: z.number().int().nonnegative(),
+      })
+      .nullable(),
+    lastRollback: z
+      .strictObject({
+        from: slotIdSchema,
+        to: slotIdSchema,
+        reason: z.string(),
+        at: z.number(),
+        initiatedBy: z.enum(['operator', 'health_check', 'bootloader']),
+      })
+      .nullable(),
+    lastCommit: z
+      .strictObject({ slot: slotIdSchema, version: z.string().nullable(), at: z.number() })
+      .nullable(),
+  }) satisfies z.ZodType<PartitionContext>,
+  check: (s) =>
+    s.status === 'active' ? null : `the pair's statechart never stops, but this snapshot is ${s.status}`,
+});

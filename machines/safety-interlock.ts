@@ -1,5 +1,7 @@
 import { assertEvent, enqueueActions, setup } from 'xstate';
+import { z } from 'zod';
 import type { SafetyReadings } from '../device/types.js';
+import { persistedMachine } from './persist.js';
 
 /**
  * The safety interlock of one gateway: the five documented constraints (crane motion, anti-collision
@@ -383,3 +385,51 @@ export const safetyInterlockMachine = setup({
 });
 
 export type SafetyInterlockMachine = typeof safetyInterlockMachine;
+
+const readingsSchema = z.strictObject({
+  craneMotion: z.enum(['idle', 'moving']),
+  acsCollision: z.enum(['clear', 'warning', 'collision_risk']),
+  upsBatteryPercent: z.number(),
+  networkConnected: z.boolean(),
+  systemLoad: z.number(),
+  craneEstimatedClearSeconds: z.number().nullable(),
+}) satisfies z.ZodType<SafetyReadings>;
+
+/**
+ * The interlock's persisted snapshot (services/actor-snapshots.ts). One that fails the check is not
+ * restored: the interlock starts fresh, which drops an override (the safe direction to fail in).
+ */
+export const safetyInterlockPersisted = persistedMachine({
+  id: 'safetyInterlock',
+  version: 1,
+  value: z.enum(['normal', 'overridden']),
+  context: z.strictObject({
+    readings: readingsSchema.nullable(),
+    enabled: z.strictObject(
+      Object.fromEntries(SAFETY_CONSTRAINTS.map((c) => [c, z.boolean()])) as Record<
+        SafetyConstraint,
+        z.ZodBoolean
+      >,
+    ),
+    thresholds: z.strictObject({ upsMinBatteryPercent: z.number(), maxSystemLoad: z.number() }),
+    override: z
+      .strictObject({
+        constraints: z.array(z.enum(SAFETY_CONSTRAINTS)),
+        reason: z.string(),
+        by: z.string(),
+        startedAt: z.number(),
+        expiresAt: z.number(),
+        operationId: z.string().nullable(),
+      })
+      .nullable(),
+    now: z.number(),
+    overrideTtlMs: z.number().positive(),
+  }) satisfies z.ZodType<SafetyContext>,
+  check: (s) => {
+    if (s.status !== 'active') return `the interlock never stops, but this snapshot is ${s.status}`;
+    if ((s.value === 'overridden') !== (s.context.override !== null)) {
+      return `state ${s.value} disagrees with its override (${s.context.override ? 'set' : 'none'})`;
+    }
+    return null;
+  },
+});

@@ -23,14 +23,20 @@
  * - Action to `.provide()`: `invalidateTarget({ jobId, targetSlot, reason })`: the target slot's
  *   content can no longer be trusted (partly written, failed verification or install, or cancelled).
  * - Emitted (`actor.on`): `progress`, `install_blocked`.
- * - Restore: `createActor(machine, { snapshot: prepareForRestore(persisted) })`, start, send
- *   `RESUME` (see machines/persist.ts for why the children are dropped).
+ * - Restore: `createActor(machine, restoreOptions(persisted))`, start, send `RESUME` (see
+ *   machines/persist.ts for why the children are dropped). The persisted shape is
+ *   `updateJobPersisted`: bump its version when a change of context or states makes an older
+ *   snapshot unfit to restore.
  */
 import { assign, emit, fromCallback, fromPromise, setup, type EventObject, type SnapshotFrom } from 'xstate';
+import { z } from 'zod';
 import { ERROR_CODES, type ErrorCode } from '../core/errors.js';
+import type { UpdateJobKind } from '../core/job-kinds.js';
 import { otherSlot, type SlotId } from '../device/types.js';
+import { persistedMachine, slotIdSchema } from './persist.js';
 
-export type JobKind = 'download' | 'deploy' | 'restore';
+/** The kinds the statechart tells apart: a factory reset runs as a restore from the recovery image. */
+export type JobKind = Exclude<UpdateJobKind, 'factory'>;
 export type InstallStrategy = 'seamless' | 'in-place' | 'rolling';
 
 export interface InstallOptions {
@@ -660,3 +666,48 @@ export function isFinalJobState(name: JobStateName): boolean {
 export function activationSlot(context: Pick<UpdateJobContext, 'targetSlot' | 'install'>): SlotId {
   return context.install?.strategy === 'in-place' ? otherSlot(context.targetSlot) : context.targetSlot;
 }
+
+const errorCodeSchema = z.enum(Object.keys(ERROR_CODES) as [ErrorCode, ...ErrorCode[]]);
+
+/** The job's persisted snapshot (services/actor-snapshots.ts): checked before a job is resumed. */
+export const updateJobPersisted = persistedMachine({
+  id: 'updateJob',
+  version: 1,
+  value: z.union([
+    z.enum(['pending', 'downloading', 'verifying', 'downloaded', 'complete', 'error', 'cancelled']),
+    z.strictObject({
+      installing: z.enum(['preparing', 'awaiting_reboot', 'rebooting', 'installed', 'activating']),
+    }),
+  ]),
+  context: z.strictObject({
+    jobId: z.string(),
+    kind: z.enum(['download', 'deploy', 'restore']),
+    targetSlot: slotIdSchema,
+    updateId: z.string().nullable(),
+    version: z.string(),
+    totalBytes: z.number(),
+    createdAt: z.number(),
+    bytesDone: z.number(),
+    speedBps: z.number(),
+    etaSeconds: z.number().nullable(),
+    startedAt: z.number().nullable(),
+    updatedAt: z.number(),
+    downloadedAt: z.number().nullable(),
+    finishedAt: z.number().nullable(),
+    errorCode: errorCodeSchema.nullable(),
+    errorMessage: z.string().nullable(),
+    progressAtCancel: z.number().nullable(),
+    cancelReason: z.string().nullable(),
+    install: z
+      .strictObject({
+        strategy: z.enum(['seamless', 'in-place', 'rolling']),
+        rebootAfter: z.boolean(),
+        createSnapshot: z.boolean(),
+      })
+      .nullable(),
+    blockedBy: z.array(z.string()),
+    resumed: z.boolean(),
+    installedAt: z.number().nullable().optional(),
+  }) satisfies z.ZodType<UpdateJobContext>,
+});
+export type PersistedUpdateJob = z.output<typeof updateJobPersisted.schema>;

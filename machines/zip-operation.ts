@@ -1,4 +1,7 @@
 import { assign, emit, fromPromise, setup } from 'xstate';
+import { z } from 'zod';
+import { ZIP_JOB_KINDS, type ZipJobKind } from '../core/job-kinds.js';
+import { persistedMachine } from './persist.js';
 
 /**
  * One ZIP operation (POST /ota-configure or POST /ota-update): pending → in_progress (extracting →
@@ -10,7 +13,7 @@ import { assign, emit, fromPromise, setup } from 'xstate';
  * the stored snapshot and never from a live actor.
  */
 
-export type ZipOperationKind = 'configure' | 'plugin';
+export type ZipOperationKind = ZipJobKind;
 export type ZipOperationErrorCode = 'OTA_INVALID_IMAGE' | 'OTA_INSTALL_FAILED';
 
 export interface ZipOperationInput {
@@ -371,3 +374,49 @@ export function progressStatus(state: string): 'idle' | 'in_progress' | 'complet
   if (state.startsWith('in_progress')) return 'in_progress';
   return 'idle';
 }
+
+/** An operation's persisted snapshot (services/actor-snapshots.ts): what /ota-update-progress reads. */
+export const zipOperationPersisted = persistedMachine({
+  id: 'zipOp',
+  version: 1,
+  value: z.union([
+    z.enum(['pending', 'complete', 'error']),
+    z.strictObject({
+      in_progress: z.enum(['extracting', 'validating', 'applying', 'running_hooks', 'rolling_back']),
+    }),
+  ]),
+  context: z.strictObject({
+    updateId: z.string(),
+    gatewayId: z.string(),
+    kind: z.enum(ZIP_JOB_KINDS),
+    zipPath: z.string(),
+    progress: z.number(),
+    message: z.string(),
+    step: z.enum([
+      'pending',
+      'extracting',
+      'validating',
+      'applying',
+      'running_hooks',
+      'rolling_back',
+      'complete',
+      'error',
+    ]),
+    stageDir: z.string().nullable(),
+    manifest: z
+      .discriminatedUnion('kind', [
+        z.strictObject({ kind: z.literal('configuration') }),
+        z.strictObject({
+          kind: z.literal('plugin'),
+          name: z.string(),
+          version: z.string(),
+          hooks: z.array(z.enum(['post-install', 'health-check'])),
+          timeoutSeconds: z.number(),
+        }),
+      ])
+      .nullable(),
+    error: z
+      .strictObject({ code: z.enum(['OTA_INVALID_IMAGE', 'OTA_INSTALL_FAILED']), message: z.string() })
+      .nullable(),
+  }) satisfies z.ZodType<ZipOperationContext>,
+});

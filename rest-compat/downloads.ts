@@ -4,7 +4,7 @@ import type { Request, Response } from 'express';
 import type { Context } from '../api/context.js';
 import type { FileSource } from '../api/meta.js';
 import { GantryError } from '../core/errors.js';
-import type { Caller } from './route.js';
+import type { AppCaller as Caller } from '../api/routers/_app.js';
 
 /**
  * Routes that answer with a file: the procedure authorizes and describes it (errors before the first

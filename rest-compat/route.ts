@@ -7,7 +7,7 @@ import {
   type RequestMeta,
 } from '../api/context.js';
 import type { RestReply, UploadMeta } from '../api/meta.js';
-import { createCaller } from '../api/routers/_app.js';
+import { createCaller, type AppCaller } from '../api/routers/_app.js';
 import { findGantryError } from '../core/errors.js';
 import type { GantryDeps } from '../server/deps.js';
 import { fileSources, sendFile } from './downloads.js';
@@ -16,7 +16,7 @@ import { ClientGone, readMultipart } from './multipart.js';
 import type { RestRoute } from './table.js';
 import { uploadTargets, type UploadSession } from './uploads.js';
 
-export type Caller = ReturnType<typeof createCaller>;
+export type Caller = AppCaller;
 
 /** The session cookie as the spec's page needs it: HttpOnly, SameSite=Strict, scoped to the site. */
 export function restMeta(deps: GantryDeps, req: Request, res: Response): RequestMeta {

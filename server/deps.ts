@@ -7,6 +7,7 @@ import { TokenService } from '../core/auth.js';
 import type { GantryConfig } from '../core/config.js';
 import { writeFileAtomicSync } from '../core/fsutil.js';
 import { openDatabase, type GantryDb } from '../drizzle/db.js';
+import { ActorSnapshotStore } from '../services/actor-snapshots.js';
 import { AuditService } from '../services/audit.js';
 import { DebugBundleService } from '../services/debug-bundle.js';
 import { GatewayRegistry } from '../services/gateways.js';
@@ -43,6 +44,8 @@ export interface GantryDeps {
   audit: AuditService;
   safety: SafetyService;
   jobs: JobStore;
+  /** Every statechart's persisted snapshot (jobs, partition pairs, safety interlocks). */
+  actorSnapshots: ActorSnapshotStore;
   partitions: PartitionManager;
   updates: UpdateService;
   /** System snapshots (copy of the booted slot + configuration) and debug bundles (SECTION 1). */
@@ -118,8 +121,11 @@ export function createDeps(config: GantryConfig, opts: DepsOptions = {}): Gantry
   gateways.load(config.gateways, config.device);
   const settings = new SettingsService(db, clock);
   const logs = new LogService(db, bus, clock);
+  const jobs = new JobStore(db, clock);
+  const actorSnapshots = new ActorSnapshotStore(db, clock);
   const safety = new SafetyService({
     db,
+    actorSnapshots,
     bus,
     clock,
     gateways,
@@ -151,12 +157,12 @@ export function createDeps(config: GantryConfig, opts: DepsOptions = {}): Gantry
     // Resolving at once tells a feed change the moment a configuration is applied or reset.
     onConfigurationChanged: (id) => void feeds.resolve(id),
   });
-  const zipOps = new ZipOperationService({ config, db, clock, gateways, logs, machineEvents }, provisioning);
-  zipOps.recoverInterrupted();
-  const jobs = new JobStore(db, clock);
-  // Snapshots and bundles left half-made by a crash are settled before anything can list them.
+  const zipOps = new ZipOperationService(
+    { config, jobs, actorSnapshots, clock, gateways, logs, machineEvents },
+    provisioning,
+  );
+  // Jobs a crash interrupted are settled by startGantry (services/job-restart.ts), before the sweep.
   const snapshots = new SnapshotService({
-    db,
     bus,
     clock,
     gateways,
@@ -165,7 +171,6 @@ export function createDeps(config: GantryConfig, opts: DepsOptions = {}): Gantry
     logs,
     retention: config.snapshotRetention,
   });
-  snapshots.recoverInterrupted();
   const debugBundles = new DebugBundleService({
     config,
     db,
@@ -173,10 +178,10 @@ export function createDeps(config: GantryConfig, opts: DepsOptions = {}): Gantry
     startedAt: clock(),
     gateways,
     jobs,
+    actorSnapshots,
     settings,
     logs,
   });
-  debugBundles.recoverInterrupted();
   const base = {
     config,
     db,
@@ -195,12 +200,14 @@ export function createDeps(config: GantryConfig, opts: DepsOptions = {}): Gantry
     demoFeed,
     zipOps,
     jobs,
+    actorSnapshots,
     snapshots,
     debugBundles,
   };
   const partitions = new PartitionManager({
     machineEvents,
     db,
+    actorSnapshots,
     gateways,
     settings: base.settings,
     logs: base.logs,
@@ -218,13 +225,13 @@ export function createDeps(config: GantryConfig, opts: DepsOptions = {}): Gantry
   const ports = createUpdatePorts(base);
   const updates = new UpdateService({
     machineEvents,
-    db,
     bus,
     clock,
     gateways,
     settings: base.settings,
     logs: base.logs,
     jobs: base.jobs,
+    actorSnapshots,
     catalog,
     partitions,
     ports,

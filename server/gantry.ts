@@ -3,6 +3,8 @@ import path from 'node:path';
 import type { GantryConfig } from '../core/config.js';
 import { startDemoFeed, type RunningDemoFeed } from '../feed/demo-feed.js';
 import { describeSwept, filesInUse, sweepDataDir } from '../services/data-dir-sweep.js';
+import { restartJobs, type InterruptedJobsHandle } from '../services/job-restart.js';
+import { uploadAfterRestart } from '../services/updates/uploads.js';
 import { createHttpServer, type GantryHttp } from './app.js';
 import { createDeps, type DepsOptions, type GantryDeps } from './deps.js';
 import { demoFeedWanted } from './feed-sources.js';
@@ -19,9 +21,36 @@ export interface RunningGantry {
 }
 
 /**
+ * Applies each job kind's declared restart policy (core/job-kinds.ts `RESTART_POLICY`) to the jobs
+ * the previous run left unfinished: every kind's owner supplies the hook its policy calls for.
+ */
+function settleInterruptedJobs(deps: GantryDeps): InterruptedJobsHandle {
+  const resume = (job: Parameters<GantryDeps['updates']['resume']>[0]) => deps.updates.resume(job);
+  return restartJobs(
+    {
+      jobs: deps.jobs,
+      gatewayIds: deps.gateways.ids(),
+      warn: (gatewayId, message) => deps.logs.warn(gatewayId, 'system', message),
+    },
+    {
+      resume: { download: resume, deploy: resume, restore: resume, factory: resume },
+      undo: {
+        configure: (gatewayId, jobs) => deps.zipOps.afterRestart('configure', gatewayId, jobs),
+        plugin: (gatewayId, jobs) => deps.zipOps.afterRestart('plugin', gatewayId, jobs),
+      },
+      cleanUp: {
+        snapshot: (job) => deps.snapshots.afterRestart(job),
+        'debug-bundle': (job) => deps.debugBundles.afterRestart(job),
+        upload: uploadAfterRestart,
+      },
+    },
+  );
+}
+
+/**
  * Removes what an interrupted run left half-made in the data dir (services/data-dir-sweep.ts),
- * once createDeps settled the jobs that owned it, and says so in the gateway's log (stderr for the
- * data dir's own files).
+ * once the restart policies settled the jobs that owned it, and says so in the gateway's log
+ * (stderr for the data dir's own files).
  */
 function sweepLeftovers(deps: GantryDeps): void {
   const recoveryImages = deps.gateways.all().flatMap((gw) => {
@@ -32,7 +61,7 @@ function sweepLeftovers(deps: GantryDeps): void {
     dataDir: deps.config.dataDir,
     gatewayIds: deps.gateways.ids(),
     gatewayDir: (id) => deps.gateways.gatewayDir(id),
-    inUse: filesInUse(deps.db, recoveryImages),
+    inUse: filesInUse(deps.jobs, recoveryImages),
   });
   for (const { gatewayId, message } of describeSwept(swept)) {
     if (gatewayId === null) console.warn(`Gantry: ${message}`);
@@ -58,8 +87,12 @@ export async function startGantry(
       })
     : null;
   let deps: GantryDeps;
+  let interrupted: InterruptedJobsHandle;
   try {
     deps = createDeps(config, { ...opts, demoFeed });
+    // Jobs the previous run did not finish: failed and undone, or cleaned up, now (before the feed
+    // is resolved from a configuration an interrupted ZIP may have swapped in); resumed below.
+    interrupted = settleInterruptedJobs(deps);
   } catch (err) {
     await demoFeed?.close();
     throw err;
@@ -83,6 +116,7 @@ export async function startGantry(
   await deps.safety.start();
   await deps.partitions.start();
   await deps.updates.start();
+  interrupted.resume();
   deps.scheduler.start();
   const http = createHttpServer(deps, { ws: opts.ws });
   await new Promise<void>((resolve, reject) => {

@@ -1,10 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { isNotNull } from 'drizzle-orm';
 import { formatBytes } from '../core/format.js';
 import { ATOMIC_WRITE_TEMP, DELETING_PREFIX } from '../core/fsutil.js';
-import type { GantryDb } from '../drizzle/db.js';
-import { jobs } from '../drizzle/schema.js';
+import type { JobStore } from './jobs.js';
 
 /**
  * The start-up sweep of the data dir: every kind of file a writer leaves half-made when Gantry is
@@ -15,8 +13,10 @@ import { jobs } from '../drizzle/schema.js';
  * What is NOT here is kept on purpose: a slot written by a download or an install (its job resumes
  * from the offset it recorded, or marks the slot invalid), finished snapshots, bundles and uploads
  * their jobs recorded, the recovery image recovery.json names, configuration and plugins in place.
- * Jobs are settled before the sweep (snapshot and debug-bundle jobs left running are marked failed,
- * interrupted ZIP swaps undone), so what it removes is what no job will claim.
+ * Jobs are settled before the sweep by their kind's restart policy (services/job-restart.ts:
+ * snapshot and debug-bundle jobs left running are failed, interrupted ZIP swaps undone; update jobs
+ * to resume keep their artifacts, which name their files), so what it removes is what no job will
+ * claim.
  */
 
 /** One kind of partial file: where a writer puts it and how it is named. */
@@ -157,27 +157,14 @@ export function sweepDataDir(
  * are read only if the sweep meets such a file: a start with nothing to sweep does not pay for it.
  */
 export function filesInUse(
-  db: GantryDb,
+  jobs: Pick<JobStore, 'artifactPaths'>,
   extra: Iterable<{ gatewayId: string; path: string }> = [],
 ): SweepInput['inUse'] {
   let names: Set<string> | undefined;
   const load = () => {
     const found = new Set<string>();
-    const add = (gatewayId: string, p: unknown) => {
-      if (typeof p === 'string' && p) found.add(`${gatewayId}\0${path.basename(p)}`);
-    };
-    const rows = db
-      .select({ gatewayId: jobs.gatewayId, artifact: jobs.artifact })
-      .from(jobs)
-      .where(isNotNull(jobs.artifact))
-      .all();
-    for (const { gatewayId, artifact } of rows) {
-      if (!artifact || typeof artifact !== 'object') continue;
-      const a = artifact as { path?: unknown; source?: { path?: unknown } | null };
-      add(gatewayId, a.path);
-      add(gatewayId, a.source?.path);
-    }
-    for (const e of extra) add(e.gatewayId, e.path);
+    for (const e of [...jobs.artifactPaths(), ...extra])
+      found.add(`${e.gatewayId}\0${path.basename(e.path)}`);
     return found;
   };
   return (gatewayId, name) => gatewayId !== null && (names ??= load()).has(`${gatewayId}\0${name}`);

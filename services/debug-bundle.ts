@@ -5,9 +5,8 @@ import path from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
-import { and, asc, count, desc, eq, gt, like, lte, max, sql } from 'drizzle-orm';
+import { and, asc, count, eq, gt, lte, max, sql } from 'drizzle-orm';
 import tar from 'tar-stream';
-import { z } from 'zod';
 import type { DebugBundleInput } from '../api/schemas/system-ops.js';
 import type { GantryConfig } from '../core/config.js';
 import { findGantryError, GantryError, type ErrorCode } from '../core/errors.js';
@@ -16,16 +15,13 @@ import { fsyncDirSync } from '../core/fsutil.js';
 import { drained } from '../core/streams.js';
 import { proxyPasswords, redactUrlCredentials } from '../feed/http/proxy.js';
 import type { GantryDb } from '../drizzle/db.js';
-import {
-  jobs as jobsTable,
-  jobTransitions,
-  logs,
-  safetyPins,
-  users,
-  type JobRow,
-} from '../drizzle/schema.js';
+import { logs, safetyPins, users } from '../drizzle/schema.js';
+import { JOB_MACHINE } from '../core/job-kinds.js';
+import type { ActorSnapshotStore } from './actor-snapshots.js';
 import type { GatewayRegistry, GatewayRuntime } from './gateways.js';
-import type { JobStore } from './jobs.js';
+import type { DebugBundleArtifact as BundleArtifact } from './job-records.js';
+import type { CleanUpOutcome } from './job-restart.js';
+import type { JobStore, StoredJobOf } from './jobs.js';
 import type { LogService } from './logs.js';
 import type { SettingsService } from './settings.js';
 
@@ -40,7 +36,7 @@ import type { SettingsService } from './settings.js';
  * admin password and PIN given by environment), whatever field or log line they turn up in.
  */
 
-export const DEBUG_BUNDLE_JOB_KIND = 'debug-bundle';
+const DEBUG_BUNDLE_JOB_KIND = 'debug-bundle';
 const BUNDLE_ID = /^debug-(\d{8})-(\d{3,})$/;
 const STAGING_PREFIX = '.staging-';
 const PART_SUFFIX = '.tar.gz.part';
@@ -71,15 +67,6 @@ export function redactSecrets(value: unknown, secrets: readonly string[], key?: 
   return value;
 }
 
-const bundleArtifactSchema = z.object({
-  path: z.string(),
-  filename: z.string(),
-  size: z.number().int().nonnegative(),
-  sha256: z.string(),
-  entries: z.array(z.object({ name: z.string(), size: z.number().int() })),
-});
-type BundleArtifact = z.infer<typeof bundleArtifactSchema>;
-
 export interface DebugBundleServiceDeps {
   config: GantryConfig;
   db: GantryDb;
@@ -87,6 +74,8 @@ export interface DebugBundleServiceDeps {
   startedAt: number;
   gateways: GatewayRegistry;
   jobs: JobStore;
+  /** The jobs' statechart snapshots, carried in the bundle's job history. */
+  actorSnapshots: ActorSnapshotStore;
   settings: SettingsService;
   logs: LogService;
   retention?: number;
@@ -156,22 +145,19 @@ export class DebugBundleService {
   // ---- lifecycle ----------------------------------------------------------------------
 
   /**
-   * A bundle interrupted by a restart is not resumed: it is marked failed; its pieces (staging dir,
-   * `.part` archive) are the start-up sweep's (services/data-dir-sweep.ts).
+   * The `clean-up` restart policy of debug bundles (services/job-restart.ts): a bundle interrupted
+   * by a restart is not resumed but failed; its pieces (staging dir, `.part` archive, or an archive
+   * renamed into place but not yet recorded) are the start-up sweep's (services/data-dir-sweep.ts).
    */
-  recoverInterrupted(): void {
-    for (const gw of this.deps.gateways.all()) {
-      for (const row of this.deps.jobs.unfinished(gw.id, [DEBUG_BUNDLE_JOB_KIND])) {
-        const message =
-          'Debug bundle interrupted: Gantry stopped (restart or power loss) while building it; request it again.';
-        this.deps.jobs.save(
-          row.id,
-          { state: 'error', snapshot: null, errorCode: 'INTERNAL_ERROR', errorMessage: message },
-          { from: row.state, to: 'error', event: 'restart.interrupted' },
-        );
-        this.deps.logs.warn(gw.id, 'debug', `Debug bundle ${row.id}: ${message}`);
-      }
-    }
+  afterRestart(job: StoredJobOf<'debug-bundle'>): CleanUpOutcome<'debug-bundle'> {
+    const message =
+      'Debug bundle interrupted: Gantry stopped (restart or power loss) while building it; request it again.';
+    this.deps.logs.warn(job.gatewayId, 'debug', `Debug bundle ${job.id}: ${message}`);
+    return { state: 'error', failure: { code: 'INTERNAL_ERROR', message } };
+  }
+
+  private ref(id: string) {
+    return { id, kind: DEBUG_BUNDLE_JOB_KIND } as const;
   }
 
   /** Stops bundles being built; like after a crash, the next start marks them failed. */
@@ -194,7 +180,6 @@ export class DebugBundleService {
       kind: DEBUG_BUNDLE_JOB_KIND,
       state: 'creating',
       request: { ...input, requested_by: username },
-      snapshot: null,
     });
     const estimate = this.estimateBytes(gw.id, input);
     const bundle: RunningBundle = {
@@ -217,12 +202,8 @@ export class DebugBundleService {
   /** `debug-YYYYMMDD-NNN`, numbered per (UTC) day across gateways: job ids are unique server-wide. */
   private nextId(now: number): string {
     const prefix = `debug-${yyyymmdd(now)}-`;
-    const rows = this.deps.db
-      .select({ id: jobsTable.id })
-      .from(jobsTable)
-      .where(and(eq(jobsTable.kind, DEBUG_BUNDLE_JOB_KIND), like(jobsTable.id, `${prefix}%`)))
-      .all();
-    const last = rows.reduce((m, r) => Math.max(m, Number(BUNDLE_ID.exec(r.id)?.[2] ?? 0)), 0);
+    const ids = this.deps.jobs.ids(DEBUG_BUNDLE_JOB_KIND, { prefix });
+    const last = ids.reduce((m, id) => Math.max(m, Number(BUNDLE_ID.exec(id)?.[2] ?? 0)), 0);
     return `${prefix}${String(last + 1).padStart(3, '0')}`;
   }
 
@@ -241,14 +222,8 @@ export class DebugBundleService {
         .get();
       raw += (l?.text ?? 0) + (l?.n ?? 0) * 90;
     }
-    const j = db.select({ n: count() }).from(jobsTable).where(eq(jobsTable.gatewayId, gatewayId)).get();
-    const t = db
-      .select({ n: count() })
-      .from(jobTransitions)
-      .innerJoin(jobsTable, eq(jobsTable.id, jobTransitions.jobId))
-      .where(eq(jobsTable.gatewayId, gatewayId))
-      .get();
-    raw += (j?.n ?? 0) * 2048 + (t?.n ?? 0) * 160;
+    const counted = this.deps.jobs.counts(gatewayId);
+    raw += counted.jobs * 2048 + counted.transitions * 160;
     if (input.include_configs) raw += 16 * 1024;
     if (input.include_metrics) raw += 4 * 1024;
     return Math.max(1024, Math.round(raw / 4));
@@ -392,12 +367,11 @@ export class DebugBundleService {
           size: 'data' in e ? e.data.length : e.size,
         })),
       };
-      this.deps.jobs.save(
-        bundle.id,
-        { state: 'complete', snapshot: null },
+      this.deps.jobs.transition(
+        this.ref(bundle.id),
         { from: 'creating', to: 'complete', event: 'bundle.complete', context: { size, sha256 } },
+        { artifact },
       );
-      this.deps.db.update(jobsTable).set({ artifact }).where(eq(jobsTable.id, bundle.id)).run();
       this.deps.logs.info(gw.id, 'debug', `Debug bundle ${bundle.id} ready: ${formatBytes(size)}`);
       this.prune(gw.id);
     } catch (err) {
@@ -409,11 +383,7 @@ export class DebugBundleService {
           ? 'OTA_INSUFFICIENT_SPACE'
           : (findGantryError(err)?.gantryCode ?? 'INTERNAL_ERROR');
       const message = `Debug bundle failed: ${(err as Error).message}`;
-      this.deps.jobs.save(
-        bundle.id,
-        { state: 'error', snapshot: null, errorCode: code, errorMessage: message },
-        { from: 'creating', to: 'error', event: 'bundle.failed' },
-      );
+      this.deps.jobs.fail(this.ref(bundle.id), 'creating', { code, message }, 'bundle.failed');
       this.deps.logs.error(gw.id, 'debug', `Debug bundle ${bundle.id}: ${message}`);
     } finally {
       this.running.delete(bundle.id);
@@ -520,20 +490,17 @@ export class DebugBundleService {
     };
   }
 
+  /** Every job as stored (a row this version cannot read too), with its statechart's snapshot. */
   private *jobRows(gatewayId: string): Generator<unknown> {
     for (let offset = 0; ; offset += PAGE) {
-      const page = this.deps.db
-        .select()
-        .from(jobsTable)
-        .where(eq(jobsTable.gatewayId, gatewayId))
-        .orderBy(asc(jobsTable.createdAt), asc(jobsTable.id))
-        .limit(PAGE)
-        .offset(offset)
-        .all();
+      const page = this.deps.jobs.rawPage(gatewayId, offset, PAGE);
       if (page.length === 0) return;
       for (const row of page) {
+        const machine = JOB_MACHINE[row.kind] ?? null;
+        const stored = machine ? this.deps.actorSnapshots.stored(machine, row.id) : undefined;
         yield {
           ...row,
+          snapshot: stored ? { machine, version: stored.version, value: stored.snapshot } : null,
           created: isoSeconds(row.createdAt),
           finished: row.finishedAt ? isoSeconds(row.finishedAt) : null,
         };
@@ -544,15 +511,9 @@ export class DebugBundleService {
   private transitionRows(gatewayId: string): Iterable<unknown> {
     return paged(
       (after) =>
-        this.deps.db
-          .select({ t: jobTransitions })
-          .from(jobTransitions)
-          .innerJoin(jobsTable, eq(jobsTable.id, jobTransitions.jobId))
-          .where(and(eq(jobsTable.gatewayId, gatewayId), gt(jobTransitions.id, after)))
-          .orderBy(asc(jobTransitions.id))
-          .limit(PAGE)
-          .all()
-          .map((r) => ({ ...r.t, timestamp: isoSeconds(r.t.at) })),
+        this.deps.jobs
+          .transitionPage(gatewayId, after, PAGE)
+          .map((t) => ({ ...t, timestamp: isoSeconds(t.at) })),
       (r) => r.id,
     );
   }
@@ -560,49 +521,37 @@ export class DebugBundleService {
   /** Keeps the newest bundles of the gateway; older files are deleted (their download answers 404). */
   private prune(gatewayId: string): void {
     const keep = this.deps.retention ?? DEFAULT_RETENTION;
-    const done = this.deps.db
-      .select()
-      .from(jobsTable)
-      .where(
-        and(
-          eq(jobsTable.gatewayId, gatewayId),
-          eq(jobsTable.kind, DEBUG_BUNDLE_JOB_KIND),
-          eq(jobsTable.state, 'complete'),
-        ),
-      )
-      .orderBy(desc(jobsTable.createdAt), desc(jobsTable.id))
-      .all();
-    for (const row of done.slice(keep)) {
-      const artifact = bundleArtifactSchema.safeParse(row.artifact);
-      if (artifact.success && fs.existsSync(artifact.data.path))
-        fs.rmSync(artifact.data.path, { force: true });
+    const done = this.deps.jobs.list(gatewayId, DEBUG_BUNDLE_JOB_KIND, { state: 'complete' });
+    for (const job of done.slice(keep)) {
+      if (job.artifact && fs.existsSync(job.artifact.path)) fs.rmSync(job.artifact.path, { force: true });
     }
   }
 
   // ---- download -----------------------------------------------------------------------
 
-  private ready(gatewayId: string, bundleId: string): { row: JobRow; artifact: BundleArtifact } {
-    const row = this.deps.jobs.get(bundleId);
+  private ready(
+    gatewayId: string,
+    bundleId: string,
+  ): { row: StoredJobOf<'debug-bundle'>; artifact: BundleArtifact } {
+    const row = this.deps.jobs.find(gatewayId, bundleId, [DEBUG_BUNDLE_JOB_KIND]);
     // Another gateway's bundle answers exactly like an unknown one: its existence is not ours to tell.
-    if (!row || row.gatewayId !== gatewayId || row.kind !== DEBUG_BUNDLE_JOB_KIND) {
-      throw new GantryError('NOT_FOUND', `Debug bundle ${bundleId} not found`);
-    }
+    if (!row) throw new GantryError('NOT_FOUND', `Debug bundle ${bundleId} not found`);
     if (row.state === 'error') {
       throw new GantryError(
         'NOT_FOUND',
         `Debug bundle ${bundleId} failed: ${row.errorMessage ?? 'unknown error'}`,
       );
     }
-    const artifact = bundleArtifactSchema.safeParse(row.artifact);
-    if (row.state !== 'complete' || !artifact.success) {
+    const artifact = row.artifact;
+    if (row.state !== 'complete' || !artifact) {
       throw new GantryError('NOT_FOUND', `Debug bundle ${bundleId} is not ready yet (${row.state})`, {
         status: row.state,
       });
     }
-    if (!fs.existsSync(artifact.data.path)) {
+    if (!fs.existsSync(artifact.path)) {
       throw new GantryError('NOT_FOUND', `Debug bundle ${bundleId} was deleted (only the newest are kept)`);
     }
-    return { row, artifact: artifact.data };
+    return { row, artifact };
   }
 
   /** What the download route serves, after the caller was authorized for the gateway. */

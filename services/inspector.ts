@@ -1,9 +1,9 @@
-import { and, eq } from 'drizzle-orm';
 import type { AuthUser } from '../api/context.js';
 import { mayAccessGateway } from '../core/auth.js';
 import { isoSeconds } from '../core/format.js';
+import { isFinalJobState, JOB_MACHINE, type JobKind } from '../core/job-kinds.js';
 import type { MachineActivity, MachineEventEntry } from '../core/machine-events.js';
-import { machineSnapshots } from '../drizzle/schema.js';
+import { safetyInterlockPersisted } from '../machines/safety-interlock.js';
 import type { GantryDeps } from '../server/deps.js';
 // The browser bundle reads the same shapes: one import-free definition for both sides.
 import type {
@@ -13,27 +13,23 @@ import type {
   InspectorState,
   InspectorTransition,
 } from '../web/client/inspector/graph-types.js';
-import { FINAL_JOB_STATES } from './jobs.js';
 
 /** What the development inspector shows of the live actors (admins only; see web/inspector.ts). */
 
 /** Which statechart runs a job of this kind (snapshots and debug bundles have none). */
-export function machineOfJobKind(kind: string): string | null {
-  if (['download', 'deploy', 'restore', 'factory'].includes(kind)) return 'updateJob';
-  if (kind === 'configure' || kind === 'plugin') return 'zipOp';
-  return null;
+export function machineOfJobKind(kind: JobKind): string | null {
+  return JOB_MACHINE[kind];
 }
 
-type InspectorDeps = Pick<GantryDeps, 'db' | 'gateways' | 'partitions' | 'jobs' | 'machineEvents' | 'clock'>;
+type InspectorDeps = Pick<
+  GantryDeps,
+  'actorSnapshots' | 'gateways' | 'partitions' | 'jobs' | 'machineEvents' | 'clock'
+>;
 
-function persistedValue(deps: InspectorDeps, gatewayId: string, machine: string): string | null {
-  const row = deps.db
-    .select()
-    .from(machineSnapshots)
-    .where(and(eq(machineSnapshots.gatewayId, gatewayId), eq(machineSnapshots.machine, machine)))
-    .get();
-  const value = (row?.snapshot as { value?: unknown } | undefined)?.value;
-  return typeof value === 'string' ? value : value ? JSON.stringify(value) : null;
+/** The interlock's state as last persisted (checked like any load; unreadable shows as none). */
+function safetyValue(deps: InspectorDeps, gatewayId: string): string | null {
+  const stored = deps.actorSnapshots.load(safetyInterlockPersisted, gatewayId);
+  return stored.status === 'found' ? stored.snapshot.value : null;
 }
 
 function visibleGateways(deps: InspectorDeps, user: AuthUser): string[] {
@@ -64,12 +60,12 @@ export function inspectorActors(
         kind: row.kind,
         machine: machineOfJobKind(row.kind),
         state: row.state,
-        finished: (FINAL_JOB_STATES as readonly string[]).includes(row.state),
+        finished: isFinalJobState(row.state),
         created_at: isoSeconds(row.createdAt),
         updated_at: isoSeconds(row.updatedAt),
       });
     }
-    return { id, partition, safety: persistedValue(deps, id, 'safety') };
+    return { id, partition, safety: safetyValue(deps, id) };
   });
   jobs.sort((a, b) => b.created_at.localeCompare(a.created_at) || b.id.localeCompare(a.id));
   return { now: isoSeconds(deps.clock()), gateways, jobs };
@@ -115,7 +111,7 @@ export function inspectorTransitions(
   user: AuthUser,
   jobId: string,
 ): InspectorTransition[] | null {
-  const job = deps.jobs.get(jobId);
+  const job = deps.jobs.summary(jobId);
   if (!job || !mayAccessGateway(user.gateways, job.gatewayId)) return null;
   return deps.jobs.transitions(jobId).map((t) => ({
     at: isoSeconds(t.at),

@@ -25,6 +25,7 @@ import type { LogService } from './logs.js';
 import { isUsableHash } from './safety.js';
 import type { SettingsService } from './settings.js';
 import { DEFAULT_ZIP_LIMITS, extractZip, type ZipLimits } from './zip-extract.js';
+import { ZIP_JOB_KINDS } from '../core/job-kinds.js';
 
 /**
  * What the ZIP operations installed on a gateway, and the questions the update pipeline asks of
@@ -104,7 +105,7 @@ export const INSTALL_RECORD = '.gantry-install.json';
 
 const installRecordSchema = z.object({
   update_id: z.string(),
-  kind: z.enum(['configure', 'plugin']),
+  kind: z.enum(ZIP_JOB_KINDS),
   sha256: z.string(),
   installed_at: z.string(),
   /** The settings document before this configuration was applied, to undo an interrupted apply. */
@@ -557,22 +558,28 @@ export class ProvisioningService {
   }
 
   /**
-   * Start-up: finishes or undoes swaps a crash interrupted, and undoes what the interrupted
-   * operations `updateIds` had already swapped in (their job is reported as failed, so the
-   * previous version must be the one in place).
+   * Start-up, the `fail-and-undo` restart policy of configuration ZIPs: finishes or undoes a
+   * configuration swap a crash interrupted, and undoes what one of the interrupted operations
+   * `interrupted` had already swapped in (its job is reported as failed, so the previous version
+   * must be the one in place), settings included.
    */
-  recover(gatewayId: string, interrupted: ReadonlySet<string>): void {
-    const configRoot = this.configRoot(gatewayId);
-    const roots = [configRoot];
+  recoverConfiguration(gatewayId: string, interrupted: ReadonlySet<string>): void {
+    this.recoverRoots(gatewayId, [this.configRoot(gatewayId)], interrupted);
+  }
+
+  /** The same for plugin ZIPs, over every installed plugin. */
+  recoverPlugins(gatewayId: string, interrupted: ReadonlySet<string>): void {
     const plugins = this.pluginsRoot(gatewayId);
-    if (exists(plugins)) {
-      roots.push(
-        ...fs
-          .readdirSync(plugins)
-          .filter((n) => !n.startsWith('.'))
-          .map((n) => path.join(plugins, n)),
-      );
-    }
+    if (!exists(plugins)) return;
+    const roots = fs
+      .readdirSync(plugins)
+      .filter((n) => !n.startsWith('.'))
+      .map((n) => path.join(plugins, n));
+    this.recoverRoots(gatewayId, roots, interrupted);
+  }
+
+  private recoverRoots(gatewayId: string, roots: string[], interrupted: ReadonlySet<string>): void {
+    const configRoot = this.configRoot(gatewayId);
     for (const root of roots) {
       const current = path.join(root, 'current');
       const record = exists(current) ? this.installRecord(current) : null;

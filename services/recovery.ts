@@ -267,10 +267,8 @@ export class RecoveryService {
     const dir = path.dirname(current);
     const reading = new Set(
       this.deps.jobs
-        .unfinished(gw.id)
-        .map((job) => (job.artifact as { source?: { path?: unknown } } | null)?.source?.path)
-        .filter((p): p is string => typeof p === 'string')
-        .map((p) => path.resolve(p)),
+        .artifactPaths({ gatewayId: gw.id, unfinished: true })
+        .map((named) => path.resolve(named.path)),
     );
     for (const name of fs.readdirSync(dir)) {
       const file = path.join(dir, name);

@@ -1,7 +1,6 @@
 import { randomInt } from 'node:crypto';
 import { eq } from 'drizzle-orm';
 import { createActor, type Actor } from 'xstate';
-import { z } from 'zod';
 import type { SafetyOverrideInput, SafetyOverrideOutput, SafetyStatusOutput } from '../api/schemas/safety.js';
 import type { SafetySettings } from '../api/schemas/settings.js';
 import { hashSecret, verifySecret } from '../core/auth.js';
@@ -10,13 +9,14 @@ import { GantryError } from '../core/errors.js';
 import { formatEta, isoSeconds } from '../core/format.js';
 import type { SafetyReadings } from '../device/types.js';
 import type { GantryDb } from '../drizzle/db.js';
-import { machineSnapshots, safetyPins } from '../drizzle/schema.js';
+import { safetyPins } from '../drizzle/schema.js';
 import {
   blockingConstraints,
   constraintView,
   liveOverride,
   SAFETY_CONSTRAINTS,
   safetyInterlockMachine,
+  safetyInterlockPersisted,
   type ConstraintChangedEvent,
   type ConstraintState,
   type EnabledConstraints,
@@ -25,7 +25,9 @@ import {
   type SafetyEmitted,
   type SafetyThresholds,
 } from '../machines/safety-interlock.js';
+import { restoreOptions } from '../machines/persist.js';
 import type { MachineEventLog } from '../core/machine-events.js';
+import type { ActorSnapshotStore } from './actor-snapshots.js';
 import type { GatewayRegistry } from './gateways.js';
 import type { LogService } from './logs.js';
 import type { SettingsService } from './settings.js';
@@ -38,7 +40,6 @@ import type { SettingsService } from './settings.js';
  * see it on GET /safety and the WebSocket (`safety_update`), and admins override it with a PIN.
  */
 
-const MACHINE = 'safety';
 export const MAX_PIN_ATTEMPTS = 5;
 export const PIN_LOCK_MS = 15 * 60 * 1000;
 const DEFAULT_POLL_MS = 3000;
@@ -48,6 +49,8 @@ const PIN = /^\d{4,8}$/;
 
 export interface SafetyServiceDeps {
   db: GantryDb;
+  /** Where the interlocks' statechart snapshots are kept. */
+  actorSnapshots: ActorSnapshotStore;
   bus: EventBus;
   clock: () => number;
   gateways: GatewayRegistry;
@@ -77,43 +80,6 @@ interface Interlock {
   readFailing: boolean;
   unsubscribe: Array<() => void>;
 }
-
-const readingsSchema = z.object({
-  craneMotion: z.enum(['idle', 'moving']),
-  acsCollision: z.enum(['clear', 'warning', 'collision_risk']),
-  upsBatteryPercent: z.number(),
-  networkConnected: z.boolean(),
-  systemLoad: z.number(),
-  craneEstimatedClearSeconds: z.number().nullable(),
-});
-
-/** A stored snapshot is checked before it is trusted (an older or hand-edited one starts fresh). */
-const persistedSchema = z.looseObject({
-  status: z.literal('active'),
-  value: z.enum(['normal', 'overridden']),
-  context: z.object({
-    readings: readingsSchema.nullable(),
-    enabled: z.object(
-      Object.fromEntries(SAFETY_CONSTRAINTS.map((c) => [c, z.boolean()])) as Record<
-        SafetyConstraint,
-        z.ZodBoolean
-      >,
-    ),
-    thresholds: z.object({ upsMinBatteryPercent: z.number(), maxSystemLoad: z.number() }),
-    override: z
-      .object({
-        constraints: z.array(z.enum(SAFETY_CONSTRAINTS)),
-        reason: z.string(),
-        by: z.string(),
-        startedAt: z.number(),
-        expiresAt: z.number(),
-        operationId: z.string().nullable(),
-      })
-      .nullable(),
-    now: z.number(),
-    overrideTtlMs: z.number().positive(),
-  }),
-});
 
 function configOf(s: SafetySettings): { enabled: EnabledConstraints; thresholds: SafetyThresholds } {
   return {
@@ -539,22 +505,20 @@ export class SafetyService {
   }
 
   private loadSnapshot(gatewayId: string) {
-    const row = this.deps.db
-      .select()
-      .from(machineSnapshots)
-      .where(eq(machineSnapshots.gatewayId, gatewayId))
-      .all()
-      .find((r) => r.machine === MACHINE);
-    if (!row) return undefined;
-    const parsed = persistedSchema.safeParse(row.snapshot);
-    if (!parsed.success || (parsed.data.value === 'overridden') !== (parsed.data.context.override !== null)) {
+    const stored = this.deps.actorSnapshots.load(safetyInterlockPersisted, gatewayId);
+    if (stored.status === 'missing') return undefined;
+    if (stored.status === 'refused') {
       // Starting fresh drops an override: the safe direction to fail in.
-      this.deps.logs.warn(gatewayId, 'safety', 'Stored safety interlock state unreadable; starting fresh');
+      this.deps.logs.warn(
+        gatewayId,
+        'safety',
+        `Stored safety interlock state unreadable (${stored.reason}); starting fresh`,
+      );
       return undefined;
     }
     // Readings from before a restart say nothing about the crane now: unknown (blocking) until read.
-    const snap = { ...parsed.data, context: { ...parsed.data.context, readings: null } };
-    return snap as unknown as ReturnType<InterlockActor['getPersistedSnapshot']>;
+    return restoreOptions({ ...stored.snapshot, context: { ...stored.snapshot.context, readings: null } })
+      .snapshot;
   }
 
   /** Persist what matters across a restart (state, override, config), and tell onChange listeners. */
@@ -572,16 +536,12 @@ export class SafetyService {
     ]);
     if (key !== il.persistedKey && !this.stopped) {
       il.persistedKey = key;
-      const persisted = il.actor.getPersistedSnapshot();
-      const now = this.clock();
-      this.deps.db
-        .insert(machineSnapshots)
-        .values({ gatewayId: il.gatewayId, machine: MACHINE, snapshot: persisted, updatedAt: now })
-        .onConflictDoUpdate({
-          target: [machineSnapshots.gatewayId, machineSnapshots.machine],
-          set: { snapshot: persisted, updatedAt: now },
-        })
-        .run();
+      this.deps.actorSnapshots.save(
+        safetyInterlockPersisted,
+        il.gatewayId,
+        il.gatewayId,
+        il.actor.getPersistedSnapshot(),
+      );
     }
     const blocking = blockingConstraints(ctx, this.clock());
     const blockingKey = blocking.join(',');

@@ -1,8 +1,6 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { and, desc, eq } from 'drizzle-orm';
-import { z } from 'zod';
 import type { SnapshotInput } from '../api/schemas/system-ops.js';
 import type { EventBus } from '../core/bus.js';
 import { findGantryError, GantryError, type ErrorCode } from '../core/errors.js';
@@ -10,11 +8,18 @@ import { formatBytes, formatEta, formatHms, formatSpeed, isoSeconds } from '../c
 import { fsyncDirSync, removeTreeSync } from '../core/fsutil.js';
 import { pipeChunks } from '../core/lending.js';
 import { SlotWriter } from '../device/slot-writer.js';
-import { SLOT_IDS, type SlotId, type SlotInfo } from '../device/types.js';
-import type { GantryDb } from '../drizzle/db.js';
-import { jobs as jobsTable, type JobRow } from '../drizzle/schema.js';
+import type { SlotId, SlotInfo } from '../device/types.js';
 import type { GatewayRegistry, GatewayRuntime } from './gateways.js';
-import type { JobStore } from './jobs.js';
+import {
+  SNAPSHOT_CONFIG_FILE as CONFIG_FILE,
+  SNAPSHOT_ID,
+  SNAPSHOT_IMAGE_FILE as IMAGE_FILE,
+  snapshotMetaSchema,
+  type SnapshotMeta,
+  type SnapshotProgress,
+} from './job-records.js';
+import type { CleanUpOutcome } from './job-restart.js';
+import type { JobStore, StoredJob, StoredJobOf } from './jobs.js';
 import type { LogService } from './logs.js';
 import type { SettingsService } from './settings.js';
 import type { ProgressView } from './updates/job-types.js';
@@ -30,11 +35,8 @@ import type { ProgressView } from './updates/job-types.js';
  * hash matched the slot's record, so a directory named like a snapshot is always a whole one.
  */
 
-export const SNAPSHOT_JOB_KIND = 'snapshot';
-const SNAPSHOT_ID = /^snap-(\d{3,})$/;
+const SNAPSHOT_JOB_KIND = 'snapshot';
 const STAGING_PREFIX = '.staging-';
-const IMAGE_FILE = 'image.img';
-const CONFIG_FILE = 'config.json';
 const META_FILE = 'snapshot.json';
 /** Copy rate assumed for the first estimate of a gateway (eMMC read + write + fsync on a gateway). */
 const ASSUMED_BYTES_PER_SECOND = 100 * 1024 * 1024;
@@ -42,41 +44,6 @@ const ASSUMED_BYTES_PER_SECOND = 100 * 1024 * 1024;
 const FREE_SPACE_MARGIN = 16 * 1024 * 1024;
 const PROGRESS_PUBLISH_MS = 250;
 const PROGRESS_PERSIST_MS = 500;
-
-const slotIdSchema = z.enum(SLOT_IDS);
-
-/** `snapshot.json`: validated whenever it is read, a hand-edited or torn file is simply not listed. */
-const snapshotMetaSchema = z.object({
-  format: z.literal(1),
-  id: z.string().regex(SNAPSHOT_ID),
-  gateway_id: z.string(),
-  name: z.string(),
-  description: z.string(),
-  version: z.string(),
-  kernel: z.string().nullable(),
-  source_partition: slotIdSchema,
-  size: z.number().int().nonnegative(),
-  sha256: z.string().regex(/^[0-9a-f]{64}$/),
-  created_at: z.string(),
-  created_at_ms: z.number().int(),
-  image: z.literal(IMAGE_FILE),
-  config: z.literal(CONFIG_FILE),
-});
-type SnapshotMeta = z.infer<typeof snapshotMetaSchema>;
-
-/** What a snapshot job keeps in its row's `snapshot` column (the job has no statechart). */
-const snapshotProgressSchema = z.object({
-  phase: z.enum(['copying', 'configuration', 'finalizing']),
-  sourceSlot: slotIdSchema,
-  version: z.string(),
-  totalBytes: z.number().int().nonnegative(),
-  bytesDone: z.number().int().nonnegative(),
-  speedBps: z.number().nonnegative(),
-  startedAt: z.number(),
-  /** Time spent copying the image, once done: the measured throughput of the next estimate. */
-  copyMs: z.number().nonnegative().nullable(),
-});
-type SnapshotProgress = z.infer<typeof snapshotProgressSchema>;
 
 /** A finished snapshot, as the recovery code (restore, factory reset) sees it. */
 export interface SnapshotEntry {
@@ -110,7 +77,6 @@ export interface SnapshotConfig {
 }
 
 export interface SnapshotServiceDeps {
-  db: GantryDb;
   bus: EventBus;
   clock: () => number;
   gateways: GatewayRegistry;
@@ -182,36 +148,26 @@ export class SnapshotService {
   // ---- lifecycle ----------------------------------------------------------------------
 
   /**
-   * After a restart (or a crash): a snapshot job left `creating` cannot be resumed (the slot may
-   * have changed since), so it is marked failed; its partial copy (`.staging-<id>`) is the start-up
-   * sweep's (services/data-dir-sweep.ts). One whose directory was already renamed into place is
-   * whole (the rename is the last step) and is marked complete.
+   * The `clean-up` restart policy of snapshot jobs (services/job-restart.ts): a snapshot job left
+   * `creating` cannot be resumed (the slot may have changed since), so it fails; its partial copy
+   * (`.staging-<id>`) is the start-up sweep's (services/data-dir-sweep.ts). One whose directory was
+   * already renamed into place is whole (the rename is the last step) and is complete.
    */
-  recoverInterrupted(): void {
-    for (const gw of this.deps.gateways.all()) {
-      const root = this.snapshotsDir(gw.id);
-      for (const row of this.deps.jobs.unfinished(gw.id, [SNAPSHOT_JOB_KIND])) {
-        const progress = this.storedProgress(row);
-        const meta = this.readMeta(gw.id, row.id);
-        if (meta) {
-          this.finish(row.id, progress, meta, 'restart.found-complete');
-          this.deps.logs.warn(gw.id, 'snapshot', `Snapshot ${row.id} was complete before the restart`);
-          continue;
-        }
-        // Named like a snapshot but not a whole one (its metadata does not match its image).
-        removeTreeSync(path.join(root, row.id));
-        const where = progress
-          ? ` while ${this.operationName(progress).replace(/_/g, ' ')} at ${this.percentage(progress, 'creating')}%`
-          : '';
-        const message = `Snapshot interrupted: Gantry stopped (restart or power loss)${where}; the partial copy was removed. Create the snapshot again.`;
-        this.deps.jobs.save(
-          row.id,
-          { state: 'error', snapshot: row.snapshot, errorCode: 'INTERNAL_ERROR', errorMessage: message },
-          { from: row.state, to: 'error', event: 'restart.interrupted' },
-        );
-        this.deps.logs.error(gw.id, 'snapshot', `Snapshot ${row.id}: ${message}`);
-      }
+  afterRestart(job: StoredJobOf<'snapshot'>): CleanUpOutcome<'snapshot'> {
+    const progress = job.progress;
+    const meta = this.readMeta(job.gatewayId, job.id);
+    if (meta) {
+      this.deps.logs.warn(job.gatewayId, 'snapshot', `Snapshot ${job.id} was complete before the restart`);
+      return { state: 'complete', ...this.completed(job.gatewayId, job.id, progress, meta) };
     }
+    // Named like a snapshot but not a whole one (its metadata does not match its image).
+    removeTreeSync(path.join(this.snapshotsDir(job.gatewayId), job.id));
+    const where = progress
+      ? ` while ${this.operationName(progress).replace(/_/g, ' ')} at ${this.percentage(progress, 'creating')}%`
+      : '';
+    const message = `Snapshot interrupted: Gantry stopped (restart or power loss)${where}; the partial copy was removed. Create the snapshot again.`;
+    this.deps.logs.error(job.gatewayId, 'snapshot', `Snapshot ${job.id}: ${message}`);
+    return { state: 'error', failure: { code: 'INTERNAL_ERROR', message } };
   }
 
   /**
@@ -294,7 +250,7 @@ export class SnapshotService {
         kind: SNAPSHOT_JOB_KIND,
         state: 'creating',
         request: { name: input.name, description: input.description, requested_by: username },
-        snapshot: progress,
+        progress,
       });
       created = true;
       const estimate = this.estimateSeconds(gw.id, record.imageBytes);
@@ -327,15 +283,11 @@ export class SnapshotService {
       if (!this.running.has(id)) {
         release();
         if (created) {
-          this.deps.jobs.save(
-            id,
-            {
-              state: 'error',
-              snapshot: null,
-              errorCode: 'INTERNAL_ERROR',
-              errorMessage: (err as Error).message,
-            },
-            { from: 'creating', to: 'error', event: 'snapshot.failed' },
+          this.deps.jobs.fail(
+            this.ref(id),
+            'creating',
+            { code: 'INTERNAL_ERROR', message: (err as Error).message },
+            'snapshot.failed',
           );
         }
       }
@@ -345,14 +297,14 @@ export class SnapshotService {
     }
   }
 
+  private ref(id: string) {
+    return { id, kind: SNAPSHOT_JOB_KIND } as const;
+  }
+
   /** Next `snap-NNN` of the gateway; a number another gateway already used is skipped. */
   private nextId(gatewayId: string): string {
-    const rows = this.deps.db
-      .select({ id: jobsTable.id })
-      .from(jobsTable)
-      .where(and(eq(jobsTable.gatewayId, gatewayId), eq(jobsTable.kind, SNAPSHOT_JOB_KIND)))
-      .all();
-    let seq = rows.reduce((max, r) => Math.max(max, seqOf(r.id)), 0) + 1;
+    const ids = this.deps.jobs.ids(SNAPSHOT_JOB_KIND, { gatewayId });
+    let seq = ids.reduce((max, id) => Math.max(max, seqOf(id)), 0) + 1;
     for (;;) {
       const id = snapshotId(seq);
       if (!this.reserved.has(id) && !this.deps.jobs.get(id)) return id;
@@ -362,20 +314,8 @@ export class SnapshotService {
 
   /** From the gateway's last measured copy rate, else the assumed one; plus a second of overhead. */
   private estimateSeconds(gatewayId: string, bytes: number): number {
-    const last = this.deps.db
-      .select()
-      .from(jobsTable)
-      .where(
-        and(
-          eq(jobsTable.gatewayId, gatewayId),
-          eq(jobsTable.kind, SNAPSHOT_JOB_KIND),
-          eq(jobsTable.state, 'complete'),
-        ),
-      )
-      .orderBy(desc(jobsTable.finishedAt))
-      .limit(1)
-      .get();
-    const measured = last ? this.storedProgress(last) : null;
+    const [last] = this.deps.jobs.list(gatewayId, SNAPSHOT_JOB_KIND, { state: 'complete', limit: 1 });
+    const measured = last?.progress ?? null;
     let rate = this.deps.assumedBytesPerSecond ?? ASSUMED_BYTES_PER_SECOND;
     // A copy of a few milliseconds says more about timer resolution than about the disk.
     if (measured?.copyMs && measured.copyMs >= 50) rate = (measured.totalBytes / measured.copyMs) * 1000;
@@ -453,7 +393,16 @@ export class SnapshotService {
       this.setPhase(gw, job, 'finalizing');
       fs.renameSync(staging, path.join(root, job.id));
       fsyncDirSync(root);
-      this.finish(job.id, job.progress, meta, 'snapshot.complete');
+      this.deps.jobs.transition(
+        this.ref(job.id),
+        {
+          from: 'creating',
+          to: 'complete',
+          event: 'snapshot.complete',
+          context: { sha256: meta.sha256, size: meta.size },
+        },
+        this.completed(gw.id, job.id, job.progress, meta),
+      );
       this.deps.logs.info(
         gw.id,
         'snapshot',
@@ -463,7 +412,7 @@ export class SnapshotService {
     } catch (err) {
       if (this.stopping && signal.aborted) {
         // Left as a crash would leave it; the next start's recovery removes the partial copy.
-        this.deps.jobs.save(job.id, { state: 'creating', snapshot: job.progress });
+        this.deps.jobs.update(this.ref(job.id), { progress: job.progress });
         return;
       }
       fs.rmSync(staging, { recursive: true, force: true });
@@ -472,15 +421,15 @@ export class SnapshotService {
           ? 'OTA_INSUFFICIENT_SPACE'
           : (findGantryError(err)?.gantryCode ?? 'INTERNAL_ERROR');
       const message = job.abortReason ?? `Snapshot failed: ${(err as Error).message}`;
-      this.deps.jobs.save(
-        job.id,
-        { state: 'error', snapshot: job.progress, errorCode: code, errorMessage: message },
+      this.deps.jobs.transition(
+        this.ref(job.id),
         {
           from: 'creating',
           to: 'error',
           event: 'snapshot.failed',
           context: { bytesDone: job.progress.bytesDone },
         },
+        { progress: job.progress, errorCode: code, errorMessage: message },
       );
       this.deps.logs.error(gw.id, 'snapshot', `Snapshot ${job.id} failed: ${code}: ${message}`);
     } finally {
@@ -511,18 +460,12 @@ export class SnapshotService {
     };
   }
 
-  private finish(id: string, progress: SnapshotProgress | null, meta: SnapshotMeta, event: string): void {
-    const done = progress ? { ...progress, bytesDone: progress.totalBytes } : null;
-    this.deps.jobs.save(
-      id,
-      { state: 'complete', snapshot: done },
-      { from: 'creating', to: 'complete', event, context: { sha256: meta.sha256, size: meta.size } },
-    );
-    this.deps.db
-      .update(jobsTable)
-      .set({ artifact: { ...meta, path: path.join(this.snapshotsDir(meta.gateway_id), id) } })
-      .where(eq(jobsTable.id, id))
-      .run();
+  /** What a complete snapshot job's row holds: every byte copied, and where the snapshot is. */
+  private completed(gatewayId: string, id: string, progress: SnapshotProgress | null, meta: SnapshotMeta) {
+    return {
+      progress: progress ? { ...progress, bytesDone: progress.totalBytes } : null,
+      artifact: { ...meta, path: path.join(this.snapshotsDir(gatewayId), id) },
+    };
   }
 
   /** Keeps the newest `retention` snapshots of the gateway. */
@@ -558,7 +501,7 @@ export class SnapshotService {
     };
     if (now - job.lastPersistAt >= PROGRESS_PERSIST_MS) {
       job.lastPersistAt = now;
-      this.deps.jobs.save(job.id, { state: 'creating', snapshot: job.progress });
+      this.deps.jobs.update(this.ref(job.id), { progress: job.progress });
     }
     if (now - job.lastPublishAt >= PROGRESS_PUBLISH_MS) this.publish(gw, job.id);
   }
@@ -566,7 +509,7 @@ export class SnapshotService {
   private setPhase(gw: GatewayRuntime, job: RunningSnapshot, phase: SnapshotProgress['phase']): void {
     job.progress = { ...job.progress, phase };
     job.lastPersistAt = this.deps.clock();
-    this.deps.jobs.save(job.id, { state: 'creating', snapshot: job.progress });
+    this.deps.jobs.update(this.ref(job.id), { progress: job.progress });
     this.publish(gw, job.id);
   }
 
@@ -592,11 +535,6 @@ export class SnapshotService {
     });
   }
 
-  private storedProgress(row: JobRow): SnapshotProgress | null {
-    const parsed = snapshotProgressSchema.safeParse(row.snapshot);
-    return parsed.success ? parsed.data : null;
-  }
-
   private operationName(p: SnapshotProgress): string {
     if (p.phase === 'configuration') return 'saving_configuration';
     if (p.phase === 'finalizing') return 'finalizing';
@@ -611,9 +549,9 @@ export class SnapshotService {
   }
 
   /** GET /progress?snapshot_id=…, registered with the update service for jobs of kind `snapshot`. */
-  progress(gw: GatewayRuntime, row: JobRow): ProgressView {
+  progress(gw: GatewayRuntime, row: StoredJob): ProgressView {
     const running = this.running.get(row.id);
-    const p = running?.progress ?? this.storedProgress(row);
+    const p = running?.progress ?? (row.kind === SNAPSHOT_JOB_KIND ? row.progress : null);
     const state = row.state === 'complete' || row.state === 'error' ? row.state : 'creating';
     const now = this.deps.clock();
     const error = row.errorCode ? { code: row.errorCode, message: row.errorMessage ?? '' } : null;

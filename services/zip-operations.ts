@@ -1,37 +1,40 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { and, eq, inArray, isNull } from 'drizzle-orm';
 import { createActor, fromPromise, type Actor } from 'xstate';
-import { z } from 'zod';
 import type { TerminalOutput, ZipProgressOutput, ZipStartOutput } from '../api/schemas/zip.js';
 import { GantryError } from '../core/errors.js';
 import { isoSeconds } from '../core/format.js';
+import { ZIP_JOB_KINDS } from '../core/job-kinds.js';
 import type { MachineEventLog } from '../core/machine-events.js';
-import type { GantryDb } from '../drizzle/db.js';
-import { jobs, jobTransitions } from '../drizzle/schema.js';
 import {
   COMPLETE_MESSAGE,
   flattenState,
   progressStatus,
   zipOperationMachine,
+  zipOperationPersisted,
   type ZipOperationKind,
   type ZipOperationMachine,
 } from '../machines/zip-operation.js';
+import type { ActorSnapshotStore } from './actor-snapshots.js';
 import type { GatewayRegistry } from './gateways.js';
+import type { JobFailure } from './job-restart.js';
+import { runJobActor } from './job-runtime.js';
+import type { JobStore, StoredJobOf } from './jobs.js';
 import type { LogService } from './logs.js';
 import type { ProvisioningService } from './provisioning.js';
 import { sniffZipFile } from './zip-extract.js';
 
 /**
- * POST /ota-configure and POST /ota-update as jobs: one statechart per operation, persisted in
- * `jobs` (snapshot on every change) and `job_transitions` (every state change, with its event),
+ * POST /ota-configure and POST /ota-update as jobs: one statechart per operation, run by the job
+ * runtime (services/job-runtime.ts: snapshot, job row and history row on every change of state),
  * under the gateway's one-operation-at-a-time lock.
  */
 
 export interface ZipOperationDeps {
   config: { dataDir: string };
-  db: GantryDb;
+  jobs: JobStore;
+  actorSnapshots: ActorSnapshotStore;
   clock: () => number;
   gateways: GatewayRegistry;
   logs: LogService;
@@ -61,15 +64,7 @@ export const ZIP_KINDS: Record<ZipOperationKind, { prefix: string; label: string
 
 const INVALID_TYPE = 'Invalid file type. Please upload a ZIP file';
 const UPLOAD_TTL_MS = 10 * 60 * 1000;
-
-/** What `/ota-update-progress` needs from a stored snapshot (validated on load, like any input). */
-const persistedContextSchema = z.object({
-  context: z.object({
-    progress: z.number(),
-    message: z.string(),
-    error: z.object({ code: z.string(), message: z.string() }).nullable(),
-  }),
-});
+const INTERRUPTED = 'Interrupted by a server restart; the previous version was kept';
 
 export class ZipOperationService {
   private readonly uploads = new Map<string, StagedUpload>();
@@ -154,18 +149,13 @@ export class ZipOperationService {
     // Claimed: from here the operation owns (and eventually deletes) the file.
     this.uploads.delete(input.uploadId);
     try {
-      this.deps.db
-        .insert(jobs)
-        .values({
-          id: updateId,
-          gatewayId: input.gatewayId,
-          kind: input.kind,
-          state: 'pending',
-          request: { original_name: upload.originalName, size: upload.size, uploaded_by: input.username },
-          createdAt: now,
-          updatedAt: now,
-        })
-        .run();
+      this.deps.jobs.create({
+        id: updateId,
+        gatewayId: input.gatewayId,
+        kind: input.kind,
+        state: 'pending',
+        request: { original_name: upload.originalName, size: upload.size, uploaded_by: input.username },
+      });
     } catch (err) {
       release();
       fs.rm(upload.path, { force: true }, () => undefined);
@@ -188,21 +178,11 @@ export class ZipOperationService {
 
   /** The documented progress document; 404 "Update not found" for ids of other gateways too. */
   progress(gatewayId: string, updateId: string): ZipProgressOutput {
-    const row = this.deps.db
-      .select()
-      .from(jobs)
-      .where(
-        and(
-          eq(jobs.id, updateId),
-          eq(jobs.gatewayId, gatewayId),
-          inArray(jobs.kind, ['configure', 'plugin']),
-        ),
-      )
-      .get();
+    const row = this.deps.jobs.find(gatewayId, updateId, ZIP_JOB_KINDS);
     if (!row) throw new GantryError('NOT_FOUND', 'Update not found');
     const status = progressStatus(row.state);
-    const parsed = persistedContextSchema.safeParse(row.snapshot);
-    const ctx = parsed.success ? parsed.data.context : null;
+    const loaded = this.deps.actorSnapshots.load(zipOperationPersisted, updateId);
+    const ctx = loaded.status === 'found' ? loaded.snapshot.context : null;
     if (status === 'complete') {
       return { success: true, status, progress: 100, message: COMPLETE_MESSAGE };
     }
@@ -224,44 +204,22 @@ export class ZipOperationService {
   }
 
   /**
-   * Start-up: an operation the previous process did not finish is reported as failed, and
-   * whatever it had swapped in is undone, so "error" always means "the previous version is in
-   * place". ZIP operations are not resumed: the upload was a one-shot.
+   * The `fail-and-undo` restart policy of ZIP operations (services/job-restart.ts), for each
+   * gateway: what the interrupted operations `interrupted` had swapped in is undone and any swap a
+   * crash cut in half is finished, so "error" always means "the previous version is in place". ZIP
+   * operations are not resumed: the upload was a one-shot. Their uploads and staging trees are the
+   * start-up sweep's (services/data-dir-sweep.ts).
    */
-  recoverInterrupted(): void {
-    const stale = this.deps.db
-      .select()
-      .from(jobs)
-      .where(and(inArray(jobs.kind, ['configure', 'plugin']), isNull(jobs.finishedAt)))
-      .all();
-    const now = this.deps.clock();
-    for (const gatewayId of this.deps.gateways.ids()) {
-      this.provisioning.recover(
-        gatewayId,
-        new Set(stale.filter((j) => j.gatewayId === gatewayId).map((j) => j.id)),
-      );
-    }
-    const message = 'Interrupted by a server restart; the previous version was kept';
-    for (const job of stale) {
-      this.deps.db.transaction((tx) => {
-        tx.update(jobs)
-          .set({
-            state: 'error',
-            errorCode: 'OTA_INSTALL_FAILED',
-            errorMessage: message,
-            updatedAt: now,
-            finishedAt: now,
-          })
-          .where(eq(jobs.id, job.id))
-          .run();
-        tx.insert(jobTransitions)
-          .values({ jobId: job.id, at: now, fromState: job.state, toState: 'error', event: 'gantry.restart' })
-          .run();
-      });
-      if (this.deps.gateways.get(job.gatewayId))
-        this.deps.logs.warn(job.gatewayId, 'ota-zip', `${job.id}: ${message}`);
-    }
-    // Their uploads and staging trees are the start-up sweep's (services/data-dir-sweep.ts).
+  afterRestart(
+    kind: ZipOperationKind,
+    gatewayId: string,
+    interrupted: StoredJobOf<ZipOperationKind>[],
+  ): JobFailure {
+    const ids = new Set(interrupted.map((j) => j.id));
+    if (kind === 'plugin') this.provisioning.recoverPlugins(gatewayId, ids);
+    else this.provisioning.recoverConfiguration(gatewayId, ids);
+    for (const job of interrupted) this.deps.logs.warn(gatewayId, 'ota-zip', `${job.id}: ${INTERRUPTED}`);
+    return { code: 'OTA_INSTALL_FAILED', message: INTERRUPTED };
   }
 
   /** Shutdown: interrupts what can be interrupted (a running hook is killed) and waits for the rest. */
@@ -334,34 +292,9 @@ export class ZipOperationService {
       },
     });
 
-    let lastEvent = 'xstate.init';
-    let lastState: string | null = null;
     let finishing = false;
     let resolveSettled!: () => void;
     const settled = new Promise<void>((resolve) => (resolveSettled = resolve));
-
-    const record = this.deps.machineEvents?.inspector(gatewayId, 'zipOp', updateId, (ref) => ref === actor);
-    const actor = createActor(machine, {
-      input,
-      inspect: (ev) => {
-        if (ev.type === '@xstate.event' && ev.actorRef === actor) lastEvent = ev.event.type;
-        record?.(ev);
-      },
-    });
-    this.running.set(updateId, { actor, settled });
-
-    const runtime = this.runtime(gatewayId);
-    actor.on('step', (ev) => {
-      runtime.updateOperation(updateId, { currentOperation: ev.step, progress: ev.progress });
-      this.terminal(gatewayId, updateId, ev.message);
-    });
-    actor.on('failed', (ev) => {
-      this.terminal(gatewayId, updateId, `Error: ${ev.message}`);
-      this.deps.logs.error(gatewayId, 'ota-zip', `${updateId} failed: ${ev.message}`);
-    });
-    actor.on('completed', () => {
-      this.deps.logs.info(gatewayId, 'ota-zip', `${updateId} completed`);
-    });
 
     const finish = async () => {
       release();
@@ -376,67 +309,41 @@ export class ZipOperationService {
       }
     };
 
-    actor.subscribe({
-      next: (snapshot) => {
-        const state = flattenState(snapshot.value);
-        const now = this.deps.clock();
-        const done = snapshot.status === 'done';
-        const error = snapshot.context.error;
-        try {
-          this.deps.db.transaction((tx) => {
-            tx.update(jobs)
-              .set({
-                state,
-                snapshot: actor.getPersistedSnapshot(),
-                errorCode: error?.code ?? null,
-                errorMessage: error?.message ?? null,
-                updatedAt: now,
-                ...(done ? { finishedAt: now } : {}),
-              })
-              .where(eq(jobs.id, updateId))
-              .run();
-            if (state !== lastState) {
-              tx.insert(jobTransitions)
-                .values({
-                  jobId: updateId,
-                  at: now,
-                  fromState: lastState,
-                  toState: state,
-                  event: lastEvent,
-                  context: { progress: snapshot.context.progress, message: snapshot.context.message },
-                })
-                .run();
-            }
-          });
-        } catch (err) {
-          console.error(`[gantry] ${updateId} persist:`, err);
-        }
-        lastState = state;
-        if (done && !finishing) {
-          finishing = true;
-          void finish();
-        }
+    const actor: Actor<ZipOperationMachine> = runJobActor(
+      (inspect) => createActor(machine, { input, inspect }),
+      {
+        jobs: this.deps.jobs,
+        snapshots: this.deps.actorSnapshots,
+        machine: zipOperationPersisted,
+        job: { id: updateId, kind: input.kind, gatewayId },
+        state: 'pending',
+        stateOf: (snapshot) => flattenState(snapshot.value),
+        errorOf: ({ context }) => context.error,
+        transitionContext: ({ context }) => ({ progress: context.progress, message: context.message }),
+        announce: (snapshot) => {
+          // Done or crashed: clean up once the store says so.
+          if (snapshot.status !== 'active' && !finishing) {
+            finishing = true;
+            void finish();
+          }
+        },
+        record: this.deps.machineEvents?.inspector(gatewayId, 'zipOp', updateId, (ref) => ref === actor),
+        onPersistFailed: (err) => console.error(`[gantry] ${updateId} persist:`, err),
       },
-      error: (err) => {
-        // Every invoke has an onError, so this is a bug in the machine; still, report it as failed.
-        console.error(`[gantry] ${updateId} machine:`, err);
-        const now = this.deps.clock();
-        this.deps.db
-          .update(jobs)
-          .set({
-            state: 'error',
-            errorCode: 'INTERNAL_ERROR',
-            errorMessage: 'Internal error',
-            updatedAt: now,
-            finishedAt: now,
-          })
-          .where(eq(jobs.id, updateId))
-          .run();
-        if (!finishing) {
-          finishing = true;
-          void finish();
-        }
-      },
+    );
+    this.running.set(updateId, { actor, settled });
+
+    const runtime = this.runtime(gatewayId);
+    actor.on('step', (ev) => {
+      runtime.updateOperation(updateId, { currentOperation: ev.step, progress: ev.progress });
+      this.terminal(gatewayId, updateId, ev.message);
+    });
+    actor.on('failed', (ev) => {
+      this.terminal(gatewayId, updateId, `Error: ${ev.message}`);
+      this.deps.logs.error(gatewayId, 'ota-zip', `${updateId} failed: ${ev.message}`);
+    });
+    actor.on('completed', () => {
+      this.deps.logs.info(gatewayId, 'ota-zip', `${updateId} completed`);
     });
 
     actor.start();

@@ -1,6 +1,7 @@
 import { createContextInner, type RequestMeta } from '../api/context.js';
 import { createCaller } from '../api/routers/_app.js';
 import { formatBytes, isoSeconds } from '../core/format.js';
+import { PROGRESS_JOB_KINDS } from '../core/job-kinds.js';
 import type { GantryDeps } from '../server/deps.js';
 import type {
   AvailableUpdate,
@@ -20,9 +21,6 @@ import { documentShell } from './layout.js';
 
 export const OTA_PAGE_PATH = '/ota-system-updates';
 export const OTA_PAGE_TITLE = 'OTA & System Updates - Univa Gateway';
-
-/** Job kinds whose progress the monitor follows (what /progress answers for). */
-const MONITORED_KINDS = ['download', 'deploy', 'restore', 'factory', 'snapshot'];
 
 export interface OtaPageData {
   session: PageSessionView;
@@ -59,7 +57,7 @@ export async function loadOtaPageData(
     caller.maintenance.snapshots(),
   ]);
   // The newest unfinished job is what the live monitor shows until the WebSocket says otherwise.
-  const unfinished = deps.jobs.unfinished(meta.gatewayId, MONITORED_KINDS);
+  const unfinished = deps.jobs.unfinished(meta.gatewayId, PROGRESS_JOB_KINDS);
   const latest = unfinished[unfinished.length - 1];
   let job: JobProgress | null = null;
   if (latest) {

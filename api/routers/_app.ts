@@ -27,3 +27,5 @@ export const appRouter = router({
 
 export type AppRouter = typeof appRouter;
 export const createCaller = createCallerFactory(appRouter);
+/** The server-side caller the REST and web edges drive procedures with. */
+export type AppCaller = ReturnType<typeof createCaller>;

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ZIP_JOB_KINDS } from '../../core/job-kinds.js';
 import { parseProxyUrl } from '../../feed/http/proxy.js';
 import { settingsUpdateInputSchema } from './settings.js';
 
@@ -111,7 +112,7 @@ export const pluginManifestSchema = z.strictObject({
 });
 export type PluginManifest = z.infer<typeof pluginManifestSchema>;
 
-export const ZIP_OPERATION_KINDS = ['configure', 'plugin'] as const;
+export const ZIP_OPERATION_KINDS = ZIP_JOB_KINDS;
 
 /** The multipart field of both uploads, and their size limit (a Gantry decision, in the README). */
 export const ZIP_FIELD = 'ota_zip_file';

@@ -1,13 +1,11 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { eq } from 'drizzle-orm';
 import type { UpdateStrategy } from '../../api/schemas/settings.js';
 import { GantryError } from '../../core/errors.js';
 import { consumeChunks, LendingFileReader, pipeChunks } from '../../core/lending.js';
 import type { SlotId } from '../../device/types.js';
-import type { GantryDb } from '../../drizzle/db.js';
-import { jobs as jobsTable } from '../../drizzle/schema.js';
 import type { GatewayRuntime } from '../gateways.js';
+import type { JobStore } from '../jobs.js';
 import type { LogService } from '../logs.js';
 import type { BundleSource } from '../pipeline/stream-to-slot.js';
 import { activationOf } from './activation.js';
@@ -24,7 +22,7 @@ type SendBack = (event: { type: 'PROGRESS'; bytesDone: number; speedBps: number;
  */
 /** What the effects use of the update service's dependencies (declared here: no import cycle). */
 export interface JobEffectsDeps {
-  db: GantryDb;
+  jobs: Pick<JobStore, 'update'>;
   clock: () => number;
   logs: LogService;
   partitions: PartitionManager;
@@ -36,7 +34,7 @@ export class JobEffects {
   constructor(private readonly deps: JobEffectsDeps) {}
 
   saveArtifact(job: RunningJob): void {
-    this.deps.db.update(jobsTable).set({ artifact: job.artifact }).where(eq(jobsTable.id, job.id)).run();
+    this.deps.jobs.update(job, { artifact: job.artifact });
   }
 
   async invalidate(gw: GatewayRuntime, slot: SlotId): Promise<void> {

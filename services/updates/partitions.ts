@@ -1,11 +1,13 @@
-import { eq, and } from 'drizzle-orm';
+import { eq } from 'drizzle-orm';
 import { createActor, type Actor, type SnapshotFrom } from 'xstate';
-import { partitionMachine } from '../../machines/partition.js';
+import { partitionMachine, partitionPersisted } from '../../machines/partition.js';
+import { restoreOptions } from '../../machines/persist.js';
 import { GantryError } from '../../core/errors.js';
 import type { MachineEventLog } from '../../core/machine-events.js';
 import type { GantryDb } from '../../drizzle/db.js';
-import { gateways, machineSnapshots } from '../../drizzle/schema.js';
+import { gateways } from '../../drizzle/schema.js';
 import { otherSlot, type SlotId } from '../../device/types.js';
+import type { ActorSnapshotStore } from '../actor-snapshots.js';
 import type { GatewayRegistry, GatewayRuntime } from '../gateways.js';
 import type { LogService } from '../logs.js';
 import type { SettingsService } from '../settings.js';
@@ -23,6 +25,8 @@ export interface HealthCheck {
 
 export interface PartitionManagerDeps {
   db: GantryDb;
+  /** Where the pair's statechart snapshot is kept. */
+  actorSnapshots: ActorSnapshotStore;
   gateways: GatewayRegistry;
   settings: SettingsService;
   logs: LogService;
@@ -68,11 +72,15 @@ export class PartitionManager {
   }
 
   private async load(gw: GatewayRuntime): Promise<void> {
-    const row = this.deps.db
-      .select()
-      .from(machineSnapshots)
-      .where(and(eq(machineSnapshots.gatewayId, gw.id), eq(machineSnapshots.machine, 'partition')))
-      .get();
+    const stored = this.deps.actorSnapshots.load(partitionPersisted, gw.id);
+    if (stored.status === 'refused') {
+      // This state drives the bootloader: never guess from a snapshot that cannot be trusted.
+      this.deps.logs.error(
+        gw.id,
+        'partition',
+        `Stored A/B slot state refused (${stored.reason}); re-read from the device instead`,
+      );
+    }
     const settings = this.deps.settings.get(gw.id);
     const machine = partitionMachine.provide({
       actions: {
@@ -83,9 +91,8 @@ export class PartitionManager {
     });
     let actor: PartitionActor | undefined;
     const inspect = this.deps.machineEvents?.inspector(gw.id, 'partition', gw.id, (ref) => ref === actor);
-    if (row) {
-      const snapshot = row.snapshot as PartitionSnapshot;
-      actor = createActor(machine, { snapshot, input: snapshot.context, inspect });
+    if (stored.status === 'found') {
+      actor = createActor(machine, { ...restoreOptions(stored.snapshot), inspect });
     } else {
       const [slots, booted, env] = await Promise.all([
         gw.device.slots(),
@@ -125,16 +132,7 @@ export class PartitionManager {
   private persist(gatewayId: string): void {
     const actor = this.actors.get(gatewayId);
     if (!actor) return;
-    const snapshot = actor.getPersistedSnapshot();
-    const now = this.deps.clock();
-    this.deps.db
-      .insert(machineSnapshots)
-      .values({ gatewayId, machine: 'partition', snapshot, updatedAt: now })
-      .onConflictDoUpdate({
-        target: [machineSnapshots.gatewayId, machineSnapshots.machine],
-        set: { snapshot, updatedAt: now },
-      })
-      .run();
+    this.deps.actorSnapshots.save(partitionPersisted, gatewayId, gatewayId, actor.getPersistedSnapshot());
   }
 
   actor(gatewayId: string): PartitionActor {

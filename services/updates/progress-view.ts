@@ -3,7 +3,7 @@ import { jobPercentage, jobStateName } from '../../machines/update-job.js';
 import type { JobSnapshot } from './job-types.js';
 
 /** How a job reads to an operator: documented status, step name, percentage, speed, ETA. */
-export function progressView(kind: string, snap: JobSnapshot) {
+export function progressView(kind: string, snap: Pick<JobSnapshot, 'value' | 'context'>) {
   const ctx = snap.context;
   const state = jobStateName(snap);
   const transferring = state === 'downloading' || state === 'pending';

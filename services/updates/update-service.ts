@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { createActor, fromCallback, fromPromise, type InspectionEvent } from 'xstate';
+import { createActor, fromCallback, fromPromise } from 'xstate';
 import type { z } from 'zod';
 import type {
   cancelInputSchema,
@@ -13,47 +13,52 @@ import type {
 import type { EventBus } from '../../core/bus.js';
 import type { MachineEventLog } from '../../core/machine-events.js';
 import { findGantryError, GantryError, type ErrorCode } from '../../core/errors.js';
-import { formatBytes, formatHms, isoSeconds } from '../../core/format.js';
+import { formatBytes, formatEta, formatHms, formatSpeed, isoSeconds } from '../../core/format.js';
 import { otherSlot, type SlotId } from '../../device/types.js';
-import type { GantryDb } from '../../drizzle/db.js';
-import type { JobRow } from '../../drizzle/schema.js';
-import { prepareForRestore } from '../../machines/persist.js';
+import { UPDATE_JOB_KINDS, type UpdateJobKind } from '../../core/job-kinds.js';
+import { restoreOptions } from '../../machines/persist.js';
 import {
   activationSlot,
+  jobPercentage,
   jobStateName,
   updateJobMachine,
+  updateJobPersisted,
+  type PersistedUpdateJob,
   type UpdateJobInput,
 } from '../../machines/update-job.js';
+import type { ActorSnapshotStore } from '../actor-snapshots.js';
 import type { GatewayRegistry, GatewayRuntime } from '../gateways.js';
-import type { JobStore } from '../jobs.js';
+import { runJobActor } from '../job-runtime.js';
+import type { JobRequest } from '../job-records.js';
+import type { JobStore, StoredJob, StoredJobOf } from '../jobs.js';
 import type { LogService } from '../logs.js';
 import type { SettingsService } from '../settings.js';
 import { imageBytes, publicUpdateId, type UpdateCatalog } from './catalog.js';
 import type { PartitionManager } from './partitions.js';
 import { JobEffects } from './job-effects.js';
 import { UploadStore, type ReceivedUpload } from './uploads.js';
-import {
-  PIPELINE_KINDS,
-  type JobActor,
-  type JobArtifact,
-  type JobKind,
-  type JobSnapshot,
-  type ProgressView,
-  type RunningJob,
-  type UpdatePorts,
+import type {
+  JobActor,
+  JobArtifact,
+  JobKind,
+  JobSnapshot,
+  ProgressView,
+  RunningJob,
+  UpdatePorts,
 } from './job-types.js';
 import { activationOf } from './activation.js';
 import { progressView } from './progress-view.js';
 import type { TransferPolicy } from './transfer.js';
 
 export interface UpdateServiceDeps {
-  db: GantryDb;
   bus: EventBus;
   clock: () => number;
   gateways: GatewayRegistry;
   settings: SettingsService;
   logs: LogService;
   jobs: JobStore;
+  /** Where the job statecharts' snapshots are kept. */
+  actorSnapshots: ActorSnapshotStore;
   catalog: UpdateCatalog;
   partitions: PartitionManager;
   ports: UpdatePorts;
@@ -68,6 +73,10 @@ const PROGRESS_PUBLISH_MS = 250;
  * so persisting progress more often only stalls the event loop (measured: /progress p99).
  */
 const PROGRESS_PERSIST_MS = 2000;
+
+function isUpdateJob(job: StoredJob): job is StoredJobOf<UpdateJobKind> {
+  return (UPDATE_JOB_KINDS as readonly string[]).includes(job.kind);
+}
 
 function jobIdFor(kind: JobKind): string {
   const suffix = randomBytes(4).toString('hex').toUpperCase().slice(0, 5);
@@ -84,7 +93,10 @@ function jobIdFor(kind: JobKind): string {
 export class UpdateService {
   private readonly running = new Map<string, RunningJob>();
   /** Progress of jobs other services own (snapshots, …), answered by the same /progress route. */
-  private readonly progressProviders = new Map<string, (gw: GatewayRuntime, row: JobRow) => ProgressView>();
+  private readonly progressProviders = new Map<
+    string,
+    (gw: GatewayRuntime, job: StoredJob) => ProgressView
+  >();
   private readonly background = new Set<Promise<unknown>>();
   private stopWatchingPartitions: (() => void) | null = null;
 
@@ -98,31 +110,10 @@ export class UpdateService {
 
   // ---- lifecycle ----------------------------------------------------------------------
 
-  /**
-   * Restores unfinished jobs after a restart (or a kill -9): each resumes where it was durable. A job
-   * that waited on a boot learns here what the gateway did while Gantry was down (the partition
-   * manager, started first, has already handled that boot).
-   */
-  async start(): Promise<void> {
+  /** Follows the partition statecharts (started first), for jobs that wait on a boot. */
+  start(): Promise<void> {
     this.stopWatchingPartitions = this.deps.partitions.onChange((gw) => this.settleActivations(gw));
-    for (const gw of this.deps.gateways.all()) {
-      for (const row of this.deps.jobs.unfinished(gw.id, [...PIPELINE_KINDS])) {
-        try {
-          this.restore(gw, row);
-        } catch (err) {
-          this.deps.jobs.save(
-            row.id,
-            {
-              state: 'error',
-              snapshot: row.snapshot,
-              errorCode: 'OTA_INSTALL_FAILED',
-              errorMessage: `Could not resume after restart: ${(err as Error).message}`,
-            },
-            { from: row.state, to: 'error', event: 'restore.failed' },
-          );
-        }
-      }
-    }
+    return Promise.resolve();
   }
 
   async stop(): Promise<void> {
@@ -345,7 +336,7 @@ export class UpdateService {
     version: string,
     totalBytes: number,
     autoInstall: { rebootAfter: boolean; wipeData: boolean },
-    request: unknown,
+    request: JobRequest,
   ): string {
     const job = this.createJob(
       gw,
@@ -375,7 +366,7 @@ export class UpdateService {
     target: SlotId,
     totalBytes: number,
     artifact: JobArtifact,
-    request: unknown,
+    request: JobRequest,
   ): RunningJob {
     const id = jobIdFor(kind);
     const release = gw.beginOperation({ kind, id }, this.deps.clock());
@@ -391,16 +382,18 @@ export class UpdateService {
         totalBytes,
         createdAt: this.deps.clock(),
       };
-      const job = this.spawn(gw, kind, artifact, { input }, release);
-      this.deps.jobs.create({
-        id,
-        gatewayId: gw.id,
-        kind,
-        state: 'pending',
-        request,
-        snapshot: job.actor.getPersistedSnapshot(),
+      const job = this.spawn(gw, kind, { ...artifact, targetSlot: target }, { input }, release);
+      this.deps.jobs.transaction(() => {
+        this.deps.jobs.create({
+          id,
+          gatewayId: gw.id,
+          kind,
+          state: 'pending',
+          request,
+          artifact: job.artifact,
+        });
+        this.deps.actorSnapshots.save(updateJobPersisted, id, gw.id, job.actor.getPersistedSnapshot());
       });
-      this.effects.saveArtifact(job);
       this.deps.logs.info(
         gw.id,
         'ota',
@@ -414,20 +407,40 @@ export class UpdateService {
     }
   }
 
-  private restore(gw: GatewayRuntime, row: JobRow): void {
-    if (!row.snapshot || !row.artifact) throw new Error('no snapshot to resume from');
-    const artifact = row.artifact as JobArtifact;
-    const state = row.state;
+  /**
+   * After a restart (or a kill -9), the `resume` restart policy of update jobs (services/job-restart.ts):
+   * the job's statechart is restored from its stored snapshot and continues where it was durable. A
+   * job that waited on a boot learns here what the gateway did while Gantry was down (the partition
+   * manager, started first, has already handled that boot). Throws when there is nothing trustworthy
+   * to resume from; the job is then reported failed.
+   */
+  resume(stored: StoredJobOf<UpdateJobKind>): void {
+    const gw = this.deps.gateways.get(stored.gatewayId);
+    if (!gw) throw new GantryError('GATEWAY_NOT_FOUND', `Gateway ${stored.gatewayId} is not configured`);
+    if (!stored.artifact)
+      throw new GantryError('OTA_INSTALL_FAILED', 'the job recorded nothing to resume from');
+    const loaded = this.deps.actorSnapshots.load(updateJobPersisted, stored.id);
+    if (loaded.status !== 'found') {
+      throw new GantryError(
+        'OTA_INSTALL_FAILED',
+        loaded.status === 'missing'
+          ? 'its statechart snapshot is missing'
+          : `its statechart snapshot was refused: ${loaded.reason}`,
+      );
+    }
+    const state = stored.state;
     const holdsLock = state !== 'downloaded';
-    const release = holdsLock ? gw.beginOperation({ kind: row.kind, id: row.id }, this.deps.clock()) : null;
-    const job = this.spawn(
-      gw,
-      row.kind as JobKind,
-      artifact,
-      { snapshot: row.snapshot as JobSnapshot },
-      release,
-    );
-    this.deps.logs.warn(gw.id, 'ota', `Job ${row.id} resumed after restart in state ${state}`);
+    const release = holdsLock
+      ? gw.beginOperation({ kind: stored.kind, id: stored.id }, this.deps.clock())
+      : null;
+    let job: RunningJob;
+    try {
+      job = this.spawn(gw, stored.kind, stored.artifact, { snapshot: loaded.snapshot, state }, release);
+    } catch (err) {
+      release?.();
+      throw err;
+    }
+    this.deps.logs.warn(gw.id, 'ota', `Job ${stored.id} resumed after restart in state ${state}`);
     job.actor.send({ type: 'RESUME', at: this.deps.clock() });
     this.settleActivation(gw, job);
   }
@@ -464,7 +477,7 @@ export class UpdateService {
     gw: GatewayRuntime,
     kind: JobKind,
     artifact: JobArtifact,
-    from: { input: UpdateJobInput } | { snapshot: JobSnapshot },
+    from: { input: UpdateJobInput } | { snapshot: PersistedUpdateJob; state: string },
     release: (() => void) | null,
   ): RunningJob {
     const now = this.deps.clock;
@@ -474,7 +487,6 @@ export class UpdateService {
       kind,
       actor: undefined as unknown as JobActor,
       artifact,
-      lastState: 'input' in from ? 'pending' : jobStateName(from.snapshot),
       lastPersistAt: 0,
       lastPublishAt: 0,
       hashedHere: false,
@@ -529,32 +541,51 @@ export class UpdateService {
         },
       },
     });
-    const record = this.deps.machineEvents?.inspector(gw.id, 'updateJob', job.id, (ref) => ref === job.actor);
-    const inspect = (ev: InspectionEvent) => {
-      if (ev.type === '@xstate.snapshot' && ev.actorRef === job.actor) {
-        try {
-          this.onSnapshot(gw, job, ev.snapshot as JobSnapshot, ev.event.type);
-        } catch (err) {
-          // Inspection errors would vanish inside XState; a failed persist must be loud.
+    job.actor = runJobActor(
+      (inspect) =>
+        'input' in from
+          ? createActor(machine, { input: from.input, inspect })
+          : createActor(machine, { ...restoreOptions(from.snapshot), inspect }),
+      {
+        jobs: this.deps.jobs,
+        snapshots: this.deps.actorSnapshots,
+        machine: updateJobPersisted,
+        job: { id: job.id, kind, gatewayId: gw.id },
+        state: 'input' in from ? 'pending' : from.state,
+        stateOf: jobStateName,
+        errorOf: ({ context }) =>
+          context.errorCode ? { code: context.errorCode, message: context.errorMessage ?? '' } : null,
+        transitionContext: ({ context }) => ({ bytesDone: context.bytesDone, errorCode: context.errorCode }),
+        // The resume point goes with the snapshot it belongs to, never ahead of it.
+        checkpoint: (_, event) => {
+          const at = this.deps.clock();
+          if (event.type !== 'PROGRESS' || at - job.lastPersistAt < PROGRESS_PERSIST_MS) return null;
+          job.lastPersistAt = at;
+          return { artifact: job.artifact };
+        },
+        announce: (snap, change, event) => {
+          if (change) {
+            job.lastPersistAt = this.deps.clock();
+            this.announce(gw, job, snap);
+            this.onStateEntered(gw, job, change.to, change.from, snap.context);
+          } else if (
+            event.type === 'PROGRESS' &&
+            this.deps.clock() - job.lastPublishAt >= PROGRESS_PUBLISH_MS
+          ) {
+            this.announce(gw, job, snap);
+          }
+        },
+        record: this.deps.machineEvents?.inspector(gw.id, 'updateJob', job.id, (ref) => ref === job.actor),
+        onPersistFailed: (err) => {
           this.deps.logs.error(
             gw.id,
             'ota',
             `Job ${job.id}: recording a transition failed: ${(err as Error).message}`,
           );
           console.error('[gantry] job transition', err);
-        }
-      }
-      // After persisting: the inspector's stream reads the job back from the store.
-      record?.(ev);
-    };
-    job.actor =
-      'input' in from
-        ? createActor(machine, { input: from.input, inspect })
-        : createActor(machine, {
-            snapshot: prepareForRestore(from.snapshot),
-            input: from.snapshot.context,
-            inspect,
-          });
+        },
+      },
+    );
     // Keep blockedBy current so a job waiting to reboot continues by itself when safety clears.
     job.stopSafety = this.deps.ports.onSafetyChange(gw.id, (blocking) => {
       job.actor.send({ type: 'SAFETY_CHANGED', blocking, at: now() });
@@ -562,47 +593,6 @@ export class UpdateService {
     this.running.set(job.id, job);
     job.actor.start();
     return job;
-  }
-
-  private onSnapshot(gw: GatewayRuntime, job: RunningJob, snap: JobSnapshot, eventType: string): void {
-    const state = jobStateName(snap);
-    const at = this.deps.clock();
-    const ctx = snap.context;
-    if (state !== job.lastState) {
-      const from = job.lastState;
-      job.lastState = state;
-      // Persist first, announce second: a client never sees a state the store does not have.
-      this.deps.jobs.save(
-        job.id,
-        {
-          state,
-          snapshot: job.actor.getPersistedSnapshot(),
-          errorCode: ctx.errorCode,
-          errorMessage: ctx.errorMessage,
-        },
-        {
-          from,
-          to: state,
-          event: eventType,
-          context: { bytesDone: ctx.bytesDone, errorCode: ctx.errorCode },
-        },
-      );
-      job.lastPersistAt = at;
-      this.announce(gw, job, snap);
-      this.onStateEntered(gw, job, state, from, ctx);
-      return;
-    }
-    if (eventType === 'PROGRESS') {
-      if (at - job.lastPersistAt >= PROGRESS_PERSIST_MS) {
-        this.deps.jobs.save(job.id, {
-          state,
-          snapshot: job.actor.getPersistedSnapshot(),
-          artifact: job.artifact,
-        });
-        job.lastPersistAt = at;
-      }
-      if (at - job.lastPublishAt >= PROGRESS_PUBLISH_MS) this.announce(gw, job, snap);
-    }
   }
 
   private announce(gw: GatewayRuntime, job: RunningJob, snap: JobSnapshot): void {
@@ -680,9 +670,12 @@ export class UpdateService {
 
   // ---- operator actions on jobs ------------------------------------------------------
 
-  private job(gw: GatewayRuntime, jobId: string): { row: JobRow; running: RunningJob | undefined } {
+  private job(
+    gw: GatewayRuntime,
+    jobId: string,
+  ): { row: StoredJobOf<UpdateJobKind>; running: RunningJob | undefined } {
     const row = this.deps.jobs.get(jobId);
-    if (!row || row.gatewayId !== gw.id || !PIPELINE_KINDS.includes(row.kind)) {
+    if (!row || row.gatewayId !== gw.id || !isUpdateJob(row)) {
       throw new GantryError('NOT_FOUND', `Job ${jobId} not found`);
     }
     return { row, running: this.running.get(jobId) };
@@ -759,16 +752,58 @@ export class UpdateService {
   // ---- progress -------------------------------------------------------------------
 
   /** Lets another service answer GET /progress for its own job kind. */
-  registerProgress(kind: string, provider: (gw: GatewayRuntime, row: JobRow) => ProgressView): void {
+  registerProgress(kind: string, provider: (gw: GatewayRuntime, job: StoredJob) => ProgressView): void {
     this.progressProviders.set(kind, provider);
   }
 
+  private rowProgress(row: StoredJobOf<UpdateJobKind>, snap: PersistedUpdateJob | null): ProgressView {
+    const ctx = snap?.context ?? null;
+    const target = ctx?.targetSlot ?? row.artifact?.targetSlot;
+    if (!target) throw new GantryError('NOT_FOUND', `Job ${row.id} has no state`);
+    return {
+      status: row.state,
+      job_id: row.id,
+      progress: {
+        percentage: ctx ? jobPercentage(ctx) : 0,
+        current_operation: row.state,
+        speed: formatSpeed(0),
+        downloaded: formatBytes(ctx?.bytesDone ?? 0),
+        total: formatBytes(ctx?.totalBytes ?? 0),
+        eta: formatEta(0),
+      },
+      update: {
+        id: ctx?.updateId ?? row.artifact?.update.id ?? null,
+        version: ctx?.version ?? row.artifact?.update.version ?? 'unknown',
+      },
+      elapsed_time: formatHms(
+        ((row.finishedAt ?? this.deps.clock()) - (ctx?.startedAt ?? row.createdAt)) / 1000,
+      ),
+      target_partition: target,
+      error: row.errorCode ? { code: row.errorCode, message: row.errorMessage ?? '' } : null,
+      blocked_by: [],
+    };
+  }
+
+  /** A job that no longer runs, as its snapshot left it; null if that is missing or unreadable. */
+  private storedSnapshot(jobId: string): PersistedUpdateJob | null {
+    const loaded = this.deps.actorSnapshots.load(updateJobPersisted, jobId);
+    return loaded.status === 'found' ? loaded.snapshot : null;
+  }
+
   progress(gw: GatewayRuntime, jobId: string): ProgressView {
-    const other = this.deps.jobs.get(jobId);
-    const provider = other && other.gatewayId === gw.id ? this.progressProviders.get(other.kind) : undefined;
-    if (other && provider) return provider(gw, other);
-    const { row, running } = this.job(gw, jobId);
-    const snap = running ? running.actor.getSnapshot() : (row.snapshot as JobSnapshot | null);
+    const stored = this.deps.jobs.get(jobId);
+    const provider =
+      stored && stored.gatewayId === gw.id ? this.progressProviders.get(stored.kind) : undefined;
+    if (stored && provider) return provider(gw, stored);
+    if (!stored || stored.gatewayId !== gw.id || !isUpdateJob(stored)) {
+      throw new GantryError('NOT_FOUND', `Job ${jobId} not found`);
+    }
+    const row = stored;
+    const running = this.running.get(jobId);
+    const snap = running ? running.actor.getSnapshot() : this.storedSnapshot(row.id);
+    // Not running, and its statechart did not get to say how it ended (a restart failed it, or its
+    // snapshot is unreadable): the row is what is known.
+    if (!running && (!snap || jobStateName(snap) !== row.state)) return this.rowProgress(row, snap);
     if (!snap) throw new GantryError('NOT_FOUND', `Job ${jobId} has no state`);
     const ctx = snap.context;
     const view = progressView(row.kind, snap);

@@ -3,7 +3,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { PassThrough, Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { and, desc, eq } from 'drizzle-orm';
 import type { UploadVerifyInput } from '../../api/schemas/updates.js';
 import type { Manifest } from '../../bundle/manifest.js';
 import { threadDigests } from '../../bundle/digests.js';
@@ -13,21 +12,13 @@ import { formatBytes } from '../../core/format.js';
 import { LendingFileReader } from '../../core/lending.js';
 import { drained } from '../../core/streams.js';
 import { youngGenerationSweeper } from '../../core/young-gc.js';
-import type { GantryDb } from '../../drizzle/db.js';
-import { jobs as jobsTable } from '../../drizzle/schema.js';
 import type { GatewayRegistry, GatewayRuntime } from '../gateways.js';
-import type { JobStore } from '../jobs.js';
+import type { VerifiedUpload } from '../job-records.js';
+import type { CleanUpOutcome } from '../job-restart.js';
+import type { JobStore, StoredJobOf } from '../jobs.js';
 import type { LogService } from '../logs.js';
 
-/** A manual upload that verified: kept as `<gateway>/uploads/<sha256>.bundle`. */
-export interface VerifiedUpload {
-  path: string;
-  name: string;
-  size: number;
-  sha256: string;
-  manifest: Manifest;
-  label: string;
-}
+export type { VerifiedUpload } from '../job-records.js';
 
 /** A file streamed into an upload area: where it is, its length and its SHA-256 (hex). */
 export interface ReceivedFile {
@@ -67,7 +58,6 @@ interface ReceivedRecord extends ReceivedUpload {
 const MiB = 1024 * 1024;
 
 export interface UploadStoreDeps {
-  db: GantryDb;
   jobs: JobStore;
   logs: LogService;
   gateways: GatewayRegistry;
@@ -188,7 +178,6 @@ export class UploadStore {
         kind: 'upload',
         state: 'complete',
         request: { name: input.originalName, version: input.version ?? null },
-        snapshot: null,
         artifact: upload,
       });
       this.deps.logs.info(
@@ -221,13 +210,9 @@ export class UploadStore {
   /** The newest verified upload with this name and checksum ("sha256:…" or bare hex). */
   find(gw: GatewayRuntime, filename: string, checksum: string): VerifiedUpload {
     const sha256 = checksum.toLowerCase().replace(/^sha256:/, '');
-    const upload = this.deps.db
-      .select()
-      .from(jobsTable)
-      .where(and(eq(jobsTable.gatewayId, gw.id), eq(jobsTable.kind, 'upload')))
-      .orderBy(desc(jobsTable.createdAt))
-      .all()
-      .map((r) => r.artifact as VerifiedUpload | null)
+    const upload = this.deps.jobs
+      .list(gw.id, 'upload')
+      .map((job) => job.artifact)
       .find((a) => a?.name === filename && a.sha256 === sha256);
     if (!upload || !fs.existsSync(upload.path)) {
       throw new GantryError(
@@ -237,6 +222,18 @@ export class UploadStore {
     }
     return upload;
   }
+}
+
+/**
+ * The `clean-up` restart policy of upload records (services/job-restart.ts). An upload's job is
+ * recorded complete in the step that keeps its file, so none is ever left unfinished; one found so
+ * is failed, and its file goes to the start-up sweep unless another record names it.
+ */
+export function uploadAfterRestart(job: StoredJobOf<'upload'>): CleanUpOutcome<'upload'> {
+  return {
+    state: 'error',
+    failure: { code: 'INTERNAL_ERROR', message: `Upload ${job.id} was not recorded whole before a restart` },
+  };
 }
 
 /**

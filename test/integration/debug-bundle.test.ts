@@ -102,7 +102,6 @@ describe('debug bundles over HTTP', () => {
       kind: 'factory',
       state: 'complete',
       request: { pin: '98765432', confirm: true, reason: 'decommissioning' },
-      snapshot: null,
     });
 
     const res = await g.request('POST', '/api/v1/ota/debug-bundle', {
@@ -285,7 +284,6 @@ describe('debug bundles over HTTP', () => {
       kind: 'debug-bundle',
       state: 'creating',
       request: {},
-      snapshot: null,
     });
     const dir = path.join(dataDir, 'gateways', GW_A, 'debug');
     fs.mkdirSync(path.join(dir, '.staging-debug-20250315-007'), { recursive: true });

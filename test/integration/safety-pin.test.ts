@@ -1,8 +1,7 @@
 import { eq } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
 import { hashSecret } from '../../core/auth.js';
-import * as schema from '../../drizzle/schema.js';
-import { safetyPins } from '../../drizzle/schema.js';
+import { logs as logTable, safetyPins } from '../../drizzle/schema.js';
 import { GATEWAY, startTestGantry, type TestGantry } from '../helpers/gantry.js';
 
 const PIN = '7392';
@@ -160,7 +159,7 @@ describe('Safety override PIN', () => {
     const again = await startTestGantry({ dataDir });
     try {
       expect(await again.deps.safety.takeGeneratedPins()).toEqual({});
-      const logs = again.deps.db.select().from(schema.logs).all();
+      const logs = again.deps.db.select().from(logTable).all();
       expect(logs.some((l) => l.message.startsWith('Safety override enabled'))).toBe(true);
       // Text fields only: a 13-digit timestamp could hold any 6 digits by chance.
       expect(logs.map((l) => l.message).join('\n')).not.toContain(pin);

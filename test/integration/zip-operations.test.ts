@@ -5,8 +5,6 @@ import { io as ioClient, type Socket } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { hashSecret } from '../../core/auth.js';
-import { jobTransitions } from '../../drizzle/schema.js';
-import { eq } from 'drizzle-orm';
 import type { TerminalOutput } from '../../api/schemas/zip.js';
 import { GATEWAY, startTestGantry, tempDataDir, type TestGantry } from '../helpers/gantry.js';
 import { configurationZip, ed25519Pair, makeZip, PNG_BYTES, pluginZip } from '../fixtures/zip/zips.js';
@@ -167,12 +165,7 @@ describe('POST /ota-configure', () => {
     await g.request('POST', '/api/v1/ota/safety/override', { token: admin, body: { enable: false } });
 
     // Persisted as a job with its transitions.
-    const transitions = g.deps.db
-      .select()
-      .from(jobTransitions)
-      .where(eq(jobTransitions.jobId, res.body.update_id))
-      .all()
-      .map((t) => t.toState);
+    const transitions = g.deps.jobs.transitions(res.body.update_id).map((t) => t.toState);
     expect(transitions).toEqual([
       'pending',
       'in_progress.extracting',
@@ -388,12 +381,7 @@ describe('documented refusals', () => {
     });
     const out = await run('/ota-update', await pluginZip({ name: 'other-gw' }), OTHER_GATEWAY);
     expect(out.body.status).toBe('complete');
-    const ids = g.deps.db
-      .select()
-      .from(jobTransitions)
-      .all()
-      .map((t) => t.jobId);
-    const otherId = ids[ids.length - 1]!;
+    const otherId = g.deps.jobs.recent(OTHER_GATEWAY, 1)[0]!.id;
     expect((await progress(otherId, { gateway: OTHER_GATEWAY })).status).toBe(200);
     expect((await progress(otherId, { gateway: GATEWAY })).status).toBe(404);
   });

@@ -1,8 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { eq } from 'drizzle-orm';
 import { afterEach, describe, expect, it } from 'vitest';
-import { jobs, jobTransitions } from '../../drizzle/schema.js';
 import { GATEWAY, startTestGantry, tempDataDir, type TestGantry } from '../helpers/gantry.js';
 import { configurationZip, pluginZip } from '../fixtures/zip/zips.js';
 
@@ -46,18 +44,7 @@ async function progress(g: TestGantry, id: string, token: string, gateway = GATE
 }
 
 function unfinishedJob(g: TestGantry, id: string, gatewayId: string) {
-  const now = Date.now();
-  g.deps.db
-    .insert(jobs)
-    .values({
-      id,
-      gatewayId,
-      kind: 'configure',
-      state: 'in_progress.applying',
-      createdAt: now,
-      updatedAt: now,
-    })
-    .run();
+  g.deps.jobs.create({ id, gatewayId, kind: 'configure', state: 'in_progress.applying', request: null });
 }
 
 describe('ZIP operations across restarts', () => {
@@ -118,12 +105,9 @@ describe('ZIP operations across restarts', () => {
     expect(g2.deps.provisioning.configurationVersion(GATEWAY)).toBe(version);
     expect(g2.deps.provisioning.feed(GATEWAY)).toEqual(feed);
     expect(g2.deps.settings.get(GATEWAY).update_strategy).toBe(settingsBefore.update_strategy);
-    const transitions = g2.deps.db
-      .select()
-      .from(jobTransitions)
-      .where(eq(jobTransitions.jobId, crashed))
-      .all();
+    const transitions = g2.deps.jobs.transitions(crashed);
     expect(transitions.map((t) => [t.fromState, t.toState, t.event])).toEqual([
+      [null, 'in_progress.applying', 'create'],
       ['in_progress.applying', 'error', 'gantry.restart'],
     ]);
 

@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { EventBus } from '../../core/bus.js';
 import { openDatabase, type GantryDb } from '../../drizzle/db.js';
 import { GatewayRegistry, type GatewayRuntime } from '../../services/gateways.js';
+import { restartJobs, type RestartHooks } from '../../services/job-restart.js';
 import { JobStore } from '../../services/jobs.js';
 import { LogService } from '../../services/logs.js';
 import { SettingsService } from '../../services/settings.js';
@@ -36,7 +37,6 @@ function setup(opts: { dataDir?: string; retention?: number } = {}) {
   );
   const jobs = new JobStore(db, clock);
   const snapshots = new SnapshotService({
-    db,
     bus: new EventBus(),
     clock,
     gateways,
@@ -184,14 +184,31 @@ describe('SnapshotService', () => {
     await settled(first.jobs, res.snapshot_id);
     const artifact = first.jobs.get(res.snapshot_id)!.artifact;
     // The crash came between the rename and the store: the row still says creating.
-    first.jobs.save(res.snapshot_id, {
-      state: 'creating',
-      snapshot: first.jobs.get(res.snapshot_id)!.snapshot,
-    });
+    first.jobs.transition(
+      { id: res.snapshot_id, kind: 'snapshot' },
+      { from: 'complete', to: 'creating', event: 'test.crash' },
+      { artifact: null },
+    );
     await first.close();
 
     const second = setup({ dataDir: first.dataDir });
-    second.snapshots.recoverInterrupted();
+    const never = () => {
+      throw new Error('only snapshot jobs were interrupted');
+    };
+    const hooks: RestartHooks = {
+      resume: { download: never, deploy: never, restore: never, factory: never },
+      // Called for every gateway: nothing to undo here.
+      undo: {
+        configure: () => ({ code: 'INTERNAL_ERROR', message: 'unused' }),
+        plugin: () => ({ code: 'INTERNAL_ERROR', message: 'unused' }),
+      },
+      cleanUp: {
+        snapshot: (job) => second.snapshots.afterRestart(job),
+        'debug-bundle': never,
+        upload: never,
+      },
+    };
+    restartJobs({ jobs: second.jobs, gatewayIds: [GW_A, GW_B], warn: () => undefined }, hooks);
     expect(second.jobs.get(res.snapshot_id)).toMatchObject({ state: 'complete', artifact });
     expect(second.snapshots.list(GW_A).map((s) => s.id)).toEqual([res.snapshot_id]);
   });
