@@ -1,6 +1,57 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
+/*
+ * The architecture, checked (README "Layout"). ESLint keeps one setting per rule for a file (a
+ * later block replaces an earlier one), so each folder's block lists all of its import
+ * restrictions: its layer's rule and the store ownership that applies everywhere. Import cycles
+ * are refused by test/unit/import-cycles.test.ts.
+ */
+
+/** One owner per table: everything else goes through the job store and the snapshot store. */
+const storeOwnership = {
+  group: ['**/drizzle/schema', '**/drizzle/schema.js'],
+  importNames: ['jobs', 'jobTransitions', 'actorSnapshots'],
+  message:
+    'Only services/jobs.ts (JobStore) and services/actor-snapshots.ts (ActorSnapshotStore) touch these tables.',
+};
+const STORES = ['services/jobs.ts', 'services/actor-snapshots.ts'];
+
+const pureMachines = [
+  {
+    group: ['**/services/**', '**/server/**', '**/api/**', '**/rest-compat/**', '**/web/**'],
+    message: 'machines/ are pure statecharts: effects are injected with .provide()',
+  },
+  {
+    group: ['**/drizzle/**', '**/feed/**', '**/bundle/**', '**/cli/**'],
+    message: 'machines/ are pure statecharts: effects are injected with .provide()',
+  },
+  {
+    group: ['node:*', 'fs', 'net', 'http', 'https', 'child_process', 'timers', 'worker_threads'],
+    message: 'machines/ have no fs/net/timers of their own',
+  },
+];
+
+/** The edges reach the domain through the tRPC caller: every call validated, authorised, audited. */
+const throughTheCaller = [
+  {
+    group: ['**/services/**'],
+    message: 'rest-compat/ and web/ reach services through the tRPC caller (api/)',
+  },
+];
+
+/** Services are the domain; the transports sit on top of them, never below. */
+const domainBelowTransports = [
+  {
+    // api/schemas is still shared with services until the domain vocabulary moves out of it
+    // (issue 12.2); nothing else of api/ may be imported here.
+    regex: '^(\\.\\./)+(api/(?!schemas/)|rest-compat/|web/|server/)',
+    message: 'services/ never import api, rest-compat, web or server',
+  },
+];
+
+const restrict = (...patterns) => ({ 'no-restricted-imports': ['error', { patterns }] });
+
 export default tseslint.config(
   {
     ignores: [
@@ -31,25 +82,20 @@ export default tseslint.config(
       '@typescript-eslint/ban-ts-comment': 'error',
     },
   },
+  { files: ['**/*.ts'], ignores: [...STORES, 'drizzle/**'], rules: restrict(storeOwnership) },
+  { files: ['machines/**/*.ts'], rules: restrict(...pureMachines, storeOwnership) },
   {
-    // One owner per table: the job store (services/jobs.ts) for jobs and their history, the snapshot
-    // store (services/actor-snapshots.ts) for statechart snapshots. Everything else goes through them.
-    files: ['**/*.ts'],
-    ignores: ['services/jobs.ts', 'services/actor-snapshots.ts', 'drizzle/**'],
-    rules: {
-      'no-restricted-imports': [
-        'error',
-        {
-          patterns: [
-            {
-              group: ['**/drizzle/schema', '**/drizzle/schema.js'],
-              importNames: ['jobs', 'jobTransitions', 'actorSnapshots'],
-              message:
-                'Only services/jobs.ts (JobStore) and services/actor-snapshots.ts (ActorSnapshotStore) touch these tables.',
-            },
-          ],
-        },
-      ],
-    },
+    files: ['rest-compat/**/*.ts', 'web/*.ts'],
+    // The one exception: an upload's bytes stream to the service's receiver while the multipart
+    // body is read, before the procedure runs (tRPC takes no streamed file input); the procedure
+    // then decides what is kept.
+    ignores: ['rest-compat/uploads.ts'],
+    rules: restrict(...throughTheCaller, storeOwnership),
   },
+  {
+    files: ['services/**/*.ts'],
+    ignores: STORES,
+    rules: restrict(...domainBelowTransports, storeOwnership),
+  },
+  { files: STORES, rules: restrict(...domainBelowTransports) },
 );

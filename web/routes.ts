@@ -1,7 +1,9 @@
 import express, { type Express, type Request, type Response } from 'express';
 import { roleAtLeast } from '../core/auth.js';
 import type { GantryDeps } from '../server/deps.js';
-import { inspectorState, inspectorTransitions } from '../services/inspector.js';
+import { createContextInner } from '../api/context.js';
+import { createCaller } from '../api/routers/_app.js';
+import { findGantryError } from '../core/errors.js';
 import { INSPECTOR_PATH, renderInspectorPage } from './inspector.js';
 import { messagePage, sendPage, webPublicDir } from './layout.js';
 import { LOGIN_PATH, renderLoginPage } from './login-page.js';
@@ -84,13 +86,21 @@ export function mountWebPages(app: Express, deps: GantryDeps): void {
     if (!session) return notFound(res);
     // xstate/graph and the drawing model load with the first visit, not with the server.
     const { inspectorMachines } = await import('./inspector-graph.js');
-    sendPage(res, 200, renderInspectorPage(inspectorMachines(), inspectorState(deps, session.user)));
+    const state = await createCaller(createContextInner(deps, session.meta)).inspector.state();
+    sendPage(res, 200, renderInspectorPage(inspectorMachines(), state));
   });
-  app.get(`${INSPECTOR_PATH}/jobs/:jobId/transitions`, (req, res) => {
+  app.get(`${INSPECTOR_PATH}/jobs/:jobId/transitions`, async (req, res) => {
     const session = admin(req);
-    const transitions = session ? inspectorTransitions(deps, session.user, String(req.params.jobId)) : null;
-    if (!transitions) return res.status(404).json({ success: false, message: 'Not found' });
-    res.setHeader('Cache-Control', 'no-store');
-    res.json({ job_id: req.params.jobId, transitions });
+    if (!session) return res.status(404).json({ success: false, message: 'Not found' });
+    const caller = createCaller(createContextInner(deps, session.meta));
+    try {
+      const transitions = await caller.inspector.transitions({ jobId: String(req.params.jobId) });
+      res.setHeader('Cache-Control', 'no-store');
+      res.json({ job_id: req.params.jobId, transitions });
+    } catch (err) {
+      // Unknown, not visible to this admin, or not a job id at all: there is nothing here.
+      if (!findGantryError(err)) throw err;
+      res.status(404).json({ success: false, message: 'Not found' });
+    }
   });
 }

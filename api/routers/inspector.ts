@@ -1,12 +1,29 @@
 import { GantryError } from '../../core/errors.js';
 import { roleAtLeast } from '../../core/auth.js';
-import { activitySummary, inspectorActors, inspectorState } from '../../services/inspector.js';
-import type { InspectorUpdate } from '../../web/client/inspector/graph-types.js';
+import { z } from 'zod';
+import { activitySummary, inspectorActors, inspectorState, inspectorTransitions } from '../inspector-view.js';
+import type {
+  InspectorState,
+  InspectorTransition,
+  InspectorUpdate,
+} from '../../web/client/inspector/graph-types.js';
 import { createContextInner } from '../context.js';
 import { accountAdminProcedure, router } from '../trpc.js';
 
 /** The development inspector's live feed (/dev/inspector): admins only, every gateway they may see. */
 export const inspectorRouter = router({
+  /** Everything the page draws at first: every visible gateway's actors, recent jobs and events. */
+  state: accountAdminProcedure.query(({ ctx }): InspectorState => inspectorState(ctx.deps, ctx.user)),
+
+  /** A job's persisted transition history, to step through; NOT_FOUND when it is not the user's to see. */
+  transitions: accountAdminProcedure
+    .input(z.strictObject({ jobId: z.string().min(1).max(200) }))
+    .query(({ ctx, input }): InspectorTransition[] => {
+      const transitions = inspectorTransitions(ctx.deps, ctx.user, input.jobId);
+      if (!transitions) throw new GantryError('NOT_FOUND', `Job ${input.jobId} not found`);
+      return transitions;
+    }),
+
   /**
    * The actors' states and the events the statecharts receive, pushed as they happen over the
    * tRPC WebSocket: the whole state first, then each batch of events and, after a change of

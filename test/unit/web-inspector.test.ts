@@ -5,7 +5,7 @@ import { partitionMachine } from '../../machines/partition.js';
 import { safetyInterlockMachine } from '../../machines/safety-interlock.js';
 import { JOB_STATE_NAMES, updateJobMachine } from '../../machines/update-job.js';
 import { zipOperationMachine } from '../../machines/zip-operation.js';
-import { machineOfJobKind } from '../../services/inspector.js';
+import { machineOfJobKind } from '../../api/inspector-view.js';
 import type { GraphNode, MachineGraph } from '../../web/client/inspector/graph-types.js';
 import {
   elkGraph,

@@ -1,7 +1,7 @@
 /**
  * What the inspector draws and follows. Kept free of imports so the browser bundle pulls in no
  * server code; the server builds these from XState's `xstate/graph` (web/inspector-graph.ts) and
- * the live actors (services/inspector.ts).
+ * the live actors (api/inspector-view.ts).
  */
 
 export interface GraphNode {

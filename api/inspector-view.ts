@@ -1,4 +1,4 @@
-import type { AuthUser } from '../api/context.js';
+import type { AuthUser } from './context.js';
 import { mayAccessGateway } from '../core/auth.js';
 import { isoSeconds } from '../core/format.js';
 import { isFinalJobState, JOB_MACHINE, type JobKind } from '../core/job-kinds.js';
@@ -14,7 +14,11 @@ import type {
   InspectorTransition,
 } from '../web/client/inspector/graph-types.js';
 
-/** What the development inspector shows of the live actors (admins only; see web/inspector.ts). */
+/**
+ * What the development inspector shows of the live actors (admins only; see web/inspector.ts): a
+ * presenter of the API layer, served by the inspector router (the page's first state, a job's
+ * history, the live stream).
+ */
 
 /** Which statechart runs a job of this kind (snapshots and debug bundles have none). */
 export function machineOfJobKind(kind: JobKind): string | null {
