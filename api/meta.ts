@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import type { Role } from '../drizzle/schema.js';
+import type { Role } from '../core/vocabulary.js';
 
 /**
  * What every procedure carries in its tRPC metadata (`.meta()`): who may call it, set by the

@@ -2,7 +2,7 @@ import { initTRPC } from '@trpc/server';
 import { ZodError } from 'zod';
 import { roleAtLeast } from '../core/auth.js';
 import { findGantryError, GantryError } from '../core/errors.js';
-import type { Role } from '../drizzle/schema.js';
+import type { Role } from '../core/vocabulary.js';
 import type { Context } from './context.js';
 import { toTRPCError } from './errors.js';
 import type { Access, ProcedureMeta } from './meta.js';

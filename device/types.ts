@@ -7,8 +7,8 @@ import type { SlotWriter } from './slot-writer.js';
  * the Linux one (U-Boot env tools, block devices, /proc). Services never reach the OS otherwise.
  */
 
-export const SLOT_IDS = ['A', 'B'] as const;
-export type SlotId = (typeof SLOT_IDS)[number];
+import type { SlotId } from '../core/vocabulary.js';
+export { SLOT_IDS, type SlotId } from '../core/vocabulary.js';
 
 export function otherSlot(slot: SlotId): SlotId {
   return slot === 'A' ? 'B' : 'A';

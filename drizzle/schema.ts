@@ -1,5 +1,5 @@
 import { index, integer, primaryKey, sqliteTable, text } from 'drizzle-orm/sqlite-core';
-import { JOB_KINDS, MACHINE_IDS } from '../core/job-kinds.js';
+import { JOB_KINDS, MACHINE_IDS, ROLES } from '../core/vocabulary.js';
 
 /**
  * Gantry's store. This file is the single source of row types (`typeof table.$inferSelect`);
@@ -16,9 +16,6 @@ export const gateways = sqliteTable('gateways', {
   lastOtaAt: integer('last_ota_at'),
   lastUpdateCheckAt: integer('last_update_check_at'),
 });
-
-export const ROLES = ['viewer', 'operator', 'admin'] as const;
-export type Role = (typeof ROLES)[number];
 
 export const users = sqliteTable('users', {
   id: integer('id').primaryKey({ autoIncrement: true }),

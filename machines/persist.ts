@@ -1,7 +1,7 @@
 import type { Snapshot } from 'xstate';
 import { z } from 'zod';
 import type { MachineId } from '../core/job-kinds.js';
-import { SLOT_IDS } from '../device/types.js';
+import { SLOT_IDS } from '../core/vocabulary.js';
 
 /**
  * A statechart's persisted snapshot (the JSON of `actor.getPersistedSnapshot()`), as checked on

@@ -2,6 +2,8 @@ import { assertEvent, enqueueActions, setup } from 'xstate';
 import { z } from 'zod';
 import type { SafetyReadings } from '../device/types.js';
 import { persistedMachine } from './persist.js';
+import { SAFETY_CONSTRAINTS, type SafetyConstraint } from '../core/vocabulary.js';
+export { SAFETY_CONSTRAINTS, type SafetyConstraint } from '../core/vocabulary.js';
 
 /**
  * The safety interlock of one gateway: the five documented constraints (crane motion, anti-collision
@@ -13,15 +15,6 @@ import { persistedMachine } from './persist.js';
  * Fail-safe by construction: with no readings (start-up, a sensor read that failed) every enabled
  * constraint is `unknown` and blocks, so "we don't know" never means "go ahead".
  */
-
-export const SAFETY_CONSTRAINTS = [
-  'crane_motion',
-  'acs_collision',
-  'ups_battery',
-  'network',
-  'system_load',
-] as const;
-export type SafetyConstraint = (typeof SAFETY_CONSTRAINTS)[number];
 
 export const OVERRIDE_TTL_MS = 15 * 60 * 1000;
 

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { PAYLOAD_KINDS, SEVERITIES, UPDATE_TYPES, type Manifest } from '../bundle/manifest.js';
 import type { JobKind } from '../core/job-kinds.js';
-import { SLOT_IDS } from '../device/types.js';
+import { SLOT_IDS } from '../core/vocabulary.js';
 
 /**
  * The JSON columns of a job row, per kind: what the JobStore (services/jobs.ts) checks on every

@@ -1,5 +1,6 @@
 import { Cron } from 'croner';
-import { WEEKDAYS, type SettingsDocument } from '../api/schemas/settings.js';
+import { WEEKDAYS } from '../core/vocabulary.js';
+import type { SettingsDocument } from '../api/schemas/settings.js';
 
 /**
  * Next start of the maintenance window after `from`, in the gateway's time zone (croner resolves

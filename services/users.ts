@@ -4,7 +4,8 @@ import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
 import { dummyHash, hashSecret, verifySecret, type TokenService } from '../core/auth.js';
 import { GantryError } from '../core/errors.js';
 import type { GantryDb } from '../drizzle/db.js';
-import { users, type Role, type UserRow } from '../drizzle/schema.js';
+import { users, type UserRow } from '../drizzle/schema.js';
+import type { Role } from '../core/vocabulary.js';
 
 export interface PublicUser {
   username: string;

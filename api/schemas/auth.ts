@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ROLES } from '../../drizzle/schema.js';
+import { ROLES } from '../../core/vocabulary.js';
 
 export const loginInputSchema = z.strictObject({
   username: z.string().min(1).max(64),

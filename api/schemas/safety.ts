@@ -1,6 +1,5 @@
 import { z } from 'zod';
-import { SAFETY_CONSTRAINTS } from '../../machines/safety-interlock.js';
-import { SLOT_IDS } from '../../device/types.js';
+import { SAFETY_CONSTRAINTS, SLOT_IDS } from '../../core/vocabulary.js';
 
 /** SECTION 6 (GET /safety, POST /safety/override) and the simulator controls used by tests and demos. */
 

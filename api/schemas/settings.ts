@@ -1,21 +1,10 @@
 import { z } from 'zod';
+import { UPDATE_STRATEGIES, WEEKDAYS } from '../../core/vocabulary.js';
 
 /**
  * Per-gateway settings: one schema for the stored document, the GET/POST payloads, and OpenAPI.
  * Every field has a default so a document written by an older Gantry still parses after upgrade.
  */
-
-export const WEEKDAYS = [
-  'sunday',
-  'monday',
-  'tuesday',
-  'wednesday',
-  'thursday',
-  'friday',
-  'saturday',
-] as const;
-export const UPDATE_STRATEGIES = ['seamless', 'in-place', 'rolling'] as const;
-export type UpdateStrategy = (typeof UPDATE_STRATEGIES)[number];
 
 const hhmm = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'expected a 24-hour time "HH:MM"');
 

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { UPDATE_STRATEGIES } from './settings.js';
+import { UPDATE_STRATEGIES } from '../../core/vocabulary.js';
 
 const slotId = z.enum(['A', 'B']);
 const jobId = z.string().min(1).max(64);

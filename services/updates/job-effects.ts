@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import type { UpdateStrategy } from '../../api/schemas/settings.js';
+import type { UpdateStrategy } from '../../core/vocabulary.js';
 import { GantryError } from '../../core/errors.js';
 import { consumeChunks, LendingFileReader, pipeChunks } from '../../core/lending.js';
 import type { SlotId } from '../../device/types.js';
