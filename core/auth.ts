@@ -8,7 +8,7 @@ import {
 } from 'node:crypto';
 import jwt from 'jsonwebtoken';
 import { z } from 'zod';
-import { ROLES, type Role } from '../drizzle/schema.js';
+import { ROLES, type Role } from './vocabulary.js';
 import { GantryError } from './errors.js';
 
 /** Password and PIN hashing (scrypt, node:crypto) and session tokens (JWT, HS256). */

@@ -1,14 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { users } from '../../drizzle/schema.js';
-import {
-  ROLES,
-  SAFETY_CONSTRAINTS,
-  SLOT_IDS,
-  UPDATE_STRATEGIES,
-  WEEKDAYS,
-  JOB_KINDS,
-} from '../../core/vocabulary.js';
+import { ROLES, SAFETY_CONSTRAINTS, SLOT_IDS, UPDATE_STRATEGIES, WEEKDAYS } from '../../core/vocabulary.js';
 import { maintenanceWindowSchema, settingsDocumentSchema } from '../../api/schemas/settings.js';
 import { safetyOverrideInputSchema, simulatorBootFailuresInputSchema } from '../../api/schemas/safety.js';
 import { userSchema } from '../../api/schemas/auth.js';
