@@ -16,6 +16,10 @@ export type Role = (typeof ROLES)[number];
 export const SLOT_IDS = ['A', 'B'] as const;
 export type SlotId = (typeof SLOT_IDS)[number];
 
+/** How a partition looks to an operator (the `status` of /status's partition cards). */
+export const PARTITION_STATUSES = ['healthy', 'trial', 'ready', 'invalid', 'empty', 'writing'] as const;
+export type PartitionStatus = (typeof PARTITION_STATUSES)[number];
+
 /** How an update is applied (settings `update_strategy`, an install's `strategy`). */
 export const UPDATE_STRATEGIES = ['seamless', 'in-place', 'rolling'] as const;
 export type UpdateStrategy = (typeof UPDATE_STRATEGIES)[number];

@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { systemStatusEvent } from '../services/system.js';
+import { presentSystemStatusEvent } from '../api/presenters/system.js';
+import { systemActivity } from '../services/system.js';
 import type { GantryDeps } from './deps.js';
 import { acceptAuthenticatedSocket } from './ws-session.js';
 
@@ -29,7 +30,10 @@ export function createOtaWebSocketServer(deps: GantryDeps, opts: OtaWsOptions = 
       session.send({ type: 'auth_ok', gateway_id: session.gatewayId, user: session.username });
       const pushStatus = () => {
         if (session.stillValid())
-          systemStatusEvent(gateway, deps.clock()).then(session.send, () => undefined);
+          systemActivity(gateway, deps.clock()).then(
+            (activity) => session.send(presentSystemStatusEvent(activity)),
+            () => undefined,
+          );
       };
       pushStatus();
       const interval = setInterval(pushStatus, statusIntervalMs);

@@ -1,14 +1,39 @@
-import type { SystemStatusEvent } from '../api/schemas/events.js';
-import type { StatusOutput } from '../api/schemas/system.js';
 import type { SettingsDocument } from '../api/schemas/settings.js';
-import { formatBytes, formatUptime, isoSeconds } from '../core/format.js';
-import { otherSlot, type BootEnv, type SlotId, type SlotInfo } from '../device/types.js';
+import type { PartitionStatus, SlotId } from '../core/vocabulary.js';
+import { otherSlot, type BootEnv, type SlotInfo } from '../device/types.js';
 import type { GatewayRuntime } from './gateways.js';
 
-type PartitionView = StatusOutput['partitions']['active'];
+/** A slot as the service knows it: sizes in bytes (api/presenters/system.ts writes "8GB"). */
+export interface PartitionState {
+  id: SlotId;
+  version: string | null;
+  status: PartitionStatus;
+  capacityBytes: number;
+  usedBytes: number;
+  booted: boolean;
+  nextBoot: boolean;
+}
+
+/** The gateway and its partitions, in numbers and epoch milliseconds. */
+export interface GatewayStatus {
+  gateway: {
+    model: string;
+    osVersion: string;
+    kernel: string;
+    uptimeSeconds: number;
+    bootloader: string;
+    lastOtaAt: number | null;
+  };
+  partitions: {
+    active: PartitionState;
+    inactive: PartitionState;
+    autoRollback: boolean;
+    rollbackRetries: number;
+  };
+}
 
 /** How a slot looks to an operator, from its content record and the boot environment. */
-export function partitionStatus(slot: SlotInfo, booted: SlotId, env: BootEnv): PartitionView['status'] {
+export function partitionStatus(slot: SlotInfo, booted: SlotId, env: BootEnv): PartitionStatus {
   if (slot.state === 'empty') return 'empty';
   if (slot.state === 'invalid') return 'invalid';
   if (slot.id === booted) return env.upgradeAvailable && env.bootSlot === booted ? 'trial' : 'healthy';
@@ -18,7 +43,7 @@ export function partitionStatus(slot: SlotInfo, booted: SlotId, env: BootEnv): P
 export async function gatewayStatus(
   runtime: GatewayRuntime,
   settings: SettingsDocument,
-): Promise<StatusOutput> {
+): Promise<GatewayStatus> {
   const { device } = runtime;
   const [info, slots, booted, env] = await Promise.all([
     device.systemInfo(),
@@ -26,30 +51,29 @@ export async function gatewayStatus(
     device.bootedSlot(),
     device.readBootEnv(),
   ]);
-  const view = (id: SlotId): PartitionView => ({
+  const view = (id: SlotId): PartitionState => ({
     id,
     version: slots[id].version,
     status: partitionStatus(slots[id], booted, env),
-    size: formatBytes(slots[id].capacityBytes, { compact: true }),
-    used: formatBytes(slots[id].imageBytes, { compact: true }),
+    capacityBytes: slots[id].capacityBytes,
+    usedBytes: slots[id].imageBytes,
     booted: id === booted,
-    next_boot: env.bootSlot === id,
+    nextBoot: env.bootSlot === id,
   });
-  const lastOta = runtime.row().lastOtaAt;
   return {
     gateway: {
       model: info.model,
-      os_version: info.osVersion,
+      osVersion: info.osVersion,
       kernel: info.kernel,
-      uptime: formatUptime(info.uptimeSeconds),
+      uptimeSeconds: info.uptimeSeconds,
       bootloader: info.bootloader,
-      last_ota: lastOta ? isoSeconds(lastOta) : null,
+      lastOtaAt: runtime.row().lastOtaAt ?? null,
     },
     partitions: {
       active: view(booted),
       inactive: view(otherSlot(booted)),
-      auto_rollback: settings.auto_rollback,
-      rollback_retries: settings.rollback_retries,
+      autoRollback: settings.auto_rollback,
+      rollbackRetries: settings.rollback_retries,
     },
   };
 }
@@ -68,15 +92,25 @@ export function nextUpdateCheck(
   return base + steps * interval;
 }
 
-export async function systemStatusEvent(runtime: GatewayRuntime, now: number): Promise<SystemStatusEvent> {
+/** What the gateway is doing and how loaded it is, at `at` (epoch ms). */
+export interface SystemActivity {
+  status: string;
+  currentOperation: string;
+  progress: number;
+  cpuUsage: number;
+  memoryUsage: number;
+  at: number;
+}
+
+export async function systemActivity(runtime: GatewayRuntime, now: number): Promise<SystemActivity> {
   const op = runtime.currentOperation();
   const resources = await runtime.device.resources();
   return {
-    type: 'system_status',
     status: op ? op.kind : 'idle',
-    current_operation: op ? op.currentOperation : 'none',
+    currentOperation: op ? op.currentOperation : 'none',
     progress: op ? op.progress : 0,
-    resources: { cpu_usage: resources.cpuUsage, memory_usage: resources.memoryUsage },
-    timestamp: isoSeconds(now),
+    cpuUsage: resources.cpuUsage,
+    memoryUsage: resources.memoryUsage,
+    at: now,
   };
 }

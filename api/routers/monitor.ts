@@ -1,6 +1,7 @@
 import { GantryError } from '../../core/errors.js';
 import { isoSeconds } from '../../core/format.js';
-import { nextUpdateCheck, systemStatusEvent } from '../../services/system.js';
+import { nextUpdateCheck, systemActivity } from '../../services/system.js';
+import { formatPercent } from '../presenters/system.js';
 import { createContextInner } from '../context.js';
 import { gantryEventSchema } from '../schemas/events.js';
 import { logsInputSchema, logsOutputSchema, monitorOutputSchema } from '../schemas/system.js';
@@ -39,16 +40,16 @@ export const monitorRouter = router({
       const { deps, gateway } = ctx;
       const now = deps.clock();
       const row = gateway.row();
-      const status = await systemStatusEvent(gateway, now);
+      const activity = await systemActivity(gateway, now);
       const next = nextUpdateCheck(deps.settings.get(gateway.id), row.lastUpdateCheckAt, row.createdAt, now);
       return {
-        system_status: status.status,
-        current_operation: status.current_operation,
+        system_status: activity.status,
+        current_operation: activity.currentOperation,
         last_update_check: row.lastUpdateCheckAt ? isoSeconds(row.lastUpdateCheckAt) : null,
         next_check: next ? isoSeconds(next) : null,
         resources: {
-          cpu_usage: status.resources.cpu_usage,
-          memory_usage: `${status.resources.memory_usage.toFixed(1)}%`,
+          cpu_usage: activity.cpuUsage,
+          memory_usage: formatPercent(activity.memoryUsage),
         },
       };
     }),

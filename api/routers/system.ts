@@ -1,4 +1,5 @@
 import { gatewayStatus } from '../../services/system.js';
+import { presentStatus } from '../presenters/system.js';
 import { statusOutputSchema } from '../schemas/system.js';
 import { envelope } from '../meta.js';
 import { router, viewerProcedure } from '../trpc.js';
@@ -16,5 +17,7 @@ export const systemRouter = router({
       },
     })
     .output(statusOutputSchema)
-    .query(({ ctx }) => gatewayStatus(ctx.gateway, ctx.deps.settings.get(ctx.gateway.id))),
+    .query(async ({ ctx }) =>
+      presentStatus(await gatewayStatus(ctx.gateway, ctx.deps.settings.get(ctx.gateway.id))),
+    ),
 });

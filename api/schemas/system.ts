@@ -1,10 +1,9 @@
 import { z } from 'zod';
 import { LOG_LEVELS } from '../../drizzle/schema.js';
-
-export const PARTITION_STATUSES = ['healthy', 'trial', 'ready', 'invalid', 'empty', 'writing'] as const;
+import { PARTITION_STATUSES, SLOT_IDS } from '../../core/vocabulary.js';
 
 const partitionSchema = z.object({
-  id: z.enum(['A', 'B']),
+  id: z.enum(SLOT_IDS),
   version: z.string().nullable(),
   status: z.enum(PARTITION_STATUSES),
   size: z.string(),

@@ -1,0 +1,97 @@
+import { describe, expect, it } from 'vitest';
+import { formatPercent, presentStatus, presentSystemStatusEvent } from '../../api/presenters/system.js';
+import { statusOutputSchema } from '../../api/schemas/system.js';
+import { systemStatusEventSchema } from '../../api/schemas/events.js';
+import type { GatewayStatus, PartitionState } from '../../services/system.js';
+
+const GiB = 1024 ** 3;
+const MiB = 1024 ** 2;
+
+const partition = (over: Partial<PartitionState>): PartitionState => ({
+  id: 'A',
+  version: '2.4.1',
+  status: 'healthy',
+  capacityBytes: 8 * GiB,
+  usedBytes: 452 * MiB,
+  booted: true,
+  nextBoot: true,
+  ...over,
+});
+
+const status = (over: Partial<GatewayStatus['gateway']> = {}): GatewayStatus => ({
+  gateway: {
+    model: 'IGW-2000',
+    osVersion: '5.2.0',
+    kernel: '6.1.0',
+    uptimeSeconds: 19 * 86_400 + 3 * 3600 + 12 * 60 + 59,
+    bootloader: 'U-Boot 2023.10',
+    lastOtaAt: Date.UTC(2025, 2, 15, 10, 25, 30, 999),
+    ...over,
+  },
+  partitions: {
+    active: partition({}),
+    inactive: partition({
+      id: 'B',
+      version: null,
+      status: 'empty',
+      usedBytes: 0,
+      booted: false,
+      nextBoot: false,
+    }),
+    autoRollback: true,
+    rollbackRetries: 3,
+  },
+});
+
+describe('api/presenters/system: the documented strings from the service numbers', () => {
+  it('writes /status as documented: compact sizes, uptime in d/h/m, whole-second UTC', () => {
+    const out = presentStatus(status());
+    expect(statusOutputSchema.parse(out)).toEqual(out);
+    expect(out.gateway.uptime).toBe('19d 3h 12m');
+    expect(out.gateway.last_ota).toBe('2025-03-15T10:25:30Z');
+    expect(out.partitions.active).toEqual({
+      id: 'A',
+      version: '2.4.1',
+      status: 'healthy',
+      size: '8GB',
+      used: '452MB',
+      booted: true,
+      next_boot: true,
+    });
+    expect(out.partitions.inactive.used).toBe('0B');
+    expect(out.partitions.inactive.next_boot).toBe(false);
+    expect(out.partitions).toMatchObject({ auto_rollback: true, rollback_retries: 3 });
+  });
+
+  it('never installed: last_ota is null; a fresh boot has 0d 0h 0m', () => {
+    const out = presentStatus(status({ lastOtaAt: null, uptimeSeconds: 0 }));
+    expect(out.gateway.last_ota).toBeNull();
+    expect(out.gateway.uptime).toBe('0d 0h 0m');
+  });
+
+  it('writes the system_status event with numbers kept and the timestamp as a string', () => {
+    const event = presentSystemStatusEvent({
+      status: 'download',
+      currentOperation: 'Downloading 2.5.0',
+      progress: 42,
+      cpuUsage: 12.5,
+      memoryUsage: 61.25,
+      at: Date.UTC(2025, 0, 1, 0, 0, 0, 500),
+    });
+    expect(systemStatusEventSchema.parse(event)).toEqual(event);
+    expect(event).toEqual({
+      type: 'system_status',
+      status: 'download',
+      current_operation: 'Downloading 2.5.0',
+      progress: 42,
+      resources: { cpu_usage: 12.5, memory_usage: 61.25 },
+      timestamp: '2025-01-01T00:00:00Z',
+    });
+  });
+
+  it('writes the monitor memory reading with one decimal', () => {
+    expect(formatPercent(0)).toBe('0.0%');
+    expect(formatPercent(61.25)).toBe('61.3%');
+    expect(formatPercent(100)).toBe('100.0%');
+  });
+});
