@@ -20,6 +20,10 @@ export type SlotId = (typeof SLOT_IDS)[number];
 export const PARTITION_STATUSES = ['healthy', 'trial', 'ready', 'invalid', 'empty', 'writing'] as const;
 export type PartitionStatus = (typeof PARTITION_STATUSES)[number];
 
+/** What the gateway knows of who signed a listed bundle (services/updates/catalog.ts `signatureStatus`). */
+export const SIGNATURE_STATUSES = ['verified', 'untrusted', 'unknown'] as const;
+export type SignatureStatus = (typeof SIGNATURE_STATUSES)[number];
+
 /** How an update is applied (settings `update_strategy`, an install's `strategy`). */
 export const UPDATE_STRATEGIES = ['seamless', 'in-place', 'rolling'] as const;
 export type UpdateStrategy = (typeof UPDATE_STRATEGIES)[number];

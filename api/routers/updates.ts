@@ -16,6 +16,7 @@ import {
   uploadVerifyFormSchema,
   uploadVerifyOutputSchema,
 } from '../schemas/updates.js';
+import { presentUpdateList } from '../presenters/updates.js';
 import { envelope } from '../meta.js';
 import { operatorProcedure, router, viewerProcedure } from '../trpc.js';
 
@@ -33,7 +34,7 @@ export const updatesRouter = router({
       },
     })
     .output(updatesOutputSchema)
-    .query(({ ctx }) => ctx.deps.updates.listUpdates(ctx.gateway)),
+    .query(({ ctx }) => presentUpdateList(ctx.deps.updates.listUpdates(ctx.gateway))),
 
   check: operatorProcedure
     .meta({

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { UPDATE_STRATEGIES } from '../../core/vocabulary.js';
+import { SIGNATURE_STATUSES, UPDATE_STRATEGIES } from '../../core/vocabulary.js';
 
 const slotId = z.enum(['A', 'B']);
 const jobId = z.string().min(1).max(64);
@@ -14,7 +14,7 @@ export const availableUpdateSchema = z.object({
   description: z.string(),
   changelog: z.array(z.string()),
   /** From the TUF-verified feed metadata (`signatureStatus` in services/updates/catalog.ts). */
-  signature: z.enum(['verified', 'untrusted', 'unknown']),
+  signature: z.enum(SIGNATURE_STATUSES),
   compatible: z.boolean(),
 });
 export type AvailableUpdate = z.infer<typeof availableUpdateSchema>;

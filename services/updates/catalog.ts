@@ -3,9 +3,8 @@ import type { Readable } from 'node:stream';
 import { and, asc, eq } from 'drizzle-orm';
 import { fullKeyId } from '../../bundle/keys.js';
 import { compareVersions, isVersion } from '../../bundle/manifest.js';
-import type { AvailableUpdate } from '../../api/schemas/updates.js';
 import { GantryError } from '../../core/errors.js';
-import { formatBytes } from '../../core/format.js';
+import type { SignatureStatus } from '../../core/vocabulary.js';
 import type { GantryDb } from '../../drizzle/db.js';
 import { availableUpdates, gateways, type AvailableUpdateRow } from '../../drizzle/schema.js';
 
@@ -15,6 +14,21 @@ export interface FeedTarget {
   length: number;
   sha256: string;
   custom: Record<string, unknown>;
+}
+
+/** A listed update as a gateway sees it; api/presenters/updates.ts writes its documented form. */
+export interface UpdateListing {
+  id: string;
+  version: string;
+  type: string;
+  severity: string;
+  /** The installed image's bytes (`imageBytes`). */
+  sizeBytes: number;
+  released: string;
+  description: string;
+  changelog: string[];
+  signature: SignatureStatus;
+  compatible: boolean;
 }
 
 /** The feed a gateway uses, as operators see it. */
@@ -74,10 +88,7 @@ const KEY_ID = /^[0-9a-f]{16,64}$/;
  * key id); `unknown` that the metadata names no key at all (a feed built by another tool). Whatever
  * the label, the bundle's own signature is checked again on download, before a byte is written.
  */
-export function signatureStatus(
-  keyId: unknown,
-  trustedKeys: readonly KeyObject[],
-): AvailableUpdate['signature'] {
+export function signatureStatus(keyId: unknown, trustedKeys: readonly KeyObject[]): SignatureStatus {
   if (keyId === undefined) return 'unknown';
   if (typeof keyId !== 'string' || !KEY_ID.test(keyId)) return 'untrusted';
   return trustedKeys.some((k) => fullKeyId(k).startsWith(keyId)) ? 'verified' : 'untrusted';
@@ -167,7 +178,7 @@ export class UpdateCatalog {
   view(
     row: AvailableUpdateRow,
     ctx: { model: string; versionFloor: string | null; trustedKeys: readonly KeyObject[] },
-  ): AvailableUpdate {
+  ): UpdateListing {
     const c = row.custom as Record<string, unknown>;
     const fitsModel = strings(c.compatible).includes(ctx.model);
     const notOlder =
@@ -180,7 +191,7 @@ export class UpdateCatalog {
       version: row.version,
       type: str(c.type, 'maintenance'),
       severity: str(c.severity, 'low'),
-      size: formatBytes(imageBytes(row)),
+      sizeBytes: imageBytes(row),
       released: str(c.released),
       description: str(c.description),
       changelog: strings(c.changelog),

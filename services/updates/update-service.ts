@@ -33,7 +33,13 @@ import type { JobRequest } from '../job-records.js';
 import type { JobStore, StoredJob, StoredJobOf } from '../jobs.js';
 import type { LogService } from '../logs.js';
 import type { SettingsService } from '../settings.js';
-import { imageBytes, publicUpdateId, type UpdateCatalog } from './catalog.js';
+import {
+  imageBytes,
+  publicUpdateId,
+  type FeedServer,
+  type UpdateCatalog,
+  type UpdateListing,
+} from './catalog.js';
 import type { PartitionManager } from './partitions.js';
 import { JobEffects } from './job-effects.js';
 import { UploadStore, type ReceivedUpload } from './uploads.js';
@@ -137,16 +143,10 @@ export class UpdateService {
     };
   }
 
-  listUpdates(gw: GatewayRuntime) {
+  listUpdates(gw: GatewayRuntime): { updates: UpdateListing[]; feed: FeedServer | null } {
     const ctx = this.viewContext(gw);
     const updates = this.deps.catalog.listed(gw.id).map((row) => this.deps.catalog.view(row, ctx));
-    const feed = this.deps.ports.feed.server(gw.id);
-    return {
-      updates,
-      total_available: updates.length,
-      server: feed?.label ?? null,
-      demo_feed: feed?.demo ?? false,
-    };
+    return { updates, feed: this.deps.ports.feed.server(gw.id) };
   }
 
   async checkForUpdates(gw: GatewayRuntime, input: z.output<typeof checkUpdatesInputSchema>) {

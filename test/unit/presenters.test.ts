@@ -3,6 +3,9 @@ import { formatPercent, presentStatus, presentSystemStatusEvent } from '../../ap
 import { statusOutputSchema } from '../../api/schemas/system.js';
 import { systemStatusEventSchema } from '../../api/schemas/events.js';
 import type { GatewayStatus, PartitionState } from '../../services/system.js';
+import { presentUpdate, presentUpdateList } from '../../api/presenters/updates.js';
+import { updatesOutputSchema } from '../../api/schemas/updates.js';
+import type { UpdateListing } from '../../services/updates/catalog.js';
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
@@ -95,3 +98,53 @@ describe('api/presenters/system: the documented strings from the service numbers
     expect(formatPercent(100)).toBe('100.0%');
   });
 });
+
+describe('api/presenters/updates: a listed update as documented', () => {
+  const listing: UpdateListing = {
+    id: 'upd-1',
+    version: '2.5.0',
+    type: 'security',
+    severity: 'critical',
+    sizeBytes: 452 * MiB,
+    released: '2025-03-10',
+    description: 'Security fixes',
+    changelog: ['CVE fix'],
+    signature: 'verified',
+    compatible: true,
+  };
+
+  it('writes the size with a space and counts what is listed', () => {
+    const out = presentUpdateList({
+      updates: [listing],
+      feed: { label: 'https://feed.example', demo: false },
+    });
+    expect(updatesOutputSchema.parse(out)).toEqual(out);
+    expect(out).toEqual({
+      updates: [{ ...omitSize(listing), size: '452 MB' }],
+      total_available: 1,
+      server: 'https://feed.example',
+      demo_feed: false,
+    });
+  });
+
+  it('sizes at unit edges: 0 B, 1023 B, 1 KB, 1.5 GB', () => {
+    const size = (sizeBytes: number) => presentUpdate({ ...listing, sizeBytes }).size;
+    expect(size(0)).toBe('0 B');
+    expect(size(1023)).toBe('1023 B');
+    expect(size(1024)).toBe('1 KB');
+    expect(size(1.5 * GiB)).toBe('1.5 GB');
+  });
+
+  it('no feed configured: server null, not the demo feed, nothing listed', () => {
+    expect(presentUpdateList({ updates: [], feed: null })).toEqual({
+      updates: [],
+      total_available: 0,
+      server: null,
+      demo_feed: false,
+    });
+  });
+});
+
+function omitSize({ sizeBytes: _sizeBytes, ...rest }: UpdateListing) {
+  return rest;
+}
