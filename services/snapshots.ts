@@ -22,7 +22,7 @@ import type { CleanUpOutcome } from './job-restart.js';
 import type { JobStore, StoredJob, StoredJobOf } from './jobs.js';
 import type { LogService } from './logs.js';
 import type { SettingsService } from './settings.js';
-import type { ProgressView } from './updates/job-types.js';
+import type { JobProgress } from './updates/job-types.js';
 
 /**
  * System snapshots (SECTION 1 "Snapshot", used by SECTION 5 restore): a byte-for-byte copy of the
@@ -520,17 +520,17 @@ export class SnapshotService {
     const job = this.running.get(id);
     if (job) job.lastPublishAt = this.deps.clock();
     gw.updateOperation(id, {
-      currentOperation: view.progress.current_operation,
-      progress: view.progress.percentage,
+      currentOperation: view.currentOperation,
+      progress: view.percentage,
     });
     this.deps.bus.publish(gw.id, {
       type: 'update_progress',
       job_id: id,
       status: view.status,
-      progress: view.progress.percentage,
-      current_operation: view.progress.current_operation,
-      speed: view.progress.speed,
-      eta: view.progress.eta,
+      progress: view.percentage,
+      current_operation: view.currentOperation,
+      speed: formatSpeed(view.speedBps),
+      eta: formatEta(view.etaSeconds),
       timestamp: isoSeconds(this.deps.clock()),
     });
   }
@@ -549,7 +549,7 @@ export class SnapshotService {
   }
 
   /** GET /progress?snapshot_id=…, registered with the update service for jobs of kind `snapshot`. */
-  progress(gw: GatewayRuntime, row: StoredJob): ProgressView {
+  progress(gw: GatewayRuntime, row: StoredJob): JobProgress {
     const running = this.running.get(row.id);
     const p = running?.progress ?? (row.kind === SNAPSHOT_JOB_KIND ? row.progress : null);
     const state = row.state === 'complete' || row.state === 'error' ? row.state : 'creating';
@@ -558,41 +558,37 @@ export class SnapshotService {
     if (!p) {
       return {
         status: state,
-        job_id: row.id,
-        progress: {
-          percentage: state === 'complete' ? 100 : 0,
-          current_operation: state === 'creating' ? 'queued' : state,
-          speed: formatSpeed(0),
-          downloaded: formatBytes(0),
-          total: formatBytes(0),
-          eta: formatEta(0),
-        },
+        jobId: row.id,
+        percentage: state === 'complete' ? 100 : 0,
+        currentOperation: state === 'creating' ? 'queued' : state,
+        speedBps: 0,
+        bytesDone: 0,
+        totalBytes: 0,
+        etaSeconds: 0,
         update: { id: null, version: 'unknown' },
-        elapsed_time: formatHms(((row.finishedAt ?? now) - row.createdAt) / 1000),
-        target_partition: 'A',
+        elapsedMs: (row.finishedAt ?? now) - row.createdAt,
+        targetSlot: 'A',
         error,
-        blocked_by: [],
+        blockedBy: [],
       };
     }
     const creating = state === 'creating';
     const eta = creating && p.speedBps > 0 ? (p.totalBytes - p.bytesDone) / p.speedBps : 0;
     return {
       status: state,
-      job_id: row.id,
-      progress: {
-        percentage: this.percentage(p, state),
-        current_operation: creating ? this.operationName(p) : state,
-        speed: formatSpeed(creating ? p.speedBps : 0),
-        downloaded: formatBytes(p.bytesDone),
-        total: formatBytes(p.totalBytes),
-        eta: formatEta(eta),
-      },
+      jobId: row.id,
+      percentage: this.percentage(p, state),
+      currentOperation: creating ? this.operationName(p) : state,
+      speedBps: creating ? p.speedBps : 0,
+      bytesDone: p.bytesDone,
+      totalBytes: p.totalBytes,
+      etaSeconds: eta,
       update: { id: null, version: p.version },
-      elapsed_time: formatHms(((row.finishedAt ?? now) - p.startedAt) / 1000),
+      elapsedMs: (row.finishedAt ?? now) - p.startedAt,
       // The slot the image is copied from: the only partition a snapshot involves.
-      target_partition: p.sourceSlot,
+      targetSlot: p.sourceSlot,
       error,
-      blocked_by: [],
+      blockedBy: [],
     };
   }
 

@@ -16,6 +16,7 @@ import {
   uploadVerifyFormSchema,
   uploadVerifyOutputSchema,
 } from '../schemas/updates.js';
+import { presentProgress } from '../presenters/progress.js';
 import { presentUpdateList } from '../presenters/updates.js';
 import { envelope } from '../meta.js';
 import { operatorProcedure, router, viewerProcedure } from '../trpc.js';
@@ -82,7 +83,9 @@ export const updatesRouter = router({
     })
     .input(progressInputSchema)
     .output(progressOutputSchema)
-    .query(({ ctx, input }) => ctx.deps.updates.progress(ctx.gateway, (input.job_id ?? input.snapshot_id)!)),
+    .query(({ ctx, input }) =>
+      presentProgress(ctx.deps.updates.progress(ctx.gateway, (input.job_id ?? input.snapshot_id)!)),
+    ),
 
   install: operatorProcedure
     .meta({

@@ -1,8 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import type { Actor, SnapshotFrom } from 'xstate';
-import type { z } from 'zod';
-import type { progressOutputSchema } from '../../api/schemas/updates.js';
-import type { UpdateJobKind } from '../../core/job-kinds.js';
+import type { SlotId, UpdateJobKind } from '../../core/vocabulary.js';
 import type { updateJobMachine } from '../../machines/update-job.js';
 import type { GatewayRuntime } from '../gateways.js';
 import type { UpdateJobArtifact } from '../job-records.js';
@@ -11,7 +9,26 @@ import type { FeedPort } from './catalog.js';
 export type JobActor = Actor<typeof updateJobMachine>;
 export type JobSnapshot = SnapshotFrom<typeof updateJobMachine>;
 export type JobKind = UpdateJobKind;
-export type ProgressView = z.output<typeof progressOutputSchema>;
+
+/**
+ * A job's progress (GET /progress) in numbers and epoch-free durations; api/presenters/progress.ts
+ * writes the documented strings ("8.2 MB/s", "452 MB", "00:30", "00:01:05").
+ */
+export interface JobProgress {
+  status: string;
+  jobId: string;
+  percentage: number;
+  currentOperation: string;
+  speedBps: number;
+  bytesDone: number;
+  totalBytes: number;
+  etaSeconds: number;
+  update: { id: string | null; version: string };
+  elapsedMs: number;
+  targetSlot: SlotId;
+  error: { code: string; message: string } | null;
+  blockedBy: string[];
+}
 
 /**
  * What a job knows beyond its statechart: where its bytes come from and what they proved to be

@@ -1,4 +1,3 @@
-import { formatEta, formatSpeed } from '../../core/format.js';
 import { jobPercentage, jobStateName } from '../../machines/update-job.js';
 import type { JobSnapshot } from './job-types.js';
 
@@ -35,7 +34,7 @@ export function progressView(kind: string, snap: Pick<JobSnapshot, 'value' | 'co
     status,
     current_operation: op[state] ?? state,
     percentage,
-    speed: transferring ? formatSpeed(ctx.speedBps) : formatSpeed(0),
-    eta: transferring && ctx.etaSeconds !== null ? formatEta(ctx.etaSeconds) : formatEta(0),
+    speedBps: transferring ? ctx.speedBps : 0,
+    etaSeconds: transferring && ctx.etaSeconds !== null ? ctx.etaSeconds : 0,
   };
 }

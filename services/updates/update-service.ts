@@ -48,7 +48,7 @@ import type {
   JobArtifact,
   JobKind,
   JobSnapshot,
-  ProgressView,
+  JobProgress,
   RunningJob,
   UpdatePorts,
 } from './job-types.js';
@@ -99,10 +99,7 @@ function jobIdFor(kind: JobKind): string {
 export class UpdateService {
   private readonly running = new Map<string, RunningJob>();
   /** Progress of jobs other services own (snapshots, …), answered by the same /progress route. */
-  private readonly progressProviders = new Map<
-    string,
-    (gw: GatewayRuntime, job: StoredJob) => ProgressView
-  >();
+  private readonly progressProviders = new Map<string, (gw: GatewayRuntime, job: StoredJob) => JobProgress>();
   private readonly background = new Set<Promise<unknown>>();
   private stopWatchingPartitions: (() => void) | null = null;
 
@@ -605,8 +602,8 @@ export class UpdateService {
       status: view.status,
       progress: view.percentage,
       current_operation: view.current_operation,
-      speed: view.speed,
-      eta: view.eta,
+      speed: formatSpeed(view.speedBps),
+      eta: formatEta(view.etaSeconds),
       timestamp: isoSeconds(this.deps.clock()),
     });
   }
@@ -752,35 +749,31 @@ export class UpdateService {
   // ---- progress -------------------------------------------------------------------
 
   /** Lets another service answer GET /progress for its own job kind. */
-  registerProgress(kind: string, provider: (gw: GatewayRuntime, job: StoredJob) => ProgressView): void {
+  registerProgress(kind: string, provider: (gw: GatewayRuntime, job: StoredJob) => JobProgress): void {
     this.progressProviders.set(kind, provider);
   }
 
-  private rowProgress(row: StoredJobOf<UpdateJobKind>, snap: PersistedUpdateJob | null): ProgressView {
+  private rowProgress(row: StoredJobOf<UpdateJobKind>, snap: PersistedUpdateJob | null): JobProgress {
     const ctx = snap?.context ?? null;
     const target = ctx?.targetSlot ?? row.artifact?.targetSlot;
     if (!target) throw new GantryError('NOT_FOUND', `Job ${row.id} has no state`);
     return {
       status: row.state,
-      job_id: row.id,
-      progress: {
-        percentage: ctx ? jobPercentage(ctx) : 0,
-        current_operation: row.state,
-        speed: formatSpeed(0),
-        downloaded: formatBytes(ctx?.bytesDone ?? 0),
-        total: formatBytes(ctx?.totalBytes ?? 0),
-        eta: formatEta(0),
-      },
+      jobId: row.id,
+      percentage: ctx ? jobPercentage(ctx) : 0,
+      currentOperation: row.state,
+      speedBps: 0,
+      bytesDone: ctx?.bytesDone ?? 0,
+      totalBytes: ctx?.totalBytes ?? 0,
+      etaSeconds: 0,
       update: {
         id: ctx?.updateId ?? row.artifact?.update.id ?? null,
         version: ctx?.version ?? row.artifact?.update.version ?? 'unknown',
       },
-      elapsed_time: formatHms(
-        ((row.finishedAt ?? this.deps.clock()) - (ctx?.startedAt ?? row.createdAt)) / 1000,
-      ),
-      target_partition: target,
+      elapsedMs: (row.finishedAt ?? this.deps.clock()) - (ctx?.startedAt ?? row.createdAt),
+      targetSlot: target,
       error: row.errorCode ? { code: row.errorCode, message: row.errorMessage ?? '' } : null,
-      blocked_by: [],
+      blockedBy: [],
     };
   }
 
@@ -790,7 +783,7 @@ export class UpdateService {
     return loaded.status === 'found' ? loaded.snapshot : null;
   }
 
-  progress(gw: GatewayRuntime, jobId: string): ProgressView {
+  progress(gw: GatewayRuntime, jobId: string): JobProgress {
     const stored = this.deps.jobs.get(jobId);
     const provider =
       stored && stored.gatewayId === gw.id ? this.progressProviders.get(stored.kind) : undefined;
@@ -818,20 +811,18 @@ export class UpdateService {
     const started = ctx.startedAt ?? row.createdAt;
     return {
       status: view.status,
-      job_id: row.id,
-      progress: {
-        percentage: view.percentage,
-        current_operation: view.current_operation,
-        speed: view.speed,
-        downloaded: formatBytes(ctx.bytesDone),
-        total: formatBytes(ctx.totalBytes),
-        eta: view.eta,
-      },
+      jobId: row.id,
+      percentage: view.percentage,
+      currentOperation: view.current_operation,
+      speedBps: view.speedBps,
+      bytesDone: ctx.bytesDone,
+      totalBytes: ctx.totalBytes,
+      etaSeconds: view.etaSeconds,
       update: { id: ctx.updateId, version: ctx.version },
-      elapsed_time: formatHms((end - started) / 1000),
-      target_partition: ctx.targetSlot,
+      elapsedMs: end - started,
+      targetSlot: ctx.targetSlot,
       error: ctx.errorCode ? { code: ctx.errorCode as ErrorCode, message: ctx.errorMessage ?? '' } : null,
-      blocked_by: ctx.blockedBy,
+      blockedBy: ctx.blockedBy,
     };
   }
 }

@@ -153,7 +153,7 @@ describe('update downloads: slow feeds and damaged resumes', () => {
       void waitFor(
         () => {
           const job = g.deps.jobs.recent(GATEWAY).find((j) => j.kind === 'download');
-          return job ? g.deps.updates.progress(g.deps.gateways.get(GATEWAY)!, job.id).progress.percentage : 0;
+          return job ? g.deps.updates.progress(g.deps.gateways.get(GATEWAY)!, job.id).percentage : 0;
         },
         (pct) => pct > 0,
         'a durable checkpoint',

@@ -4,7 +4,9 @@ import { statusOutputSchema } from '../../api/schemas/system.js';
 import { systemStatusEventSchema } from '../../api/schemas/events.js';
 import type { GatewayStatus, PartitionState } from '../../services/system.js';
 import { presentUpdate, presentUpdateList } from '../../api/presenters/updates.js';
-import { updatesOutputSchema } from '../../api/schemas/updates.js';
+import { progressOutputSchema, updatesOutputSchema } from '../../api/schemas/updates.js';
+import { presentProgress } from '../../api/presenters/progress.js';
+import type { JobProgress } from '../../services/updates/job-types.js';
 import type { UpdateListing } from '../../services/updates/catalog.js';
 
 const GiB = 1024 ** 3;
@@ -148,3 +150,61 @@ describe('api/presenters/updates: a listed update as documented', () => {
 function omitSize({ sizeBytes: _sizeBytes, ...rest }: UpdateListing) {
   return rest;
 }
+
+describe('api/presenters/progress: GET /progress as documented', () => {
+  const progress: JobProgress = {
+    status: 'downloading',
+    jobId: 'job-1',
+    percentage: 45.2,
+    currentOperation: 'downloading',
+    speedBps: 8.2 * MiB,
+    bytesDone: 204 * MiB,
+    totalBytes: 452 * MiB,
+    etaSeconds: 30,
+    update: { id: 'upd-1', version: '2.5.0' },
+    elapsedMs: 65_400,
+    targetSlot: 'B',
+    error: null,
+    blockedBy: [],
+  };
+
+  it('writes speed, sizes, a short ETA and the elapsed time', () => {
+    const out = presentProgress(progress);
+    expect(progressOutputSchema.parse(out)).toEqual(out);
+    expect(out).toEqual({
+      status: 'downloading',
+      job_id: 'job-1',
+      progress: {
+        percentage: 45.2,
+        current_operation: 'downloading',
+        speed: '8.2 MB/s',
+        downloaded: '204 MB',
+        total: '452 MB',
+        eta: '00:30',
+      },
+      update: { id: 'upd-1', version: '2.5.0' },
+      elapsed_time: '00:01:05',
+      target_partition: 'B',
+      error: null,
+      blocked_by: [],
+    });
+  });
+
+  it('an ETA of an hour or more gets hours; an idle job reads 0 B/s, 00:00', () => {
+    expect(presentProgress({ ...progress, etaSeconds: 3600 }).progress.eta).toBe('01:00:00');
+    const idle = presentProgress({ ...progress, speedBps: 0, etaSeconds: 0, elapsedMs: 0 });
+    expect(idle.progress).toMatchObject({ speed: '0 B/s', eta: '00:00' });
+    expect(idle.elapsed_time).toBe('00:00:00');
+  });
+
+  it('carries the error and what blocks the job as they are', () => {
+    const out = presentProgress({
+      ...progress,
+      status: 'error',
+      error: { code: 'OTA_DOWNLOAD_FAILED', message: 'feed unreachable' },
+      blockedBy: ['crane_motion'],
+    });
+    expect(out.error).toEqual({ code: 'OTA_DOWNLOAD_FAILED', message: 'feed unreachable' });
+    expect(out.blocked_by).toEqual(['crane_motion']);
+  });
+});
