@@ -117,7 +117,7 @@ describe('SnapshotService', () => {
     expect(snapshots.progress(gw(), row)).toMatchObject({
       status: 'error',
       error: { code: 'OTA_INVALID_IMAGE' },
-      target_partition: 'A',
+      targetSlot: 'A',
     });
   });
 
