@@ -3,7 +3,7 @@ import path from 'node:path';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import JSZip from 'jszip';
-import { checkRelativePath } from '../api/schemas/zip.js';
+import { checkRelativePath } from '../core/relative-path.js';
 
 /**
  * Safe extraction of an uploaded ZIP (configuration or plugin archive).

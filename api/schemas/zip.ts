@@ -2,34 +2,13 @@ import { z } from 'zod';
 import { ZIP_JOB_KINDS } from '../../core/job-kinds.js';
 import { parseProxyUrl } from '../../feed/http/proxy.js';
 import { settingsUpdateInputSchema } from './settings.js';
+import { checkRelativePath } from '../../core/relative-path.js';
 
 /**
  * The two ZIP layouts of ota-zip-updates.md (documented in the README) and the payloads of the
  * three ZIP routes. Manifests are strict like every other input: an unknown field is an error, so a
  * misspelt `signing_key` does not silently install a gateway that trusts nothing.
  */
-
-/** Windows drive letters and UNC-ish names are absolute too, even if we never run there. */
-const DRIVE = /^[A-Za-z]:/;
-
-/**
- * A relative, normalized, '/'-separated path with no way out of the directory it is joined to.
- * Used for entry names and for the file references inside manifests.
- */
-export function checkRelativePath(name: string, what = 'path'): string | null {
-  if (name.length === 0) return `${what} is empty`;
-  if (name.includes('\\')) return `${what} contains a backslash: ${JSON.stringify(name)}`;
-  // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(name)) return `${what} contains control characters`;
-  if (name.startsWith('/') || DRIVE.test(name)) return `${what} is absolute: ${JSON.stringify(name)}`;
-  const segments = (name.endsWith('/') ? name.slice(0, -1) : name).split('/');
-  for (const seg of segments) {
-    if (seg === '..') return `${what} escapes its directory: ${JSON.stringify(name)}`;
-    if (seg === '' || seg === '.') return `${what} is not normalized: ${JSON.stringify(name)}`;
-    if (Buffer.byteLength(seg) > 255) return `${what} has a component longer than 255 bytes`;
-  }
-  return null;
-}
 
 /** A file inside the archive, referenced from the manifest: relative, no `..`, no backslash. */
 const archivePath = z.string().superRefine((value, ctx) => {
