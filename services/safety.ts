@@ -1,7 +1,7 @@
 import { randomInt } from 'node:crypto';
 import { eq } from 'drizzle-orm';
 import { createActor, type Actor } from 'xstate';
-import type { SafetyOverrideInput, SafetyOverrideOutput, SafetyStatusOutput } from '../api/schemas/safety.js';
+import type { SafetyOverrideInput } from '../api/schemas/safety.js';
 import type { SafetySettings } from '../api/schemas/settings.js';
 import { hashSecret, verifySecret } from '../core/auth.js';
 import type { EventBus } from '../core/bus.js';
@@ -110,6 +110,43 @@ const LABEL: Record<SafetyConstraint, string> = {
   system_load: 'System load',
 };
 
+/** One constraint as the interlock sees it now; `status` is the documented word for its state. */
+export interface ConstraintStatus {
+  enabled: boolean;
+  status: string;
+  blocking: boolean;
+  overridden: boolean;
+}
+
+/**
+ * The interlock now, in numbers and epoch milliseconds; api/presenters/safety.ts writes the
+ * documented GET /safety (`estimated_clear` "MM:SS", `expires_at` ISO seconds).
+ */
+export interface SafetyStatus {
+  constraints: {
+    crane_motion: ConstraintStatus & {
+      status: 'idle' | 'moving' | 'unknown';
+      estimatedClearSeconds: number | null;
+    };
+    acs_collision: ConstraintStatus & { status: 'clear' | 'warning' | 'collision_risk' | 'unknown' };
+    ups_battery: ConstraintStatus & { status: 'ok' | 'low' | 'unknown'; level: number | null };
+    network: ConstraintStatus & { status: 'connected' | 'disconnected' | 'unknown' };
+    system_load: ConstraintStatus & { status: 'normal' | 'high' | 'unknown'; load: number | null };
+  };
+  forceOverride: boolean;
+  updateAllowed: boolean;
+  override: { constraints: SafetyConstraint[]; expiresAt: number; reason: string; enabledBy: string } | null;
+  thresholds: { upsMinBatteryPercent: number; maxSystemLoad: number };
+}
+
+/** What an override request left in force. */
+export interface OverrideResult {
+  overrideEnabled: boolean;
+  expiresAt: number | null;
+  overriddenConstraints: SafetyConstraint[];
+  updateAllowed: boolean;
+}
+
 export class SafetyService {
   private readonly interlocks = new Map<string, Interlock>();
   private readonly pinChecks = new Map<string, Promise<unknown>>();
@@ -182,8 +219,8 @@ export class SafetyService {
 
   // --- what the pipeline and recovery call -----------------------------------------------------
 
-  /** The documented GET /safety `data`, plus the running override and the thresholds. */
-  async status(gatewayId: string): Promise<SafetyStatusOutput> {
+  /** What GET /safety reports: the constraints, the running override and the thresholds. */
+  async status(gatewayId: string): Promise<SafetyStatus> {
     const il = this.interlock(gatewayId);
     await this.started;
     this.sync(il);
@@ -202,7 +239,7 @@ export class SafetyService {
         crane_motion: {
           ...base('crane_motion'),
           status: view.crane_motion.status as 'idle' | 'moving' | 'unknown',
-          estimated_clear: crane === null ? null : formatEta(crane),
+          estimatedClearSeconds: crane,
         },
         acs_collision: {
           ...base('acs_collision'),
@@ -223,17 +260,17 @@ export class SafetyService {
           load: view.system_load.value === null ? null : Math.round(view.system_load.value * 100) / 100,
         },
       },
-      force_override: override !== null,
-      update_allowed: SAFETY_CONSTRAINTS.every((c) => !view[c].blocking),
+      forceOverride: override !== null,
+      updateAllowed: SAFETY_CONSTRAINTS.every((c) => !view[c].blocking),
       override: override && {
         constraints: override.constraints,
-        expires_at: isoSeconds(override.expiresAt),
+        expiresAt: override.expiresAt,
         reason: override.reason,
-        enabled_by: override.by,
+        enabledBy: override.by,
       },
       thresholds: {
-        ups_min_battery_percent: ctx.thresholds.upsMinBatteryPercent,
-        max_system_load: ctx.thresholds.maxSystemLoad,
+        upsMinBatteryPercent: ctx.thresholds.upsMinBatteryPercent,
+        maxSystemLoad: ctx.thresholds.maxSystemLoad,
       },
     };
   }
@@ -282,7 +319,7 @@ export class SafetyService {
     gatewayId: string,
     input: SafetyOverrideInput,
     user: { username: string },
-  ): Promise<SafetyOverrideOutput> {
+  ): Promise<OverrideResult> {
     const il = this.interlock(gatewayId);
     await this.started;
     this.sync(il);
@@ -305,10 +342,10 @@ export class SafetyService {
     const ctx = il.actor.getSnapshot().context;
     const override = liveOverride(ctx, now);
     return {
-      override_enabled: override !== null,
-      expires_at: override ? isoSeconds(override.expiresAt) : null,
-      overridden_constraints: override ? override.constraints : [],
-      update_allowed: blockingConstraints(ctx, now).length === 0,
+      overrideEnabled: override !== null,
+      expiresAt: override ? override.expiresAt : null,
+      overriddenConstraints: override ? override.constraints : [],
+      updateAllowed: blockingConstraints(ctx, now).length === 0,
     };
   }
 

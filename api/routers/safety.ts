@@ -1,4 +1,5 @@
 import { envelope } from '../meta.js';
+import { presentOverrideResult, presentSafetyStatus } from '../presenters/safety.js';
 import {
   type SafetyOverrideOutput,
   safetyOverrideInputSchema,
@@ -21,7 +22,7 @@ export const safetyRouter = router({
       },
     })
     .output(safetyStatusOutputSchema)
-    .query(({ ctx }) => ctx.deps.safety.status(ctx.gateway.id)),
+    .query(async ({ ctx }) => presentSafetyStatus(await ctx.deps.safety.status(ctx.gateway.id))),
 
   override: adminProcedure
     .meta({
@@ -41,5 +42,7 @@ export const safetyRouter = router({
     })
     .input(safetyOverrideInputSchema)
     .output(safetyOverrideOutputSchema)
-    .mutation(({ ctx, input }) => ctx.deps.safety.override(ctx.gateway.id, input, ctx.user)),
+    .mutation(async ({ ctx, input }) =>
+      presentOverrideResult(await ctx.deps.safety.override(ctx.gateway.id, input, ctx.user)),
+    ),
 });

@@ -6,6 +6,9 @@ import type { GatewayStatus, PartitionState } from '../../services/system.js';
 import { presentUpdate, presentUpdateList } from '../../api/presenters/updates.js';
 import { progressOutputSchema, updatesOutputSchema } from '../../api/schemas/updates.js';
 import { presentProgress } from '../../api/presenters/progress.js';
+import { presentOverrideResult, presentSafetyStatus } from '../../api/presenters/safety.js';
+import { safetyOverrideOutputSchema, safetyStatusOutputSchema } from '../../api/schemas/safety.js';
+import type { SafetyStatus } from '../../services/safety.js';
 import type { JobProgress } from '../../services/updates/job-types.js';
 import type { UpdateListing } from '../../services/updates/catalog.js';
 
@@ -206,5 +209,88 @@ describe('api/presenters/progress: GET /progress as documented', () => {
     });
     expect(out.error).toEqual({ code: 'OTA_DOWNLOAD_FAILED', message: 'feed unreachable' });
     expect(out.blocked_by).toEqual(['crane_motion']);
+  });
+});
+
+describe('api/presenters/safety: GET /safety and the override answer as documented', () => {
+  const constraint = { enabled: true, blocking: false, overridden: false };
+  const safety: SafetyStatus = {
+    constraints: {
+      crane_motion: { ...constraint, status: 'moving', blocking: true, estimatedClearSeconds: 95 },
+      acs_collision: { ...constraint, status: 'clear' },
+      ups_battery: { ...constraint, status: 'ok', level: 87 },
+      network: { ...constraint, status: 'connected' },
+      system_load: { ...constraint, status: 'normal', load: 0.42 },
+    },
+    forceOverride: true,
+    updateAllowed: false,
+    override: {
+      constraints: ['acs_collision'],
+      expiresAt: Date.UTC(2025, 2, 15, 10, 40, 30, 250),
+      reason: 'maintenance',
+      enabledBy: 'admin',
+    },
+    thresholds: { upsMinBatteryPercent: 30, maxSystemLoad: 0.9 },
+  };
+
+  it('writes the crane ETA as MM:SS and the override expiry in ISO seconds', () => {
+    const out = presentSafetyStatus(safety);
+    expect(safetyStatusOutputSchema.parse(out)).toEqual(out);
+    expect(out.constraints.crane_motion).toEqual({
+      enabled: true,
+      status: 'moving',
+      blocking: true,
+      overridden: false,
+      estimated_clear: '01:35',
+    });
+    expect(out.constraints.system_load.load).toBe(0.42);
+    expect(out.override).toEqual({
+      constraints: ['acs_collision'],
+      expires_at: '2025-03-15T10:40:30Z',
+      reason: 'maintenance',
+      enabled_by: 'admin',
+    });
+    expect(out).toMatchObject({
+      force_override: true,
+      update_allowed: false,
+      thresholds: { ups_min_battery_percent: 30, max_system_load: 0.9 },
+    });
+  });
+
+  it('a crane with no estimate and no override: nulls', () => {
+    const out = presentSafetyStatus({
+      ...safety,
+      constraints: {
+        ...safety.constraints,
+        crane_motion: { ...safety.constraints.crane_motion, estimatedClearSeconds: null },
+      },
+      override: null,
+    });
+    expect(out.constraints.crane_motion.estimated_clear).toBeNull();
+    expect(out.override).toBeNull();
+  });
+
+  it('the override answer: expiry in ISO seconds, or null once disabled', () => {
+    const on = presentOverrideResult({
+      overrideEnabled: true,
+      expiresAt: Date.UTC(2025, 2, 15, 10, 40, 30),
+      overriddenConstraints: ['crane_motion'],
+      updateAllowed: true,
+    });
+    expect(safetyOverrideOutputSchema.parse(on)).toEqual(on);
+    expect(on).toEqual({
+      override_enabled: true,
+      expires_at: '2025-03-15T10:40:30Z',
+      overridden_constraints: ['crane_motion'],
+      update_allowed: true,
+    });
+    expect(
+      presentOverrideResult({
+        overrideEnabled: false,
+        expiresAt: null,
+        overriddenConstraints: [],
+        updateAllowed: false,
+      }).expires_at,
+    ).toBeNull();
   });
 });
