@@ -664,21 +664,4 @@ export class SnapshotService {
     removeTreeSync(this.snapshotsDir(gatewayId));
     this.deps.logs.warn(gatewayId, 'snapshot', `Factory reset: ${removed} snapshot(s) deleted`);
   }
-
-  /** GET /snapshots. */
-  view(gatewayId: string) {
-    const snapshots = this.list(gatewayId).map((s) => ({
-      id: s.id,
-      name: s.name,
-      description: s.description,
-      version: s.version,
-      kernel: s.kernel,
-      source_partition: s.sourceSlot,
-      size: formatBytes(s.size),
-      size_bytes: s.size,
-      checksum: `sha256:${s.sha256}`,
-      created_at: isoSeconds(s.createdAt),
-    }));
-    return { snapshots, total: snapshots.length, retention: this.deps.retention };
-  }
 }

@@ -8,6 +8,7 @@ import {
   snapshotOutputSchema,
 } from '../schemas/system-ops.js';
 import { envelope } from '../meta.js';
+import { presentSnapshotList } from '../presenters/snapshots.js';
 import { operatorProcedure, router, viewerProcedure } from '../trpc.js';
 
 /** SECTION 1 maintenance: system snapshots (progress via updates.progress) and debug bundles. */
@@ -39,7 +40,9 @@ export const maintenanceRouter = router({
       },
     })
     .output(snapshotListOutputSchema)
-    .query(({ ctx }) => ctx.deps.snapshots.view(ctx.gateway.id)),
+    .query(({ ctx }) =>
+      presentSnapshotList(ctx.deps.snapshots.list(ctx.gateway.id), ctx.deps.snapshots.retention),
+    ),
 
   createDebugBundle: operatorProcedure
     .meta({

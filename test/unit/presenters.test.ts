@@ -9,6 +9,9 @@ import { presentProgress } from '../../api/presenters/progress.js';
 import { presentOverrideResult, presentSafetyStatus } from '../../api/presenters/safety.js';
 import { safetyOverrideOutputSchema, safetyStatusOutputSchema } from '../../api/schemas/safety.js';
 import type { SafetyStatus } from '../../services/safety.js';
+import { presentSnapshotList } from '../../api/presenters/snapshots.js';
+import { snapshotListOutputSchema } from '../../api/schemas/system-ops.js';
+import type { SnapshotEntry } from '../../services/snapshots.js';
 import type { JobProgress } from '../../services/updates/job-types.js';
 import type { UpdateListing } from '../../services/updates/catalog.js';
 
@@ -292,5 +295,44 @@ describe('api/presenters/safety: GET /safety and the override answer as document
         updateAllowed: false,
       }).expires_at,
     ).toBeNull();
+  });
+});
+
+describe('api/presenters/snapshots: GET /snapshots as documented', () => {
+  it('gives each size in both forms, the prefixed checksum and ISO-second times', () => {
+    const entry: SnapshotEntry = {
+      id: 'snap-1',
+      name: 'before 2.5.0',
+      description: '',
+      version: '2.4.1',
+      kernel: null,
+      sourceSlot: 'A',
+      size: 452 * MiB,
+      sha256: 'ab'.repeat(32),
+      createdAt: Date.UTC(2025, 2, 15, 10, 25, 30, 700),
+      imagePath: '/data/snap-1/image.img',
+      configPath: '/data/snap-1/config.json',
+    };
+    const out = presentSnapshotList([entry], 5);
+    expect(snapshotListOutputSchema.parse(out)).toEqual(out);
+    expect(out).toEqual({
+      snapshots: [
+        {
+          id: 'snap-1',
+          name: 'before 2.5.0',
+          description: '',
+          version: '2.4.1',
+          kernel: null,
+          source_partition: 'A',
+          size: '452 MB',
+          size_bytes: 452 * MiB,
+          checksum: `sha256:${'ab'.repeat(32)}`,
+          created_at: '2025-03-15T10:25:30Z',
+        },
+      ],
+      total: 1,
+      retention: 5,
+    });
+    expect(presentSnapshotList([], 3)).toEqual({ snapshots: [], total: 0, retention: 3 });
   });
 });
