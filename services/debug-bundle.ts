@@ -7,7 +7,6 @@ import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import { and, asc, count, eq, gt, lte, max, sql } from 'drizzle-orm';
 import tar from 'tar-stream';
-import type { DebugBundleInput } from '../api/schemas/system-ops.js';
 import type { GantryConfig } from '../core/config.js';
 import { findGantryError, GantryError, type ErrorCode } from '../core/errors.js';
 import { formatBytes, isoSeconds } from '../core/format.js';
@@ -130,6 +129,13 @@ function addBuffer(pack: tar.Pack, header: Parameters<tar.Pack['entry']>[0], dat
   return new Promise((resolve, reject) => {
     pack.entry(header, data, (err) => (err ? reject(err) : resolve()));
   });
+}
+
+/** What a debug bundle should include (the payload of POST /debug-bundle, defaults applied). */
+export interface DebugBundleInput {
+  include_logs: boolean;
+  include_configs: boolean;
+  include_metrics: boolean;
 }
 
 export class DebugBundleService {

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { z } from 'zod';
-import type { HashedUploadInput } from '../api/schemas/updates.js';
+import type { HashedUploadInput } from './updates/uploads.js';
 import type { factoryInputSchema, restoreInputSchema, rollbackInputSchema } from '../api/schemas/recovery.js';
 import type { Manifest } from '../bundle/manifest.js';
 import { checkInstallable, verifyBundle } from '../bundle/stream.js';

@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { SnapshotInput } from '../api/schemas/system-ops.js';
 import type { EventBus } from '../core/bus.js';
 import { findGantryError, GantryError, type ErrorCode } from '../core/errors.js';
 import { formatBytes, formatEta, formatHms, formatSpeed, isoSeconds } from '../core/format.js';
@@ -127,6 +126,12 @@ function writeDurable(file: string, data: string): void {
 function sameVersion(a: string, b: string): boolean {
   const norm = (v: string) => v.trim().replace(/^v/i, '');
   return norm(a) === norm(b);
+}
+
+/** A snapshot to take: its name (already checked against the safe alphabet) and description. */
+export interface SnapshotInput {
+  name: string;
+  description: string;
 }
 
 export class SnapshotService {

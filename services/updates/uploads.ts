@@ -3,7 +3,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { PassThrough, Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { UploadVerifyInput } from '../../api/schemas/updates.js';
 import type { Manifest } from '../../bundle/manifest.js';
 import { threadDigests } from '../../bundle/digests.js';
 import { checkInstallable, verifyBundle } from '../../bundle/stream.js';
@@ -70,6 +69,19 @@ export interface UploadStoreDeps {
  * kept for deployment and recorded as a completed `upload` job (its artifact names the file), so a
  * deploy can find it by name + checksum.
  */
+/**
+ * A received upload: where its bytes were kept, what the client called it, and what the receiver
+ * measured (sha256 absent when the bytes were not hashed while received).
+ */
+export interface HashedUploadInput {
+  path: string;
+  originalName: string;
+  size: number;
+  sha256: string;
+  version?: string | undefined;
+}
+export type UploadVerifyInput = Omit<HashedUploadInput, 'sha256'> & { sha256?: string | undefined };
+
 export class UploadStore {
   /** Outcomes of {@link receive}, by `.part` path, until `verify` consumes them or `discard`. */
   private readonly received = new Map<string, ReceivedRecord>();
