@@ -73,3 +73,16 @@ export async function readAll(stream: AsyncIterable<unknown>): Promise<Buffer> {
   for await (const c of stream) chunks.push(c as Buffer);
   return Buffer.concat(chunks);
 }
+
+/** Splits `data` at the given fractions of its length (sorted, deduplicated): a body as the network may cut it. */
+export function splitAt(data: Buffer, cuts: number[]): Buffer[] {
+  const points = [...new Set(cuts.map((c) => Math.floor(c * data.length)))].sort((a, b) => a - b);
+  const parts: Buffer[] = [];
+  let at = 0;
+  for (const p of points) {
+    if (p > at) parts.push(data.subarray(at, p));
+    at = Math.max(at, p);
+  }
+  parts.push(data.subarray(at));
+  return parts;
+}

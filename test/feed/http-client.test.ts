@@ -7,6 +7,7 @@ import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { HttpBody, type BodyConnection } from '../../feed/http/body.js';
 import { FeedHttpClient, type GetOptions, type HttpResponse } from '../../feed/http/client.js';
+import { splitAt } from './helpers.js';
 
 const TLS_DIR = path.join(import.meta.dirname, '..', 'fixtures', 'tls');
 
@@ -63,19 +64,6 @@ async function writeParts(socket: net.Socket, parts: Buffer[]): Promise<void> {
     await new Promise((r) => setImmediate(r));
   }
   socket.end();
-}
-
-/** Splits `data` at the given fractions (sorted, deduplicated). */
-function splitAt(data: Buffer, cuts: number[]): Buffer[] {
-  const points = [...new Set(cuts.map((c) => Math.floor(c * data.length)))].sort((a, b) => a - b);
-  const parts: Buffer[] = [];
-  let at = 0;
-  for (const p of points) {
-    if (p > at) parts.push(data.subarray(at, p));
-    at = Math.max(at, p);
-  }
-  parts.push(data.subarray(at));
-  return parts;
 }
 
 function chunked(body: Buffer, sizes: number[]): Buffer {

@@ -8,6 +8,7 @@ import {
   parseHead,
   requestHead,
 } from '../../feed/http/wire.js';
+import { splitAt } from './helpers.js';
 
 /**
  * Property and fuzz tests of the response-head parser and the chunked-transfer decoder of Gantry's
@@ -53,18 +54,6 @@ function decode(parts: Buffer[]): Outcome {
     expect(message).toMatch(/^malformed chunked body: /);
     return { body: Buffer.concat(out), done: false, error: message };
   }
-}
-
-function splitAt(data: Buffer, cuts: number[]): Buffer[] {
-  const points = [...new Set(cuts.map((c) => Math.floor(c * data.length)))].sort((a, b) => a - b);
-  const parts: Buffer[] = [];
-  let at = 0;
-  for (const p of points) {
-    if (p > at) parts.push(data.subarray(at, p));
-    at = Math.max(at, p);
-  }
-  parts.push(data.subarray(at));
-  return parts;
 }
 
 const cuts = fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { maxLength: 20 });

@@ -1,11 +1,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import tar from 'tar-stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { safetyPins } from '../../drizzle/schema.js';
 import { REDACTED, redactSecrets } from '../../services/debug-bundle.js';
 import { startTestGantry, tempDataDir, type TestGantry } from '../helpers/gantry.js';
+import { untar } from '../helpers/tar.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- JSON bodies off the wire */
 
@@ -51,21 +51,6 @@ async function downloadWhenReady(g: TestGantry, url: string, token: string, gate
     expect(JSON.parse(res.bytes.toString()).error.message).toMatch(/is not ready yet \(creating\)/);
     return undefined;
   }, `${url} to be ready`);
-}
-
-async function untar(tarBytes: Buffer): Promise<Map<string, Buffer>> {
-  const out = new Map<string, Buffer>();
-  const extract = tar.extract();
-  const done = (async () => {
-    for await (const entry of extract) {
-      const chunks: Buffer[] = [];
-      for await (const chunk of entry) chunks.push(chunk as Buffer);
-      out.set(entry.header.name, Buffer.concat(chunks));
-    }
-  })();
-  extract.end(tarBytes);
-  await done;
-  return out;
 }
 
 const jsonLines = (buf: Buffer) =>

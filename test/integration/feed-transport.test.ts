@@ -1,7 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import tar from 'tar-stream';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildBundle } from '../../bundle/build.js';
 import { configurationZip } from '../fixtures/zip/zips.js';
@@ -16,6 +15,7 @@ import {
   type Nginx,
   type Tinyproxy,
 } from '../helpers/real-servers.js';
+import { untar } from '../helpers/tar.js';
 import { waitFor } from '../helpers/wait.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- JSON bodies off the wire */
@@ -31,21 +31,6 @@ import { waitFor } from '../helpers/wait.js';
 const PROXY_USER = 'gantry';
 const PROXY_PASSWORD = 'pr0xy-s3cret-pw';
 const FAST_POLICY = { retryDelayMs: 500, checkpointMs: 0, checkpointBytes: 256 * 1024 };
-
-async function untar(tarBytes: Buffer): Promise<Map<string, Buffer>> {
-  const out = new Map<string, Buffer>();
-  const extract = tar.extract();
-  const done = (async () => {
-    for await (const entry of extract) {
-      const chunks: Buffer[] = [];
-      for await (const chunk of entry) chunks.push(chunk as Buffer);
-      out.set(entry.header.name, Buffer.concat(chunks));
-    }
-  })();
-  extract.end(tarBytes);
-  await done;
-  return out;
-}
 
 describeWithServers('feed transport over real networks (REST)', () => {
   let feed: TestFeed;
