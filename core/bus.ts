@@ -1,5 +1,5 @@
 import { EventEmitter, on } from 'node:events';
-import type { GantryEvent } from '../api/schemas/events.js';
+import type { GatewayEvent } from './events.js';
 import type { MachineActivity, MachineActivitySink } from './machine-events.js';
 
 /** Not a string, so no gateway id can collide with it. */
@@ -22,17 +22,17 @@ export class EventBus implements MachineActivitySink {
     this.emitter.setMaxListeners(0);
   }
 
-  publish(gatewayId: string, event: GantryEvent): void {
+  publish(gatewayId: string, event: GatewayEvent): void {
     this.emitter.emit(gatewayId, event);
     this.emitter.emit('*', gatewayId, event);
   }
 
-  subscribe(gatewayId: string, listener: (event: GantryEvent) => void): () => void {
+  subscribe(gatewayId: string, listener: (event: GatewayEvent) => void): () => void {
     this.emitter.on(gatewayId, listener);
     return () => this.emitter.off(gatewayId, listener);
   }
 
-  subscribeAll(listener: (gatewayId: string, event: GantryEvent) => void): () => void {
+  subscribeAll(listener: (gatewayId: string, event: GatewayEvent) => void): () => void {
     this.emitter.on('*', listener);
     return () => this.emitter.off('*', listener);
   }
@@ -45,10 +45,10 @@ export class EventBus implements MachineActivitySink {
    * Events of one gateway as an async iterable, for tRPC subscriptions. Listening starts when this
    * is called, so a caller that subscribes before its catch-up query loses nothing in between.
    */
-  async *stream(gatewayId: string, signal?: AbortSignal): AsyncGenerator<GantryEvent> {
+  async *stream(gatewayId: string, signal?: AbortSignal): AsyncGenerator<GatewayEvent> {
     try {
       for await (const [event] of on(this.emitter, gatewayId, { signal })) {
-        yield event as GantryEvent;
+        yield event as GatewayEvent;
       }
     } catch (err) {
       if ((err as Error).name !== 'AbortError') throw err;

@@ -50,6 +50,10 @@ export const WEEKDAYS = [
 ] as const;
 export type Weekday = (typeof WEEKDAYS)[number];
 
+/** Levels of the activity log (GET /logs, `log_entry`). */
+export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
 export {
   JOB_KINDS,
   UPDATE_JOB_KINDS,

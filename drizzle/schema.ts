@@ -1,5 +1,5 @@
 import { index, integer, primaryKey, sqliteTable, text } from 'drizzle-orm/sqlite-core';
-import { JOB_KINDS, MACHINE_IDS, ROLES } from '../core/vocabulary.js';
+import { JOB_KINDS, LOG_LEVELS, MACHINE_IDS, ROLES } from '../core/vocabulary.js';
 
 /**
  * Gantry's store. This file is the single source of row types (`typeof table.$inferSelect`);
@@ -29,7 +29,7 @@ export const users = sqliteTable('users', {
   tokenVersion: integer('token_version').notNull().default(0),
 });
 
-/** Per-gateway settings as one validated JSON document (shape owned by api/schemas/settings.ts). */
+/** Per-gateway settings as one validated JSON document (shape owned by core/settings-document.ts). */
 export const settings = sqliteTable('settings', {
   gatewayId: text('gateway_id')
     .primaryKey()
@@ -37,9 +37,6 @@ export const settings = sqliteTable('settings', {
   document: text('document', { mode: 'json' }).notNull(),
   updatedAt: integer('updated_at').notNull(),
 });
-
-export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
 
 export const logs = sqliteTable(
   'logs',

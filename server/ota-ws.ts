@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { WebSocketServer, type WebSocket } from 'ws';
+import { presentGatewayEvent } from '../api/presenters/events.js';
 import { presentSystemStatusEvent } from '../api/presenters/system.js';
 import { systemActivity } from '../services/system.js';
 import type { GantryDeps } from './deps.js';
@@ -25,7 +26,10 @@ export function createOtaWebSocketServer(deps: GantryDeps, opts: OtaWsOptions = 
       const gateway = deps.gateways.get(session.gatewayId)!;
       // Checked before every event and status tick: a logout or expiry ends the channel first.
       session.onClose(
-        deps.bus.subscribe(session.gatewayId, (event) => session.stillValid() && session.send(event)),
+        deps.bus.subscribe(
+          session.gatewayId,
+          (event) => session.stillValid() && session.send(presentGatewayEvent(event)),
+        ),
       );
       session.send({ type: 'auth_ok', gateway_id: session.gatewayId, user: session.username });
       const pushStatus = () => {

@@ -200,7 +200,7 @@ export class DebugBundleService {
     return {
       bundle_id: id,
       status: 'creating' as const,
-      estimated_size: formatBytes(estimate),
+      estimatedBytes: estimate,
       download_url: `/api/v1/ota/debug/download/${id}.tar.gz`,
     };
   }

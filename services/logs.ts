@@ -1,15 +1,9 @@
 import { and, count, desc, eq } from 'drizzle-orm';
-import type { LogEntryEvent } from '../api/schemas/events.js';
 import type { EventBus } from '../core/bus.js';
-import { isoSeconds } from '../core/format.js';
+import type { LogEntry } from '../core/events.js';
 import type { GantryDb } from '../drizzle/db.js';
-import { logs, type LogLevel, type LogRow } from '../drizzle/schema.js';
-
-export function toLogEntry(
-  row: Pick<LogRow, 'at' | 'level' | 'source' | 'message'>,
-): Omit<LogEntryEvent, 'type'> {
-  return { timestamp: isoSeconds(row.at), level: row.level, source: row.source, message: row.message };
-}
+import type { LogLevel } from '../core/vocabulary.js';
+import { logs } from '../drizzle/schema.js';
 
 /** The gateway activity log: written to SQLite first, then announced as a `log_entry` event. */
 export class LogService {
@@ -22,7 +16,7 @@ export class LogService {
   write(gatewayId: string, level: LogLevel, source: string, message: string): void {
     const row = { gatewayId, at: this.clock(), level, source, message };
     this.db.insert(logs).values(row).run();
-    this.bus.publish(gatewayId, { type: 'log_entry', ...toLogEntry(row) });
+    this.bus.publish(gatewayId, { type: 'log_entry', at: row.at, level, source, message });
   }
 
   info(gatewayId: string, source: string, message: string): void {
@@ -44,6 +38,9 @@ export class LogService {
       : eq(logs.gatewayId, gatewayId);
     const rows = this.db.select().from(logs).where(where).orderBy(desc(logs.id)).limit(opts.limit).all();
     const total = this.db.select({ n: count() }).from(logs).where(where).get()?.n ?? 0;
-    return { logs: rows.map(toLogEntry), total };
+    return {
+      logs: rows.map(({ at, level, source, message }): LogEntry => ({ at, level, source, message })),
+      total,
+    };
   }
 }

@@ -1,6 +1,6 @@
 import { Cron } from 'croner';
 import { WEEKDAYS } from '../core/vocabulary.js';
-import type { SettingsDocument } from '../api/schemas/settings.js';
+import type { SettingsDocument } from '../core/settings-document.js';
 
 /**
  * Next start of the maintenance window after `from`, in the gateway's time zone (croner resolves

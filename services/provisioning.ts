@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Metadata, MetadataKind } from '@tufjs/models';
 import { z } from 'zod';
-import type { SettingsDocument } from '../api/schemas/settings.js';
+import type { SettingsDocument } from '../core/settings-document.js';
 import {
   CONFIG_MANIFEST,
   configurationManifestSchema,

@@ -8,7 +8,6 @@ import { checkInstallable, verifyBundle } from '../bundle/stream.js';
 import { fsyncDirSync, readJsonFile, writeFileAtomicSync } from '../core/fsutil.js';
 import { GantryError } from '../core/errors.js';
 import { LendingFileReader } from '../core/lending.js';
-import { formatBytes, formatHms } from '../core/format.js';
 import { otherSlot, type SlotId } from '../device/types.js';
 import type { GatewayRegistry, GatewayRuntime } from './gateways.js';
 import type { JobStore } from './jobs.js';
@@ -198,9 +197,8 @@ export class RecoveryService {
     return {
       status: 'started' as const,
       operation: 'factory_reset' as const,
-      estimated_duration: formatHms(60 + (payload?.size ?? image.size) / ESTIMATE_BYTES_PER_SECOND),
+      estimatedSeconds: 60 + (payload?.size ?? image.size) / ESTIMATE_BYTES_PER_SECOND,
       job_id: jobId,
-      progress_url: `/api/v1/ota/progress?job_id=${jobId}`,
     };
   }
 
@@ -252,7 +250,7 @@ export class RecoveryService {
       return {
         uploaded: true as const,
         filename: input.originalName,
-        size: formatBytes(input.size),
+        sizeBytes: input.size,
         version: manifest.version,
         checksum: `sha256:${input.sha256}`,
       };

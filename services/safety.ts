@@ -2,11 +2,11 @@ import { randomInt } from 'node:crypto';
 import { eq } from 'drizzle-orm';
 import { createActor, type Actor } from 'xstate';
 import type { SafetyOverrideInput } from '../api/schemas/safety.js';
-import type { SafetySettings } from '../api/schemas/settings.js';
+import type { SafetySettings } from '../core/settings-document.js';
 import { hashSecret, verifySecret } from '../core/auth.js';
 import type { EventBus } from '../core/bus.js';
 import { GantryError } from '../core/errors.js';
-import { formatEta, isoSeconds } from '../core/format.js';
+import { isoSeconds } from '../core/format.js';
 import type { SafetyReadings } from '../device/types.js';
 import type { GantryDb } from '../drizzle/db.js';
 import { safetyPins } from '../drizzle/schema.js';
@@ -603,8 +603,7 @@ export class SafetyService {
           constraint: event.constraint,
           status: event.status,
           blocking: event.blocking,
-          estimated_clear:
-            event.estimatedClearSeconds === null ? null : formatEta(event.estimatedClearSeconds),
+          estimatedClearSeconds: event.estimatedClearSeconds,
         });
         this.logChange(il, event);
         return;

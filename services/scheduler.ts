@@ -218,18 +218,18 @@ export class MaintenanceScheduler {
     try {
       const started = await this.deps.updates.startDownload(
         gw,
-        { update_id: pick.id, background: true, verify_signature: true },
+        { update_id: pick.id, background: true },
         'scheduler',
       );
       this.deps.db
         .update(maintenanceRuns)
-        .set({ jobId: started.job_id, outcome: pick.version })
+        .set({ jobId: started.jobId, outcome: pick.version })
         .where(and(eq(maintenanceRuns.gatewayId, gw.id), eq(maintenanceRuns.windowStart, window.start)))
         .run();
       this.deps.logs.info(
         gw.id,
         'scheduler',
-        `Downloading ${pick.version} (${started.job_id}) in the maintenance window`,
+        `Downloading ${pick.version} (${started.jobId}) in the maintenance window`,
       );
     } catch (err) {
       const code = findGantryError(err)?.gantryCode;

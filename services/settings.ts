@@ -2,8 +2,8 @@ import { eq, sql } from 'drizzle-orm';
 import {
   settingsDocumentSchema,
   type SettingsDocument,
-  type SettingsUpdateInput,
-} from '../api/schemas/settings.js';
+  type SettingsPatch,
+} from '../core/settings-document.js';
 import type { GantryDb } from '../drizzle/db.js';
 import { settings } from '../drizzle/schema.js';
 
@@ -32,7 +32,7 @@ export class SettingsService {
     return settingsDocumentSchema.parse(row?.document ?? {});
   }
 
-  update(gatewayId: string, patch: SettingsUpdateInput): SettingsDocument {
+  update(gatewayId: string, patch: SettingsPatch): SettingsDocument {
     const current = this.get(gatewayId);
     const next = settingsDocumentSchema.parse({
       ...current,

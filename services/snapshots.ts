@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { EventBus } from '../core/bus.js';
 import { findGantryError, GantryError, type ErrorCode } from '../core/errors.js';
-import { formatBytes, formatEta, formatHms, formatSpeed, isoSeconds } from '../core/format.js';
+import { formatBytes, isoSeconds } from '../core/format.js';
 import { fsyncDirSync, removeTreeSync } from '../core/fsutil.js';
 import { pipeChunks } from '../core/lending.js';
 import { SlotWriter } from '../device/slot-writer.js';
@@ -281,8 +281,7 @@ export class SnapshotService {
       return {
         snapshot_id: id,
         status: 'creating' as const,
-        estimated_duration: formatHms(estimate),
-        progress_url: `/api/v1/ota/progress?snapshot_id=${id}`,
+        estimatedSeconds: estimate,
       };
     } catch (err) {
       if (!this.running.has(id)) {
@@ -530,13 +529,13 @@ export class SnapshotService {
     });
     this.deps.bus.publish(gw.id, {
       type: 'update_progress',
-      job_id: id,
+      jobId: id,
       status: view.status,
       progress: view.percentage,
-      current_operation: view.currentOperation,
-      speed: formatSpeed(view.speedBps),
-      eta: formatEta(view.etaSeconds),
-      timestamp: isoSeconds(this.deps.clock()),
+      currentOperation: view.currentOperation,
+      bytesPerSecond: view.speedBps,
+      etaSeconds: view.etaSeconds,
+      at: this.deps.clock(),
     });
   }
 

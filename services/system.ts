@@ -1,4 +1,4 @@
-import type { SettingsDocument } from '../api/schemas/settings.js';
+import type { SettingsDocument } from '../core/settings-document.js';
 import type { PartitionStatus, SlotId } from '../core/vocabulary.js';
 import { otherSlot, type BootEnv, type SlotInfo } from '../device/types.js';
 import type { GatewayRuntime } from './gateways.js';

@@ -7,6 +7,7 @@ import {
   snapshotListOutputSchema,
   snapshotOutputSchema,
 } from '../schemas/system-ops.js';
+import { presentDebugBundleStarted, presentSnapshotStarted } from '../presenters/operations.js';
 import { envelope } from '../meta.js';
 import { presentSnapshotList } from '../presenters/snapshots.js';
 import { operatorProcedure, router, viewerProcedure } from '../trpc.js';
@@ -27,7 +28,9 @@ export const maintenanceRouter = router({
     })
     .input(snapshotInputSchema)
     .output(snapshotOutputSchema)
-    .mutation(({ ctx, input }) => ctx.deps.snapshots.create(ctx.gateway, input, ctx.user.username)),
+    .mutation(async ({ ctx, input }) =>
+      presentSnapshotStarted(await ctx.deps.snapshots.create(ctx.gateway, input, ctx.user.username)),
+    ),
 
   snapshots: viewerProcedure
     .meta({
@@ -57,7 +60,9 @@ export const maintenanceRouter = router({
     })
     .input(debugBundleInputSchema)
     .output(debugBundleOutputSchema)
-    .mutation(({ ctx, input }) => ctx.deps.debugBundles.create(ctx.gateway, input, ctx.user.username)),
+    .mutation(async ({ ctx, input }) =>
+      presentDebugBundleStarted(await ctx.deps.debugBundles.create(ctx.gateway, input, ctx.user.username)),
+    ),
 
   /**
    * Authorizes a download (operator, this gateway, bundle ready) before the REST layer streams it.

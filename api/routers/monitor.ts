@@ -1,6 +1,7 @@
 import { GantryError } from '../../core/errors.js';
 import { isoSeconds } from '../../core/format.js';
 import { nextUpdateCheck, systemActivity } from '../../services/system.js';
+import { presentGatewayEvent, presentLogEntry } from '../presenters/events.js';
 import { formatPercent } from '../presenters/system.js';
 import { createContextInner } from '../context.js';
 import { gantryEventSchema } from '../schemas/events.js';
@@ -22,7 +23,10 @@ export const monitorRouter = router({
     })
     .input(logsInputSchema)
     .output(logsOutputSchema)
-    .query(({ ctx, input }) => ctx.deps.logs.list(ctx.gateway.id, input)),
+    .query(({ ctx, input }) => {
+      const { logs, total } = ctx.deps.logs.list(ctx.gateway.id, input);
+      return { logs: logs.map(presentLogEntry), total };
+    }),
 
   status: viewerProcedure
     .meta({
@@ -61,7 +65,7 @@ export const monitorRouter = router({
       // anything more is delivered.
       const now = createContextInner(ctx.deps, ctx.meta);
       if (!now.user) throw now.authError ?? new GantryError('AUTH_INVALID_TOKEN', 'Session ended');
-      yield gantryEventSchema.parse(event);
+      yield gantryEventSchema.parse(presentGatewayEvent(event));
     }
   }),
 });

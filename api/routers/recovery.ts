@@ -8,6 +8,7 @@ import {
   rollbackInputSchema,
   rollbackOutputSchema,
 } from '../schemas/recovery.js';
+import { presentFactoryResetStarted, presentRecoveryImageStored } from '../presenters/operations.js';
 import { hashedUploadInputSchema } from '../schemas/updates.js';
 import { incomingUploadDir } from '../../services/updates/uploads.js';
 import { envelope } from '../meta.js';
@@ -58,7 +59,9 @@ export const recoveryRouter = router({
     })
     .input(factoryInputSchema)
     .output(factoryOutputSchema)
-    .mutation(({ ctx, input }) => ctx.deps.recovery.factoryReset(ctx.gateway, input, ctx.user.username)),
+    .mutation(async ({ ctx, input }) =>
+      presentFactoryResetStarted(await ctx.deps.recovery.factoryReset(ctx.gateway, input, ctx.user.username)),
+    ),
 
   authorizeUpload: adminProcedure.query(() => true),
 
@@ -83,11 +86,13 @@ export const recoveryRouter = router({
     })
     .input(hashedUploadInputSchema)
     .output(recoveryUploadOutputSchema)
-    .mutation(({ ctx, input }) =>
-      ctx.deps.recovery.storeRecoveryImage(
-        ctx.gateway,
-        input,
-        incomingUploadDir(ctx.deps.gateways, ctx.gateway.id),
+    .mutation(async ({ ctx, input }) =>
+      presentRecoveryImageStored(
+        await ctx.deps.recovery.storeRecoveryImage(
+          ctx.gateway,
+          input,
+          incomingUploadDir(ctx.deps.gateways, ctx.gateway.id),
+        ),
       ),
     ),
 });

@@ -17,7 +17,8 @@ import {
   uploadVerifyOutputSchema,
 } from '../schemas/updates.js';
 import { presentProgress } from '../presenters/progress.js';
-import { presentUpdateList } from '../presenters/updates.js';
+import { presentUploadVerified } from '../presenters/operations.js';
+import { presentDownloadStarted, presentUpdateCheck, presentUpdateList } from '../presenters/updates.js';
 import { envelope } from '../meta.js';
 import { operatorProcedure, router, viewerProcedure } from '../trpc.js';
 
@@ -53,7 +54,9 @@ export const updatesRouter = router({
     })
     .input(checkUpdatesInputSchema)
     .output(checkUpdatesOutputSchema)
-    .mutation(({ ctx, input }) => ctx.deps.updates.checkForUpdates(ctx.gateway, input)),
+    .mutation(async ({ ctx, input }) =>
+      presentUpdateCheck(await ctx.deps.updates.checkForUpdates(ctx.gateway, input)),
+    ),
 
   download: operatorProcedure
     .meta({
@@ -68,7 +71,9 @@ export const updatesRouter = router({
     })
     .input(downloadInputSchema)
     .output(downloadOutputSchema)
-    .mutation(({ ctx, input }) => ctx.deps.updates.startDownload(ctx.gateway, input, ctx.user.username)),
+    .mutation(async ({ ctx, input }) =>
+      presentDownloadStarted(await ctx.deps.updates.startDownload(ctx.gateway, input, ctx.user.username)),
+    ),
 
   progress: viewerProcedure
     .meta({
@@ -141,7 +146,9 @@ export const updatesRouter = router({
     })
     .input(uploadVerifyInputSchema)
     .output(uploadVerifyOutputSchema)
-    .mutation(({ ctx, input }) => ctx.deps.updates.verifyUpload(ctx.gateway, input)),
+    .mutation(async ({ ctx, input }) =>
+      presentUploadVerified(await ctx.deps.updates.verifyUpload(ctx.gateway, input)),
+    ),
 
   deploy: operatorProcedure
     .meta({

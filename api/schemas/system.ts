@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { LOG_LEVELS } from '../../drizzle/schema.js';
+import { LOG_LEVELS } from '../../core/vocabulary.js';
 import { PARTITION_STATUSES, SLOT_IDS } from '../../core/vocabulary.js';
 
 const partitionSchema = z.object({

@@ -1,6 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import type { Actor, SnapshotFrom } from 'xstate';
-import type { SlotId, UpdateJobKind } from '../../core/vocabulary.js';
+import type { SlotId, UpdateJobKind, UpdateStrategy } from '../../core/vocabulary.js';
 import type { updateJobMachine } from '../../machines/update-job.js';
 import type { GatewayRuntime } from '../gateways.js';
 import type { UpdateJobArtifact } from '../job-records.js';
@@ -68,4 +68,40 @@ export interface RunningJob {
   hashedHere: boolean;
   release: (() => void) | null;
   stopSafety: (() => void) | null;
+}
+
+/*
+ * What the update procedures ask of the service, as plain types the service owns. The routers pass
+ * their zod-parsed payloads (api/schemas/updates.ts), which TypeScript checks against these.
+ */
+
+export interface CheckRequest {
+  force: boolean;
+  background: boolean;
+}
+
+export interface DownloadRequest {
+  update_id: string;
+  version?: string | undefined;
+  target_partition?: SlotId | undefined;
+  background: boolean;
+}
+
+export interface DeployRequest {
+  filename: string;
+  version?: string | undefined;
+  target_partition?: SlotId | undefined;
+  checksum: string;
+}
+
+export interface InstallRequest {
+  job_id: string;
+  strategy?: UpdateStrategy | undefined;
+  reboot_after: boolean;
+  create_snapshot: boolean;
+}
+
+export interface CancelRequest {
+  job_id: string;
+  reason: string;
 }

@@ -1,19 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { createActor, fromCallback, fromPromise } from 'xstate';
-import type { z } from 'zod';
-import type {
-  cancelInputSchema,
-  checkUpdatesInputSchema,
-  deployInputSchema,
-  downloadInputSchema,
-  installInputSchema,
-  uploadVerifyInputSchema,
-} from '../../api/schemas/updates.js';
 import type { EventBus } from '../../core/bus.js';
 import type { MachineEventLog } from '../../core/machine-events.js';
 import { findGantryError, GantryError, type ErrorCode } from '../../core/errors.js';
-import { formatBytes, formatEta, formatHms, formatSpeed, isoSeconds } from '../../core/format.js';
+import { formatBytes, isoSeconds } from '../../core/format.js';
 import { otherSlot, type SlotId } from '../../device/types.js';
 import { UPDATE_JOB_KINDS, type UpdateJobKind } from '../../core/job-kinds.js';
 import { restoreOptions } from '../../machines/persist.js';
@@ -42,8 +33,13 @@ import {
 } from './catalog.js';
 import type { PartitionManager } from './partitions.js';
 import { JobEffects } from './job-effects.js';
-import { UploadStore, type ReceivedUpload } from './uploads.js';
+import { UploadStore, type ReceivedUpload, type UploadVerifyInput } from './uploads.js';
 import type {
+  CancelRequest,
+  CheckRequest,
+  DeployRequest,
+  DownloadRequest,
+  InstallRequest,
   JobActor,
   JobArtifact,
   JobKind,
@@ -146,7 +142,7 @@ export class UpdateService {
     return { updates, feed: this.deps.ports.feed.server(gw.id) };
   }
 
-  async checkForUpdates(gw: GatewayRuntime, input: z.output<typeof checkUpdatesInputSchema>) {
+  async checkForUpdates(gw: GatewayRuntime, input: CheckRequest) {
     const feed = this.deps.ports.feed.server(gw.id);
     if (!feed) {
       throw new GantryError(
@@ -175,15 +171,15 @@ export class UpdateService {
     };
     if (input.background) {
       this.track(run().catch(() => undefined));
-      return { check_id: checkId, status: 'checking' as const, server, estimated_duration: '00:00:30' };
+      return { checkId, status: 'checking' as const, server, estimatedSeconds: 30, totalAvailable: null };
     }
     await run();
     return {
-      check_id: checkId,
+      checkId,
       status: 'completed' as const,
       server,
-      estimated_duration: formatHms((this.deps.clock() - now) / 1000),
-      total_available: this.deps.catalog.listed(gw.id).length,
+      estimatedSeconds: (this.deps.clock() - now) / 1000,
+      totalAvailable: this.deps.catalog.listed(gw.id).length,
     };
   }
 
@@ -223,7 +219,7 @@ export class UpdateService {
     }
   }
 
-  async startDownload(gw: GatewayRuntime, input: z.output<typeof downloadInputSchema>, username: string) {
+  async startDownload(gw: GatewayRuntime, input: DownloadRequest, username: string) {
     const row = this.deps.catalog.get(gw.id, input.update_id);
     if (input.version && input.version !== row.version) {
       throw new GantryError(
@@ -267,11 +263,9 @@ export class UpdateService {
       { ...input, requested_by: username },
     );
     return {
-      job_id: job.id,
-      status: 'downloading' as const,
-      update: { id: updateId, version: row.version, size: formatBytes(size) },
-      target_partition: target,
-      progress_url: `/api/v1/ota/progress?job_id=${job.id}`,
+      jobId: job.id,
+      update: { id: updateId, version: row.version, sizeBytes: size },
+      targetSlot: target,
     };
   }
 
@@ -285,11 +279,11 @@ export class UpdateService {
     this.uploads.discard(gw, filePath);
   }
 
-  verifyUpload(gw: GatewayRuntime, input: z.output<typeof uploadVerifyInputSchema>) {
+  verifyUpload(gw: GatewayRuntime, input: UploadVerifyInput) {
     return this.uploads.verify(gw, input, this.deps.ports.trustedKeys(gw.id));
   }
 
-  async deploy(gw: GatewayRuntime, input: z.output<typeof deployInputSchema>, username: string) {
+  async deploy(gw: GatewayRuntime, input: DeployRequest, username: string) {
     const artifact = this.uploads.find(gw, input.filename, input.checksum);
     const target = await this.chooseTarget(gw, input.target_partition);
     // A deployment is an operator pushing an image now (not a background download): gated.
@@ -598,13 +592,13 @@ export class UpdateService {
     gw.updateOperation(job.id, { currentOperation: view.current_operation, progress: view.percentage });
     this.deps.bus.publish(gw.id, {
       type: 'update_progress',
-      job_id: job.id,
+      jobId: job.id,
       status: view.status,
       progress: view.percentage,
-      current_operation: view.current_operation,
-      speed: formatSpeed(view.speedBps),
-      eta: formatEta(view.etaSeconds),
-      timestamp: isoSeconds(this.deps.clock()),
+      currentOperation: view.current_operation,
+      bytesPerSecond: view.speedBps,
+      etaSeconds: view.etaSeconds,
+      at: this.deps.clock(),
     });
   }
 
@@ -678,7 +672,7 @@ export class UpdateService {
     return { row, running: this.running.get(jobId) };
   }
 
-  async install(gw: GatewayRuntime, input: z.output<typeof installInputSchema>, username: string) {
+  async install(gw: GatewayRuntime, input: InstallRequest, username: string) {
     const { row, running } = this.job(gw, input.job_id);
     if (!running || jobStateName(running.actor.getSnapshot()) !== 'downloaded') {
       throw new GantryError(
@@ -721,7 +715,7 @@ export class UpdateService {
     };
   }
 
-  cancel(gw: GatewayRuntime, input: z.output<typeof cancelInputSchema>, username: string) {
+  cancel(gw: GatewayRuntime, input: CancelRequest, username: string) {
     const { row, running } = this.job(gw, input.job_id);
     if (!running) {
       throw new GantryError(

@@ -7,7 +7,6 @@ import type { Manifest } from '../../bundle/manifest.js';
 import { threadDigests } from '../../bundle/digests.js';
 import { checkInstallable, verifyBundle } from '../../bundle/stream.js';
 import { GantryError } from '../../core/errors.js';
-import { formatBytes } from '../../core/format.js';
 import { LendingFileReader } from '../../core/lending.js';
 import { drained } from '../../core/streams.js';
 import { youngGenerationSweeper } from '../../core/young-gc.js';
@@ -201,7 +200,7 @@ export class UploadStore {
         verified: true as const,
         file: {
           name: input.originalName,
-          size: formatBytes(size),
+          sizeBytes: size,
           checksum: `sha256:${sha256}`,
           version: label,
         },

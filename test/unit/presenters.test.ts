@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { presentGatewayEvent } from '../../api/presenters/events.js';
+import { formatSpeed } from '../../core/format.js';
 import { formatPercent, presentStatus, presentSystemStatusEvent } from '../../api/presenters/system.js';
 import { statusOutputSchema } from '../../api/schemas/system.js';
 import { systemStatusEventSchema } from '../../api/schemas/events.js';
@@ -334,5 +336,60 @@ describe('api/presenters/snapshots: GET /snapshots as documented', () => {
       retention: 5,
     });
     expect(presentSnapshotList([], 3)).toEqual({ snapshots: [], total: 0, retention: 3 });
+  });
+});
+
+describe('presentGatewayEvent (the bus carries numbers; the WS shows the documented strings)', () => {
+  const at = Date.UTC(2026, 11, 4, 10, 30, 0, 250);
+
+  it('should write speed, eta and timestamp of an update_progress event', () => {
+    expect(
+      presentGatewayEvent({
+        type: 'update_progress',
+        jobId: 'OTA-1',
+        status: 'downloading',
+        progress: 42,
+        currentOperation: 'downloading_image',
+        bytesPerSecond: 8.2 * 1000 * 1000,
+        etaSeconds: 65,
+        at,
+      }),
+    ).toEqual({
+      type: 'update_progress',
+      job_id: 'OTA-1',
+      status: 'downloading',
+      progress: 42,
+      current_operation: 'downloading_image',
+      speed: formatSpeed(8.2 * 1000 * 1000),
+      eta: '01:05',
+      timestamp: '2026-12-04T10:30:00Z',
+    });
+  });
+
+  it('should write estimated_clear as mm:ss, or null when the device gives no estimate', () => {
+    const base = {
+      type: 'safety_update',
+      constraint: 'crane_motion',
+      status: 'moving',
+      blocking: true,
+    } as const;
+    expect(presentGatewayEvent({ ...base, estimatedClearSeconds: 90 })).toMatchObject({
+      estimated_clear: '01:30',
+    });
+    expect(presentGatewayEvent({ ...base, estimatedClearSeconds: null })).toMatchObject({
+      estimated_clear: null,
+    });
+  });
+
+  it('should write a log entry with a whole-second timestamp', () => {
+    expect(
+      presentGatewayEvent({ type: 'log_entry', at, level: 'warn', source: 'ota', message: 'm' }),
+    ).toEqual({
+      type: 'log_entry',
+      timestamp: '2026-12-04T10:30:00Z',
+      level: 'warn',
+      source: 'ota',
+      message: 'm',
+    });
   });
 });

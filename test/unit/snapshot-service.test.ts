@@ -217,7 +217,7 @@ describe('SnapshotService', () => {
     const { snapshots, jobs, gw } = setup();
     const res = await snapshots.create(gw(), { name: 'estimate', description: '' }, 'op');
     // 1 MiB at the assumed 100 MiB/s, plus a second of overhead.
-    expect(res.estimated_duration).toBe('00:00:02');
+    expect(res.estimatedSeconds).toBe(2);
     await settled(jobs, res.snapshot_id);
   });
 });
