@@ -3,7 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import { Server as SocketIOServer } from 'socket.io';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { requestMetaFrom } from '../api/context.js';
-import type { TerminalOutput } from '../api/schemas/zip.js';
+import { presentTerminalLine } from '../api/presenters/zip.js';
 import type { GantryDeps } from './deps.js';
 import { acceptAuthenticatedSocket, authorizeSocket, type SocketAuthorization } from './ws-session.js';
 
@@ -75,7 +75,7 @@ function attachSocketIo(server: http.Server, deps: GantryDeps): SocketIOServer {
         socket.disconnect(true);
         return;
       }
-      socket.emit(TERMINAL_EVENT, line);
+      socket.emit(TERMINAL_EVENT, presentTerminalLine(line));
     });
     socket.on('disconnect', unsubscribe);
   });
@@ -87,8 +87,8 @@ function createTerminalWss(deps: GantryDeps, authTimeoutMs: number): WebSocketSe
   wss.on('connection', (ws: WebSocket, req: IncomingMessage) => {
     acceptAuthenticatedSocket(deps, ws, req, authTimeoutMs, (session) => {
       session.onClose(
-        deps.provisioning.terminal.subscribe(session.gatewayId, (line: TerminalOutput) => {
-          if (session.stillValid()) session.send({ type: TERMINAL_EVENT, ...line });
+        deps.provisioning.terminal.subscribe(session.gatewayId, (line) => {
+          if (session.stillValid()) session.send({ type: TERMINAL_EVENT, ...presentTerminalLine(line) });
         }),
       );
       session.send({ type: 'auth_ok', gateway_id: session.gatewayId, user: session.username });

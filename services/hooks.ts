@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { StringDecoder } from 'node:string_decoder';
-import type { TerminalOutput } from '../api/schemas/zip.js';
+import type { TerminalLine } from './zip-manifests.js';
 
 /**
  * Plugin hooks: child processes run without a shell, one process group each, with a hard
@@ -17,11 +17,11 @@ export class TerminalHub {
     this.emitter.setMaxListeners(0);
   }
 
-  publish(gatewayId: string, line: TerminalOutput): void {
+  publish(gatewayId: string, line: TerminalLine): void {
     this.emitter.emit(gatewayId, line);
   }
 
-  subscribe(gatewayId: string, listener: (line: TerminalOutput) => void): () => void {
+  subscribe(gatewayId: string, listener: (line: TerminalLine) => void): () => void {
     this.emitter.on(gatewayId, listener);
     return () => this.emitter.off(gatewayId, listener);
   }

@@ -13,7 +13,7 @@ import {
   HOOK_KINDS,
   type HookKind,
   type PluginManifest,
-} from '../api/schemas/zip.js';
+} from './zip-manifests.js';
 import { GantryError } from '../core/errors.js';
 import type { ProxySettings } from '../feed/http/proxy.js';
 import { isoSeconds } from '../core/format.js';
@@ -658,10 +658,10 @@ export class ProvisioningService {
     const cwd = hook.dir;
     const line = (stream: 'stdout' | 'stderr' | 'system', text: string) => {
       this.terminal.publish(gatewayId, {
-        update_id: updateId,
+        updateId,
         stream,
         line: text,
-        timestamp: isoSeconds(this.deps.clock()),
+        at: this.deps.clock(),
       });
     };
     const source = `hook:${hook.plugin}`;

@@ -1,8 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import type { z } from 'zod';
 import type { HashedUploadInput } from './updates/uploads.js';
-import type { factoryInputSchema, restoreInputSchema, rollbackInputSchema } from '../api/schemas/recovery.js';
 import type { Manifest } from '../bundle/manifest.js';
 import { checkInstallable, verifyBundle } from '../bundle/stream.js';
 import { fsyncDirSync, readJsonFile, writeFileAtomicSync } from '../core/fsutil.js';
@@ -47,6 +45,22 @@ const ESTIMATE_BYTES_PER_SECOND = 40 * 1024 * 1024;
  * and the recovery image itself. Every path goes through the safety interlock and the gateway's
  * one-operation lock, and never writes the booted slot.
  */
+/* What the recovery procedures ask (their zod-parsed payloads, checked against these). */
+export interface RollbackRequest {
+  action: 'rollback_to_a' | 'rollback_to_b';
+  reason: string;
+}
+export interface RestoreRequest {
+  version: string;
+  target_partition?: SlotId | undefined;
+}
+export interface FactoryResetRequest {
+  pin: string;
+  confirm: true;
+  wipe_data: boolean;
+  reason: string;
+}
+
 export class RecoveryService {
   constructor(private readonly deps: RecoveryServiceDeps) {}
 
@@ -59,7 +73,7 @@ export class RecoveryService {
     return meta && fs.existsSync(meta.path) ? meta : null;
   }
 
-  async rollback(gw: GatewayRuntime, input: z.output<typeof rollbackInputSchema>, username: string) {
+  async rollback(gw: GatewayRuntime, input: RollbackRequest, username: string) {
     const to: SlotId = input.action === 'rollback_to_a' ? 'A' : 'B';
     const [booted, slots] = await Promise.all([gw.device.bootedSlot(), gw.device.slots()]);
     if (to === booted) {
@@ -114,7 +128,7 @@ export class RecoveryService {
     }
   }
 
-  async restore(gw: GatewayRuntime, input: z.output<typeof restoreInputSchema>, username: string) {
+  async restore(gw: GatewayRuntime, input: RestoreRequest, username: string) {
     const booted = await gw.device.bootedSlot();
     const target = input.target_partition ?? otherSlot(booted);
     if (target === booted) {
@@ -166,7 +180,7 @@ export class RecoveryService {
     };
   }
 
-  async factoryReset(gw: GatewayRuntime, input: z.output<typeof factoryInputSchema>, username: string) {
+  async factoryReset(gw: GatewayRuntime, input: FactoryResetRequest, username: string) {
     await this.deps.safety.verifyPin(gw.id, input.pin);
     const image = this.recoveryImage(gw);
     if (!image) {

@@ -1,7 +1,6 @@
 import { randomInt } from 'node:crypto';
 import { eq } from 'drizzle-orm';
 import { createActor, type Actor } from 'xstate';
-import type { SafetyOverrideInput } from '../api/schemas/safety.js';
 import type { SafetySettings } from '../core/settings-document.js';
 import { hashSecret, verifySecret } from '../core/auth.js';
 import type { EventBus } from '../core/bus.js';
@@ -146,6 +145,13 @@ export interface OverrideResult {
   overriddenConstraints: SafetyConstraint[];
   updateAllowed: boolean;
 }
+
+/**
+ * The documented `{enable, pin, reason, constraints}` as the service takes it (the router's parsed
+ * payload): enabling names constraints, a PIN and a reason; disabling needs nothing else.
+ */
+export type OverrideRequest =
+  { enable: true; pin: string; reason: string; constraints: SafetyConstraint[] } | { enable: false };
 
 export class SafetyService {
   private readonly interlocks = new Map<string, Interlock>();
@@ -317,7 +323,7 @@ export class SafetyService {
 
   async override(
     gatewayId: string,
-    input: SafetyOverrideInput,
+    input: OverrideRequest,
     user: { username: string },
   ): Promise<OverrideResult> {
     const il = this.interlock(gatewayId);

@@ -2,9 +2,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { createActor, fromPromise, type Actor } from 'xstate';
-import type { TerminalOutput, ZipProgressOutput, ZipStartOutput } from '../api/schemas/zip.js';
 import { GantryError } from '../core/errors.js';
-import { isoSeconds } from '../core/format.js';
 import { ZIP_JOB_KINDS } from '../core/job-kinds.js';
 import type { MachineEventLog } from '../core/machine-events.js';
 import {
@@ -24,6 +22,7 @@ import type { JobStore, StoredJobOf } from './jobs.js';
 import type { LogService } from './logs.js';
 import type { ProvisioningService } from './provisioning.js';
 import { sniffZipFile } from './zip-extract.js';
+import type { TerminalStream } from './zip-manifests.js';
 
 /**
  * POST /ota-configure and POST /ota-update as jobs: one statechart per operation, run by the job
@@ -65,6 +64,24 @@ export const ZIP_KINDS: Record<ZipOperationKind, { prefix: string; label: string
 const INVALID_TYPE = 'Invalid file type. Please upload a ZIP file';
 const UPLOAD_TTL_MS = 10 * 60 * 1000;
 const INTERRUPTED = 'Interrupted by a server restart; the previous version was kept';
+
+/** An operation accepted (the documented answer of POST /ota-configure and /ota-update). */
+export interface ZipStarted {
+  success: true;
+  update_id: string;
+  message: string;
+  status: 'pending';
+  progress: 0;
+}
+
+/** Where an operation stands (the documented GET /ota-update-progress/<id>). */
+export interface ZipProgress {
+  success: boolean;
+  status: 'idle' | 'in_progress' | 'complete' | 'error' | 'not_found';
+  progress: number;
+  message: string;
+  error?: string;
+}
 
 export class ZipOperationService {
   private readonly uploads = new Map<string, StagedUpload>();
@@ -131,7 +148,7 @@ export class ZipOperationService {
     kind: ZipOperationKind;
     uploadId: string;
     username: string;
-  }): Promise<ZipStartOutput> {
+  }): Promise<ZipStarted> {
     const upload = this.uploads.get(input.uploadId);
     if (!upload || upload.gatewayId !== input.gatewayId || upload.username !== input.username) {
       throw new GantryError('VALIDATION_ERROR', 'Unknown upload_id');
@@ -177,7 +194,7 @@ export class ZipOperationService {
   }
 
   /** The documented progress document; 404 "Update not found" for ids of other gateways too. */
-  progress(gatewayId: string, updateId: string): ZipProgressOutput {
+  progress(gatewayId: string, updateId: string): ZipProgress {
     const row = this.deps.jobs.find(gatewayId, updateId, ZIP_JOB_KINDS);
     if (!row) throw new GantryError('NOT_FOUND', 'Update not found');
     const status = progressStatus(row.state);
@@ -237,17 +254,12 @@ export class ZipOperationService {
     return runtime;
   }
 
-  private terminal(
-    gatewayId: string,
-    updateId: string,
-    line: string,
-    stream: TerminalOutput['stream'] = 'system',
-  ) {
+  private terminal(gatewayId: string, updateId: string, line: string, stream: TerminalStream = 'system') {
     this.provisioning.terminal.publish(gatewayId, {
-      update_id: updateId,
+      updateId,
       stream,
       line,
-      timestamp: isoSeconds(this.deps.clock()),
+      at: this.deps.clock(),
     });
   }
 

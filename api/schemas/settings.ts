@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { UPDATE_STRATEGIES, WEEKDAYS } from '../../core/vocabulary.js';
-import { hhmm } from '../../core/settings-document.js';
+import { settingsPatchSchema, type SettingsPatch } from '../../core/settings-document.js';
 
 export {
   autoUpdateSettingsSchema,
@@ -16,46 +16,9 @@ export {
  * (core/settings-document.ts), which they re-export.
  */
 
-/** POST /settings: any subset, nested objects merged field by field; unknown fields are an error. */
-export const settingsUpdateInputSchema = z.strictObject({
-  auto_update: z
-    .strictObject({
-      enabled: z.boolean(),
-      auto_download: z.boolean(),
-      auto_security: z.boolean(),
-      auto_reboot: z.boolean(),
-    })
-    .partial()
-    .optional(),
-  maintenance_window: z
-    .strictObject({
-      enabled: z.boolean(),
-      schedule: z.enum(['daily', 'weekly']),
-      time: hhmm,
-      day: z.enum(WEEKDAYS),
-      duration_minutes: z.number().int().min(15).max(720),
-    })
-    .partial()
-    .optional(),
-  update_strategy: z.enum(UPDATE_STRATEGIES).optional(),
-  auto_rollback: z.boolean().optional(),
-  rollback_retries: z.number().int().min(1).max(10).optional(),
-  auto_check: z.boolean().optional(),
-  check_interval_hours: z.number().int().min(1).max(168).optional(),
-  safety: z
-    .strictObject({
-      crane_motion: z.boolean(),
-      acs_collision: z.boolean(),
-      ups_battery: z.boolean(),
-      network: z.boolean(),
-      system_load: z.boolean(),
-      ups_min_battery_percent: z.number().int().min(0).max(100),
-      max_system_load: z.number().min(0.1).max(10),
-    })
-    .partial()
-    .optional(),
-});
-export type SettingsUpdateInput = z.infer<typeof settingsUpdateInputSchema>;
+/** POST /settings: the domain's patch (any subset, nested objects merged; unknown fields an error). */
+export const settingsUpdateInputSchema = settingsPatchSchema;
+export type SettingsUpdateInput = SettingsPatch;
 
 export const settingsOutputSchema = z.object({
   auto_update: z.object({

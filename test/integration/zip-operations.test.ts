@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { hashSecret } from '../../core/auth.js';
 import type { TerminalOutput } from '../../api/schemas/zip.js';
+import type { TerminalLine } from '../../services/zip-manifests.js';
 import { GATEWAY, startTestGantry, tempDataDir, type TestGantry } from '../helpers/gantry.js';
 import { configurationZip, ed25519Pair, makeZip, PNG_BYTES, pluginZip } from '../fixtures/zip/zips.js';
 
@@ -100,10 +101,10 @@ async function run(route: '/ota-configure' | '/ota-update', zip: Buffer, gateway
 }
 
 /** Terminal lines of one gateway as the hub sees them, until `until` matches one. */
-function terminalLines(gatewayId: string, until: (l: TerminalOutput) => boolean) {
-  const lines: TerminalOutput[] = [];
+function terminalLines(gatewayId: string, until: (l: TerminalLine) => boolean) {
+  const lines: TerminalLine[] = [];
   let unsubscribe = () => {};
-  const done = new Promise<TerminalOutput[]>((resolve) => {
+  const done = new Promise<TerminalLine[]>((resolve) => {
     unsubscribe = g.deps.provisioning.terminal.subscribe(gatewayId, (l) => {
       lines.push(l);
       if (until(l)) {
