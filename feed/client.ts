@@ -2,7 +2,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { Metadata, MetadataKind, type TargetFile } from '@tufjs/models';
-import { Updater } from 'tuf-js';
 import { GantryError, isGantryError } from '../core/errors.js';
 import { writeFileAtomicSync } from '../core/fsutil.js';
 import {
@@ -158,6 +157,8 @@ export class FeedClient {
       http: this.opts.http,
       proxy: this.opts.proxy,
     });
+    // tuf-js (and the HTTP stack it brings) is loaded by the first refresh, not at start-up.
+    const { Updater } = await import('tuf-js');
     const updater = new Updater({
       metadataDir: this.opts.metadataDir,
       metadataBaseUrl: this.opts.metadataBaseUrl,
