@@ -157,8 +157,9 @@ export class FeedClient {
       http: this.opts.http,
       proxy: this.opts.proxy,
     });
-    // tuf-js (and the HTTP stack it brings) is loaded by the first refresh, not at start-up.
-    const { Updater } = await import('tuf-js');
+    // tuf-js is loaded by the first refresh, not at start-up. Through `default` (its CommonJS
+    // module.exports): the server bundle (scripts/build-server.ts) sees no named exports in it.
+    const { Updater } = (await import('tuf-js')).default;
     const updater = new Updater({
       metadataDir: this.opts.metadataDir,
       metadataBaseUrl: this.opts.metadataBaseUrl,
