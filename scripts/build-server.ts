@@ -10,6 +10,12 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
  */
 export const SERVER_BUNDLE_DIR = path.join(root, 'dist', 'server-bundle');
 
+/** Index of the first character above U+00FF, or -1. */
+export function firstWideChar(text: string): number {
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) > 0xff) return i;
+  return -1;
+}
+
 /**
  * Bundles the server (server/main.ts and everything it imports, node_modules included) into
  * dist/server-bundle/main.js, what bin/gantry-server runs. Measured on this machine kind (npm run
@@ -53,10 +59,10 @@ export async function buildServer(outdir = SERVER_BUNDLE_DIR): Promise<string> {
     });
     const source = fs.readFileSync(path.join(scratch, 'main.js'), 'utf8');
     // One character above U+00FF makes V8 keep the whole source as UTF-16, twice the bytes.
-    const wide = /[^\u0000-\u00ff]/.exec(source);
-    if (wide) {
+    const wide = firstWideChar(source);
+    if (wide >= 0) {
       throw new Error(
-        `server bundle holds a non-Latin-1 character (${JSON.stringify(source.slice(Math.max(0, wide.index - 60), wide.index + 10))}): write it as an escape or entity`,
+        `server bundle holds a non-Latin-1 character (${JSON.stringify(source.slice(Math.max(0, wide - 60), wide + 10))}): write it as an escape or entity`,
       );
     }
     fs.rmSync(outdir, { recursive: true, force: true });
