@@ -322,21 +322,36 @@ async function opensslCpu(file: string): Promise<number> {
   return cpu;
 }
 
+/** An executable of that name on PATH, or undefined. */
+function onPath(name: string): string | undefined {
+  return process.env.PATH?.split(':')
+    .map((dir) => path.join(dir, name))
+    .find((f) => fs.existsSync(f));
+}
+
 /**
- * A directory put first on the peer script's PATH with a \`swupdate\` that runs the real one and
- * appends its CPU seconds (user + system of swupdate and the processes it forks and reaps) to
- * \`logFile\`: the peer script itself stays untouched. Null when SWUpdate is not installed yet (the
- * script installs it on its first run; that run then has no CPU figure).
+ * A directory put first on the peer script's PATH with a `swupdate` that runs the real one under
+ * `perf stat -e task-clock` and appends its CPU milliseconds to `logFile` (swupdate and every
+ * process it forks: its installer runs in children it does not wait for, so bash's `times` sees
+ * nothing). The peer script itself stays untouched. Null without perf, or while SWUpdate is not
+ * installed yet (the script installs it on its first run, which then has no CPU figure).
  */
 function swupdateCpuShim(work: string, logFile: string): string | null {
-  const real = process.env.PATH?.split(':')
-    .map((dir) => path.join(dir, 'swupdate'))
-    .find((f) => fs.existsSync(f));
-  if (!real) return null;
+  const real = onPath('swupdate');
+  const perf = onPath('perf');
+  if (!real || !perf) return null;
   const dir = fs.mkdtempSync(path.join(work, 'swupdate-shim-'));
+  const out = path.join(dir, 'perf.out');
   fs.writeFileSync(
     path.join(dir, 'swupdate'),
-    `#!/bin/bash\n${JSON.stringify(real)} "$@"\nrc=$?\ntimes | tail -n 1 >> ${JSON.stringify(logFile)}\nexit $rc\n`,
+    [
+      '#!/bin/bash',
+      `${JSON.stringify(perf)} stat -x, -e task-clock -o ${JSON.stringify(out)} ${JSON.stringify(real)} "$@"`,
+      'rc=$?',
+      `grep task-clock ${JSON.stringify(out)} | cut -d, -f1 >> ${JSON.stringify(logFile)}`,
+      'exit $rc',
+      '',
+    ].join('\n'),
     { mode: 0o755 },
   );
   return dir;
@@ -357,8 +372,8 @@ async function swupdateDownloads(
           .readFileSync(cpuLog, 'utf8')
           .split('\n')
           .filter(Boolean)
-          .map((line) => childCpuSeconds(`\n${line}`) ?? NaN)
-          .filter(Number.isFinite)
+          .map((line) => Number(line) / 1000)
+          .filter((c) => Number.isFinite(c) && c > 0)
       : [];
   try {
     const r = await runCommand('bash', [PEER, img.image, slot, String(runs)], {
@@ -768,7 +783,7 @@ export const pipelineSuite: BenchSuite = {
         },
         {
           title:
-            'CPU time (user + system), median of runs: Gantry from POST /download to `downloaded`; SWUpdate its whole install (bash `times` around it); openssl dgst -sha256 over the same bundle file (the hashing floor)',
+            'CPU time (user + system), median of runs: Gantry from POST /download to `downloaded`; SWUpdate its whole install (perf stat task-clock, children included); openssl dgst -sha256 over the same bundle file (the hashing floor)',
           columns: ['image', 'tool', 'CPU s', 'CPU s per GiB', '× openssl', 'CPU s / wall s'],
           rows: cpuRows,
         },
