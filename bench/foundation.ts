@@ -2,10 +2,19 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { gantryCommand } from './lib/gantry-child.js';
+import {
+  ADMIN_PASSWORD,
+  gantryCommand,
+  procMemory,
+  requestJson,
+  startGantryChild,
+  type GantryChild,
+  type GantryCommand,
+} from './lib/gantry-child.js';
 import { load, type LoadResult } from './lib/load.js';
 import { freePort, spawnReady, stopChild, timeToFirstResponse } from './lib/process.js';
 import { median, round } from './lib/report.js';
+import { mib } from './lib/stats.js';
 import type { BenchOptions, BenchSuite, SuiteResult } from './lib/suite.js';
 
 /**
@@ -66,6 +75,7 @@ async function measureStartup(
         HOST: '127.0.0.1',
         GANTRY_DATA_DIR: dataDir,
         GANTRY_ADMIN_PASSWORD: 'bench-admin-password',
+        GANTRY_DEMO_FEED: 'off',
       },
     });
     if (sample.status !== 401) throw new Error(`${mode.name}: first response was ${sample.status}, not 401`);
@@ -100,12 +110,18 @@ async function measureStartup(
   return stats;
 }
 
-interface Targets {
-  gantryUrl: string;
-  bareUrl: string;
-  headers: Record<string, string>;
-  responseBytes: number;
-}
+/** The same JSON as Gantry's answer from plain Express in its own process (no Gantry, no flags). */
+const BARE_JSON_SERVER = `
+import fs from 'node:fs';
+import express from 'express';
+const body = JSON.parse(fs.readFileSync(process.argv[1], 'utf8'));
+const app = express();
+app.get(${JSON.stringify(STATUS_PATH)}, (_req, res) => res.json(body));
+const server = app.listen(0, '127.0.0.1', () => {
+  console.log(JSON.stringify({ url: \`http://127.0.0.1:\${server.address().port}${STATUS_PATH}\` }));
+});
+process.once('SIGTERM', () => process.exit(0));
+`;
 
 /** The round with the median throughput: one coherent set of numbers, not a mix of rounds. */
 function medianRound(rounds: LoadResult[]): LoadResult {
@@ -113,36 +129,143 @@ function medianRound(rounds: LoadResult[]): LoadResult {
   return sorted[Math.floor((sorted.length - 1) / 2)]!;
 }
 
-async function measureThroughput(opts: BenchOptions) {
-  const { child, ready } = await spawnReady<Targets>(
-    TSX,
-    [path.join(ROOT, 'bench', 'targets', 'foundation-server.ts')],
-    {
-      cwd: ROOT,
-      env: { ...process.env },
-    },
-  );
+/** An hour of an operator page left open, compressed: SOAK_MINUTES rounds of 60 polls each. */
+const SOAK_MINUTES = 60;
+const SOAK_POLLS_PER_MINUTE = 60;
+const SOAK_PATHS = [
+  STATUS_PATH,
+  '/api/v1/ota/monitor',
+  '/api/v1/ota/safety',
+  '/api/v1/ota/updates',
+  '/api/v1/ota/logs',
+];
+
+interface IdleMemory {
+  /** VmRSS once the server first answered, after the admin login, and after GET /status (+1 s). */
+  afterStartBytes: number | null;
+  afterLoginBytes: number | null;
+  afterStatusBytes: number;
+  /** VmHWM at that point: start-up and the login's scrypt included. */
+  peakBytes: number;
+}
+
+interface Soak {
+  minutes: number;
+  requests: number;
+  seconds: number;
+  /** VmRSS after each compressed minute (bytes). */
+  rssSamples: number[];
+  /** Median of the last ten samples minus the median of minutes 6-15 (after warm-up), bytes. */
+  growthBytes: number;
+}
+
+/**
+ * Polls like an open operator page, one compressed minute after another (every SOAK_PATHS route
+ * SOAK_POLLS_PER_MINUTE times, ten at a time, and a fresh login every ten minutes), sampling VmRSS
+ * after each minute. Timers that fire on the clock (the scheduler, sensor sampling) are not
+ * compressed: only what requests allocate is.
+ */
+async function soak(g: GantryChild, log: (m: string) => void): Promise<Soak> {
+  const t0 = performance.now();
+  let headers = g.headers;
+  let requests = 0;
+  const rssSamples: number[] = [];
+  for (let minute = 0; minute < SOAK_MINUTES; minute++) {
+    if (minute > 0 && minute % 10 === 0) {
+      const login = await requestJson('POST', `${g.url}/api/v1/auth/login`, {
+        body: { username: 'admin', password: ADMIN_PASSWORD },
+      });
+      if (login.status !== 200) throw new Error(`soak login: ${login.status}`);
+      headers = { ...headers, authorization: `Bearer ${login.body.data.token as string}` };
+      requests++;
+    }
+    const queue = SOAK_PATHS.flatMap((p) => Array.from({ length: SOAK_POLLS_PER_MINUTE }, () => p));
+    const worker = async () => {
+      for (let p = queue.pop(); p !== undefined; p = queue.pop()) {
+        const res = await requestJson('GET', `${g.url}${p}`, { headers });
+        if (res.status !== 200) throw new Error(`soak GET ${p}: ${res.status} ${JSON.stringify(res.body)}`);
+        requests++;
+      }
+    };
+    await Promise.all(Array.from({ length: 10 }, worker));
+    const m = procMemory(g.pid);
+    if (m) rssSamples.push(m.rss);
+    if ((minute + 1) % 20 === 0)
+      log(`soak: ${minute + 1}/${SOAK_MINUTES} minutes, RSS ${mib(m?.rss ?? 0)} MiB`);
+  }
+  const early = median(rssSamples.slice(5, 15));
+  const late = median(rssSamples.slice(-10));
+  return {
+    minutes: SOAK_MINUTES,
+    requests,
+    seconds: round((performance.now() - t0) / 1000, 1),
+    rssSamples,
+    growthBytes: late - early,
+  };
+}
+
+/**
+ * The shipped server (bin/gantry-server, built bundle) with a fresh data dir and no demo feed (a
+ * gateway in the field has its feed configured and never generates one): its memory idle after
+ * start, login and GET /status; GET /status under load next to a bare Express route serving the
+ * same JSON from its own process, rounds alternated; then the soak.
+ */
+async function measureShipped(cmd: GantryCommand, opts: BenchOptions) {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-bench-foundation-'));
+  const g = await startGantryChild(cmd, { dataDir, env: { GANTRY_DEMO_FEED: 'off' } });
+  let bare: Awaited<ReturnType<typeof spawnReady<{ url: string }>>> | null = null;
   try {
+    const status = await requestJson('GET', `${g.url}${STATUS_PATH}`, { headers: g.headers });
+    if (status.status !== 200) throw new Error(`status answered ${status.status}`);
+    await new Promise((r) => setTimeout(r, 1000));
+    const mem = procMemory(g.pid)!;
+    const idle: IdleMemory = {
+      afterStartBytes: g.rssAfterStart,
+      afterLoginBytes: g.rssAfterLogin,
+      afterStatusBytes: mem.rss,
+      peakBytes: mem.hwm,
+    };
+    opts.log(`idle after start + login + /status: ${mib(mem.rss)} MiB (peak so far ${mib(mem.hwm)} MiB)`);
+
+    const bodyFile = path.join(dataDir, 'status.json');
+    fs.writeFileSync(bodyFile, JSON.stringify(status.body));
+    bare = await spawnReady<{ url: string }>(
+      process.execPath,
+      ['--input-type=module', '-e', BARE_JSON_SERVER, bodyFile],
+      { cwd: ROOT, env: { ...process.env } },
+    );
+    const gantryUrl = `${g.url}${STATUS_PATH}`;
     const run = (url: string, title: string, durationSeconds = opts.durationSeconds) =>
-      load(url, { connections: opts.connections, durationSeconds, headers: ready.headers, title });
+      load(url, { connections: opts.connections, durationSeconds, headers: g.headers, title });
     opts.log('warming up both targets…');
-    await run(ready.gantryUrl, 'gantry warm-up', 1);
-    await run(ready.bareUrl, 'bare warm-up', 1);
+    await run(gantryUrl, 'gantry warm-up', 1);
+    await run(bare.ready.url, 'bare warm-up', 1);
     // Alternate the targets round by round so load from elsewhere on the machine hits both alike.
     const rounds = { gantry: [] as LoadResult[], bare: [] as LoadResult[] };
     for (let i = 0; i < opts.rounds; i++) {
       opts.log(`round ${i + 1}/${opts.rounds}: Gantry, then bare Express, ${opts.durationSeconds} s each…`);
-      rounds.gantry.push(await run(ready.gantryUrl, 'gantry'));
-      rounds.bare.push(await run(ready.bareUrl, 'bare express'));
+      rounds.gantry.push(await run(gantryUrl, 'gantry'));
+      rounds.bare.push(await run(bare.ready.url, 'bare express'));
     }
+    const afterLoad = procMemory(g.pid);
+    opts.log(`soak: ${SOAK_MINUTES} compressed minutes of polling…`);
+    const soaked = await soak(g, opts.log);
     return {
-      gantry: medianRound(rounds.gantry),
-      bare: medianRound(rounds.bare),
-      rounds,
-      responseBytes: ready.responseBytes,
+      idle,
+      throughput: {
+        gantry: medianRound(rounds.gantry),
+        bare: medianRound(rounds.bare),
+        rounds,
+        responseBytes: JSON.stringify(status.body).length,
+      },
+      rssAfterLoadBytes: afterLoad?.rss ?? null,
+      soak: soaked,
+      peakBytes: procMemory(g.pid)?.hwm ?? null,
     };
   } finally {
-    await stopChild(child);
+    if (bare) await stopChild(bare.child);
+    await g.stop();
+    fs.rmSync(dataDir, { recursive: true, force: true });
   }
 }
 
@@ -152,7 +275,8 @@ function loadRow(name: string, r: LoadResult): Array<string | number> {
 
 export const foundationSuite: BenchSuite = {
   name: 'foundation',
-  description: 'start-up to first served request; GET /api/v1/ota/status vs a bare Express route',
+  description:
+    'start-up to first served request; GET /api/v1/ota/status vs a bare Express route; idle memory; soak',
   async run(opts: BenchOptions): Promise<SuiteResult> {
     const notes: string[] = [];
     const loadBefore = os.loadavg().map((v) => round(v, 2));
@@ -184,7 +308,9 @@ export const foundationSuite: BenchSuite = {
     ];
     opts.log(`start-up: ${modes.map((m) => m.name).join(', ')}; ${opts.startupRuns} runs each`);
     const startup = await measureStartup(modes, opts);
-    const throughput = await measureThroughput(opts);
+    if (cmd.mode !== 'dist') notes.push('no built server: the shipped-server rows ran under tsx');
+    const shipped = await measureShipped(cmd, opts);
+    const { throughput, idle, soak: soaked } = shipped;
 
     const bareStart = startup['bare express (node -e)']!.warmMs!;
     const distStart = startup[DIST_MODE];
@@ -204,8 +330,38 @@ export const foundationSuite: BenchSuite = {
       ratios['start-up (first start), gantry dist / bare'] = round(distStart.coldMs / bareStart, 2);
     notes.push(
       'p99 latency of the bare route is floored at 1 ms for the ratio (autocannon reports whole milliseconds).',
-      'First start: fresh data dir (migrations, admin scrypt hash, simulated slot images written and fsynced). Restart: existing data dir.',
+      'First start: fresh data dir (migrations, admin scrypt hash, simulated slot images written and fsynced). Restart: existing data dir. Gantry runs with GANTRY_DEMO_FEED=off (a gateway in the field has a feed configured and runs no demo feed).',
+      `GET ${STATUS_PATH} under load: the shipped server (${cmd.mode === 'dist' ? 'bin/gantry-server' : 'tsx'}) and bare Express each in its own process, same JSON, same client.`,
+      `Soak: ${SOAK_MINUTES} compressed minutes, each ${SOAK_POLLS_PER_MINUTE} GETs of ${SOAK_PATHS.join(', ')} (10 at a time) and a login every 10 minutes; growth is the median VmRSS of the last 10 minutes minus that of minutes 6-15.`,
     );
+    const idleMiB = mib(idle.afterStatusBytes);
+    const soakGrowthMiB = mib(soaked.growthBytes);
+    const targets: Record<string, { target: string; value: number | null; met: boolean | null }> = {
+      'idle RSS after start + login + /status, MiB': { target: '≤ 60', value: idleMiB, met: idleMiB <= 60 },
+      'soak RSS growth over the compressed hour, MiB': {
+        target: '≤ 2 (no growth)',
+        value: soakGrowthMiB,
+        met: soakGrowthMiB <= 2,
+      },
+      'status throughput, gantry / bare': {
+        target: '≥ 0.7',
+        value: ratios['status throughput, gantry / bare']!,
+        met: ratios['status throughput, gantry / bare']! >= 0.7,
+      },
+      'status p99 latency, gantry / bare': {
+        target: '≤ 1.2',
+        value: ratios['status p99 latency, gantry / bare']!,
+        met: ratios['status p99 latency, gantry / bare']! <= 1.2,
+      },
+    };
+    const restart = ratios['start-up (restart), gantry dist / bare'] ?? null;
+    targets['restart to first answer, gantry / bare'] = {
+      target: '≤ 2',
+      value: restart,
+      met: restart === null ? null : restart <= 2,
+    };
+    ratios['idle RSS after start + login + /status, MiB'] = idleMiB;
+    ratios['soak RSS growth, MiB'] = soakGrowthMiB;
 
     return {
       tables: [
@@ -222,6 +378,49 @@ export const foundationSuite: BenchSuite = {
             loadRow('bare express, same JSON', throughput.bare),
           ],
         },
+        {
+          title: 'Shipped server memory (VmRSS, MiB; peak is VmHWM: start-up and the login scrypt included)',
+          columns: [
+            'started',
+            'logged in',
+            'after /status (idle)',
+            'peak so far',
+            'after the load',
+            'after the soak',
+            'peak at the end',
+          ],
+          rows: [
+            [
+              mib(idle.afterStartBytes ?? 0),
+              mib(idle.afterLoginBytes ?? 0),
+              idleMiB,
+              mib(idle.peakBytes),
+              mib(shipped.rssAfterLoadBytes ?? 0),
+              mib(soaked.rssSamples[soaked.rssSamples.length - 1] ?? 0),
+              mib(shipped.peakBytes ?? 0),
+            ],
+          ],
+        },
+        {
+          title: `Soak: ${soaked.minutes} compressed minutes, ${soaked.requests} requests in ${soaked.seconds} s; VmRSS after every 10th minute (MiB)`,
+          columns: [
+            'growth',
+            ...soaked.rssSamples.filter((_, i) => (i + 1) % 10 === 0).map((_, i) => `min ${(i + 1) * 10}`),
+          ],
+          rows: [
+            [soakGrowthMiB, ...soaked.rssSamples.filter((_, i) => (i + 1) % 10 === 0).map((b) => mib(b))],
+          ],
+        },
+        {
+          title: 'Targets (issue 16)',
+          columns: ['what', 'target', 'value', 'met'],
+          rows: Object.entries(targets).map(([k, v]) => [
+            k,
+            v.target,
+            v.value ?? '–',
+            v.met === null ? '–' : v.met ? 'yes' : 'NO',
+          ]),
+        },
       ],
       ratios,
       record: {
@@ -234,6 +433,11 @@ export const foundationSuite: BenchSuite = {
         loadAverage: { before: loadBefore, after: os.loadavg().map((v) => round(v, 2)) },
         startup,
         throughput,
+        idle,
+        rssAfterLoadBytes: shipped.rssAfterLoadBytes,
+        soak: soaked,
+        peakBytes: shipped.peakBytes,
+        targets,
       },
       notes,
     };

@@ -82,8 +82,12 @@ interface SizeResult {
   byClient: Record<string, GantryRun[]>;
   swupdate: ToolRun[];
   swupdateError: string | null;
+  /** SWUpdate's own CPU seconds (user + system of its processes) per run, when the shim saw them. */
+  swupdateCpuSeconds: number[];
   shell: ToolRun[];
   bare: BareRun[];
+  /** CPU seconds of `openssl dgst -sha256` over the bundle Gantry downloads: the hashing floor. */
+  opensslCpuSeconds: number[];
 }
 
 /** The memory floor: Node itself receiving the same bundle over HTTP into a file, nothing else. */
@@ -117,7 +121,7 @@ async function bareDownload(url: string, slot: string, img: ImageFixture): Promi
   try {
     const r = await runCommand(
       process.execPath,
-      ['--max-semi-space-size=2', '-e', BARE_DOWNLOAD, url, slot],
+      ['--max-semi-space-size=2', '--optimize-for-size', '-e', BARE_DOWNLOAD, url, slot],
       {
         timeoutMs: 300_000,
         env: { ...process.env, MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '131072' },
@@ -295,13 +299,87 @@ async function shellDownload(url: string, img: ImageFixture, slot: string): Prom
   }
 }
 
+/** User + system seconds of the children a `bash -c` script waited for, from bash's `times`. */
+function childCpuSeconds(timesOutput: string): number | null {
+  // `times` prints the shell's own line, then its children's: "0m1.234s 0m0.567s".
+  const lines = timesOutput.trim().split('\n');
+  const m = /^(\d+)m([\d.]+)s (\d+)m([\d.]+)s$/.exec(lines[lines.length - 1] ?? '');
+  if (!m) return null;
+  return Number(m[1]) * 60 + Number(m[2]) + Number(m[3]) * 60 + Number(m[4]);
+}
+
+/** CPU seconds `openssl dgst -sha256` needs for `file` (no SHA-NI here: the hashing floor). */
+async function opensslCpu(file: string): Promise<number> {
+  const r = await runCommand(
+    'bash',
+    ['-c', 'openssl dgst -sha256 "$1" >/dev/null && times', 'openssl', file],
+    {
+      timeoutMs: 300_000,
+    },
+  );
+  const cpu = r.code === 0 ? childCpuSeconds(r.stdout) : null;
+  if (cpu === null) throw new Error(`openssl dgst failed (${r.code}): ${r.stderr}`);
+  return cpu;
+}
+
+/** An executable of that name on PATH, or undefined. */
+function onPath(name: string): string | undefined {
+  return process.env.PATH?.split(':')
+    .map((dir) => path.join(dir, name))
+    .find((f) => fs.existsSync(f));
+}
+
+/**
+ * A directory put first on the peer script's PATH with a `swupdate` that runs the real one under
+ * `perf stat -e task-clock` and appends its CPU milliseconds to `logFile` (swupdate and every
+ * process it forks: its installer runs in children it does not wait for, so bash's `times` sees
+ * nothing). The peer script itself stays untouched. Null without perf, or while SWUpdate is not
+ * installed yet (the script installs it on its first run, which then has no CPU figure).
+ */
+function swupdateCpuShim(work: string, logFile: string): string | null {
+  const real = onPath('swupdate');
+  const perf = onPath('perf');
+  if (!real || !perf) return null;
+  const dir = fs.mkdtempSync(path.join(work, 'swupdate-shim-'));
+  const out = path.join(dir, 'perf.out');
+  fs.writeFileSync(
+    path.join(dir, 'swupdate'),
+    [
+      '#!/bin/bash',
+      `${JSON.stringify(perf)} stat -x, -e task-clock -o ${JSON.stringify(out)} ${JSON.stringify(real)} "$@"`,
+      'rc=$?',
+      `grep task-clock ${JSON.stringify(out)} | cut -d, -f1 >> ${JSON.stringify(logFile)}`,
+      'exit $rc',
+      '',
+    ].join('\n'),
+    { mode: 0o755 },
+  );
+  return dir;
+}
+
 async function swupdateDownloads(
   img: ImageFixture,
   slot: string,
   runs: number,
-): Promise<{ runs: ToolRun[]; error: string | null }> {
+  work: string,
+): Promise<{ runs: ToolRun[]; cpuSeconds: number[]; error: string | null }> {
+  const cpuLog = path.join(work, 'swupdate-cpu.log');
+  fs.rmSync(cpuLog, { force: true });
+  const shim = swupdateCpuShim(work, cpuLog);
+  const cpuSeconds = () =>
+    fs.existsSync(cpuLog)
+      ? fs
+          .readFileSync(cpuLog, 'utf8')
+          .split('\n')
+          .filter(Boolean)
+          .map((line) => Number(line) / 1000)
+          .filter((c) => Number.isFinite(c) && c > 0)
+      : [];
   try {
-    const r = await runCommand('bash', [PEER, img.image, slot, String(runs)], { timeoutMs: 600_000 });
+    const r = await runCommand('bash', [PEER, img.image, slot, String(runs)], {
+      timeoutMs: 600_000,
+      env: shim ? { ...process.env, PATH: `${shim}:${process.env.PATH ?? ''}` } : process.env,
+    });
     const parsed = r.stdout
       .split('\n')
       .filter((l) => l.startsWith('{'))
@@ -309,12 +387,17 @@ async function swupdateDownloads(
     if (r.code !== 0 || parsed.length === 0) {
       return {
         runs: parsed.map((p) => ({ seconds: p.seconds, slotOk: p.slot_ok })),
+        cpuSeconds: cpuSeconds(),
         error: `swupdate-stream.sh exited ${r.code}: ${r.stderr.trim().split('\n').slice(-5).join(' | ')}`,
       };
     }
-    return { runs: parsed.map((p) => ({ seconds: p.seconds, slotOk: p.slot_ok })), error: null };
+    return {
+      runs: parsed.map((p) => ({ seconds: p.seconds, slotOk: p.slot_ok })),
+      cpuSeconds: cpuSeconds(),
+      error: null,
+    };
   } catch (err) {
-    return { runs: [], error: `swupdate-stream.sh could not run: ${(err as Error).message}` };
+    return { runs: [], cpuSeconds: [], error: `swupdate-stream.sh could not run: ${(err as Error).message}` };
   } finally {
     fs.rmSync(slot, { force: true });
   }
@@ -387,8 +470,10 @@ export const pipelineSuite: BenchSuite = {
           byClient: Object.fromEntries(clients.map((c) => [c, []])),
           swupdate: [],
           swupdateError: null,
+          swupdateCpuSeconds: [],
           shell: [],
           bare: [],
+          opensslCpuSeconds: [],
         };
         // Gantry and the shell alternate run by run; the peer script does its runs in one go.
         for (let i = 0; i < runs; i++) {
@@ -417,10 +502,14 @@ export const pipelineSuite: BenchSuite = {
           opts.log(`  bare node ${round(b.seconds, 2)} s, peak RSS ${mib(b.peakRssBytes)} MiB`);
           res.bare.push(b);
         }
+        // The hashing floor on the very file Gantry downloads, between the runs (same machine state).
+        for (let i = 0; i < runs; i++) res.opensslCpuSeconds.push(round(await opensslCpu(img.bundle), 3));
+        opts.log(`  openssl dgst -sha256 CPU ${res.opensslCpuSeconds.join(' / ')} s`);
         if (withPeers) {
           opts.log(`${img.label}: SWUpdate peer, ${runs} runs (${path.relative(ROOT, PEER)})…`);
-          const swu = await swupdateDownloads(img, path.join(work, 'swupdate-slot.img'), runs);
+          const swu = await swupdateDownloads(img, path.join(work, 'swupdate-slot.img'), runs, work);
           res.swupdate = swu.runs;
+          res.swupdateCpuSeconds = swu.cpuSeconds.map((c) => round(c, 3));
           res.swupdateError = swu.error;
           if (swu.error) {
             opts.log(`  ${swu.error}`);
@@ -525,7 +614,34 @@ export const pipelineSuite: BenchSuite = {
           ],
         );
         const cpu = medOf((x) => x.cpuSeconds);
-        cpuRows.push([r.label, round(cpu, 2), round(cpu / (r.bytes / (1024 * MiB)), 2), round(cpu / g, 2)]);
+        const gib = r.bytes / (1024 * MiB);
+        const openssl = r.opensslCpuSeconds.length ? median(r.opensslCpuSeconds) : NaN;
+        const swCpu = r.swupdateCpuSeconds.length ? median(r.swupdateCpuSeconds) : NaN;
+        const vsOpenssl = (c: number) => (Number.isFinite(c) && openssl > 0 ? round(c / openssl, 2) : '–');
+        cpuRows.push(
+          [
+            r.label,
+            'gantry (POST /download → downloaded)',
+            round(cpu, 2),
+            round(cpu / gib, 2),
+            vsOpenssl(cpu),
+            round(cpu / g, 2),
+          ],
+          [
+            r.label,
+            'swupdate (its processes)',
+            fmt(swCpu),
+            fmt(swCpu / gib),
+            vsOpenssl(swCpu),
+            fmt(swCpu / sw),
+          ],
+          [r.label, 'openssl dgst -sha256 (the bundle)', fmt(openssl), fmt(openssl / gib), 1, '–'],
+        );
+        if (Number.isFinite(openssl) && openssl > 0) {
+          ratios[`${r.label}: gantry CPU / openssl dgst CPU`] = round(cpu / openssl, 2);
+          if (Number.isFinite(swCpu))
+            ratios[`${r.label}: swupdate CPU / openssl dgst CPU`] = round(swCpu / openssl, 2);
+        }
         summary.push({
           size: r.label,
           gantrySeconds: round(g, 3),
@@ -537,6 +653,8 @@ export const pipelineSuite: BenchSuite = {
           progressLatencyMs: lat,
           idleProgressLatencyMs: idleLat,
           gantryCpuSeconds: round(cpu, 2),
+          swupdateCpuSeconds: Number.isFinite(swCpu) ? round(swCpu, 2) : null,
+          opensslCpuSeconds: Number.isFinite(openssl) ? round(openssl, 3) : null,
         });
       }
       if (upload) ratios[`upload ${upload.label}: gantry / bare`] = upload.ratio;
@@ -570,6 +688,28 @@ export const pipelineSuite: BenchSuite = {
           value: mib(upload.gantryPeakRssBytes),
           met: mib(upload.gantryPeakRssBytes) < 120,
         };
+      }
+      // Targets of issue 16 (lighter on the gateway); the idle and soak rows are the foundation suite's.
+      const atMost = (value: number | null, limit: number) => ({
+        target: `≤ ${limit}`,
+        value,
+        met: value === null ? null : value <= limit,
+      });
+      for (const r of results) {
+        targets[`${r.label} download peak RSS MiB (VmHWM, start-up included)`] = atMost(
+          mib(Math.max(...r.gantry.map((x) => x.peakRssBytes ?? 0))),
+          80,
+        );
+        const openssl = r.opensslCpuSeconds.length ? median(r.opensslCpuSeconds) : NaN;
+        const cpu = median(r.gantry.map((x) => x.cpuSeconds ?? 0));
+        targets[`${r.label} download CPU / openssl dgst CPU`] = atMost(
+          Number.isFinite(openssl) && openssl > 0 ? round(cpu / openssl, 2) : null,
+          2.5,
+        );
+      }
+      if (upload) {
+        targets['upload peak RSS MiB (VmHWM)'] = atMost(mib(upload.gantryPeakRssBytes), 80);
+        targets['upload + deploy peak RSS MiB (VmHWM)'] = atMost(mib(upload.gantryDeployPeakRssBytes), 80);
       }
 
       // One row per feed HTTP client (GANTRY_FEED_HTTP_CLIENT), same images, runs interleaved.
@@ -642,13 +782,14 @@ export const pipelineSuite: BenchSuite = {
           rows: latencyRows,
         },
         {
-          title: 'Gantry CPU time (user + system) from POST /download to `downloaded`, median of runs',
-          columns: ['image', 'CPU s', 'CPU s per GiB', 'CPU s / wall s'],
+          title:
+            'CPU time (user + system), median of runs: Gantry from POST /download to `downloaded`; SWUpdate its whole install (perf stat task-clock, children included); openssl dgst -sha256 over the same bundle file (the hashing floor)',
+          columns: ['image', 'tool', 'CPU s', 'CPU s per GiB', '× openssl', 'CPU s / wall s'],
           rows: cpuRows,
         },
         ...(upload ? [upload.table] : []),
         {
-          title: 'Targets (issue 3)',
+          title: 'Targets (issue 3: time, peaks, latency; issue 16: ≤ 80 MiB peaks, CPU ≤ 2.5× openssl)',
           columns: ['what', 'target', 'value', 'met'],
           rows: Object.entries(targets).map(([k, v]) => [
             k,

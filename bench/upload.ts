@@ -41,6 +41,8 @@ export interface UploadRun {
   deploySeconds?: number;
   /** Largest VmRSS sampled every 50 ms during the deploy (the bundle read from disk, lent). */
   deploySampledPeakRssBytes?: number;
+  /** VmHWM once the deploy reached `downloaded`: the process's lifetime peak, upload included. */
+  deployPeakRssBytes?: number;
 }
 
 /** Deploys the verified upload to slot B and waits for `downloaded`; seconds and sampled peak. */
@@ -86,6 +88,8 @@ export interface UploadResult {
   bareSeconds: number;
   ratio: number;
   gantryPeakRssBytes: number;
+  /** Largest VmHWM after a deploy (lifetime peak of a process that received and deployed). */
+  gantryDeployPeakRssBytes: number;
   bareSinkPeakRssBytes: number | null;
   table: Table;
   notes: string[];
@@ -172,6 +176,7 @@ async function gantryUpload(
       cpuSeconds: cpu0 === null || cpu1 === null ? undefined : round(cpu1 - cpu0, 2),
       deploySeconds: round(deploy.seconds, 3),
       deploySampledPeakRssBytes: deploy.sampledPeak,
+      deployPeakRssBytes: procMemory(g.pid)?.hwm,
     };
   } finally {
     await g.stop();
@@ -241,6 +246,7 @@ export async function measureUpload(opts: {
     bareSeconds: round(bareSeconds, 3),
     ratio: round(gantrySeconds / bareSeconds, 2),
     gantryPeakRssBytes: gantryPeak,
+    gantryDeployPeakRssBytes: Math.max(...runs.gantry.map((r) => r.deployPeakRssBytes ?? 0)),
     bareSinkPeakRssBytes: bareSinkPeak,
     table: {
       title: `Manual upload of a ${label} signed bundle (${bytes} bytes) over loopback, median of ${opts.runs}`,

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { Metadata, MetadataKind, type TargetFile } from '@tufjs/models';
-import { Updater } from 'tuf-js';
+import type * as tufJs from 'tuf-js';
 import { GantryError, isGantryError } from '../core/errors.js';
 import { writeFileAtomicSync } from '../core/fsutil.js';
 import {
@@ -158,6 +158,12 @@ export class FeedClient {
       http: this.opts.http,
       proxy: this.opts.proxy,
     });
+    // tuf-js is loaded by the first refresh, not at start-up. Its CommonJS exports arrive as named
+    // exports under node and tsx, but only as `default` (module.exports) in the server bundle
+    // (scripts/build-server.ts), and tsx gives no `default`: take whichever is there.
+    const tuf = (await import('tuf-js')) as Partial<typeof tufJs> & { default?: Partial<typeof tufJs> };
+    const Updater = tuf.Updater ?? tuf.default?.Updater;
+    if (!Updater) throw new Error('tuf-js exports no Updater');
     const updater = new Updater({
       metadataDir: this.opts.metadataDir,
       metadataBaseUrl: this.opts.metadataBaseUrl,

@@ -13,7 +13,7 @@ import { docsPage } from '../web/docs.js';
 import { mountWebPages } from '../web/routes.js';
 import type { GantryDeps } from './deps.js';
 import { createOtaWebSocketServer, type OtaWsOptions } from './ota-ws.js';
-import { attachTerminalStream, isSocketIoPath, TERMINAL_NAMESPACE } from './terminal-stream.js';
+import { createTerminalStream, isSocketIoPath, TERMINAL_NAMESPACE } from './terminal-stream.js';
 
 export interface GantryHttp {
   server: http.Server;
@@ -35,9 +35,11 @@ export function createHttpServer(deps: GantryDeps, opts: { ws?: OtaWsOptions } =
 
   // The REST routes and their reference come from the procedures' metadata (api/meta.ts).
   const routes = restRouteTable(appRouter);
-  const openapi = buildOpenApi(routes);
-  app.get('/api/v1/openapi.json', (_req, res) => res.json(openapi));
-  app.get('/api/docs', (_req, res) => res.type('html').send(docsPage(openapi)));
+  // Built on the first request for it (~15 ms of start-up CPU otherwise), then kept.
+  let openapi: ReturnType<typeof buildOpenApi> | undefined;
+  const openApi = () => (openapi ??= buildOpenApi(routes));
+  app.get('/api/v1/openapi.json', (_req, res) => res.json(openApi()));
+  app.get('/api/docs', (_req, res) => res.type('html').send(docsPage(openApi())));
   // The operator's pages (/ota-system-updates, /login, /dev/inspector) and their built assets.
   mountWebPages(app, deps);
 
@@ -80,9 +82,12 @@ export function createHttpServer(deps: GantryDeps, opts: { ws?: OtaWsOptions } =
     sendError(deps, res, err, 'express');
   });
 
-  const server = http.createServer(app);
-  // Socket.IO (namespace /ota-update) attaches before listen(); its /socket.io/ upgrades are its own.
-  const terminal = attachTerminalStream(server, deps, { authTimeoutMs: opts.ws?.authTimeoutMs });
+  // Socket.IO (namespace /ota-update) answers its own path, before Express.
+  const terminal = createTerminalStream(deps, { authTimeoutMs: opts.ws?.authTimeoutMs });
+  const server = http.createServer((req, res) => {
+    if (isSocketIoPath(req.url ?? '/')) terminal.handleSocketIoRequest(req, res);
+    else void app(req, res);
+  });
 
   // Every ws server is noServer and routed by pathname, so later ones (socket.io) can share the port.
   const otaWss = createOtaWebSocketServer(deps, opts.ws);
@@ -104,7 +109,7 @@ export function createHttpServer(deps: GantryDeps, opts: { ws?: OtaWsOptions } =
 
   server.on('upgrade', (req, socket, head) => {
     const pathname = new URL(req.url ?? '/', 'http://localhost').pathname;
-    if (isSocketIoPath(pathname)) return; // engine.io's own 'upgrade' listener answers these
+    if (isSocketIoPath(pathname)) return terminal.handleSocketIoUpgrade(req, socket, head);
     const target =
       pathname === '/api/v1/ota/ws'
         ? otaWss

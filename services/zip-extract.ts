@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import JSZip from 'jszip';
+import type JSZip from 'jszip';
 import { checkRelativePath } from '../core/relative-path.js';
 
 /**
@@ -471,9 +471,15 @@ export async function extractZip(
   const buf = await fs.promises.readFile(zipFile);
   const entries = inspectZip(buf, limits);
 
+  // Loaded by the first ZIP operation: most servers never run one.
+  const { default: JSZipLib } = await import('jszip');
   let zip: JSZip;
   try {
-    zip = await JSZip.loadAsync(buf, { createFolders: false, checkCRC32: false, decodeFileName: decodeName });
+    zip = await JSZipLib.loadAsync(buf, {
+      createFolders: false,
+      checkCRC32: false,
+      decodeFileName: decodeName,
+    });
   } catch (err) {
     throw corrupt((err as Error).message);
   }

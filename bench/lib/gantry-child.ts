@@ -13,7 +13,7 @@ import { freePort, stopChild } from './process.js';
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const GATEWAY = 'GW-3920A9';
 export const ADMIN_PASSWORD = 'bench-admin-password';
-const DIST_MAIN = path.join(ROOT, 'dist', 'server', 'main.js');
+const DIST_MAIN = path.join(ROOT, 'dist', 'server-bundle', 'main.js');
 /** The production launcher (node and malloc memory settings) around DIST_MAIN. */
 const LAUNCHER = path.join(ROOT, 'bin', 'gantry-server');
 /** What `npm run build` compiles (tsconfig.build.json). */
@@ -34,7 +34,7 @@ const BUILD_DIRS = [
 export interface GantryCommand {
   command: string;
   args: string[];
-  /** 'dist' (bin/gantry-server: node dist/server/main.js) or 'tsx' (node --import tsx server/main.ts). */
+  /** 'dist' (bin/gantry-server: node dist/server-bundle/main.js) or 'tsx' (node --import tsx server/main.ts). */
   mode: 'dist' | 'tsx';
   env?: Record<string, string>;
   note?: string;

@@ -1,5 +1,5 @@
 import jwt from 'jsonwebtoken';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   hashSecret,
   mayAccessGateway,
@@ -116,6 +116,47 @@ describe('TokenService', () => {
   it('should refuse garbage', () => {
     expect(codeOf(() => tokens.verify('not.a.jwt'))).toBe('AUTH_INVALID_TOKEN');
     expect(codeOf(() => tokens.verify(''))).toBe('AUTH_INVALID_TOKEN');
+  });
+
+  describe('remembering verified tokens', () => {
+    afterEach(() => vi.useRealTimers());
+
+    it('should still answer AUTH_TOKEN_EXPIRED for a token verified while it was valid', () => {
+      vi.useFakeTimers({ now: new Date('2026-12-05T00:00:00Z'), toFake: ['Date'] });
+      const short = new TokenService(SECRET, 60);
+      const { token } = short.sign(CLAIMS);
+      expect(short.verify(token)).toEqual(CLAIMS);
+      vi.setSystemTime(new Date('2026-12-05T00:00:59Z'));
+      expect(short.verify(token)).toEqual(CLAIMS);
+      // jsonwebtoken's rule: expired from the second `exp` on.
+      vi.setSystemTime(new Date('2026-12-05T00:01:00Z'));
+      expect(codeOf(() => short.verify(token))).toBe('AUTH_TOKEN_EXPIRED');
+      expect(codeOf(() => short.verify(token))).toBe('AUTH_TOKEN_EXPIRED');
+    });
+
+    it('should not let a verified token vouch for an altered copy of it', () => {
+      const { token } = tokens.sign(CLAIMS);
+      expect(tokens.verify(token)).toEqual(CLAIMS);
+      const [header, , signature] = token.split('.');
+      const payload = Buffer.from(JSON.stringify({ ...CLAIMS, role: 'admin' })).toString('base64url');
+      expect(codeOf(() => tokens.verify(`${header}.${payload}.${signature}`))).toBe('AUTH_INVALID_TOKEN');
+      expect(codeOf(() => tokens.verify(`${token}x`))).toBe('AUTH_INVALID_TOKEN');
+    });
+
+    it('should hand out claims nobody can change for the next request', () => {
+      const { token } = tokens.sign(CLAIMS);
+      const first = tokens.verify(token);
+      expect(() => first.gateways.push('*')).toThrow(TypeError);
+      expect(() => Object.assign(first, { role: 'admin' })).toThrow(TypeError);
+      expect(tokens.verify(token)).toEqual(CLAIMS);
+    });
+
+    it('should keep verifying correctly after more sessions than it remembers', () => {
+      const many = Array.from({ length: 1100 }, (_, i) => tokens.sign({ ...CLAIMS, sub: `user-${i}` }).token);
+      for (const [i, token] of many.entries()) expect(tokens.verify(token).sub).toBe(`user-${i}`);
+      // The first ones were dropped and are verified afresh.
+      expect(tokens.verify(many[0]!).sub).toBe('user-0');
+    });
   });
 });
 

@@ -1,0 +1,80 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+/**
+ * Two levels below the repository like dist/server/, so the paths the code finds from its own
+ * location (drizzle/migrations, web/public: `../../…`) resolve the same from the bundle.
+ */
+export const SERVER_BUNDLE_DIR = path.join(root, 'dist', 'server-bundle');
+
+/** Index of the first character above U+00FF, or -1. */
+export function firstWideChar(text: string): number {
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) > 0xff) return i;
+  return -1;
+}
+
+/**
+ * Bundles the server (server/main.ts and everything it imports, node_modules included) into
+ * dist/server-bundle/main.js, what bin/gantry-server runs. Measured on this machine kind (npm run
+ * bench, README "How it runs in production"): the per-file ES modules of dist/ cost ~700 ms of CPU
+ * to load and resolve at start-up against ~370 ms for one file, and V8 keeps every module's source
+ * text resident for lazy compilation: ~11 MiB for dist/ and node_modules (two bytes per character
+ * for any file with one non-Latin-1 character in a comment), ~3.5 MiB for this bundle without
+ * comments and indentation (kept ASCII: esbuild escapes strings; tagged templates must hold none).
+ *
+ * What a server only needs on rare occasions (socket.io, jszip, tuf-js, the inspector's graphs, …)
+ * is imported dynamically and lands in its own chunk, loaded the first time it is used.
+ * Identifiers are not renamed, so stack traces keep their function names; the source map, beside
+ * the bundle, is read only by `node --enable-source-maps`.
+ */
+export async function buildServer(outdir = SERVER_BUNDLE_DIR): Promise<string> {
+  const scratch = `${outdir}.tmp-${process.pid}`;
+  fs.rmSync(scratch, { recursive: true, force: true });
+  try {
+    await build({
+      absWorkingDir: root,
+      entryPoints: [{ in: 'server/main.ts', out: 'main' }],
+      outdir: scratch,
+      bundle: true,
+      splitting: true,
+      format: 'esm',
+      platform: 'node',
+      target: ['node20'],
+      // A native addon: loaded from node_modules by its own `bindings` lookup.
+      external: ['better-sqlite3'],
+      // CommonJS packages inside an ES module bundle still call require() for node's built-ins.
+      banner: {
+        js: "import { createRequire as __gantryCreateRequire } from 'node:module'; const require = __gantryCreateRequire(import.meta.url);",
+      },
+      chunkNames: 'chunks/[name]-[hash]',
+      minifyWhitespace: true,
+      minifySyntax: true,
+      legalComments: 'none',
+      charset: 'ascii',
+      sourcemap: 'external',
+      logLevel: 'warning',
+    });
+    const source = fs.readFileSync(path.join(scratch, 'main.js'), 'utf8');
+    // One character above U+00FF makes V8 keep the whole source as UTF-16, twice the bytes.
+    const wide = firstWideChar(source);
+    if (wide >= 0) {
+      throw new Error(
+        `server bundle holds a non-Latin-1 character (${JSON.stringify(source.slice(Math.max(0, wide - 60), wide + 10))}): write it as an escape or entity`,
+      );
+    }
+    fs.rmSync(outdir, { recursive: true, force: true });
+    fs.renameSync(scratch, outdir);
+  } finally {
+    fs.rmSync(scratch, { recursive: true, force: true });
+  }
+  return outdir;
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const t0 = performance.now();
+  const dir = await buildServer();
+  console.log(`server bundle built in ${Math.round(performance.now() - t0)} ms: ${path.relative(root, dir)}`);
+}
