@@ -83,6 +83,7 @@ export const ComponentSchema = z.strictObject({
 /** Cross-field rules of `components`: names, payloads, targets and requirements that fit together. */
 function checkComponents(
   m: {
+    version: string;
     payloads: Array<{ name: string; kind: string }>;
     components?: Array<z.output<typeof ComponentSchema>>;
   },
@@ -101,6 +102,9 @@ function checkComponents(
       issue([i, 'payloads'], 'an ab-slot component installs exactly one payload (the slot image)');
     }
     const rootfs = c.handler === 'ab-slot' && c.target === 'rootfs';
+    if (rootfs && c.version !== m.version) {
+      issue([i, 'version'], `the rootfs component is the bundle's version (${m.version})`);
+    }
     if (rootfs && !c.needs_reboot) issue([i, 'needs_reboot'], 'a rootfs component always needs a reboot');
     if (rootfs && c.requires.length > 0) {
       // The root filesystem is the base of the stack: never rolled back because of another component.
