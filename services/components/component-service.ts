@@ -103,6 +103,7 @@ export class ComponentService {
   private readonly handlers: Record<'ab-slot' | 'file' | 'plugin', ComponentHandler>;
   /** The bundles of running sequences (the seamless boot health check reads them). */
   private readonly manifests = new Map<string, Manifest>();
+  private stopped = false;
 
   constructor(private readonly deps: ComponentServiceDeps) {
     this.state = new ComponentStateStore(deps.gatewayDir);
@@ -122,6 +123,13 @@ export class ComponentService {
       file: new FileHandler(this.book, (gw) => this.state.dir(gw.id), reboots),
       plugin: new PluginHandler(this.book, this.deps.plugins, reboots),
     };
+  }
+
+  /** Server shutdown: the sequences stop where they are (their snapshots say where to resume). */
+  stop(): void {
+    this.stopped = true;
+    for (const run of this.running.values()) run.actor.stop();
+    this.running.clear();
   }
 
   // ---- before a byte is written ----------------------------------------------------------
@@ -285,6 +293,7 @@ export class ComponentService {
     const seq = actor;
     let lastOperation = '';
     seq.subscribe((snap) => {
+      if (this.stopped) return;
       this.deps.actorSnapshots.save(componentSequencePersisted, actorId, gw.id, seq.getPersistedSnapshot());
       const operation = sequenceOperation(snap);
       if (operation !== lastOperation) {

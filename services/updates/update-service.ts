@@ -125,6 +125,7 @@ export class UpdateService {
   async stop(): Promise<void> {
     this.stopWatchingPartitions?.();
     this.stopWatchingPartitions = null;
+    this.deps.components.stop();
     for (const job of this.running.values()) {
       job.stopSafety?.();
       job.actor.stop();
