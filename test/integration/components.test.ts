@@ -354,6 +354,12 @@ describe('multi-component bundles: the rolling strategy through REST', () => {
       (p) => p.progress.current_operation === 'installing plc (2/3)',
       'plc installing',
     );
+    // The handler is running (its prepare logged) when the server dies.
+    await waitFor(
+      () => fs.existsSync(path.join(pluginState(), 'calls.log')),
+      (ok) => ok,
+      'prepare started',
+    );
     await first.kill('SIGKILL');
     children.splice(children.indexOf(first), 1);
     expect(calls()).toEqual(['prepare']);
