@@ -219,6 +219,17 @@ export const componentSequenceMachine = setup({
       components: withPhase(context.components, context.index, params.phase),
     })),
     recordFailure: assign(({ context, event }, params: { step: SequenceFailure['step'] }) => ({
+      // The failed step's component is no longer being worked on, but is still touched: it waits
+      // for its rollback as installed or active (never two components "in a handler's hands").
+      components: context.components.map((c, i) =>
+        i !== context.index
+          ? c
+          : c.phase === 'installing'
+            ? { ...c, phase: 'installed' as const }
+            : c.phase === 'activating'
+              ? { ...c, phase: 'active' as const }
+              : c,
+      ),
       failure: context.failure ?? {
         component:
           params.step === 'reboot' ? 'gateway' : (context.components[context.index]?.name ?? 'unknown'),
@@ -274,7 +285,7 @@ export const componentSequenceMachine = setup({
             onDone: { target: 'checking', actions: setPhase('active') },
             onError: { target: '#componentSequence.unwinding', actions: recordFailure('activate') },
           },
-          on: RESUME_HERE('activating'),
+          on: RESUME_HERE('awaiting_activation'),
         },
         checking: {
           exit: 'clearResumed',
@@ -335,18 +346,19 @@ export const componentSequenceMachine = setup({
             src: 'activateComponent',
             input: stepInput,
             onDone: [
-              {
-                guard: 'hasNext',
-                target: 'activating',
-                reenter: true,
-                actions: [setPhase('active'), 'next'],
-              },
-              { guard: 'anyNeedsReboot', target: 'rebooting', actions: [setPhase('active'), 'first'] },
+              // The interlock is asked again before every component's activation, and the reboot.
+              { guard: 'hasNext', target: 'awaiting_activation', actions: [setPhase('active'), 'next'] },
+              { guard: 'anyNeedsReboot', target: 'awaiting_reboot', actions: [setPhase('active'), 'first'] },
               { target: 'checking', actions: [setPhase('active'), 'first'] },
             ],
             onError: { target: '#componentSequence.unwinding', actions: recordFailure('activate') },
           },
-          on: RESUME_HERE('activating'),
+          // An activation cut short by a restart (a reboot ends the process) waits for the
+          // interlock again: its readings are not trusted across a restart.
+          on: RESUME_HERE('awaiting_activation'),
+        },
+        awaiting_reboot: {
+          always: { guard: 'activationClear', target: 'rebooting' },
         },
         rebooting: {
           exit: 'clearResumed',
@@ -356,7 +368,7 @@ export const componentSequenceMachine = setup({
             onDone: { target: 'checking' },
             onError: { target: '#componentSequence.unwinding', actions: recordFailure('reboot') },
           },
-          on: RESUME_HERE('rebooting'),
+          on: RESUME_HERE('awaiting_reboot'),
         },
         checking: {
           exit: 'clearResumed',
@@ -453,9 +465,11 @@ export function sequenceOperation(snapshot: Pick<ComponentSequenceSnapshot, 'val
     case 'installing':
       return `installing ${at}`;
     case 'awaiting_activation':
-      return `waiting_for_safety: activating ${ctx.strategy === 'seamless' ? 'all components' : at}`;
+      return `waiting_for_safety: activating ${at}`;
     case 'activating':
       return `activating ${at}`;
+    case 'awaiting_reboot':
+      return 'waiting_for_safety: rebooting';
     case 'rebooting':
       return 'rebooting';
     case 'checking':
@@ -488,7 +502,7 @@ export const componentSequencePersisted = persistedMachine({
   value: z.union([
     z.enum(['starting', 'done', 'failed']),
     z.strictObject({ rolling: z.enum(stepStates) }),
-    z.strictObject({ seamless: z.enum([...stepStates, 'rebooting']) }),
+    z.strictObject({ seamless: z.enum([...stepStates, 'awaiting_reboot', 'rebooting']) }),
     z.strictObject({ unwinding: z.enum(['choosing', 'rolling_back']) }),
   ]),
   context: z.strictObject({

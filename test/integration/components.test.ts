@@ -107,7 +107,7 @@ describe('multi-component bundles: the rolling strategy through REST', () => {
       .map((l) => l.split(' ')[0]);
   const deviceDir = () => path.join(dataDir, 'gateways', GATEWAY, 'device');
 
-  type Client = Pick<TestGantry, 'request'>;
+  type Client = Pick<GantryProcess, 'request'>;
   const client = (): Client => {
     if (!g) throw new Error('Gantry is not running');
     return g;
@@ -245,26 +245,47 @@ describe('multi-component bundles: the rolling strategy through REST', () => {
     // Every component's version, beside the documented fields.
     expect(status.components).toEqual([
       expect.objectContaining({ name: 'rootfs', version: 'v5.1.0', slot: 'B', pending_version: null }),
-      expect.objectContaining({ name: 'app', version: 'v2.1.0', handler: 'ab-slot', slot: 'B', floor: 'v2.1.0' }),
+      expect.objectContaining({
+        name: 'app',
+        version: 'v2.1.0',
+        handler: 'ab-slot',
+        slot: 'B',
+        floor: 'v2.1.0',
+      }),
       expect.objectContaining({ name: 'plc', version: 'v2.0.0', handler: 'plugin', target: 'plc-fw' }),
     ]);
     // app: its own A/B pair, the new image on B, B active.
     expect(fs.readFileSync(path.join(deviceDir(), 'slot-app-B.img'))).toEqual(images.app);
-    expect(JSON.parse(fs.readFileSync(path.join(deviceDir(), 'slots-app.json'), 'utf8'))).toEqual({ active: 'B' });
+    expect(JSON.parse(fs.readFileSync(path.join(deviceDir(), 'slots-app.json'), 'utf8'))).toEqual({
+      active: 'B',
+    });
     // plc: the handler's verbs in protocol order, its firmware committed.
     expect(calls()).toEqual(['prepare', 'install', 'activate', 'health-check', 'commit']);
     expect(fs.readFileSync(path.join(pluginState(), 'firmware.bin'), 'utf8')).toBe('PLC firmware 2.0.0\n');
 
     // One component at a time, named with its position, over the WebSocket and in the log.
     const ops = operations(jobId);
-    const order = ['installing rootfs (1/3)', 'activating rootfs (1/3)', 'committing rootfs (1/3)', 'installing plc (2/3)', 'committing plc (2/3)', 'installing app (3/3)', 'committing app (3/3)'];
+    const order = [
+      'installing rootfs (1/3)',
+      'activating rootfs (1/3)',
+      'committing rootfs (1/3)',
+      'installing plc (2/3)',
+      'committing plc (2/3)',
+      'installing app (3/3)',
+      'committing app (3/3)',
+    ];
     const seen = order.map((op) => ops.indexOf(op));
-    expect(seen.every((i) => i >= 0), JSON.stringify(ops)).toBe(true);
+    expect(
+      seen.every((i) => i >= 0),
+      JSON.stringify(ops),
+    ).toBe(true);
     expect([...seen].sort((a, b) => a - b)).toEqual(seen);
     const logs = (await get('/api/v1/ota/logs?limit=500')).body.data.logs as Array<{ message: string }>;
     expect(logs.some((l) => l.message === `Job ${jobId}: health_check app (3/3)`)).toBe(true);
     // The staged payloads are gone once the job ended.
-    expect(fs.existsSync(path.join(dataDir, 'gateways', GATEWAY, 'components', 'staging', jobId))).toBe(false);
+    expect(fs.existsSync(path.join(dataDir, 'gateways', GATEWAY, 'components', 'staging', jobId))).toBe(
+      false,
+    );
   });
 
   it('should roll back a failing middle component, keep the committed rootfs and never start the app', async () => {
@@ -380,12 +401,12 @@ describe('multi-component bundles: the rolling strategy through REST', () => {
     const status = (await get('/api/v1/ota/status', second)).body.data;
     expect(status.partitions.active).toMatchObject({ id: 'B', version: 'v5.1.0' });
     expect(calls()).toEqual(['prepare', 'prepare', 'install', 'activate', 'health-check', 'commit']);
-    const logs = (await get('/api/v1/ota/logs?limit=500', second)).body.data.logs as Array<{ message: string }>;
+    const logs = (await get('/api/v1/ota/logs?limit=500', second)).body.data.logs as Array<{
+      message: string;
+    }>;
     expect(logs.filter((l) => l.message === 'Rebooting into slot B')).toHaveLength(1);
-    expect(status.components.map((c: { name: string; version: string }) => `${c.name} ${c.version}`)).toEqual([
-      'rootfs v5.1.0',
-      'app v2.1.0',
-      'plc v2.0.0',
-    ]);
+    expect(status.components.map((c: { name: string; version: string }) => `${c.name} ${c.version}`)).toEqual(
+      ['rootfs v5.1.0', 'app v2.1.0', 'plc v2.0.0'],
+    );
   });
 });
