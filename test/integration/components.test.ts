@@ -192,7 +192,10 @@ describe('multi-component bundles: the rolling strategy through REST', () => {
     return res.body.data.job_id as string;
   }
 
-  async function downloadAndInstall(c?: Client): Promise<string> {
+  async function downloadAndInstall(
+    c?: Client,
+    strategy: 'rolling' | 'seamless' = 'rolling',
+  ): Promise<string> {
     const jobId = await download(c);
     await waitFor(
       () => progress(jobId, c),
@@ -201,7 +204,7 @@ describe('multi-component bundles: the rolling strategy through REST', () => {
     );
     const install = await post(
       '/api/v1/ota/install',
-      { job_id: jobId, strategy: 'rolling', reboot_after: true, create_snapshot: false },
+      { job_id: jobId, strategy, reboot_after: true, create_snapshot: false },
       c,
     );
     expect(install.status, JSON.stringify(install.body)).toBe(200);
@@ -337,6 +340,46 @@ describe('multi-component bundles: the rolling strategy through REST', () => {
     const done = await ended(jobId);
     expect(done.status).toBe('complete');
     expect(calls()).toEqual(['prepare', 'install', 'activate', 'health-check', 'commit']);
+  });
+
+  it('should stage every component, reboot once and commit all together (seamless)', async () => {
+    await publish();
+    await start();
+    const jobId = await downloadAndInstall(undefined, 'seamless');
+    const done = await ended(jobId);
+    expect(done.status, JSON.stringify(done)).toBe('complete');
+    const status = (await get('/api/v1/ota/status')).body.data;
+    expect(status.components.map((c: { name: string; version: string }) => `${c.name} ${c.version}`)).toEqual(
+      ['rootfs v5.1.0', 'app v2.1.0', 'plc v2.0.0'],
+    );
+    // All installed before any activation; the PLC checked within the new rootfs's boot health check too.
+    const plc = calls();
+    expect(plc.slice(0, 3)).toEqual(['prepare', 'install', 'activate']);
+    expect(plc.at(-1)).toBe('commit');
+    expect(plc.filter((v) => v === 'health-check').length).toBeGreaterThanOrEqual(2);
+    const logs = (await get('/api/v1/ota/logs?limit=500')).body.data.logs as Array<{ message: string }>;
+    expect(logs.filter((l) => l.message.startsWith('Rebooting into slot'))).toHaveLength(1);
+  });
+
+  it('should roll every component back, rootfs included, when one fails its check (seamless)', async () => {
+    await publish({ plc: 'PLC firmware BROKEN\n' });
+    await start();
+    const jobId = await downloadAndInstall(undefined, 'seamless');
+    const done = await ended(jobId);
+    expect(done.status).toBe('error');
+    expect(done.error.message).toContain('rootfs failed at health-check');
+    expect(done.error.message).toContain('PLC does not answer');
+    // The new rootfs never got committed: the bootloader went back to A.
+    const status = (await get('/api/v1/ota/status')).body.data;
+    expect(status.partitions.active).toMatchObject({ id: 'A', version: 'v5.0.4' });
+    expect(JSON.parse(fs.readFileSync(path.join(deviceDir(), 'slots-app.json'), 'utf8'))).toEqual({
+      active: 'A',
+    });
+    expect(calls().at(-1)).toBe('rollback');
+    expect(fs.existsSync(path.join(pluginState(), 'firmware.bin'))).toBe(false);
+    expect(
+      status.components.map((c: { name: string; version: string | null }) => `${c.name} ${c.version}`),
+    ).toEqual(['rootfs v5.0.4', 'app null', 'plc null']);
   });
 
   it('should refuse a bundle whose constraints cannot hold before a byte is written', async () => {
