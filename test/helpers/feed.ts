@@ -69,7 +69,10 @@ export async function startTestFeed(): Promise<TestFeed> {
           changelog: ['Fixed CVE-2025-1234'],
           ...fields,
         },
-        payloadFiles: [{ kind: 'rootfs', path: imagePath, name: 'rootfs.img' }, ...(opts?.extraPayloads ?? [])],
+        payloadFiles: [
+          { kind: 'rootfs', path: imagePath, name: 'rootfs.img' },
+          ...(opts?.extraPayloads ?? []),
+        ],
         privateKey: opts?.signingKey ?? signingKey,
         out,
       });
