@@ -194,7 +194,7 @@ describe('multi-component bundles: the rolling strategy through REST', () => {
 
   async function downloadAndInstall(
     c?: Client,
-    strategy: 'rolling' | 'seamless' = 'rolling',
+    strategy: 'rolling' | 'seamless' | 'in-place' = 'rolling',
   ): Promise<string> {
     const jobId = await download(c);
     await waitFor(
@@ -380,6 +380,24 @@ describe('multi-component bundles: the rolling strategy through REST', () => {
     expect(
       status.components.map((c: { name: string; version: string | null }) => `${c.name} ${c.version}`),
     ).toEqual(['rootfs v5.0.4', 'app null', 'plc null']);
+  });
+
+  it('should write each component over its running copy, one at a time (in-place)', async () => {
+    await publish();
+    await start();
+    const jobId = await downloadAndInstall(undefined, 'in-place');
+    const done = await ended(jobId);
+    expect(done.status, JSON.stringify(done)).toBe('complete');
+    const status = (await get('/api/v1/ota/status')).body.data;
+    // The running slots were rewritten: rootfs A and app A, no switch to B.
+    expect(status.partitions.active).toMatchObject({ id: 'A', version: 'v5.1.0', status: 'healthy' });
+    expect(fs.readFileSync(path.join(deviceDir(), 'slot-app-A.img'))).toEqual(images.app);
+    expect(fs.existsSync(path.join(deviceDir(), 'slot-app-B.img'))).toBe(false);
+    expect(status.components.find((c: { name: string }) => c.name === 'app')).toMatchObject({
+      version: 'v2.1.0',
+      slot: 'A',
+    });
+    expect(calls()).toEqual(['prepare', 'install', 'activate', 'health-check', 'commit']);
   });
 
   it('should refuse a bundle whose constraints cannot hold before a byte is written', async () => {
