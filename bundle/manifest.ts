@@ -14,7 +14,7 @@ export const VERSION_PATTERN = new RegExp(
 
 export const UPDATE_TYPES = ['security', 'feature', 'bugfix', 'maintenance'] as const;
 export const SEVERITIES = ['critical', 'high', 'medium', 'low'] as const;
-export const PAYLOAD_KINDS = ['rootfs', 'kernel', 'app', 'bootloader'] as const;
+export const PAYLOAD_KINDS = ['rootfs', 'kernel', 'app', 'bootloader', 'firmware', 'files'] as const;
 
 export const VersionSchema = z
   .string()
@@ -44,6 +44,95 @@ export const PayloadSchema = z.strictObject({
   sha256: z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits'),
 });
 
+// ---- components (multi-component bundles; README "Components and the rolling strategy") ----
+
+export const COMPONENT_HANDLERS = ['ab-slot', 'file', 'plugin'] as const;
+export const MAX_COMPONENTS = 32;
+/** Component names and targets name directories, slot classes and plugins: plain names only. */
+const plainName = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9_-]{0,39}$/, 'must be a plain name (lowercase letters, digits, _ -, at most 40)');
+
+export const ComponentRequirementSchema = z
+  .strictObject({
+    component: plainName,
+    /** The other component must be at this version or above. */
+    min_version: VersionSchema.optional(),
+    /** The other component must be below this version. */
+    below_version: VersionSchema.optional(),
+  })
+  .refine((r) => r.min_version !== undefined || r.below_version !== undefined, {
+    message: 'needs min_version or below_version',
+  });
+
+export const ComponentSchema = z.strictObject({
+  name: plainName,
+  version: VersionSchema,
+  handler: z.enum(COMPONENT_HANDLERS),
+  /** ab-slot: the slot class (`rootfs`, `app`, …); file: the directory's name; plugin: the plugin's name. */
+  target: plainName,
+  /** The payload(s) this component installs, by name; size and hashes are the payloads'. */
+  payloads: z.array(z.string()).min(1).max(16),
+  /** Install order: lower first; equal orders keep the manifest's order. */
+  order: z.number().int().min(0).max(1000).default(0),
+  /** Whether activating it needs a reboot (a root filesystem always does). */
+  needs_reboot: z.boolean().default(false),
+  requires: z.array(ComponentRequirementSchema).max(MAX_COMPONENTS).default([]),
+});
+
+/** Cross-field rules of `components`: names, payloads, targets and requirements that fit together. */
+function checkComponents(
+  m: {
+    version: string;
+    payloads: Array<{ name: string; kind: string }>;
+    components?: Array<z.output<typeof ComponentSchema>>;
+  },
+  ctx: z.RefinementCtx,
+): void {
+  if (!m.components) return;
+  const issue = (path: Array<string | number>, message: string) =>
+    ctx.addIssue({ code: 'custom', path: ['components', ...path], message });
+  const names = new Set<string>();
+  const used = new Map<string, string>();
+  const payloadKind = new Map(m.payloads.map((p) => [p.name, p.kind]));
+  m.components.forEach((c, i) => {
+    if (names.has(c.name)) issue([i, 'name'], `duplicate component ${c.name}`);
+    names.add(c.name);
+    if (c.handler === 'ab-slot' && c.payloads.length !== 1) {
+      issue([i, 'payloads'], 'an ab-slot component installs exactly one payload (the slot image)');
+    }
+    const rootfs = c.handler === 'ab-slot' && c.target === 'rootfs';
+    if (rootfs && c.version !== m.version) {
+      issue([i, 'version'], `the rootfs component is the bundle's version (${m.version})`);
+    }
+    if (rootfs && !c.needs_reboot) issue([i, 'needs_reboot'], 'a rootfs component always needs a reboot');
+    if (rootfs && c.requires.length > 0) {
+      // The root filesystem is the base of the stack: never rolled back because of another component.
+      issue([i, 'requires'], 'a rootfs component cannot require other components');
+    }
+    c.payloads.forEach((name, j) => {
+      const kind = payloadKind.get(name);
+      if (kind === undefined) issue([i, 'payloads', j], `no payload named ${name}`);
+      else if ((kind === 'rootfs') !== rootfs) {
+        issue([i, 'payloads', j], `payload ${name} (${kind}) ${rootfs ? 'is not' : 'is'} a rootfs image`);
+      }
+      const owner = used.get(name);
+      if (owner !== undefined) issue([i, 'payloads', j], `payload ${name} is already installed by ${owner}`);
+      used.set(name, c.name);
+    });
+    c.requires.forEach((r, j) => {
+      if (r.component === c.name) issue([i, 'requires', j], 'a component cannot require itself');
+    });
+  });
+  const targets = m.components.filter((c) => c.handler !== 'plugin').map((c) => `${c.handler}:${c.target}`);
+  targets.forEach((t, i) => {
+    if (targets.indexOf(t) !== i) issue([], `two components install into the same target ${t}`);
+  });
+  for (const p of m.payloads) {
+    if (!used.has(p.name)) issue([], `payload ${p.name} belongs to no component`);
+  }
+}
+
 export const ManifestSchema = z
   .strictObject({
     format: z.literal(BUNDLE_FORMAT),
@@ -57,8 +146,11 @@ export const ManifestSchema = z
     changelog: z.array(z.string()),
     payloads: z.array(PayloadSchema).min(1),
     key_id: z.string().regex(/^[0-9a-f]{16,64}$/, 'must be 16 to 64 lowercase hex digits'),
+    /** Absent: the bundle is one `rootfs` component (every bundle before multi-component ones). */
+    components: z.array(ComponentSchema).min(1).max(MAX_COMPONENTS).optional(),
   })
   .superRefine((m, ctx) => {
+    checkComponents(m, ctx);
     const seen = new Set<string>();
     m.payloads.forEach((p, i) => {
       if (seen.has(p.name)) {
@@ -73,6 +165,8 @@ export const ManifestSchema = z
   });
 
 export type Manifest = z.infer<typeof ManifestSchema>;
+export type Component = z.infer<typeof ComponentSchema>;
+export type ComponentRequirement = Component['requires'][number];
 export type Payload = z.infer<typeof PayloadSchema>;
 export type PayloadKind = Payload['kind'];
 export type UpdateType = Manifest['type'];

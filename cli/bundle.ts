@@ -5,8 +5,12 @@ import type { Readable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import cliProgress from 'cli-progress';
 import { Command, CommanderError, Option } from 'commander';
+import { z } from 'zod';
 import {
   buildBundle,
+  ComponentSchema,
+  describeIssues,
+  type Component,
   inspectBundle,
   loadPrivateKey,
   loadPublicKey,
@@ -69,6 +73,19 @@ function describeBundle(res: StreamedBundle, io: CliIo): void {
   for (const p of res.payloads) io.out(`payload ${p.name}: ${p.size} bytes, sha256 ${p.sha256} OK`);
 }
 
+/** The `components` of a manifest from a JSON file, checked field by field (the whole manifest is checked at build). */
+function readComponents(file: string): Component[] {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new Error(`--components ${file}: not readable JSON (${(err as Error).message})`);
+  }
+  const parsed = z.array(ComponentSchema).safeParse(raw);
+  if (!parsed.success) throw new Error(`--components ${file}: ${describeIssues(parsed.error)}`);
+  return parsed.data;
+}
+
 function parsePayloadSpec(spec: string): PayloadInput {
   const i = spec.indexOf(':');
   const kind = spec.slice(0, i) as PayloadKind;
@@ -103,6 +120,10 @@ export function createProgram(io: CliIo = defaultIo): Command {
     .requiredOption('--key <pem>', 'ed25519 private key (PEM) to sign with')
     .option('--image <file>', 'root filesystem image (payload rootfs.img)')
     .option('--payload <kind:file>', 'an extra payload, e.g. app:app.tar (repeatable)', collect, [])
+    .option(
+      '--components <file.json>',
+      'the manifest `components` (JSON array: name, version, handler, target, payloads, order, needs_reboot, requires)',
+    )
     .requiredOption('--version <version>', 'release version, e.g. v5.0.5')
     .addOption(new Option('--type <type>', 'update type').choices(UPDATE_TYPES).makeOptionMandatory())
     .addOption(new Option('--severity <severity>', 'severity').choices(SEVERITIES).makeOptionMandatory())
@@ -117,6 +138,7 @@ export function createProgram(io: CliIo = defaultIo): Command {
         key: string;
         image?: string;
         payload: string[];
+        components?: string;
         version: string;
         type: ManifestFields['type'];
         severity: ManifestFields['severity'];
@@ -145,6 +167,7 @@ export function createProgram(io: CliIo = defaultIo): Command {
           description: opts.description,
           changelog: opts.changelog,
         };
+        if (opts.components) manifestFields.components = readComponents(opts.components);
         const res = await buildBundle({
           manifestFields,
           payloadFiles,
@@ -155,6 +178,16 @@ export function createProgram(io: CliIo = defaultIo): Command {
         io.out(`version ${res.manifest.version}, signed by key ${res.manifest.key_id}`);
         for (const p of res.manifest.payloads)
           io.out(`payload ${p.name} (${p.kind}): ${p.size} bytes, sha256 ${p.sha256}`);
+        for (const c of res.manifest.components ?? []) {
+          const needs = c.requires.map(
+            (r) =>
+              `${r.component}${r.min_version ? ` >= ${r.min_version}` : ''}${r.below_version ? ` < ${r.below_version}` : ''}`,
+          );
+          io.out(
+            `component ${c.name} ${c.version}: ${c.handler} into ${c.target}, order ${c.order}` +
+              `${c.needs_reboot ? ', needs a reboot' : ''}${needs.length ? `, requires ${needs.join(', ')}` : ''}`,
+          );
+        }
       },
     );
 

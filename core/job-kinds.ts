@@ -35,7 +35,13 @@ export type ZipJobKind = (typeof ZIP_JOB_KINDS)[number];
 export const PROGRESS_JOB_KINDS = [...UPDATE_JOB_KINDS, 'snapshot'] as const satisfies readonly JobKind[];
 
 /** The statecharts whose snapshots are persisted (the `actor_snapshots` table's `machine`). */
-export const MACHINE_IDS = ['updateJob', 'zipOp', 'partition', 'safetyInterlock'] as const;
+export const MACHINE_IDS = [
+  'updateJob',
+  'zipOp',
+  'partition',
+  'safetyInterlock',
+  'componentSequence',
+] as const;
 export type MachineId = (typeof MACHINE_IDS)[number];
 
 /** Which statechart runs a job of each kind; null for the imperative ones (snapshot, bundle, upload). */

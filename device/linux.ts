@@ -9,12 +9,14 @@ import { HostResourceSampler } from './host-resources.js';
 import { runTool, ToolError } from './linux/exec.js';
 import { detectBootedSlot, mountPointsOf, type SystemPaths } from './linux/proc.js';
 import { readSafetyFile, SafetyFileWatcher } from './linux/safety-file.js';
+import { LinuxComponentSlots } from './linux/component-slots.js';
 import { DEFAULT_UBOOT_VARS, UBootEnv, type SetenvScriptFormat, type UBootVarNames } from './linux/uboot.js';
 import { SlotWriter } from './slot-writer.js';
 import { LendingFileReader } from '../core/lending.js';
 import {
   SLOT_IDS,
   type BootEnv,
+  type ComponentSlotPair,
   type DeviceEvent,
   type GatewayDevice,
   type ResourceUsage,
@@ -40,6 +42,8 @@ export interface LinuxDeviceOptions {
   /** The gateway's directory on the data partition (status files by default; free space). */
   dir: string;
   slots: Record<SlotId, string>;
+  /** Component slot classes other than the root filesystem: class → its two devices. */
+  componentSlots?: Record<string, Record<SlotId, string>>;
   slotStatusDir?: string | null;
   fwPrintenv?: string;
   fwSetenv?: string;
@@ -108,6 +112,7 @@ export class LinuxDevice implements GatewayDevice {
   private readonly model: string;
   private readonly dir: string;
   private readonly slotPaths: Record<SlotId, string>;
+  private readonly componentSlotPaths: Record<string, Record<SlotId, string>>;
   private readonly statusDir: string;
   private readonly paths: SystemPaths;
   private readonly sysRoot: string;
@@ -135,6 +140,7 @@ export class LinuxDevice implements GatewayDevice {
     this.model = opts.model;
     this.dir = opts.dir;
     this.slotPaths = { ...opts.slots };
+    this.componentSlotPaths = { ...opts.componentSlots };
     this.statusDir = opts.slotStatusDir ?? opts.dir;
     this.paths = { procRoot: opts.procRoot ?? '/proc', devRoot: opts.devRoot ?? '/dev' };
     this.sysRoot = opts.sysRoot ?? '/sys';
@@ -344,6 +350,12 @@ export class LinuxDevice implements GatewayDevice {
 
   openSlotReader(slot: SlotId, range: { start?: number; end?: number } = {}): Readable {
     return new LendingFileReader(this.slotPaths[slot], range);
+  }
+
+  componentSlots(slotClass: string): ComponentSlotPair | null {
+    const paths = this.componentSlotPaths[slotClass];
+    if (!paths) return null;
+    return new LinuxComponentSlots(slotClass, paths, this.uboot, (file) => mountPointsOf(file, this.paths));
   }
 
   // --- bootloader ------------------------------------------------------------------------------

@@ -6,11 +6,13 @@ import type { Readable } from 'node:stream';
 import { readJsonFile, writeFileAtomicSync } from '../core/fsutil.js';
 import { HostResourceSampler, hostLoadPerCpu } from './host-resources.js';
 import { SlotWriter } from './slot-writer.js';
+import { SimulatedComponentSlots } from './simulated-component-slots.js';
 import { LendingFileReader } from '../core/lending.js';
 import {
   otherSlot,
   SLOT_IDS,
   type BootEnv,
+  type ComponentSlotPair,
   type DeviceEvent,
   type GatewayDevice,
   type ResourceUsage,
@@ -215,6 +217,11 @@ export class SimulatedDevice implements GatewayDevice, SimulatedDeviceControls {
 
   openSlotReader(slot: SlotId, range: { start?: number; end?: number } = {}): Readable {
     return new LendingFileReader(this.slotImagePath(slot), range);
+  }
+
+  componentSlots(slotClass: string): ComponentSlotPair | null {
+    if (slotClass === 'rootfs') return null;
+    return new SimulatedComponentSlots(slotClass, this.dir, () => this.state.slotCapacityBytes);
   }
 
   async readBootEnv(): Promise<BootEnv> {

@@ -83,6 +83,23 @@ export interface StorageSpace {
   totalBytes: number;
 }
 
+/**
+ * The A/B pair of a component slot class other than the root filesystem (an application
+ * partition, …): what the `ab-slot` component handler writes and switches. The root filesystem's
+ * pair is the device's own slots (its class is `rootfs`).
+ */
+export interface ComponentSlotPair {
+  readonly slotClass: string;
+  /** The slot of this class the system uses now. */
+  activeSlot(): Promise<SlotId>;
+  /** Makes `slot` the one in use, atomically (one bootloader variable, one rename). */
+  setActiveSlot(slot: SlotId): Promise<void>;
+  capacityBytes(slot: SlotId): Promise<number>;
+  /** Refuses the active slot unless `allowActive` (the in-place strategy). */
+  openWriter(slot: SlotId, opts: { offset: number; allowActive?: boolean }): Promise<SlotWriter>;
+  openReader(slot: SlotId, range?: { start?: number; end?: number }): Readable;
+}
+
 export type DeviceEvent =
   { type: 'booted'; slot: SlotId; bootEnv: BootEnv } | { type: 'safety'; readings: SafetyReadings };
 
@@ -105,6 +122,9 @@ export interface GatewayDevice {
    */
   openSlotWriter(slot: SlotId, opts: { offset: number; allowBooted?: boolean }): Promise<SlotWriter>;
   openSlotReader(slot: SlotId, range?: { start?: number; end?: number }): Readable;
+
+  /** The A/B pair of another slot class (`app`, …); null when this device has none of that class. */
+  componentSlots(slotClass: string): ComponentSlotPair | null;
 
   readBootEnv(): Promise<BootEnv>;
   writeBootEnv(patch: Partial<BootEnv>): Promise<BootEnv>;

@@ -135,6 +135,11 @@ export interface RebootInput {
 /** What the promise actors resolve with: when they finished (the machine has no clock). */
 export interface ActorDone {
   at: number;
+  /**
+   * installImage only: the install also activated and committed everything (a multi-component
+   * bundle's sequence, services/components/), so the job is complete without a reboot of its own.
+   */
+  activated?: boolean;
 }
 export type TransferEvent = Extract<
   UpdateJobEvent,
@@ -505,6 +510,14 @@ export const updateJobMachine = setup({
               resumed: context.resumed,
             }),
             onDone: [
+              {
+                guard: ({ event }) => event.output.activated === true,
+                target: '#updateJob.complete',
+                actions: assign(({ context, event }) => ({
+                  ...installedAt(context, event.output.at),
+                  finishedAt: event.output.at,
+                })),
+              },
               {
                 guard: 'rebootAfterInstall',
                 target: 'awaiting_reboot',

@@ -18,6 +18,7 @@ import { UpdateCatalog } from '../services/updates/catalog.js';
 import { PartitionManager } from '../services/updates/partitions.js';
 import { DEFAULT_TRANSFER_POLICY, type TransferPolicy } from '../services/updates/transfer.js';
 import { UpdateService } from '../services/updates/update-service.js';
+import { ComponentService } from '../services/components/component-service.js';
 import { createHealthCheck, createUpdatePorts } from './update-ports.js';
 import { FeedSources, feedStateFile, type ResolvedFeed } from './feed-sources.js';
 import type { RunningDemoFeed } from '../feed/demo-feed.js';
@@ -61,6 +62,8 @@ export interface GantryDeps {
   /** The local demo feed this server runs (simulated gateways with no feed configured), or null. */
   demoFeed: RunningDemoFeed | null;
   zipOps: ZipOperationService;
+  /** Multi-component bundles: what is installed of each component, and their install sequences. */
+  components: ComponentService;
 }
 
 /** GANTRY_JWT_SECRET, else a random secret generated once and kept (0600) in the data dir. */
@@ -204,6 +207,10 @@ export function createDeps(config: GantryConfig, opts: DepsOptions = {}): Gantry
     snapshots,
     debugBundles,
   };
+  // Built after the partition manager (it follows its boots); its seamless checks join the boot
+  // health check, which the partition manager is built with: bound late.
+  let components: ComponentService | null = null;
+  const healthCheck = createHealthCheck(base);
   const partitions = new PartitionManager({
     machineEvents,
     db,
@@ -212,7 +219,12 @@ export function createDeps(config: GantryConfig, opts: DepsOptions = {}): Gantry
     settings: base.settings,
     logs: base.logs,
     clock,
-    healthCheck: createHealthCheck(base),
+    healthCheck: async (gw, slot) => {
+      const result = await healthCheck(gw, slot);
+      if (!result.ok || !components) return result;
+      const failure = await components.bootHealthCheck(gw);
+      return failure ? { ok: false, reason: failure } : result;
+    },
     reboot: async (gw, reason) => {
       // Every reboot goes through the interlock: an auto-rollback waits for a moving crane to stop.
       await untilSafe(safety, gw.id, () =>
@@ -223,6 +235,17 @@ export function createDeps(config: GantryConfig, opts: DepsOptions = {}): Gantry
     },
   });
   const ports = createUpdatePorts(base);
+  components = new ComponentService({
+    clock,
+    logs: base.logs,
+    gatewayDir: (id) => gateways.gatewayDir(id),
+    partitions,
+    actorSnapshots,
+    plugins: provisioning,
+    blocking: (id) => safety.blocking(id),
+    onSafetyChange: (id, listener) => safety.onChange(id, listener),
+    machineEvents,
+  });
   const updates = new UpdateService({
     machineEvents,
     bus,
@@ -235,6 +258,7 @@ export function createDeps(config: GantryConfig, opts: DepsOptions = {}): Gantry
     catalog,
     partitions,
     ports,
+    components,
     policy: {
       ...DEFAULT_TRANSFER_POLICY,
       maxTransferMs: config.downloadTimeoutMinutes * 60_000,
@@ -262,5 +286,5 @@ export function createDeps(config: GantryConfig, opts: DepsOptions = {}): Gantry
     updates,
     feedConfigured: (id) => feeds.resolve(id) !== null,
   });
-  return { ...base, partitions, updates, recovery, scheduler, machineEvents };
+  return { ...base, partitions, updates, recovery, scheduler, machineEvents, components };
 }

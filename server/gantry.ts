@@ -1,6 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { GantryConfig } from '../core/config.js';
+import { UPDATE_JOB_KINDS } from '../core/job-kinds.js';
 import { startDemoFeed, type RunningDemoFeed } from '../feed/demo-feed.js';
 import { describeSwept, filesInUse, sweepDataDir } from '../services/data-dir-sweep.js';
 import { restartJobs, type InterruptedJobsHandle } from '../services/job-restart.js';
@@ -57,11 +58,19 @@ function sweepLeftovers(deps: GantryDeps): void {
     const image = deps.recovery.recoveryImage(gw);
     return image ? [{ gatewayId: gw.id, path: image.path }] : [];
   });
+  // An unfinished update job's staged component payloads (components/staging/<job id>).
+  const componentStaging = deps.gateways
+    .all()
+    .flatMap((gw) =>
+      deps.jobs
+        .unfinished(gw.id, UPDATE_JOB_KINDS)
+        .map((job) => ({ gatewayId: gw.id, path: deps.components.stagingDir(gw, job.id) })),
+    );
   const swept = sweepDataDir({
     dataDir: deps.config.dataDir,
     gatewayIds: deps.gateways.ids(),
     gatewayDir: (id) => deps.gateways.gatewayDir(id),
-    inUse: filesInUse(deps.jobs, recoveryImages),
+    inUse: filesInUse(deps.jobs, [...recoveryImages, ...componentStaging]),
   });
   for (const { gatewayId, message } of describeSwept(swept)) {
     if (gatewayId === null) console.warn(`Gantry: ${message}`);

@@ -81,6 +81,15 @@ export const PARTIAL_FILE_KINDS: readonly PartialFileKind[] = [
   { what: 'configuration ZIP staging', scope: 'gateway', dir: 'config', match: /^\.(staging|trash|failed)-/ },
   { what: 'plugin ZIP staging', scope: 'gateway', dir: 'plugins', match: /^\.staging-/ },
   { what: 'plugin ZIP staging', scope: 'gateway', dir: 'plugins/*', match: /^\.(staging|trash|failed)-/ },
+  // services/components: a job's staged component payloads, removed when it ends; kept while the
+  // job is unfinished (it resumes from them), swept when it ended while Gantry was down.
+  {
+    what: 'component payloads of an ended job',
+    scope: 'gateway',
+    dir: 'components/staging',
+    match: /^[A-Z]+(?:-[A-Z]+)*-[0-9A-F]+$/,
+    keepWhenInUse: true,
+  },
   // core/fsutil.ts removeTreeSync: a tree renamed aside to be removed (snapshots pruned or reset,
   // configuration, plugins and uploads wiped by a factory reset).
   { what: 'interrupted removal', scope: 'gateway', dir: '.', match: new RegExp(`^${DELETING_PREFIX}`) },

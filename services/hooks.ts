@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
 import { EventEmitter } from 'node:events';
 import { StringDecoder } from 'node:string_decoder';
 import type { TerminalLine } from './zip-manifests.js';
@@ -81,6 +82,10 @@ export interface HookRun {
   cwd: string;
   timeoutSeconds: number;
   env: Record<string, string>;
+  /** Arguments (a component handler's verb); none for hooks. */
+  args?: string[];
+  /** A file streamed to the process's stdin (a component handler's payload); else stdin is closed. */
+  stdinFile?: string;
 }
 
 export interface HookRunOptions {
@@ -118,13 +123,20 @@ export function runHook(run: HookRun, opts: HookRunOptions): Promise<HookOutcome
     let settled = false;
     const timers: NodeJS.Timeout[] = [];
 
-    const child = spawn(run.path, [], {
+    const child = spawn(run.path, run.args ?? [], {
       cwd: run.cwd,
       env: run.env,
       shell: false,
       detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: [run.stdinFile ? 'pipe' : 'ignore', 'pipe', 'pipe'],
     });
+    if (run.stdinFile && child.stdin) {
+      const input = fs.createReadStream(run.stdinFile);
+      // A handler that exits without reading all of its payload closes the pipe: not our error.
+      child.stdin.on('error', () => input.destroy());
+      input.on('error', () => child.stdin?.destroy());
+      input.pipe(child.stdin);
+    }
 
     const killGroup = (sig: NodeJS.Signals) => {
       if (child.pid === undefined) return;

@@ -20,7 +20,7 @@ import { isoSeconds } from '../core/format.js';
 import { fsyncDirSync, removeTreeSync } from '../core/fsutil.js';
 import type { ExtractOutput, ZipManifestSummary, ZipOperationKind } from '../machines/zip-operation.js';
 import type { GatewayRegistry } from './gateways.js';
-import { hookBaseEnv, runHook, TerminalHub } from './hooks.js';
+import { hookBaseEnv, runHook, TerminalHub, type HookOutcome } from './hooks.js';
 import type { LogService } from './logs.js';
 import { isUsableHash } from './safety.js';
 import type { SettingsService } from './settings.js';
@@ -98,6 +98,8 @@ export interface InstalledPlugin {
   hooks: HookKind[];
   timeoutSeconds: number;
   dir: string;
+  /** Absolute path of its component handler executable, if it declares one. */
+  componentHandler: string | null;
 }
 
 /** Written next to what was installed (never taken from an archive: the name is reserved). */
@@ -341,7 +343,75 @@ export class ProvisioningService {
       hooks: HOOK_KINDS.filter((k) => manifest.hooks[k]),
       timeoutSeconds: manifest.timeout_seconds,
       dir,
+      componentHandler: manifest.component_handler ? path.join(dir, manifest.component_handler) : null,
     }));
+  }
+
+  /**
+   * Runs a plugin's component handler with one verb (README: the component handler protocol), like
+   * a hook: no shell, its own process group, a clean environment, the plugin's timeout. Never rejects.
+   */
+  async runComponentHandler(
+    gatewayId: string,
+    pluginName: string,
+    verb: string,
+    env: Record<string, string>,
+    opts: { stdinFile?: string; updateId: string },
+  ): Promise<HookOutcome & { lastError: string | null }> {
+    const plugin = this.plugins(gatewayId).find((p) => p.name === pluginName);
+    if (!plugin?.componentHandler) {
+      return {
+        ok: false,
+        exitCode: null,
+        signal: null,
+        timedOut: false,
+        aborted: false,
+        reason: `plugin ${pluginName} has no component handler`,
+        lastError: null,
+      };
+    }
+    const line = (stream: 'stdout' | 'stderr' | 'system', text: string) =>
+      this.terminal.publish(gatewayId, {
+        update_id: opts.updateId,
+        stream,
+        line: text,
+        timestamp: isoSeconds(this.deps.clock()),
+      });
+    const source = `handler:${plugin.name}`;
+    let lastError: string | null = null;
+    line('system', `Running ${verb} of component handler ${plugin.name}`);
+    const outcome = await runHook(
+      {
+        plugin: plugin.name,
+        path: plugin.componentHandler,
+        cwd: plugin.dir,
+        timeoutSeconds: plugin.timeoutSeconds,
+        args: [verb],
+        stdinFile: opts.stdinFile,
+        env: {
+          ...hookBaseEnv(),
+          ...env,
+          GANTRY_GATEWAY_ID: gatewayId,
+          GANTRY_HANDLER_VERB: verb,
+          GANTRY_PLUGIN_NAME: plugin.name,
+          GANTRY_PLUGIN_VERSION: plugin.version,
+          GANTRY_PLUGIN_DIR: plugin.dir,
+        },
+      },
+      {
+        killGraceMs: this.killGraceMs,
+        onLine: (stream, text) => {
+          line(stream, text);
+          if (stream === 'stdout') this.deps.logs.info(gatewayId, source, text);
+          else {
+            lastError = text;
+            this.deps.logs.warn(gatewayId, source, text);
+          }
+        },
+      },
+    );
+    line('system', `${verb} of component handler ${plugin.name}: ${outcome.reason}`);
+    return { ...outcome, lastError };
   }
 
   /** The hooks of that kind of every installed plugin, in plugin-name order. */
@@ -435,6 +505,7 @@ export class ProvisioningService {
       regularFile(stageDir, rel, `Hook ${hookKind}`);
       hooks.push(hookKind);
     }
+    if (m.component_handler) regularFile(stageDir, m.component_handler, 'Component handler');
     return { kind: 'plugin', name: m.name, version: m.version, hooks, timeoutSeconds: m.timeout_seconds };
   }
 
@@ -490,6 +561,9 @@ export class ProvisioningService {
     const manifest = parseManifest(stageDir, PLUGIN_MANIFEST, pluginManifestSchema);
     for (const rel of Object.values(manifest.hooks)) {
       if (rel) fs.chmodSync(regularFile(stageDir, rel, 'Hook'), 0o755);
+    }
+    if (manifest.component_handler) {
+      fs.chmodSync(regularFile(stageDir, manifest.component_handler, 'Component handler'), 0o755);
     }
     this.writeInstallRecord(stageDir, {
       update_id: updateId,

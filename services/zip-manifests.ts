@@ -86,6 +86,8 @@ export const pluginManifestSchema = z.strictObject({
     .regex(PLUGIN_NAME, 'letters, digits, ".", "_" or "-", at most 64, starting with a letter or digit'),
   version: z.string().min(1).max(64),
   hooks: z.strictObject({ 'post-install': archivePath.optional(), 'health-check': archivePath.optional() }),
+  /** An executable driving `plugin` components of bundles (README: the component handler protocol). */
+  component_handler: archivePath.optional(),
   /** Per hook run; a hook still running then is stopped (SIGTERM, then SIGKILL). */
   timeout_seconds: z.number().int().min(1).max(3600).default(DEFAULT_HOOK_TIMEOUT_SECONDS),
 });

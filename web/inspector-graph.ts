@@ -4,6 +4,7 @@ import { partitionMachine } from '../machines/partition.js';
 import { safetyInterlockMachine } from '../machines/safety-interlock.js';
 import { updateJobMachine } from '../machines/update-job.js';
 import { zipOperationMachine } from '../machines/zip-operation.js';
+import { componentSequenceMachine } from '../machines/component-sequence.js';
 import type { GraphEdge, GraphNode, MachineGraph } from './client/inspector/graph-types.js';
 
 /**
@@ -130,5 +131,9 @@ export function inspectorMachines(): MachineGraph[] {
     machineGraph(partitionMachine, 'A/B partitions (one per gateway)'),
     machineGraph(safetyInterlockMachine, 'Safety interlock (one per gateway)'),
     machineGraph(zipOperationMachine, 'ZIP operation (configuration, plugin)'),
+    machineGraph(
+      componentSequenceMachine,
+      'Component sequence (the install of a multi-component bundle: rolling, seamless, in-place)',
+    ),
   ];
 }

@@ -17,7 +17,8 @@ export const systemRouter = router({
       },
     })
     .output(statusOutputSchema)
-    .query(async ({ ctx }) =>
-      presentStatus(await gatewayStatus(ctx.gateway, ctx.deps.settings.get(ctx.gateway.id))),
-    ),
+    .query(async ({ ctx }) => ({
+      ...presentStatus(await gatewayStatus(ctx.gateway, ctx.deps.settings.get(ctx.gateway.id))),
+      components: await ctx.deps.components.list(ctx.gateway),
+    })),
 });

@@ -27,6 +27,24 @@ export const statusOutputSchema = z.object({
     auto_rollback: z.boolean(),
     rollback_retries: z.number().int(),
   }),
+  /**
+   * Gantry's addition (issue 15): every component installed, rootfs first (its version is the
+   * running slot's), with its handler, target, active slot, anti-rollback floor and any version
+   * being installed now.
+   */
+  components: z
+    .array(
+      z.object({
+        name: z.string(),
+        version: z.string().nullable(),
+        handler: z.string(),
+        target: z.string(),
+        slot: z.string().nullable(),
+        floor: z.string().nullable(),
+        pending_version: z.string().nullable(),
+      }),
+    )
+    .optional(),
 });
 export type StatusOutput = z.infer<typeof statusOutputSchema>;
 

@@ -104,6 +104,23 @@ export function registerSystem(program: Command, run: Run): void {
           ),
           '',
           `Auto-rollback ${r.partitions.auto_rollback ? `on (${r.partitions.rollback_retries} retries)` : 'off'}`,
+          ...((r.components ?? []).length > 1
+            ? [
+                '',
+                ...table(
+                  ['COMPONENT', 'VERSION', 'HANDLER', 'TARGET', 'SLOT', 'FLOOR', 'INSTALLING'],
+                  (r.components ?? []).map((c) => [
+                    c.name,
+                    c.version ?? '-',
+                    c.handler,
+                    c.target,
+                    c.slot ?? '-',
+                    c.floor ?? '-',
+                    c.pending_version ?? '-',
+                  ]),
+                ),
+              ]
+            : []),
         ]);
       }),
     );

@@ -35,6 +35,34 @@ const slotsField = z
   .pipe(slotsObject)
   .refine((s) => path.resolve(s.A) !== path.resolve(s.B), 'slots A and B must be different devices');
 
+/**
+ * Component slot classes: "app:A=/dev/disk/by-partlabel/app_a,app:B=/dev/disk/by-partlabel/app_b"
+ * (or `{ "app": { "A": …, "B": … } }` in JSON). The active slot of class C is U-Boot's `C_slot`.
+ */
+const componentSlotsField = z
+  .union([
+    z.string().transform((s) => {
+      const out: Record<string, Record<string, string>> = {};
+      for (const entry of s
+        .split(',')
+        .map((e) => e.trim())
+        .filter(Boolean)) {
+        const m = /^([a-z0-9][a-z0-9_-]{0,39}):([AB])=(.+)$/.exec(entry);
+        if (!m) return { [entry]: {} };
+        (out[m[1]!] ??= {})[m[2]!] = m[3]!.trim();
+      }
+      return out;
+    }),
+    z.record(z.string(), z.unknown()),
+  ])
+  .pipe(
+    z.record(
+      z.string().regex(/^[a-z0-9][a-z0-9_-]{0,39}$/, 'expected CLASS:A=/dev/…,CLASS:B=/dev/…'),
+      slotsObject.refine((s) => path.resolve(s.A) !== path.resolve(s.B), 'slots A and B must differ'),
+    ),
+  )
+  .refine((r) => !('rootfs' in r), 'rootfs is GANTRY_LINUX_SLOTS, not a component class');
+
 /** A command run without a shell: a string split on whitespace, or (JSON config) an argv array. */
 const commandField = z
   .union([z.string(), z.array(z.string().min(1))])
@@ -76,6 +104,8 @@ export const DEFAULT_SAFETY_FILE = '/run/gantry/safety.json';
 export const linuxConfigFields = {
   /** The two slots' devices (or image files). Required with GANTRY_DEVICE=linux. */
   linuxSlots: slotsField.optional(),
+  /** Component slot classes (ab-slot components other than the root filesystem). */
+  linuxComponentSlots: componentSlotsField.optional(),
   /** Where the per-slot status files live (default: `<data>/gateways/<id>/device`, the data partition). */
   slotStatusDir: absolutePath.optional(),
   fwPrintenv: z.string().min(1).default('fw_printenv'),
@@ -99,6 +129,7 @@ export const linuxConfigFields = {
 
 export const LINUX_ENV_KEYS = {
   GANTRY_LINUX_SLOTS: 'linuxSlots',
+  GANTRY_LINUX_COMPONENT_SLOTS: 'linuxComponentSlots',
   GANTRY_SLOT_STATUS_DIR: 'slotStatusDir',
   GANTRY_FW_PRINTENV: 'fwPrintenv',
   GANTRY_FW_SETENV: 'fwSetenv',
@@ -118,6 +149,7 @@ type LinuxConfigFields = z.infer<z.ZodObject<typeof linuxConfigFields>>;
 /** Everything the Linux device of the one gateway hosted on this board is configured with. */
 export interface LinuxDeviceConfig {
   slots: { A: string; B: string };
+  componentSlots: Record<string, { A: string; B: string }>;
   slotStatusDir: string | null;
   fwPrintenv: string;
   fwSetenv: string;
@@ -158,6 +190,7 @@ export function linuxDeviceConfig(
     ok: true,
     config: {
       slots: c.linuxSlots,
+      componentSlots: c.linuxComponentSlots ?? {},
       slotStatusDir: c.slotStatusDir ?? null,
       fwPrintenv: c.fwPrintenv,
       fwSetenv: c.fwSetenv,

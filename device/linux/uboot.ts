@@ -186,6 +186,25 @@ export class UBootEnv {
     });
   }
 
+  /**
+   * Sets one variable of Gantry's own (a component slot class's `<class>_slot`) in one
+   * `fw_setenv -s` call, read back like `write`.
+   */
+  setVar(name: string, value: string): Promise<void> {
+    if (!VAR_NAME.test(name)) throw new Error(`invalid U-Boot variable name "${name}"`);
+    if (!/^[A-Za-z0-9_.:-]+$/.test(value)) throw new Error(`invalid value for ${name}: "${value}"`);
+    return this.serialized(async () => {
+      const sep = (this.opts.scriptFormat ?? 'libubootenv') === 'u-boot' ? ' ' : '=';
+      await this.runScript(`${name}${sep}${value}\n`);
+      const after = (await this.list()).get(name);
+      if (after !== value) {
+        throw new Error(
+          `${this.opts.fwSetenv} did not take effect: ${name} reads ${String(after)} after writing ${value}`,
+        );
+      }
+    });
+  }
+
   private async runScript(script: string): Promise<void> {
     const dir = fs.mkdtempSync(path.join(this.opts.scratchDir ?? os.tmpdir(), 'gantry-setenv-'));
     const file = path.join(dir, 'script');

@@ -42,6 +42,12 @@ export interface StreamToSlotOptions {
   signal: AbortSignal;
   /** Called once the manifest is verified and before the first payload byte is written. */
   onManifest?(manifest: Manifest, payload: Payload): Promise<void> | void;
+  /**
+   * Where the other payloads of a multi-component bundle (manifest `components`) go: a staging
+   * file per payload (services/components/). Without it, or in a bundle without components, a
+   * payload other than the one rootfs image is refused as before.
+   */
+  componentPayloadSink?(payload: Payload, manifest: Manifest): Promise<Writable>;
   /** Called after each fsync with the payload bytes now durable on the slot. */
   onDurable?(point: ResumePoint): void;
   /**
@@ -224,6 +230,7 @@ export async function streamImageToSlot(opts: StreamToSlotOptions): Promise<Stre
     throw err;
   }
   let slotPayload: Payload | null = null;
+  let manifestSeen = false;
   let payloadOffset = 0;
   const fromSlot = resume?.slotBytes ?? 0;
   const asResumed = (err: unknown): unknown =>
@@ -238,6 +245,12 @@ export async function streamImageToSlot(opts: StreamToSlotOptions): Promise<Stre
     allowDowngrade: opts.allowDowngrade,
     digests: () => digests, // closed by the reader when it is done
     openPayloadSink: async (payload: Payload, manifest: Manifest, at: PayloadPosition) => {
+      if (payload.kind !== 'rootfs' && manifest.components && opts.componentPayloadSink) {
+        // Verified manifest, before this payload's first byte: the same refusal point as a rootfs.
+        if (!manifestSeen) await opts.onManifest?.(manifest, payload);
+        manifestSeen = true;
+        return opts.componentPayloadSink(payload, manifest);
+      }
       if (payload.kind !== 'rootfs' || slotPayload) {
         throw new GantryError(
           'OTA_INVALID_IMAGE',
@@ -254,7 +267,8 @@ export async function streamImageToSlot(opts: StreamToSlotOptions): Promise<Stre
       }
       payloadOffset = at.dataOffset;
       const skip = resume && resume.payloadName === payload.name ? resume.slotBytes : 0;
-      await opts.onManifest?.(manifest, payload);
+      if (!manifestSeen) await opts.onManifest?.(manifest, payload);
+      manifestSeen = true;
       // Invalid before the first byte: a torn write can never be mistaken for a bootable image.
       await opts.device.writeSlotRecord(opts.slot, {
         state: 'invalid',

@@ -11,6 +11,8 @@ import type { BundleSource } from '../pipeline/stream-to-slot.js';
 import { activationOf } from './activation.js';
 import type { JobArtifact, RunningJob, UpdatePorts } from './job-types.js';
 import type { PartitionManager } from './partitions.js';
+import type { ComponentService } from '../components/component-service.js';
+import { isComponentBundle } from '../components/plan.js';
 import { fileBundleSource, transferBundle, type TransferPolicy } from './transfer.js';
 
 type SendBack = (event: { type: 'PROGRESS'; bytesDone: number; speedBps: number; at: number }) => void;
@@ -28,6 +30,8 @@ export interface JobEffectsDeps {
   partitions: PartitionManager;
   ports: UpdatePorts;
   policy: TransferPolicy;
+  /** Multi-component bundles: checked before a byte is written, staged, installed in sequence. */
+  components: ComponentService;
 }
 
 export class JobEffects {
@@ -85,7 +89,12 @@ export class JobEffects {
       signal,
       policy: this.deps.policy,
       now: this.deps.clock,
+      componentPayloadSink: (payload) => this.deps.components.payloadSink(gw, job.id, payload),
       onManifest: async (manifest) => {
+        // A component bundle this gateway cannot install consistently is refused here, before a byte.
+        if (isComponentBundle(manifest)) {
+          await this.deps.components.checkManifest(gw, manifest, job.artifact.allowDowngrade);
+        }
         // Signature, hardware and version are verified: only now may the slot be touched.
         await this.deps.partitions.startWrite(gw, slot, false);
         job.artifact = { ...job.artifact, manifest, slotTouched: true };
@@ -209,6 +218,46 @@ export class JobEffects {
       installedAt: this.deps.clock(),
     });
     await this.deps.partitions.dispatch(gw, { type: 'WRITE_VERIFIED', slot, version: image.version });
+  }
+
+  /**
+   * Installs the verified image; for a multi-component bundle, runs its component sequence to its
+   * end (every component activated and committed, or rolled back by the rule): then true.
+   */
+  async install(
+    gw: GatewayRuntime,
+    job: RunningJob,
+    slot: SlotId,
+    install: { strategy: UpdateStrategy; rebootAfter: boolean; createSnapshot: boolean },
+    resumed: boolean,
+    onStep: (operation: string) => void,
+  ): Promise<boolean> {
+    const manifest = job.artifact.manifest;
+    if (!manifest || !isComponentBundle(manifest)) {
+      await this.installOnSlot(gw, job, slot, install);
+      return false;
+    }
+    if (install.createSnapshot && !resumed) {
+      const snapshotId = await this.deps.ports.snapshotBeforeInstall(gw, job.id);
+      this.deps.logs.info(gw.id, 'ota', `Job ${job.id}: snapshot ${snapshotId} taken before install`);
+    }
+    const rootfsSlot = install.strategy === 'in-place' ? await gw.device.bootedSlot() : slot;
+    await this.deps.components.install(
+      gw,
+      {
+        jobId: job.id,
+        strategy: install.strategy,
+        manifest,
+        rootfs: {
+          slot: rootfsSlot,
+          install: () => this.installOnSlot(gw, job, slot, { ...install, createSnapshot: false }),
+          invalidate: () => this.invalidate(gw, slot),
+        },
+        onStep,
+      },
+      resumed,
+    );
+    return true;
   }
 
   async installOnSlot(

@@ -10,6 +10,7 @@ import {
   streamImageToSlot,
   type BundleSource,
   type ResumePoint,
+  type StreamToSlotOptions,
 } from '../pipeline/stream-to-slot.js';
 
 /** Tunables of a transfer; tests shrink them, operators rarely touch them. */
@@ -129,6 +130,8 @@ export interface TransferRequest {
   now: () => number;
   /** Manifest verified, before the first payload byte. May throw to refuse the bundle. */
   onManifest(manifest: Manifest, payload: Payload): Promise<void> | void;
+  /** The other payloads of a multi-component bundle (see StreamToSlotOptions). */
+  componentPayloadSink?: StreamToSlotOptions['componentPayloadSink'];
   /** After every fsync: durable payload bytes and the observed speed. */
   onProgress(point: ResumePoint, speedBps: number): void;
   onRetry(attempt: number, reason: string): void;
@@ -212,6 +215,7 @@ export async function transferBundle(req: TransferRequest): Promise<TransferResu
           threadHashingMinBytes: policy.threadHashingMinBytes,
           now: req.now,
           onManifest: req.onManifest,
+          componentPayloadSink: req.componentPayloadSink,
           onBytes: (bytes) => {
             taken = bytes;
           },

@@ -32,6 +32,7 @@ import {
   type UpdateListing,
 } from './catalog.js';
 import type { PartitionManager } from './partitions.js';
+import type { ComponentService } from '../components/component-service.js';
 import { JobEffects } from './job-effects.js';
 import { UploadStore, type ReceivedUpload, type UploadVerifyInput } from './uploads.js';
 import type {
@@ -67,6 +68,8 @@ export interface UpdateServiceDeps {
   policy: TransferPolicy;
   /** Events the job statecharts receive, for the development inspector. */
   machineEvents?: MachineEventLog;
+  /** Multi-component bundles (issue 15). */
+  components: ComponentService;
 }
 
 const PROGRESS_PUBLISH_MS = 250;
@@ -118,6 +121,7 @@ export class UpdateService {
   async stop(): Promise<void> {
     this.stopWatchingPartitions?.();
     this.stopWatchingPartitions = null;
+    this.deps.components.stop();
     for (const job of this.running.values()) {
       job.stopSafety?.();
       job.actor.stop();
@@ -509,8 +513,19 @@ export class UpdateService {
           return { at: now() };
         }),
         installImage: fromPromise(async ({ input }) => {
-          await this.effects.installOnSlot(gw, job, input.targetSlot, input.install);
-          return { at: now() };
+          const activated = await this.effects.install(
+            gw,
+            job,
+            input.targetSlot,
+            input.install,
+            input.resumed,
+            (operation) => {
+              // Each step of a component sequence: /progress, update_progress and the log say it.
+              this.deps.logs.info(gw.id, 'ota', `Job ${job.id}: ${operation}`);
+              this.announce(gw, job, job.actor.getSnapshot());
+            },
+          );
+          return { at: now(), activated };
         }),
         rebootGateway: fromPromise(async ({ input }) => {
           // Resumed after a restart: once the new slot is no longer merely staged, the reboot
@@ -587,7 +602,7 @@ export class UpdateService {
   }
 
   private announce(gw: GatewayRuntime, job: RunningJob, snap: JobSnapshot): void {
-    const view = progressView(job.kind, snap);
+    const view = this.viewOf(job.id, job.kind, snap);
     job.lastPublishAt = this.deps.clock();
     gw.updateOperation(job.id, { currentOperation: view.current_operation, progress: view.percentage });
     this.deps.bus.publish(gw.id, {
@@ -630,6 +645,7 @@ export class UpdateService {
       job.release = null;
     }
     if (state === 'complete' || state === 'error' || state === 'cancelled') {
+      this.deps.components.cleanup(gw, job.id);
       job.stopSafety?.();
       this.deps.ports.operationCompleted(gw.id, job.id);
       this.running.delete(job.id);
@@ -657,6 +673,13 @@ export class UpdateService {
       job.release?.();
       job.release = null;
     }
+  }
+
+  /** The job's progress view; while a component sequence runs, its step names the operation. */
+  private viewOf(jobId: string, kind: string, snap: Parameters<typeof progressView>[1]) {
+    const view = progressView(kind, snap);
+    const operation = this.deps.components.operation(jobId);
+    return operation ? { ...view, current_operation: operation } : view;
   }
 
   // ---- operator actions on jobs ------------------------------------------------------
@@ -793,7 +816,7 @@ export class UpdateService {
     if (!running && (!snap || jobStateName(snap) !== row.state)) return this.rowProgress(row, snap);
     if (!snap) throw new GantryError('NOT_FOUND', `Job ${jobId} has no state`);
     const ctx = snap.context;
-    const view = progressView(row.kind, snap);
+    const view = this.viewOf(row.id, row.kind, snap);
     // A job waiting for an operator (to install, to reboot) is not "working": its clock stops.
     const waiting =
       view.status === 'downloaded'

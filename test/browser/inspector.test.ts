@@ -99,13 +99,13 @@ describeBrowser('statechart inspector (/dev/inspector) in Chromium', () => {
     expect(await page.locator('[data-machine=updateJob] g.edge').count()).toBeGreaterThan(8);
     await active('partition', 'partition.stable').waitFor();
     await active('safetyInterlock', 'safetyInterlock.normal').waitFor();
-    for (const m of ['updateJob', 'partition', 'safetyInterlock', 'zipOp']) {
+    for (const m of ['updateJob', 'partition', 'safetyInterlock', 'zipOp', 'componentSequence']) {
       await shot(page, `[data-machine=${m}]`, `inspector-${m}`);
     }
   });
 
   it('should give every transition label its own place, clear of the others and of the states', async () => {
-    for (const m of ['updateJob', 'partition', 'safetyInterlock', 'zipOp']) {
+    for (const m of ['updateJob', 'partition', 'safetyInterlock', 'zipOp', 'componentSequence']) {
       const found = await page.evaluate((machine) => {
         type Box = { name: string; left: number; top: number; right: number; bottom: number };
         const box = (el: Element, name: string): Box => {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { KeyObject } from 'node:crypto';
-import { buildBundle } from '../../bundle/build.js';
+import { buildBundle, type PayloadInput } from '../../bundle/build.js';
 import { generateKeyPair, parsePrivateKey } from '../../bundle/keys.js';
 import type { ManifestFields } from '../../bundle/manifest.js';
 import { addTarget, initRepository, refreshTimestamp } from '../../feed/repository.js';
@@ -22,7 +22,7 @@ export interface TestFeed {
   publish(
     fields: Partial<ManifestFields> & { version: string },
     image: Buffer | string,
-    opts?: { signingKey?: KeyObject },
+    opts?: { signingKey?: KeyObject; extraPayloads?: PayloadInput[] },
   ): Promise<string>;
   /** Re-signs timestamp.json so that it expired yesterday (a frozen feed). */
   expireTimestamp(): void;
@@ -69,7 +69,10 @@ export async function startTestFeed(): Promise<TestFeed> {
           changelog: ['Fixed CVE-2025-1234'],
           ...fields,
         },
-        payloadFiles: [{ kind: 'rootfs', path: imagePath, name: 'rootfs.img' }],
+        payloadFiles: [
+          { kind: 'rootfs', path: imagePath, name: 'rootfs.img' },
+          ...(opts?.extraPayloads ?? []),
+        ],
         privateKey: opts?.signingKey ?? signingKey,
         out,
       });

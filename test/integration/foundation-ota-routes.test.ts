@@ -147,6 +147,18 @@ describe('foundation: /api/v1/ota REST routes', () => {
             auto_rollback: true,
             rollback_retries: 3,
           },
+          // Gantry's addition (issue 15): the installed components, rootfs only on a fresh gateway.
+          components: [
+            {
+              name: 'rootfs',
+              version: 'v5.0.4',
+              handler: 'ab-slot',
+              target: 'rootfs',
+              slot: 'A',
+              floor: 'v5.0.4',
+              pending_version: null,
+            },
+          ],
         },
       });
     });

@@ -330,6 +330,7 @@ describe('start-up sweep of what a killed Gantry left in its data dir', () => {
       plant(`${g}/.deleting-uploads-${hex(4)}`, { dir: true }),
       plant(`${g}/device/.device.json.${process.pid + 1}.tmp`),
       plant(`${g}/device/gantry-setenv-${hex(3)}`, { dir: true }),
+      plant(`${g}/components/staging/OTA-JOB-${hex(3).toUpperCase()}`, { dir: true }),
       plant(`${g}/feed/metadata/.root.json.${process.pid + 1}.tmp`),
       plant(`${g}/recovery/.recovery.json.${process.pid + 1}.tmp`),
       plant(`secrets/.jwt-secret.${process.pid + 1}.tmp`),

@@ -28,11 +28,36 @@ function configError(env: Record<string, string>): ConfigError {
 }
 
 describe('Linux device configuration', () => {
+  it('should read component slot classes from GANTRY_LINUX_COMPONENT_SLOTS and refuse a malformed one', () => {
+    const config = loadConfig({
+      GANTRY_DEVICE: 'linux',
+      GANTRY_LINUX_SLOTS: SLOTS,
+      GANTRY_LINUX_COMPONENT_SLOTS: 'app:A=/dev/disk/by-partlabel/app_a,app:B=/dev/disk/by-partlabel/app_b',
+    });
+    expect(config.gateways[0]!.linux?.componentSlots).toEqual({
+      app: { A: '/dev/disk/by-partlabel/app_a', B: '/dev/disk/by-partlabel/app_b' },
+    });
+    for (const bad of [
+      'app:A=/dev/x',
+      'app=/dev/x',
+      'rootfs:A=/dev/a,rootfs:B=/dev/b',
+      'app:A=rel,app:B=/dev/b',
+    ]) {
+      const err = configError({
+        GANTRY_DEVICE: 'linux',
+        GANTRY_LINUX_SLOTS: SLOTS,
+        GANTRY_LINUX_COMPONENT_SLOTS: bad,
+      });
+      expect(err.problems.join('\n')).toContain('GANTRY_LINUX_COMPONENT_SLOTS');
+    }
+  });
+
   it('should attach the Linux device configuration, with its defaults, to the one gateway', () => {
     const config = loadConfig({ GANTRY_DEVICE: 'linux', GANTRY_LINUX_SLOTS: SLOTS });
     expect(config.gateways).toHaveLength(1);
     expect(config.gateways[0]!.linux).toEqual({
       slots: { A: '/dev/disk/by-partlabel/rootfs_a', B: '/dev/disk/by-partlabel/rootfs_b' },
+      componentSlots: {},
       slotStatusDir: null,
       fwPrintenv: 'fw_printenv',
       fwSetenv: 'fw_setenv',

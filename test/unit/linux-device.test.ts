@@ -749,3 +749,32 @@ describe('LinuxDevice', () => {
     });
   });
 });
+
+describe('LinuxDevice component slot classes', () => {
+  it('should write the inactive slot of a class and switch it with its own U-Boot variable', async () => {
+    const board = makeBoard();
+    board.setUbootEnv({ boot_slot: 'A' });
+    const app = {
+      A: path.join(board.root, 'slots', 'app_a.img'),
+      B: path.join(board.root, 'slots', 'app_b.img'),
+    };
+    fs.writeFileSync(app.A, Buffer.alloc(4096, 1));
+    fs.writeFileSync(app.B, Buffer.alloc(4096, 2));
+    const device = board.device({ componentSlots: { app } });
+    expect(device.componentSlots('plc')).toBeNull();
+    const pair = device.componentSlots('app')!;
+    // Unset variable: the factory layout, A in use; the active slot is never written.
+    expect(await pair.activeSlot()).toBe('A');
+    await expect(pair.openWriter('A', { offset: 0 })).rejects.toThrow(/active one/);
+    const writer = await pair.openWriter('B', { offset: 0 });
+    await new Promise<void>((resolve, reject) => {
+      writer.once('error', reject);
+      writer.end(Buffer.from('new app image'), () => resolve());
+    });
+    expect(fs.readFileSync(app.B, 'utf8')).toBe('new app image');
+    await pair.setActiveSlot('B');
+    expect(board.ubootEnv()).toMatchObject({ boot_slot: 'A', app_slot: 'B' });
+    expect(await pair.activeSlot()).toBe('B');
+    await expect(pair.openWriter('B', { offset: 0 })).rejects.toThrow(/active one/);
+  });
+});

@@ -21,6 +21,7 @@ import {
   machineTransitions,
   transitionLabel,
 } from '../../web/inspector-graph.js';
+import { componentSequenceMachine } from '../../machines/component-sequence.js';
 
 /** The inspector's drawing model (from `xstate/graph`) and its ELK layout. */
 
@@ -29,6 +30,7 @@ const MACHINES: Array<[string, AnyStateMachine]> = [
   ['partition', partitionMachine],
   ['safetyInterlock', safetyInterlockMachine],
   ['zipOp', zipOperationMachine],
+  ['componentSequence', componentSequenceMachine],
 ];
 const graphs = inspectorMachines();
 const byId = new Map(graphs.map((g) => [g.id, g]));
@@ -119,7 +121,13 @@ describe('drawing model from xstate/graph', () => {
   });
 
   it('should survive JSON (it is embedded in the inspector page)', () => {
-    expect(graphs.map((g) => g.id)).toEqual(['updateJob', 'partition', 'safetyInterlock', 'zipOp']);
+    expect(graphs.map((g) => g.id)).toEqual([
+      'updateJob',
+      'partition',
+      'safetyInterlock',
+      'zipOp',
+      'componentSequence',
+    ]);
     expect(JSON.parse(JSON.stringify(graphs))).toEqual(graphs);
   });
 });

@@ -137,7 +137,13 @@ describe('web pages: /ota-system-updates, /login, /dev/inspector', () => {
     expect(page.headers.get('content-security-policy')).toContain("script-src 'self'");
     const body = await page.text();
     const machines = dataAttr(body, 'machines') as Array<{ id: string }>;
-    expect(machines.map((m) => m.id)).toEqual(['updateJob', 'partition', 'safetyInterlock', 'zipOp']);
+    expect(machines.map((m) => m.id)).toEqual([
+      'updateJob',
+      'partition',
+      'safetyInterlock',
+      'zipOp',
+      'componentSequence',
+    ]);
     const state = dataAttr(body, 'state') as { gateways: unknown[] };
     expect(state.gateways).toEqual([
       { id: GW_A, partition: 'stable', safety: 'normal' },

@@ -32,6 +32,16 @@ export interface SystemStatus {
     auto_rollback: boolean;
     rollback_retries: number;
   };
+  /** Gantry's addition: installed components (multi-component bundles), rootfs first. */
+  components?: Array<{
+    name: string;
+    version: string | null;
+    handler: string;
+    target: string;
+    slot: string | null;
+    floor: string | null;
+    pending_version: string | null;
+  }>;
 }
 
 export interface AvailableUpdate {

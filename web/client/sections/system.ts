@@ -50,6 +50,7 @@ export function systemSection(app: App): HTMLElement {
   const cards = h('dl', { class: 'cards', 'data-testid': 'system-cards' });
   const slots = h('div', { class: 'slots' });
   const rollbackInfo = h('p', { class: 'note' });
+  const components = h('ul', { class: 'note', 'data-testid': 'gw-components' });
 
   const render = (s: SystemStatus) => {
     const g = s.gateway;
@@ -69,6 +70,21 @@ export function systemSection(app: App): HTMLElement {
       rollbackInfo,
       `Automatic rollback: ${s.partitions.auto_rollback ? 'on' : 'off'}`,
       s.partitions.auto_rollback ? ` (after ${s.partitions.rollback_retries} failed boots)` : '',
+    );
+    // Only a gateway that installed a multi-component bundle has more than its rootfs to show.
+    const list = s.components ?? [];
+    fill(
+      components,
+      ...(list.length > 1
+        ? list.map((c) =>
+            h(
+              'li',
+              { 'data-component': c.name },
+              `${c.name} ${c.version ?? 'not installed'} (${c.handler} ${c.target}${c.slot ? `, slot ${c.slot}` : ''})` +
+                (c.pending_version ? `, installing ${c.pending_version}` : ''),
+            ),
+          )
+        : []),
     );
   };
   render(store.get('system'));
@@ -158,6 +174,7 @@ export function systemSection(app: App): HTMLElement {
     h('h3', {}, 'Partitions (A/B)'),
     slots,
     rollbackInfo,
+    components,
     h(
       'div',
       { class: 'subpanels' },
