@@ -8,7 +8,7 @@ import { GantryError } from '../core/errors.js';
 import { drained } from '../core/streams.js';
 import { keyId, signManifest } from './keys.js';
 import {
-  BUNDLE_FORMAT,
+  BUNDLE_FORMAT_V1,
   describeIssues,
   MANIFEST_ENTRY,
   ManifestSchema,
@@ -70,7 +70,7 @@ export async function buildBundle(opts: BuildBundleOptions): Promise<BuiltBundle
     payloads.push({ name: inputName(p), kind: p.kind, size, sha256 });
   }
   const candidate = {
-    format: BUNDLE_FORMAT,
+    format: BUNDLE_FORMAT_V1,
     ...opts.manifestFields,
     payloads,
     key_id: keyId(opts.privateKey),

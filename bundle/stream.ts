@@ -12,6 +12,8 @@ import {
   ManifestSchema,
   SIGNATURE_BYTES,
   SIGNATURE_ENTRY,
+  storedSha256,
+  storedSize,
   type Manifest,
   type Payload,
 } from './manifest.js';
@@ -287,9 +289,9 @@ async function readBundle(source: Readable, opts: ReadOptions): Promise<Streamed
       return;
     }
     const payload = manifest!.payloads[index - 2]!;
-    if (header.size !== payload.size) {
+    if (header.size !== storedSize(payload)) {
       throw invalid(
-        `payload ${payload.name} is ${header.size} bytes in the archive but ${payload.size} in the manifest`,
+        `payload ${payload.name} is ${header.size} bytes in the archive but ${storedSize(payload)} in the manifest`,
         { payload: payload.name },
       );
     }
@@ -338,10 +340,10 @@ async function readBundle(source: Readable, opts: ReadOptions): Promise<Streamed
     if (open) {
       const { payload, sink } = open as OpenPayload;
       const digest = await digests.payloadDigest();
-      if (digest !== payload.sha256) {
+      if (digest !== storedSha256(payload)) {
         throw invalid(`payload ${payload.name} does not match its signed SHA-256`, {
           payload: payload.name,
-          expected: payload.sha256,
+          expected: storedSha256(payload),
           actual: digest,
         });
       }
