@@ -75,7 +75,16 @@ export async function buildHopDelta(opts: BuildHopOptions): Promise<BuiltHop> {
     }
     const body = path.join(work, 'body');
     const counts = { COPY: 0, ZERO: 0, NEW: 0, PATCH: 0 };
-    const opsCount = await writeBody(opts.source, opts.target, source.size, target.size, patches, body, work, counts);
+    const opsCount = await writeBody(
+      opts.source,
+      opts.target,
+      source.size,
+      target.size,
+      patches,
+      body,
+      work,
+      counts,
+    );
     const bodyBytes = fs.statSync(body).size;
     const compressed = path.join(work, 'body.c');
     await compressFile(body, compressed, codec);
@@ -134,7 +143,13 @@ async function fileMap(image: string, work: string): Promise<Map<string, FileMap
   const files = new Map<string, { ino: number; size: number }>();
   let dirs = ['/'];
   while (dirs.length) {
-    const out = perCommand(await debugfs(image, dirs.map((d) => `ls -p "${d}"`), work));
+    const out = perCommand(
+      await debugfs(
+        image,
+        dirs.map((d) => `ls -p "${d}"`),
+        work,
+      ),
+    );
     const next: string[] = [];
     out.forEach((lines, i) => {
       const dir = dirs[i]!;
@@ -153,7 +168,13 @@ async function fileMap(image: string, work: string): Promise<Map<string, FileMap
   }
   const entries = [...files.entries()];
   const result = new Map<string, FileMap>();
-  const out = perCommand(await debugfs(image, entries.map(([, f]) => `blocks <${f.ino}>`), work));
+  const out = perCommand(
+    await debugfs(
+      image,
+      entries.map(([, f]) => `blocks <${f.ino}>`),
+      work,
+    ),
+  );
   entries.forEach(([p, f], i) => {
     const blocks = (out[i] ?? []).join(' ').trim().split(/\s+/).filter(Boolean).map(Number);
     result.set(p, { size: f.size, blocks });
@@ -337,7 +358,8 @@ async function writeBody(
       const b = readAt(tfd, block * BLOCK, len);
       const offset = block * BLOCK;
       if (isZero(b)) add(OP_KINDS.ZERO, 0, b);
-      else if (offset + len <= sourceSize && readAt(sfd, offset, len).equals(b)) add(OP_KINDS.COPY, offset, b);
+      else if (offset + len <= sourceSize && readAt(sfd, offset, len).equals(b))
+        add(OP_KINDS.COPY, offset, b);
       else {
         const at = len === BLOCK ? index.get(blockKey(b)) : undefined;
         if (at !== undefined) add(OP_KINDS.COPY, at * BLOCK, b);
