@@ -27,6 +27,8 @@ export interface CheckpointCadence {
   ops: number;
 }
 const DEFAULT_CADENCE: CheckpointCadence = { bytes: 32 * 1024 * 1024, ops: 256 };
+/** While the delta downloads, progress is reported every this many bytes. */
+const PROGRESS_BYTES = 16 * 1024;
 
 /** `details.source_mismatch` of the error an operation reading the active slot fails with. */
 const SOURCE_MISMATCH = 'source_mismatch';
@@ -325,10 +327,15 @@ async function downloadDelta(ref: DeltaRef, ctx: DeltaContext): Promise<{ file: 
       const fd = fs.openSync(partial, have > 0 ? 'r+' : 'w');
       try {
         let at = have;
+        let reported = 0;
         await consumeChunks(stream, (chunk) => {
           fs.writeSync(fd, chunk, 0, chunk.length, at);
           at += chunk.length;
           wireBytes += chunk.length;
+          if (wireBytes - reported >= PROGRESS_BYTES) {
+            reported = wireBytes;
+            ctx.onProgress({ outputBytes: 0, wireBytes });
+          }
           return undefined;
         });
         fs.fsyncSync(fd);
