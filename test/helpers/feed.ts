@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { KeyObject } from 'node:crypto';
-import { buildBundle, type PayloadInput } from '../../bundle/build.js';
+import { buildBundle, type BuildBundleOptions, type PayloadInput } from '../../bundle/build.js';
 import { generateKeyPair, parsePrivateKey } from '../../bundle/keys.js';
 import type { ManifestFields } from '../../bundle/manifest.js';
 import { addTarget, initRepository, refreshTimestamp } from '../../feed/repository.js';
@@ -22,8 +22,15 @@ export interface TestFeed {
   publish(
     fields: Partial<ManifestFields> & { version: string },
     image: Buffer | string,
-    opts?: { signingKey?: KeyObject; extraPayloads?: PayloadInput[] },
+    opts?: {
+      signingKey?: KeyObject;
+      extraPayloads?: PayloadInput[];
+      /** Bundle format options (v2, compression, hop deltas built into `workDir`). */
+      build?: Pick<BuildBundleOptions, 'format' | 'compression' | 'deltas'>;
+    },
   ): Promise<string>;
+  /** Where bundles are built: artifacts a v2 manifest names are published from here. */
+  workDir: string;
   /** Re-signs timestamp.json so that it expired yesterday (a frozen feed). */
   expireTimestamp(): void;
   /** URL path of a published bundle on the feed server. */
@@ -52,6 +59,7 @@ export async function startTestFeed(): Promise<TestFeed> {
     dir,
     server,
     signingKey,
+    workDir: work,
     publicKeyPem: vendor.publicKeyPem,
     env: { GANTRY_FEED_URL: server.url, GANTRY_FEED_ROOT: path.join(dir, 'root.json') },
     async publish(fields, image, opts) {
@@ -75,6 +83,7 @@ export async function startTestFeed(): Promise<TestFeed> {
         ],
         privateKey: opts?.signingKey ?? signingKey,
         out,
+        ...opts?.build,
       });
       await addTarget(dir, out, { keys: tufKey, expiresDays: 30 });
       return out;
