@@ -4,7 +4,9 @@ import { decompress } from 'fzstd';
  * The one place the gateway decompresses a chunk's frame. The frame comes off the network and is
  * not covered by a hash of its own (only the chunk it decompresses to is), so the output is
  * bounded by the chunk length the signed index gives: the decoder writes into a buffer of exactly
- * that size and anything else is refused. The caller then checks the chunk's SHA-256.
+ * that size (the frame must declare it: the publisher's frames always do) and anything else is
+ * refused. Bytes a forged frame decodes past that size are dropped, never allocated; the caller
+ * then checks the chunk's SHA-256, which is what proves the bytes right.
  */
 const ZSTD_MAGIC = 0xfd2fb528;
 
@@ -41,7 +43,8 @@ export function zstdContentSize(frame: Uint8Array): number | null {
 /** Decompresses one chunk's frame into exactly `length` bytes, or throws FrameError. */
 export function decompressFrame(frame: Uint8Array, length: number): Buffer {
   const declared = zstdContentSize(frame);
-  if (declared !== null && declared !== length) {
+  if (declared === null) throw new FrameError('zstd frame does not declare its content size');
+  if (declared !== length) {
     throw new FrameError(`zstd frame declares ${declared} bytes; the index says ${length}`);
   }
   // Zeroed: a frame that decodes to fewer bytes must not leave stale memory in the chunk.
