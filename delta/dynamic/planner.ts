@@ -68,8 +68,13 @@ export interface PlanOptions {
   maxRequests?: number;
 }
 
+/**
+ * Measured on the minor-update fixture (v1 → v2, 512 MiB, zstd -19 of v2 = 103.9 MB; index
+ * 0.90 MB included): exact ranges 798 GETs / 20.2%; gaps ≤ 8 KiB merged 615 / 21.1%; capped at
+ * 600 GETs 21.2%; gaps ≤ 16 KiB 458 / 22.9%; ≤ 32 KiB 308 / 26.2%.
+ */
 export const DEFAULT_PLAN_OPTIONS: Readonly<PlanOptions> = Object.freeze({
-  gapBytes: 32 * 1024,
+  gapBytes: 8 * 1024,
   maxRequests: 600,
 });
 
