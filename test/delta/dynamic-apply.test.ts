@@ -210,7 +210,8 @@ describe('dynamic delta: plan and apply', () => {
     // Flip a byte in the middle of the second fetched frame.
     const victim = p.steps.map((s, i) => (s.kind === 'fetch' ? i : -1)).filter((i) => i >= 0)[1]!;
     const frame = v2.index.frames[v2.index.chunks[victim]!.frame]!;
-    pack[frame.offset + (frame.length >> 1)] ^= 0x40;
+    const flip = frame.offset + (frame.length >> 1);
+    pack[flip] = pack[flip]! ^ 0x40;
     fs.writeFileSync(tamperedPack, pack);
     const src = fileReader(images.v1);
     const target = slotFile(path.join(dir, 'slot-tampered'), v2.index.header.image.size);
@@ -315,7 +316,7 @@ describe('dynamic delta: plan and apply', () => {
     const local = p.steps.map((s, i) => ({ s, i })).filter(({ s }) => s.kind === 'local');
     const victim = local[Math.floor(local.length / 2)]!;
     const at = (victim.s as { sourceOffset: number }).sourceOffset;
-    bytes[at + 10] ^= 0xff;
+    bytes[at + 10] = bytes[at + 10]! ^ 0xff;
     fs.writeFileSync(modified, bytes);
     const src = fileReader(modified);
     const target = slotFile(path.join(dir, 'slot-repair'), v2.index.header.image.size);
