@@ -1,13 +1,16 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { GantryError } from '../../core/errors.js';
-import type { ChunkIndex } from './chunk-index.js';
+import { consumeChunks } from '../../core/lending.js';
+import { youngGenerationSweeper } from '../../core/young-gc.js';
+import { maxFrameLength, type ChunkIndex } from './chunk-index.js';
 import type { ReadAt } from './chunker.js';
 import { decompressFrame, FrameError } from './frames.js';
 import type { DynamicPlan, PackRange } from './planner.js';
 
 /** The inactive slot being written. */
 export interface TargetSlot {
+  /** `data` is lent: the applier reuses its buffer once the returned promise settles. */
   write(data: Uint8Array, position: number): Promise<void>;
   /** Reads back what was written: repeated chunks, and the hash of the prefix on a resume. */
   readAt: ReadAt;
@@ -65,8 +68,13 @@ function chunkRefused(i: number, why: string, details?: Record<string, unknown>)
   return new GantryError('OTA_INVALID_IMAGE', `chunk ${i} refused: ${why}`, { chunk: i, ...details });
 }
 
-async function readExactly(readAt: ReadAt, position: number, length: number): Promise<Buffer | null> {
-  const buf = Buffer.allocUnsafe(length);
+async function readExactly(
+  readAt: ReadAt,
+  position: number,
+  length: number,
+  into: Buffer,
+): Promise<Buffer | null> {
+  const buf = into.subarray(0, length);
   let got = 0;
   while (got < length) {
     const n = await readAt(buf.subarray(got), position + got);
@@ -82,11 +90,16 @@ function sha256Hex(data: Uint8Array): string {
 
 /**
  * Sequential reader of one range response: frames are taken in pack order, gap bytes skipped.
- * Counts every byte received: that is what crossed the network.
+ * The body is consumed under the lending contract (core/lending.ts): each chunk the HTTP body
+ * lends stays on loan until the frames it holds were copied out, so no buffer is allocated per
+ * read. Counts every byte received: that is what crossed the network.
  */
 class RangeReader {
-  private readonly it: AsyncIterator<Buffer>;
-  private held: Buffer = Buffer.alloc(0);
+  private held: Buffer | null = null;
+  private release: (() => void) | null = null;
+  private ended = false;
+  private failure: unknown = null;
+  private wake: (() => void) | null = null;
   private position: number;
   received = 0;
 
@@ -94,42 +107,79 @@ class RangeReader {
     private readonly body: Readable,
     readonly range: PackRange & { index: number },
   ) {
-    this.it = body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
     this.position = range.start;
+    consumeChunks(body, (chunk) => {
+      this.received += chunk.length;
+      if (chunk.length === 0) return undefined;
+      return new Promise<void>((resolve) => {
+        this.held = chunk;
+        this.release = resolve;
+        this.notify();
+      });
+    }).then(
+      () => this.end(null),
+      (err: unknown) => this.end(err ?? new Error('the range response failed')),
+    );
   }
 
-  /** The `length` bytes at pack offset `offset` (at or after the current position). */
-  async take(offset: number, length: number): Promise<Buffer> {
+  private end(failure: unknown): void {
+    this.failure = failure;
+    this.ended = true;
+    this.notify();
+  }
+
+  private notify(): void {
+    const wake = this.wake;
+    this.wake = null;
+    wake?.();
+  }
+
+  /** The chunk on loan, waiting for the next one; null at the end of the response. */
+  private async current(): Promise<Buffer | null> {
+    while (this.held === null) {
+      if (this.failure !== null) throw this.failure;
+      if (this.ended) return null;
+      await new Promise<void>((resolve) => (this.wake = resolve));
+    }
+    return this.held;
+  }
+
+  private advance(n: number): void {
+    this.position += n;
+    this.held = this.held!.subarray(n);
+    if (this.held.length === 0) {
+      this.held = null;
+      const release = this.release;
+      this.release = null;
+      release?.();
+    }
+  }
+
+  /** Copies the `length` bytes at pack offset `offset` (at or after the position) into `out`. */
+  async take(offset: number, length: number, out: Buffer): Promise<Buffer> {
     if (offset < this.position || offset + length > this.range.end) {
       throw new Error(`frame at ${offset} is outside the rest of range ${this.position}-${this.range.end}`);
     }
-    const out = Buffer.allocUnsafe(length);
     let filled = 0;
     while (filled < length) {
-      if (this.held.length === 0) {
-        const next = await this.it.next();
-        if (next.done) {
-          throw new GantryError(
-            'OTA_DOWNLOAD_FAILED',
-            `pack range ended at ${this.position} before ${this.range.end}`,
-          );
-        }
-        this.held = next.value;
-        this.received += next.value.length;
+      const chunk = await this.current();
+      if (chunk === null) {
+        throw new GantryError(
+          'OTA_DOWNLOAD_FAILED',
+          `pack range ended at ${this.position} before ${this.range.end}`,
+        );
       }
-      const skip = Math.min(offset - this.position, this.held.length);
+      const skip = Math.min(offset - this.position, chunk.length);
       if (skip > 0) {
-        this.held = this.held.subarray(skip);
-        this.position += skip;
+        this.advance(skip);
         continue;
       }
-      const n = Math.min(length - filled, this.held.length);
-      this.held.copy(out, filled, 0, n);
-      this.held = this.held.subarray(n);
-      this.position += n;
+      const n = Math.min(length - filled, chunk.length);
+      chunk.copy(out, filled, 0, n);
       filled += n;
+      this.advance(n);
     }
-    return out;
+    return out.subarray(0, length);
   }
 
   /**
@@ -137,18 +187,7 @@ class RangeReader {
    * back to the pool for the next GET; a server sending more than the range is refused.
    */
   async finish(): Promise<void> {
-    for (;;) {
-      const next = await this.it.next();
-      if (next.done) break;
-      this.received += next.value.length;
-      if (next.value.length > 0) {
-        throw new GantryError(
-          'OTA_DOWNLOAD_FAILED',
-          `the server sent more than pack range ${this.range.start}-${this.range.end}`,
-        );
-      }
-    }
-    if (this.held.length > 0) {
+    if ((await this.current()) !== null) {
       throw new GantryError(
         'OTA_DOWNLOAD_FAILED',
         `the server sent more than pack range ${this.range.start}-${this.range.end}`,
@@ -158,7 +197,17 @@ class RangeReader {
 
   close(): void {
     this.body.destroy();
+    const release = this.release;
+    this.release = null;
+    this.held = null;
+    release?.();
   }
+}
+
+/** Buffers one apply reuses for every chunk: memory stays flat whatever the image size. */
+interface Scratch {
+  chunk: Buffer;
+  frame: Buffer;
 }
 
 /**
@@ -167,7 +216,7 @@ class RangeReader {
  * chunk's SHA-256 is checked against the signed index before it is written; a fetched chunk that
  * fails is refused (OTA_INVALID_IMAGE) with nothing of it written. A local chunk that no longer
  * matches (the slot changed since its index was made) is fetched on its own instead. Memory holds
- * one chunk, one frame and one response's buffers per range in flight.
+ * one chunk buffer and one frame buffer, reused, and one response's buffers per range in flight.
  *
  * The next range's GET is sent while the current one is read, so round trips overlap the work.
  * After each range, and every `checkpointBytes` written, the target is synced and `checkpoint`
@@ -189,6 +238,13 @@ export async function applyDynamic(opts: ApplyDynamicOptions): Promise<DynamicRe
   await hashPrefix(target.readAt, writtenBytes, imageHash, signal);
 
   const stats = { wireBytes: 0, requests: 0, repairedChunks: 0 };
+  const scratch: Scratch = {
+    chunk: Buffer.alloc(index.chunker.maxSize),
+    frame: Buffer.alloc(maxFrameLength(index.chunker.maxSize)),
+  };
+  // Node's read streams allocate per read (a file's, a socket's without lending): ask V8 for a
+  // young-generation collection every few MiB so dead buffers do not pile up (core/young-gc.ts).
+  const sweep = youngGenerationSweeper();
   const queue = rangesFrom(opts, start);
   let next = 0; // next entry of `queue` to request
   let current: RangeReader | null = null;
@@ -231,13 +287,13 @@ export async function applyDynamic(opts: ApplyDynamicOptions): Promise<DynamicRe
       let data: Buffer | null;
       let rangeDone = false;
       if (step.kind === 'local') {
-        data = await readExactly(opts.source, step.sourceOffset, c.length);
+        data = await readExactly(opts.source, step.sourceOffset, c.length, scratch.chunk);
         if (data === null || sha256Hex(data) !== c.sha256) {
-          data = await fetchAlone(opts, i, stats);
+          data = await fetchAlone(opts, i, stats, scratch);
           stats.repairedChunks++;
         }
       } else if (step.kind === 'repeat') {
-        data = await readExactly(target.readAt, step.targetOffset, c.length);
+        data = await readExactly(target.readAt, step.targetOffset, c.length, scratch.chunk);
         if (data === null || sha256Hex(data) !== c.sha256) {
           throw new GantryError(
             'OTA_INSTALL_FAILED',
@@ -247,7 +303,8 @@ export async function applyDynamic(opts: ApplyDynamicOptions): Promise<DynamicRe
       } else {
         const reader = await readerFor(step.range);
         const frame = index.frames[c.frame]!;
-        data = decodeChunk(index, i, await reader.take(frame.offset, frame.length));
+        const bytes = await reader.take(frame.offset, frame.length, scratch.frame);
+        data = decodeChunk(index, i, bytes, scratch.chunk);
         if (frame.offset + frame.length === reader.range.end) {
           await reader.finish();
           stats.wireBytes += reader.received;
@@ -255,8 +312,9 @@ export async function applyDynamic(opts: ApplyDynamicOptions): Promise<DynamicRe
           rangeDone = true;
         }
       }
-      await target.write(data, c.offset);
       imageHash.update(data);
+      await target.write(data, c.offset);
+      sweep(c.length);
       writtenBytes += c.length;
       sinceCheckpoint += c.length;
       opts.onProgress?.({
@@ -295,11 +353,11 @@ export async function applyDynamic(opts: ApplyDynamicOptions): Promise<DynamicRe
 }
 
 /** Decompresses and checks one fetched chunk; nothing unverified leaves this function. */
-function decodeChunk(index: ChunkIndex, i: number, frame: Buffer): Buffer {
+function decodeChunk(index: ChunkIndex, i: number, frame: Buffer, into: Buffer): Buffer {
   const c = index.chunks[i]!;
   let data: Buffer;
   try {
-    data = decompressFrame(frame, c.length);
+    data = decompressFrame(frame, c.length, into);
   } catch (err) {
     if (err instanceof FrameError) throw chunkRefused(i, err.message);
     throw err;
@@ -319,6 +377,7 @@ async function fetchAlone(
   opts: ApplyDynamicOptions,
   i: number,
   stats: { wireBytes: number; requests: number },
+  scratch: Scratch,
 ): Promise<Buffer> {
   const frame = opts.index.frames[opts.index.chunks[i]!.frame]!;
   const range = { start: frame.offset, end: frame.offset + frame.length };
@@ -329,7 +388,8 @@ async function fetchAlone(
     index: -1,
   });
   try {
-    const data = decodeChunk(opts.index, i, await reader.take(frame.offset, frame.length));
+    const bytes = await reader.take(frame.offset, frame.length, scratch.frame);
+    const data = decodeChunk(opts.index, i, bytes, scratch.chunk);
     await reader.finish();
     return data;
   } finally {

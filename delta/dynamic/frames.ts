@@ -40,15 +40,19 @@ export function zstdContentSize(frame: Uint8Array): number | null {
   }
 }
 
-/** Decompresses one chunk's frame into exactly `length` bytes, or throws FrameError. */
-export function decompressFrame(frame: Uint8Array, length: number): Buffer {
+/**
+ * Decompresses one chunk's frame into exactly `length` bytes, or throws FrameError. With `into`
+ * (at least `length` bytes) the chunk is decoded there, in place of a new buffer.
+ */
+export function decompressFrame(frame: Uint8Array, length: number, into?: Buffer): Buffer {
   const declared = zstdContentSize(frame);
   if (declared === null) throw new FrameError('zstd frame does not declare its content size');
   if (declared !== length) {
     throw new FrameError(`zstd frame declares ${declared} bytes; the index says ${length}`);
   }
-  // Zeroed: a frame that decodes to fewer bytes must not leave stale memory in the chunk.
-  const out = Buffer.alloc(length);
+  if (into && into.length < length) throw new RangeError(`a ${into.length}-byte buffer for ${length} bytes`);
+  // Zeroed: a frame that decodes to fewer bytes must not leave stale bytes in the chunk.
+  const out = into ? into.subarray(0, length).fill(0) : Buffer.alloc(length);
   let result: Uint8Array;
   try {
     result = decompress(frame, out);
