@@ -446,3 +446,45 @@ async function readBundle(source: Readable, opts: ReadOptions): Promise<Streamed
     if (!source.destroyed) source.destroy();
   }
 }
+
+/** What `readBundleHead` learned: the verified manifest and where the first payload's data starts. */
+export interface BundleHead {
+  manifest: Manifest;
+  keyId: string | null;
+  /** Offset of the first payload's data in the bundle: the head's length. */
+  payloadOffset: number;
+}
+
+/**
+ * Reads a bundle only up to its first payload's data: the manifest, verified like `streamBundle`
+ * does (signature, compatibility, anti-rollback), without a single payload byte. What the update
+ * pipeline reads first, through a ranged request, to choose how to get the image (full bundle,
+ * hop delta, dynamic chunks). `source` may end right after the head.
+ */
+export async function readBundleHead(
+  source: Readable,
+  opts: Omit<StreamBundleOptions, 'openPayloadSink' | 'onProgress' | 'digests'>,
+): Promise<BundleHead> {
+  let keyId: string | null = null;
+  let head: BundleHead | null = null;
+  try {
+    await readBundle(source, {
+      checkManifest: (bytes, sig, manifest) => {
+        keyId = verifyManifestSignature(bytes, sig, opts.trustedKeys);
+        checkInstallable(manifest, opts);
+        return keyId;
+      },
+      openPayloadSink: async (_payload, manifest, at) => {
+        head = { manifest, keyId, payloadOffset: at.dataOffset };
+        // Stops the reader: nothing past the head is wanted (the source may not even have it).
+        throw new GantryError('OTA_DOWNLOAD_FAILED', 'bundle head read');
+      },
+      maxManifestBytes: opts.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES,
+      signal: opts.signal,
+    });
+  } catch (err) {
+    if (head) return head;
+    throw err;
+  }
+  throw invalid('bundle holds no payload');
+}
