@@ -60,7 +60,7 @@ interface FileMap {
 }
 
 export async function buildHopDelta(opts: BuildHopOptions): Promise<BuiltHop> {
-  const codec = opts.codec ?? 'zstd';
+  const codec = opts.codec ?? 'brotli';
   const work = fs.mkdtempSync(path.join(opts.tmpDir ?? os.tmpdir(), 'gantry-hop-'));
   try {
     const source = await hashFile(opts.source);

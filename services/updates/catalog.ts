@@ -22,7 +22,7 @@ export interface UpdateListing {
   version: string;
   type: string;
   severity: string;
-  /** The installed image's bytes (`imageBytes`). */
+  /** What this gateway would download (`downloadBytes`): a hop delta, the compressed bundle, a v1 image. */
   sizeBytes: number;
   released: string;
   description: string;
@@ -87,6 +87,21 @@ export function imageBytes(row: Pick<AvailableUpdateRow, 'custom' | 'length'>): 
 export function deliversByDelta(custom: Record<string, unknown>): boolean {
   if (custom.format !== 'gantry-bundle-v2') return false;
   return (Array.isArray(custom.deltas) && custom.deltas.length > 0) || custom.dynamic !== undefined;
+}
+
+/**
+ * What this gateway would download for a listed update: the hop delta from its active slot's image
+ * when the bundle publishes one, else a v2 bundle's compressed size; a v1 bundle is its image (the
+ * installed size, as before v2: the bundle is the image and a few KiB).
+ */
+export function downloadBytes(
+  row: Pick<AvailableUpdateRow, 'custom' | 'length'>,
+  activeSha256: string | null,
+): number {
+  const c = row.custom as { format?: unknown; deltas?: Array<{ source_sha256?: unknown; size?: unknown }> };
+  if (c.format !== 'gantry-bundle-v2') return imageBytes(row);
+  const hop = activeSha256 ? c.deltas?.find((d) => d.source_sha256 === activeSha256) : undefined;
+  return typeof hop?.size === 'number' ? hop.size : row.length;
 }
 
 /** A bundle key id as manifests write it: a 16 to 64 hex-digit prefix of `fullKeyId`. */
@@ -189,7 +204,13 @@ export class UpdateCatalog {
 
   view(
     row: AvailableUpdateRow,
-    ctx: { model: string; versionFloor: string | null; trustedKeys: readonly KeyObject[] },
+    ctx: {
+      model: string;
+      versionFloor: string | null;
+      trustedKeys: readonly KeyObject[];
+      /** The active slot's image hash: a hop delta from it makes the download that small. */
+      activeSha256?: string | null;
+    },
   ): UpdateListing {
     const c = row.custom as Record<string, unknown>;
     const fitsModel = strings(c.compatible).includes(ctx.model);
@@ -203,7 +224,7 @@ export class UpdateCatalog {
       version: row.version,
       type: str(c.type, 'maintenance'),
       severity: str(c.severity, 'low'),
-      sizeBytes: imageBytes(row),
+      sizeBytes: downloadBytes(row, ctx.activeSha256 ?? null),
       released: str(c.released),
       description: str(c.description),
       changelog: strings(c.changelog),

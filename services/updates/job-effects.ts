@@ -107,6 +107,9 @@ export class JobEffects {
       if (delivered === true) return;
       record = delivered;
     }
+    // A bundle fetched whole from the feed: its bytes are what crosses the network.
+    if (!record && src.kind === 'feed')
+      record = { path: 'full', plannedBytes: src.target.length, wireBytes: 0 };
     const wireBefore = record?.wireBytes ?? 0;
     const bundleLength = src.kind === 'feed' ? src.target.length : null;
     let compressed = false;

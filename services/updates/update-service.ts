@@ -151,7 +151,17 @@ export class UpdateService {
       model: gw.row().model,
       versionFloor: this.deps.partitions.versionFloor(gw.id),
       trustedKeys: this.deps.ports.trustedKeys(gw.id),
+      activeSha256: this.activeImages.get(gw.id) ?? null,
     };
+  }
+
+  /** The active slot's recorded image hash, as of the last check (what a hop delta must start from). */
+  private readonly activeImages = new Map<string, string | null>();
+
+  private async refreshActiveImage(gw: GatewayRuntime): Promise<void> {
+    const booted = await gw.device.bootedSlot();
+    const slot = (await gw.device.slots())[booted];
+    this.activeImages.set(gw.id, slot.state === 'bootable' ? slot.sha256 : null);
   }
 
   listUpdates(gw: GatewayRuntime): { updates: UpdateListing[]; feed: FeedServer | null } {
@@ -175,6 +185,7 @@ export class UpdateService {
     const run = async () => {
       try {
         const targets = await this.deps.ports.feed.refresh(gw.id);
+        await this.refreshActiveImage(gw);
         this.deps.catalog.record(gw.id, targets);
         this.deps.logs.info(
           gw.id,
@@ -618,6 +629,7 @@ export class UpdateService {
       current_operation: view.current_operation,
       speed: formatSpeed(view.speedBps),
       eta: formatEta(view.etaSeconds),
+      ...(job.artifact.delivery ? { path: job.artifact.delivery.path } : {}),
       timestamp: isoSeconds(this.deps.clock()),
     });
   }
@@ -792,6 +804,7 @@ export class UpdateService {
       targetSlot: target,
       error: row.errorCode ? { code: row.errorCode, message: row.errorMessage ?? '' } : null,
       blockedBy: [],
+      delivery: row.artifact?.delivery ?? null,
     };
   }
 
@@ -841,6 +854,7 @@ export class UpdateService {
       targetSlot: ctx.targetSlot,
       error: ctx.errorCode ? { code: ctx.errorCode as ErrorCode, message: ctx.errorMessage ?? '' } : null,
       blockedBy: ctx.blockedBy,
+      delivery: (running?.artifact ?? row.artifact)?.delivery ?? null,
     };
   }
 }

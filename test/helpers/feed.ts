@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { KeyObject } from 'node:crypto';
-import { buildBundle } from '../../bundle/build.js';
+import { buildBundle, type BuildBundleOptions } from '../../bundle/build.js';
 import { generateKeyPair, parsePrivateKey } from '../../bundle/keys.js';
 import {
   BUNDLE_FORMAT_V2,
@@ -31,6 +31,8 @@ export interface TestFeed {
     image: Buffer | string,
     opts?: PublishOptions,
   ): Promise<string>;
+  /** Where bundles are built: artifacts a v2 manifest names are published from here. */
+  workDir: string;
   /** Re-signs timestamp.json so that it expired yesterday (a frozen feed). */
   expireTimestamp(): void;
   /** URL path of a published bundle on the feed server. */
@@ -43,6 +45,8 @@ export interface TestFeed {
 
 export interface PublishOptions {
   signingKey?: KeyObject;
+  /** Bundle format options (v2, compression, hop deltas built into `workDir`). */
+  build?: Pick<BuildBundleOptions, 'format' | 'compression' | 'deltas'>;
   /**
    * A v2 bundle (zstd) with the image also published as content-defined chunks (index and pack
    * feed targets beside the bundle, named `<bundle>.gcix` / `<bundle>.pack`).
@@ -70,6 +74,7 @@ export async function startTestFeed(): Promise<TestFeed> {
     dir,
     server,
     signingKey,
+    workDir: work,
     publicKeyPem: vendor.publicKeyPem,
     env: { GANTRY_FEED_URL: server.url, GANTRY_FEED_ROOT: path.join(dir, 'root.json') },
     async publish(fields, image, opts) {
@@ -124,6 +129,7 @@ export async function startTestFeed(): Promise<TestFeed> {
               deltas: deltas.length ? { 'rootfs.img': deltas } : undefined,
             }
           : {}),
+        ...opts?.build,
       });
       await addTarget(dir, out, { keys: tufKey, expiresDays: 30 });
       return out;
