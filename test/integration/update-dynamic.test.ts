@@ -153,7 +153,11 @@ describe('update pipeline: the dynamic delta path (issue 14.3)', { timeout: 90_0
       'the job to settle',
       25_000,
     );
-    return end.body.data as { status: string; error?: { code: string } };
+    return end.body.data as {
+      status: string;
+      error?: { code: string };
+      delivery: { path: string; planned_bytes: number; wire_bytes: number } | null;
+    };
   }
 
   async function logMessages(get: Requester, token: string): Promise<string[]> {
