@@ -21,9 +21,14 @@ import {
   type HopOp,
 } from './format.js';
 
-/** Durability cadence of an apply: fsync the slot and the journal after this much output. */
-const CHECKPOINT_BYTES = 32 * 1024 * 1024;
-const CHECKPOINT_OPS = 256;
+/** Durability cadence of an apply: fsync the slot, then the journal, after this much output. */
+export interface CheckpointCadence {
+  bytes: number;
+  ops: number;
+}
+const DEFAULT_CADENCE: CheckpointCadence = { bytes: 32 * 1024 * 1024, ops: 256 };
+/** While the delta downloads, progress is reported every this many bytes. */
+const PROGRESS_BYTES = 16 * 1024;
 
 /** `details.source_mismatch` of the error an operation reading the active slot fails with. */
 const SOURCE_MISMATCH = 'source_mismatch';
@@ -38,12 +43,13 @@ function invalid(message: string, details?: Record<string, unknown>): GantryErro
 }
 
 /** The hop path for one published delta: one GET of the delta, then operations applied locally. */
-export function createHopPlan(ref: DeltaRef): DeltaPlan {
+export function createHopPlan(ref: DeltaRef, cadence: Partial<CheckpointCadence> = {}): DeltaPlan {
+  const every = { ...DEFAULT_CADENCE, ...cadence };
   return {
     path: 'hop',
     plannedBytes: ref.artifact.size,
     requests: 1,
-    apply: (ctx) => applyHop(ref, ctx),
+    apply: (ctx) => applyHop(ref, ctx, every),
   };
 }
 
@@ -88,7 +94,11 @@ function readJournal(ctx: DeltaContext, deltaSha256: string): HopJournal {
  * manifest) before its first operation runs; the image is written in order onto the inactive slot,
  * each operation's output verified before the next, and the whole image's hash checked at the end.
  */
-async function applyHop(ref: DeltaRef, ctx: DeltaContext): Promise<{ wireBytes: number }> {
+async function applyHop(
+  ref: DeltaRef,
+  ctx: DeltaContext,
+  every: CheckpointCadence,
+): Promise<{ wireBytes: number }> {
   if (ctx.source.sha256 !== ref.source_sha256) {
     throw invalid(
       `the hop delta is from ${ref.source_version} (${ref.source_sha256.slice(0, 12)}…), not from the active slot's image`,
@@ -140,7 +150,7 @@ async function applyHop(ref: DeltaRef, ctx: DeltaContext): Promise<{ wireBytes: 
       out += bytes.length;
       sinceCheckpoint += bytes.length;
       opsSinceCheckpoint++;
-      if (sinceCheckpoint >= CHECKPOINT_BYTES || opsSinceCheckpoint >= CHECKPOINT_OPS) {
+      if (sinceCheckpoint >= every.bytes || opsSinceCheckpoint >= every.ops) {
         await checkpoint(output, ctx, { delta_sha256: ref.artifact.sha256, op: i + 1, out });
         sinceCheckpoint = 0;
         opsSinceCheckpoint = 0;
@@ -317,10 +327,15 @@ async function downloadDelta(ref: DeltaRef, ctx: DeltaContext): Promise<{ file: 
       const fd = fs.openSync(partial, have > 0 ? 'r+' : 'w');
       try {
         let at = have;
+        let reported = 0;
         await consumeChunks(stream, (chunk) => {
           fs.writeSync(fd, chunk, 0, chunk.length, at);
           at += chunk.length;
           wireBytes += chunk.length;
+          if (wireBytes - reported >= PROGRESS_BYTES) {
+            reported = wireBytes;
+            ctx.onProgress({ outputBytes: 0, wireBytes });
+          }
           return undefined;
         });
         fs.fsyncSync(fd);

@@ -32,6 +32,10 @@ const BLOCK = 4096;
 const RUN_BYTES = 4 * 1024 * 1024;
 /** A PATCH is kept only when its VCDIFF is at most this share of the new file. */
 const PATCH_WORTH = 0.9;
+/** NEW runs are cut smaller, and tried as a PATCH against the old bytes this far around them. */
+const NEW_RUN_BYTES = 1024 * 1024;
+const NEIGHBOURHOOD = 2 * 1024 * 1024;
+const NEIGHBOUR_PATCH_WORTH = 0.6;
 
 const run = promisify(execFile);
 
@@ -288,18 +292,48 @@ async function writeBody(
     }
 
     // The run being built: COPY (with its next source offset), ZERO or NEW.
-    let pending: { kind: OpKind; srcOffset: number; parts: Buffer[]; len: number } | null = null;
+    let pending: { kind: OpKind; srcOffset: number; outOffset: number; parts: Buffer[]; len: number } | null =
+      null;
+    let outOffset = 0;
     const emit = (op: HopOp, data: Buffer | null): void => {
       fs.writeSync(out, encodeOpHeader(op));
       if (data) fs.writeSync(out, data);
       ops++;
       counts[(['', 'COPY', 'ZERO', 'NEW', 'PATCH'] as const)[op.kind] as keyof typeof counts]++;
     };
-    const flush = (): void => {
+    const flush = async (): Promise<void> => {
       if (!pending) return;
       const bytes = Buffer.concat(pending.parts, pending.len);
       const digest = createHash('sha256').update(bytes).digest().subarray(0, OP_DIGEST_BYTES);
       const kind = pending.kind;
+      if (kind === OP_KINDS.NEW) {
+        // New bytes where the old image had something close by (inode tables, bitmaps, directories,
+        // a file that moved a little): a VCDIFF against that neighbourhood, when it is much smaller.
+        const start = Math.max(0, pending.outOffset - NEIGHBOURHOOD);
+        const end = Math.min(
+          sourceSize,
+          pending.outOffset + pending.len + NEIGHBOURHOOD,
+          start + MAX_OP_BYTES,
+        );
+        if (end > start) {
+          const vcdiff = await xdelta(readAt(sfd, start, end - start), bytes, work);
+          if (vcdiff.length <= bytes.length * NEIGHBOUR_PATCH_WORTH) {
+            emit(
+              {
+                kind: OP_KINDS.PATCH,
+                outLen: bytes.length,
+                srcOffset: start,
+                srcLen: end - start,
+                dataLen: vcdiff.length,
+                digest,
+              },
+              vcdiff,
+            );
+            pending = null;
+            return;
+          }
+        }
+      }
       emit(
         {
           kind,
@@ -313,19 +347,20 @@ async function writeBody(
       );
       pending = null;
     };
-    const add = (kind: OpKind, srcOffset: number, bytes: Buffer): void => {
+    const add = async (kind: OpKind, srcOffset: number, bytes: Buffer): Promise<void> => {
       const p = pending;
       const continues =
         p !== null &&
         p.kind === kind &&
-        p.len + bytes.length <= RUN_BYTES &&
+        p.len + bytes.length <= (kind === OP_KINDS.NEW ? NEW_RUN_BYTES : RUN_BYTES) &&
         (kind !== OP_KINDS.COPY || p.srcOffset + p.len === srcOffset);
       if (!continues) {
-        flush();
-        pending = { kind, srcOffset, parts: [], len: 0 };
+        await flush();
+        pending = { kind, srcOffset, outOffset, parts: [], len: 0 };
       }
       pending!.parts.push(bytes);
       pending!.len += bytes.length;
+      outOffset += bytes.length;
     };
 
     const targetBlocks = Math.ceil(targetSize / BLOCK);
@@ -338,7 +373,7 @@ async function writeBody(
         const srcLen = Math.min(patch.srcLen, sourceSize - patch.srcStart);
         const vcdiff = await xdelta(readAt(sfd, patch.srcStart, srcLen), newBytes, work);
         if (vcdiff.length <= newBytes.length * PATCH_WORTH) {
-          flush();
+          await flush();
           emit(
             {
               kind: OP_KINDS.PATCH,
@@ -351,23 +386,24 @@ async function writeBody(
             vcdiff,
           );
           block += patch.blocks;
+          outOffset += newBytes.length;
           continue;
         }
       }
       const len = Math.min(BLOCK, targetSize - block * BLOCK);
       const b = readAt(tfd, block * BLOCK, len);
       const offset = block * BLOCK;
-      if (isZero(b)) add(OP_KINDS.ZERO, 0, b);
+      if (isZero(b)) await add(OP_KINDS.ZERO, 0, b);
       else if (offset + len <= sourceSize && readAt(sfd, offset, len).equals(b))
-        add(OP_KINDS.COPY, offset, b);
+        await add(OP_KINDS.COPY, offset, b);
       else {
         const at = len === BLOCK ? index.get(blockKey(b)) : undefined;
-        if (at !== undefined) add(OP_KINDS.COPY, at * BLOCK, b);
-        else add(OP_KINDS.NEW, 0, b);
+        if (at !== undefined) await add(OP_KINDS.COPY, at * BLOCK, b);
+        else await add(OP_KINDS.NEW, 0, b);
       }
       block++;
     }
-    flush();
+    await flush();
   } finally {
     fs.closeSync(sfd);
     fs.closeSync(tfd);
