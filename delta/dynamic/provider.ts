@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { DynamicRef } from '../../bundle/manifest.js';
-import { GantryError, isGantryError } from '../../core/errors.js';
+import { findGantryError, GantryError, isGantryError } from '../../core/errors.js';
 import { consumeChunks } from '../../core/lending.js';
 import type { DeltaContext, DeltaPlan, DynamicDeltaProvider } from '../path.js';
 import { applyDynamic } from './applier.js';
@@ -14,6 +15,7 @@ import {
   localChunksByReading,
   localChunksFromIndex,
   planDynamic,
+  type DynamicPlan,
   type LocalChunks,
   type PlanOptions,
 } from './planner.js';
@@ -31,9 +33,22 @@ export const SAVED_INDEX_FILE = 'chunk-index.gcix';
  * (delta/dynamic/applier.ts) with a journal in the job's work dir. An index that does not verify
  * makes the path unusable (null: the pipeline falls back to the full bundle); nothing of it is used.
  */
-export function createDynamicProvider(opts: { plan?: PlanOptions } = {}): DynamicDeltaProvider {
+export interface DynamicProviderOptions {
+  plan?: PlanOptions;
+  /**
+   * Waits before each new attempt after a network failure (OTA_DOWNLOAD_FAILED) while applying:
+   * as many retries as entries. Each attempt resumes from the journal, so a dropped connection
+   * costs the rest of one range, not the install. The full transfer's schedule by default.
+   */
+  retryDelaysMs?: readonly number[];
+}
+
+export const DEFAULT_RETRY_DELAYS_MS: readonly number[] = [2000, 4000, 6000, 8000];
+
+export function createDynamicProvider(opts: DynamicProviderOptions = {}): DynamicDeltaProvider {
+  const retryDelaysMs = opts.retryDelaysMs ?? DEFAULT_RETRY_DELAYS_MS;
   return {
-    plan: (ref, ctx) => planWithIndex(ref, ctx, opts.plan ?? DEFAULT_PLAN_OPTIONS),
+    plan: (ref, ctx) => planWithIndex(ref, ctx, opts.plan ?? DEFAULT_PLAN_OPTIONS, retryDelaysMs),
     remember: async (ref, ctx) => {
       if (!ctx.outputStateDir) return;
       const kept = path.join(ctx.workDir, INDEX_FILE);
@@ -50,6 +65,7 @@ async function planWithIndex(
   ref: DynamicRef,
   ctx: DeltaContext,
   planOptions: PlanOptions,
+  retryDelaysMs: readonly number[],
 ): Promise<DeltaPlan | null> {
   let fetched: { bytes: Buffer; wireBytes: number };
   try {
@@ -76,51 +92,92 @@ async function planWithIndex(
     path: 'dynamic',
     plannedBytes: indexWire + plan.fetchBytes,
     requests: (indexWire > 0 ? 1 : 0) + plan.ranges.length,
-    apply: async (applyCtx) => {
-      const journal = path.join(applyCtx.workDir, JOURNAL_FILE);
-      const resumeFrom = readJournal(journal, ref.index.sha256, index);
-      const start = resumeFrom === index.chunks.length ? image.size : index.chunks[resumeFrom]!.offset;
-      const output = await applyCtx.openOutput(start);
-      const source = windowedReadAt((s, e) => applyCtx.source.read(s, e), applyCtx.source.size);
-      const readBack = windowedReadAt((s, e) => applyCtx.readOutput(s, e), image.size);
-      let wireBytes = 0;
-      try {
-        const result = await applyDynamic({
-          index,
-          plan,
-          source,
-          resumeFrom,
-          target: {
-            write: sequentialWrite(output, start),
-            readAt: readBack,
-            sync: async () => {
-              await output.checkpoint();
-            },
-          },
-          fetchRange: (range, signal) => applyCtx.fetch.open(ref.pack, range, signal ?? applyCtx.signal),
-          checkpoint: (cp) => {
-            writeJournal(journal, ref.index.sha256, index, cp.nextChunk);
-            applyCtx.onProgress({
-              outputBytes: index.chunks[cp.nextChunk]?.offset ?? image.size,
-              wireBytes: cp.wireBytes,
-            });
-            return Promise.resolve();
-          },
-          signal: applyCtx.signal,
-        });
-        wireBytes = result.wireBytes;
-        await new Promise<void>((resolve, reject) => {
-          output.once('error', reject);
-          output.end(() => resolve());
-        });
-      } catch (err) {
-        if (!output.destroyed) output.destroy();
+    apply: (applyCtx) => applyWithRetries(ref, index, plan, applyCtx, retryDelaysMs),
+  };
+}
+
+async function applyWithRetries(
+  ref: DynamicRef,
+  index: ChunkIndex,
+  plan: DynamicPlan,
+  ctx: DeltaContext,
+  retryDelaysMs: readonly number[],
+): Promise<{ wireBytes: number }> {
+  let wireBytes = 0;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      wireBytes += await applyOnce(ref, index, plan, ctx, (bytes) => (wireBytes += bytes));
+      return { wireBytes };
+    } catch (err) {
+      if (ctx.signal.aborted) throw ctx.signal.reason;
+      if (findGantryError(err)?.gantryCode !== 'OTA_DOWNLOAD_FAILED' || attempt >= retryDelaysMs.length) {
         throw err;
       }
-      await fs.promises.rm(journal, { force: true });
-      return { wireBytes };
-    },
-  };
+      await sleep(retryDelaysMs[attempt]!, undefined, { signal: ctx.signal });
+    }
+  }
+}
+
+/**
+ * One attempt: from the journal's chunk (0 without one) to the end. Resolves with the bytes it
+ * received; on a failure, `lost` is told what the failed attempt received before it rejects.
+ */
+async function applyOnce(
+  ref: DynamicRef,
+  index: ChunkIndex,
+  plan: DynamicPlan,
+  ctx: DeltaContext,
+  lost: (wireBytes: number) => void,
+): Promise<number> {
+  const { image } = index.header;
+  const journal = path.join(ctx.workDir, JOURNAL_FILE);
+  const resumeFrom = readJournal(journal, ref.index.sha256, index);
+  const start = resumeFrom === index.chunks.length ? image.size : index.chunks[resumeFrom]!.offset;
+  const output = await ctx.openOutput(start);
+  let outputError: Error | null = null;
+  // A write failure surfaces through the next write or the end below, not as an unhandled event.
+  output.on('error', (err) => (outputError ??= err));
+  const source = windowedReadAt((s, e) => ctx.source.read(s, e), ctx.source.size);
+  const readBack = windowedReadAt((s, e) => ctx.readOutput(s, e), image.size);
+  let received = 0;
+  try {
+    const result = await applyDynamic({
+      index,
+      plan,
+      source,
+      resumeFrom,
+      target: {
+        write: sequentialWrite(output, start),
+        readAt: readBack,
+        sync: async () => {
+          await output.checkpoint();
+        },
+      },
+      fetchRange: (range, signal) => ctx.fetch.open(ref.pack, range, signal ?? ctx.signal),
+      checkpoint: (cp) => {
+        writeJournal(journal, ref.index.sha256, index, cp.nextChunk);
+        ctx.onProgress({
+          outputBytes: index.chunks[cp.nextChunk]?.offset ?? image.size,
+          wireBytes: cp.wireBytes,
+        });
+        return Promise.resolve();
+      },
+      onProgress: (p) => (received = p.wireBytes),
+      signal: ctx.signal,
+    });
+    received = result.wireBytes;
+    await new Promise<void>((resolve, reject) => {
+      output.once('error', reject);
+      output.end(() => resolve());
+    });
+    if (outputError) throw outputError;
+  } catch (err) {
+    if (!output.destroyed) output.destroy();
+    lost(received);
+    throw outputError ?? err;
+  }
+  await fs.promises.rm(journal, { force: true });
+  return received;
 }
 
 /**

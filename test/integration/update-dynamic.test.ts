@@ -336,4 +336,45 @@ describe('update pipeline: the dynamic delta path (issue 14.3)', { timeout: 90_0
     expect(refetched).toBeLessThanOrEqual(due.reduce((s, x) => s + x.end - x.start, 0));
     expect(r.pack[0]!.range).toMatch(new RegExp(`^bytes=(\\d+)-${due[0]!.end - 1}$`));
   });
+
+  it('should go on from its journal after a connection drops mid-range, fetching that range again', async () => {
+    const { g, token, active } = await start();
+    const image = nextRelease(active);
+    const p = await publishRelease(feed, active, image);
+    const packUrl = `/targets/${p.base}.pack`;
+    const packBytes = fs.readFileSync(path.join(feed.dir, 'targets', `${p.base}.pack`));
+    let n = 0;
+    feed.server.overrides.set(packUrl, (req, res) => {
+      const m = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? '')!;
+      const [s, e] = [Number(m[1]), Number(m[2])];
+      res.writeHead(206, {
+        'content-length': e - s + 1,
+        'content-range': `bytes ${s}-${e}/${packBytes.length}`,
+      });
+      // The third range breaks off half way: the connection drops.
+      if (++n === 3) {
+        res.write(packBytes.subarray(s, s + Math.floor((e - s + 1) / 2)));
+        setImmediate(() => res.socket?.destroy());
+        return;
+      }
+      res.end(packBytes.subarray(s, e + 1));
+    });
+    const seen = feed.server.requests.length;
+
+    const jobId = await download(g, token);
+    const end = await settle(via(g), token, jobId);
+    expect(end.status, JSON.stringify(end)).toBe('downloaded');
+    expect(end.delivery?.path).toBe('dynamic');
+    expect(fs.readFileSync(slotPath(dataDir, 'B')).equals(image)).toBe(true);
+    expect(fs.readFileSync(slotPath(dataDir, 'A')).equals(active)).toBe(true);
+
+    // Two more GETs than planned: the broken range again (the journal is written at range ends, so
+    // from its start), and the range requested ahead of it, whose response was dropped unread.
+    const r = requestsOf(feed, p, seen).pack.map((q) => q.range);
+    const planned = p.plan.ranges.map((x) => `bytes=${x.start}-${x.end - 1}`);
+    expect(r).toHaveLength(planned.length + 2);
+    expect(r.every((q) => planned.includes(q!))).toBe(true);
+    expect(r.filter((q) => q === planned[2])).toHaveLength(2);
+    expect(r.filter((q) => q === planned[3])).toHaveLength(2);
+  });
 });
