@@ -412,7 +412,7 @@ async function writeBody(
   return ops;
 }
 
-/** VCDIFF of `target` against `source`, as @ably/vcdiff-decoder reads it (no app header, checksum or secondary compression). */
+/** VCDIFF of `target` against `source`, as @ably/vcdiff-decoder reads it (no app header, checksum or secondary compression; -D -R: gzip-looking inputs are bytes, not to be decompressed). */
 async function xdelta(source: Buffer, target: Buffer, work: string): Promise<Buffer> {
   const s = path.join(work, 'x.src');
   const t = path.join(work, 'x.tgt');
@@ -420,7 +420,7 @@ async function xdelta(source: Buffer, target: Buffer, work: string): Promise<Buf
   fs.writeFileSync(s, source);
   fs.writeFileSync(t, target);
   await new Promise<void>((resolve, reject) => {
-    const child = spawn('xdelta3', ['-e', '-9', '-S', 'none', '-A', '-n', '-f', '-s', s, t, d], {
+    const child = spawn('xdelta3', ['-e', '-9', '-S', 'none', '-A', '-n', '-D', '-R', '-f', '-s', s, t, d], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     let err = '';

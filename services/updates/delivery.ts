@@ -4,7 +4,7 @@ import path from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { BUNDLE_FORMAT_V1, type Manifest, type Payload } from '../../bundle/manifest.js';
 import { DEFAULT_MAX_MANIFEST_BYTES, readBundleHead } from '../../bundle/stream.js';
-import { GantryError, isGantryError } from '../../core/errors.js';
+import { findGantryError, GantryError, isGantryError } from '../../core/errors.js';
 import { consumeChunks } from '../../core/lending.js';
 import type { ArtifactRef } from '../../delta/artifact.js';
 import { choosePath, matchingHop, type DeliveryPath } from '../../delta/choice.js';
@@ -40,7 +40,22 @@ export interface DeliveryDeps {
   dynamicThreshold: (gatewayId: string) => number;
   /** A gateway's own directory (jobs' work directories and the slots' state live under it). */
   gatewayDir: (gatewayId: string) => string;
+  /** Bounded retries of a delta path's network failures (the transfer policy's). */
+  retry: { maxAttempts: number; retryDelayMs: number };
 }
+
+const sleep = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve, reject) => {
+    const t = setTimeout(resolve, ms);
+    signal.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(t);
+        reject(signal.reason);
+      },
+      { once: true },
+    );
+  });
 
 export type ProgressSink = (p: { bytesDone: number; totalBytes: number; speedBps: number }) => void;
 
@@ -229,28 +244,45 @@ export class Delivery {
     }
     fs.mkdirSync(outputStateDir, { recursive: true });
     hooks.onProgress({ bytesDone: wire, totalBytes: current.plannedBytes, speedBps: 0 });
-    try {
-      await choice.plan.apply(ctx);
-    } catch (err) {
-      if (signal.aborted) throw signal.reason;
-      // The active slot did not hold what its record says (an op's output failed its hash): the
-      // delta cannot be used; the full bundle can.
-      if (isSourceMismatch(err)) {
-        this.deps.logs.warn(
-          gw.id,
-          'ota',
-          `Job ${job.id}: the ${choice.path} delta does not apply to the active slot (${(err as Error).message}); fetching the full bundle`,
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await choice.plan.apply(ctx);
+        break;
+      } catch (err) {
+        if (signal.aborted) throw signal.reason;
+        // The active slot did not hold what its record says (an op's output failed its hash): the
+        // delta cannot be used; the full bundle can.
+        if (isSourceMismatch(err)) {
+          this.deps.logs.warn(
+            gw.id,
+            'ota',
+            `Job ${job.id}: the ${choice.path} delta does not apply to the active slot (${(err as Error).message}); fetching the full bundle`,
+          );
+          fs.rmSync(workDir, { recursive: true, force: true });
+          return { delivered: false, record: { ...full, wireBytes: wire } };
+        }
+        // A dropped connection: the path goes on from its work directory (the delta's bytes so far,
+        // the journal), after the same bounded waits as the full transfer's retries.
+        if (
+          findGantryError(err)?.gantryCode === 'OTA_DOWNLOAD_FAILED' &&
+          attempt < this.deps.retry.maxAttempts
+        ) {
+          this.deps.logs.warn(
+            gw.id,
+            'ota',
+            `Job ${job.id}: ${choice.path} delta attempt ${attempt} failed (${(err as Error).message}); resuming`,
+          );
+          await sleep(this.deps.retry.retryDelayMs * attempt, signal);
+          continue;
+        }
+        if (isGantryError(err)) throw err;
+        throw new GantryError(
+          'OTA_INSTALL_FAILED',
+          `applying the ${choice.path} delta failed: ${(err as Error).message}`,
+          undefined,
+          err,
         );
-        fs.rmSync(workDir, { recursive: true, force: true });
-        return { delivered: false, record: { ...full, wireBytes: wire } };
       }
-      if (isGantryError(err)) throw err;
-      throw new GantryError(
-        'OTA_INSTALL_FAILED',
-        `applying the ${choice.path} delta failed: ${(err as Error).message}`,
-        undefined,
-        err,
-      );
     }
     current = { ...current, wireBytes: wire };
     hooks.onRecord(current);

@@ -120,6 +120,7 @@ export class UpdateService {
       dynamic: deps.dynamic ?? null,
       dynamicThreshold: () => deps.policy.dynamicThreshold,
       gatewayDir: (id) => deps.gateways.gatewayDir(id),
+      retry: deps.policy,
     });
     this.effects = new JobEffects({ ...deps, delivery: this.delivery });
     this.uploads = new UploadStore(deps);

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { Payload } from '../../bundle/manifest.js';
 import { createHopPlan } from '../../delta/hop/apply.js';
 import { buildHopDelta } from '../../delta/hop/build.js';
@@ -74,12 +74,33 @@ function context(
   return { ctx, out, fetched };
 }
 
+/** One pair of images and their ext4 delta for the whole file (mkfs and the delta take seconds). */
+let shared: {
+  v1: string;
+  v2: string;
+  deltaFile: string;
+  built: Awaited<ReturnType<typeof buildHopDelta>>;
+};
+
+beforeAll(async () => {
+  const dir = makeTempDir();
+  const { v1, v2 } = buildImagePair(dir);
+  const deltaFile = path.join(dir, 'v1-v2.hop');
+  const built = await buildHopDelta({ source: v1, target: v2, out: deltaFile });
+  shared = { v1, v2, deltaFile, built };
+}, 120_000);
+
+/** The shared delta copied into a test's own directory (it may tamper with its copy). */
+function ownCopy(): { dir: string; v1: string; v2: string; deltaFile: string; built: typeof shared.built } {
+  const dir = makeTempDir();
+  const deltaFile = path.join(dir, 'v1-v2.hop');
+  fs.copyFileSync(shared.deltaFile, deltaFile);
+  return { dir, v1: shared.v1, v2: shared.v2, deltaFile, built: shared.built };
+}
+
 describe('hop deltas', () => {
   it('should rebuild the new ext4 image exactly from the old one, with file-aware PATCH operations, in a fraction of its size', async () => {
-    const dir = makeTempDir();
-    const { v1, v2 } = buildImagePair(dir);
-    const deltaFile = path.join(dir, 'v1-v2.hop');
-    const built = await buildHopDelta({ source: v1, target: v2, out: deltaFile, codec: 'zstd' });
+    const { dir, v1, v2, deltaFile, built } = ownCopy();
     expect(built.mode).toBe('ext4');
     expect(built.ops.PATCH).toBeGreaterThan(0);
     expect(built.ops.COPY).toBeGreaterThan(0);
@@ -107,7 +128,7 @@ describe('hop deltas', () => {
 
   it('should work on any image in block mode', async () => {
     const dir = makeTempDir();
-    const { v1, v2 } = buildImagePair(dir);
+    const { v1, v2 } = shared;
     const deltaFile = path.join(dir, 'v1-v2.hop');
     const built = await buildHopDelta({
       source: v1,
@@ -135,10 +156,7 @@ describe('hop deltas', () => {
   });
 
   it('should resume an interrupted apply from its journal, re-hashing the written prefix, to the exact image', async () => {
-    const dir = makeTempDir();
-    const { v1, v2 } = buildImagePair(dir);
-    const deltaFile = path.join(dir, 'v1-v2.hop');
-    const built = await buildHopDelta({ source: v1, target: v2, out: deltaFile });
+    const { dir, v1, v2, deltaFile, built } = ownCopy();
     const payload: Payload = {
       name: 'rootfs.img',
       kind: 'rootfs',
@@ -179,10 +197,7 @@ describe('hop deltas', () => {
   });
 
   it('should refuse a delta whose bytes do not match the signed hash before writing anything', async () => {
-    const dir = makeTempDir();
-    const { v1, v2 } = buildImagePair(dir);
-    const deltaFile = path.join(dir, 'v1-v2.hop');
-    const built = await buildHopDelta({ source: v1, target: v2, out: deltaFile });
+    const { dir, v1, deltaFile, built } = ownCopy();
     const bytes = fs.readFileSync(deltaFile);
     bytes[bytes.length - 10] = bytes[bytes.length - 10]! ^ 0xff;
     fs.writeFileSync(deltaFile, bytes);
@@ -203,10 +218,7 @@ describe('hop deltas', () => {
   });
 
   it('should never apply a delta made from another source image', async () => {
-    const dir = makeTempDir();
-    const { v1, v2 } = buildImagePair(dir);
-    const deltaFile = path.join(dir, 'v1-v2.hop');
-    const built = await buildHopDelta({ source: v1, target: v2, out: deltaFile });
+    const { dir, v2, deltaFile, built } = ownCopy();
     const payload: Payload = {
       name: 'rootfs.img',
       kind: 'rootfs',
