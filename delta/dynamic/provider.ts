@@ -1,9 +1,8 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { DynamicRef } from '../../bundle/manifest.js';
-import { findGantryError, GantryError, isGantryError } from '../../core/errors.js';
+import { GantryError, isGantryError } from '../../core/errors.js';
 import { consumeChunks } from '../../core/lending.js';
 import type { DeltaContext, DeltaPlan, DynamicDeltaProvider } from '../path.js';
 import { applyDynamic } from './applier.js';
@@ -35,20 +34,11 @@ export const SAVED_INDEX_FILE = 'chunk-index.gcix';
  */
 export interface DynamicProviderOptions {
   plan?: PlanOptions;
-  /**
-   * Waits before each new attempt after a network failure (OTA_DOWNLOAD_FAILED) while applying:
-   * as many retries as entries. Each attempt resumes from the journal, so a dropped connection
-   * costs the rest of one range, not the install. The full transfer's schedule by default.
-   */
-  retryDelaysMs?: readonly number[];
 }
 
-export const DEFAULT_RETRY_DELAYS_MS: readonly number[] = [2000, 4000, 6000, 8000];
-
 export function createDynamicProvider(opts: DynamicProviderOptions = {}): DynamicDeltaProvider {
-  const retryDelaysMs = opts.retryDelaysMs ?? DEFAULT_RETRY_DELAYS_MS;
   return {
-    plan: (ref, ctx) => planWithIndex(ref, ctx, opts.plan ?? DEFAULT_PLAN_OPTIONS, retryDelaysMs),
+    plan: (ref, ctx) => planWithIndex(ref, ctx, opts.plan ?? DEFAULT_PLAN_OPTIONS),
     remember: async (ref, ctx) => {
       if (!ctx.outputStateDir) return;
       const kept = path.join(ctx.workDir, INDEX_FILE);
@@ -65,7 +55,6 @@ async function planWithIndex(
   ref: DynamicRef,
   ctx: DeltaContext,
   planOptions: PlanOptions,
-  retryDelaysMs: readonly number[],
 ): Promise<DeltaPlan | null> {
   let fetched: { bytes: Buffer; wireBytes: number };
   try {
@@ -92,42 +81,18 @@ async function planWithIndex(
     path: 'dynamic',
     plannedBytes: indexWire + plan.fetchBytes,
     requests: (indexWire > 0 ? 1 : 0) + plan.ranges.length,
-    apply: (applyCtx) => applyWithRetries(ref, index, plan, applyCtx, retryDelaysMs),
+    // A network failure rejects with OTA_DOWNLOAD_FAILED: the pipeline retries (services/updates/
+    // delivery.ts) and the next call resumes from the journal.
+    apply: async (applyCtx) => ({ wireBytes: await applyOnce(ref, index, plan, applyCtx) }),
   };
 }
 
-async function applyWithRetries(
-  ref: DynamicRef,
-  index: ChunkIndex,
-  plan: DynamicPlan,
-  ctx: DeltaContext,
-  retryDelaysMs: readonly number[],
-): Promise<{ wireBytes: number }> {
-  let wireBytes = 0;
-  for (let attempt = 0; ; attempt++) {
-    try {
-      wireBytes += await applyOnce(ref, index, plan, ctx, (bytes) => (wireBytes += bytes));
-      return { wireBytes };
-    } catch (err) {
-      if (ctx.signal.aborted) throw ctx.signal.reason;
-      if (findGantryError(err)?.gantryCode !== 'OTA_DOWNLOAD_FAILED' || attempt >= retryDelaysMs.length) {
-        throw err;
-      }
-      await sleep(retryDelaysMs[attempt]!, undefined, { signal: ctx.signal });
-    }
-  }
-}
-
-/**
- * One attempt: from the journal's chunk (0 without one) to the end. Resolves with the bytes it
- * received; on a failure, `lost` is told what the failed attempt received before it rejects.
- */
+/** One attempt: from the journal's chunk (0 without one) to the end; resolves with the bytes received. */
 async function applyOnce(
   ref: DynamicRef,
   index: ChunkIndex,
   plan: DynamicPlan,
   ctx: DeltaContext,
-  lost: (wireBytes: number) => void,
 ): Promise<number> {
   const { image } = index.header;
   const journal = path.join(ctx.workDir, JOURNAL_FILE);
@@ -173,7 +138,6 @@ async function applyOnce(
     if (outputError) throw outputError;
   } catch (err) {
     if (!output.destroyed) output.destroy();
-    lost(received);
     throw outputError ?? err;
   }
   await fs.promises.rm(journal, { force: true });
