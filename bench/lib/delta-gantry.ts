@@ -1,0 +1,273 @@
+import type { KeyObject } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { buildBundle } from '../../bundle/build.js';
+import { generateKeyPair, parsePrivateKey } from '../../bundle/keys.js';
+import { addTarget, initRepository } from '../../feed/repository.js';
+import { sha256File } from './fixtures.js';
+import {
+  procCpuSeconds,
+  procMemory,
+  requestJson,
+  sampleRss,
+  startGantryChild,
+  trustVendorKey,
+  type GantryChild,
+  type GantryCommand,
+} from './gantry-child.js';
+
+/**
+ * Gantry's side of bench/delta.ts: a TUF feed on disk that releases are published to with the
+ * bundle tool's library (what `gantry-bundle build` + `feed add` run), and a simulated gateway in
+ * a child process (its own RSS and CPU) driven over REST: install a release for real (download,
+ * install, reboot, commit), then download the next one by a given path.
+ */
+
+/**
+ * How a release is published, which decides the path a gateway with the previous release takes:
+ * - `v1_full`: a `gantry-bundle-v1` bundle (uncompressed), today's baseline;
+ */
+export type ReleaseKind = 'v1_full';
+
+export interface Feed {
+  dir: string;
+  rootJson: string;
+  vendorPublicKeyPem: string;
+  publish(opts: {
+    kind: ReleaseKind;
+    image: string;
+    version: string;
+    previous?: string[];
+  }): Promise<Published>;
+}
+
+export interface Published {
+  kind: ReleaseKind;
+  version: string;
+  /** Feed targets the release added, and their bytes (what a full fetch of each costs). */
+  targets: Array<{ path: string; bytes: number }>;
+}
+
+const MANIFEST = {
+  type: 'security' as const,
+  severity: 'medium' as const,
+  compatible: ['Univa-GW-Pro'],
+  kernel: '6.1.40-LTS',
+  released: '2026-12-04',
+  changelog: ['Security roll-up (benchmark image pair)'],
+};
+
+/** A fresh feed in `dir` signed by a fresh TUF key, for bundles signed by a fresh vendor key. */
+export function createFeed(dir: string, work: string): Feed {
+  const tufKey: KeyObject = parsePrivateKey(generateKeyPair().privateKeyPem);
+  const vendor = generateKeyPair();
+  const vendorKey = parsePrivateKey(vendor.privateKeyPem);
+  initRepository(dir, { keys: tufKey, expiresDays: 7 });
+  return {
+    dir,
+    rootJson: path.join(dir, 'root.json'),
+    vendorPublicKeyPem: vendor.publicKeyPem,
+    async publish({ kind, image, version }) {
+      const built = path.join(work, `gantry-${version}.bundle`);
+      try {
+        switch (kind) {
+          case 'v1_full':
+            await buildBundle({
+              manifestFields: { ...MANIFEST, version, description: `Benchmark ${version} (${kind})` },
+              payloadFiles: [{ kind: 'rootfs', path: image, name: 'rootfs.img' }],
+              privateKey: vendorKey,
+              out: built,
+            });
+            break;
+        }
+        const added = await addTarget(dir, built, { keys: tufKey, expiresDays: 7 });
+        // addTarget's copy is not fsynced: flush it now, not during the measured download.
+        const fd = fs.openSync(path.join(dir, 'targets', added.path), 'r');
+        fs.fsyncSync(fd);
+        fs.closeSync(fd);
+        return { kind, version, targets: [{ path: added.path, bytes: added.length }] };
+      } finally {
+        fs.rmSync(built, { force: true });
+      }
+    },
+  };
+}
+
+export interface ServerCounts {
+  requests: number;
+  ranged: number;
+  notFound: number;
+  connections: number;
+  bodyBytes: number;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+/** The counting static server's control port (bench/lib/static-server.ts). */
+export async function serverCounts(control: string, reset = false): Promise<ServerCounts> {
+  const res = await requestJson('GET', `${control}/${reset ? 'reset' : 'stats'}`);
+  if (res.status !== 200) throw new Error(`static server control: ${res.status}`);
+  return res.body as ServerCounts;
+}
+
+const POLL_MS = 20;
+
+type Progress = { status: string; [k: string]: unknown };
+
+/** Polls /progress every POLL_MS until the job reaches one of `until`; fails on error/cancelled. */
+async function waitForJob(
+  g: GantryChild,
+  jobId: string,
+  until: string[],
+  timeoutMs: number,
+): Promise<{ at: number; progress: Progress }> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const res = await requestJson('GET', `${g.url}/api/v1/ota/progress?job_id=${jobId}`, {
+      headers: g.headers,
+    });
+    const at = performance.now();
+    const progress = res.body?.data as Progress | undefined;
+    if (res.status !== 200 || !progress)
+      throw new Error(`GET /progress: ${res.status} ${JSON.stringify(res.body)}`);
+    if (until.includes(progress.status)) return { at, progress };
+    if (progress.status === 'error' || progress.status === 'cancelled') {
+      throw new Error(
+        `job ${jobId} ended ${progress.status}: ${JSON.stringify(progress.error)}\n${g.output()}`,
+      );
+    }
+    if (Date.now() > deadline)
+      throw new Error(`job ${jobId} not ${until.join('/')} in time (${progress.status})`);
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+}
+
+async function post(g: GantryChild, route: string, body: unknown) {
+  const res = await requestJson('POST', `${g.url}${route}`, { headers: g.headers, body });
+  if (res.status !== 200) throw new Error(`POST ${route}: ${res.status} ${JSON.stringify(res.body)}`);
+  return res.body.data as Record<string, unknown>;
+}
+
+async function findUpdate(g: GantryChild, version: string): Promise<{ id: string; size?: number }> {
+  await post(g, '/api/v1/ota/check-updates', { force: true, background: false });
+  const list = await requestJson('GET', `${g.url}/api/v1/ota/updates`, { headers: g.headers });
+  const update = (
+    list.body?.data?.updates as Array<{ id: string; version: string; size?: number }> | undefined
+  )?.find((u) => u.version === version);
+  if (!update) throw new Error(`the feed does not offer ${version}: ${JSON.stringify(list.body)}`);
+  return update;
+}
+
+export interface Gateway {
+  dataDir: string;
+  /** Starts Gantry on this gateway's data dir with the feed at `feedUrl`. */
+  start(feedUrl: string): Promise<GantryChild>;
+}
+
+export function createGateway(cmd: GantryCommand, dataDir: string, feed: Feed): Gateway {
+  trustVendorKey(dataDir, feed.vendorPublicKeyPem);
+  return {
+    dataDir,
+    start: (feedUrl) =>
+      startGantryChild(cmd, {
+        dataDir,
+        env: { GANTRY_FEED_URL: feedUrl, GANTRY_FEED_ROOT: feed.rootJson },
+      }),
+  };
+}
+
+/** Installs `version` for real: download, install, reboot into it and commit it after its health check. */
+export async function installRelease(gw: Gateway, feedUrl: string, version: string): Promise<void> {
+  const g = await gw.start(feedUrl);
+  try {
+    const update = await findUpdate(g, version);
+    const start = await post(g, '/api/v1/ota/download', { update_id: update.id, version });
+    const jobId = start.job_id as string;
+    await waitForJob(g, jobId, ['downloaded'], 30 * 60_000);
+    await post(g, '/api/v1/ota/install', { job_id: jobId });
+    await waitForJob(g, jobId, ['complete'], 5 * 60_000);
+    const status = await requestJson('GET', `${g.url}/api/v1/ota/status`, { headers: g.headers });
+    const active = status.body?.data?.partitions?.active as { version?: string } | undefined;
+    if (active?.version !== version) {
+      throw new Error(`after installing ${version} the active slot runs ${JSON.stringify(active)}`);
+    }
+  } finally {
+    await g.stop();
+  }
+}
+
+export interface UpdateRun {
+  /** POST /download → the first GET /progress answering `downloaded`. */
+  seconds: number;
+  /** Counted by the feed server from the check-updates before the download to `downloaded`. */
+  counts: ServerCounts;
+  /** VmHWM of the Gantry process (its lifetime peak, start-up included). */
+  peakRssBytes: number | null;
+  /** Largest VmRSS sampled every 50 ms during the download. */
+  sampledPeakRssBytes: number;
+  /** User + system CPU seconds of the Gantry process from POST /download to `downloaded`. */
+  cpuSeconds: number | null;
+  slotOk: boolean;
+  /** What `/updates` said this gateway would download (`size`). */
+  listedSize: number | null;
+  /** The last /progress answer (`downloaded`): the path and bytes Gantry reports. */
+  progress: Progress;
+}
+
+/**
+ * One measured update on a fresh Gantry process: wipe the target slot (a real gateway's inactive
+ * slot holds an older image, not a copy of the release this row measures), check for updates,
+ * download `version`, until `downloaded`; then hash the target slot against the image.
+ */
+export async function measureUpdate(
+  gw: Gateway,
+  opts: {
+    feedUrl: string;
+    control: string;
+    version: string;
+    image: { bytes: number; sha256: string };
+    timeoutMs: number;
+  },
+): Promise<UpdateRun> {
+  const g = await gw.start(opts.feedUrl);
+  try {
+    const status = await requestJson('GET', `${g.url}/api/v1/ota/status`, { headers: g.headers });
+    const inactive = status.body?.data?.partitions?.inactive?.id as 'A' | 'B' | undefined;
+    if (inactive !== 'A' && inactive !== 'B')
+      throw new Error(`no inactive slot: ${JSON.stringify(status.body)}`);
+    const target = g.slotFile(inactive);
+    if (fs.existsSync(target)) fs.truncateSync(target, 0);
+
+    await serverCounts(opts.control, true);
+    const update = await findUpdate(g, opts.version);
+    const sampler = sampleRss(g.pid);
+    const cpu0 = procCpuSeconds(g.pid);
+    const t0 = performance.now();
+    const start = await post(g, '/api/v1/ota/download', { update_id: update.id, version: opts.version });
+    if (start.target_partition !== inactive) {
+      throw new Error(
+        `download went to ${String(start.target_partition)}, not the inactive slot ${inactive}`,
+      );
+    }
+    const done = await waitForJob(g, start.job_id as string, ['downloaded'], opts.timeoutMs);
+    const cpu1 = procCpuSeconds(g.pid);
+    const sampled = sampler.stop();
+    const counts = await serverCounts(opts.control);
+    const mem = procMemory(g.pid);
+    const slotOk =
+      fs.statSync(target).size >= opts.image.bytes &&
+      (await sha256File(target, opts.image.bytes)) === opts.image.sha256;
+    return {
+      seconds: (done.at - t0) / 1000,
+      counts,
+      peakRssBytes: mem?.hwm ?? null,
+      sampledPeakRssBytes: sampled,
+      cpuSeconds: cpu0 === null || cpu1 === null ? null : Math.round((cpu1 - cpu0) * 100) / 100,
+      slotOk,
+      listedSize: typeof update.size === 'number' ? update.size : null,
+      progress: done.progress,
+    };
+  } finally {
+    await g.stop();
+  }
+}

@@ -1,0 +1,186 @@
+import net from 'node:net';
+
+/**
+ * A slow link on loopback: a TCP relay in front of a server that gives every byte the time it
+ * would take on a metered cellular link, 1 MB/s each way and 150 ms round trip by default. It
+ * works below HTTP, so it is equally a reverse proxy (point the feed URL at it) and the path of a
+ * forward proxy, and it charges what a real link charges:
+ *
+ * - one shared link per direction: bytes of all connections queue behind each other at the rate;
+ * - every byte arrives half a round trip after it left;
+ * - a new connection costs one round trip (the TCP handshake) before its first byte can leave.
+ *
+ * So a request on a kept-alive connection costs one round trip plus its bytes' time, a request on
+ * a new connection two round trips: what makes 3,000 small GETs slow and one big one fast.
+ */
+
+export interface LinkOptions {
+  /** Bytes per second in each direction. */
+  bytesPerSecond: number;
+  /** Round-trip time in milliseconds (half of it one way). */
+  rttMs: number;
+}
+
+export const CELLULAR_LINK: LinkOptions = { bytesPerSecond: 1_000_000, rttMs: 150 };
+
+/** Bytes are handed to the link in slices this big, so pacing is smooth at any read size. */
+const SLICE_BYTES = 16 * 1024;
+/** A direction of one connection stops reading its source while this much waits in its queue. */
+const HIGH_WATER_BYTES = 256 * 1024;
+
+/**
+ * One direction of the link: serialises bytes at the rate, then adds the one-way delay. Times are
+ * milliseconds on the caller's clock, so the schedule is checkable without waiting.
+ */
+export class LinkShaper {
+  private freeAt = 0;
+
+  constructor(
+    readonly bytesPerSecond: number,
+    readonly oneWayMs: number,
+  ) {
+    if (!(bytesPerSecond > 0)) throw new Error('bytesPerSecond must be positive');
+    if (!(oneWayMs >= 0)) throw new Error('oneWayMs must not be negative');
+  }
+
+  /** When the last of `bytes` handed to the link at `now` reaches the other end. */
+  schedule(bytes: number, now: number): number {
+    const start = Math.max(now, this.freeAt);
+    this.freeAt = start + (bytes * 1000) / this.bytesPerSecond;
+    return this.freeAt + this.oneWayMs;
+  }
+}
+
+interface Pending {
+  data: Buffer | null; // null: the source ended
+  deliverAt: number;
+}
+
+/**
+ * Carries `source`'s bytes to `dest` through `shaper`, none before `notBefore` plus the one-way
+ * delay. Order is kept: delivery times only grow along one pipe.
+ */
+function shapedPipe(
+  source: net.Socket,
+  dest: net.Socket,
+  shaper: LinkShaper,
+  notBefore: number,
+  stats: { bytes: number },
+): void {
+  const queue: Pending[] = [];
+  let queued = 0;
+  let timer: NodeJS.Timeout | undefined;
+  let waitingForDrain = false;
+
+  const pump = () => {
+    timer = undefined;
+    const now = performance.now();
+    while (queue.length && queue[0]!.deliverAt <= now && !waitingForDrain) {
+      const item = queue.shift()!;
+      if (item.data === null) {
+        dest.end();
+        return;
+      }
+      queued -= item.data.length;
+      stats.bytes += item.data.length;
+      if (!dest.write(item.data)) {
+        waitingForDrain = true;
+        dest.once('drain', () => {
+          waitingForDrain = false;
+          pump();
+        });
+      }
+    }
+    if (queued < HIGH_WATER_BYTES && source.isPaused()) source.resume();
+    if (queue.length && !waitingForDrain && !timer) {
+      timer = setTimeout(pump, Math.max(0, queue[0]!.deliverAt - performance.now()));
+    }
+  };
+  const enqueue = (data: Buffer | null) => {
+    const now = performance.now();
+    const floor = notBefore + shaper.oneWayMs;
+    queue.push({ data, deliverAt: Math.max(floor, shaper.schedule(data?.length ?? 0, now)) });
+    if (!timer && !waitingForDrain) {
+      timer = setTimeout(pump, Math.max(0, queue[0]!.deliverAt - now));
+    }
+  };
+
+  source.on('data', (chunk: Buffer) => {
+    for (let off = 0; off < chunk.length; off += SLICE_BYTES) {
+      // A copy: the socket may reuse its buffer, and the slice waits in the queue.
+      enqueue(Buffer.from(chunk.subarray(off, off + SLICE_BYTES)));
+    }
+    queued += chunk.length;
+    if (queued >= HIGH_WATER_BYTES) source.pause();
+  });
+  source.once('end', () => enqueue(null));
+  const stop = () => {
+    clearTimeout(timer);
+    queue.length = 0;
+  };
+  source.once('close', () => {
+    // A source torn down (not ended) tears down the other side too.
+    if (!source.readableEnded) {
+      stop();
+      dest.destroy();
+    }
+  });
+  dest.once('close', () => {
+    stop();
+    source.destroy();
+  });
+}
+
+export interface ThrottledLink {
+  /** `http://127.0.0.1:<port>`: where clients connect instead of the upstream. */
+  url: string;
+  port: number;
+  /** Bytes delivered so far towards the upstream (`up`) and towards clients (`down`), and connections. */
+  stats(): { up: number; down: number; connections: number };
+  close(): Promise<void>;
+}
+
+/** Starts a relay on 127.0.0.1 (port chosen by the system) in front of `upstream` (host:port). */
+export function startThrottledLink(
+  upstream: { host: string; port: number },
+  link: LinkOptions = CELLULAR_LINK,
+): Promise<ThrottledLink> {
+  const oneWay = link.rttMs / 2;
+  const upShaper = new LinkShaper(link.bytesPerSecond, oneWay);
+  const downShaper = new LinkShaper(link.bytesPerSecond, oneWay);
+  const up = { bytes: 0 };
+  const down = { bytes: 0 };
+  let connections = 0;
+  const sockets = new Set<net.Socket>();
+
+  const server = net.createServer((client) => {
+    connections++;
+    // The handshake: the client's first bytes leave one round trip after it connected.
+    const handshakeDone = performance.now() + link.rttMs;
+    const origin = net.connect(upstream.port, upstream.host);
+    for (const s of [client, origin]) {
+      sockets.add(s);
+      s.once('close', () => sockets.delete(s));
+      s.on('error', () => s.destroy());
+    }
+    shapedPipe(client, origin, upShaper, handshakeDone, up);
+    shapedPipe(origin, client, downShaper, 0, down);
+  });
+
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      resolve({
+        url: `http://127.0.0.1:${port}`,
+        port,
+        stats: () => ({ up: up.bytes, down: down.bytes, connections }),
+        close: () =>
+          new Promise<void>((done) => {
+            for (const s of sockets) s.destroy();
+            server.close(() => done());
+          }),
+      });
+    });
+  });
+}
