@@ -51,30 +51,45 @@ export class LinkShaper {
   }
 }
 
+/** Time source of the relay: the real one, or a manual one in tests. */
+export interface LinkClock {
+  now(): number;
+  setTimeout(fn: () => void, ms: number): { cancel(): void };
+}
+
+export const REAL_CLOCK: LinkClock = {
+  now: () => performance.now(),
+  setTimeout: (fn, ms) => {
+    const t = setTimeout(fn, ms);
+    return { cancel: () => clearTimeout(t) };
+  },
+};
+
 interface Pending {
   data: Buffer | null; // null: the source ended
   deliverAt: number;
 }
 
 /**
- * Carries `source`'s bytes to `dest` through `shaper`, none before `notBefore` plus the one-way
- * delay. Order is kept: delivery times only grow along one pipe.
+ * Carries `source`'s bytes to `dest` through `shaper`, none leaving before `notBefore`. Order is
+ * kept: delivery times only grow along one pipe.
  */
 function shapedPipe(
   source: net.Socket,
   dest: net.Socket,
   shaper: LinkShaper,
   notBefore: number,
-  stats: { bytes: number },
+  stats: { bytes: number; queued: number },
+  clock: LinkClock,
 ): void {
   const queue: Pending[] = [];
   let queued = 0;
-  let timer: NodeJS.Timeout | undefined;
+  let timer: { cancel(): void } | undefined;
   let waitingForDrain = false;
 
   const pump = () => {
     timer = undefined;
-    const now = performance.now();
+    const now = clock.now();
     while (queue.length && queue[0]!.deliverAt <= now && !waitingForDrain) {
       const item = queue.shift()!;
       if (item.data === null) {
@@ -82,6 +97,7 @@ function shapedPipe(
         return;
       }
       queued -= item.data.length;
+      stats.queued -= item.data.length;
       stats.bytes += item.data.length;
       if (!dest.write(item.data)) {
         waitingForDrain = true;
@@ -93,15 +109,14 @@ function shapedPipe(
     }
     if (queued < HIGH_WATER_BYTES && source.isPaused()) source.resume();
     if (queue.length && !waitingForDrain && !timer) {
-      timer = setTimeout(pump, Math.max(0, queue[0]!.deliverAt - performance.now()));
+      timer = clock.setTimeout(pump, Math.max(0, queue[0]!.deliverAt - clock.now()));
     }
   };
   const enqueue = (data: Buffer | null) => {
-    const now = performance.now();
-    const floor = notBefore + shaper.oneWayMs;
-    queue.push({ data, deliverAt: Math.max(floor, shaper.schedule(data?.length ?? 0, now)) });
+    const now = clock.now();
+    queue.push({ data, deliverAt: shaper.schedule(data?.length ?? 0, Math.max(now, notBefore)) });
     if (!timer && !waitingForDrain) {
-      timer = setTimeout(pump, Math.max(0, queue[0]!.deliverAt - now));
+      timer = clock.setTimeout(pump, Math.max(0, queue[0]!.deliverAt - now));
     }
   };
 
@@ -111,12 +126,16 @@ function shapedPipe(
       enqueue(Buffer.from(chunk.subarray(off, off + SLICE_BYTES)));
     }
     queued += chunk.length;
+    stats.queued += chunk.length;
     if (queued >= HIGH_WATER_BYTES) source.pause();
   });
   source.once('end', () => enqueue(null));
   const stop = () => {
-    clearTimeout(timer);
+    timer?.cancel();
+    timer = undefined;
     queue.length = 0;
+    stats.queued -= queued;
+    queued = 0;
   };
   source.once('close', () => {
     // A source torn down (not ended) tears down the other side too.
@@ -125,18 +144,20 @@ function shapedPipe(
       dest.destroy();
     }
   });
-  dest.once('close', () => {
-    stop();
-    source.destroy();
-  });
+  // A closed destination only ends this direction: the other one may still be delivering (a
+  // server that answers and closes, its answer still on the link).
+  dest.once('close', stop);
 }
 
 export interface ThrottledLink {
   /** `http://127.0.0.1:<port>`: where clients connect instead of the upstream. */
   url: string;
   port: number;
-  /** Bytes delivered so far towards the upstream (`up`) and towards clients (`down`), and connections. */
-  stats(): { up: number; down: number; connections: number };
+  /**
+   * Bytes delivered so far towards the upstream (`up`) and towards clients (`down`), bytes the
+   * relay holds for each direction now, and connections accepted.
+   */
+  stats(): { up: number; down: number; upQueued: number; downQueued: number; connections: number };
   close(): Promise<void>;
 }
 
@@ -144,27 +165,29 @@ export interface ThrottledLink {
 export function startThrottledLink(
   upstream: { host: string; port: number },
   link: LinkOptions = CELLULAR_LINK,
+  clock: LinkClock = REAL_CLOCK,
 ): Promise<ThrottledLink> {
   const oneWay = link.rttMs / 2;
   const upShaper = new LinkShaper(link.bytesPerSecond, oneWay);
   const downShaper = new LinkShaper(link.bytesPerSecond, oneWay);
-  const up = { bytes: 0 };
-  const down = { bytes: 0 };
+  const up = { bytes: 0, queued: 0 };
+  const down = { bytes: 0, queued: 0 };
   let connections = 0;
   const sockets = new Set<net.Socket>();
 
-  const server = net.createServer((client) => {
+  // Half-open allowed: each direction ends its destination itself once its queue is delivered.
+  const server = net.createServer({ allowHalfOpen: true }, (client) => {
     connections++;
     // The handshake: the client's first bytes leave one round trip after it connected.
-    const handshakeDone = performance.now() + link.rttMs;
-    const origin = net.connect(upstream.port, upstream.host);
+    const handshakeDone = clock.now() + link.rttMs;
+    const origin = net.connect({ port: upstream.port, host: upstream.host, allowHalfOpen: true });
     for (const s of [client, origin]) {
       sockets.add(s);
       s.once('close', () => sockets.delete(s));
       s.on('error', () => s.destroy());
     }
-    shapedPipe(client, origin, upShaper, handshakeDone, up);
-    shapedPipe(origin, client, downShaper, 0, down);
+    shapedPipe(client, origin, upShaper, handshakeDone, up, clock);
+    shapedPipe(origin, client, downShaper, 0, down, clock);
   });
 
   return new Promise((resolve, reject) => {
@@ -174,7 +197,13 @@ export function startThrottledLink(
       resolve({
         url: `http://127.0.0.1:${port}`,
         port,
-        stats: () => ({ up: up.bytes, down: down.bytes, connections }),
+        stats: () => ({
+          up: up.bytes,
+          down: down.bytes,
+          upQueued: up.queued,
+          downQueued: down.queued,
+          connections,
+        }),
         close: () =>
           new Promise<void>((done) => {
             for (const s of sockets) s.destroy();
