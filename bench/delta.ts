@@ -36,7 +36,9 @@ import { CELLULAR_LINK } from './lib/throttle-link.js';
  *   150 ms round trip); every row also gets the link time its bytes and requests imply.
  *
  * Knobs: BENCH_DELTA_ROWS (comma list of rows to run, default all), BENCH_DELTA_THROTTLED (rows
- * timed through the link, default "gantry.full,gantry.hop"; "" for none).
+ * timed through the link, default "gantry.full,gantry.hop"; "" for none), BENCH_DELTA_CACHE (a
+ * directory keeping the peers' artifacts per image pair, so a rerun on the same pair skips making
+ * them — `zstd -19` of 512 MiB takes minutes; the make columns then are the earlier run's).
  */
 
 const STATIC_SERVER = path.join(ROOT, 'bench', 'lib', 'static-server.ts');
@@ -72,7 +74,14 @@ interface Row {
   link_seconds_estimate: number | null;
   /** Measured through the throttled link, when this row was run there. */
   throttled?: { seconds: number; wire_bytes: number; requests: number; slot_ok: boolean };
-  make?: { seconds: number; peak_rss_mib: number | null; cpu_seconds: number | null; artifact_bytes: number };
+  make?: {
+    seconds: number;
+    peak_rss_mib: number | null;
+    cpu_seconds: number | null;
+    artifact_bytes: number;
+    /** Where the artifact was kept (BENCH_DELTA_CACHE): made by this run or an earlier one on the same pair. */
+    cache?: string;
+  };
   /** Gantry's own account: the final /progress answer, `/updates` size. */
   gantry?: { progress: Record<string, unknown>; listed_size: number | null; sampled_peak_rss_mib: number };
   error?: string;
@@ -160,6 +169,7 @@ export const deltaSuite: BenchSuite = {
     const only = listEnv('BENCH_DELTA_ROWS', '');
     const wanted = (row: string) => only.length === 0 || only.includes(row);
     const throttledRows = listEnv('BENCH_DELTA_THROTTLED', 'gantry.full,gantry.hop');
+    const cache = process.env.BENCH_DELTA_CACHE ? path.resolve(process.env.BENCH_DELTA_CACHE) : null;
     const link = CELLULAR_LINK;
     const loadBefore = os.loadavg().map((v) => round(v, 2));
     const work = fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-bench-delta-'));
@@ -188,6 +198,11 @@ export const deltaSuite: BenchSuite = {
           `MISSING peer packages (rows not measured): ${missing.join(', ')} — apt-get install -y --no-install-recommends ${missing.join(' ')}`,
         );
       }
+      if (!fs.existsSync('/usr/bin/time')) {
+        notes.push(
+          "GNU time (Debian package `time`) is missing: the peers' peak RSS and CPU are not measured",
+        );
+      }
       for (const peer of PEERS) {
         if (!wanted(peer.name)) continue;
         const row = emptyRow(peer.name, peer.describe);
@@ -197,17 +212,33 @@ export const deltaSuite: BenchSuite = {
           continue;
         }
         const dir = path.join(serveDir, 'peers', peer.name);
+        const cached = cache
+          ? path.join(cache, `${v1Sha.slice(0, 16)}-${v2Sha.slice(0, 16)}`, peer.name)
+          : null;
         try {
-          opts.log(`${peer.name}: making…`);
-          const made = await makePeer(peer.name, pair.v1, pair.v2, dir);
+          let made: Awaited<ReturnType<typeof makePeer>>;
+          const makeRecord = cached && path.join(cached, 'make.json');
+          if (makeRecord && fs.existsSync(makeRecord)) {
+            made = JSON.parse(fs.readFileSync(makeRecord, 'utf8')) as typeof made;
+            opts.log(`${peer.name}: made in an earlier run (${cached})`);
+          } else {
+            opts.log(`${peer.name}: making…`);
+            made = await makePeer(peer.name, pair.v1, pair.v2, cached ?? dir);
+            if (makeRecord) fs.writeFileSync(makeRecord, JSON.stringify(made));
+          }
+          if (cached) {
+            fs.mkdirSync(path.dirname(dir), { recursive: true });
+            fs.symlinkSync(cached, dir);
+          }
           row.make = {
             seconds: round(made.seconds, 2),
             peak_rss_mib: made.peakRssMiB,
             cpu_seconds: made.cpuSeconds,
             artifact_bytes: made.artifactBytes,
+            ...(cached ? { cache: cached } : {}),
           };
           opts.log(
-            `  ${made.artifactBytes} bytes in ${round(made.seconds, 1)} s, ${made.peakRssMiB} MiB; applying…`,
+            `  ${made.artifactBytes} bytes, made in ${round(made.seconds, 1)} s, ${made.peakRssMiB} MiB; applying…`,
           );
           await serverCounts(control, true);
           const applied = await applyPeer(
