@@ -238,6 +238,7 @@ export function createDeps(config: GantryConfig, opts: DepsOptions = {}): Gantry
     policy: {
       ...DEFAULT_TRANSFER_POLICY,
       maxTransferMs: config.downloadTimeoutMinutes * 60_000,
+      dynamicThreshold: config.dynamicDeltaMaxPercent / 100,
       ...opts.transferPolicy,
     },
   });

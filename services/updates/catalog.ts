@@ -53,6 +53,8 @@ export interface FeedPort {
     offset: number,
     signal: AbortSignal,
     validator?: { value: string | null },
+    /** Stop before this byte (exclusive): one single-range GET of a part of the target. */
+    end?: number,
   ): Promise<Readable>;
 }
 
@@ -75,6 +77,16 @@ export function imageBytes(row: Pick<AvailableUpdateRow, 'custom' | 'length'>): 
   const rootfs = c.payloads?.find((p) => p.kind === 'rootfs')?.size;
   if (typeof rootfs === 'number' && rootfs > 0) return rootfs;
   return typeof c.installed_size === 'number' && c.installed_size > 0 ? c.installed_size : row.length;
+}
+
+/**
+ * Whether a feed target's bundle may come by a delta path: a v2 bundle that publishes hop deltas or
+ * dynamic chunks (`feed add` copies both from the signed manifest into the target's metadata). Other
+ * bundles are fetched whole without reading their head first.
+ */
+export function deliversByDelta(custom: Record<string, unknown>): boolean {
+  if (custom.format !== 'gantry-bundle-v2') return false;
+  return (Array.isArray(custom.deltas) && custom.deltas.length > 0) || custom.dynamic !== undefined;
 }
 
 /** A bundle key id as manifests write it: a 16 to 64 hex-digit prefix of `fullKeyId`. */

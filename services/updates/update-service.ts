@@ -42,6 +42,8 @@ import {
 } from './catalog.js';
 import type { PartitionManager } from './partitions.js';
 import { JobEffects } from './job-effects.js';
+import { Delivery } from './delivery.js';
+import type { DynamicDeltaProvider } from '../../delta/path.js';
 import { UploadStore, type ReceivedUpload } from './uploads.js';
 import type {
   JobActor,
@@ -71,6 +73,8 @@ export interface UpdateServiceDeps {
   policy: TransferPolicy;
   /** Events the job statecharts receive, for the development inspector. */
   machineEvents?: MachineEventLog;
+  /** The dynamic delta path (delta/dynamic), when wired in; without it, no dynamic deliveries. */
+  dynamic?: DynamicDeltaProvider | null;
 }
 
 const PROGRESS_PUBLISH_MS = 250;
@@ -104,10 +108,20 @@ export class UpdateService {
   private stopWatchingPartitions: (() => void) | null = null;
 
   private readonly effects: JobEffects;
+  private readonly delivery: Delivery;
   private readonly uploads: UploadStore;
 
   constructor(private readonly deps: UpdateServiceDeps) {
-    this.effects = new JobEffects(deps);
+    this.delivery = new Delivery({
+      ports: deps.ports,
+      partitions: deps.partitions,
+      logs: deps.logs,
+      clock: deps.clock,
+      dynamic: deps.dynamic ?? null,
+      dynamicThreshold: () => deps.policy.dynamicThreshold,
+      gatewayDir: (id) => deps.gateways.gatewayDir(id),
+    });
+    this.effects = new JobEffects({ ...deps, delivery: this.delivery });
     this.uploads = new UploadStore(deps);
   }
 
@@ -634,6 +648,10 @@ export class UpdateService {
     if (state === 'downloaded' || state === 'complete' || state === 'error' || state === 'cancelled') {
       job.release?.();
       job.release = null;
+    }
+    if (state === 'downloaded' || state === 'complete' || state === 'error' || state === 'cancelled') {
+      // The transfer is over: a delta's journal and downloaded file have served.
+      this.delivery.dropWork(gw.id, job.id);
     }
     if (state === 'complete' || state === 'error' || state === 'cancelled') {
       job.stopSafety?.();
