@@ -52,6 +52,7 @@ const GANTRY_PATHS: Array<{ row: string; kind: ReleaseKind; describe: string }> 
     kind: 'v1_full',
     describe: 'uncompressed gantry-bundle-v1: the baseline before issue 14',
   },
+  { row: 'gantry.full', kind: 'full', describe: 'gantry-bundle-v2, payload compressed, no delta offered' },
 ];
 
 const V1_VERSION = 'v5.1.0';
@@ -275,7 +276,11 @@ export const deltaSuite: BenchSuite = {
         const cmd = gantryCommand(opts);
         if (cmd.note) notes.push(cmd.note);
         opts.log(`Gantry runs as: ${[cmd.command, ...cmd.args].join(' ')}`);
-        const feed = createFeed(path.join(serveDir, 'feed'), work);
+        const feed = createFeed(
+          path.join(serveDir, 'feed'),
+          work,
+          cache ? path.join(cache, `${v1Sha.slice(0, 16)}-${v2Sha.slice(0, 16)}`, 'gantry') : null,
+        );
         const feedUrl = `${url}/feed`;
         opts.log(`publishing v1 as ${V1_VERSION} (${V1_KIND}) and installing it on a simulated gateway…`);
         await feed.publish({ kind: V1_KIND, image: pair.v1, version: V1_VERSION });
@@ -289,8 +294,20 @@ export const deltaSuite: BenchSuite = {
           try {
             const version = `v5.1.${i + 1}`;
             opts.log(`${p.row}: publishing v2 as ${version} (${p.kind})…`);
-            await feed.publish({ kind: p.kind, image: pair.v2, version, previous: [pair.v1] });
+            const release = await feed.publish({
+              kind: p.kind,
+              image: pair.v2,
+              version,
+              previous: [pair.v1],
+            });
             published.set(p.row, version);
+            row.make = {
+              seconds: round(release.buildSeconds, 2),
+              peak_rss_mib: null,
+              cpu_seconds: null,
+              artifact_bytes: release.bundleBytes,
+              ...(release.cached ? { cache: 'built by an earlier run (BENCH_DELTA_CACHE)' } : {}),
+            };
             const run = await measureUpdate(gw, {
               feedUrl,
               control,

@@ -1,7 +1,9 @@
+import { execFileSync } from 'node:child_process';
 import type { KeyObject } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { buildBundle } from '../../bundle/build.js';
+import { BUNDLE_FORMAT_V2 } from '../../bundle/manifest.js';
 import { generateKeyPair, parsePrivateKey } from '../../bundle/keys.js';
 import { addTarget, initRepository } from '../../feed/repository.js';
 import { sha256File } from './fixtures.js';
@@ -26,8 +28,10 @@ import {
 /**
  * How a release is published, which decides the path a gateway with the previous release takes:
  * - `v1_full`: a `gantry-bundle-v1` bundle (uncompressed), today's baseline;
+ * - `full`: a `gantry-bundle-v2` bundle, payload compressed (the bundle tool's default, zstd -19),
+ *   no deltas: every gateway downloads the compressed image.
  */
-export type ReleaseKind = 'v1_full';
+export type ReleaseKind = 'v1_full' | 'full';
 
 export interface Feed {
   dir: string;
@@ -45,7 +49,11 @@ export interface Published {
   kind: ReleaseKind;
   version: string;
   /** Feed targets the release added, and their bytes (what a full fetch of each costs). */
-  targets: Array<{ path: string; bytes: number }>;
+  bundleBytes: number;
+  /** Seconds the bundle tool took to build the bundle and its artifacts (publisher side). */
+  buildSeconds: number;
+  /** The bundle came from the cache (built by an earlier run on the same images). */
+  cached: boolean;
 }
 
 const MANIFEST = {
@@ -57,10 +65,29 @@ const MANIFEST = {
   changelog: ['Security roll-up (benchmark image pair)'],
 };
 
-/** A fresh feed in `dir` signed by a fresh TUF key, for bundles signed by a fresh vendor key. */
-export function createFeed(dir: string, work: string): Feed {
+/** The vendor key: the cache's (its bundles are signed with it), else a fresh one. */
+function vendorKeyPem(cacheDir: string | null): { privateKeyPem: string; publicKeyPem: string } {
+  const file = cacheDir && path.join(cacheDir, 'vendor-key.json');
+  if (file && fs.existsSync(file)) {
+    return JSON.parse(fs.readFileSync(file, 'utf8')) as { privateKeyPem: string; publicKeyPem: string };
+  }
+  const pair = generateKeyPair();
+  const pems = { privateKeyPem: pair.privateKeyPem, publicKeyPem: pair.publicKeyPem };
+  if (file) {
+    fs.mkdirSync(cacheDir, { recursive: true });
+    fs.writeFileSync(file, JSON.stringify(pems), { mode: 0o600 });
+  }
+  return pems;
+}
+
+/**
+ * A fresh feed in `dir` signed by a fresh TUF key. Bundles (and the artifacts beside them) are
+ * built in `work`, or kept in `cacheDir` when given: a bundle of the same kind, version and images
+ * built by an earlier run is published again instead of compressing 512 MiB again.
+ */
+export function createFeed(dir: string, work: string, cacheDir: string | null): Feed {
   const tufKey: KeyObject = parsePrivateKey(generateKeyPair().privateKeyPem);
-  const vendor = generateKeyPair();
+  const vendor = vendorKeyPem(cacheDir);
   const vendorKey = parsePrivateKey(vendor.privateKeyPem);
   initRepository(dir, { keys: tufKey, expiresDays: 7 });
   return {
@@ -68,26 +95,46 @@ export function createFeed(dir: string, work: string): Feed {
     rootJson: path.join(dir, 'root.json'),
     vendorPublicKeyPem: vendor.publicKeyPem,
     async publish({ kind, image, version }) {
-      const built = path.join(work, `gantry-${version}.bundle`);
+      const buildDir = cacheDir
+        ? path.join(cacheDir, `${kind}-${version}`)
+        : path.join(work, `build-${version}`);
+      const built = path.join(buildDir, `gantry-${version}.bundle`);
+      const doneFile = path.join(buildDir, 'built.json');
+      let buildSeconds: number;
+      const cached = fs.existsSync(doneFile);
       try {
-        switch (kind) {
-          case 'v1_full':
-            await buildBundle({
-              manifestFields: { ...MANIFEST, version, description: `Benchmark ${version} (${kind})` },
-              payloadFiles: [{ kind: 'rootfs', path: image, name: 'rootfs.img' }],
-              privateKey: vendorKey,
-              out: built,
-            });
-            break;
+        if (cached) {
+          buildSeconds = (JSON.parse(fs.readFileSync(doneFile, 'utf8')) as { seconds: number }).seconds;
+        } else {
+          fs.rmSync(buildDir, { recursive: true, force: true });
+          fs.mkdirSync(buildDir, { recursive: true });
+          const t0 = performance.now();
+          const manifestFields = { ...MANIFEST, version, description: `Benchmark ${version} (${kind})` };
+          const payloadFiles = [{ kind: 'rootfs' as const, path: image, name: 'rootfs.img' }];
+          switch (kind) {
+            case 'v1_full':
+              await buildBundle({ manifestFields, payloadFiles, privateKey: vendorKey, out: built });
+              break;
+            case 'full':
+              await buildBundle({
+                manifestFields,
+                payloadFiles,
+                privateKey: vendorKey,
+                out: built,
+                format: BUNDLE_FORMAT_V2,
+                tmpDir: buildDir,
+              });
+              break;
+          }
+          buildSeconds = (performance.now() - t0) / 1000;
+          fs.writeFileSync(doneFile, JSON.stringify({ seconds: buildSeconds }));
         }
         const added = await addTarget(dir, built, { keys: tufKey, expiresDays: 7 });
-        // addTarget's copy is not fsynced: flush it now, not during the measured download.
-        const fd = fs.openSync(path.join(dir, 'targets', added.path), 'r');
-        fs.fsyncSync(fd);
-        fs.closeSync(fd);
-        return { kind, version, targets: [{ path: added.path, bytes: added.length }] };
+        // addTarget's copies are not fsynced: flush them now, not during the measured download.
+        execFileSync('sync');
+        return { kind, version, bundleBytes: added.length, buildSeconds, cached };
       } finally {
-        fs.rmSync(built, { force: true });
+        if (!cacheDir) fs.rmSync(buildDir, { recursive: true, force: true });
       }
     },
   };
