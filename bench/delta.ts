@@ -53,6 +53,7 @@ const GANTRY_PATHS: Array<{ row: string; kind: ReleaseKind; describe: string }> 
     describe: 'uncompressed gantry-bundle-v1: the baseline before issue 14',
   },
   { row: 'gantry.full', kind: 'full', describe: 'gantry-bundle-v2, payload compressed, no delta offered' },
+  { row: 'gantry.hop', kind: 'hop', describe: 'the same with a hop delta from v1 (ext4 extent maps)' },
 ];
 
 const V1_VERSION = 'v5.1.0';
@@ -298,7 +299,7 @@ export const deltaSuite: BenchSuite = {
               kind: p.kind,
               image: pair.v2,
               version,
-              previous: [pair.v1],
+              previous: [{ version: V1_VERSION, image: pair.v1 }],
             });
             published.set(p.row, version);
             row.make = {

@@ -3,7 +3,8 @@ import type { KeyObject } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { buildBundle } from '../../bundle/build.js';
-import { BUNDLE_FORMAT_V2 } from '../../bundle/manifest.js';
+import { BUNDLE_FORMAT_V2, type DeltaRef } from '../../bundle/manifest.js';
+import { buildHopDelta } from '../../delta/hop/build.js';
 import { generateKeyPair, parsePrivateKey } from '../../bundle/keys.js';
 import { addTarget, initRepository } from '../../feed/repository.js';
 import { sha256File } from './fixtures.js';
@@ -29,9 +30,10 @@ import {
  * How a release is published, which decides the path a gateway with the previous release takes:
  * - `v1_full`: a `gantry-bundle-v1` bundle (uncompressed), today's baseline;
  * - `full`: a `gantry-bundle-v2` bundle, payload compressed (the bundle tool's default, zstd -19),
- *   no deltas: every gateway downloads the compressed image.
+ *   no deltas: every gateway downloads the compressed image;
+ * - `hop`: the same plus a hop delta from each previous release (`gantry-bundle build --delta-from`).
  */
-export type ReleaseKind = 'v1_full' | 'full';
+export type ReleaseKind = 'v1_full' | 'full' | 'hop';
 
 export interface Feed {
   dir: string;
@@ -41,7 +43,8 @@ export interface Feed {
     kind: ReleaseKind;
     image: string;
     version: string;
-    previous?: string[];
+    /** The releases a gateway may run before this one (hop deltas are built from them). */
+    previous?: Array<{ version: string; image: string }>;
   }): Promise<Published>;
 }
 
@@ -94,7 +97,7 @@ export function createFeed(dir: string, work: string, cacheDir: string | null): 
     dir,
     rootJson: path.join(dir, 'root.json'),
     vendorPublicKeyPem: vendor.publicKeyPem,
-    async publish({ kind, image, version }) {
+    async publish({ kind, image, version, previous = [] }) {
       const buildDir = cacheDir
         ? path.join(cacheDir, `${kind}-${version}`)
         : path.join(work, `build-${version}`);
@@ -116,6 +119,23 @@ export function createFeed(dir: string, work: string, cacheDir: string | null): 
               await buildBundle({ manifestFields, payloadFiles, privateKey: vendorKey, out: built });
               break;
             case 'full':
+            case 'hop': {
+              const deltas: DeltaRef[] = [];
+              for (const prev of kind === 'hop' ? previous : []) {
+                // Named and placed as the bundle tool does: beside the bundle, where `feed add` finds it.
+                const target = `gantry-${version}.from-${prev.version}.hop`;
+                const hop = await buildHopDelta({
+                  source: prev.image,
+                  target: image,
+                  out: path.join(buildDir, target),
+                  tmpDir: buildDir,
+                });
+                deltas.push({
+                  source_sha256: hop.source.sha256,
+                  source_version: prev.version,
+                  artifact: { target, size: hop.size, sha256: hop.sha256 },
+                });
+              }
               await buildBundle({
                 manifestFields,
                 payloadFiles,
@@ -123,8 +143,10 @@ export function createFeed(dir: string, work: string, cacheDir: string | null): 
                 out: built,
                 format: BUNDLE_FORMAT_V2,
                 tmpDir: buildDir,
+                deltas: deltas.length ? { 'rootfs.img': deltas } : undefined,
               });
               break;
+            }
           }
           buildSeconds = (performance.now() - t0) / 1000;
           fs.writeFileSync(doneFile, JSON.stringify({ seconds: buildSeconds }));
