@@ -14,6 +14,7 @@ import {
   isVersion,
   type Compression,
   type DeltaRef,
+  type DynamicRef,
   buildBundle,
   inspectBundle,
   loadPrivateKey,
@@ -29,6 +30,7 @@ import {
   type StreamedBundle,
 } from '../bundle/index.js';
 import { findGantryError } from '../core/errors.js';
+import { buildDynamicArtifacts } from '../delta/dynamic/publish.js';
 import { buildHopDelta } from '../delta/hop/build.js';
 import { addTarget, initRepository, refreshTimestamp } from '../feed/index.js';
 
@@ -108,6 +110,29 @@ function deltaSources(opts: {
   return sources;
 }
 
+/** The image's chunk index and pack, written beside the bundle (`feed add` publishes them with it). */
+async function dynamicArtifacts(
+  opts: { format: 'v1' | 'v2'; image?: string; output: string },
+  io: CliIo,
+): Promise<DynamicRef> {
+  if (opts.format !== 'v2' || !opts.image) throw new Error('--dynamic needs --format v2 and an --image');
+  const base = path.basename(opts.output).replace(/\.[^.]*$/, '');
+  const index = `${base}.gcix`;
+  const pack = `${base}.pack`;
+  const dir = path.dirname(opts.output);
+  const built = await buildDynamicArtifacts(opts.image, {
+    indexFile: path.join(dir, index),
+    packFile: path.join(dir, pack),
+  });
+  io.out(
+    `dynamic chunks: ${index} (${built.index.size} bytes, ${built.chunks} chunks), ${pack} (${built.pack.size} bytes, ${built.frames} frames)`,
+  );
+  return {
+    index: { target: index, size: built.index.size, sha256: built.index.sha256 },
+    pack: { target: pack, size: built.pack.size, sha256: built.pack.sha256 },
+  };
+}
+
 function parsePayloadSpec(spec: string): PayloadInput {
   const i = spec.indexOf(':');
   const kind = spec.slice(0, i) as PayloadKind;
@@ -174,6 +199,11 @@ export function createProgram(io: CliIo = defaultIo): Command {
         .choices(['auto', 'ext4', 'blocks'])
         .default('auto'),
     )
+    .option(
+      '--dynamic',
+      'v2: also publish the image as content-defined chunks (<output>.gcix index, <output>.pack), the fallback for gateways no hop delta fits',
+      false,
+    )
     .action(
       async (opts: {
         key: string;
@@ -195,6 +225,7 @@ export function createProgram(io: CliIo = defaultIo): Command {
         releases?: string;
         deltas: number;
         deltaMode: 'auto' | 'ext4' | 'blocks';
+        dynamic: boolean;
       }) => {
         const payloadFiles: PayloadInput[] = [];
         if (opts.image) payloadFiles.push({ kind: 'rootfs', path: opts.image, name: 'rootfs.img' });
@@ -247,6 +278,7 @@ export function createProgram(io: CliIo = defaultIo): Command {
           compression: opts.compression,
           compressionLevel: opts.compressionLevel,
           deltas: deltas.length ? { 'rootfs.img': deltas } : undefined,
+          dynamic: opts.dynamic ? { 'rootfs.img': await dynamicArtifacts(opts, io) } : undefined,
         });
         io.out(`wrote ${opts.output} (${fs.statSync(opts.output).size} bytes)`);
         io.out(`version ${res.manifest.version}, signed by key ${res.manifest.key_id}`);
