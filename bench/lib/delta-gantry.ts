@@ -3,7 +3,8 @@ import type { KeyObject } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { buildBundle } from '../../bundle/build.js';
-import { BUNDLE_FORMAT_V2, type DeltaRef } from '../../bundle/manifest.js';
+import { BUNDLE_FORMAT_V2, type DeltaRef, type DynamicRef } from '../../bundle/manifest.js';
+import { buildDynamicArtifacts } from '../../delta/dynamic/publish.js';
 import { buildHopDelta } from '../../delta/hop/build.js';
 import { generateKeyPair, parsePrivateKey } from '../../bundle/keys.js';
 import { addTarget, initRepository } from '../../feed/repository.js';
@@ -31,9 +32,11 @@ import {
  * - `v1_full`: a `gantry-bundle-v1` bundle (uncompressed), today's baseline;
  * - `full`: a `gantry-bundle-v2` bundle, payload compressed (the bundle tool's default, zstd -19),
  *   no deltas: every gateway downloads the compressed image;
- * - `hop`: the same plus a hop delta from each previous release (`gantry-bundle build --delta-from`).
+ * - `hop`: the same plus a hop delta from each previous release (`gantry-bundle build --delta-from`);
+ * - `dynamic`: compressed plus the chunk index and pack (`gantry-bundle build --dynamic`), no hop
+ *   delta: a gateway plans from its active slot's saved index (or by chunking the slot).
  */
-export type ReleaseKind = 'v1_full' | 'full' | 'hop';
+export type ReleaseKind = 'v1_full' | 'full' | 'hop' | 'dynamic';
 
 export interface Feed {
   dir: string;
@@ -53,6 +56,8 @@ export interface Published {
   version: string;
   /** Feed targets the release added, and their bytes (what a full fetch of each costs). */
   bundleBytes: number;
+  /** Bytes of the artifacts published beside it (hop deltas, chunk index and pack). */
+  artifactBytes: number;
   /** Seconds the bundle tool took to build the bundle and its artifacts (publisher side). */
   buildSeconds: number;
   /** The bundle came from the cache (built by an earlier run on the same images). */
@@ -67,6 +72,20 @@ const MANIFEST = {
   released: '2026-12-04',
   changelog: ['Security roll-up (benchmark image pair)'],
 };
+
+/** The image's chunk index and pack, named and placed as `gantry-bundle build --dynamic` does. */
+async function dynamicRef(image: string, dir: string, version: string): Promise<DynamicRef> {
+  const index = `gantry-${version}.gcix`;
+  const pack = `gantry-${version}.pack`;
+  const built = await buildDynamicArtifacts(image, {
+    indexFile: path.join(dir, index),
+    packFile: path.join(dir, pack),
+  });
+  return {
+    index: { target: index, size: built.index.size, sha256: built.index.sha256 },
+    pack: { target: pack, size: built.pack.size, sha256: built.pack.sha256 },
+  };
+}
 
 /** The vendor key: the cache's (its bundles are signed with it), else a fresh one. */
 function vendorKeyPem(cacheDir: string | null): { privateKeyPem: string; publicKeyPem: string } {
@@ -119,7 +138,8 @@ export function createFeed(dir: string, work: string, cacheDir: string | null): 
               await buildBundle({ manifestFields, payloadFiles, privateKey: vendorKey, out: built });
               break;
             case 'full':
-            case 'hop': {
+            case 'hop':
+            case 'dynamic': {
               const deltas: DeltaRef[] = [];
               for (const prev of kind === 'hop' ? previous : []) {
                 // Named and placed as the bundle tool does: beside the bundle, where `feed add` finds it.
@@ -144,6 +164,10 @@ export function createFeed(dir: string, work: string, cacheDir: string | null): 
                 format: BUNDLE_FORMAT_V2,
                 tmpDir: buildDir,
                 deltas: deltas.length ? { 'rootfs.img': deltas } : undefined,
+                dynamic:
+                  kind === 'dynamic'
+                    ? { 'rootfs.img': await dynamicRef(image, buildDir, version) }
+                    : undefined,
               });
               break;
             }
@@ -154,7 +178,11 @@ export function createFeed(dir: string, work: string, cacheDir: string | null): 
         const added = await addTarget(dir, built, { keys: tufKey, expiresDays: 7 });
         // addTarget's copies are not fsynced: flush them now, not during the measured download.
         execFileSync('sync');
-        return { kind, version, bundleBytes: added.length, buildSeconds, cached };
+        const artifactBytes = fs
+          .readdirSync(buildDir)
+          .filter((f) => /\.(hop|gcix|pack)$/.test(f))
+          .reduce((n, f) => n + fs.statSync(path.join(buildDir, f)).size, 0);
+        return { kind, version, bundleBytes: added.length, artifactBytes, buildSeconds, cached };
       } finally {
         if (!cacheDir) fs.rmSync(buildDir, { recursive: true, force: true });
       }
