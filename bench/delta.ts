@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -94,7 +95,13 @@ interface Row {
     cache?: string;
   };
   /** Gantry's own account: the final /progress answer, `/updates` size. */
-  gantry?: { progress: Record<string, unknown>; listed_size: number | null; sampled_peak_rss_mib: number };
+  gantry?: {
+    /** The path Gantry says it took (`/progress` `delivery.path`), when it says. */
+    reported_path: string | null;
+    progress: Record<string, unknown>;
+    listed_size: number | null;
+    sampled_peak_rss_mib: number;
+  };
   error?: string;
 }
 
@@ -148,6 +155,25 @@ async function images(opts: BenchOptions, work: string, notes: string[]) {
   return { v1: path.join(out, 'v1.img'), v2: path.join(out, 'v2.img'), source: 'fixture' as const };
 }
 
+function reportedPath(progress: Record<string, unknown>): string | null {
+  const delivery = progress.delivery as { path?: unknown } | undefined;
+  return typeof delivery?.path === 'string' ? delivery.path : null;
+}
+
+/** The commit measured (and whether the tree had changes on top of it). */
+function gitState(): { commit: string | null; dirty: boolean | null } {
+  try {
+    const commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], {
+      cwd: ROOT,
+      encoding: 'utf8',
+    }).trim();
+    return { commit, dirty: dirty.length > 0 };
+  } catch {
+    return { commit: null, dirty: null };
+  }
+}
+
 function gantryRow(name: string, describe: string, run: UpdateRun): Row {
   return {
     ...emptyRow(name, describe),
@@ -159,6 +185,7 @@ function gantryRow(name: string, describe: string, run: UpdateRun): Row {
     cpu_seconds: run.cpuSeconds,
     slot_ok: run.slotOk,
     gantry: {
+      reported_path: reportedPath(run.progress),
       progress: run.progress,
       listed_size: run.listedSize,
       sampled_peak_rss_mib: mib(run.sampledPeakRssBytes)!,
@@ -176,6 +203,7 @@ export const deltaSuite: BenchSuite = {
     'one minor update on the wire: Gantry full / hop / dynamic vs zstd -19, xdelta3, zstd --patch-from, casync; throttled link',
   async run(opts: BenchOptions): Promise<SuiteResult> {
     const t0 = performance.now();
+    const git = gitState();
     const notes: string[] = [];
     const only = listEnv('BENCH_DELTA_ROWS', '');
     const wanted = (row: string) => only.length === 0 || only.includes(row);
@@ -327,6 +355,11 @@ export const deltaSuite: BenchSuite = {
               timeoutMs: 30 * 60_000,
             });
             Object.assign(row, gantryRow(p.row, p.describe, run));
+            const expected = p.kind === 'v1_full' ? 'full' : p.kind;
+            const reported = row.gantry?.reported_path ?? null;
+            if (reported !== null && reported !== expected) {
+              notes.push(`${p.row}: Gantry reports the ${reported} path, not ${expected}`);
+            }
             opts.log(
               `  ${row.wire_bytes} bytes on the wire in ${row.requests} requests, ${row.seconds} s, peak ${row.peak_rss_mib} MiB, slot ${yesNo(row.slot_ok)}`,
             );
@@ -390,6 +423,7 @@ export const deltaSuite: BenchSuite = {
       const targets = deltaTargets(byName, zstd19);
 
       const record = {
+        git,
         images: {
           source: pair.source,
           v1: { path: pair.source === 'given' ? pair.v1 : 'fixture v1.img', bytes: v1Bytes, sha256: v1Sha },
@@ -483,6 +517,7 @@ function tables(rows: Row[], targets: Record<string, Target>, zstd19: number | n
         'peak RSS MiB',
         'CPU s',
         'slot ok',
+        'path',
       ],
       rows: rows.map((r) => [
         r.error && r.wire_bytes === null ? `${r.name} (failed)` : r.name,
@@ -495,6 +530,7 @@ function tables(rows: Row[], targets: Record<string, Target>, zstd19: number | n
         fmt(r.peak_rss_mib, 1),
         fmt(r.cpu_seconds),
         yesNo(r.slot_ok),
+        r.gantry ? (r.gantry.reported_path ?? '?') : '',
       ]),
     },
     {
