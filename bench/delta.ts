@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -160,6 +161,22 @@ function reportedPath(progress: Record<string, unknown>): string | null {
   return typeof delivery?.path === 'string' ? delivery.path : null;
 }
 
+/**
+ * What built bundles depend on: the publisher's code (bundle/ and delta/ as committed). A cached
+ * bundle is reused only by the same code, never after the format or codec changed.
+ */
+function publisherVersion(): string {
+  try {
+    const trees = execFileSync('git', ['rev-parse', 'HEAD:bundle', 'HEAD:delta'], {
+      cwd: ROOT,
+      encoding: 'utf8',
+    });
+    return createHash('sha256').update(trees).digest('hex').slice(0, 12);
+  } catch {
+    return 'uncommitted';
+  }
+}
+
 /** The commit measured (and whether the tree had changes on top of it). */
 function gitState(): { commit: string | null; dirty: boolean | null } {
   try {
@@ -317,7 +334,9 @@ export const deltaSuite: BenchSuite = {
         const feed = createFeed(
           path.join(serveDir, 'feed'),
           work,
-          cache ? path.join(cache, `${v1Sha.slice(0, 16)}-${v2Sha.slice(0, 16)}`, 'gantry') : null,
+          cache
+            ? path.join(cache, `${v1Sha.slice(0, 16)}-${v2Sha.slice(0, 16)}`, `gantry-${publisherVersion()}`)
+            : null,
         );
         const feedUrl = `${url}/feed`;
         opts.log(`publishing v1 as ${V1_VERSION} (${V1_KIND}) and installing it on a simulated gateway…`);
