@@ -40,7 +40,12 @@ import { CELLULAR_LINK } from './lib/throttle-link.js';
  * Knobs: BENCH_DELTA_ROWS (comma list of rows to run, default all), BENCH_DELTA_THROTTLED (rows
  * timed through the link, default "gantry.full,gantry.hop"; "" for none), BENCH_DELTA_CACHE (a
  * directory keeping the peers' artifacts per image pair, so a rerun on the same pair skips making
- * them — `zstd -19` of 512 MiB takes minutes; the make columns then are the earlier run's).
+ * them — `zstd -19` of 512 MiB takes minutes; the make columns then are the earlier run's),
+ * BENCH_DELTA_QUICK_PUBLISH=1 (publish in minutes instead of half an hour on a busy 2-core machine:
+ * v1 as a v1 bundle, so no index is saved at its install and the dynamic path chunks the active
+ * slot; the hop and dynamic releases store their payload uncompressed — those paths fetch only the
+ * bundle's head, so their bytes do not change, but `/updates` size and the dynamic path's
+ * threshold are then taken against the uncompressed bundle).
  */
 
 const STATIC_SERVER = path.join(ROOT, 'bench', 'lib', 'static-server.ts');
@@ -225,6 +230,7 @@ export const deltaSuite: BenchSuite = {
     const only = listEnv('BENCH_DELTA_ROWS', '');
     const wanted = (row: string) => only.length === 0 || only.includes(row);
     const throttledRows = listEnv('BENCH_DELTA_THROTTLED', 'gantry.full,gantry.hop');
+    const quick = process.env.BENCH_DELTA_QUICK_PUBLISH === '1';
     const cache = process.env.BENCH_DELTA_CACHE ? path.resolve(process.env.BENCH_DELTA_CACHE) : null;
     const link = CELLULAR_LINK;
     const loadBefore = os.loadavg().map((v) => round(v, 2));
@@ -339,8 +345,14 @@ export const deltaSuite: BenchSuite = {
             : null,
         );
         const feedUrl = `${url}/feed`;
-        opts.log(`publishing v1 as ${V1_VERSION} (${V1_KIND}) and installing it on a simulated gateway…`);
-        await feed.publish({ kind: V1_KIND, image: pair.v1, version: V1_VERSION });
+        const v1Kind: ReleaseKind = quick ? 'v1_full' : V1_KIND;
+        opts.log(`publishing v1 as ${V1_VERSION} (${v1Kind}) and installing it on a simulated gateway…`);
+        await feed.publish({ kind: v1Kind, image: pair.v1, version: V1_VERSION });
+        if (quick) {
+          notes.push(
+            'BENCH_DELTA_QUICK_PUBLISH: v1 was published as a v1 bundle (no chunk index saved at its install: the dynamic path chunked the active slot), and the hop and dynamic releases store their payload uncompressed (they fetch only its head; /updates size and the dynamic threshold are then against the uncompressed bundle).',
+          );
+        }
         const gw = createGateway(cmd, path.join(work, 'gantry-data'), feed);
         await installRelease(gw, feedUrl, V1_VERSION);
 
@@ -352,6 +364,7 @@ export const deltaSuite: BenchSuite = {
             const version = `v5.1.${i + 1}`;
             opts.log(`${p.row}: publishing v2 as ${version} (${p.kind})…`);
             const release = await feed.publish({
+              uncompressed: quick && (p.kind === 'hop' || p.kind === 'dynamic'),
               kind: p.kind,
               image: pair.v2,
               version,
@@ -453,6 +466,7 @@ export const deltaSuite: BenchSuite = {
         link: { bytes_per_second: link.bytesPerSecond, rtt_ms: link.rttMs },
         load_average: { before: loadBefore, after: os.loadavg().map((v) => round(v, 2)) },
         wall_seconds: round((performance.now() - t0) / 1000, 1),
+        quick_publish: quick,
         missing_packages: missing,
         rows: Object.fromEntries(rows.map(({ name, ...rest }) => [name, rest])),
         targets,

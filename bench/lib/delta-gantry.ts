@@ -44,6 +44,8 @@ export interface Feed {
   vendorPublicKeyPem: string;
   publish(opts: {
     kind: ReleaseKind;
+    /** Store the payload uncompressed (a v2 bundle with `compression: none`): see BENCH_DELTA_QUICK_PUBLISH. */
+    uncompressed?: boolean;
     image: string;
     version: string;
     /** The releases a gateway may run before this one (hop deltas are built from them). */
@@ -116,10 +118,9 @@ export function createFeed(dir: string, work: string, cacheDir: string | null): 
     dir,
     rootJson: path.join(dir, 'root.json'),
     vendorPublicKeyPem: vendor.publicKeyPem,
-    async publish({ kind, image, version, previous = [] }) {
-      const buildDir = cacheDir
-        ? path.join(cacheDir, `${kind}-${version}`)
-        : path.join(work, `build-${version}`);
+    async publish({ kind, image, version, previous = [], uncompressed = false }) {
+      const variant = `${kind}${uncompressed ? '-uncompressed' : ''}-${version}`;
+      const buildDir = cacheDir ? path.join(cacheDir, variant) : path.join(work, `build-${variant}`);
       const built = path.join(buildDir, `gantry-${version}.bundle`);
       const doneFile = path.join(buildDir, 'built.json');
       let buildSeconds: number;
@@ -162,6 +163,7 @@ export function createFeed(dir: string, work: string, cacheDir: string | null): 
                 privateKey: vendorKey,
                 out: built,
                 format: BUNDLE_FORMAT_V2,
+                ...(uncompressed ? { compression: 'none' as const } : {}),
                 tmpDir: buildDir,
                 deltas: deltas.length ? { 'rootfs.img': deltas } : undefined,
                 dynamic:
