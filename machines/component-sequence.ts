@@ -24,9 +24,11 @@ import { assign, fromPromise, setup, type SnapshotFrom } from 'xstate';
 import { z } from 'zod';
 import { unmetRequirements, type InstalledVersions, type Requirement } from './component-constraints.js';
 import { persistedMachine } from './persist.js';
+import { UPDATE_STRATEGIES, type UpdateStrategy } from '../core/vocabulary.js';
 
-export const SEQUENCE_STRATEGIES = ['seamless', 'rolling', 'in-place'] as const;
-export type SequenceStrategy = (typeof SEQUENCE_STRATEGIES)[number];
+/** The component sequence follows the job's update strategy (the domain's words, core/vocabulary.ts). */
+export const SEQUENCE_STRATEGIES = UPDATE_STRATEGIES;
+export type SequenceStrategy = UpdateStrategy;
 
 export const COMPONENT_PHASES = [
   'pending',

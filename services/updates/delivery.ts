@@ -1,5 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import fs from 'node:fs';
+import { sleep } from '../../core/sleep.js';
 import path from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { BUNDLE_FORMAT_V1, type Manifest, type Payload } from '../../bundle/manifest.js';
@@ -43,19 +44,6 @@ export interface DeliveryDeps {
   /** Bounded retries of a delta path's network failures (the transfer policy's). */
   retry: { maxAttempts: number; retryDelayMs: number };
 }
-
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve, reject) => {
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener(
-      'abort',
-      () => {
-        clearTimeout(t);
-        reject(signal.reason);
-      },
-      { once: true },
-    );
-  });
 
 export type ProgressSink = (p: { bytesDone: number; totalBytes: number; speedBps: number }) => void;
 

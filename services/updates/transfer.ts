@@ -1,5 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import fs from 'node:fs';
+import { sleep } from '../../core/sleep.js';
 import type { Manifest, Payload } from '../../bundle/manifest.js';
 import { GantryError, findGantryError, type ErrorCode } from '../../core/errors.js';
 import { LendingFileReader } from '../../core/lending.js';
@@ -154,19 +155,6 @@ export interface TransferResult {
   sha256: string;
   bytes: number;
 }
-
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve, reject) => {
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener(
-      'abort',
-      () => {
-        clearTimeout(t);
-        reject(signal.reason);
-      },
-      { once: true },
-    );
-  });
 
 /**
  * Moves a bundle onto a slot with bounded retries. Each retry resumes from the last durable
