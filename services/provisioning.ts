@@ -372,10 +372,10 @@ export class ProvisioningService {
     }
     const line = (stream: 'stdout' | 'stderr' | 'system', text: string) =>
       this.terminal.publish(gatewayId, {
-        update_id: opts.updateId,
+        updateId: opts.updateId,
         stream,
         line: text,
-        timestamp: isoSeconds(this.deps.clock()),
+        at: this.deps.clock(),
       });
     const source = `handler:${plugin.name}`;
     let lastError: string | null = null;
