@@ -79,12 +79,12 @@ cp "$root/boot/initrd.img-$kver" "$root/boot/initrd.img"
 rm -f "$root/vmlinuz" "$root/vmlinuz.old" "$root/initrd.img" "$root/initrd.img.old" "$root/boot/vmlinuz-$kver" "$root/boot/initrd.img-$kver"
 
 install -m 0755 "$node_bin" "$root/usr/local/bin/node"
-mkdir -p "$root/opt/gantry" "$root/uboot" "$root/var/lib/gantry"
+mkdir -p "$root/opt/gantry" "$root/opt/app" "$root/uboot" "$root/var/lib/gantry"
 cp -a "$app/." "$root/opt/gantry/"
 # A fixed machine id: not a first boot (systemd-firstboot would prompt on the console).
 echo 5e1c0de0ba5eba11fee1dead00c0ffee >"$root/etc/machine-id"
 ln -sf /dev/null "$root/etc/systemd/system/systemd-firstboot.service"
-systemctl --root="$root" enable systemd-networkd.service gantry-vm-safety.service gantry.service serial-getty@ttyS0.service >/dev/null 2>&1
+systemctl --root="$root" enable systemd-networkd.service gantry-vm-safety.service gantry-vm-app.service gantry.service serial-getty@ttyS0.service >/dev/null 2>&1
 systemctl --root="$root" mask apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer >/dev/null 2>&1 || true
 chroot "$root" /usr/local/bin/node --version >/dev/null || die "the copied node does not run in the guest root"
 
