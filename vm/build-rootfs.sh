@@ -27,9 +27,18 @@ rm -rf "$app" && mkdir -p "$app/drizzle" "$app/web"
   cp -a drizzle/migrations "$app/drizzle/migrations"
   if [ -d web/public ]; then cp -a web/public "$app/web/public"; fi
   cp package.json "$app/package.json"
-  # Production dependencies only, as npm resolved them (no install, no network).
-  npm ls --omit=dev --all --parseable 2>/dev/null | tail -n +2 | sed "s#^$REPO_DIR/##" | LC_ALL=C sort -u >"$CACHE_DIR/app-deps.txt"
-  [ -s "$CACHE_DIR/app-deps.txt" ] || die "npm ls --omit=dev listed no dependencies"
+  # Production dependencies only, as the lock file resolved them (no install, no network): every
+  # package-lock.json entry that is not dev-only. Not `npm ls --omit=dev`, which also lists (and
+  # fails on) extraneous packages of a shared node_modules, under their real paths.
+  node -e '
+    const fs = require("fs");
+    const lock = JSON.parse(fs.readFileSync("package-lock.json", "utf8"));
+    for (const [p, e] of Object.entries(lock.packages)) {
+      if (!p.startsWith("node_modules/") || e.dev || e.devOptional) continue;
+      if (fs.existsSync(p)) console.log(p);
+      else if (!e.optional) throw new Error(p + " is in package-lock.json but not installed");
+    }' | LC_ALL=C sort -u >"$CACHE_DIR/app-deps.txt"
+  [ -s "$CACHE_DIR/app-deps.txt" ] || die "package-lock.json lists no production dependencies"
   # shellcheck disable=SC2046
   cp -a --parents $(cat "$CACHE_DIR/app-deps.txt") "$app/"
 )
