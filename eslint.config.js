@@ -50,6 +50,15 @@ const domainBelowTransports = [
   },
 ];
 
+/** delta/ is a domain library (hop and dynamic deltas): core/ and bundle/ below it, nothing above. */
+const deltaLibrary = [
+  {
+    regex: '^(\\.\\./)+(services|api|rest-compat|web|server)/',
+    message:
+      'delta/ is a library: it may import core/ and bundle/, never services, api, rest-compat, web or server',
+  },
+];
+
 const restrict = (...patterns) => ({ 'no-restricted-imports': ['error', { patterns }] });
 
 export default tseslint.config(
@@ -98,4 +107,5 @@ export default tseslint.config(
     rules: restrict(...domainBelowTransports, storeOwnership),
   },
   { files: STORES, rules: restrict(...domainBelowTransports) },
+  { files: ['delta/**/*.ts'], rules: restrict(...deltaLibrary, storeOwnership) },
 );

@@ -1,9 +1,19 @@
 import { z } from 'zod';
+import { ArtifactRefSchema, Sha256Schema } from '../delta/artifact.js';
 
 /** Tar entry names of a bundle, in the order they must appear. */
 export const MANIFEST_ENTRY = 'manifest.json';
 export const SIGNATURE_ENTRY = 'manifest.sig';
-export const BUNDLE_FORMAT = 'gantry-bundle-v1';
+/** Version 1: payloads stored as they land on the slot. Still read and installed. */
+export const BUNDLE_FORMAT_V1 = 'gantry-bundle-v1';
+/** Version 2: payloads stored compressed, hop deltas and a dynamic (chunk) path beside them. */
+export const BUNDLE_FORMAT_V2 = 'gantry-bundle-v2';
+/** What the bundle tool writes by default. */
+export const BUNDLE_FORMAT = BUNDLE_FORMAT_V2;
+export const BUNDLE_FORMATS = [BUNDLE_FORMAT_V1, BUNDLE_FORMAT_V2] as const;
+export type BundleFormat = (typeof BUNDLE_FORMATS)[number];
+export const COMPRESSIONS = ['zstd', 'brotli', 'none'] as const;
+export type Compression = (typeof COMPRESSIONS)[number];
 export const SIGNATURE_BYTES = 64;
 
 const IDENT = '[0-9A-Za-z-]+';
@@ -37,11 +47,39 @@ const payloadName = z
   .regex(/^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}$/, 'must be a plain file name (letters, digits, . _ -)')
   .refine((n) => n !== MANIFEST_ENTRY && n !== SIGNATURE_ENTRY, 'is reserved');
 
+const byteCount = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+
+/**
+ * A hop delta: the operations that turn the image whose SHA-256 is `source_sha256` (a release the
+ * publisher knew) into this payload's image. A gateway uses it only when its active slot's recorded
+ * hash is exactly `source_sha256`.
+ */
+export const DeltaRefSchema = z.strictObject({
+  source_sha256: Sha256Schema,
+  source_version: VersionSchema,
+  artifact: ArtifactRefSchema,
+});
+
+/** The dynamic path: the signed chunk index of this payload's image and the pack holding its chunks. */
+export const DynamicRefSchema = z.strictObject({
+  index: ArtifactRefSchema,
+  pack: ArtifactRefSchema,
+});
+
+/**
+ * A payload. `size`/`sha256` always describe the image that lands on the slot (uncompressed). In a
+ * v2 bundle the tar entry holds `stored` bytes (`compression` applied to the image), and the
+ * payload may name delta artifacts published beside the bundle as feed targets.
+ */
 export const PayloadSchema = z.strictObject({
   name: payloadName,
   kind: z.enum(PAYLOAD_KINDS),
-  size: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
-  sha256: z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits'),
+  size: byteCount,
+  sha256: Sha256Schema,
+  compression: z.enum(COMPRESSIONS).optional(),
+  stored: z.strictObject({ size: byteCount, sha256: Sha256Schema }).optional(),
+  deltas: z.array(DeltaRefSchema).optional(),
+  dynamic: DynamicRefSchema.optional(),
 });
 
 // ---- components (multi-component bundles; README "Components and the rolling strategy") ----
@@ -135,7 +173,7 @@ function checkComponents(
 
 export const ManifestSchema = z
   .strictObject({
-    format: z.literal(BUNDLE_FORMAT),
+    format: z.enum(BUNDLE_FORMATS),
     version: VersionSchema,
     type: z.enum(UPDATE_TYPES),
     severity: z.enum(SEVERITIES),
@@ -153,6 +191,9 @@ export const ManifestSchema = z
     checkComponents(m, ctx);
     const seen = new Set<string>();
     m.payloads.forEach((p, i) => {
+      for (const issue of payloadFormatIssues(m.format, p)) {
+        ctx.addIssue({ code: 'custom', path: ['payloads', i, ...issue.path], message: issue.message });
+      }
       if (seen.has(p.name)) {
         ctx.addIssue({
           code: 'custom',
@@ -164,15 +205,67 @@ export const ManifestSchema = z
     });
   });
 
+/**
+ * v1 payloads carry none of the v2 fields (a v1 reader would ignore them, so a v1 manifest that
+ * had them would promise what v1 devices do not check); v2 payloads carry `compression` and
+ * `stored` (`none` stores the image itself: `stored` then equals `size`/`sha256`) and `deltas`.
+ * Two deltas from the same source would make the choice ambiguous.
+ */
+function payloadFormatIssues(format: BundleFormat, p: Payload): { path: string[]; message: string }[] {
+  const issues: { path: string[]; message: string }[] = [];
+  if (format === BUNDLE_FORMAT_V1) {
+    for (const field of ['compression', 'stored', 'deltas', 'dynamic'] as const) {
+      if (p[field] !== undefined)
+        issues.push({ path: [field], message: `is not part of ${BUNDLE_FORMAT_V1}` });
+    }
+    return issues;
+  }
+  if (p.compression === undefined) issues.push({ path: ['compression'], message: 'is required' });
+  if (p.stored === undefined) issues.push({ path: ['stored'], message: 'is required' });
+  if (p.deltas === undefined) issues.push({ path: ['deltas'], message: 'is required (may be empty)' });
+  if (p.compression === 'none' && p.stored && (p.stored.size !== p.size || p.stored.sha256 !== p.sha256)) {
+    issues.push({ path: ['stored'], message: 'must equal size/sha256 when compression is none' });
+  }
+  const sources = new Set<string>();
+  p.deltas?.forEach((d, j) => {
+    if (sources.has(d.source_sha256)) {
+      issues.push({ path: ['deltas', String(j), 'source_sha256'], message: 'duplicate delta source' });
+    }
+    sources.add(d.source_sha256);
+    if (d.source_sha256 === p.sha256) {
+      issues.push({ path: ['deltas', String(j), 'source_sha256'], message: 'is the image itself' });
+    }
+  });
+  return issues;
+}
+
 export type Manifest = z.infer<typeof ManifestSchema>;
 export type Component = z.infer<typeof ComponentSchema>;
 export type ComponentRequirement = Component['requires'][number];
 export type Payload = z.infer<typeof PayloadSchema>;
+export type DeltaRef = z.infer<typeof DeltaRefSchema>;
+export type DynamicRef = z.infer<typeof DynamicRefSchema>;
+
+/** Bytes of the payload's tar entry: the stored (compressed) bytes in v2, the image in v1. */
+export function storedSize(p: Payload): number {
+  return p.stored?.size ?? p.size;
+}
+
+/** SHA-256 of the payload's tar entry. */
+export function storedSha256(p: Payload): string {
+  return p.stored?.sha256 ?? p.sha256;
+}
+
+/** How the tar entry is encoded (v1: not at all). */
+export function compressionOf(p: Payload): Compression {
+  return p.compression ?? 'none';
+}
 export type PayloadKind = Payload['kind'];
 export type UpdateType = Manifest['type'];
 export type Severity = Manifest['severity'];
 /** What a bundle author supplies; format, payload sizes/hashes and key id are computed. */
 export type ManifestFields = Omit<Manifest, 'format' | 'payloads' | 'key_id'>;
+export type { ArtifactRef } from '../delta/artifact.js';
 
 /** One line per zod issue, `payloads.0.sha256: must be …`, for error messages. */
 export function describeIssues(error: z.ZodError): string {

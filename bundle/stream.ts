@@ -12,6 +12,8 @@ import {
   ManifestSchema,
   SIGNATURE_BYTES,
   SIGNATURE_ENTRY,
+  storedSha256,
+  storedSize,
   type Manifest,
   type Payload,
 } from './manifest.js';
@@ -287,9 +289,9 @@ async function readBundle(source: Readable, opts: ReadOptions): Promise<Streamed
       return;
     }
     const payload = manifest!.payloads[index - 2]!;
-    if (header.size !== payload.size) {
+    if (header.size !== storedSize(payload)) {
       throw invalid(
-        `payload ${payload.name} is ${header.size} bytes in the archive but ${payload.size} in the manifest`,
+        `payload ${payload.name} is ${header.size} bytes in the archive but ${storedSize(payload)} in the manifest`,
         { payload: payload.name },
       );
     }
@@ -338,10 +340,10 @@ async function readBundle(source: Readable, opts: ReadOptions): Promise<Streamed
     if (open) {
       const { payload, sink } = open as OpenPayload;
       const digest = await digests.payloadDigest();
-      if (digest !== payload.sha256) {
+      if (digest !== storedSha256(payload)) {
         throw invalid(`payload ${payload.name} does not match its signed SHA-256`, {
           payload: payload.name,
-          expected: payload.sha256,
+          expected: storedSha256(payload),
           actual: digest,
         });
       }
@@ -443,4 +445,46 @@ async function readBundle(source: Readable, opts: ReadOptions): Promise<Streamed
     digests.close();
     if (!source.destroyed) source.destroy();
   }
+}
+
+/** What `readBundleHead` learned: the verified manifest and where the first payload's data starts. */
+export interface BundleHead {
+  manifest: Manifest;
+  keyId: string | null;
+  /** Offset of the first payload's data in the bundle: the head's length. */
+  payloadOffset: number;
+}
+
+/**
+ * Reads a bundle only up to its first payload's data: the manifest, verified like `streamBundle`
+ * does (signature, compatibility, anti-rollback), without a single payload byte. What the update
+ * pipeline reads first, through a ranged request, to choose how to get the image (full bundle,
+ * hop delta, dynamic chunks). `source` may end right after the head.
+ */
+export async function readBundleHead(
+  source: Readable,
+  opts: Omit<StreamBundleOptions, 'openPayloadSink' | 'onProgress' | 'digests'>,
+): Promise<BundleHead> {
+  let keyId: string | null = null;
+  let head: BundleHead | null = null;
+  try {
+    await readBundle(source, {
+      checkManifest: (bytes, sig, manifest) => {
+        keyId = verifyManifestSignature(bytes, sig, opts.trustedKeys);
+        checkInstallable(manifest, opts);
+        return keyId;
+      },
+      openPayloadSink: async (_payload, manifest, at) => {
+        head = { manifest, keyId, payloadOffset: at.dataOffset };
+        // Stops the reader: nothing past the head is wanted (the source may not even have it).
+        throw new GantryError('OTA_DOWNLOAD_FAILED', 'bundle head read');
+      },
+      maxManifestBytes: opts.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES,
+      signal: opts.signal,
+    });
+  } catch (err) {
+    if (head) return head;
+    throw err;
+  }
+  throw invalid('bundle holds no payload');
 }

@@ -7,6 +7,15 @@ import cliProgress from 'cli-progress';
 import { Command, CommanderError, Option } from 'commander';
 import { z } from 'zod';
 import {
+  BUNDLE_FORMAT_V1,
+  BUNDLE_FORMAT_V2,
+  COMPRESSIONS,
+  compareVersions,
+  DEFAULT_COMPRESSION,
+  isVersion,
+  type Compression,
+  type DeltaRef,
+  type DynamicRef,
   buildBundle,
   ComponentSchema,
   describeIssues,
@@ -25,6 +34,8 @@ import {
   type StreamedBundle,
 } from '../bundle/index.js';
 import { findGantryError } from '../core/errors.js';
+import { buildDynamicArtifacts } from '../delta/dynamic/publish.js';
+import { buildHopDelta } from '../delta/hop/build.js';
 import { addTarget, initRepository, refreshTimestamp } from '../feed/index.js';
 
 /**
@@ -86,6 +97,59 @@ function readComponents(file: string): Component[] {
   return parsed.data;
 }
 
+/** The earlier releases to build hop deltas from: `--delta-from` pairs, then the newest of `--releases`. */
+function deltaSources(opts: {
+  deltaFrom: string[];
+  releases?: string;
+  deltas: number;
+  version: string;
+}): { version: string; image: string }[] {
+  const sources = opts.deltaFrom.map((spec) => {
+    const i = spec.indexOf('=');
+    const version = spec.slice(0, i);
+    const image = spec.slice(i + 1);
+    if (i < 1 || !isVersion(version))
+      throw new Error(`--delta-from must be VERSION=IMAGE (e.g. v5.0.4=old.img); got ${spec}`);
+    if (!fs.existsSync(image)) throw new Error(`--delta-from image not found: ${image}`);
+    return { version, image };
+  });
+  if (opts.releases) {
+    if (!Number.isInteger(opts.deltas) || opts.deltas < 0) throw new Error('--deltas must be a whole number');
+    const found = fs
+      .readdirSync(opts.releases)
+      .filter((f) => f.endsWith('.img') && isVersion(f.slice(0, -4)))
+      .map((f) => ({ version: f.slice(0, -4), image: path.join(opts.releases!, f) }))
+      .filter((r) => compareVersions(r.version, opts.version) < 0)
+      .sort((a, b) => compareVersions(b.version, a.version))
+      .slice(0, opts.deltas);
+    for (const r of found) if (!sources.some((s) => s.version === r.version)) sources.push(r);
+  }
+  return sources;
+}
+
+/** The image's chunk index and pack, written beside the bundle (`feed add` publishes them with it). */
+async function dynamicArtifacts(
+  opts: { format: 'v1' | 'v2'; image?: string; output: string },
+  io: CliIo,
+): Promise<DynamicRef> {
+  if (opts.format !== 'v2' || !opts.image) throw new Error('--dynamic needs --format v2 and an --image');
+  const base = path.basename(opts.output).replace(/\.[^.]*$/, '');
+  const index = `${base}.gcix`;
+  const pack = `${base}.pack`;
+  const dir = path.dirname(opts.output);
+  const built = await buildDynamicArtifacts(opts.image, {
+    indexFile: path.join(dir, index),
+    packFile: path.join(dir, pack),
+  });
+  io.out(
+    `dynamic chunks: ${index} (${built.index.size} bytes, ${built.chunks} chunks), ${pack} (${built.pack.size} bytes, ${built.frames} frames)`,
+  );
+  return {
+    index: { target: index, size: built.index.size, sha256: built.index.sha256 },
+    pack: { target: pack, size: built.pack.size, sha256: built.pack.sha256 },
+  };
+}
+
 function parsePayloadSpec(spec: string): PayloadInput {
   const i = spec.indexOf(':');
   const kind = spec.slice(0, i) as PayloadKind;
@@ -133,6 +197,34 @@ export function createProgram(io: CliIo = defaultIo): Command {
     .option('--changelog <line>', 'changelog line (repeatable)', collect, [])
     .option('--released <date>', 'release date YYYY-MM-DD', today())
     .requiredOption('-o, --output <file>', 'bundle file to write')
+    .addOption(new Option('--format <format>', 'bundle format').choices(['v1', 'v2']).default('v2'))
+    .addOption(
+      new Option('--compression <codec>', 'v2: how payloads are stored')
+        .choices([...COMPRESSIONS])
+        .default(DEFAULT_COMPRESSION),
+    )
+    .option('--compression-level <n>', 'zstd 1-19 (default 19), brotli 0-11 (default 11)', (v) => Number(v))
+    .option(
+      '--delta-from <version=image>',
+      'v2: also build a hop delta from this earlier release image to --image (repeatable)',
+      collect,
+      [],
+    )
+    .option(
+      '--releases <dir>',
+      'v2: earlier release images named <version>.img; hop deltas from the --deltas newest older than --version',
+    )
+    .option('--deltas <k>', 'how many releases of --releases get a hop delta', (v) => Number(v), 3)
+    .addOption(
+      new Option('--delta-mode <mode>', 'hop delta operations: ext4 (file-aware) when both images are ext4')
+        .choices(['auto', 'ext4', 'blocks'])
+        .default('auto'),
+    )
+    .option(
+      '--dynamic',
+      'v2: also publish the image as content-defined chunks (<output>.gcix index, <output>.pack), the fallback for gateways no hop delta fits',
+      false,
+    )
     .action(
       async (opts: {
         key: string;
@@ -148,6 +240,14 @@ export function createProgram(io: CliIo = defaultIo): Command {
         changelog: string[];
         released: string;
         output: string;
+        format: 'v1' | 'v2';
+        compression: Compression;
+        compressionLevel?: number;
+        deltaFrom: string[];
+        releases?: string;
+        deltas: number;
+        deltaMode: 'auto' | 'ext4' | 'blocks';
+        dynamic: boolean;
       }) => {
         const payloadFiles: PayloadInput[] = [];
         if (opts.image) payloadFiles.push({ kind: 'rootfs', path: opts.image, name: 'rootfs.img' });
@@ -168,11 +268,40 @@ export function createProgram(io: CliIo = defaultIo): Command {
           changelog: opts.changelog,
         };
         if (opts.components) manifestFields.components = readComponents(opts.components);
+        const sources = deltaSources(opts);
+        if (sources.length && (opts.format !== 'v2' || !opts.image)) {
+          throw new Error('hop deltas need --format v2 and an --image');
+        }
+        const deltas: DeltaRef[] = [];
+        for (const src of sources) {
+          const target = `${path.basename(opts.output).replace(/\.[^.]*$/, '')}.from-${src.version}.hop`;
+          const built = await buildHopDelta({
+            source: src.image,
+            target: opts.image!,
+            out: path.join(path.dirname(opts.output), target),
+            codec: opts.compression,
+            mode: opts.deltaMode,
+          });
+          deltas.push({
+            source_sha256: built.source.sha256,
+            source_version: src.version,
+            artifact: { target, size: built.size, sha256: built.sha256 },
+          });
+          const ops = Object.entries(built.ops)
+            .map(([k, n]) => `${n} ${k}`)
+            .join(', ');
+          io.out(`hop delta ${target} from ${src.version}: ${built.size} bytes (${built.mode}: ${ops})`);
+        }
         const res = await buildBundle({
           manifestFields,
           payloadFiles,
           privateKey: loadPrivateKey(opts.key),
           out: opts.output,
+          format: opts.format === 'v1' ? BUNDLE_FORMAT_V1 : BUNDLE_FORMAT_V2,
+          compression: opts.compression,
+          compressionLevel: opts.compressionLevel,
+          deltas: deltas.length ? { 'rootfs.img': deltas } : undefined,
+          dynamic: opts.dynamic ? { 'rootfs.img': await dynamicArtifacts(opts, io) } : undefined,
         });
         io.out(`wrote ${opts.output} (${fs.statSync(opts.output).size} bytes)`);
         io.out(`version ${res.manifest.version}, signed by key ${res.manifest.key_id}`);

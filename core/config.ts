@@ -82,6 +82,8 @@ export const configSchema = z.strictObject({
   snapshotRetention: z.coerce.number().int().min(1).max(100).default(5),
   /** A download (all its attempts) still running after this long fails with OTA_DOWNLOAD_FAILED. */
   downloadTimeoutMinutes: z.coerce.number().int().min(1).max(10_080).default(120),
+  /** The dynamic delta path is used when it plans under this share (%) of the full download. */
+  dynamicDeltaMaxPercent: z.coerce.number().min(0).max(100).default(60),
   ...linuxConfigFields,
 });
 export type GantryConfig = Omit<z.infer<typeof configSchema>, 'gateways'> & { gateways: GatewayConfig[] };
@@ -102,6 +104,7 @@ const ENV_KEYS = {
   GANTRY_LOGIN_ATTEMPTS_PER_MINUTE: 'loginAttemptsPerMinute',
   GANTRY_SNAPSHOT_RETENTION: 'snapshotRetention',
   GANTRY_DOWNLOAD_TIMEOUT_MINUTES: 'downloadTimeoutMinutes',
+  GANTRY_DYNAMIC_DELTA_MAX_PERCENT: 'dynamicDeltaMaxPercent',
   GANTRY_MAX_UPLOAD_BYTES: 'maxUploadBytes',
   GANTRY_FEED_URL: 'feedUrl',
   GANTRY_FEED_TARGETS_URL: 'feedTargetsUrl',

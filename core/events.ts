@@ -27,6 +27,8 @@ export interface UpdateProgressEvent {
   currentOperation: string;
   bytesPerSecond: number;
   etaSeconds: number;
+  /** How the update travels once chosen (hop delta, dynamic chunks, full bundle); absent before. */
+  path?: 'hop' | 'dynamic' | 'full';
   /** Epoch ms. */
   at: number;
 }

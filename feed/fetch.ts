@@ -31,6 +31,8 @@ export interface TargetValidator {
 export interface FetchTargetOptions extends FeedTransport {
   /** Resume point: bytes of the target already held; fetched with an HTTP Range request. */
   offset?: number;
+  /** Stop before this byte (exclusive; the target's end by default): a single-range GET of a part. */
+  end?: number;
   signal?: AbortSignal;
   /** Socket idle timeout (no byte for this long fails the download). */
   timeoutMs?: number;
@@ -134,13 +136,20 @@ export async function fetchTarget(
   opts: FetchTargetOptions = {},
 ): Promise<Readable> {
   const offset = opts.offset ?? 0;
+  const end = opts.end ?? target.length;
   if (!Number.isSafeInteger(offset) || offset < 0 || offset > target.length) {
     throw new GantryError(
       'VALIDATION_ERROR',
       `resume offset ${offset} is outside ${target.path} (${target.length} bytes)`,
     );
   }
-  const expected = target.length - offset;
+  if (!Number.isSafeInteger(end) || end < offset || end > target.length) {
+    throw new GantryError(
+      'VALIDATION_ERROR',
+      `range end ${end} is outside ${target.path} (${target.length} bytes) or before ${offset}`,
+    );
+  }
+  const expected = end - offset;
   if (expected === 0) return Readable.from([]);
   if (opts.signal?.aborted) throw opts.signal.reason;
 
@@ -148,8 +157,8 @@ export async function fetchTarget(
   const shown = displayUrl(url);
   const headers: Record<string, string> = { ...opts.headers, 'accept-encoding': 'identity' };
   const ifRange = opts.validator?.value ?? null;
-  const ranged = offset > 0 || ifRange !== null;
-  if (ranged) headers.range = `bytes=${offset}-${target.length - 1}`;
+  const ranged = offset > 0 || ifRange !== null || end < target.length;
+  if (ranged) headers.range = `bytes=${offset}-${end - 1}`;
   if (ifRange !== null) headers['if-range'] = ifRange;
   const res = await get(url, opts, headers);
 
@@ -169,7 +178,7 @@ export async function fetchTarget(
     }
     if (res.status !== 206) fail(`HTTP ${res.status} fetching ${target.path} from byte ${offset}`);
     const range = parseContentRange(res.headers['content-range']);
-    if (!range || range.start !== offset || range.end !== target.length - 1) {
+    if (!range || range.start !== offset || range.end !== end - 1) {
       fail(
         `the server answered the resume of ${target.path} with range ${res.headers['content-range'] ?? '(none)'}`,
         { content_range: res.headers['content-range'] },

@@ -15,6 +15,8 @@ import {
   Targets,
   Timestamp,
 } from '@tufjs/models';
+import { hashFile } from '../bundle/compression.js';
+import type { ArtifactRef } from '../bundle/manifest.js';
 import { inspectBundle, verifyBundle } from '../bundle/stream.js';
 import { rawPublicKey } from '../bundle/keys.js';
 import { GantryError } from '../core/errors.js';
@@ -219,6 +221,23 @@ export async function addTarget(
   const sha256 = hash.digest('hex');
 
   const targetsMd = load(dir, MetadataKind.Targets);
+  // The artifacts the manifest names (hop deltas, chunk index and pack) are published with it, in
+  // the same targets.json version: a gateway never sees a bundle whose deltas are not there yet.
+  let artifacts: ArtifactFile[];
+  try {
+    artifacts = await stageArtifacts(
+      m.payloads.flatMap((p) => [
+        ...(p.deltas ?? []).map((d) => d.artifact),
+        ...(p.dynamic ? [p.dynamic.index, p.dynamic.pack] : []),
+      ]),
+      path.dirname(bundlePath),
+      targetsDir,
+      targetsMd.signed,
+    );
+  } catch (err) {
+    fs.rmSync(partial, { force: true });
+    throw err;
+  }
   const existing = targetsMd.signed.targets[name];
   if (existing && existing.hashes.sha256 !== sha256) {
     fs.rmSync(partial, { force: true });
@@ -229,7 +248,23 @@ export async function addTarget(
   }
   fs.renameSync(partial, dest);
 
+  const v2 = m.format !== 'gantry-bundle-v1';
   const custom = {
+    ...(v2
+      ? {
+          format: m.format,
+          deltas: m.payloads.flatMap((p) =>
+            (p.deltas ?? []).map((d) => ({ source_sha256: d.source_sha256, size: d.artifact.size })),
+          ),
+          ...(m.payloads.some((p) => p.dynamic)
+            ? {
+                dynamic: m.payloads
+                  .filter((p) => p.dynamic)
+                  .map((p) => ({ index_size: p.dynamic!.index.size, pack_size: p.dynamic!.pack.size })),
+              }
+            : {}),
+        }
+      : {}),
     version: m.version,
     type: m.type,
     severity: m.severity,
@@ -254,6 +289,17 @@ export async function addTarget(
     expires,
     targets: {
       ...old.targets,
+      ...Object.fromEntries(
+        artifacts.map((a) => [
+          a.name,
+          new TargetFile({
+            path: a.name,
+            length: a.length,
+            hashes: { sha256: a.sha256 },
+            unrecognizedFields: { custom: { artifact_of: name } as unknown as Record<string, string> },
+          }),
+        ]),
+      ),
       [name]: new TargetFile({
         path: name,
         length,
@@ -268,6 +314,53 @@ export async function addTarget(
   writeMetadata(dir, 'targets.json', newTargetsMd);
   writeSnapshotAndTimestamp(dir, targets.version, opts);
   return { path: name, length, sha256, custom, targetsVersion: targets.version };
+}
+
+interface ArtifactFile {
+  name: string;
+  length: number;
+  sha256: string;
+}
+
+/**
+ * Copies each artifact a manifest names from beside the bundle into targets/, checked against the
+ * signed length and SHA-256. One the feed already holds with the same hash needs no file.
+ */
+async function stageArtifacts(
+  refs: readonly ArtifactRef[],
+  fromDir: string,
+  targetsDir: string,
+  current: Targets,
+): Promise<ArtifactFile[]> {
+  const staged: ArtifactFile[] = [];
+  for (const ref of refs) {
+    const have = current.targets[ref.target];
+    const src = path.join(fromDir, ref.target);
+    if (!fs.existsSync(src)) {
+      if (have && have.hashes.sha256 === ref.sha256 && have.length === ref.size) continue;
+      throw new GantryError(
+        'VALIDATION_ERROR',
+        `the bundle names ${ref.target}, which is neither beside it (${src}) nor in the feed`,
+      );
+    }
+    const got = await hashFile(src);
+    if (got.size !== ref.size || got.sha256 !== ref.sha256) {
+      throw new GantryError(
+        'VALIDATION_ERROR',
+        `${src} does not match the length and SHA-256 the bundle signed`,
+      );
+    }
+    if (have && have.hashes.sha256 !== ref.sha256) {
+      throw new GantryError('VALIDATION_ERROR', `the feed already has a different ${ref.target}`);
+    }
+    const dest = path.join(targetsDir, ref.target);
+    if (path.resolve(src) !== path.resolve(dest)) {
+      fs.copyFileSync(src, `${dest}.partial`);
+      fs.renameSync(`${dest}.partial`, dest);
+    }
+    staged.push({ name: ref.target, length: got.size, sha256: got.sha256 });
+  }
+  return staged;
 }
 
 function writeSnapshotAndTimestamp(dir: string, targetsVersion: number, opts: SigningOptions): void {

@@ -80,7 +80,17 @@ export interface UpdateJobContext extends UpdateJobInput {
 
 export type UpdateJobEvent =
   | { type: 'START'; at: number }
-  | { type: 'PROGRESS'; bytesDone: number; speedBps: number; at: number }
+  | {
+      type: 'PROGRESS';
+      bytesDone: number;
+      speedBps: number;
+      at: number;
+      /**
+       * The bytes this transfer will take, once known better than at creation: the delivery path
+       * chosen (hop delta, dynamic chunks, full bundle) sets what crosses the network.
+       */
+      totalBytes?: number;
+    }
   | { type: 'TRANSFER_DONE'; at: number }
   | { type: 'TRANSFER_FAILED'; code: ErrorCode; message: string; at: number }
   | ({ type: 'INSTALL'; at: number; blocking: string[] } & InstallOptions)
@@ -349,13 +359,18 @@ export const updateJobMachine = setup({
         PROGRESS: {
           actions: [
             assign(({ context, event }) => {
-              const cap = context.totalBytes > 0 ? context.totalBytes : Number.POSITIVE_INFINITY;
+              const totalBytes =
+                event.totalBytes !== undefined && event.totalBytes > 0
+                  ? event.totalBytes
+                  : context.totalBytes;
+              const cap = totalBytes > 0 ? totalBytes : Number.POSITIVE_INFINITY;
               const bytesDone = Math.min(Math.max(event.bytesDone, 0), cap);
               const speedBps = Math.max(event.speedBps, 0);
               return {
+                totalBytes,
                 bytesDone,
                 speedBps,
-                etaSeconds: etaSeconds(context.totalBytes - bytesDone, speedBps),
+                etaSeconds: etaSeconds(totalBytes - bytesDone, speedBps),
                 updatedAt: event.at,
               };
             }),

@@ -6,6 +6,7 @@ import { MachineEventLog } from '../core/machine-events.js';
 import { TokenService } from '../core/auth.js';
 import type { GantryConfig } from '../core/config.js';
 import { writeFileAtomicSync } from '../core/fsutil.js';
+import { createDynamicProvider } from '../delta/dynamic/provider.js';
 import { openDatabase, type GantryDb } from '../drizzle/db.js';
 import { ActorSnapshotStore } from '../services/actor-snapshots.js';
 import { AuditService } from '../services/audit.js';
@@ -259,9 +260,11 @@ export function createDeps(config: GantryConfig, opts: DepsOptions = {}): Gantry
     partitions,
     ports,
     components,
+    dynamic: createDynamicProvider(),
     policy: {
       ...DEFAULT_TRANSFER_POLICY,
       maxTransferMs: config.downloadTimeoutMinutes * 60_000,
+      dynamicThreshold: config.dynamicDeltaMaxPercent / 100,
       ...opts.transferPolicy,
     },
   });

@@ -87,6 +87,18 @@ export const updateJobArtifactSchema = z.object({
   bytes: z.number().int().nonnegative().nullable(),
   /** The target slot was (possibly partly) written: on failure or cancel it must be invalidated. */
   slotTouched: z.boolean().optional(),
+  /**
+   * How the image travels (services/updates/delivery.ts): the path chosen (hop delta, dynamic
+   * chunks, full bundle), the bytes it planned to receive and those received so far.
+   */
+  delivery: z
+    .object({
+      path: z.enum(['hop', 'dynamic', 'full']),
+      plannedBytes: z.number().int().nonnegative(),
+      wireBytes: z.number().int().nonnegative(),
+    })
+    .nullable()
+    .optional(),
   /** Restore and factory jobs install by themselves once the image is verified. */
   autoInstall: z.object({ rebootAfter: z.boolean(), wipeData: z.boolean() }).nullable().optional(),
 });

@@ -21,6 +21,7 @@ export function presentGatewayEvent(e: GatewayEvent): GantryEvent {
         current_operation: e.currentOperation,
         speed: formatSpeed(e.bytesPerSecond),
         eta: formatEta(e.etaSeconds),
+        ...(e.path ? { path: e.path } : {}),
         timestamp: isoSeconds(e.at),
       };
     case 'safety_update':

@@ -21,5 +21,14 @@ export function presentProgress(p: JobProgress): z.output<typeof progressOutputS
     target_partition: p.targetSlot,
     error: p.error,
     blocked_by: p.blockedBy,
+    delivery: p.delivery
+      ? {
+          path: p.delivery.path,
+          planned: formatBytes(p.delivery.plannedBytes),
+          planned_bytes: p.delivery.plannedBytes,
+          wire: formatBytes(p.delivery.wireBytes),
+          wire_bytes: p.delivery.wireBytes,
+        }
+      : null,
   };
 }

@@ -31,6 +31,8 @@ export const updateProgressEventSchema = z.object({
   current_operation: z.string(),
   speed: z.string(),
   eta: z.string(),
+  /** The delivery path once chosen (`hop`, `dynamic`, `full`); absent before. */
+  path: z.enum(['hop', 'dynamic', 'full']).optional(),
   timestamp: z.string(),
 });
 

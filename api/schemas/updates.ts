@@ -77,6 +77,21 @@ export const progressOutputSchema = z.object({
   target_partition: slotId,
   error: z.object({ code: z.string(), message: z.string() }).nullable(),
   blocked_by: z.array(z.string()),
+  /**
+   * How the image travels (issue 14): `hop` (a delta from the active slot's image), `dynamic`
+   * (chunks missing from it) or `full` (the compressed bundle); bytes planned and received on the
+   * wire. `progress.total` is the planned bytes once the path is chosen. Null before that and for
+   * local sources.
+   */
+  delivery: z
+    .object({
+      path: z.enum(['hop', 'dynamic', 'full']),
+      planned: z.string(),
+      planned_bytes: z.number(),
+      wire: z.string(),
+      wire_bytes: z.number(),
+    })
+    .nullable(),
 });
 
 export const installInputSchema = z.strictObject({

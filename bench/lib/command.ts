@@ -1,4 +1,7 @@
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 
 export interface CommandResult {
   code: number | null;
@@ -36,4 +39,45 @@ export function runCommand(
       resolve({ code, stdout, stderr, seconds: (performance.now() - t0) / 1000 });
     });
   });
+}
+
+export interface MeasuredResult extends CommandResult {
+  /** Largest resident set of the processes the script ran (GNU time's %M), MiB; null without GNU time. */
+  peakRssMiB: number | null;
+  /** User + system CPU seconds of the script and everything it ran. */
+  cpuSeconds: number | null;
+}
+
+const GNU_TIME = '/usr/bin/time';
+
+/**
+ * Runs a bash script under GNU time (Debian package `time`): wall seconds, the peak RSS of the
+ * largest process it ran (the rusage of waited-for children: a pipeline reports its biggest
+ * member) and the CPU time of all of them. Without GNU time the script still runs, unmeasured.
+ */
+export async function runMeasured(
+  script: string,
+  args: string[] = [],
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<MeasuredResult> {
+  const bashArgs = ['-c', `set -eo pipefail; ${script}`, 'bench', ...args];
+  if (!fs.existsSync(GNU_TIME)) {
+    const r = await runCommand('bash', bashArgs, opts);
+    return { ...r, peakRssMiB: null, cpuSeconds: null };
+  }
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-bench-time-'));
+  const out = path.join(dir, 'time');
+  try {
+    const r = await runCommand(GNU_TIME, ['-o', out, '-f', '%M %U %S', 'bash', ...bashArgs], opts);
+    const last = fs.readFileSync(out, 'utf8').trim().split('\n').pop() ?? '';
+    const [kib, user, sys] = last.split(' ').map(Number);
+    const ok = [kib, user, sys].every((n) => Number.isFinite(n));
+    return {
+      ...r,
+      peakRssMiB: ok ? Math.round((kib! / 1024) * 10) / 10 : null,
+      cpuSeconds: ok ? Math.round((user! + sys!) * 100) / 100 : null,
+    };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }

@@ -28,6 +28,7 @@ const BUILD_DIRS = [
   'services',
   'bundle',
   'feed',
+  'delta',
   'server',
 ];
 

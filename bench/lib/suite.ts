@@ -15,6 +15,8 @@ export interface BenchOptions {
   startupRuns: number;
   /** Rebuild `dist/` before measuring the built server. */
   build: boolean;
+  /** The image pair of an update (`--v1 IMG --v2 IMG`, absolute paths); the delta suite builds its fixture without it. */
+  images?: { v1: string; v2: string };
   /** Progress messages (stderr). */
   log: (message: string) => void;
 }

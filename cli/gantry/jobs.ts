@@ -116,6 +116,13 @@ export function describeProgress(p: Progress): string[] {
       (TRANSFERRING.includes(p.status) ? ` at ${p.progress.speed}, ETA ${p.progress.eta}` : ''),
     `  elapsed   ${p.elapsed_time}`,
   ];
+  if (p.delivery) {
+    lines.splice(
+      3,
+      0,
+      `  delivery  ${p.delivery.path}: ${p.delivery.wire} on the wire, ${p.delivery.planned} planned`,
+    );
+  }
   if (p.status === 'installed') {
     lines.push(
       '  activate  reboot the gateway: the new image runs from the next boot, then the job completes',

@@ -1,6 +1,7 @@
-import type { KeyObject } from 'node:crypto';
-import { Readable, Writable } from 'node:stream';
-import type { Manifest, Payload } from '../../bundle/manifest.js';
+import { createHash, type KeyObject } from 'node:crypto';
+import { Readable, Writable, type Transform } from 'node:stream';
+import { createDecompressor } from '../../bundle/compression.js';
+import { compressionOf, type Manifest, type Payload } from '../../bundle/manifest.js';
 import { inlineDigests, threadDigests } from '../../bundle/digests.js';
 import { streamBundle, type PayloadPosition } from '../../bundle/stream.js';
 import { GantryError } from '../../core/errors.js';
@@ -55,6 +56,8 @@ export interface StreamToSlotOptions {
    * what the slow-retrieval check measures.
    */
   onBytes?(bytes: number): void;
+  /** A compressed payload: image bytes decoded so far (it reports no durable point, see below). */
+  onImageBytes?(bytes: number): void;
   /** Durability cadence: fsync after this many new bytes, or this long since the last one. */
   checkpointBytes?: number;
   checkpointMs?: number;
@@ -208,6 +211,91 @@ class CheckpointingSink extends Writable {
 }
 
 /**
+ * The sink of a compressed (v2) payload: the stored bytes go through a streaming decoder (memory
+ * bounded by the codec's window), the image that comes out is counted, hashed and written to the
+ * slot. It finishes only when the image has exactly the signed size and SHA-256; the stored bytes'
+ * own hash is checked by the bundle reader before it ends this sink. No resume point: a decoder's
+ * state cannot be saved, so an interrupted compressed payload is fetched again from its start.
+ */
+class DecompressingSink extends Writable {
+  private readonly hash = createHash('sha256');
+  private produced = 0;
+  private decodedAll: Promise<void>;
+
+  constructor(
+    private readonly writer: SlotWriter,
+    private readonly decoder: Transform,
+    private readonly payload: Payload,
+    private readonly onImageBytes: (bytes: number) => void,
+  ) {
+    super({ highWaterMark: 1024 * 1024 });
+    writer.on('error', (err) => this.destroy(err));
+    decoder.on('error', (err) => this.destroy(asInvalid(err, payload)));
+    decoder.on('data', (chunk: Buffer) => {
+      this.produced += chunk.length;
+      if (this.produced > payload.size) {
+        this.destroy(
+          new GantryError(
+            'OTA_INVALID_IMAGE',
+            `payload ${payload.name} decompresses to more than its signed ${payload.size} bytes`,
+            { payload: payload.name },
+          ),
+        );
+        return;
+      }
+      this.hash.update(chunk);
+      this.onImageBytes(this.produced);
+      if (!writer.write(chunk)) {
+        decoder.pause();
+        writer.once('drain', () => decoder.resume());
+      }
+    });
+    this.decodedAll = new Promise((resolve) => decoder.once('end', resolve));
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, callback: (error?: Error | null) => void): void {
+    // The chunk may be lent (see writeLent): the decoder gets a copy, so it can hold on to a tail.
+    this.decoder.write(Buffer.from(chunk), (err) => callback(err ? asInvalid(err, this.payload) : null));
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    this.decoder.end();
+    void this.decodedAll.then(() =>
+      this.writer.end(() => {
+        const digest = this.hash.digest('hex');
+        if (this.produced !== this.payload.size || digest !== this.payload.sha256) {
+          callback(
+            new GantryError(
+              'OTA_INVALID_IMAGE',
+              `payload ${this.payload.name} does not decompress to its signed image (${this.produced} bytes, expected ${this.payload.size})`,
+              { payload: this.payload.name, expected: this.payload.sha256, actual: digest },
+            ),
+          );
+          return;
+        }
+        callback();
+      }),
+    );
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    if (!this.writer.destroyed) this.writer.destroy();
+    if (!this.decoder.destroyed) this.decoder.destroy();
+    callback(error);
+  }
+}
+
+function asInvalid(err: Error, payload: Payload): Error {
+  if (err instanceof GantryError) return err;
+  return new GantryError(
+    'OTA_INVALID_IMAGE',
+    `payload ${payload.name} does not decompress: ${err.message}`,
+    { payload: payload.name },
+    err,
+  );
+}
+
+/**
  * Streams a signed bundle onto a slot: the manifest's signature is checked before a single payload
  * byte is written, the slot is marked invalid before its first byte and the payload is hashed on
  * the way. Marking the slot bootable is the caller's job, after this resolves.
@@ -266,7 +354,8 @@ export async function streamImageToSlot(opts: StreamToSlotOptions): Promise<Stre
         );
       }
       payloadOffset = at.dataOffset;
-      const skip = resume && resume.payloadName === payload.name ? resume.slotBytes : 0;
+      const compressed = compressionOf(payload) !== 'none';
+      const skip = !compressed && resume && resume.payloadName === payload.name ? resume.slotBytes : 0;
       if (!manifestSeen) await opts.onManifest?.(manifest, payload);
       manifestSeen = true;
       // Invalid before the first byte: a torn write can never be mistaken for a bootable image.
@@ -282,6 +371,14 @@ export async function streamImageToSlot(opts: StreamToSlotOptions): Promise<Stre
         offset: skip,
         allowBooted: opts.allowBooted,
       });
+      if (compressed) {
+        return new DecompressingSink(
+          writer,
+          createDecompressor(compressionOf(payload), payload.size),
+          payload,
+          (bytes) => opts.onImageBytes?.(bytes),
+        );
+      }
       return new CheckpointingSink(
         writer,
         skip,

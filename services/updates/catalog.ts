@@ -22,7 +22,7 @@ export interface UpdateListing {
   version: string;
   type: string;
   severity: string;
-  /** The installed image's bytes (`imageBytes`). */
+  /** What this gateway would download (`downloadBytes`): a hop delta, the compressed bundle, a v1 image. */
   sizeBytes: number;
   released: string;
   description: string;
@@ -53,6 +53,8 @@ export interface FeedPort {
     offset: number,
     signal: AbortSignal,
     validator?: { value: string | null },
+    /** Stop before this byte (exclusive): one single-range GET of a part of the target. */
+    end?: number,
   ): Promise<Readable>;
 }
 
@@ -75,6 +77,31 @@ export function imageBytes(row: Pick<AvailableUpdateRow, 'custom' | 'length'>): 
   const rootfs = c.payloads?.find((p) => p.kind === 'rootfs')?.size;
   if (typeof rootfs === 'number' && rootfs > 0) return rootfs;
   return typeof c.installed_size === 'number' && c.installed_size > 0 ? c.installed_size : row.length;
+}
+
+/**
+ * Whether a feed target's bundle may come by a delta path: a v2 bundle that publishes hop deltas or
+ * dynamic chunks (`feed add` copies both from the signed manifest into the target's metadata). Other
+ * bundles are fetched whole without reading their head first.
+ */
+export function deliversByDelta(custom: Record<string, unknown>): boolean {
+  if (custom.format !== 'gantry-bundle-v2') return false;
+  return (Array.isArray(custom.deltas) && custom.deltas.length > 0) || custom.dynamic !== undefined;
+}
+
+/**
+ * What this gateway would download for a listed update: the hop delta from its active slot's image
+ * when the bundle publishes one, else a v2 bundle's compressed size; a v1 bundle is its image (the
+ * installed size, as before v2: the bundle is the image and a few KiB).
+ */
+export function downloadBytes(
+  row: Pick<AvailableUpdateRow, 'custom' | 'length'>,
+  activeSha256: string | null,
+): number {
+  const c = row.custom as { format?: unknown; deltas?: Array<{ source_sha256?: unknown; size?: unknown }> };
+  if (c.format !== 'gantry-bundle-v2') return imageBytes(row);
+  const hop = activeSha256 ? c.deltas?.find((d) => d.source_sha256 === activeSha256) : undefined;
+  return typeof hop?.size === 'number' ? hop.size : row.length;
 }
 
 /** A bundle key id as manifests write it: a 16 to 64 hex-digit prefix of `fullKeyId`. */
@@ -177,7 +204,13 @@ export class UpdateCatalog {
 
   view(
     row: AvailableUpdateRow,
-    ctx: { model: string; versionFloor: string | null; trustedKeys: readonly KeyObject[] },
+    ctx: {
+      model: string;
+      versionFloor: string | null;
+      trustedKeys: readonly KeyObject[];
+      /** The active slot's image hash: a hop delta from it makes the download that small. */
+      activeSha256?: string | null;
+    },
   ): UpdateListing {
     const c = row.custom as Record<string, unknown>;
     const fitsModel = strings(c.compatible).includes(ctx.model);
@@ -191,7 +224,7 @@ export class UpdateCatalog {
       version: row.version,
       type: str(c.type, 'maintenance'),
       severity: str(c.severity, 'low'),
-      sizeBytes: imageBytes(row),
+      sizeBytes: downloadBytes(row, ctx.activeSha256 ?? null),
       released: str(c.released),
       description: str(c.description),
       changelog: strings(c.changelog),

@@ -87,11 +87,13 @@ export class TufFeedPort implements FeedPort {
     offset: number,
     signal: AbortSignal,
     validator?: TargetValidator,
+    end?: number,
   ) {
     const loc = this.location(gatewayId);
     if (!loc) throw new Error(`gateway ${gatewayId} has no update feed`);
     return fetchTarget(loc.targetsUrl, target, {
       offset,
+      end,
       signal,
       validator,
       http: this.http,

@@ -8,14 +8,27 @@ import type { GatewayRuntime } from '../gateways.js';
 import type { JobStore } from '../jobs.js';
 import type { LogService } from '../logs.js';
 import type { BundleSource } from '../pipeline/stream-to-slot.js';
+import { compressionOf } from '../../bundle/manifest.js';
+import { findGantryError } from '../../core/errors.js';
 import { activationOf } from './activation.js';
+import { deliversByDelta } from './catalog.js';
+import type { Delivery, DeliveryRecord } from './delivery.js';
 import type { JobArtifact, RunningJob, UpdatePorts } from './job-types.js';
 import type { PartitionManager } from './partitions.js';
 import type { ComponentService } from '../components/component-service.js';
 import { isComponentBundle } from '../components/plan.js';
 import { fileBundleSource, transferBundle, type TransferPolicy } from './transfer.js';
 
-type SendBack = (event: { type: 'PROGRESS'; bytesDone: number; speedBps: number; at: number }) => void;
+type SendBack = (event: {
+  type: 'PROGRESS';
+  bytesDone: number;
+  speedBps: number;
+  at: number;
+  totalBytes?: number;
+}) => void;
+
+/** PROGRESS events from byte counts (a compressed payload, a delta) are sent at most this often. */
+const WIRE_PROGRESS_MS = 250;
 
 /**
  * What the job statechart's actors do: move bytes onto a slot (bundle or raw image), verify them,
@@ -32,6 +45,7 @@ export interface JobEffectsDeps {
   policy: TransferPolicy;
   /** Multi-component bundles: checked before a byte is written, staged, installed in sequence. */
   components: ComponentService;
+  delivery: Delivery;
 }
 
 export class JobEffects {
@@ -77,6 +91,32 @@ export class JobEffects {
     }
     const booted = await gw.device.bootedSlot();
     const bootedVersion = (await gw.device.slots())[booted].version;
+    const check = {
+      trustedKeys: this.deps.ports.trustedKeys(gw.id),
+      hardwareModel: gw.row().model,
+      currentVersion: this.deps.partitions.versionFloor(gw.id) ?? bootedVersion,
+      allowDowngrade: job.artifact.allowDowngrade,
+    };
+    const src = job.artifact.source;
+    let record: DeliveryRecord | null = null;
+    let lastWireAt = 0;
+    const wireProgress = (bytesDone: number, totalBytes: number, force = false): void => {
+      const at = this.deps.clock();
+      if (!force && at - lastWireAt < WIRE_PROGRESS_MS) return;
+      lastWireAt = at;
+      sendBack({ type: 'PROGRESS', bytesDone, totalBytes, speedBps: 0, at });
+    };
+    if (src.kind === 'feed' && deliversByDelta(src.target.custom)) {
+      const delivered = await this.tryDelta(gw, job, slot, src.target, check, signal, wireProgress);
+      if (delivered === true) return;
+      record = delivered;
+    }
+    // A bundle fetched whole from the feed: its bytes are what crosses the network.
+    if (!record && src.kind === 'feed')
+      record = { path: 'full', plannedBytes: src.target.length, wireBytes: 0 };
+    const wireBefore = record?.wireBytes ?? 0;
+    const bundleLength = src.kind === 'feed' ? src.target.length : null;
+    let compressed = false;
     const result = await transferBundle({
       device: gw.device,
       slot,
@@ -90,15 +130,24 @@ export class JobEffects {
       policy: this.deps.policy,
       now: this.deps.clock,
       componentPayloadSink: (payload) => this.deps.components.payloadSink(gw, job.id, payload),
-      onManifest: async (manifest) => {
+      onManifest: async (manifest, payload) => {
         // A component bundle this gateway cannot install consistently is refused here, before a byte.
         if (isComponentBundle(manifest)) {
           await this.deps.components.checkManifest(gw, manifest, job.artifact.allowDowngrade);
         }
         // Signature, hardware and version are verified: only now may the slot be touched.
         await this.deps.partitions.startWrite(gw, slot, false);
+        compressed = compressionOf(payload) !== 'none';
         job.artifact = { ...job.artifact, manifest, slotTouched: true };
+        if (record) job.artifact.delivery = record;
         this.saveArtifact(job);
+      },
+      onTaken: (bytes) => {
+        // A compressed payload has no durable points to report (see DecompressingSink): its
+        // progress is the bytes received, against what the bundle weighs on the wire.
+        if (compressed && bundleLength !== null) {
+          wireProgress(wireBefore + bytes, wireBefore + bundleLength);
+        }
       },
       onProgress: (point, speedBps) => {
         job.artifact = { ...job.artifact, resume: point };
@@ -125,7 +174,70 @@ export class JobEffects {
     });
     job.hashedHere = true;
     job.artifact = { ...job.artifact, manifest: result.manifest, sha256: result.sha256, bytes: result.bytes };
+    if (record && bundleLength !== null) {
+      job.artifact.delivery = { ...record, wireBytes: record.wireBytes + bundleLength };
+    }
     this.saveArtifact(job);
+  }
+
+  /**
+   * Reads the bundle's signed head and delivers the image by a delta path when one is worth it
+   * (true), else says what the full path will cost (its record). A head that cannot be fetched
+   * now is no reason to fail: the full transfer, with its retries, reads and verifies it again.
+   */
+  private async tryDelta(
+    gw: GatewayRuntime,
+    job: RunningJob,
+    slot: SlotId,
+    target: Extract<JobArtifact['source'], { kind: 'feed' }>['target'],
+    check: Parameters<Delivery['readHead']>[2],
+    signal: AbortSignal,
+    wireProgress: (bytesDone: number, totalBytes: number, force?: boolean) => void,
+  ): Promise<true | DeliveryRecord | null> {
+    const delivery = this.deps.delivery;
+    let head;
+    try {
+      head = await delivery.readHead(gw, target, check, signal);
+    } catch (err) {
+      if (signal.aborted) throw signal.reason;
+      const code = findGantryError(err)?.gantryCode;
+      if (code === 'OTA_SIGNATURE_FAILED' || code === 'OTA_INVALID_IMAGE') throw err;
+      this.deps.logs.warn(
+        gw.id,
+        'ota',
+        `Job ${job.id}: cannot read the bundle's head (${(err as Error).message}); fetching the full bundle`,
+      );
+      return null;
+    }
+    const { delivered, record } = await delivery.tryDelta(gw, job, slot, head, target.length, signal, {
+      onWrite: async (rec) => {
+        await this.deps.partitions.startWrite(gw, slot, false);
+        job.artifact = {
+          ...job.artifact,
+          manifest: head.manifest,
+          slotTouched: true,
+          resume: null,
+          delivery: rec,
+        };
+        this.saveArtifact(job);
+      },
+      onProgress: ({ bytesDone, totalBytes }) => wireProgress(bytesDone, totalBytes),
+      onRecord: (rec) => {
+        job.artifact = { ...job.artifact, delivery: rec };
+      },
+    });
+    if (!delivered) return record;
+    wireProgress(record.wireBytes, record.plannedBytes, true);
+    job.hashedHere = true;
+    job.artifact = {
+      ...job.artifact,
+      manifest: head.manifest,
+      sha256: head.payload.sha256,
+      bytes: head.payload.size,
+      delivery: record,
+    };
+    this.saveArtifact(job);
+    return true;
   }
 
   /** A raw image (snapshot) onto the slot, hashed on the way; a retry starts over (it is local). */

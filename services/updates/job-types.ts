@@ -28,6 +28,11 @@ export interface JobProgress {
   targetSlot: SlotId;
   error: { code: string; message: string } | null;
   blockedBy: string[];
+  /**
+   * How the image travels (issue 14): the path chosen and the bytes it planned and received on the
+   * wire; null before the path is known (and for uploads and restores, which are local).
+   */
+  delivery?: { path: 'hop' | 'dynamic' | 'full'; plannedBytes: number; wireBytes: number } | null;
 }
 
 /**

@@ -5,6 +5,7 @@ import { GantryError, findGantryError, type ErrorCode } from '../../core/errors.
 import { LendingFileReader } from '../../core/lending.js';
 import type { GatewayDevice, SlotId } from '../../device/types.js';
 import { RESTART_DOWNLOAD } from '../../feed/fetch.js';
+import { DEFAULT_DYNAMIC_THRESHOLD } from '../../delta/choice.js';
 import {
   ResumedHashMismatchError,
   streamImageToSlot,
@@ -32,6 +33,11 @@ export interface TransferPolicy {
   checkpointMs: number;
   /** Bundles from this size on are hashed on a worker thread (see bundle/digests.ts). */
   threadHashingMinBytes: number;
+  /**
+   * The dynamic delta path is chosen only when it plans to receive less than this share of the
+   * full bundle (delta/choice.ts); GANTRY_DYNAMIC_DELTA_MAX_PERCENT sets it.
+   */
+  dynamicThreshold: number;
 }
 
 export const DEFAULT_TRANSFER_POLICY: TransferPolicy = {
@@ -45,6 +51,7 @@ export const DEFAULT_TRANSFER_POLICY: TransferPolicy = {
   checkpointMs: 1000,
   // Starting the thread costs ~30 ms and ~10 MiB; from 16 MiB on it pays for itself.
   threadHashingMinBytes: 16 * 1024 * 1024,
+  dynamicThreshold: DEFAULT_DYNAMIC_THRESHOLD,
 };
 
 /** A bundle file on local disk (a manual upload, a recovery image). */
@@ -135,6 +142,8 @@ export interface TransferRequest {
   /** After every fsync: durable payload bytes and the observed speed. */
   onProgress(point: ResumePoint, speedBps: number): void;
   onRetry(attempt: number, reason: string): void;
+  /** Payload bytes taken from the bundle so far in this attempt (a resume's slot prefix included). */
+  onTaken?(bytes: number): void;
   /** The part already on the slot failed its hash on resume: the transfer starts over from byte 0. */
   onRestart(reason: string): void;
 }
@@ -218,6 +227,7 @@ export async function transferBundle(req: TransferRequest): Promise<TransferResu
           componentPayloadSink: req.componentPayloadSink,
           onBytes: (bytes) => {
             taken = bytes;
+            req.onTaken?.(bytes);
           },
           onDurable: (point) => {
             if (!live) return;

@@ -34,6 +34,8 @@ import {
 import type { PartitionManager } from './partitions.js';
 import type { ComponentService } from '../components/component-service.js';
 import { JobEffects } from './job-effects.js';
+import { Delivery } from './delivery.js';
+import type { DynamicDeltaProvider } from '../../delta/path.js';
 import { UploadStore, type ReceivedUpload, type UploadVerifyInput } from './uploads.js';
 import type {
   CancelRequest,
@@ -70,6 +72,8 @@ export interface UpdateServiceDeps {
   machineEvents?: MachineEventLog;
   /** Multi-component bundles (issue 15). */
   components: ComponentService;
+  /** The dynamic delta path (delta/dynamic), when wired in; without it, no dynamic deliveries. */
+  dynamic?: DynamicDeltaProvider | null;
 }
 
 const PROGRESS_PUBLISH_MS = 250;
@@ -103,10 +107,21 @@ export class UpdateService {
   private stopWatchingPartitions: (() => void) | null = null;
 
   private readonly effects: JobEffects;
+  private readonly delivery: Delivery;
   private readonly uploads: UploadStore;
 
   constructor(private readonly deps: UpdateServiceDeps) {
-    this.effects = new JobEffects(deps);
+    this.delivery = new Delivery({
+      ports: deps.ports,
+      partitions: deps.partitions,
+      logs: deps.logs,
+      clock: deps.clock,
+      dynamic: deps.dynamic ?? null,
+      dynamicThreshold: () => deps.policy.dynamicThreshold,
+      gatewayDir: (id) => deps.gateways.gatewayDir(id),
+      retry: deps.policy,
+    });
+    this.effects = new JobEffects({ ...deps, delivery: this.delivery });
     this.uploads = new UploadStore(deps);
   }
 
@@ -137,7 +152,17 @@ export class UpdateService {
       model: gw.row().model,
       versionFloor: this.deps.partitions.versionFloor(gw.id),
       trustedKeys: this.deps.ports.trustedKeys(gw.id),
+      activeSha256: this.activeImages.get(gw.id) ?? null,
     };
+  }
+
+  /** The active slot's recorded image hash, as of the last check (what a hop delta must start from). */
+  private readonly activeImages = new Map<string, string | null>();
+
+  private async refreshActiveImage(gw: GatewayRuntime): Promise<void> {
+    const booted = await gw.device.bootedSlot();
+    const slot = (await gw.device.slots())[booted];
+    this.activeImages.set(gw.id, slot.state === 'bootable' ? slot.sha256 : null);
   }
 
   listUpdates(gw: GatewayRuntime): { updates: UpdateListing[]; feed: FeedServer | null } {
@@ -161,6 +186,7 @@ export class UpdateService {
     const run = async () => {
       try {
         const targets = await this.deps.ports.feed.refresh(gw.id);
+        await this.refreshActiveImage(gw);
         this.deps.catalog.record(gw.id, targets);
         this.deps.logs.info(
           gw.id,
@@ -613,6 +639,7 @@ export class UpdateService {
       currentOperation: view.current_operation,
       bytesPerSecond: view.speedBps,
       etaSeconds: view.etaSeconds,
+      ...(job.artifact.delivery ? { path: job.artifact.delivery.path } : {}),
       at: this.deps.clock(),
     });
   }
@@ -643,6 +670,10 @@ export class UpdateService {
     if (state === 'downloaded' || state === 'complete' || state === 'error' || state === 'cancelled') {
       job.release?.();
       job.release = null;
+    }
+    if (state === 'downloaded' || state === 'complete' || state === 'error' || state === 'cancelled') {
+      // The transfer is over: a delta's journal and downloaded file have served.
+      this.delivery.dropWork(gw.id, job.id);
     }
     if (state === 'complete' || state === 'error' || state === 'cancelled') {
       this.deps.components.cleanup(gw, job.id);
@@ -791,6 +822,7 @@ export class UpdateService {
       targetSlot: target,
       error: row.errorCode ? { code: row.errorCode, message: row.errorMessage ?? '' } : null,
       blockedBy: [],
+      delivery: row.artifact?.delivery ?? null,
     };
   }
 
@@ -840,6 +872,7 @@ export class UpdateService {
       targetSlot: ctx.targetSlot,
       error: ctx.errorCode ? { code: ctx.errorCode as ErrorCode, message: ctx.errorMessage ?? '' } : null,
       blockedBy: ctx.blockedBy,
+      delivery: (running?.artifact ?? row.artifact)?.delivery ?? null,
     };
   }
 }

@@ -1,7 +1,9 @@
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { runCli, type CliIo } from '../../cli/bundle.js';
+import { parseChunkIndex } from '../../delta/dynamic/chunk-index.js';
 import { bytes } from './helpers.js';
 import { makeTempDir } from '../helpers/temp.js';
 
@@ -147,5 +149,82 @@ describe('gantry-bundle CLI', () => {
     const again = io();
     expect(await runCli(['feed', 'init', feed, '--key', key], again)).toBe(1);
     expect(again.stderr.join('\n')).toMatch(/already holds a feed/);
+  });
+
+  it('should build --dynamic: the chunk index and pack beside the bundle, named in the signed manifest, published by feed add', async () => {
+    const out = path.join(dir, 'dyn.bundle');
+    const b = io();
+    const code = await runCli(
+      [
+        'build',
+        '--key',
+        key,
+        '--image',
+        path.join(dir, 'rootfs.img'),
+        '--version',
+        'v5.0.7',
+        '--type',
+        'security',
+        '--severity',
+        'high',
+        '--compatible',
+        'Univa-GW-Pro',
+        '--kernel',
+        '6.1.40-LTS',
+        '--dynamic',
+        '-o',
+        out,
+      ],
+      b,
+    );
+    expect(b.stderr).toEqual([]);
+    expect(code).toBe(0);
+    expect(b.stdout.join('\n')).toMatch(/dynamic chunks: dyn\.gcix \(\d+ bytes, \d+ chunks\), dyn\.pack/);
+    const index = parseChunkIndex(fs.readFileSync(path.join(dir, 'dyn.gcix')));
+    expect(index.header.image).toEqual({
+      size: 100_000,
+      sha256: createHash('sha256')
+        .update(fs.readFileSync(path.join(dir, 'rootfs.img')))
+        .digest('hex'),
+    });
+    const o = io();
+    expect(await runCli(['inspect', out], o)).toBe(0);
+    const text = o.stdout.join('\n');
+    const manifest = JSON.parse(text.slice(text.indexOf('{'), text.lastIndexOf('}') + 1)) as {
+      payloads: {
+        dynamic?: { index: { target: string; size: number }; pack: { target: string; size: number } };
+      }[];
+    };
+    expect(manifest.payloads[0]!.dynamic).toMatchObject({
+      index: { target: 'dyn.gcix', size: fs.statSync(path.join(dir, 'dyn.gcix')).size },
+      pack: { target: 'dyn.pack', size: index.header.pack.size },
+    });
+
+    const feed = path.join(dir, 'dyn-feed');
+    expect(await runCli(['feed', 'init', feed, '--key', key], io())).toBe(0);
+    expect(await runCli(['feed', 'add', feed, out, '--key', key, '--bundle-pubkey', pub], io())).toBe(0);
+    const targets = JSON.parse(fs.readFileSync(path.join(feed, 'targets.json'), 'utf8')) as {
+      signed: { targets: Record<string, { length: number }> };
+    };
+    expect(targets.signed.targets['dyn.pack']!.length).toBe(index.header.pack.size);
+    expect(fs.readFileSync(path.join(feed, 'targets', 'dyn.gcix'))).toEqual(
+      fs.readFileSync(path.join(dir, 'dyn.gcix')),
+    );
+  });
+
+  it('should refuse --dynamic for a v1 bundle', async () => {
+    const e = io();
+    const args = ['build', '--key', key, '--image', path.join(dir, 'rootfs.img'), '--version', 'v5.0.8'];
+    args.push('--type', 'bugfix', '--severity', 'low');
+    const more = [
+      '--compatible',
+      'Univa-GW-Pro',
+      '--kernel',
+      '6.1.40-LTS',
+      '-o',
+      path.join(dir, 'v1dyn.bundle'),
+    ];
+    expect(await runCli([...args, ...more, '--format', 'v1', '--dynamic'], e)).not.toBe(0);
+    expect(e.stderr.join('\n')).toMatch(/--dynamic needs --format v2/);
   });
 });

@@ -2,9 +2,16 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { KeyObject } from 'node:crypto';
-import { buildBundle, type PayloadInput } from '../../bundle/build.js';
+import { buildBundle, type BuildBundleOptions, type PayloadInput } from '../../bundle/build.js';
 import { generateKeyPair, parsePrivateKey } from '../../bundle/keys.js';
-import type { ManifestFields } from '../../bundle/manifest.js';
+import {
+  BUNDLE_FORMAT_V2,
+  type DeltaRef,
+  type DynamicRef,
+  type ManifestFields,
+} from '../../bundle/manifest.js';
+import { buildDynamicArtifacts } from '../../delta/dynamic/publish.js';
+import { buildHopDelta } from '../../delta/hop/build.js';
 import { addTarget, initRepository, refreshTimestamp } from '../../feed/repository.js';
 import { serveDir, tempDir, type Override, type StaticServer } from '../feed/helpers.js';
 
@@ -22,8 +29,10 @@ export interface TestFeed {
   publish(
     fields: Partial<ManifestFields> & { version: string },
     image: Buffer | string,
-    opts?: { signingKey?: KeyObject; extraPayloads?: PayloadInput[] },
+    opts?: PublishOptions,
   ): Promise<string>;
+  /** Where bundles are built: artifacts a v2 manifest names are published from here. */
+  workDir: string;
   /** Re-signs timestamp.json so that it expired yesterday (a frozen feed). */
   expireTimestamp(): void;
   /** URL path of a published bundle on the feed server. */
@@ -32,6 +41,21 @@ export interface TestFeed {
   trustIn(dataDir: string): void;
   /** Stops the server and removes the feed and the bundles built for it. */
   close(): Promise<void>;
+}
+
+export interface PublishOptions {
+  signingKey?: KeyObject;
+  /** More payloads beside rootfs.img (multi-component bundles). */
+  extraPayloads?: PayloadInput[];
+  /** Bundle format options (v2, compression, hop deltas built into `workDir`). */
+  build?: Pick<BuildBundleOptions, 'format' | 'compression' | 'deltas'>;
+  /**
+   * A v2 bundle (zstd) with the image also published as content-defined chunks (index and pack
+   * feed targets beside the bundle, named `<bundle>.gcix` / `<bundle>.pack`).
+   */
+  dynamic?: boolean;
+  /** A v2 bundle with hop deltas from these earlier images. */
+  hopFrom?: { version: string; image: Buffer }[];
 }
 
 export function randomImage(bytes: number): Buffer {
@@ -52,12 +76,40 @@ export async function startTestFeed(): Promise<TestFeed> {
     dir,
     server,
     signingKey,
+    workDir: work,
     publicKeyPem: vendor.publicKeyPem,
     env: { GANTRY_FEED_URL: server.url, GANTRY_FEED_ROOT: path.join(dir, 'root.json') },
     async publish(fields, image, opts) {
       const imagePath = typeof image === 'string' ? image : path.join(work, `image-${++n}.img`);
       if (typeof image !== 'string') fs.writeFileSync(imagePath, image);
-      const out = path.join(work, `gantry-${fields.version}-${n}.bundle`);
+      const base = `gantry-${fields.version}-${n}`;
+      const out = path.join(work, `${base}.bundle`);
+      const v2 = opts?.dynamic === true || (opts?.hopFrom?.length ?? 0) > 0;
+      let dynamic: Record<string, DynamicRef> | undefined;
+      if (opts?.dynamic) {
+        const built = await buildDynamicArtifacts(imagePath, {
+          indexFile: path.join(work, `${base}.gcix`),
+          packFile: path.join(work, `${base}.pack`),
+        });
+        dynamic = {
+          'rootfs.img': {
+            index: { target: `${base}.gcix`, size: built.index.size, sha256: built.index.sha256 },
+            pack: { target: `${base}.pack`, size: built.pack.size, sha256: built.pack.sha256 },
+          },
+        };
+      }
+      const deltas: DeltaRef[] = [];
+      for (const [k, from] of (opts?.hopFrom ?? []).entries()) {
+        const source = path.join(work, `${base}.source-${k}.img`);
+        fs.writeFileSync(source, from.image);
+        const target = `${base}.from-${from.version}.hop`;
+        const built = await buildHopDelta({ source, target: imagePath, out: path.join(work, target) });
+        deltas.push({
+          source_sha256: built.source.sha256,
+          source_version: from.version,
+          artifact: { target, size: built.size, sha256: built.sha256 },
+        });
+      }
       await buildBundle({
         manifestFields: {
           type: 'security',
@@ -75,6 +127,14 @@ export async function startTestFeed(): Promise<TestFeed> {
         ],
         privateKey: opts?.signingKey ?? signingKey,
         out,
+        ...(v2
+          ? {
+              format: BUNDLE_FORMAT_V2,
+              dynamic,
+              deltas: deltas.length ? { 'rootfs.img': deltas } : undefined,
+            }
+          : {}),
+        ...opts?.build,
       });
       await addTarget(dir, out, { keys: tufKey, expiresDays: 30 });
       return out;

@@ -195,6 +195,22 @@ describe('api/presenters/progress: GET /progress as documented', () => {
       target_partition: 'B',
       error: null,
       blocked_by: [],
+      delivery: null,
+    });
+  });
+
+  it('writes the delivery path and its bytes on the wire once chosen', () => {
+    const out = presentProgress({
+      ...progress,
+      delivery: { path: 'hop', plannedBytes: 2_600_000, wireBytes: 1_300_000 },
+    });
+    expect(progressOutputSchema.parse(out)).toEqual(out);
+    expect(out.delivery).toEqual({
+      path: 'hop',
+      planned: '2.5 MB',
+      planned_bytes: 2_600_000,
+      wire: '1.2 MB',
+      wire_bytes: 1_300_000,
     });
   });
 

@@ -150,6 +150,14 @@ export interface JobProgress {
   target_partition: SlotId;
   error: { code: string; message: string } | null;
   blocked_by: string[];
+  /** How the image travels: hop delta, dynamic chunks or the full bundle; bytes on the wire. */
+  delivery?: {
+    path: 'hop' | 'dynamic' | 'full';
+    planned: string;
+    planned_bytes: number;
+    wire: string;
+    wire_bytes: number;
+  } | null;
 }
 
 export interface RecoveryImageView {
@@ -179,6 +187,7 @@ export interface UpdateProgressMessage {
   current_operation: string;
   speed: string;
   eta: string;
+  path?: 'hop' | 'dynamic' | 'full';
   timestamp: string;
 }
 

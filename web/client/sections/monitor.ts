@@ -98,6 +98,7 @@ export function monitorSection(app: App): HTMLElement {
   );
   const noJob = h('p', { class: 'empty', 'data-testid': 'no-job' }, 'No operation running.');
 
+  const DELIVERY_LABEL = { hop: 'hop delta', dynamic: 'dynamic delta', full: 'full bundle' } as const;
   const renderJob = (job: JobProgress | null) => {
     jobBox.hidden = !job;
     noJob.hidden = !!job;
@@ -121,6 +122,14 @@ export function monitorSection(app: App): HTMLElement {
       h('dd', { 'data-testid': 'job-eta' }, p.eta),
       h('dt', {}, 'Transferred'),
       h('dd', {}, p.downloaded && p.total ? `${p.downloaded} of ${p.total}` : '—'),
+      h('dt', {}, 'Delivery'),
+      h(
+        'dd',
+        { 'data-testid': 'job-delivery' },
+        job.delivery
+          ? `${DELIVERY_LABEL[job.delivery.path]}: ${job.delivery.wire} on the wire (planned ${job.delivery.planned})`
+          : '—',
+      ),
       h('dt', {}, 'Elapsed'),
       h('dd', {}, job.elapsed_time || '—'),
     );

@@ -1,0 +1,434 @@
+import { execFile, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { compressFile, hashFile } from '../../bundle/compression.js';
+import type { Compression } from '../../bundle/manifest.js';
+import { GantryError } from '../../core/errors.js';
+import {
+  encodeHeader,
+  encodeOpHeader,
+  HOP_FORMAT,
+  MAX_OP_BYTES,
+  OP_DIGEST_BYTES,
+  OP_KINDS,
+  type HopOp,
+  type OpKind,
+} from './format.js';
+
+/**
+ * The publisher's side of hop deltas (build host: may run debugfs, xdelta3 and zstd). For each
+ * block of the new image, in order: inside a changed file of an ext4 image, PATCH against that
+ * file's old version (VCDIFF by xdelta3); a zero block is ZERO; a block found in the old image
+ * (same place first, else any place, by block hash) is COPY; anything else is NEW. Adjacent
+ * operations of a kind merge (COPY when their sources are adjacent too), bounded to keep the
+ * gateway's memory flat. The operation stream is then compressed whole.
+ */
+
+const BLOCK = 4096;
+/** COPY/ZERO/NEW runs are cut at this output size; PATCH reads and writes at most MAX_OP_BYTES. */
+const RUN_BYTES = 4 * 1024 * 1024;
+/** A PATCH is kept only when its VCDIFF is at most this share of the new file. */
+const PATCH_WORTH = 0.9;
+/** NEW runs are cut smaller, and tried as a PATCH against the old bytes this far around them. */
+const NEW_RUN_BYTES = 1024 * 1024;
+const NEIGHBOURHOOD = 2 * 1024 * 1024;
+const NEIGHBOUR_PATCH_WORTH = 0.6;
+
+const run = promisify(execFile);
+
+export interface BuildHopOptions {
+  source: string;
+  target: string;
+  out: string;
+  codec?: Compression;
+  /** ext4 (file-aware, needs debugfs) when both images are ext4, else blocks. */
+  mode?: 'auto' | 'ext4' | 'blocks';
+  tmpDir?: string;
+}
+
+export interface BuiltHop {
+  size: number;
+  sha256: string;
+  mode: 'ext4' | 'blocks';
+  ops: Record<'COPY' | 'ZERO' | 'NEW' | 'PATCH', number>;
+  source: { size: number; sha256: string };
+  target: { size: number; sha256: string };
+}
+
+interface FileMap {
+  size: number;
+  blocks: number[];
+}
+
+export async function buildHopDelta(opts: BuildHopOptions): Promise<BuiltHop> {
+  const codec = opts.codec ?? 'brotli';
+  const work = fs.mkdtempSync(path.join(opts.tmpDir ?? os.tmpdir(), 'gantry-hop-'));
+  try {
+    const source = await hashFile(opts.source);
+    const target = await hashFile(opts.target);
+    let mode: 'ext4' | 'blocks' = 'blocks';
+    let patches = new Map<number, { srcStart: number; srcLen: number; blocks: number }>();
+    if (opts.mode !== 'blocks' && (await isExt4(opts.source)) && (await isExt4(opts.target))) {
+      mode = 'ext4';
+      patches = await changedFiles(opts.source, opts.target, work);
+    } else if (opts.mode === 'ext4') {
+      throw new GantryError('VALIDATION_ERROR', 'ext4 mode asked for, but an image is not ext4');
+    }
+    const body = path.join(work, 'body');
+    const counts = { COPY: 0, ZERO: 0, NEW: 0, PATCH: 0 };
+    const opsCount = await writeBody(
+      opts.source,
+      opts.target,
+      source.size,
+      target.size,
+      patches,
+      body,
+      work,
+      counts,
+    );
+    const bodyBytes = fs.statSync(body).size;
+    const compressed = path.join(work, 'body.c');
+    await compressFile(body, compressed, codec);
+    const header = encodeHeader({
+      format: HOP_FORMAT,
+      mode,
+      codec,
+      source,
+      target,
+      ops: opsCount,
+      body_bytes: bodyBytes,
+    });
+    const partial = `${opts.out}.partial`;
+    fs.writeFileSync(partial, header);
+    fs.appendFileSync(partial, fs.readFileSync(compressed));
+    fs.renameSync(partial, opts.out);
+    const built = await hashFile(opts.out);
+    return { ...built, mode, ops: counts, source, target };
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
+async function isExt4(image: string): Promise<boolean> {
+  const fd = fs.openSync(image, 'r');
+  try {
+    const sb = Buffer.alloc(2);
+    fs.readSync(fd, sb, 0, 2, 1024 + 0x38);
+    return sb.readUInt16LE(0) === 0xef53;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+let commandFiles = 0;
+
+async function debugfs(image: string, commands: string[], work: string): Promise<string> {
+  const cmdFile = path.join(work, `debugfs-${commandFiles++}.cmds`);
+  fs.writeFileSync(cmdFile, `${commands.join('\n')}\n`);
+  const { stdout } = await run('debugfs', ['-f', cmdFile, image], { maxBuffer: 1024 * 1024 * 1024 });
+  return stdout;
+}
+
+/** Splits debugfs -f output into each command's lines. */
+function perCommand(out: string): string[][] {
+  const results: string[][] = [];
+  for (const line of out.split('\n')) {
+    if (line.startsWith('debugfs: ')) results.push([]);
+    else if (results.length) results[results.length - 1]!.push(line);
+  }
+  return results;
+}
+
+/** Regular files of an ext4 image: path → size and physical blocks in file order. */
+async function fileMap(image: string, work: string): Promise<Map<string, FileMap>> {
+  const files = new Map<string, { ino: number; size: number }>();
+  let dirs = ['/'];
+  while (dirs.length) {
+    const out = perCommand(
+      await debugfs(
+        image,
+        dirs.map((d) => `ls -p "${d}"`),
+        work,
+      ),
+    );
+    const next: string[] = [];
+    out.forEach((lines, i) => {
+      const dir = dirs[i]!;
+      for (const line of lines) {
+        const m = /^\/(\d+)\/(\d+)\/\d+\/\d+\/(.*)\/(\d*)\/$/.exec(line);
+        if (!m) continue;
+        const [, ino, mode, name, size] = m;
+        if (name === '.' || name === '..' || name!.includes('"') || name!.includes('\n')) continue;
+        const full = dir === '/' ? `/${name}` : `${dir}/${name}`;
+        const type = parseInt(mode!, 8) & 0o170000;
+        if (type === 0o040000) next.push(full);
+        else if (type === 0o100000) files.set(full, { ino: Number(ino), size: Number(size) });
+      }
+    });
+    dirs = next;
+  }
+  const entries = [...files.entries()];
+  const result = new Map<string, FileMap>();
+  const out = perCommand(
+    await debugfs(
+      image,
+      entries.map(([, f]) => `blocks <${f.ino}>`),
+      work,
+    ),
+  );
+  entries.forEach(([p, f], i) => {
+    const blocks = (out[i] ?? []).join(' ').trim().split(/\s+/).filter(Boolean).map(Number);
+    result.set(p, { size: f.size, blocks });
+  });
+  return result;
+}
+
+/**
+ * The changed files worth a PATCH, keyed by their first block in the new image: same path in both
+ * images, other bytes, contiguous in the new image, both versions within one operation's bound.
+ */
+async function changedFiles(
+  sourceImage: string,
+  targetImage: string,
+  work: string,
+): Promise<Map<number, { srcStart: number; srcLen: number; blocks: number }>> {
+  const [oldFiles, newFiles] = await Promise.all([fileMap(sourceImage, work), fileMap(targetImage, work)]);
+  const patches = new Map<number, { srcStart: number; srcLen: number; blocks: number }>();
+  const sfd = fs.openSync(sourceImage, 'r');
+  const tfd = fs.openSync(targetImage, 'r');
+  try {
+    for (const [p, nf] of newFiles) {
+      const of = oldFiles.get(p);
+      // Same content (wherever it sits): the block pass finds it in the old image and COPYs it.
+      if (of && of.size === nf.size && fileDigest(sfd, of) === fileDigest(tfd, nf)) newFiles.delete(p);
+    }
+  } finally {
+    fs.closeSync(sfd);
+    fs.closeSync(tfd);
+  }
+  for (const [p, nf] of newFiles) {
+    const of = oldFiles.get(p);
+    if (!of || nf.blocks.length === 0 || of.blocks.length === 0) continue;
+    const n = nf.blocks.length;
+    if (nf.blocks[n - 1]! - nf.blocks[0]! !== n - 1) continue; // fragmented in the new image
+    if (n * BLOCK > MAX_OP_BYTES) continue;
+    const lo = Math.min(...of.blocks);
+    const hi = Math.max(...of.blocks);
+    if ((hi - lo + 1) * BLOCK > MAX_OP_BYTES) continue;
+    if (of.size === nf.size && sameBlocks(of.blocks, nf.blocks)) continue;
+    patches.set(nf.blocks[0]!, { srcStart: lo * BLOCK, srcLen: (hi - lo + 1) * BLOCK, blocks: n });
+  }
+  return patches;
+}
+
+function sameBlocks(a: number[], b: number[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+function fileDigest(fd: number, f: FileMap): string {
+  const hash = createHash('sha256');
+  let left = f.size;
+  for (const b of f.blocks) {
+    if (left <= 0) break;
+    const len = Math.min(BLOCK, left);
+    hash.update(readAt(fd, b * BLOCK, len));
+    left -= len;
+  }
+  return hash.digest('hex');
+}
+
+function readAt(fd: number, offset: number, len: number): Buffer {
+  const buf = Buffer.alloc(len);
+  let at = 0;
+  while (at < len) {
+    const n = fs.readSync(fd, buf, at, len - at, offset + at);
+    if (n === 0) break;
+    at += n;
+  }
+  return at === len ? buf : buf.subarray(0, at);
+}
+
+function blockKey(b: Buffer): string {
+  return createHash('sha256').update(b).digest('base64').slice(0, 22);
+}
+
+function isZero(b: Buffer): boolean {
+  for (let i = 0; i < b.length; i += 8) {
+    if (b.readBigUInt64LE(i) !== 0n) return false;
+  }
+  return true;
+}
+
+/** Writes the decoded body (operations in order) and returns how many there are. */
+async function writeBody(
+  sourceImage: string,
+  targetImage: string,
+  sourceSize: number,
+  targetSize: number,
+  patches: Map<number, { srcStart: number; srcLen: number; blocks: number }>,
+  body: string,
+  work: string,
+  counts: Record<'COPY' | 'ZERO' | 'NEW' | 'PATCH', number>,
+): Promise<number> {
+  const sfd = fs.openSync(sourceImage, 'r');
+  const tfd = fs.openSync(targetImage, 'r');
+  const out = fs.openSync(body, 'w');
+  let ops = 0;
+  try {
+    // Every whole block of the old image by content (the first place it occurs).
+    const index = new Map<string, number>();
+    const sourceBlocks = Math.floor(sourceSize / BLOCK);
+    for (let i = 0; i < sourceBlocks; i += 1024) {
+      const chunk = readAt(sfd, i * BLOCK, Math.min(1024, sourceBlocks - i) * BLOCK);
+      for (let j = 0; j * BLOCK < chunk.length; j++) {
+        const b = chunk.subarray(j * BLOCK, (j + 1) * BLOCK);
+        if (isZero(b)) continue;
+        const key = blockKey(b);
+        if (!index.has(key)) index.set(key, i + j);
+      }
+    }
+
+    // The run being built: COPY (with its next source offset), ZERO or NEW.
+    let pending: { kind: OpKind; srcOffset: number; outOffset: number; parts: Buffer[]; len: number } | null =
+      null;
+    let outOffset = 0;
+    const emit = (op: HopOp, data: Buffer | null): void => {
+      fs.writeSync(out, encodeOpHeader(op));
+      if (data) fs.writeSync(out, data);
+      ops++;
+      counts[(['', 'COPY', 'ZERO', 'NEW', 'PATCH'] as const)[op.kind] as keyof typeof counts]++;
+    };
+    const flush = async (): Promise<void> => {
+      if (!pending) return;
+      const bytes = Buffer.concat(pending.parts, pending.len);
+      const digest = createHash('sha256').update(bytes).digest().subarray(0, OP_DIGEST_BYTES);
+      const kind = pending.kind;
+      if (kind === OP_KINDS.NEW) {
+        // New bytes where the old image had something close by (inode tables, bitmaps, directories,
+        // a file that moved a little): a VCDIFF against that neighbourhood, when it is much smaller.
+        const start = Math.max(0, pending.outOffset - NEIGHBOURHOOD);
+        const end = Math.min(
+          sourceSize,
+          pending.outOffset + pending.len + NEIGHBOURHOOD,
+          start + MAX_OP_BYTES,
+        );
+        if (end > start) {
+          const vcdiff = await xdelta(readAt(sfd, start, end - start), bytes, work);
+          if (vcdiff.length <= bytes.length * NEIGHBOUR_PATCH_WORTH) {
+            emit(
+              {
+                kind: OP_KINDS.PATCH,
+                outLen: bytes.length,
+                srcOffset: start,
+                srcLen: end - start,
+                dataLen: vcdiff.length,
+                digest,
+              },
+              vcdiff,
+            );
+            pending = null;
+            return;
+          }
+        }
+      }
+      emit(
+        {
+          kind,
+          outLen: pending.len,
+          srcOffset: kind === OP_KINDS.COPY ? pending.srcOffset : 0,
+          srcLen: kind === OP_KINDS.COPY ? pending.len : 0,
+          dataLen: kind === OP_KINDS.NEW ? pending.len : 0,
+          digest,
+        },
+        kind === OP_KINDS.NEW ? bytes : null,
+      );
+      pending = null;
+    };
+    const add = async (kind: OpKind, srcOffset: number, bytes: Buffer): Promise<void> => {
+      const p = pending;
+      const continues =
+        p !== null &&
+        p.kind === kind &&
+        p.len + bytes.length <= (kind === OP_KINDS.NEW ? NEW_RUN_BYTES : RUN_BYTES) &&
+        (kind !== OP_KINDS.COPY || p.srcOffset + p.len === srcOffset);
+      if (!continues) {
+        await flush();
+        pending = { kind, srcOffset, outOffset, parts: [], len: 0 };
+      }
+      pending!.parts.push(bytes);
+      pending!.len += bytes.length;
+      outOffset += bytes.length;
+    };
+
+    const targetBlocks = Math.ceil(targetSize / BLOCK);
+    let block = 0;
+    while (block < targetBlocks) {
+      const patch = patches.get(block);
+      if (patch) {
+        const len = Math.min(patch.blocks * BLOCK, targetSize - block * BLOCK);
+        const newBytes = readAt(tfd, block * BLOCK, len);
+        const srcLen = Math.min(patch.srcLen, sourceSize - patch.srcStart);
+        const vcdiff = await xdelta(readAt(sfd, patch.srcStart, srcLen), newBytes, work);
+        if (vcdiff.length <= newBytes.length * PATCH_WORTH) {
+          await flush();
+          emit(
+            {
+              kind: OP_KINDS.PATCH,
+              outLen: newBytes.length,
+              srcOffset: patch.srcStart,
+              srcLen,
+              dataLen: vcdiff.length,
+              digest: createHash('sha256').update(newBytes).digest().subarray(0, OP_DIGEST_BYTES),
+            },
+            vcdiff,
+          );
+          block += patch.blocks;
+          outOffset += newBytes.length;
+          continue;
+        }
+      }
+      const len = Math.min(BLOCK, targetSize - block * BLOCK);
+      const b = readAt(tfd, block * BLOCK, len);
+      const offset = block * BLOCK;
+      if (isZero(b)) await add(OP_KINDS.ZERO, 0, b);
+      else if (offset + len <= sourceSize && readAt(sfd, offset, len).equals(b))
+        await add(OP_KINDS.COPY, offset, b);
+      else {
+        const at = len === BLOCK ? index.get(blockKey(b)) : undefined;
+        if (at !== undefined) await add(OP_KINDS.COPY, at * BLOCK, b);
+        else await add(OP_KINDS.NEW, 0, b);
+      }
+      block++;
+    }
+    await flush();
+  } finally {
+    fs.closeSync(sfd);
+    fs.closeSync(tfd);
+    fs.closeSync(out);
+  }
+  return ops;
+}
+
+/** VCDIFF of `target` against `source`, as @ably/vcdiff-decoder reads it (no app header, checksum or secondary compression; -D -R: gzip-looking inputs are bytes, not to be decompressed). */
+async function xdelta(source: Buffer, target: Buffer, work: string): Promise<Buffer> {
+  const s = path.join(work, 'x.src');
+  const t = path.join(work, 'x.tgt');
+  const d = path.join(work, 'x.vcdiff');
+  fs.writeFileSync(s, source);
+  fs.writeFileSync(t, target);
+  await new Promise<void>((resolve, reject) => {
+    const child = spawn('xdelta3', ['-e', '-9', '-S', 'none', '-A', '-n', '-D', '-R', '-f', '-s', s, t, d], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let err = '';
+    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    child.on('error', (e) => reject(new GantryError('VALIDATION_ERROR', `cannot run xdelta3: ${e.message}`)));
+    child.on('close', (code) =>
+      code === 0 ? resolve() : reject(new GantryError('VALIDATION_ERROR', `xdelta3 failed: ${err.trim()}`)),
+    );
+  });
+  return fs.readFileSync(d);
+}

@@ -1,0 +1,239 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { Readable, Writable } from 'node:stream';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { Payload } from '../../bundle/manifest.js';
+import { createHopPlan } from '../../delta/hop/apply.js';
+import { buildHopDelta } from '../../delta/hop/build.js';
+import type { DeltaContext, DeltaOutput } from '../../delta/path.js';
+import { makeTempDir } from '../helpers/temp.js';
+import { buildImagePair, sha256Of } from './images.js';
+
+/** An output file written in order from an offset, like a slot writer (truncates past it). */
+function fileOutput(file: string, offset: number): DeltaOutput {
+  const fd = fs.openSync(file, fs.existsSync(file) ? 'r+' : 'w');
+  fs.ftruncateSync(fd, offset);
+  let at = offset;
+  const w = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      fs.writeSync(fd, chunk, 0, chunk.length, at);
+      at += chunk.length;
+      cb();
+    },
+    final(cb) {
+      fs.fsyncSync(fd);
+      fs.closeSync(fd);
+      cb();
+    },
+  }) as DeltaOutput;
+  Object.defineProperty(w, 'offset', { get: () => at });
+  (w as { checkpoint: () => Promise<number> }).checkpoint = async () => {
+    fs.fsyncSync(fd);
+    return at;
+  };
+  return w;
+}
+
+function readRange(file: string, start: number, end: number): Readable {
+  return fs.createReadStream(file, { start, end });
+}
+
+function context(
+  dir: string,
+  source: string,
+  deltaFile: string,
+  payload: Payload,
+  signal = new AbortController().signal,
+) {
+  const out = path.join(dir, 'out.img');
+  const workDir = path.join(dir, 'work');
+  fs.mkdirSync(workDir, { recursive: true });
+  const fetched: { start: number; end: number }[] = [];
+  const ctx: DeltaContext = {
+    payload,
+    source: {
+      size: fs.statSync(source).size,
+      sha256: sha256Of(source),
+      read: (s, e) => readRange(source, s, e),
+      stateDir: null,
+    },
+    fetch: {
+      open: async (ref, range) => {
+        const size = fs.statSync(deltaFile).size;
+        fetched.push({ start: range?.start ?? 0, end: range?.end ?? size });
+        return fs.createReadStream(deltaFile, { start: range?.start ?? 0, end: (range?.end ?? size) - 1 });
+      },
+    },
+    openOutput: async (offset) => fileOutput(out, offset),
+    readOutput: (s, e) => readRange(out, s, e),
+    workDir,
+    outputStateDir: null,
+    signal,
+    onProgress: () => undefined,
+  };
+  return { ctx, out, fetched };
+}
+
+/** One pair of images and their ext4 delta for the whole file (mkfs and the delta take seconds). */
+let shared: {
+  v1: string;
+  v2: string;
+  deltaFile: string;
+  built: Awaited<ReturnType<typeof buildHopDelta>>;
+};
+
+beforeAll(async () => {
+  const dir = makeTempDir();
+  const { v1, v2 } = buildImagePair(dir);
+  const deltaFile = path.join(dir, 'v1-v2.hop');
+  const built = await buildHopDelta({ source: v1, target: v2, out: deltaFile });
+  shared = { v1, v2, deltaFile, built };
+}, 120_000);
+
+/** The shared delta copied into a test's own directory (it may tamper with its copy). */
+function ownCopy(): { dir: string; v1: string; v2: string; deltaFile: string; built: typeof shared.built } {
+  const dir = makeTempDir();
+  const deltaFile = path.join(dir, 'v1-v2.hop');
+  fs.copyFileSync(shared.deltaFile, deltaFile);
+  return { dir, v1: shared.v1, v2: shared.v2, deltaFile, built: shared.built };
+}
+
+describe('hop deltas', () => {
+  it('should rebuild the new ext4 image exactly from the old one, with file-aware PATCH operations, in a fraction of its size', async () => {
+    const { dir, v1, v2, deltaFile, built } = ownCopy();
+    expect(built.mode).toBe('ext4');
+    expect(built.ops.PATCH).toBeGreaterThan(0);
+    expect(built.ops.COPY).toBeGreaterThan(0);
+    // The changed files are a few percent of the image; the delta must be far below its size.
+    expect(built.size).toBeLessThan(fs.statSync(v2).size / 20);
+
+    const payload: Payload = {
+      name: 'rootfs.img',
+      kind: 'rootfs',
+      size: built.target.size,
+      sha256: built.target.sha256,
+    };
+    const ref = {
+      source_sha256: built.source.sha256,
+      source_version: 'v1.0.0',
+      artifact: { target: 'v1-v2.hop', size: built.size, sha256: built.sha256 },
+    };
+    const { ctx, out, fetched } = context(dir, v1, deltaFile, payload);
+    const before = sha256Of(v1);
+    await createHopPlan(ref).apply(ctx);
+    expect(sha256Of(out)).toBe(sha256Of(v2));
+    expect(sha256Of(v1)).toBe(before);
+    expect(fetched).toEqual([{ start: 0, end: built.size }]);
+  });
+
+  it('should work on any image in block mode', async () => {
+    const dir = makeTempDir();
+    const { v1, v2 } = shared;
+    const deltaFile = path.join(dir, 'v1-v2.hop');
+    const built = await buildHopDelta({
+      source: v1,
+      target: v2,
+      out: deltaFile,
+      mode: 'blocks',
+      codec: 'brotli',
+    });
+    expect(built.mode).toBe('blocks');
+    expect(built.size).toBeLessThan(fs.statSync(v2).size / 10);
+    const payload: Payload = {
+      name: 'rootfs.img',
+      kind: 'rootfs',
+      size: built.target.size,
+      sha256: built.target.sha256,
+    };
+    const ref = {
+      source_sha256: built.source.sha256,
+      source_version: 'v1.0.0',
+      artifact: { target: 'v1-v2.hop', size: built.size, sha256: built.sha256 },
+    };
+    const { ctx, out } = context(dir, v1, deltaFile, payload);
+    await createHopPlan(ref).apply(ctx);
+    expect(sha256Of(out)).toBe(sha256Of(v2));
+  });
+
+  it('should resume an interrupted apply from its journal, re-hashing the written prefix, to the exact image', async () => {
+    const { dir, v1, v2, deltaFile, built } = ownCopy();
+    const payload: Payload = {
+      name: 'rootfs.img',
+      kind: 'rootfs',
+      size: built.target.size,
+      sha256: built.target.sha256,
+    };
+    const ref = {
+      source_sha256: built.source.sha256,
+      source_version: 'v1.0.0',
+      artifact: { target: 'v1-v2.hop', size: built.size, sha256: built.sha256 },
+    };
+    // First life: stopped right after its second checkpoint (as a kill would stop it).
+    const abort = new AbortController();
+    const first = context(dir, v1, deltaFile, payload, abort.signal);
+    let checkpoints = 0;
+    const journal = path.join(first.ctx.workDir, 'hop.journal.json');
+    const onProgress = first.ctx.onProgress;
+    const stopping = {
+      ...first.ctx,
+      onProgress: (p: { outputBytes: number; wireBytes: number }) => {
+        onProgress(p);
+        if (p.outputBytes > 0 && ++checkpoints === 2) abort.abort(new Error('killed'));
+      },
+    };
+    await expect(createHopPlan(ref, { ops: 2 }).apply(stopping)).rejects.toThrow('killed');
+    const kept = JSON.parse(fs.readFileSync(journal, 'utf8')) as { op: number; out: number };
+    expect(kept.op).toBe(4);
+    expect(kept.out).toBeGreaterThan(0);
+    // The slot holds the journal's prefix, and garbage past it (a torn write) must not matter.
+    fs.appendFileSync(first.out, Buffer.alloc(4096, 0xee));
+
+    const second = context(dir, v1, deltaFile, payload);
+    await createHopPlan(ref, { ops: 2 }).apply(second.ctx);
+    expect(sha256Of(second.out)).toBe(sha256Of(v2));
+    // The delta was already whole in the work directory: nothing fetched again.
+    expect(second.fetched).toEqual([]);
+    expect(fs.existsSync(journal)).toBe(false);
+  });
+
+  it('should refuse a delta whose bytes do not match the signed hash before writing anything', async () => {
+    const { dir, v1, deltaFile, built } = ownCopy();
+    const bytes = fs.readFileSync(deltaFile);
+    bytes[bytes.length - 10] = bytes[bytes.length - 10]! ^ 0xff;
+    fs.writeFileSync(deltaFile, bytes);
+    const payload: Payload = {
+      name: 'rootfs.img',
+      kind: 'rootfs',
+      size: built.target.size,
+      sha256: built.target.sha256,
+    };
+    const ref = {
+      source_sha256: built.source.sha256,
+      source_version: 'v1.0.0',
+      artifact: { target: 'v1-v2.hop', size: built.size, sha256: built.sha256 },
+    };
+    const { ctx, out } = context(dir, v1, deltaFile, payload);
+    await expect(createHopPlan(ref).apply(ctx)).rejects.toMatchObject({ gantryCode: 'OTA_INVALID_IMAGE' });
+    expect(fs.existsSync(out)).toBe(false);
+  });
+
+  it('should never apply a delta made from another source image', async () => {
+    const { dir, v2, deltaFile, built } = ownCopy();
+    const payload: Payload = {
+      name: 'rootfs.img',
+      kind: 'rootfs',
+      size: built.target.size,
+      sha256: built.target.sha256,
+    };
+    const ref = {
+      source_sha256: built.source.sha256,
+      source_version: 'v1.0.0',
+      artifact: { target: 'v1-v2.hop', size: built.size, sha256: built.sha256 },
+    };
+    // The "active slot" is v2 itself: not the delta's source.
+    const { ctx, out, fetched } = context(dir, v2, deltaFile, payload);
+    await expect(createHopPlan(ref).apply(ctx)).rejects.toMatchObject({ gantryCode: 'OTA_INVALID_IMAGE' });
+    expect(fetched).toEqual([]);
+    expect(fs.existsSync(out)).toBe(false);
+  });
+});
