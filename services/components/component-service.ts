@@ -111,7 +111,23 @@ export class ComponentService {
     const reboots: RebootPort = {
       reboot: async (gw, reason) => {
         this.deps.logs.info(gw.id, 'ota', `Rebooting: ${reason}`);
-        await gw.device.reboot();
+        // The step is over only once the gateway has booted again. A device that boots in-process
+        // (the simulator) says so with 'booted' before reboot() returns; a real one's reboot command
+        // returns while the system is going down and this process ends before the boot: the step
+        // then waits here and is resumed after the boot (its reboot marked as requested), so the
+        // health check never runs on the system that is shutting down.
+        let stop = (): void => undefined;
+        const booted = new Promise<void>((resolve) => {
+          stop = gw.device.onEvent((event) => {
+            if (event.type === 'booted') resolve();
+          });
+        });
+        try {
+          await gw.device.reboot();
+          await booted;
+        } finally {
+          stop();
+        }
       },
     };
     const healthHooks = async (gw: GatewayRuntime, env: Record<string, string>) => {

@@ -222,7 +222,12 @@ export class AbSlotHandler implements ComponentHandler {
   async activate(step: HandlerStep): Promise<void> {
     const pending = this.book.pending(step);
     if (!pending?.slot) throw failed(`${step.component.name}: nothing installed to activate`);
-    await this.pair(step).setActiveSlot(pending.slot);
+    const pair = this.pair(step);
+    // Read back once more before the switch (the slot may have waited for the interlock or a
+    // restart); once active it may be in use, and a mounted file system no longer reads back as
+    // the image (even read-only, ext4 changes its superblock in the block device's cache).
+    if ((await pair.activeSlot()) !== pending.slot) await this.verifySlot(step, pending.slot);
+    await pair.setActiveSlot(pending.slot);
     if (step.component.needs_reboot && !pending.rebootRequested) {
       this.book.markReboot(step);
       await this.reboots.reboot(step.gw, `activating ${step.component.name} ${step.component.version}`);
@@ -238,7 +243,7 @@ export class AbSlotHandler implements ComponentHandler {
         `${step.component.name}: ${step.component.target} slot ${pending?.slot ?? '?'} is not the active one`,
       );
     }
-    await this.verifySlot(step, active);
+    // Not read back here: the slot is in use now (see activate); it was verified before the switch.
     const hooks = await this.healthHooks(step.gw, componentEnv(step));
     if (hooks) throw failed(`${step.component.name}: health check failed (${hooks})`);
   }
