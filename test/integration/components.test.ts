@@ -18,7 +18,7 @@ import { waitFor } from '../helpers/wait.js';
 /**
  * A third party's component handler, as the README's protocol describes it: the verb in $1, the
  * payload on stdin for `install`. It keeps the PLC's "firmware" and a log of its calls beside the
- * plugin, fails its health check on a firmware that says BROKEN, and (for the tests that need to act
+ * plugin, fails its health check on a firmware that says BROKEN, hangs in it on one that says HANG, and (for the tests that need to act
  * between two components) waits in `prepare` until a `go` file appears.
  */
 const HANDLER = `#!/bin/sh
@@ -33,6 +33,7 @@ case "$1" in
   install) cat > "$state/firmware.new" ;;
   activate) cp "$state/firmware.new" "$state/firmware.active" ;;
   health-check)
+    if grep -q HANG "$state/firmware.active"; then sleep 30; fi
     if grep -q BROKEN "$state/firmware.active"; then echo "PLC does not answer" >&2; exit 1; fi ;;
   commit) mv "$state/firmware.new" "$state/firmware.bin" ;;
   rollback) rm -f "$state/firmware.new"; if [ -f "$state/firmware.bin" ]; then cp "$state/firmware.bin" "$state/firmware.active"; else rm -f "$state/firmware.active"; fi ;;
@@ -124,13 +125,13 @@ describe('multi-component bundles: the rolling strategy through REST', () => {
       30_000,
     );
 
-  async function start(): Promise<void> {
+  async function start(opts: { handlerTimeoutSeconds?: number } = {}): Promise<void> {
     g = await startTestGantry({ dataDir, env: feed.env });
     token = await g.login();
-    await installPlugin(g.url);
+    await installPlugin(g.url, opts.handlerTimeoutSeconds);
   }
 
-  async function installPlugin(url: string): Promise<void> {
+  async function installPlugin(url: string, timeoutSeconds = 60): Promise<void> {
     const zip = await pluginZip({
       name: 'plc-fw',
       version: '1.0.0',
@@ -142,7 +143,7 @@ describe('multi-component bundles: the rolling strategy through REST', () => {
           version: '1.0.0',
           hooks: {},
           component_handler: 'handler.sh',
-          timeout_seconds: 60,
+          timeout_seconds: timeoutSeconds,
         }),
       },
     });
@@ -312,6 +313,19 @@ describe('multi-component bundles: the rolling strategy through REST', () => {
     expect(status.components.map((c: { name: string }) => c.name)).toEqual(['rootfs', 'plc']);
     expect(status.components[1]).toMatchObject({ version: null, pending_version: null, floor: null });
     expect(fs.existsSync(path.join(deviceDir(), 'slot-app-B.img'))).toBe(false);
+  });
+
+  it("should stop a handler verb at the plugin's timeout and roll its component back", async () => {
+    await publish({ plc: 'PLC firmware HANG\n' });
+    await start({ handlerTimeoutSeconds: 1 });
+    const done = await ended(await downloadAndInstall());
+    expect(done.status).toBe('error');
+    expect(done.error.code).toBe('OTA_INSTALL_FAILED');
+    expect(done.error.message).toContain('plc failed at health-check');
+    expect(done.error.message).toMatch(/timed out after 1 s/);
+    expect(done.error.message).toContain('rolled back: plc');
+    expect(calls()).toEqual(['prepare', 'install', 'activate', 'health-check', 'rollback']);
+    expect(fs.existsSync(path.join(pluginState(), 'firmware.bin'))).toBe(false);
   });
 
   it('should wait visibly when an activation is blocked by the interlock and continue by itself when clear', async () => {
