@@ -1,5 +1,7 @@
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import type { Component } from '../../bundle/manifest.js';
@@ -7,7 +9,10 @@ import { pluginZip } from '../fixtures/zip/zips.js';
 import { GATEWAY, startTestGantry, tempDataDir, type TestGantry } from '../helpers/gantry.js';
 import { randomImage, startTestFeed, type TestFeed } from '../helpers/feed.js';
 import { freePort, spawnGantry, type GantryProcess } from '../helpers/process.js';
+import { tsxChildEnv } from '../helpers/temp.js';
 import { waitFor } from '../helpers/wait.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 /**
  * Issue 15: multi-component bundles through the REST API on a real server: a rolling update of
@@ -73,6 +78,24 @@ const COMPONENTS: Component[] = [
     requires: [{ component: 'rootfs', min_version: 'v5.1.0' }],
   },
 ];
+
+/** The `gantry` CLI against the test server, as an operator runs it. */
+function gantryCli(
+  args: string[],
+  url: string,
+  token: string,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'cli/gantry.ts', ...args], {
+    cwd: ROOT,
+    env: { ...tsxChildEnv(), GANTRY_SERVER: url, GANTRY_TOKEN: token, GANTRY_GATEWAY: GATEWAY },
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (c) => (stdout += String(c)));
+  child.stderr.on('data', (c) => (stderr += String(c)));
+  child.stdin.end();
+  return new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
+}
 
 describe('multi-component bundles: the rolling strategy through REST', () => {
   let feed: TestFeed;
@@ -290,6 +313,13 @@ describe('multi-component bundles: the rolling strategy through REST', () => {
     expect(fs.existsSync(path.join(dataDir, 'gateways', GATEWAY, 'components', 'staging', jobId))).toBe(
       false,
     );
+    // `gantry status` lists the components beside the slots.
+    const cli = await gantryCli(['status'], g!.url, token);
+    expect(cli.code, cli.stderr).toBe(0);
+    const rows = cli.stdout.split('\n').map((l) => l.trim().split(/\s+/));
+    expect(rows).toContainEqual(['COMPONENT', 'VERSION', 'HANDLER', 'TARGET', 'SLOT', 'FLOOR', 'INSTALLING']);
+    expect(rows).toContainEqual(['app', 'v2.1.0', 'ab-slot', 'app', 'B', 'v2.1.0', '-']);
+    expect(rows.some((r) => r[0] === 'plc' && r[1] === 'v2.0.0' && r[2] === 'plugin')).toBe(true);
   });
 
   it('should roll back a failing middle component, keep the committed rootfs and never start the app', async () => {
