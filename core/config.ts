@@ -84,6 +84,11 @@ export const configSchema = z.strictObject({
   downloadTimeoutMinutes: z.coerce.number().int().min(1).max(10_080).default(120),
   /** The dynamic delta path is used when it plans under this share (%) of the full download. */
   dynamicDeltaMaxPercent: z.coerce.number().min(0).max(100).default(60),
+  /**
+   * A reboot asked for by a component's activation that has not brought the system down after this
+   * long did not happen: it is asked again (at most three times), then the component fails.
+   */
+  rebootTimeoutSeconds: z.coerce.number().int().min(1).max(3600).default(300),
   ...linuxConfigFields,
 });
 export type GantryConfig = Omit<z.infer<typeof configSchema>, 'gateways'> & { gateways: GatewayConfig[] };
@@ -105,6 +110,7 @@ const ENV_KEYS = {
   GANTRY_SNAPSHOT_RETENTION: 'snapshotRetention',
   GANTRY_DOWNLOAD_TIMEOUT_MINUTES: 'downloadTimeoutMinutes',
   GANTRY_DYNAMIC_DELTA_MAX_PERCENT: 'dynamicDeltaMaxPercent',
+  GANTRY_REBOOT_TIMEOUT_SECONDS: 'rebootTimeoutSeconds',
   GANTRY_MAX_UPLOAD_BYTES: 'maxUploadBytes',
   GANTRY_FEED_URL: 'feedUrl',
   GANTRY_FEED_TARGETS_URL: 'feedTargetsUrl',

@@ -374,6 +374,12 @@ export class LinuxDevice implements GatewayDevice {
     await runTool(cmd!, args, { env: this.env, timeoutMs: this.toolTimeoutMs });
   }
 
+  async bootId(): Promise<string> {
+    const id = fs.readFileSync(path.join(this.paths.procRoot, 'sys/kernel/random/boot_id'), 'utf8').trim();
+    if (!id) throw new Error('the kernel reported an empty boot_id');
+    return id;
+  }
+
   async selfTest(slot: SlotId): Promise<{ ok: boolean; reason: string | null }> {
     let booted: SlotId;
     try {

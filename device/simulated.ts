@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -36,6 +36,13 @@ interface SimulatedState {
   bootloader: string;
   bootedSlot: SlotId;
   bootedAt: number;
+  /** New at every simulated boot (absent in state files written before it existed). */
+  bootId?: string;
+  /**
+   * Reboot requests still to be accepted without the system going down (what a real board does when
+   * its shutdown is refused or stalls): the caller's process keeps running on the same boot.
+   */
+  ignoredReboots?: number;
   /** Boots of a slot that will still fail (kernel panic / watchdog) before one succeeds. */
   pendingBootFailures: Record<SlotId, number>;
   /** Self-test outcome per slot, for health checks in the simulator ("the new image is broken"). */
@@ -87,6 +94,7 @@ function factoryImage(gatewayId: string, version: string): Buffer {
 export interface SimulatedDeviceControls {
   setSensors(patch: Partial<SensorOverrides>): Promise<SafetyReadings>;
   failNextBoots(slot: SlotId, count: number): Promise<void>;
+  ignoreNextReboots(count: number): Promise<void>;
   setSelfTestFails(slot: SlotId, fails: boolean): Promise<void>;
   selfTest(slot: SlotId): Promise<{ ok: boolean; reason: string | null }>;
   setFreeBytes(bytes: number | null): Promise<void>;
@@ -148,6 +156,7 @@ export class SimulatedDevice implements GatewayDevice, SimulatedDeviceControls {
       bootloader: 'U-Boot 2024.01',
       bootedSlot: 'A',
       bootedAt: this.now(),
+      bootId: randomUUID(),
       pendingBootFailures: { A: 0, B: 0 },
       selfTestFails: { A: false, B: false },
       freeBytesOverride: null,
@@ -242,6 +251,10 @@ export class SimulatedDevice implements GatewayDevice, SimulatedDeviceControls {
    * a bootable image, or is set to fail, does not come up and the watchdog reboots again.
    */
   async reboot(): Promise<void> {
+    if ((this.state.ignoredReboots ?? 0) > 0) {
+      this.saveState({ ...this.state, ignoredReboots: (this.state.ignoredReboots ?? 0) - 1 });
+      return;
+    }
     let env = await this.readBootEnv();
     const failures = { ...this.state.pendingBootFailures };
     for (let attempt = 0; attempt < MAX_BOOT_ATTEMPTS; attempt++) {
@@ -259,6 +272,7 @@ export class SimulatedDevice implements GatewayDevice, SimulatedDeviceControls {
           ...this.state,
           bootedSlot: slot,
           bootedAt: this.now(),
+          bootId: randomUUID(),
           pendingBootFailures: failures,
         });
         this.events.emit('event', { type: 'booted', slot, bootEnv: env } satisfies DeviceEvent);
@@ -319,6 +333,14 @@ export class SimulatedDevice implements GatewayDevice, SimulatedDeviceControls {
     const readings = await this.readSafety();
     this.events.emit('event', { type: 'safety', readings } satisfies DeviceEvent);
     return readings;
+  }
+
+  async bootId(): Promise<string> {
+    return this.state.bootId ?? `boot-${this.state.bootedAt}`;
+  }
+
+  async ignoreNextReboots(count: number): Promise<void> {
+    this.saveState({ ...this.state, ignoredReboots: count });
   }
 
   async failNextBoots(slot: SlotId, count: number): Promise<void> {

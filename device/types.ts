@@ -128,8 +128,16 @@ export interface GatewayDevice {
 
   readBootEnv(): Promise<BootEnv>;
   writeBootEnv(patch: Partial<BootEnv>): Promise<BootEnv>;
-  /** Reboots. The simulator boots again in-process and reports it with a 'booted' event. */
+  /**
+   * Asks for a reboot. The simulator boots again in-process and reports it with a 'booted' event;
+   * a real device's command returns once the OS accepted it and this process ends soon after.
+   */
   reboot(): Promise<void>;
+  /**
+   * Changes with every boot of the system, never with a restart of Gantry (Linux: the kernel's
+   * `boot_id`): how a resumed step tells whether the reboot it asked for has happened.
+   */
+  bootId(): Promise<string>;
 
   /** The platform's own check of the running system (services up, watchdog fed) after a boot. */
   selfTest(slot: SlotId): Promise<{ ok: boolean; reason: string | null }>;

@@ -246,6 +246,7 @@ export function createDeps(config: GantryConfig, opts: DepsOptions = {}): Gantry
     blocking: (id) => safety.blocking(id),
     onSafetyChange: (id, listener) => safety.onChange(id, listener),
     machineEvents,
+    rebootTimeoutMs: config.rebootTimeoutSeconds * 1000,
   });
   const updates = new UpdateService({
     machineEvents,

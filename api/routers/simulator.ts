@@ -4,6 +4,8 @@ import type { GatewayRuntime } from '../../services/gateways.js';
 import {
   simulatorBootFailuresInputSchema,
   simulatorBootFailuresOutputSchema,
+  simulatorIgnoredRebootsInputSchema,
+  simulatorIgnoredRebootsOutputSchema,
   simulatorRebootInputSchema,
   simulatorRebootOutputSchema,
   simulatorSelfTestInputSchema,
@@ -81,6 +83,29 @@ export const simulatorRouter = router({
         `Simulator: next ${input.count} boot(s) of slot ${input.slot} will fail`,
       );
       return { slot: input.slot, count: input.count };
+    }),
+
+  /** The next reboot requests are accepted but the gateway stays up (its shutdown stalled). */
+  ignoredReboots: adminProcedure
+    .meta({
+      rest: {
+        method: 'post',
+        path: '/api/v1/dev/simulator/ignored-reboots',
+        tag: 'Simulator (development)',
+        summary: 'Make the next reboot requests return without the gateway going down',
+        reply: envelope('Simulated ignored reboots set'),
+      },
+    })
+    .input(simulatorIgnoredRebootsInputSchema)
+    .output(simulatorIgnoredRebootsOutputSchema)
+    .mutation(async ({ ctx, input }) => {
+      await simulated(ctx.gateway).ignoreNextReboots(input.count);
+      ctx.deps.logs.info(
+        ctx.gateway.id,
+        'simulator',
+        `Simulator: the next ${input.count} reboot request(s) will not bring the gateway down`,
+      );
+      return { count: input.count };
     }),
 
   /** The image on a slot boots but is broken: the health check after each trial boot fails. */

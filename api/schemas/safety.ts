@@ -123,6 +123,12 @@ export const simulatorBootFailuresOutputSchema = z.object({
   count: z.number().int(),
 });
 
+export const simulatorIgnoredRebootsInputSchema = z.strictObject({
+  /** Reboot requests still to be accepted without the gateway going down (a stalled shutdown); 0 clears. */
+  count: z.number().int().min(0).max(16),
+});
+export const simulatorIgnoredRebootsOutputSchema = z.object({ count: z.number().int() });
+
 export const simulatorSelfTestInputSchema = z.strictObject({
   slot: z.enum(SLOT_IDS),
   /** true: the slot's self-test (the health check after each trial boot) fails until set false. */

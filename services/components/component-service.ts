@@ -4,6 +4,7 @@ import { Writable } from 'node:stream';
 import { createActor, fromPromise, type Actor } from 'xstate';
 import type { Component, Manifest, Payload } from '../../bundle/manifest.js';
 import type { MachineEventLog } from '../../core/machine-events.js';
+import { sleep } from '../../core/sleep.js';
 import type { SlotId } from '../../device/types.js';
 import {
   componentSequenceMachine,
@@ -30,11 +31,15 @@ import {
   type HandlerStep,
   type PluginPort,
   type RebootPort,
+  REBOOT_ATTEMPTS,
 } from './handlers.js';
 import { checkPlan, orderedComponents } from './plan.js';
 import { ComponentStateStore, type ComponentRecord } from './state.js';
 
 type SequenceActor = Actor<typeof componentSequenceMachine>;
+
+/** GANTRY_REBOOT_TIMEOUT_SECONDS's default (core/config.ts). */
+const DEFAULT_REBOOT_TIMEOUT_MS = 300_000;
 
 export interface ComponentServiceDeps {
   clock: () => number;
@@ -53,6 +58,8 @@ export interface ComponentServiceDeps {
   blocking(gatewayId: string): string[];
   onSafetyChange(gatewayId: string, listener: (blocking: string[]) => void): () => void;
   machineEvents?: MachineEventLog;
+  /** How long a reboot may take to bring the system down before it counts as not happened. */
+  rebootTimeoutMs?: number;
 }
 
 /** The update job's side of the rootfs component: its slot was written and verified by the job. */
@@ -100,6 +107,7 @@ export class ComponentService {
     string,
     { gatewayId: string; actor: SequenceActor; strategy: SequenceStrategy }
   >();
+  private readonly reboots: RebootPort;
   private readonly handlers: Record<'ab-slot' | 'file' | 'plugin', ComponentHandler>;
   /** The bundles of running sequences (the seamless boot health check reads them). */
   private readonly manifests = new Map<string, Manifest>();
@@ -108,7 +116,7 @@ export class ComponentService {
   constructor(private readonly deps: ComponentServiceDeps) {
     this.state = new ComponentStateStore(deps.gatewayDir);
     this.book = new ComponentBook(this.state);
-    const reboots: RebootPort = {
+    this.reboots = {
       reboot: async (gw, reason) => {
         this.deps.logs.info(gw.id, 'ota', `Rebooting: ${reason}`);
         // The step is over only once the gateway has booted again. A device that boots in-process
@@ -116,7 +124,10 @@ export class ComponentService {
         // returns while the system is going down and this process ends before the boot: the step
         // then waits here and is resumed after the boot (its reboot marked as requested), so the
         // health check never runs on the system that is shutting down.
+        // A system still up after the reboot timeout did not go down (its shutdown was refused or
+        // stalled): the caller sees the same boot id and asks again (rebootForActivation).
         let stop = (): void => undefined;
+        const waited = new AbortController();
         const booted = new Promise<void>((resolve) => {
           stop = gw.device.onEvent((event) => {
             if (event.type === 'booted') resolve();
@@ -124,12 +135,24 @@ export class ComponentService {
         });
         try {
           await gw.device.reboot();
-          await booted;
+          await Promise.race([
+            booted,
+            sleep(this.deps.rebootTimeoutMs ?? DEFAULT_REBOOT_TIMEOUT_MS, waited.signal),
+          ]);
         } finally {
+          waited.abort();
           stop();
         }
       },
+      notRebooted: (gw, reason, attempt) => {
+        this.deps.logs.warn(
+          gw.id,
+          'ota',
+          `The reboot for ${reason} did not happen (same boot); asking again (${attempt}/${REBOOT_ATTEMPTS})`,
+        );
+      },
     };
+    const reboots = this.reboots;
     const healthHooks = async (gw: GatewayRuntime, env: Record<string, string>) => {
       const result = await this.deps.plugins.runHooks(gw.id, 'health-check', env);
       return result.ok ? null : result.failures.map((f) => `${f.plugin}: ${f.reason}`).join('; ');
@@ -407,17 +430,30 @@ export class ComponentService {
 
   /** Reboots into the staged rootfs slot, unless that happened already (a resumed step). */
   private async rebootIntoRootfs(gw: GatewayRuntime, slot: SlotId): Promise<void> {
-    if (activationOf(this.deps.partitions.snapshot(gw.id), slot).kind === 'staged') {
+    const staged = () => activationOf(this.deps.partitions.snapshot(gw.id), slot).kind === 'staged';
+    // Still staged after the reboot timeout: the system did not go down; asked again, as for any
+    // component's activation (a restart of Gantry on the same boot asks again by itself: staged).
+    for (let attempt = 1; staged(); attempt++) {
+      if (attempt > REBOOT_ATTEMPTS) {
+        throw failed(`rootfs: the gateway did not reboot after ${REBOOT_ATTEMPTS} requests`);
+      }
+      if (attempt > 1) this.reboots.notRebooted(gw, `slot ${slot}`, attempt);
       this.deps.logs.info(gw.id, 'ota', `Rebooting into slot ${slot}`);
-      await gw.device.reboot();
+      const waited = new AbortController();
+      try {
+        await gw.device.reboot();
+        await Promise.race([
+          this.until(gw, () => (staged() ? null : true), waited.signal),
+          sleep(this.deps.rebootTimeoutMs ?? DEFAULT_REBOOT_TIMEOUT_MS, waited.signal),
+        ]);
+      } finally {
+        waited.abort();
+      }
     }
-    await this.until(gw, () =>
-      activationOf(this.deps.partitions.snapshot(gw.id), slot).kind === 'staged' ? null : true,
-    );
   }
 
   /** Resolves with `read()`'s first non-null answer, asked now and after every partition change. */
-  private until<T>(gw: GatewayRuntime, read: () => T | null): Promise<T> {
+  private until<T>(gw: GatewayRuntime, read: () => T | null, signal?: AbortSignal): Promise<T> {
     const now = read();
     if (now !== null) return Promise.resolve(now);
     return new Promise((resolve) => {
@@ -429,6 +465,8 @@ export class ComponentService {
           resolve(value);
         }
       });
+      // Given up on (the caller's race ended): stop listening; the promise stays pending, unobserved.
+      signal?.addEventListener('abort', stop, { once: true });
     });
   }
 

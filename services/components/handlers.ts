@@ -96,7 +96,14 @@ export class ComponentBook {
       ...record,
       handler: step.component.handler,
       target: step.component.target,
-      pending: { jobId: step.jobId, version: step.component.version, ...pending, rebootRequested: false },
+      pending: {
+        jobId: step.jobId,
+        version: step.component.version,
+        ...pending,
+        rebootRequested: false,
+        rebootBootId: null,
+        rebootAttempts: 0,
+      },
       updatedAt: step.now,
     };
     this.store.put(step.gw.id, next);
@@ -109,10 +116,19 @@ export class ComponentBook {
     return pending && pending.jobId === step.jobId ? pending : null;
   }
 
-  markReboot(step: HandlerStep): void {
+  markReboot(step: HandlerStep, bootId: string): void {
     const record = this.record(step.gw, step.component);
     if (!record.pending) return;
-    this.store.put(step.gw.id, { ...record, pending: { ...record.pending, rebootRequested: true } });
+    const pending = record.pending;
+    this.store.put(step.gw.id, {
+      ...record,
+      pending: {
+        ...pending,
+        rebootRequested: true,
+        rebootBootId: bootId,
+        rebootAttempts: pending.rebootAttempts + 1,
+      },
+    });
   }
 
   commit(step: HandlerStep): void {
@@ -162,8 +178,47 @@ export class ComponentBook {
 }
 
 export interface RebootPort {
-  /** Reboots the gateway (the interlock was checked before the activation began). */
+  /**
+   * Reboots the gateway (the interlock was checked before the activation began). Resolves once it
+   * booted again (the simulator), or when it has not gone down within the reboot timeout.
+   */
   reboot(gw: GatewayRuntime, reason: string): Promise<void>;
+  /** Says that a reboot asked for earlier did not happen, before asking again. */
+  notRebooted(gw: GatewayRuntime, reason: string, attempt: number): void;
+}
+
+/** Reboot requests per activation before the component fails (and is rolled back). */
+export const REBOOT_ATTEMPTS = 3;
+
+/**
+ * The reboot a component's activation needs, exactly once per activation: asked for unless the
+ * gateway has booted since this activation asked (a resume after that boot); asked again when the
+ * boot id shows that the earlier request never brought the system down (a Gantry restart or a
+ * stalled shutdown is not a boot, and the health check must run on the new boot).
+ */
+export async function rebootForActivation(
+  book: ComponentBook,
+  reboots: RebootPort,
+  step: HandlerStep,
+): Promise<void> {
+  if (!step.component.needs_reboot) return;
+  const reason = `activating ${step.component.name} ${step.component.version}`;
+  for (;;) {
+    const pending = book.pending(step);
+    if (!pending) return;
+    const bootId = await step.gw.device.bootId();
+    if (pending.rebootRequested && pending.rebootBootId !== bootId) return;
+    if (pending.rebootRequested) {
+      if (pending.rebootAttempts >= REBOOT_ATTEMPTS) {
+        throw failed(
+          `${step.component.name}: the gateway did not reboot after ${pending.rebootAttempts} requests`,
+        );
+      }
+      reboots.notRebooted(step.gw, reason, pending.rebootAttempts + 1);
+    }
+    book.markReboot(step, bootId);
+    await reboots.reboot(step.gw, reason);
+  }
 }
 
 /** `ab-slot` for a class other than rootfs: its own A/B pair in the device interface. */
@@ -228,10 +283,7 @@ export class AbSlotHandler implements ComponentHandler {
     // the image (even read-only, ext4 changes its superblock in the block device's cache).
     if ((await pair.activeSlot()) !== pending.slot) await this.verifySlot(step, pending.slot);
     await pair.setActiveSlot(pending.slot);
-    if (step.component.needs_reboot && !pending.rebootRequested) {
-      this.book.markReboot(step);
-      await this.reboots.reboot(step.gw, `activating ${step.component.name} ${step.component.version}`);
-    }
+    await rebootForActivation(this.book, this.reboots, step);
   }
 
   async check(step: HandlerStep): Promise<void> {
@@ -345,10 +397,7 @@ export class FileHandler implements ComponentHandler {
     const pending = this.book.pending(step);
     if (!pending?.release) throw failed(`${step.component.name}: nothing installed to activate`);
     this.pointCurrent(step, pending.release);
-    if (step.component.needs_reboot && !pending.rebootRequested) {
-      this.book.markReboot(step);
-      await this.reboots.reboot(step.gw, `activating ${step.component.name} ${step.component.version}`);
-    }
+    await rebootForActivation(this.book, this.reboots, step);
   }
 
   async check(step: HandlerStep): Promise<void> {
@@ -476,12 +525,8 @@ export class PluginHandler implements ComponentHandler {
   }
 
   async activate(step: HandlerStep): Promise<void> {
-    const pending = this.book.pending(step);
     await this.verb(step, 'activate', { optional: true });
-    if (step.component.needs_reboot && pending && !pending.rebootRequested) {
-      this.book.markReboot(step);
-      await this.reboots.reboot(step.gw, `activating ${step.component.name} ${step.component.version}`);
-    }
+    await rebootForActivation(this.book, this.reboots, step);
   }
 
   async check(step: HandlerStep): Promise<void> {

@@ -30,6 +30,13 @@ export const componentRecordSchema = z.object({
       release: z.string().nullable(),
       /** Set just before a reboot this component's activation asked for: a resume does not reboot twice. */
       rebootRequested: z.boolean().default(false),
+      /**
+       * The boot that asked for it (the device's boot id): a resume on the same boot means the reboot
+       * never happened (the OS refused or stalled its shutdown, Gantry restarted) and is asked again.
+       */
+      rebootBootId: z.string().nullable().default(null),
+      /** Reboots asked for this activation so far; bounded (REBOOT_ATTEMPTS). */
+      rebootAttempts: z.number().int().nonnegative().default(0),
     })
     .nullable(),
   updatedAt: z.number(),

@@ -514,4 +514,71 @@ describe('multi-component bundles: the rolling strategy through REST', () => {
       ['rootfs v5.1.0', 'app v2.1.0', 'plc v2.0.0'],
     );
   });
+
+  it('should ask again for a reboot that did not happen when Gantry restarts on the same boot (kill -9)', async () => {
+    // The app's activation needs a reboot; that request is accepted but the gateway stays up, and
+    // Gantry is killed before its reboot timeout: the next start must not take itself for a boot.
+    const components = COMPONENTS.map((c) => (c.name === 'app' ? { ...c, needs_reboot: true } : c));
+    await publish({ components });
+    const port = await freePort();
+    const env = { ...feed.env, GANTRY_REBOOT_TIMEOUT_SECONDS: '600' };
+    const first = await spawnGantry({ dataDir, port, env });
+    children.push(first);
+    token = await first.login();
+    await installPlugin(first.url);
+    fs.writeFileSync(path.join(pluginState(), 'hold'), '');
+    const jobId = await downloadAndInstall(first);
+    await waitFor(
+      () => progress(jobId, first),
+      (p) => p.progress.current_operation === 'installing plc (2/3)',
+      'plc installing',
+    );
+    // The rootfs's reboot is behind us: the app's will be accepted without a reboot.
+    expect((await post('/api/v1/dev/simulator/ignored-reboots', { count: 1 }, first)).status).toBe(200);
+    fs.writeFileSync(path.join(pluginState(), 'go'), '');
+    const logsOf = async (c: Client) =>
+      ((await get('/api/v1/ota/logs?limit=500', c)).body.data.logs as Array<{ message: string }>).map(
+        (l) => l.message,
+      );
+    await waitFor(
+      () => logsOf(first),
+      (m) => m.includes('Rebooting: activating app v2.1.0'),
+      'app reboot requested',
+    );
+    await first.kill('SIGKILL');
+    children.splice(children.indexOf(first), 1);
+
+    const second = await spawnGantry({ dataDir, port, env });
+    children.push(second);
+    token = await second.login();
+    const done = await ended(jobId, second);
+    expect(done.status, JSON.stringify(done)).toBe('complete');
+    const messages = await logsOf(second);
+    expect(messages).toContain(
+      'The reboot for activating app v2.1.0 did not happen (same boot); asking again (2/3)',
+    );
+    expect(messages.filter((m) => m === 'Rebooting: activating app v2.1.0')).toHaveLength(2);
+    const status = (await get('/api/v1/ota/status', second)).body.data;
+    expect(status.components.find((c: { name: string }) => c.name === 'app')).toMatchObject({
+      version: 'v2.1.0',
+      pending_version: null,
+    });
+  });
+
+  it('should ask again when the reboot into the new rootfs has not happened within the reboot timeout', async () => {
+    await publish();
+    g = await startTestGantry({ dataDir, env: { ...feed.env, GANTRY_REBOOT_TIMEOUT_SECONDS: '1' } });
+    token = await g.login();
+    await installPlugin(g.url);
+    expect((await post('/api/v1/dev/simulator/ignored-reboots', { count: 1 })).status).toBe(200);
+    const done = await ended(await downloadAndInstall());
+    expect(done.status, JSON.stringify(done)).toBe('complete');
+    const messages = (
+      (await get('/api/v1/ota/logs?limit=500')).body.data.logs as Array<{ message: string }>
+    ).map((l) => l.message);
+    expect(messages).toContain('The reboot for slot B did not happen (same boot); asking again (2/3)');
+    expect(messages.filter((m) => m === 'Rebooting into slot B')).toHaveLength(2);
+    const status = (await get('/api/v1/ota/status')).body.data;
+    expect(status.partitions.active).toMatchObject({ id: 'B', version: 'v5.1.0' });
+  });
 });

@@ -6,7 +6,14 @@ import { describe, expect, it } from 'vitest';
 import { describeIssues, ManifestSchema, type Component, type Manifest } from '../../bundle/manifest.js';
 import { runCli, type CliIo } from '../../cli/bundle.js';
 import { inspectBundle } from '../../bundle/stream.js';
-import { ComponentBook, FileHandler, type HandlerStep } from '../../services/components/handlers.js';
+import {
+  ComponentBook,
+  FileHandler,
+  REBOOT_ATTEMPTS,
+  rebootForActivation,
+  type HandlerStep,
+  type RebootPort,
+} from '../../services/components/handlers.js';
 import { checkPlan, orderedComponents } from '../../services/components/plan.js';
 import { ComponentStateStore } from '../../services/components/state.js';
 import type { GatewayRuntime } from '../../services/gateways.js';
@@ -168,7 +175,7 @@ describe('the file handler', () => {
     const dir = makeTempDir('gantry-file-handler-');
     const store = new ComponentStateStore(() => dir);
     const book = new ComponentBook(store);
-    const reboots = { reboot: async () => undefined };
+    const reboots = { reboot: async () => undefined, notRebooted: () => undefined };
     const handler = new FileHandler(book, () => path.join(dir, 'components'), reboots);
     const gw = { id: 'GW-1' } as GatewayRuntime;
     const step = async (
@@ -225,6 +232,83 @@ describe('the file handler', () => {
     const escape = await step('v3.0.1', 'J4', { '../outside.txt': 'x' });
     await expect(handler.install(escape)).rejects.toThrow('archive entry');
     expect(fs.existsSync(path.join(dir, 'components', 'files', 'outside.txt'))).toBe(false);
+  });
+});
+
+describe('the reboot of an activation', () => {
+  /** A gateway whose boot id changes only when a reboot request is honoured. */
+  function rig(honoured: boolean[]) {
+    const dir = makeTempDir('gantry-activation-reboot-');
+    const book = new ComponentBook(new ComponentStateStore(() => dir));
+    let boot = 1;
+    const gw = { id: 'GW-1', device: { bootId: async () => `boot-${boot}` } } as unknown as GatewayRuntime;
+    const said: string[] = [];
+    const reboots: RebootPort = {
+      reboot: async (_gw, reason) => {
+        said.push(`reboot: ${reason}`);
+        if (honoured.shift() ?? true) boot++;
+      },
+      notRebooted: (_gw, reason, attempt) => said.push(`not rebooted: ${reason} (${attempt})`),
+    };
+    const step = {
+      gw,
+      jobId: 'J1',
+      component: {
+        name: 'app',
+        version: 'v2.0.0',
+        handler: 'ab-slot',
+        target: 'app',
+        payloads: ['app.img'],
+        order: 2,
+        needs_reboot: true,
+        requires: [],
+      },
+      payloads: [],
+      strategy: 'rolling',
+      resumed: false,
+      now: 1,
+    } as HandlerStep;
+    book.setPending(step, { slot: 'B', release: null });
+    return { book, reboots, step, said, boot: () => boot };
+  }
+
+  it('should reboot once, and not again when resumed on the boot it asked for', async () => {
+    const r = rig([true]);
+    await rebootForActivation(r.book, r.reboots, r.step);
+    expect(r.said).toEqual(['reboot: activating app v2.0.0']);
+    // Gantry starts on the new boot and resumes the activation: no second reboot.
+    await rebootForActivation(r.book, r.reboots, r.step);
+    expect(r.said).toHaveLength(1);
+    expect(r.book.pending(r.step)).toMatchObject({ rebootRequested: true, rebootAttempts: 1 });
+  });
+
+  it('should ask again when the system is still on the same boot (the request did not take)', async () => {
+    const r = rig([false, true]);
+    await rebootForActivation(r.book, r.reboots, r.step);
+    expect(r.said).toEqual([
+      'reboot: activating app v2.0.0',
+      'not rebooted: activating app v2.0.0 (2)',
+      'reboot: activating app v2.0.0',
+    ]);
+    expect(r.boot()).toBe(2);
+    expect(r.book.pending(r.step)).toMatchObject({ rebootAttempts: 2, rebootBootId: 'boot-1' });
+  });
+
+  it('should fail the activation after REBOOT_ATTEMPTS requests that never rebooted', async () => {
+    const r = rig(Array.from({ length: REBOOT_ATTEMPTS }, () => false));
+    await expect(rebootForActivation(r.book, r.reboots, r.step)).rejects.toThrow(
+      `app: the gateway did not reboot after ${REBOOT_ATTEMPTS} requests`,
+    );
+    expect(r.said.filter((l) => l.startsWith('reboot:'))).toHaveLength(REBOOT_ATTEMPTS);
+  });
+
+  it('should not reboot for a component that does not need it', async () => {
+    const r = rig([]);
+    await rebootForActivation(r.book, r.reboots, {
+      ...r.step,
+      component: { ...r.step.component, needs_reboot: false },
+    });
+    expect(r.said).toEqual([]);
   });
 });
 
