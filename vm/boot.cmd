@@ -6,6 +6,11 @@
 # counted here while on trial, and once bootcount > bootlimit the other slot is booted with
 # upgrade_available=0 bootcount=0 (what altbootcmd does on a board with CONFIG_BOOTCOUNT_LIMIT).
 # These qemu-x86 U-Boot builds have neither setexpr nor bootcount: the count is an if/elif chain.
+#
+# app_slot=A|B is the active slot of the `app` component class (Gantry's ab-slot handler switches
+# it, GANTRY_LINUX_COMPONENT_SLOTS): passed on as gantry.app= for the guest to mount, and kept when
+# the environment is written back here (env export writes only the variables it names: every
+# variable of the contract is listed there).
 setenv envaddr 0x6000000
 if fatload virtio 0:1 ${envaddr} uboot.env; then
   env import -c ${envaddr} 0x4000
@@ -14,6 +19,7 @@ else
 fi
 if test "${boot_slot}" != "B"; then setenv boot_slot A; fi
 if test -z "${bootlimit}"; then setenv bootlimit 3; fi
+if test "${app_slot}" != "B"; then setenv app_slot A; fi
 if test "${upgrade_available}" = "1"; then
   if test -z "${bootcount}"; then setenv bootcount 1
   elif test "${bootcount}" = "0"; then setenv bootcount 1
@@ -34,12 +40,12 @@ if test "${upgrade_available}" = "1"; then
     setenv upgrade_available 0
     setenv bootcount 0
   fi
-  env export -c -s 0x4000 ${envaddr} boot_slot upgrade_available bootcount bootlimit
+  env export -c -s 0x4000 ${envaddr} boot_slot upgrade_available bootcount bootlimit app_slot
   fatwrite virtio 0:1 ${envaddr} uboot.env 0x4000
 fi
 if test "${boot_slot}" = "B"; then setenv rootpart 3; else setenv rootpart 2; fi
-echo "gantry-vm: booting slot ${boot_slot} (virtio 0:${rootpart})"
-setenv bootargs "console=ttyS0,115200 root=/dev/vda${rootpart} rw rootwait gantry.slot=${boot_slot} panic=5 loglevel=4 systemd.show_status=1"
+echo "gantry-vm: booting slot ${boot_slot} (virtio 0:${rootpart}), app slot ${app_slot}"
+setenv bootargs "console=ttyS0,115200 root=/dev/vda${rootpart} rw rootwait gantry.slot=${boot_slot} gantry.app=${app_slot} panic=5 loglevel=4 systemd.show_status=1"
 if ext4load virtio 0:${rootpart} ${kernel_addr_r} /boot/vmlinuz; then
   if ext4load virtio 0:${rootpart} 0x10000000 /boot/initrd.img; then
     zboot ${kernel_addr_r} 0 0x10000000 ${filesize}

@@ -27,9 +27,18 @@ rm -rf "$app" && mkdir -p "$app/drizzle" "$app/web"
   cp -a drizzle/migrations "$app/drizzle/migrations"
   if [ -d web/public ]; then cp -a web/public "$app/web/public"; fi
   cp package.json "$app/package.json"
-  # Production dependencies only, as npm resolved them (no install, no network).
-  npm ls --omit=dev --all --parseable 2>/dev/null | tail -n +2 | sed "s#^$REPO_DIR/##" | LC_ALL=C sort -u >"$CACHE_DIR/app-deps.txt"
-  [ -s "$CACHE_DIR/app-deps.txt" ] || die "npm ls --omit=dev listed no dependencies"
+  # Production dependencies only, as the lock file resolved them (no install, no network): every
+  # package-lock.json entry that is not dev-only. Not `npm ls --omit=dev`, which also lists (and
+  # fails on) extraneous packages of a shared node_modules, under their real paths.
+  node -e '
+    const fs = require("fs");
+    const lock = JSON.parse(fs.readFileSync("package-lock.json", "utf8"));
+    for (const [p, e] of Object.entries(lock.packages)) {
+      if (!p.startsWith("node_modules/") || e.dev || e.devOptional) continue;
+      if (fs.existsSync(p)) console.log(p);
+      else if (!e.optional) throw new Error(p + " is in package-lock.json but not installed");
+    }' | LC_ALL=C sort -u >"$CACHE_DIR/app-deps.txt"
+  [ -s "$CACHE_DIR/app-deps.txt" ] || die "package-lock.json lists no production dependencies"
   # shellcheck disable=SC2046
   cp -a --parents $(cat "$CACHE_DIR/app-deps.txt") "$app/"
 )
@@ -79,12 +88,12 @@ cp "$root/boot/initrd.img-$kver" "$root/boot/initrd.img"
 rm -f "$root/vmlinuz" "$root/vmlinuz.old" "$root/initrd.img" "$root/initrd.img.old" "$root/boot/vmlinuz-$kver" "$root/boot/initrd.img-$kver"
 
 install -m 0755 "$node_bin" "$root/usr/local/bin/node"
-mkdir -p "$root/opt/gantry" "$root/uboot" "$root/var/lib/gantry"
+mkdir -p "$root/opt/gantry" "$root/opt/app" "$root/uboot" "$root/var/lib/gantry"
 cp -a "$app/." "$root/opt/gantry/"
 # A fixed machine id: not a first boot (systemd-firstboot would prompt on the console).
 echo 5e1c0de0ba5eba11fee1dead00c0ffee >"$root/etc/machine-id"
 ln -sf /dev/null "$root/etc/systemd/system/systemd-firstboot.service"
-systemctl --root="$root" enable systemd-networkd.service gantry-vm-safety.service gantry.service serial-getty@ttyS0.service >/dev/null 2>&1
+systemctl --root="$root" enable systemd-networkd.service gantry-vm-safety.service gantry-vm-app.service gantry.service serial-getty@ttyS0.service >/dev/null 2>&1
 systemctl --root="$root" mask apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer >/dev/null 2>&1 || true
 chroot "$root" /usr/local/bin/node --version >/dev/null || die "the copied node does not run in the guest root"
 

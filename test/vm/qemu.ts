@@ -22,6 +22,8 @@ export interface BootRecord {
   /** Seconds since QEMU started. */
   at: number;
   slot: string | null;
+  /** The application slot U-Boot passed on (app_slot). */
+  app: string | null;
   trial: string | null;
 }
 
@@ -90,10 +92,14 @@ export class Qemu {
     this.partial = lines.pop() ?? '';
     for (const line of lines) {
       this.log.write(`[${this.elapsed().toFixed(1).padStart(7)}] ${line}\n`);
-      if (/^U-Boot 20\d\d/.test(line)) this.boots.push({ at: this.elapsed(), slot: null, trial: null });
-      const booting = /gantry-vm: booting slot ([AB])/.exec(line);
+      if (/^U-Boot 20\d\d/.test(line))
+        this.boots.push({ at: this.elapsed(), slot: null, app: null, trial: null });
+      const booting = /gantry-vm: booting slot ([AB])(?:.*, app slot ([AB]))?/.exec(line);
       const last = this.boots[this.boots.length - 1];
-      if (booting && last) last.slot = booting[1]!;
+      if (booting && last) {
+        last.slot = booting[1]!;
+        last.app = booting[2] ?? null;
+      }
       const trial = /gantry-vm: (slot [AB] on trial, boot \d+ of \d+)/.exec(line);
       if (trial && last) last.trial = trial[1]!;
     }
