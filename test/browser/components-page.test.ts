@@ -8,6 +8,7 @@ import { randomImage, startTestFeed, type TestFeed } from '../helpers/feed.js';
 import { makeTempDir } from '../helpers/temp.js';
 import { waitFor } from '../helpers/wait.js';
 import { describeBrowser, launchBrowser, loginThroughForm } from './helpers.js';
+import { appComponent, rootfsComponent } from '../helpers/components.js';
 
 /**
  * Issue 15: after a rolling update of a rootfs and an application partition, the OTA page lists
@@ -15,26 +16,8 @@ import { describeBrowser, launchBrowser, loginThroughForm } from './helpers.js';
  */
 
 const COMPONENTS: Component[] = [
-  {
-    name: 'rootfs',
-    version: 'v5.1.0',
-    handler: 'ab-slot',
-    target: 'rootfs',
-    payloads: ['rootfs.img'],
-    order: 1,
-    needs_reboot: true,
-    requires: [],
-  },
-  {
-    name: 'app',
-    version: 'v2.1.0',
-    handler: 'ab-slot',
-    target: 'app',
-    payloads: ['app.img'],
-    order: 2,
-    needs_reboot: false,
-    requires: [{ component: 'rootfs', min_version: 'v5.1.0' }],
-  },
+  rootfsComponent('v5.1.0'),
+  appComponent('v2.1.0', { rootfsVersion: 'v5.1.0', order: 2, needsReboot: false }),
 ];
 
 describeBrowser('OTA page: component versions (issue 15)', () => {

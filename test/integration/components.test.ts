@@ -11,6 +11,7 @@ import { randomImage, startTestFeed, type TestFeed } from '../helpers/feed.js';
 import { freePort, spawnGantry, type GantryProcess } from '../helpers/process.js';
 import { tsxChildEnv } from '../helpers/temp.js';
 import { waitFor } from '../helpers/wait.js';
+import { appComponent, rootfsComponent } from '../helpers/components.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -47,16 +48,7 @@ esac
 `;
 
 const COMPONENTS: Component[] = [
-  {
-    name: 'rootfs',
-    version: 'v5.1.0',
-    handler: 'ab-slot',
-    target: 'rootfs',
-    payloads: ['rootfs.img'],
-    order: 1,
-    needs_reboot: true,
-    requires: [],
-  },
+  rootfsComponent('v5.1.0'),
   {
     name: 'plc',
     version: 'v2.0.0',
@@ -67,16 +59,7 @@ const COMPONENTS: Component[] = [
     needs_reboot: false,
     requires: [{ component: 'rootfs', min_version: 'v5.1.0' }],
   },
-  {
-    name: 'app',
-    version: 'v2.1.0',
-    handler: 'ab-slot',
-    target: 'app',
-    payloads: ['app.img'],
-    order: 3,
-    needs_reboot: false,
-    requires: [{ component: 'rootfs', min_version: 'v5.1.0' }],
-  },
+  appComponent('v2.1.0', { rootfsVersion: 'v5.1.0', order: 3, needsReboot: false }),
 ];
 
 /** The `gantry` CLI against the test server, as an operator runs it. */
@@ -233,6 +216,23 @@ describe('multi-component bundles: the rolling strategy through REST', () => {
     );
     expect(install.status, JSON.stringify(install.body)).toBe(200);
     return jobId;
+  }
+
+  /** A Gantry process (for kill -9) whose rolling install committed rootfs and holds in plc's prepare. */
+  async function spawnWithPlcHeld(env: Record<string, string>) {
+    const port = await freePort();
+    const first = await spawnGantry({ dataDir, port, env });
+    children.push(first);
+    token = await first.login();
+    await installPlugin(first.url);
+    fs.writeFileSync(path.join(pluginState(), 'hold'), '');
+    const jobId = await downloadAndInstall(first);
+    await waitFor(
+      () => progress(jobId, first),
+      (p) => p.progress.current_operation === 'installing plc (2/3)',
+      'plc installing',
+    );
+    return { port, first, jobId };
   }
 
   /** The `update_progress` operations of a job, in order, from the documented OTA WebSocket. */
@@ -467,19 +467,8 @@ describe('multi-component bundles: the rolling strategy through REST', () => {
 
   it('should resume at the right component after kill -9 between components', async () => {
     await publish();
-    const port = await freePort();
-    const first = await spawnGantry({ dataDir, port, env: feed.env });
-    children.push(first);
-    token = await first.login();
-    await installPlugin(first.url);
-    fs.writeFileSync(path.join(pluginState(), 'hold'), '');
-    const jobId = await downloadAndInstall(first);
+    const { port, first, jobId } = await spawnWithPlcHeld(feed.env);
     // rootfs committed, plc held in prepare: the server dies.
-    await waitFor(
-      () => progress(jobId, first),
-      (p) => p.progress.current_operation === 'installing plc (2/3)',
-      'plc installing',
-    );
     // The handler is running (its prepare logged) when the server dies.
     await waitFor(
       () => fs.existsSync(path.join(pluginState(), 'calls.log')),
@@ -520,19 +509,8 @@ describe('multi-component bundles: the rolling strategy through REST', () => {
     // Gantry is killed before its reboot timeout: the next start must not take itself for a boot.
     const components = COMPONENTS.map((c) => (c.name === 'app' ? { ...c, needs_reboot: true } : c));
     await publish({ components });
-    const port = await freePort();
     const env = { ...feed.env, GANTRY_REBOOT_TIMEOUT_SECONDS: '600' };
-    const first = await spawnGantry({ dataDir, port, env });
-    children.push(first);
-    token = await first.login();
-    await installPlugin(first.url);
-    fs.writeFileSync(path.join(pluginState(), 'hold'), '');
-    const jobId = await downloadAndInstall(first);
-    await waitFor(
-      () => progress(jobId, first),
-      (p) => p.progress.current_operation === 'installing plc (2/3)',
-      'plc installing',
-    );
+    const { port, first, jobId } = await spawnWithPlcHeld(env);
     // The rootfs's reboot is behind us: the app's will be accepted without a reboot.
     expect((await post('/api/v1/dev/simulator/ignored-reboots', { count: 1 }, first)).status).toBe(200);
     fs.writeFileSync(path.join(pluginState(), 'go'), '');

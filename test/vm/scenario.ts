@@ -31,6 +31,7 @@ import type { Component } from '../../bundle/manifest.js';
 import { addTarget, initRepository } from '../../feed/repository.js';
 import { serveDir, type StaticServer } from '../feed/helpers.js';
 import { freePort, Qemu } from './qemu.js';
+import { appComponent, rootfsComponent } from '../helpers/components.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CACHE = process.env.GANTRY_VM_CACHE ?? path.join(process.env.HOME ?? '/root', '.cache', 'gantry-vm');
@@ -414,26 +415,8 @@ async function main(): Promise<void> {
   // needs that root file system; each is activated and committed before the next (`rolling`). The
   // app's slot is mounted at boot, so activating it needs a reboot.
   const bundle1Components: Component[] = [
-    {
-      name: 'rootfs',
-      version: 'v5.0.5',
-      handler: 'ab-slot',
-      target: 'rootfs',
-      payloads: ['rootfs.img'],
-      order: 1,
-      needs_reboot: true,
-      requires: [],
-    },
-    {
-      name: 'app',
-      version: NEW_APP,
-      handler: 'ab-slot',
-      target: 'app',
-      payloads: ['app.img'],
-      order: 2,
-      needs_reboot: true,
-      requires: [{ component: 'rootfs', min_version: 'v5.0.5' }],
-    },
+    rootfsComponent('v5.0.5'),
+    appComponent(NEW_APP, { rootfsVersion: 'v5.0.5', order: 2, needsReboot: true }),
   ];
   const feed = await timed(`feed: TUF repository + bundle 1 (rootfs v5.0.5 + app ${NEW_APP})`, async () => {
     const f = await startFeed(site, kernel);
