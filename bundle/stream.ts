@@ -543,6 +543,9 @@ export async function readBundleHead(
         // Stops the reader: nothing past the head is wanted (the source may not even have it).
         throw new GantryError('OTA_DOWNLOAD_FAILED', 'bundle head read');
       },
+      // A signed frame's head is checked before the sink is asked for: the head read is bound to
+      // the feed's target too, whatever path then brings the image.
+      expectedFrame: opts.expectedFrame,
       maxManifestBytes: opts.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES,
       signal: opts.signal,
     });

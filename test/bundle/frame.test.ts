@@ -2,7 +2,12 @@ import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { inlineDigests, threadDigests } from '../../bundle/digests.js';
 import { signedFrame, targetFrame, type BundleFrame } from '../../bundle/frame.js';
-import { inspectBundle, streamBundle, type StreamBundleOptions } from '../../bundle/stream.js';
+import {
+  inspectBundle,
+  readBundleHead,
+  streamBundle,
+  type StreamBundleOptions,
+} from '../../bundle/stream.js';
 import { GantryError } from '../../core/errors.js';
 import { BufferSink, buildBundleBuffer, bytes, keys, MODEL, sha256, unpack } from './helpers.js';
 
@@ -136,6 +141,21 @@ describe('bundle frame (one SHA-256 pass per byte)', () => {
     const err = await rejection(streamBundle(chunked(tampered), opts));
     expect(err.message).toMatch(/rootfs\.img does not match its signed SHA-256/);
     expect(sinks[0]!.finished).toBe(false);
+  });
+
+  it('should bind a head read (the delta paths) to the signed frame too', async () => {
+    const bundle = await bundleOf();
+    const { frame } = await inspectBundle(chunked(bundle));
+    const check = { trustedKeys: [signer.publicKey], hardwareModel: MODEL, currentVersion: 'v5.0.4' };
+    const head = await readBundleHead(chunked(bundle.subarray(0, frame.headLength)), {
+      ...check,
+      expectedFrame: frame,
+    });
+    expect(head.payloadOffset).toBe(frame.headLength);
+    const tampered = Buffer.from(bundle.subarray(0, frame.headLength));
+    tampered[(await signaturePadding(bundle)) + 1] = 0x5a;
+    const err = await rejection(readBundleHead(chunked(tampered), { ...check, expectedFrame: frame }));
+    expect(err.message).toMatch(/bundle head/);
   });
 
   it("should take a target's frame only when it is well formed and names the target's length", async () => {
