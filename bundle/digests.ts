@@ -2,9 +2,10 @@ import { createHash } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 
 /**
- * The two SHA-256 a bundle download needs: the whole bundle (checked against the feed's signed
- * target hash) and each payload (checked against the signed manifest). Fed once with the bundle's
- * bytes in order; told where a payload starts, it hashes that range out of the same bytes.
+ * The SHA-256 a bundle download needs: each payload (checked against the signed manifest) and,
+ * unless the feed signed the bundle's frame (bundle/frame.ts), the whole bundle (checked against
+ * the feed's signed target hash). Fed once with the bundle's bytes in order; told where a payload
+ * starts, it hashes that range out of the same bytes.
  */
 export interface BundleDigests {
   /** The bundle's next bytes. */
@@ -13,8 +14,8 @@ export interface BundleDigests {
   beginPayload(start: number, size: number): void;
   /** The digest of the last payload begun, once all its bytes were passed. */
   payloadDigest(): Promise<string>;
-  /** The digest of every byte passed, once the bundle ended. */
-  bundleDigest(): Promise<string>;
+  /** The digest of every byte passed, once the bundle ended; null when made without it. */
+  bundleDigest(): Promise<string | null>;
   /** A promise while the hasher is behind (the caller should wait before passing more). */
   behind(): Promise<void> | undefined;
   /** Frees what the hasher holds (its thread). */
@@ -27,16 +28,19 @@ export interface BundleDigests {
  */
 class RangeHasher {
   private position = 0;
-  private readonly whole;
+  private readonly whole: ReturnType<typeof createHash> | null;
   private payload: { hash: ReturnType<typeof createHash>; start: number; end: number } | null = null;
   private payloadHex: string | null = null;
 
-  constructor(private readonly hashFactory: typeof createHash) {
-    this.whole = hashFactory('sha256');
+  constructor(
+    private readonly hashFactory: typeof createHash,
+    whole: boolean,
+  ) {
+    this.whole = whole ? hashFactory('sha256') : null;
   }
 
   update(chunk: Uint8Array): void {
-    this.whole.update(chunk);
+    this.whole?.update(chunk);
     const p = this.payload;
     if (p) {
       const from = Math.max(p.start - this.position, 0);
@@ -59,14 +63,23 @@ class RangeHasher {
     return this.payloadHex;
   }
 
-  bundleDigest(): string {
-    return this.whole.digest('hex');
+  bundleDigest(): string | null {
+    return this.whole ? this.whole.digest('hex') : null;
   }
 }
 
+/** What a download hashes besides its payloads. */
+export interface DigestsOptions {
+  /**
+   * The whole bundle's SHA-256 (default). Skipped only when the feed signed the bundle's frame,
+   * whose hash with the payloads' binds the same bytes (bundle/frame.ts).
+   */
+  whole?: boolean;
+}
+
 /** On the calling thread: for small bundles, where a thread costs more than it saves. */
-export function inlineDigests(): BundleDigests {
-  const h = new RangeHasher(createHash);
+export function inlineDigests(opts: DigestsOptions = {}): BundleDigests {
+  const h = new RangeHasher(createHash, opts.whole ?? true);
   return {
     update: (chunk) => h.update(chunk),
     beginPayload: (start, size) => h.beginPayload(start, size),
@@ -91,13 +104,13 @@ type ToWorker =
   | { op: 'begin'; start: number; size: number }
   | { op: 'payload'; id: number }
   | { op: 'bundle'; id: number };
-type FromWorker = { op: 'free'; index: number } | { op: 'digest'; id: number; hex: string };
+type FromWorker = { op: 'free'; index: number } | { op: 'digest'; id: number; hex: string | null };
 
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const { createHash } = require('node:crypto');
 const RangeHasher = (${RangeHasher.toString()});
-const h = new RangeHasher(createHash);
+const h = new RangeHasher(createHash, workerData.whole);
 const blocks = workerData.blocks.map((b) => new Uint8Array(b));
 parentPort.on('message', (m) => {
   if (m.op === 'data') {
@@ -111,21 +124,24 @@ parentPort.on('message', (m) => {
 `;
 
 /**
- * On a worker thread: the two hashes are most of a download's CPU (SHA-256 of every byte, twice),
+ * On a worker thread: the hashes are most of a download's CPU (SHA-256 of every byte, twice without a signed frame),
  * and the main thread also runs the network, the slot writes and the API. Bytes are copied into
  * eight 1 MiB blocks of shared memory, handed to the thread by index and back, so nothing is
  * cloned, transferred or left for the GC; at most 8 MiB are out at once.
  */
-export function threadDigests(): BundleDigests {
+export function threadDigests(opts: DigestsOptions = {}): BundleDigests {
   const shared = Array.from({ length: BLOCKS }, () => new SharedArrayBuffer(BLOCK_BYTES));
-  const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { blocks: shared } });
+  const worker = new Worker(WORKER_SOURCE, {
+    eval: true,
+    workerData: { blocks: shared, whole: opts.whole ?? true },
+  });
   const views = shared.map((b) => Buffer.from(b));
   const spare = views.map((_, i) => i).reverse();
   let current = -1;
   let fill = 0;
   let nextId = 0;
   let failure: Error | null = null;
-  const pending = new Map<number, { resolve(hex: string): void; reject(err: Error): void }>();
+  const pending = new Map<number, { resolve(hex: string | null): void; reject(err: Error): void }>();
   let waiting: (() => void)[] = [];
   const wake = (): void => {
     const woken = waiting;
@@ -158,7 +174,7 @@ export function threadDigests(): BundleDigests {
     current = -1;
     fill = 0;
   };
-  const ask = (op: 'payload' | 'bundle'): Promise<string> => {
+  const ask = (op: 'payload' | 'bundle'): Promise<string | null> => {
     if (failure) return Promise.reject(failure);
     flush();
     const id = nextId++;
@@ -194,7 +210,7 @@ export function threadDigests(): BundleDigests {
       flush(); // markers and bytes must reach the thread in order
       send({ op: 'begin', start, size });
     },
-    payloadDigest: () => ask('payload'),
+    payloadDigest: async () => (await ask('payload')) ?? '',
     bundleDigest: () => ask('bundle'),
     behind() {
       if (failure) return Promise.reject(failure);

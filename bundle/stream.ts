@@ -1,4 +1,4 @@
-import type { KeyObject } from 'node:crypto';
+import { createHash, type KeyObject } from 'node:crypto';
 import { Readable, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { GantryError, isGantryError } from '../core/errors.js';
@@ -18,6 +18,7 @@ import {
   type Payload,
 } from './manifest.js';
 import { inlineDigests, type BundleDigests } from './digests.js';
+import type { BundleFrame } from './frame.js';
 import { TarFormatError, TarReader, type TarHeader, type TarStep } from './tar-reader.js';
 
 export const DEFAULT_MAX_MANIFEST_BYTES = 256 * 1024;
@@ -35,7 +36,12 @@ export interface StreamedBundle {
   /** Id of the trusted key that verified the manifest; null when the signature was not checked. */
   keyId: string | null;
   payloads: VerifiedPayload[];
+  /** The bundle's frame (bundle/frame.ts): what a feed signs so gateways hash each byte once. */
+  frame: BundleFrame;
 }
+
+/** What `streamBundle` read: the whole-bundle hash is null when its digests skipped it. */
+export type StreamedToSink = Omit<StreamedBundle, 'sha256'> & { sha256: string | null };
 
 export interface StreamBundleOptions {
   trustedKeys: readonly KeyObject[];
@@ -57,6 +63,11 @@ export interface StreamBundleOptions {
   onProgress?(bytes: number): void;
   /** How the bundle and payload hashes are computed (default: on this thread). */
   digests?: () => BundleDigests;
+  /**
+   * The frame the feed signed for this bundle: the head is checked against it before the first
+   * payload's sink is asked for, the whole frame before the read resolves.
+   */
+  expectedFrame?: BundleFrame;
   maxManifestBytes?: number;
   /** Aborting destroys the source and rejects with the signal's reason. */
   signal?: AbortSignal;
@@ -72,6 +83,7 @@ interface ReadOptions {
   openPayloadSink(payload: Payload, manifest: Manifest, at: PayloadPosition): Promise<Writable>;
   onProgress?(bytes: number): void;
   digests?: () => BundleDigests;
+  expectedFrame?: BundleFrame;
   maxManifestBytes: number;
   signal?: AbortSignal;
 }
@@ -89,7 +101,7 @@ function invalid(message: string, details?: Record<string, unknown>): GantryErro
  * incompatible, downgrade, size or hash mismatch), OTA_SIGNATURE_FAILED, OTA_DOWNLOAD_FAILED (the
  * source failed) or a sink's own GantryError (other sink failures become OTA_INSTALL_FAILED).
  */
-export function streamBundle(source: Readable, opts: StreamBundleOptions): Promise<StreamedBundle> {
+export function streamBundle(source: Readable, opts: StreamBundleOptions): Promise<StreamedToSink> {
   return readBundle(source, {
     checkManifest: (bytes, sig, manifest) => {
       const id = verifyManifestSignature(bytes, sig, opts.trustedKeys);
@@ -99,9 +111,17 @@ export function streamBundle(source: Readable, opts: StreamBundleOptions): Promi
     openPayloadSink: opts.openPayloadSink,
     onProgress: opts.onProgress,
     digests: opts.digests,
+    expectedFrame: opts.expectedFrame,
     maxManifestBytes: opts.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES,
     signal: opts.signal,
   });
+}
+
+/** A bundle read with the whole-bundle hash its digests always compute (the default ones do). */
+async function withWholeHash(read: Promise<StreamedToSink>): Promise<StreamedBundle> {
+  const res = await read;
+  if (res.sha256 === null) throw new Error('the bundle digests were made without the whole-bundle hash');
+  return { ...res, sha256: res.sha256 };
 }
 
 /** Compatibility and anti-rollback, the checks a signed manifest must still pass to be installed. */
@@ -146,13 +166,15 @@ export function verifyBundle(
     digests?: () => BundleDigests;
   },
 ): Promise<StreamedBundle> {
-  return readBundle(source, {
-    checkManifest: (bytes, sig) => verifyManifestSignature(bytes, sig, opts.trustedKeys),
-    openPayloadSink: async () => discard(),
-    onProgress: opts.onProgress,
-    digests: opts.digests,
-    maxManifestBytes: opts.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES,
-  });
+  return withWholeHash(
+    readBundle(source, {
+      checkManifest: (bytes, sig) => verifyManifestSignature(bytes, sig, opts.trustedKeys),
+      openPayloadSink: async () => discard(),
+      onProgress: opts.onProgress,
+      digests: opts.digests,
+      maxManifestBytes: opts.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES,
+    }),
+  );
 }
 
 /**
@@ -163,12 +185,14 @@ export function inspectBundle(
   source: Readable,
   opts: { maxManifestBytes?: number; onProgress?(bytes: number): void } = {},
 ): Promise<StreamedBundle> {
-  return readBundle(source, {
-    checkManifest: () => null,
-    openPayloadSink: async () => discard(),
-    onProgress: opts.onProgress,
-    maxManifestBytes: opts.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES,
-  });
+  return withWholeHash(
+    readBundle(source, {
+      checkManifest: () => null,
+      openPayloadSink: async () => discard(),
+      onProgress: opts.onProgress,
+      maxManifestBytes: opts.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES,
+    }),
+  );
 }
 
 function discard(): Writable {
@@ -229,9 +253,23 @@ interface OpenPayload {
   failure: unknown;
 }
 
-async function readBundle(source: Readable, opts: ReadOptions): Promise<StreamedBundle> {
+/** A frame hash that differs from the one the feed signed. */
+function frameMismatch(part: 'head' | 'frame', expected: string, actual: string): GantryError {
+  return invalid(
+    part === 'head'
+      ? "bundle head (manifest, signature, headers) does not match the feed's signed hash"
+      : "bundle frame (headers, padding, end of archive) does not match the feed's signed hash",
+    { expected, actual },
+  );
+}
+
+async function readBundle(source: Readable, opts: ReadOptions): Promise<StreamedToSink> {
   const reader = new TarReader();
   const digests = (opts.digests ?? inlineDigests)();
+  // Every byte that is not payload data, on this thread: a few KiB per bundle (bundle/frame.ts).
+  const frameHash = createHash('sha256');
+  let head: { length: number; sha256: string } | null = null;
+  const signedFrame = opts.expectedFrame;
   let manifestEntry: SmallEntry | null = null;
   let sigEntry: SmallEntry | null = null;
   let manifestBytes: Buffer | null = null;
@@ -287,6 +325,13 @@ async function readBundle(source: Readable, opts: ReadOptions): Promise<Streamed
       }
       sigEntry = new SmallEntry(SIGNATURE_ENTRY, SIGNATURE_BYTES);
       return;
+    }
+    if (index === 2) {
+      // The head ends here, with this header: checked before anything is asked to take a byte.
+      head = { length: header.dataOffset, sha256: frameHash.copy().digest('hex') };
+      if (signedFrame && (head.length !== signedFrame.headLength || head.sha256 !== signedFrame.headSha256)) {
+        throw frameMismatch('head', signedFrame.headSha256, head.sha256);
+      }
     }
     const payload = manifest!.payloads[index - 2]!;
     if (header.size !== storedSize(payload)) {
@@ -389,8 +434,12 @@ async function readBundle(source: Readable, opts: ReadOptions): Promise<Streamed
     while (at < chunk.length || reader.entryComplete) {
       const { step, next } = reader.step(chunk, at);
       // Every byte goes to the hashes in order, before its step is handled: a payload's range is
-      // set at its header, ahead of its first byte.
-      if (next > at) digests.update(chunk.subarray(at, next));
+      // set at its header, ahead of its first byte. The rest is the frame.
+      if (next > at) {
+        const bytes = chunk.subarray(at, next);
+        digests.update(bytes);
+        if (!(open && step?.kind === 'data')) frameHash.update(bytes);
+      }
       at = next;
       const pending = step ? onStep(step) : undefined;
       if (pending) return pending.then(() => walk(chunk, next));
@@ -435,7 +484,22 @@ async function readBundle(source: Readable, opts: ReadOptions): Promise<Streamed
     if (missing) {
       throw invalid(`bundle is truncated: payload ${missing.name} is missing`, { payload: missing.name });
     }
-    return { manifest, sha256: await digests.bundleDigest(), keyId, payloads: verified };
+    const frameSha256 = frameHash.digest('hex');
+    const headPart = (head as { length: number; sha256: string } | null) ?? {
+      length: reader.position,
+      sha256: frameSha256,
+    };
+    if (
+      signedFrame &&
+      (headPart.sha256 !== signedFrame.headSha256 || headPart.length !== signedFrame.headLength)
+    ) {
+      throw frameMismatch('head', signedFrame.headSha256, headPart.sha256);
+    }
+    if (signedFrame && frameSha256 !== signedFrame.sha256) {
+      throw frameMismatch('frame', signedFrame.sha256, frameSha256);
+    }
+    const frame = { headLength: headPart.length, headSha256: headPart.sha256, sha256: frameSha256 };
+    return { manifest, sha256: await digests.bundleDigest(), keyId, payloads: verified, frame };
   } catch (err) {
     const current = open as OpenPayload | null;
     if (current && !current.sink.destroyed) current.sink.destroy(err as Error);
@@ -479,6 +543,9 @@ export async function readBundleHead(
         // Stops the reader: nothing past the head is wanted (the source may not even have it).
         throw new GantryError('OTA_DOWNLOAD_FAILED', 'bundle head read');
       },
+      // A signed frame's head is checked before the sink is asked for: the head read is bound to
+      // the feed's target too, whatever path then brings the image.
+      expectedFrame: opts.expectedFrame,
       maxManifestBytes: opts.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES,
       signal: opts.signal,
     });

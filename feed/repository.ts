@@ -17,6 +17,7 @@ import {
 } from '@tufjs/models';
 import { hashFile } from '../bundle/compression.js';
 import type { ArtifactRef } from '../bundle/manifest.js';
+import { targetFrame } from '../bundle/frame.js';
 import { inspectBundle, verifyBundle } from '../bundle/stream.js';
 import { rawPublicKey } from '../bundle/keys.js';
 import { GantryError } from '../core/errors.js';
@@ -280,6 +281,8 @@ export async function addTarget(
     // After the extra fields: what the feed says about the signer must be what the manifest says,
     // so a gateway can tell before downloading whether it trusts the key (GET /updates `signature`).
     key_id: m.key_id,
+    // What lets a gateway hash each byte once (bundle/frame.ts): the frame read from the same file.
+    frame: targetFrame(checked.frame, length),
   };
   const expires = expiresIn(opts.expiresDays ?? DEFAULT_EXPIRES_DAYS, opts.now);
   const old = targetsMd.signed;

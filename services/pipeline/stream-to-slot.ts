@@ -3,6 +3,7 @@ import { Readable, Writable, type Transform } from 'node:stream';
 import { createDecompressor } from '../../bundle/compression.js';
 import { compressionOf, type Manifest, type Payload } from '../../bundle/manifest.js';
 import { inlineDigests, threadDigests } from '../../bundle/digests.js';
+import type { BundleFrame } from '../../bundle/frame.js';
 import { streamBundle, type PayloadPosition } from '../../bundle/stream.js';
 import { GantryError } from '../../core/errors.js';
 import { writeLent } from '../../core/lending.js';
@@ -14,6 +15,12 @@ export interface BundleSource {
   readonly description: string;
   /** SHA-256 the whole bundle must have (the feed's signed target hash, an upload's checksum). */
   readonly sha256?: string;
+  /**
+   * The bundle's frame as the feed signed it (target `custom.frame`): with it, the frame and the
+   * payloads are checked and the whole-bundle hash is not computed (bundle/frame.ts says why that
+   * binds the same bytes).
+   */
+  readonly frame?: BundleFrame;
   /** The bundle's size in bytes, when known (it picks where the hashing runs). */
   readonly length?: number;
   /** The bundle from byte `offset` to its end. */
@@ -303,13 +310,15 @@ function asInvalid(err: Error, payload: Payload): Error {
 export async function streamImageToSlot(opts: StreamToSlotOptions): Promise<StreamToSlotResult> {
   const now = opts.now ?? Date.now;
   const resume = opts.resume;
-  // The whole bundle is hashed as it passes (a resumed one too: head + slot prefix + rest are its
-  // exact bytes), so it is checked against the feed's signed target hash, not only the manifest.
-  // Big bundles are hashed on a thread (the two SHA-256 are most of a download's CPU), started
-  // before the request so it boots while the server answers.
+  // The bundle is checked against the feed's signed target as it passes (a resumed one too: head +
+  // slot prefix + rest are its exact bytes), not only against the manifest: by its signed frame
+  // and the payloads' hashes when the feed signed a frame, else by hashing it whole as well.
+  // Big bundles are hashed on a thread (SHA-256 is most of a download's CPU), started before the
+  // request so it boots while the server answers.
+  const frame = opts.source.frame;
   const onThread =
     opts.source.length !== undefined && opts.source.length >= (opts.threadHashingMinBytes ?? Infinity);
-  const digests = onThread ? threadDigests() : inlineDigests();
+  const digests = (onThread ? threadDigests : inlineDigests)({ whole: !frame });
   let input: Readable;
   try {
     input = resume ? resumedBundle(opts, resume) : await opts.source.open(0, opts.signal);
@@ -332,6 +341,7 @@ export async function streamImageToSlot(opts: StreamToSlotOptions): Promise<Stre
     currentVersion: opts.currentVersion,
     allowDowngrade: opts.allowDowngrade,
     digests: () => digests, // closed by the reader when it is done
+    expectedFrame: frame,
     openPayloadSink: async (payload: Payload, manifest: Manifest, at: PayloadPosition) => {
       if (payload.kind !== 'rootfs' && manifest.components && opts.componentPayloadSink) {
         // Verified manifest, before this payload's first byte: the same refusal point as a rootfs.
@@ -390,7 +400,7 @@ export async function streamImageToSlot(opts: StreamToSlotOptions): Promise<Stre
   }).catch((err: unknown) => {
     throw asResumed(err);
   });
-  if (opts.source.sha256) {
+  if (opts.source.sha256 && !frame) {
     const digest = result.sha256;
     if (digest !== opts.source.sha256) {
       throw asResumed(

@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import { sleep } from '../../core/sleep.js';
 import path from 'node:path';
 import { Readable, Transform } from 'node:stream';
+import { signedFrame } from '../../bundle/frame.js';
 import { BUNDLE_FORMAT_V1, type Manifest, type Payload } from '../../bundle/manifest.js';
 import { DEFAULT_MAX_MANIFEST_BYTES, readBundleHead } from '../../bundle/stream.js';
 import { findGantryError, GantryError, isGantryError } from '../../core/errors.js';
@@ -112,7 +113,8 @@ export class Delivery {
       })(),
       { objectMode: false },
     );
-    const head = await readBundleHead(source, { ...check, signal });
+    const expectedFrame = signedFrame(target.custom, target.length) ?? undefined;
+    const head = await readBundleHead(source, { ...check, signal, expectedFrame });
     const payloads = head.manifest.payloads;
     const payload = payloads[0]!;
     return { manifest: head.manifest, payload, wireBytes: wire };

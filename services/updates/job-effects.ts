@@ -7,6 +7,7 @@ import type { SlotId } from '../../device/types.js';
 import type { GatewayRuntime } from '../gateways.js';
 import type { JobStore } from '../jobs.js';
 import type { LogService } from '../logs.js';
+import { signedFrame } from '../../bundle/frame.js';
 import type { BundleSource } from '../pipeline/stream-to-slot.js';
 import { compressionOf } from '../../bundle/manifest.js';
 import { findGantryError } from '../../core/errors.js';
@@ -74,6 +75,7 @@ export class JobEffects {
       description: src.target.path,
       sha256: src.target.sha256,
       length: src.target.length,
+      frame: signedFrame(src.target.custom, src.target.length) ?? undefined,
       open: (offset, signal) => this.deps.ports.feed.open(gw.id, src.target, offset, signal, validator),
     };
   }

@@ -12,7 +12,7 @@ async function digest(
   data: Buffer,
   cuts: number[],
   range: { start: number; size: number },
-): Promise<{ bundle: string; payload: string }> {
+): Promise<{ bundle: string | null; payload: string }> {
   const d = make();
   try {
     const points = [
@@ -56,6 +56,22 @@ describe('bundle digests', () => {
         ),
         { numRuns: make === threadDigests ? 15 : 100 },
       );
+    },
+  );
+
+  it.each([
+    ['on this thread', inlineDigests],
+    ['on a worker thread', threadDigests],
+  ])(
+    'should hash only the payload range when made without the whole-bundle hash (%s)',
+    async (_name, make) => {
+      const data = bytes(200_000, 3);
+      const got = await digest(() => make({ whole: false }), data, [70_000, 150_000], {
+        start: 1000,
+        size: 190_000,
+      });
+      expect(got.bundle).toBeNull();
+      expect(got.payload).toBe(sha256(data.subarray(1000, 191_000)));
     },
   );
 

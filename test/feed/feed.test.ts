@@ -397,7 +397,7 @@ describe('TUF feed', () => {
       });
       const image = Buffer.concat(kept);
       expect(sha256(image)).toBe(res.payloads[0]!.sha256);
-      verifyTargetHash(res.sha256, target!);
+      verifyTargetHash(res.sha256 ?? '', target!);
     });
   });
 

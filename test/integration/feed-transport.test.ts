@@ -2,7 +2,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { buildBundle } from '../../bundle/build.js';
 import { configurationZip } from '../fixtures/zip/zips.js';
 import { randomImage, startTestFeed, type TestFeed } from '../helpers/feed.js';
 import { GATEWAY, startTestGantry, tempDataDir, type TestGantry } from '../helpers/gantry.js';
@@ -213,29 +212,17 @@ describeWithServers('feed transport over real networks (REST)', () => {
   });
 
   it('should fetch a file replaced on the origin between attempts whole, never stitched', async () => {
-    // Two bundles of the same version and length, different bytes: the feed signs NEW, the origin
-    // first serves OLD under its name (a stale copy), then NEW.
+    // Two files of the same length, different bytes: the feed signs NEW, the origin first serves OLD
+    // under its name (a stale copy). Its head is NEW's (the feed's signed frame would refuse any
+    // other head before a byte is written), its first payload MiB is not.
     images['v5.0.6'] = randomImage(3 * 1024 * 1024);
     const newBundle = await feed.publish({ version: 'v5.0.6' }, images['v5.0.6']);
     bundles['v5.0.6'] = path.basename(newBundle);
     const oldBundle = path.join(path.dirname(newBundle), 'stale.bundle');
-    const oldImage = path.join(path.dirname(newBundle), 'stale.img');
-    fs.writeFileSync(oldImage, randomImage(3 * 1024 * 1024));
-    await buildBundle({
-      manifestFields: {
-        version: 'v5.0.6',
-        type: 'security',
-        severity: 'critical',
-        compatible: ['Univa-GW-Pro'],
-        kernel: '6.1.40-LTS',
-        released: '2025-03-15',
-        description: 'Gantry test update v5.0.6',
-        changelog: ['Fixed CVE-2025-1234'],
-      },
-      payloadFiles: [{ kind: 'rootfs', path: oldImage, name: 'rootfs.img' }],
-      privateKey: feed.signingKey,
-      out: oldBundle,
-    });
+    const stale = fs.readFileSync(newBundle);
+    const payloadAt = stale.indexOf(images['v5.0.6']);
+    randomImage(1024 * 1024).copy(stale, payloadAt);
+    fs.writeFileSync(oldBundle, stale);
     const served = path.join(feed.dir, 'targets', bundles['v5.0.6']);
     const fresh = fs.readFileSync(served);
     expect(fs.statSync(oldBundle).size).toBe(fresh.length);
