@@ -77,7 +77,6 @@ const GANTRY_ADDITIONS = [
   'POST /api/v1/dev/simulator/self-test',
   'POST /api/v1/dev/simulator/ignored-reboots',
   'POST /api/v1/dev/simulator/reboot',
-  'POST /api/v1/dev/simulator/ignored-reboots',
 ];
 
 const key = (route: RestRoute) => `${route.rest.method.toUpperCase()} ${route.rest.path}`;
