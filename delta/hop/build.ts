@@ -4,24 +4,30 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import zlib from 'node:zlib';
 import { compressFile, hashFile } from '../../bundle/compression.js';
 import type { Compression } from '../../bundle/manifest.js';
 import { GantryError } from '../../core/errors.js';
+import { bsdiffEncode } from './bsdiff.js';
 import {
   encodeHeader,
   encodeOpHeader,
   HOP_FORMAT,
+  HOP_FORMAT_V2,
   MAX_OP_BYTES,
   OP_DIGEST_BYTES,
   OP_KINDS,
+  OP_NAMES,
   type HopOp,
   type OpKind,
+  type OpName,
 } from './format.js';
 
 /**
  * The publisher's side of hop deltas (build host: may run debugfs, xdelta3 and zstd). For each
- * block of the new image, in order: inside a changed file of an ext4 image, PATCH against that
- * file's old version (VCDIFF by xdelta3); a zero block is ZERO; a block found in the old image
+ * block of the new image, in order: inside a changed file of an ext4 image, a patch against that
+ * file's old version, VCDIFF by xdelta3 (PATCH) or bsdiff (BSDIFF), whichever compresses smaller
+ * (bsdiff wins on recompiled binaries, VCDIFF on text and data that moved whole); a zero block is ZERO; a block found in the old image
  * (same place first, else any place, by block hash) is COPY; anything else is NEW. Adjacent
  * operations of a kind merge (COPY when their sources are adjacent too), bounded to keep the
  * gateway's memory flat. The operation stream is then compressed whole.
@@ -30,8 +36,12 @@ import {
 const BLOCK = 4096;
 /** COPY/ZERO/NEW runs are cut at this output size; PATCH reads and writes at most MAX_OP_BYTES. */
 const RUN_BYTES = 4 * 1024 * 1024;
-/** A PATCH is kept only when its VCDIFF is at most this share of the new file. */
+/** A patch is kept only when it compresses to at most this share of the new file compressed. */
 const PATCH_WORTH = 0.9;
+/** Quick brotli settings to compare candidate patches (the body is compressed whole afterwards). */
+const ESTIMATE_QUALITY = 5;
+/** A bsdiff patch carries about the new file's length: bounded like a NEW operation's data plus slack. */
+const MAX_BSDIFF_DATA = MAX_OP_BYTES + 1024 * 1024;
 /** NEW runs are cut smaller, and tried as a PATCH against the old bytes this far around them. */
 const NEW_RUN_BYTES = 1024 * 1024;
 const NEIGHBOURHOOD = 2 * 1024 * 1024;
@@ -53,7 +63,7 @@ export interface BuiltHop {
   size: number;
   sha256: string;
   mode: 'ext4' | 'blocks';
-  ops: Record<'COPY' | 'ZERO' | 'NEW' | 'PATCH', number>;
+  ops: Record<OpName, number>;
   source: { size: number; sha256: string };
   target: { size: number; sha256: string };
 }
@@ -78,7 +88,7 @@ export async function buildHopDelta(opts: BuildHopOptions): Promise<BuiltHop> {
       throw new GantryError('VALIDATION_ERROR', 'ext4 mode asked for, but an image is not ext4');
     }
     const body = path.join(work, 'body');
-    const counts = { COPY: 0, ZERO: 0, NEW: 0, PATCH: 0 };
+    const counts = { COPY: 0, ZERO: 0, NEW: 0, PATCH: 0, BSDIFF: 0 };
     const opsCount = await writeBody(
       opts.source,
       opts.target,
@@ -93,7 +103,8 @@ export async function buildHopDelta(opts: BuildHopOptions): Promise<BuiltHop> {
     const compressed = path.join(work, 'body.c');
     await compressFile(body, compressed, codec);
     const header = encodeHeader({
-      format: HOP_FORMAT,
+      // v1 when it can be (gateways without BSDIFF still apply it), v2 when a BSDIFF is used.
+      format: counts.BSDIFF > 0 ? HOP_FORMAT_V2 : HOP_FORMAT,
       mode,
       codec,
       source,
@@ -271,7 +282,7 @@ async function writeBody(
   patches: Map<number, { srcStart: number; srcLen: number; blocks: number }>,
   body: string,
   work: string,
-  counts: Record<'COPY' | 'ZERO' | 'NEW' | 'PATCH', number>,
+  counts: Record<OpName, number>,
 ): Promise<number> {
   const sfd = fs.openSync(sourceImage, 'r');
   const tfd = fs.openSync(targetImage, 'r');
@@ -299,7 +310,7 @@ async function writeBody(
       fs.writeSync(out, encodeOpHeader(op));
       if (data) fs.writeSync(out, data);
       ops++;
-      counts[(['', 'COPY', 'ZERO', 'NEW', 'PATCH'] as const)[op.kind] as keyof typeof counts]++;
+      counts[OP_NAMES[op.kind] as OpName]++;
     };
     const flush = async (): Promise<void> => {
       if (!pending) return;
@@ -371,19 +382,19 @@ async function writeBody(
         const len = Math.min(patch.blocks * BLOCK, targetSize - block * BLOCK);
         const newBytes = readAt(tfd, block * BLOCK, len);
         const srcLen = Math.min(patch.srcLen, sourceSize - patch.srcStart);
-        const vcdiff = await xdelta(readAt(sfd, patch.srcStart, srcLen), newBytes, work);
-        if (vcdiff.length <= newBytes.length * PATCH_WORTH) {
+        const chosen = await filePatch(readAt(sfd, patch.srcStart, srcLen), newBytes, work);
+        if (chosen) {
           await flush();
           emit(
             {
-              kind: OP_KINDS.PATCH,
+              kind: chosen.kind,
               outLen: newBytes.length,
               srcOffset: patch.srcStart,
               srcLen,
-              dataLen: vcdiff.length,
+              dataLen: chosen.data.length,
               digest: createHash('sha256').update(newBytes).digest().subarray(0, OP_DIGEST_BYTES),
             },
-            vcdiff,
+            chosen.data,
           );
           block += patch.blocks;
           outOffset += newBytes.length;
@@ -410,6 +421,35 @@ async function writeBody(
     fs.closeSync(out);
   }
   return ops;
+}
+
+function estimate(data: Buffer): number {
+  return zlib.brotliCompressSync(data, {
+    params: {
+      [zlib.constants.BROTLI_PARAM_QUALITY]: ESTIMATE_QUALITY,
+      [zlib.constants.BROTLI_PARAM_LGWIN]: 24,
+      [zlib.constants.BROTLI_PARAM_SIZE_HINT]: data.length,
+    },
+  }).length;
+}
+
+/**
+ * A changed file's patch against its old version: VCDIFF or bsdiff, the one that compresses smaller,
+ * or null when neither is worth it against the new bytes themselves.
+ */
+async function filePatch(
+  old: Buffer,
+  target: Buffer,
+  work: string,
+): Promise<{ kind: typeof OP_KINDS.PATCH | typeof OP_KINDS.BSDIFF; data: Buffer } | null> {
+  const vcdiff = await xdelta(old, target, work);
+  const bs = bsdiffEncode(old, target);
+  const candidates = [
+    { kind: OP_KINDS.PATCH, data: vcdiff, size: estimate(vcdiff) },
+    ...(bs.length <= MAX_BSDIFF_DATA ? [{ kind: OP_KINDS.BSDIFF, data: bs, size: estimate(bs) }] : []),
+  ].sort((a, b) => a.size - b.size);
+  const best = candidates[0]!;
+  return best.size <= estimate(target) * PATCH_WORTH ? { kind: best.kind, data: best.data } : null;
 }
 
 /** VCDIFF of `target` against `source`, as @ably/vcdiff-decoder reads it (no app header, checksum or secondary compression; -D -R: gzip-looking inputs are bytes, not to be decompressed). */
