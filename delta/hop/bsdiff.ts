@@ -274,6 +274,24 @@ export function bsdiffEncode(old: Buffer, target: Buffer, sa: Int32Array = suffi
   return Buffer.concat([head.result(), control.result(), diff.result(), extra.result()]);
 }
 
+/**
+ * The patch of `target` against `old` of the same length at the same place: one control triple, the
+ * whole output as differences (no suffix array; for blocks rewritten in place, such as inode tables).
+ */
+export function bsdiffInPlace(old: Buffer, target: Buffer): Buffer {
+  if (old.length !== target.length) throw new RangeError('in-place differences need equal lengths');
+  const head = new Growable(32);
+  head.varint(1);
+  head.varint(target.length);
+  head.varint(0);
+  head.varint(target.length);
+  head.varint(0);
+  head.varint(0);
+  const diff = Buffer.allocUnsafe(target.length);
+  for (let i = 0; i < target.length; i++) diff[i] = (target[i]! - old[i]!) & 0xff;
+  return Buffer.concat([head.result(), diff]);
+}
+
 class Cursor {
   at = 0;
   constructor(

@@ -8,7 +8,7 @@ import zlib from 'node:zlib';
 import { compressFile, hashFile } from '../../bundle/compression.js';
 import type { Compression } from '../../bundle/manifest.js';
 import { GantryError } from '../../core/errors.js';
-import { bsdiffEncode } from './bsdiff.js';
+import { bsdiffEncode, bsdiffInPlace } from './bsdiff.js';
 import {
   encodeHeader,
   encodeOpHeader,
@@ -45,6 +45,7 @@ const MAX_BSDIFF_DATA = MAX_OP_BYTES + 1024 * 1024;
 /** NEW runs are cut smaller, and tried as a PATCH against the old bytes this far around them. */
 const NEW_RUN_BYTES = 1024 * 1024;
 const NEIGHBOURHOOD = 2 * 1024 * 1024;
+/** A neighbourhood patch is kept when it compresses to at most this share of the new bytes compressed. */
 const NEIGHBOUR_PATCH_WORTH = 0.6;
 
 const run = promisify(execFile);
@@ -328,17 +329,35 @@ async function writeBody(
         );
         if (end > start) {
           const vcdiff = await xdelta(readAt(sfd, start, end - start), bytes, work);
-          if (vcdiff.length <= bytes.length * NEIGHBOUR_PATCH_WORTH) {
+          let best = { kind: OP_KINDS.PATCH as OpKind, srcOffset: start, srcLen: end - start, data: vcdiff };
+          let bestSize = estimate(vcdiff);
+          // Metadata rewritten in place (inode tables, bitmaps, directory blocks): the byte-wise
+          // difference from the same place of the old image is mostly zeros, which VCDIFF's
+          // copy/add instructions carry at several bytes per changed field.
+          if (pending.outOffset + pending.len <= sourceSize) {
+            const inPlace = bsdiffInPlace(readAt(sfd, pending.outOffset, pending.len), bytes);
+            const size = estimate(inPlace);
+            if (size < bestSize) {
+              best = {
+                kind: OP_KINDS.BSDIFF,
+                srcOffset: pending.outOffset,
+                srcLen: pending.len,
+                data: inPlace,
+              };
+              bestSize = size;
+            }
+          }
+          if (bestSize <= estimate(bytes) * NEIGHBOUR_PATCH_WORTH) {
             emit(
               {
-                kind: OP_KINDS.PATCH,
+                kind: best.kind,
                 outLen: bytes.length,
-                srcOffset: start,
-                srcLen: end - start,
-                dataLen: vcdiff.length,
+                srcOffset: best.srcOffset,
+                srcLen: best.srcLen,
+                dataLen: best.data.length,
                 digest,
               },
-              vcdiff,
+              best.data,
             );
             pending = null;
             return;

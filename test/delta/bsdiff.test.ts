@@ -1,7 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { BsdiffError, bsdiffDecode, bsdiffEncode, suffixArray } from '../../delta/hop/bsdiff.js';
+import {
+  BsdiffError,
+  bsdiffDecode,
+  bsdiffEncode,
+  bsdiffInPlace,
+  suffixArray,
+} from '../../delta/hop/bsdiff.js';
 
 function naiveSuffixArray(data: Buffer): number[] {
   const idx = Array.from({ length: data.length + 1 }, (_, i) => i);
@@ -69,6 +75,22 @@ describe('bsdiff encoding of hop BSDIFF operations', () => {
     roundTrip(Buffer.alloc(0), randomBytes(100));
     roundTrip(randomBytes(100), Buffer.alloc(0));
     roundTrip(Buffer.alloc(10_000), Buffer.alloc(12_000));
+  });
+
+  it('should rebuild blocks rewritten in place from their byte-wise differences', () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ maxLength: 2000 }),
+        fc.array(fc.tuple(fc.nat(), fc.nat({ max: 255 }))),
+        (bytes, edits) => {
+          const old = Buffer.from(bytes);
+          const target = Buffer.from(old);
+          for (const [at, value] of edits) if (target.length) target[at % target.length] = value;
+          expect(bsdiffDecode(old, bsdiffInPlace(old, target), target.length).equals(target)).toBe(true);
+        },
+      ),
+    );
+    expect(() => bsdiffInPlace(Buffer.alloc(3), Buffer.alloc(4))).toThrow(RangeError);
   });
 
   it('should carry a binary whose addresses all shifted as mostly-zero differences, not as new bytes', () => {
