@@ -8,7 +8,7 @@ import zlib from 'node:zlib';
 import { compressFile, hashFile } from '../../bundle/compression.js';
 import type { Compression } from '../../bundle/manifest.js';
 import { GantryError } from '../../core/errors.js';
-import { bsdiffEncode, bsdiffInPlace } from './bsdiff.js';
+import { bsdiffEncode, bsdiffInPlace, suffixArray } from './bsdiff.js';
 import {
   encodeHeader,
   encodeOpHeader,
@@ -199,8 +199,9 @@ async function fileMap(image: string, work: string): Promise<Map<string, FileMap
 }
 
 /**
- * The changed files worth a PATCH, keyed by their first block in the new image: same path in both
- * images, other bytes, contiguous in the new image, both versions within one operation's bound.
+ * The changed files worth a patch, keyed by the first block of each contiguous run of their blocks
+ * in the new image: same path in both images, other bytes, the old version within one operation's
+ * bound.
  */
 async function changedFiles(
   sourceImage: string,
@@ -224,14 +225,24 @@ async function changedFiles(
   for (const [p, nf] of newFiles) {
     const of = oldFiles.get(p);
     if (!of || nf.blocks.length === 0 || of.blocks.length === 0) continue;
-    const n = nf.blocks.length;
-    if (nf.blocks[n - 1]! - nf.blocks[0]! !== n - 1) continue; // fragmented in the new image
-    if (n * BLOCK > MAX_OP_BYTES) continue;
     const lo = Math.min(...of.blocks);
     const hi = Math.max(...of.blocks);
     if ((hi - lo + 1) * BLOCK > MAX_OP_BYTES) continue;
     if (of.size === nf.size && sameBlocks(of.blocks, nf.blocks)) continue;
-    patches.set(nf.blocks[0]!, { srcStart: lo * BLOCK, srcLen: (hi - lo + 1) * BLOCK, blocks: n });
+    // One patch per contiguous run of the new file's blocks (a file written in several extents, or
+    // larger than an operation, is patched piece by piece against its whole old version).
+    for (let i = 0; i < nf.blocks.length;) {
+      let n = 1;
+      while (
+        i + n < nf.blocks.length &&
+        nf.blocks[i + n] === nf.blocks[i]! + n &&
+        (n + 1) * BLOCK <= MAX_OP_BYTES
+      ) {
+        n++;
+      }
+      patches.set(nf.blocks[i]!, { srcStart: lo * BLOCK, srcLen: (hi - lo + 1) * BLOCK, blocks: n });
+      i += n;
+    }
   }
   return patches;
 }
@@ -395,13 +406,24 @@ async function writeBody(
 
     const targetBlocks = Math.ceil(targetSize / BLOCK);
     let block = 0;
+    // The old file of the last patch, with its suffix array once made: a file in several pieces
+    // patches each against the same old version.
+    let lastOld = null as OldFile | null;
     while (block < targetBlocks) {
       const patch = patches.get(block);
       if (patch) {
         const len = Math.min(patch.blocks * BLOCK, targetSize - block * BLOCK);
         const newBytes = readAt(tfd, block * BLOCK, len);
         const srcLen = Math.min(patch.srcLen, sourceSize - patch.srcStart);
-        const chosen = await filePatch(readAt(sfd, patch.srcStart, srcLen), newBytes, work);
+        if (lastOld?.srcStart !== patch.srcStart || lastOld.srcLen !== srcLen) {
+          lastOld = {
+            srcStart: patch.srcStart,
+            srcLen,
+            bytes: readAt(sfd, patch.srcStart, srcLen),
+            sa: null,
+          };
+        }
+        const chosen = await filePatch(lastOld, newBytes, work);
         if (chosen) {
           await flush();
           emit(
@@ -442,6 +464,13 @@ async function writeBody(
   return ops;
 }
 
+interface OldFile {
+  srcStart: number;
+  srcLen: number;
+  bytes: Buffer;
+  sa: Int32Array | null;
+}
+
 function estimate(data: Buffer): number {
   return zlib.brotliCompressSync(data, {
     params: {
@@ -457,12 +486,13 @@ function estimate(data: Buffer): number {
  * or null when neither is worth it against the new bytes themselves.
  */
 async function filePatch(
-  old: Buffer,
+  old: OldFile,
   target: Buffer,
   work: string,
 ): Promise<{ kind: typeof OP_KINDS.PATCH | typeof OP_KINDS.BSDIFF; data: Buffer } | null> {
-  const vcdiff = await xdelta(old, target, work);
-  const bs = bsdiffEncode(old, target);
+  const vcdiff = await xdelta(old.bytes, target, work);
+  old.sa ??= suffixArray(old.bytes);
+  const bs = bsdiffEncode(old.bytes, target, old.sa);
   const candidates = [
     { kind: OP_KINDS.PATCH, data: vcdiff, size: estimate(vcdiff) },
     ...(bs.length <= MAX_BSDIFF_DATA ? [{ kind: OP_KINDS.BSDIFF, data: bs, size: estimate(bs) }] : []),
