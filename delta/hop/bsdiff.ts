@@ -141,7 +141,10 @@ function search(
     const mid = lo + ((hi - lo) >> 1);
     const p = sa[mid]!;
     const m = Math.min(old.length - p, target.length - from);
-    if (Buffer.compare(old.subarray(p, p + m), target.subarray(from, from + m)) < 0) lo = mid;
+    // Most comparisons differ within a few bytes: a loop beats allocating views for Buffer.compare.
+    let i = 0;
+    while (i < m && old[p + i] === target[from + i]) i++;
+    if (i < m && old[p + i]! < target[from + i]!) lo = mid;
     else hi = mid;
   }
   const x = matchLen(old, sa[lo]!, target, from);

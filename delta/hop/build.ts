@@ -47,6 +47,8 @@ const NEW_RUN_BYTES = 1024 * 1024;
 const NEIGHBOURHOOD = 2 * 1024 * 1024;
 /** A neighbourhood patch is kept when it compresses to at most this share of the new bytes compressed. */
 const NEIGHBOUR_PATCH_WORTH = 0.6;
+/** NEW runs from this size on are also tried as a bsdiff against their neighbourhood. */
+const NEIGHBOUR_BSDIFF_BYTES = 16 * 1024;
 
 const run = promisify(execFile);
 
@@ -339,9 +341,20 @@ async function writeBody(
           start + MAX_OP_BYTES,
         );
         if (end > start) {
-          const vcdiff = await xdelta(readAt(sfd, start, end - start), bytes, work);
+          const around = readAt(sfd, start, end - start);
+          const vcdiff = await xdelta(around, bytes, work);
           let best = { kind: OP_KINDS.PATCH as OpKind, srcOffset: start, srcLen: end - start, data: vcdiff };
           let bestSize = estimate(vcdiff);
+          // Larger runs (inode tables whose entries moved, pieces of files the file pass missed):
+          // bsdiff against the same neighbourhood, worth its suffix array (~1 s per 4 MiB).
+          if (bytes.length >= NEIGHBOUR_BSDIFF_BYTES) {
+            const bs = bsdiffEncode(around, bytes);
+            const size = estimate(bs);
+            if (size < bestSize) {
+              best = { kind: OP_KINDS.BSDIFF, srcOffset: start, srcLen: end - start, data: bs };
+              bestSize = size;
+            }
+          }
           // Metadata rewritten in place (inode tables, bitmaps, directory blocks): the byte-wise
           // difference from the same place of the old image is mostly zeros, which VCDIFF's
           // copy/add instructions carry at several bytes per changed field.
