@@ -5,17 +5,26 @@
  * 16 MiB window), and the largest data-carrying operations with the file they write (debugfs
  * icheck/ncheck on --v2 when it is ext4).
  *
+ * With --apply, the delta is then applied by the gateway's own code (createHopPlan on files: the
+ * active slot is --v1, the output a temporary file) and the result's SHA-256 checked against --v2,
+ * with the time and the process's peak RSS; when --delta names an existing file, only applied (no
+ * breakdown), so the RSS is the gateway path's own.
+ *
  *   npx tsx bench/hop-breakdown.ts --v1 V1.img --v2 V2.img [--delta OUT.hop] [--keep] [--zstd19 BYTES]
+ *     [--apply]
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import zlib from 'node:zlib';
-import { createDecompressor } from '../bundle/compression.js';
+import { createDecompressor, hashFile } from '../bundle/compression.js';
+import { createHopPlan } from '../delta/hop/apply.js';
 import { buildHopDelta } from '../delta/hop/build.js';
 import { decodeOpHeader, HOP_MAGIC, HopHeaderSchema, OP_HEADER_BYTES } from '../delta/hop/format.js';
+import type { DeltaOutput } from '../delta/path.js';
 
 const NAMES = ['', 'COPY', 'ZERO', 'NEW', 'PATCH', 'BSDIFF'];
 
@@ -77,6 +86,7 @@ async function main(): Promise<void> {
       keep: { type: 'boolean', default: false },
       zstd19: { type: 'string', default: '104485296' },
       top: { type: 'string', default: '25' },
+      apply: { type: 'boolean', default: false },
     },
   });
   if (!values.v2 || (!values.v1 && !values.delta)) throw new Error('usage: --v1 IMG --v2 IMG [--delta FILE]');
@@ -86,6 +96,11 @@ async function main(): Promise<void> {
     const t0 = Date.now();
     const built = await buildHopDelta({ source: values.v1!, target: values.v2, out: file });
     console.log(`built in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${JSON.stringify(built.ops)}`);
+  }
+  if (values.apply && values.v1 && values.delta && fs.existsSync(values.delta)) {
+    // Only the apply, so the peak RSS is the gateway path's own.
+    await applyOnFiles(values.v1, values.v2, values.delta);
+    return;
   }
   const { body, size } = await decodeBody(file);
   const zstd19 = Number(values.zstd19);
@@ -124,7 +139,56 @@ async function main(): Promise<void> {
       `${NAMES[c.kind]!.padEnd(7)} ${String(c.data.length).padStart(9)} ${String(brotli(c.data)).padStart(9)} ${String(c.out).padStart(9)}  @${c.at} ${file2}`,
     );
   }
+  if (values.apply && values.v1) await applyOnFiles(values.v1, values.v2, file);
   if (!values.keep && !values.delta) fs.rmSync(file, { force: true });
+}
+
+/** The gateway's hop path on files: --v1 is the active slot, a temporary file the inactive one. */
+async function applyOnFiles(v1: string, v2: string, deltaFile: string): Promise<void> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hop-apply-'));
+  try {
+    const [source, target, delta] = await Promise.all([hashFile(v1), hashFile(v2), hashFile(deltaFile)]);
+    const out = path.join(dir, 'slot.img');
+    const workDir = path.join(dir, 'work');
+    fs.mkdirSync(workDir);
+    const openOutput = async (): Promise<DeltaOutput> => {
+      const fd = fs.openSync(out, 'w');
+      const w = new Writable({
+        write(chunk: Buffer, _enc, cb) {
+          fs.writeSync(fd, chunk);
+          cb();
+        },
+        final(cb) {
+          fs.closeSync(fd);
+          cb();
+        },
+      }) as DeltaOutput;
+      (w as { checkpoint: () => Promise<number> }).checkpoint = async () => 0;
+      return w;
+    };
+    const t0 = Date.now();
+    await createHopPlan({
+      source_sha256: source.sha256,
+      source_version: 'v1',
+      artifact: { target: path.basename(deltaFile), size: delta.size, sha256: delta.sha256 },
+    }).apply({
+      payload: { name: 'rootfs.img', kind: 'rootfs', size: target.size, sha256: target.sha256 },
+      source: { ...source, read: (s, e) => fs.createReadStream(v1, { start: s, end: e }), stateDir: null },
+      fetch: { open: async () => fs.createReadStream(deltaFile) },
+      openOutput,
+      readOutput: (s, e) => fs.createReadStream(out, { start: s, end: e }),
+      workDir,
+      outputStateDir: null,
+      signal: new AbortController().signal,
+      onProgress: () => undefined,
+    });
+    const rss = process.resourceUsage().maxRSS / 1024;
+    console.log(
+      `applied by the gateway's hop path in ${((Date.now() - t0) / 1000).toFixed(1)} s: the image's SHA-256 matches v2 (peak RSS of this process ${rss.toFixed(0)} MiB)`,
+    );
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 main().catch((err: unknown) => {
