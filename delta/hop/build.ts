@@ -25,12 +25,14 @@ import {
 
 /**
  * The publisher's side of hop deltas (build host: may run debugfs, xdelta3 and zstd). For each
- * block of the new image, in order: inside a changed file of an ext4 image, a patch against that
- * file's old version, VCDIFF by xdelta3 (PATCH) or bsdiff (BSDIFF), whichever compresses smaller
- * (bsdiff wins on recompiled binaries, VCDIFF on text and data that moved whole); a zero block is ZERO; a block found in the old image
- * (same place first, else any place, by block hash) is COPY; anything else is NEW. Adjacent
- * operations of a kind merge (COPY when their sources are adjacent too), bounded to keep the
- * gateway's memory flat. The operation stream is then compressed whole.
+ * block of the new image, in order: inside a changed file of an ext4 image (each contiguous piece
+ * of it), a patch against that file's old version, VCDIFF by xdelta3 (PATCH) or bsdiff (BSDIFF),
+ * whichever compresses smaller (bsdiff wins on recompiled binaries, whose shifted addresses VCDIFF
+ * carries as new bytes); a zero block is ZERO; a block found in the old image (same place first,
+ * else any place, by block hash) is COPY; anything else is NEW, and NEW runs are tried as patches
+ * against the old bytes around them. Adjacent operations of a kind merge (COPY when their sources
+ * are adjacent too), bounded to keep the gateway's memory flat. The operation stream is then
+ * compressed whole.
  */
 
 const BLOCK = 4096;
