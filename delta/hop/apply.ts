@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { decode as decodeVcdiff } from '@ably/vcdiff-decoder';
+import { applyBsdiffOp } from './patch.js';
 import { createDecompressor } from '../../bundle/compression.js';
 import type { DeltaRef } from '../../bundle/manifest.js';
 import { GantryError, isGantryError } from '../../core/errors.js';
@@ -17,6 +18,8 @@ import {
   OP_DIGEST_BYTES,
   OP_HEADER_BYTES,
   OP_KINDS,
+  OP_NAMES,
+  opReadsSource,
   type HopHeader,
   type HopOp,
 } from './format.js';
@@ -138,7 +141,7 @@ async function applyHop(
       const bytes = await runOp(op, data, ctx, header);
       const digest = createHash('sha256').update(bytes).digest().subarray(0, OP_DIGEST_BYTES);
       if (!digest.equals(op.digest)) {
-        const readsSource = op.kind === OP_KINDS.COPY || op.kind === OP_KINDS.PATCH;
+        const readsSource = opReadsSource(op);
         throw invalid(
           `hop operation ${i} (${opName(op)}) produced other bytes than the delta says${readsSource ? ': the active slot does not hold the image its record names' : ''}`,
           readsSource ? { [SOURCE_MISMATCH]: true, op: i } : { op: i },
@@ -182,7 +185,7 @@ async function applyHop(
 }
 
 function opName(op: HopOp): string {
-  return ['', 'COPY', 'ZERO', 'NEW', 'PATCH'][op.kind]!;
+  return OP_NAMES[op.kind];
 }
 
 async function checkpoint(
@@ -226,6 +229,8 @@ async function runOp(op: HopOp, data: Buffer | null, ctx: DeltaContext, header: 
       }
       return Buffer.from(result.buffer, result.byteOffset, result.length);
     }
+    case OP_KINDS.BSDIFF:
+      return applyBsdiffOp(op, data!, await readSource(op.srcOffset, op.srcLen), header);
   }
 }
 

@@ -4,38 +4,53 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import zlib from 'node:zlib';
 import { compressFile, hashFile } from '../../bundle/compression.js';
 import type { Compression } from '../../bundle/manifest.js';
 import { GantryError } from '../../core/errors.js';
+import { bsdiffEncode, bsdiffInPlace, suffixArray } from './bsdiff.js';
 import {
   encodeHeader,
   encodeOpHeader,
   HOP_FORMAT,
+  HOP_FORMAT_V2,
   MAX_OP_BYTES,
   OP_DIGEST_BYTES,
   OP_KINDS,
+  OP_NAMES,
   type HopOp,
   type OpKind,
+  type OpName,
 } from './format.js';
 
 /**
  * The publisher's side of hop deltas (build host: may run debugfs, xdelta3 and zstd). For each
- * block of the new image, in order: inside a changed file of an ext4 image, PATCH against that
- * file's old version (VCDIFF by xdelta3); a zero block is ZERO; a block found in the old image
- * (same place first, else any place, by block hash) is COPY; anything else is NEW. Adjacent
- * operations of a kind merge (COPY when their sources are adjacent too), bounded to keep the
- * gateway's memory flat. The operation stream is then compressed whole.
+ * block of the new image, in order: inside a changed file of an ext4 image (each contiguous piece
+ * of it), a patch against that file's old version, VCDIFF by xdelta3 (PATCH) or bsdiff (BSDIFF),
+ * whichever compresses smaller (bsdiff wins on recompiled binaries, whose shifted addresses VCDIFF
+ * carries as new bytes); a zero block is ZERO; a block found in the old image (same place first,
+ * else any place, by block hash) is COPY; anything else is NEW, and NEW runs are tried as patches
+ * against the old bytes around them. Adjacent operations of a kind merge (COPY when their sources
+ * are adjacent too), bounded to keep the gateway's memory flat. The operation stream is then
+ * compressed whole.
  */
 
 const BLOCK = 4096;
 /** COPY/ZERO/NEW runs are cut at this output size; PATCH reads and writes at most MAX_OP_BYTES. */
 const RUN_BYTES = 4 * 1024 * 1024;
-/** A PATCH is kept only when its VCDIFF is at most this share of the new file. */
+/** A patch is kept only when it compresses to at most this share of the new file compressed. */
 const PATCH_WORTH = 0.9;
+/** Quick brotli settings to compare candidate patches (the body is compressed whole afterwards). */
+const ESTIMATE_QUALITY = 5;
+/** A bsdiff patch carries about the new file's length: bounded like a NEW operation's data plus slack. */
+const MAX_BSDIFF_DATA = MAX_OP_BYTES + 1024 * 1024;
 /** NEW runs are cut smaller, and tried as a PATCH against the old bytes this far around them. */
 const NEW_RUN_BYTES = 1024 * 1024;
 const NEIGHBOURHOOD = 2 * 1024 * 1024;
+/** A neighbourhood patch is kept when it compresses to at most this share of the new bytes compressed. */
 const NEIGHBOUR_PATCH_WORTH = 0.6;
+/** NEW runs from this size on are also tried as a bsdiff against their neighbourhood. */
+const NEIGHBOUR_BSDIFF_BYTES = 16 * 1024;
 
 const run = promisify(execFile);
 
@@ -53,7 +68,7 @@ export interface BuiltHop {
   size: number;
   sha256: string;
   mode: 'ext4' | 'blocks';
-  ops: Record<'COPY' | 'ZERO' | 'NEW' | 'PATCH', number>;
+  ops: Record<OpName, number>;
   source: { size: number; sha256: string };
   target: { size: number; sha256: string };
 }
@@ -78,7 +93,7 @@ export async function buildHopDelta(opts: BuildHopOptions): Promise<BuiltHop> {
       throw new GantryError('VALIDATION_ERROR', 'ext4 mode asked for, but an image is not ext4');
     }
     const body = path.join(work, 'body');
-    const counts = { COPY: 0, ZERO: 0, NEW: 0, PATCH: 0 };
+    const counts = { COPY: 0, ZERO: 0, NEW: 0, PATCH: 0, BSDIFF: 0 };
     const opsCount = await writeBody(
       opts.source,
       opts.target,
@@ -93,7 +108,8 @@ export async function buildHopDelta(opts: BuildHopOptions): Promise<BuiltHop> {
     const compressed = path.join(work, 'body.c');
     await compressFile(body, compressed, codec);
     const header = encodeHeader({
-      format: HOP_FORMAT,
+      // v1 when it can be (gateways without BSDIFF still apply it), v2 when a BSDIFF is used.
+      format: counts.BSDIFF > 0 ? HOP_FORMAT_V2 : HOP_FORMAT,
       mode,
       codec,
       source,
@@ -187,8 +203,9 @@ async function fileMap(image: string, work: string): Promise<Map<string, FileMap
 }
 
 /**
- * The changed files worth a PATCH, keyed by their first block in the new image: same path in both
- * images, other bytes, contiguous in the new image, both versions within one operation's bound.
+ * The changed files worth a patch, keyed by the first block of each contiguous run of their blocks
+ * in the new image: same path in both images, other bytes, the old version within one operation's
+ * bound.
  */
 async function changedFiles(
   sourceImage: string,
@@ -212,14 +229,24 @@ async function changedFiles(
   for (const [p, nf] of newFiles) {
     const of = oldFiles.get(p);
     if (!of || nf.blocks.length === 0 || of.blocks.length === 0) continue;
-    const n = nf.blocks.length;
-    if (nf.blocks[n - 1]! - nf.blocks[0]! !== n - 1) continue; // fragmented in the new image
-    if (n * BLOCK > MAX_OP_BYTES) continue;
     const lo = Math.min(...of.blocks);
     const hi = Math.max(...of.blocks);
     if ((hi - lo + 1) * BLOCK > MAX_OP_BYTES) continue;
     if (of.size === nf.size && sameBlocks(of.blocks, nf.blocks)) continue;
-    patches.set(nf.blocks[0]!, { srcStart: lo * BLOCK, srcLen: (hi - lo + 1) * BLOCK, blocks: n });
+    // One patch per contiguous run of the new file's blocks (a file written in several extents, or
+    // larger than an operation, is patched piece by piece against its whole old version).
+    for (let i = 0; i < nf.blocks.length;) {
+      let n = 1;
+      while (
+        i + n < nf.blocks.length &&
+        nf.blocks[i + n] === nf.blocks[i]! + n &&
+        (n + 1) * BLOCK <= MAX_OP_BYTES
+      ) {
+        n++;
+      }
+      patches.set(nf.blocks[i]!, { srcStart: lo * BLOCK, srcLen: (hi - lo + 1) * BLOCK, blocks: n });
+      i += n;
+    }
   }
   return patches;
 }
@@ -271,7 +298,7 @@ async function writeBody(
   patches: Map<number, { srcStart: number; srcLen: number; blocks: number }>,
   body: string,
   work: string,
-  counts: Record<'COPY' | 'ZERO' | 'NEW' | 'PATCH', number>,
+  counts: Record<OpName, number>,
 ): Promise<number> {
   const sfd = fs.openSync(sourceImage, 'r');
   const tfd = fs.openSync(targetImage, 'r');
@@ -299,7 +326,7 @@ async function writeBody(
       fs.writeSync(out, encodeOpHeader(op));
       if (data) fs.writeSync(out, data);
       ops++;
-      counts[(['', 'COPY', 'ZERO', 'NEW', 'PATCH'] as const)[op.kind] as keyof typeof counts]++;
+      counts[OP_NAMES[op.kind] as OpName]++;
     };
     const flush = async (): Promise<void> => {
       if (!pending) return;
@@ -316,18 +343,47 @@ async function writeBody(
           start + MAX_OP_BYTES,
         );
         if (end > start) {
-          const vcdiff = await xdelta(readAt(sfd, start, end - start), bytes, work);
-          if (vcdiff.length <= bytes.length * NEIGHBOUR_PATCH_WORTH) {
+          const around = readAt(sfd, start, end - start);
+          const vcdiff = await xdelta(around, bytes, work);
+          let best = { kind: OP_KINDS.PATCH as OpKind, srcOffset: start, srcLen: end - start, data: vcdiff };
+          let bestSize = estimate(vcdiff);
+          // Larger runs (inode tables whose entries moved, pieces of files the file pass missed):
+          // bsdiff against the same neighbourhood, worth its suffix array (~1 s per 4 MiB).
+          if (bytes.length >= NEIGHBOUR_BSDIFF_BYTES) {
+            const bs = bsdiffEncode(around, bytes);
+            const size = estimate(bs);
+            if (size < bestSize) {
+              best = { kind: OP_KINDS.BSDIFF, srcOffset: start, srcLen: end - start, data: bs };
+              bestSize = size;
+            }
+          }
+          // Metadata rewritten in place (inode tables, bitmaps, directory blocks): the byte-wise
+          // difference from the same place of the old image is mostly zeros, which VCDIFF's
+          // copy/add instructions carry at several bytes per changed field.
+          if (pending.outOffset + pending.len <= sourceSize) {
+            const inPlace = bsdiffInPlace(readAt(sfd, pending.outOffset, pending.len), bytes);
+            const size = estimate(inPlace);
+            if (size < bestSize) {
+              best = {
+                kind: OP_KINDS.BSDIFF,
+                srcOffset: pending.outOffset,
+                srcLen: pending.len,
+                data: inPlace,
+              };
+              bestSize = size;
+            }
+          }
+          if (bestSize <= estimate(bytes) * NEIGHBOUR_PATCH_WORTH) {
             emit(
               {
-                kind: OP_KINDS.PATCH,
+                kind: best.kind,
                 outLen: bytes.length,
-                srcOffset: start,
-                srcLen: end - start,
-                dataLen: vcdiff.length,
+                srcOffset: best.srcOffset,
+                srcLen: best.srcLen,
+                dataLen: best.data.length,
                 digest,
               },
-              vcdiff,
+              best.data,
             );
             pending = null;
             return;
@@ -365,25 +421,36 @@ async function writeBody(
 
     const targetBlocks = Math.ceil(targetSize / BLOCK);
     let block = 0;
+    // The old file of the last patch, with its suffix array once made: a file in several pieces
+    // patches each against the same old version.
+    let lastOld = null as OldFile | null;
     while (block < targetBlocks) {
       const patch = patches.get(block);
       if (patch) {
         const len = Math.min(patch.blocks * BLOCK, targetSize - block * BLOCK);
         const newBytes = readAt(tfd, block * BLOCK, len);
         const srcLen = Math.min(patch.srcLen, sourceSize - patch.srcStart);
-        const vcdiff = await xdelta(readAt(sfd, patch.srcStart, srcLen), newBytes, work);
-        if (vcdiff.length <= newBytes.length * PATCH_WORTH) {
+        if (lastOld?.srcStart !== patch.srcStart || lastOld.srcLen !== srcLen) {
+          lastOld = {
+            srcStart: patch.srcStart,
+            srcLen,
+            bytes: readAt(sfd, patch.srcStart, srcLen),
+            sa: null,
+          };
+        }
+        const chosen = await filePatch(lastOld, newBytes, work);
+        if (chosen) {
           await flush();
           emit(
             {
-              kind: OP_KINDS.PATCH,
+              kind: chosen.kind,
               outLen: newBytes.length,
               srcOffset: patch.srcStart,
               srcLen,
-              dataLen: vcdiff.length,
+              dataLen: chosen.data.length,
               digest: createHash('sha256').update(newBytes).digest().subarray(0, OP_DIGEST_BYTES),
             },
-            vcdiff,
+            chosen.data,
           );
           block += patch.blocks;
           outOffset += newBytes.length;
@@ -410,6 +477,43 @@ async function writeBody(
     fs.closeSync(out);
   }
   return ops;
+}
+
+interface OldFile {
+  srcStart: number;
+  srcLen: number;
+  bytes: Buffer;
+  sa: Int32Array | null;
+}
+
+function estimate(data: Buffer): number {
+  return zlib.brotliCompressSync(data, {
+    params: {
+      [zlib.constants.BROTLI_PARAM_QUALITY]: ESTIMATE_QUALITY,
+      [zlib.constants.BROTLI_PARAM_LGWIN]: 24,
+      [zlib.constants.BROTLI_PARAM_SIZE_HINT]: data.length,
+    },
+  }).length;
+}
+
+/**
+ * A changed file's patch against its old version: VCDIFF or bsdiff, the one that compresses smaller,
+ * or null when neither is worth it against the new bytes themselves.
+ */
+async function filePatch(
+  old: OldFile,
+  target: Buffer,
+  work: string,
+): Promise<{ kind: typeof OP_KINDS.PATCH | typeof OP_KINDS.BSDIFF; data: Buffer } | null> {
+  const vcdiff = await xdelta(old.bytes, target, work);
+  old.sa ??= suffixArray(old.bytes);
+  const bs = bsdiffEncode(old.bytes, target, old.sa);
+  const candidates = [
+    { kind: OP_KINDS.PATCH, data: vcdiff, size: estimate(vcdiff) },
+    ...(bs.length <= MAX_BSDIFF_DATA ? [{ kind: OP_KINDS.BSDIFF, data: bs, size: estimate(bs) }] : []),
+  ].sort((a, b) => a.size - b.size);
+  const best = candidates[0]!;
+  return best.size <= estimate(target) * PATCH_WORTH ? { kind: best.kind, data: best.data } : null;
 }
 
 /** VCDIFF of `target` against `source`, as @ably/vcdiff-decoder reads it (no app header, checksum or secondary compression; -D -R: gzip-looking inputs are bytes, not to be decompressed). */

@@ -18,6 +18,14 @@ import { Sha256Schema } from '../artifact.js';
  *   NEW    the data itself
  *   PATCH  VCDIFF (RFC 3284, no secondary compression) of the output against the source bytes
  *          [offset, offset + source length): a changed file against its old version
+ *   BSDIFF bsdiff-style patch (delta/hop/bsdiff.ts: approximate copies as byte-wise differences,
+ *          plus extra bytes) of the output against the source bytes [offset, offset + source
+ *          length): a recompiled binary, whose shifted addresses VCDIFF carries poorly
+ *
+ * Versions: `gantry-hop-v1` has COPY, ZERO, NEW and PATCH; `gantry-hop-v2` adds BSDIFF (kind 5). The
+ * publisher writes v1 when no BSDIFF operation was chosen, so older gateways still apply such a
+ * delta; a v2 delta is refused by a v1 gateway at its header (the format literal), before any
+ * operation runs, and a BSDIFF operation in a v1 delta is refused here.
  *
  * Every operation reads at most MAX_OP_BYTES of the source and writes at most MAX_OP_BYTES, so the
  * gateway's memory stays flat whatever the image size. The digest lets the gateway verify each
@@ -26,16 +34,24 @@ import { Sha256Schema } from '../artifact.js';
  */
 export const HOP_MAGIC = Buffer.from('GNTRHOP1', 'latin1');
 export const HOP_FORMAT = 'gantry-hop-v1';
+export const HOP_FORMAT_V2 = 'gantry-hop-v2';
 export const MAX_OP_BYTES = 16 * 1024 * 1024;
 export const OP_HEADER_BYTES = 1 + 4 + 6 + 4 + 4 + 16;
 export const OP_DIGEST_BYTES = 16;
 export const MAX_HEADER_BYTES = 64 * 1024;
 
-export const OP_KINDS = { COPY: 1, ZERO: 2, NEW: 3, PATCH: 4 } as const;
+export const OP_KINDS = { COPY: 1, ZERO: 2, NEW: 3, PATCH: 4, BSDIFF: 5 } as const;
 export type OpKind = (typeof OP_KINDS)[keyof typeof OP_KINDS];
+export const OP_NAMES = ['', 'COPY', 'ZERO', 'NEW', 'PATCH', 'BSDIFF'] as const;
+export type OpName = Exclude<(typeof OP_NAMES)[number], ''>;
+
+/** Whether an operation's output depends on the active slot's bytes. */
+export function opReadsSource(op: { kind: OpKind }): boolean {
+  return op.kind === OP_KINDS.COPY || op.kind === OP_KINDS.PATCH || op.kind === OP_KINDS.BSDIFF;
+}
 
 export const HopHeaderSchema = z.strictObject({
-  format: z.literal(HOP_FORMAT),
+  format: z.enum([HOP_FORMAT, HOP_FORMAT_V2]),
   /** How the publisher found the operations: ext4 extent maps, or blocks (any image). */
   mode: z.enum(['ext4', 'blocks']),
   codec: z.enum(['zstd', 'brotli', 'none']),
@@ -70,7 +86,7 @@ export function encodeOpHeader(op: HopOp): Buffer {
 /** Decodes and bounds-checks one operation header (the caller checks source ranges and totals). */
 export function decodeOpHeader(b: Buffer): HopOp {
   const kind = b.readUInt8(0);
-  if (kind < 1 || kind > 4) throw new Error(`unknown operation kind ${kind}`);
+  if (kind < 1 || kind > 5) throw new Error(`unknown operation kind ${kind}`);
   const op: HopOp = {
     kind: kind as OpKind,
     outLen: b.readUInt32BE(1),
