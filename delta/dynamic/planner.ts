@@ -120,7 +120,8 @@ export function planDynamic(
   };
 }
 
-function mergeRanges(target: ChunkIndex, needed: number[], opts: PlanOptions): PackRange[] {
+/** Needed frames (ascending) into single-range GETs: gaps up to `gapBytes` merged, at most `maxRequests`. */
+export function mergeRanges(target: ChunkIndex, needed: number[], opts: PlanOptions): PackRange[] {
   if (needed.length === 0) return [];
   // gapAfter[k]: pack bytes between needed frame k and k+1; join[k]: they share a GET.
   const gapAfter: number[] = [];

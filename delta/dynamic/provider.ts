@@ -149,7 +149,10 @@ async function applyOnce(
  * (0 wire bytes), else fetched whole and checked against the manifest's length and SHA-256 before
  * it is parsed or kept.
  */
-async function fetchIndex(ref: DynamicRef, ctx: DeltaContext): Promise<{ bytes: Buffer; wireBytes: number }> {
+export async function fetchIndex(
+  ref: DynamicRef,
+  ctx: DeltaContext,
+): Promise<{ bytes: Buffer; wireBytes: number }> {
   const kept = path.join(ctx.workDir, INDEX_FILE);
   if (await verifiedFile(kept, ref.index.size, ref.index.sha256)) {
     return { bytes: await fs.promises.readFile(kept), wireBytes: 0 };

@@ -4,12 +4,14 @@ import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { decode as decodeVcdiff } from '@ably/vcdiff-decoder';
 import { createDecompressor } from '../../bundle/compression.js';
-import type { DeltaRef } from '../../bundle/manifest.js';
+import type { DeltaRef, DynamicRef } from '../../bundle/manifest.js';
 import { GantryError, isGantryError } from '../../core/errors.js';
+import { formatBytes } from '../../core/format.js';
 import { writeFileAtomicSync } from '../../core/fsutil.js';
 import { consumeChunks } from '../../core/lending.js';
 import type { DeltaContext, DeltaPlan } from '../path.js';
 import {
+  carriesSourceDigest,
   decodeOpHeader,
   HOP_MAGIC,
   HopHeaderSchema,
@@ -17,9 +19,11 @@ import {
   OP_DIGEST_BYTES,
   OP_HEADER_BYTES,
   OP_KINDS,
+  SOURCE_DIGEST_BYTES,
   type HopHeader,
   type HopOp,
 } from './format.js';
+import { ChunkRepair } from './repair.js';
 
 /** Durability cadence of an apply: fsync the slot, then the journal, after this much output. */
 export interface CheckpointCadence {
@@ -42,14 +46,22 @@ function invalid(message: string, details?: Record<string, unknown>): GantryErro
   return new GantryError('OTA_INVALID_IMAGE', message, details);
 }
 
-/** The hop path for one published delta: one GET of the delta, then operations applied locally. */
-export function createHopPlan(ref: DeltaRef, cadence: Partial<CheckpointCadence> = {}): DeltaPlan {
+/**
+ * The hop path for one published delta: one GET of the delta, then operations applied locally.
+ * With the bundle's dynamic artifacts (`repair`), an operation whose source bytes the active slot
+ * no longer holds is rebuilt from chunks instead of failing the delta.
+ */
+export function createHopPlan(
+  ref: DeltaRef,
+  repair: DynamicRef | null = null,
+  cadence: Partial<CheckpointCadence> = {},
+): DeltaPlan {
   const every = { ...DEFAULT_CADENCE, ...cadence };
   return {
     path: 'hop',
     plannedBytes: ref.artifact.size,
     requests: 1,
-    apply: (ctx) => applyHop(ref, ctx, every),
+    apply: (ctx) => applyHop(ref, repair, ctx, every),
   };
 }
 
@@ -89,16 +101,23 @@ function readJournal(ctx: DeltaContext, deltaSha256: string): HopJournal {
 
 /**
  * Applies a hop delta: the source must be the delta's (the active slot's recorded hash equals
- * `source_sha256`, checked first, and every operation reading it checks its output); the delta is
- * downloaded to the job's work directory and verified whole (length and SHA-256 signed in the
- * manifest) before its first operation runs; the image is written in order onto the inactive slot,
- * each operation's output verified before the next, and the whole image's hash checked at the end.
+ * `source_sha256`, checked first); the delta is downloaded to the job's work directory and
+ * verified whole (length and SHA-256 signed in the manifest) before its first operation runs; the
+ * image is written in order onto the inactive slot, each operation's output verified before the
+ * next, and the whole image's hash checked at the end.
+ *
+ * The active slot is a running root: its bytes drift from its record (a mount rewrites the
+ * superblock and journal, the system writes /etc and /var). An operation reading source bytes
+ * that are not the ones the delta was made from (its source digest, or a COPY's output digest,
+ * differs) is repaired from chunks (delta/hop/repair.ts) when the bundle has dynamic artifacts;
+ * without them it fails as a source mismatch and the pipeline falls back to the full bundle.
  */
 async function applyHop(
   ref: DeltaRef,
+  repairRef: DynamicRef | null,
   ctx: DeltaContext,
   every: CheckpointCadence,
-): Promise<{ wireBytes: number }> {
+): Promise<{ wireBytes: number; summary?: string }> {
   if (ctx.source.sha256 !== ref.source_sha256) {
     throw invalid(
       `the hop delta is from ${ref.source_version} (${ref.source_sha256.slice(0, 12)}…), not from the active slot's image`,
@@ -125,6 +144,9 @@ async function applyHop(
   const decoded = body.pipe(createDecompressor(header.codec, header.body_bytes));
   body.on('error', (err) => decoded.destroy(err));
   const reader = new ByteReader(decoded);
+  const sourceDigests = header.source_digests === true;
+  const repair = repairRef ? new ChunkRepair(repairRef, ctx) : null;
+  let repaired = 0;
   const output = await ctx.openOutput(journal.out);
   let out = journal.out;
   let sinceCheckpoint = 0;
@@ -133,16 +155,26 @@ async function applyHop(
     for (let i = 0; i < header.ops; i++) {
       if (ctx.signal.aborted) throw ctx.signal.reason;
       const op = decodeOpHeader(await reader.read(OP_HEADER_BYTES));
+      if (sourceDigests && carriesSourceDigest(op.kind)) {
+        op.sourceDigest = Buffer.from(await reader.read(SOURCE_DIGEST_BYTES));
+      }
       const data = op.dataLen > 0 ? await reader.read(op.dataLen) : null;
       if (i < journal.op) continue; // done before the restart: its bytes are on the slot, hashed above
-      const bytes = await runOp(op, data, ctx, header);
-      const digest = createHash('sha256').update(bytes).digest().subarray(0, OP_DIGEST_BYTES);
-      if (!digest.equals(op.digest)) {
-        const readsSource = op.kind === OP_KINDS.COPY || op.kind === OP_KINDS.PATCH;
-        throw invalid(
-          `hop operation ${i} (${opName(op)}) produced other bytes than the delta says${readsSource ? ': the active slot does not hold the image its record names' : ''}`,
-          readsSource ? { [SOURCE_MISMATCH]: true, op: i } : { op: i },
-        );
+      let bytes: Buffer | null = null;
+      try {
+        bytes = await runOp(op, data, ctx, header);
+        checkOutput(op, i, bytes);
+      } catch (err) {
+        if (!isSourceMismatch(err) || !repair || !(await repair.available())) throw err;
+        // A COPY's bytes are the slot's: most of its chunks may still be right there.
+        bytes = await repair.fill(out, op.outLen, op.kind === OP_KINDS.COPY ? bytes : null);
+        // Verified chunks that do not give the operation's output: the index and the delta disagree.
+        if (!digestOf(bytes).equals(op.digest)) {
+          throw invalid(`hop operation ${i} (${opName(op)}): the chunks repairing it give other bytes`, {
+            op: i,
+          });
+        }
+        repaired++;
       }
       if (out + bytes.length > ctx.payload.size) throw invalid('the hop delta writes past the image size');
       hash.update(bytes);
@@ -154,7 +186,7 @@ async function applyHop(
         await checkpoint(output, ctx, { delta_sha256: ref.artifact.sha256, op: i + 1, out });
         sinceCheckpoint = 0;
         opsSinceCheckpoint = 0;
-        ctx.onProgress({ outputBytes: out, wireBytes });
+        ctx.onProgress({ outputBytes: out, wireBytes: wireBytes + (repair?.wireBytes ?? 0) });
       }
     }
     await new Promise<void>((resolve, reject) => {
@@ -177,8 +209,33 @@ async function applyHop(
     });
   }
   fs.rmSync(journalPath(ctx), { force: true });
-  ctx.onProgress({ outputBytes: out, wireBytes });
-  return { wireBytes };
+  const total = wireBytes + (repair?.wireBytes ?? 0);
+  ctx.onProgress({ outputBytes: out, wireBytes: total });
+  return {
+    wireBytes: total,
+    ...(repaired > 0 || (repair?.wireBytes ?? 0) > 0
+      ? {
+          summary: `hop delta: ${repaired} of ${header.ops} operations repaired from chunks (${formatBytes(repair!.wireBytes)} in ${repair!.requests} requests)`,
+        }
+      : {}),
+  };
+}
+
+function digestOf(bytes: Buffer): Buffer {
+  return createHash('sha256').update(bytes).digest().subarray(0, OP_DIGEST_BYTES);
+}
+
+/**
+ * An operation's output against its digest. For an operation reading the active slot, other
+ * bytes mean the slot does not hold the source the delta was made from (a source mismatch).
+ */
+function checkOutput(op: HopOp, i: number, bytes: Buffer): void {
+  if (digestOf(bytes).equals(op.digest)) return;
+  const readsSource = op.kind === OP_KINDS.COPY || op.kind === OP_KINDS.PATCH;
+  throw invalid(
+    `hop operation ${i} (${opName(op)}) produced other bytes than the delta says${readsSource ? ': the active slot does not hold the image its record names' : ''}`,
+    readsSource ? { [SOURCE_MISMATCH]: true, op: i } : { op: i },
+  );
 }
 
 function opName(op: HopOp): string {
@@ -199,7 +256,14 @@ async function runOp(op: HopOp, data: Buffer | null, ctx: DeltaContext, header: 
   const readSource = async (offset: number, len: number): Promise<Buffer> => {
     if (offset + len > header.source.size) throw invalid('a hop operation reads past the source image');
     if (len === 0) return Buffer.alloc(0);
-    return collect(ctx.source.read(offset, offset + len - 1), len);
+    const bytes = await collect(ctx.source.read(offset, offset + len - 1), len);
+    // Checked before the bytes are used: a changed source is repaired, not decoded against.
+    if (op.sourceDigest && !digestOf(bytes).equals(op.sourceDigest)) {
+      throw invalid('the active slot no longer holds the source bytes of a hop operation', {
+        [SOURCE_MISMATCH]: true,
+      });
+    }
+    return bytes;
   };
   switch (op.kind) {
     case OP_KINDS.COPY:

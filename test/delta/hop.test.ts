@@ -181,7 +181,7 @@ describe('hop deltas', () => {
         if (p.outputBytes > 0 && ++checkpoints === 2) abort.abort(new Error('killed'));
       },
     };
-    await expect(createHopPlan(ref, { ops: 2 }).apply(stopping)).rejects.toThrow('killed');
+    await expect(createHopPlan(ref, null, { ops: 2 }).apply(stopping)).rejects.toThrow('killed');
     const kept = JSON.parse(fs.readFileSync(journal, 'utf8')) as { op: number; out: number };
     expect(kept.op).toBe(4);
     expect(kept.out).toBeGreaterThan(0);
@@ -189,7 +189,7 @@ describe('hop deltas', () => {
     fs.appendFileSync(first.out, Buffer.alloc(4096, 0xee));
 
     const second = context(dir, v1, deltaFile, payload);
-    await createHopPlan(ref, { ops: 2 }).apply(second.ctx);
+    await createHopPlan(ref, null, { ops: 2 }).apply(second.ctx);
     expect(sha256Of(second.out)).toBe(sha256Of(v2));
     // The delta was already whole in the work directory: nothing fetched again.
     expect(second.fetched).toEqual([]);
