@@ -106,6 +106,8 @@ interface Row {
     reported_path: string | null;
     progress: Record<string, unknown>;
     listed_size: number | null;
+    /** The job's lines in Gantry's log: the path chosen and why, fallbacks, repairs. */
+    log: string[];
     sampled_peak_rss_mib: number;
   };
   error?: string;
@@ -210,6 +212,7 @@ function gantryRow(name: string, describe: string, run: UpdateRun): Row {
       reported_path: reportedPath(run.progress),
       progress: run.progress,
       listed_size: run.listedSize,
+      log: run.log,
       sampled_peak_rss_mib: mib(run.sampledPeakRssBytes)!,
     },
   };

@@ -311,6 +311,8 @@ export interface UpdateRun {
   listedSize: number | null;
   /** The last /progress answer (`downloaded`): the path and bytes Gantry reports. */
   progress: Progress;
+  /** The job's lines in Gantry's log (path chosen, fallbacks, repairs), oldest first. */
+  log: string[];
 }
 
 /**
@@ -353,6 +355,12 @@ export async function measureUpdate(
     const sampled = sampler.stop();
     const counts = await serverCounts(opts.control);
     const mem = procMemory(g.pid);
+    const jobId = start.job_id as string;
+    const logs = await requestJson('GET', `${g.url}/api/v1/ota/logs?limit=200`, { headers: g.headers });
+    const log = ((logs.body?.data?.logs as Array<{ message: string }> | undefined) ?? [])
+      .map((l) => l.message)
+      .filter((m) => m.includes(jobId))
+      .reverse();
     const slotOk =
       fs.statSync(target).size >= opts.image.bytes &&
       (await sha256File(target, opts.image.bytes)) === opts.image.sha256;
@@ -365,6 +373,7 @@ export async function measureUpdate(
       slotOk,
       listedSize: typeof update.size === 'number' ? update.size : null,
       progress: done.progress,
+      log,
     };
   } finally {
     await g.stop();
