@@ -9,6 +9,7 @@ import { GantryError, isGantryError } from '../../core/errors.js';
 import { formatBytes } from '../../core/format.js';
 import { writeFileAtomicSync } from '../../core/fsutil.js';
 import { consumeChunks } from '../../core/lending.js';
+import { youngGenerationSweeper } from '../../core/young-gc.js';
 import type { DeltaContext, DeltaPlan } from '../path.js';
 import {
   carriesSourceDigest,
@@ -30,7 +31,12 @@ export interface CheckpointCadence {
   bytes: number;
   ops: number;
 }
-const DEFAULT_CADENCE: CheckpointCadence = { bytes: 32 * 1024 * 1024, ops: 256 };
+/**
+ * A checkpoint costs two fsyncs (the slot, the journal) and a resume redoes at most the operations
+ * since the last one, locally (the delta is kept): rare checkpoints are cheap to resume from. On the
+ * fixture (7,132 operations) one every 256 operations spent 3.6 s of 21 in fsync.
+ */
+const DEFAULT_CADENCE: CheckpointCadence = { bytes: 64 * 1024 * 1024, ops: 4096 };
 /** While the delta downloads, progress is reported every this many bytes. */
 const PROGRESS_BYTES = 16 * 1024;
 
@@ -147,6 +153,9 @@ async function applyHop(
   const sourceDigests = header.source_digests === true;
   const repair = repairRef ? new ChunkRepair(repairRef, ctx) : null;
   let repaired = 0;
+  const scratch = new Scratch();
+  // PATCH results and the body's decoded chunks are new buffers: collected young, every few MiB.
+  const sweep = youngGenerationSweeper();
   const output = await ctx.openOutput(journal.out);
   let out = journal.out;
   let sinceCheckpoint = 0;
@@ -162,7 +171,7 @@ async function applyHop(
       if (i < journal.op) continue; // done before the restart: its bytes are on the slot, hashed above
       let bytes: Buffer | null = null;
       try {
-        bytes = await runOp(op, data, ctx, header);
+        bytes = await runOp(op, data, ctx, header, scratch);
         checkOutput(op, i, bytes);
       } catch (err) {
         if (!isSourceMismatch(err) || !repair || !(await repair.available())) throw err;
@@ -179,6 +188,7 @@ async function applyHop(
       if (out + bytes.length > ctx.payload.size) throw invalid('the hop delta writes past the image size');
       hash.update(bytes);
       await write(output, bytes);
+      sweep(bytes.length + (data?.length ?? 0));
       out += bytes.length;
       sinceCheckpoint += bytes.length;
       opsSinceCheckpoint++;
@@ -252,11 +262,63 @@ async function checkpoint(
   writeFileAtomicSync(journalPath(ctx), JSON.stringify(journal));
 }
 
-async function runOp(op: HopOp, data: Buffer | null, ctx: DeltaContext, header: HopHeader): Promise<Buffer> {
+/**
+ * Buffers an apply reuses from one operation to the next (each is hashed and handed to the slot
+ * writer, which copies it, before the next operation runs): a new 4-16 MiB buffer per operation
+ * would leave hundreds of MiB to the garbage collector (on the fixture, 4.7 s of GC in 21 s).
+ */
+class Scratch {
+  /** Bytes [windowStart, windowStart + held) of the active slot, as last read. */
+  private window = Buffer.alloc(0);
+  private windowStart = 0;
+  private held = 0;
+  private zeros = Buffer.alloc(0);
+
+  /**
+   * Bytes [offset, offset + len) of the active slot, valid until the next call. Consecutive
+   * operations read overlapping ranges (PATCHes against the old bytes around them, a COPY then a
+   * PATCH of its neighbourhood): what the last read holds of the new range is kept, not read again.
+   * The bytes are those read then; every use checks them against a digest either way.
+   */
+  async source(ctx: DeltaContext, offset: number, len: number): Promise<Buffer> {
+    if (this.window.length < len) {
+      const larger = Buffer.allocUnsafeSlow(len);
+      this.window.copy(larger, 0, 0, this.held);
+      this.window = larger;
+    }
+    const heldEnd = this.windowStart + this.held;
+    let have = 0;
+    if (offset >= this.windowStart && offset < heldEnd) {
+      have = Math.min(heldEnd, offset + len) - offset;
+      this.window.copyWithin(0, offset - this.windowStart, offset - this.windowStart + have);
+    }
+    this.windowStart = offset;
+    this.held = have;
+    if (have < len) {
+      await collect(ctx.source.read(offset + have, offset + len - 1), this.window.subarray(have, len));
+    }
+    this.held = len;
+    return this.window.subarray(0, len);
+  }
+
+  /** `len` zero bytes (never written into). */
+  zeroes(len: number): Buffer {
+    if (this.zeros.length < len) this.zeros = Buffer.alloc(len);
+    return this.zeros.subarray(0, len);
+  }
+}
+
+async function runOp(
+  op: HopOp,
+  data: Buffer | null,
+  ctx: DeltaContext,
+  header: HopHeader,
+  scratch: Scratch,
+): Promise<Buffer> {
   const readSource = async (offset: number, len: number): Promise<Buffer> => {
     if (offset + len > header.source.size) throw invalid('a hop operation reads past the source image');
     if (len === 0) return Buffer.alloc(0);
-    const bytes = await collect(ctx.source.read(offset, offset + len - 1), len);
+    const bytes = await scratch.source(ctx, offset, len);
     // Checked before the bytes are used: a changed source is repaired, not decoded against.
     if (op.sourceDigest && !digestOf(bytes).equals(op.sourceDigest)) {
       throw invalid('the active slot no longer holds the source bytes of a hop operation', {
@@ -269,7 +331,7 @@ async function runOp(op: HopOp, data: Buffer | null, ctx: DeltaContext, header: 
     case OP_KINDS.COPY:
       return readSource(op.srcOffset, op.outLen);
     case OP_KINDS.ZERO:
-      return Buffer.alloc(op.outLen);
+      return scratch.zeroes(op.outLen);
     case OP_KINDS.NEW:
       return data!;
     case OP_KINDS.PATCH: {
@@ -293,10 +355,11 @@ async function runOp(op: HopOp, data: Buffer | null, ctx: DeltaContext, header: 
   }
 }
 
-async function collect(stream: Readable, len: number): Promise<Buffer> {
-  const buf = Buffer.allocUnsafe(len);
+async function collect(stream: Readable, buf: Buffer): Promise<Buffer> {
+  const len = buf.length;
   let at = 0;
   await consumeChunks(stream, (chunk) => {
+    if (at + chunk.length > len) throw invalid(`the active slot gave more than the ${len} bytes asked`);
     at += chunk.copy(buf, at);
     return undefined;
   });
