@@ -45,7 +45,8 @@ import { CELLULAR_LINK } from './lib/throttle-link.js';
  * v1 as a v1 bundle, so no index is saved at its install and the dynamic path chunks the active
  * slot; the hop and dynamic releases store their payload uncompressed — those paths fetch only the
  * bundle's head, so their bytes do not change, but `/updates` size and the dynamic path's
- * threshold are then taken against the uncompressed bundle).
+ * threshold are then taken against the uncompressed bundle), BENCH_DELTA_LEVEL=N (compressed v2
+ * payloads at level N instead of the bundle tool's default brotli 11).
  */
 
 const STATIC_SERVER = path.join(ROOT, 'bench', 'lib', 'static-server.ts');
@@ -234,6 +235,13 @@ export const deltaSuite: BenchSuite = {
     const wanted = (row: string) => only.length === 0 || only.includes(row);
     const throttledRows = listEnv('BENCH_DELTA_THROTTLED', 'gantry.full,gantry.hop');
     const quick = process.env.BENCH_DELTA_QUICK_PUBLISH === '1';
+    const level = process.env.BENCH_DELTA_LEVEL ? Number(process.env.BENCH_DELTA_LEVEL) : undefined;
+    if (level !== undefined && !Number.isInteger(level)) throw new Error('BENCH_DELTA_LEVEL: an integer');
+    if (level !== undefined) {
+      notes.push(
+        `BENCH_DELTA_LEVEL=${level}: compressed v2 payloads at level ${level} instead of the bundle tool's default (brotli 11, whose build of a 512 MiB image takes hours on a loaded 2-core machine); the gateway's decoder and its memory are the same, the bytes are a few % more.`,
+      );
+    }
     const cache = process.env.BENCH_DELTA_CACHE ? path.resolve(process.env.BENCH_DELTA_CACHE) : null;
     const link = CELLULAR_LINK;
     const loadBefore = os.loadavg().map((v) => round(v, 2));
@@ -370,6 +378,7 @@ export const deltaSuite: BenchSuite = {
             opts.log(`${p.row}: publishing v2 as ${version} (${p.kind})…`);
             const release = await feed.publish({
               uncompressed: quick && (p.kind === 'hop' || p.kind === 'dynamic'),
+              level,
               kind: p.kind,
               image: pair.v2,
               version,
