@@ -173,9 +173,22 @@ function reportedPath(progress: Record<string, unknown>): string | null {
  * What built bundles depend on: the publisher's code (bundle/ and delta/ as committed). A cached
  * bundle is reused only by the same code, never after the format or codec changed.
  */
+/** What builds Gantry's releases (bundles, hop deltas, chunk index and pack). */
+const PUBLISHER_PATHS = [
+  'bundle',
+  'delta/artifact.ts',
+  'delta/hop/build.ts',
+  'delta/hop/format.ts',
+  'delta/dynamic/publish.ts',
+  'delta/dynamic/chunker.ts',
+  'delta/dynamic/chunk-index.ts',
+];
+
 function publisherVersion(): string {
   try {
-    const trees = execFileSync('git', ['rev-parse', 'HEAD:bundle', 'HEAD:delta'], {
+    // The publisher's code only: a change to the gateway's side (appliers, providers) does not
+    // make the releases of an earlier run stale.
+    const trees = execFileSync('git', ['rev-parse', ...PUBLISHER_PATHS.map((p) => `HEAD:${p}`)], {
       cwd: ROOT,
       encoding: 'utf8',
     });
