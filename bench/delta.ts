@@ -45,7 +45,8 @@ import { CELLULAR_LINK } from './lib/throttle-link.js';
  * v1 as a v1 bundle, so no index is saved at its install and the dynamic path chunks the active
  * slot; the hop and dynamic releases store their payload uncompressed — those paths fetch only the
  * bundle's head, so their bytes do not change, but `/updates` size and the dynamic path's
- * threshold are then taken against the uncompressed bundle).
+ * threshold are then taken against the uncompressed bundle), BENCH_DELTA_LEVEL=N (compressed v2
+ * payloads at level N instead of the bundle tool's default brotli 11).
  */
 
 const STATIC_SERVER = path.join(ROOT, 'bench', 'lib', 'static-server.ts');
@@ -106,6 +107,8 @@ interface Row {
     reported_path: string | null;
     progress: Record<string, unknown>;
     listed_size: number | null;
+    /** The job's lines in Gantry's log: the path chosen and why, fallbacks, repairs. */
+    log: string[];
     sampled_peak_rss_mib: number;
   };
   error?: string;
@@ -170,9 +173,22 @@ function reportedPath(progress: Record<string, unknown>): string | null {
  * What built bundles depend on: the publisher's code (bundle/ and delta/ as committed). A cached
  * bundle is reused only by the same code, never after the format or codec changed.
  */
+/** What builds Gantry's releases (bundles, hop deltas, chunk index and pack). */
+const PUBLISHER_PATHS = [
+  'bundle',
+  'delta/artifact.ts',
+  'delta/hop/build.ts',
+  'delta/hop/format.ts',
+  'delta/dynamic/publish.ts',
+  'delta/dynamic/chunker.ts',
+  'delta/dynamic/chunk-index.ts',
+];
+
 function publisherVersion(): string {
   try {
-    const trees = execFileSync('git', ['rev-parse', 'HEAD:bundle', 'HEAD:delta'], {
+    // The publisher's code only: a change to the gateway's side (appliers, providers) does not
+    // make the releases of an earlier run stale.
+    const trees = execFileSync('git', ['rev-parse', ...PUBLISHER_PATHS.map((p) => `HEAD:${p}`)], {
       cwd: ROOT,
       encoding: 'utf8',
     });
@@ -210,6 +226,7 @@ function gantryRow(name: string, describe: string, run: UpdateRun): Row {
       reported_path: reportedPath(run.progress),
       progress: run.progress,
       listed_size: run.listedSize,
+      log: run.log,
       sampled_peak_rss_mib: mib(run.sampledPeakRssBytes)!,
     },
   };
@@ -231,6 +248,13 @@ export const deltaSuite: BenchSuite = {
     const wanted = (row: string) => only.length === 0 || only.includes(row);
     const throttledRows = listEnv('BENCH_DELTA_THROTTLED', 'gantry.full,gantry.hop');
     const quick = process.env.BENCH_DELTA_QUICK_PUBLISH === '1';
+    const level = process.env.BENCH_DELTA_LEVEL ? Number(process.env.BENCH_DELTA_LEVEL) : undefined;
+    if (level !== undefined && !Number.isInteger(level)) throw new Error('BENCH_DELTA_LEVEL: an integer');
+    if (level !== undefined) {
+      notes.push(
+        `BENCH_DELTA_LEVEL=${level}: compressed v2 payloads at level ${level} instead of the bundle tool's default (brotli 11, whose build of a 512 MiB image takes hours on a loaded 2-core machine); the gateway's decoder and its memory are the same, the bytes are a few % more.`,
+      );
+    }
     const cache = process.env.BENCH_DELTA_CACHE ? path.resolve(process.env.BENCH_DELTA_CACHE) : null;
     const link = CELLULAR_LINK;
     const loadBefore = os.loadavg().map((v) => round(v, 2));
@@ -357,14 +381,17 @@ export const deltaSuite: BenchSuite = {
         await installRelease(gw, feedUrl, V1_VERSION);
 
         const published = new Map<string, string>();
-        for (const [i, p] of gantryPaths.entries()) {
+        for (const p of gantryPaths) {
           const row = emptyRow(p.row, p.describe);
           rows.push(row);
           try {
-            const version = `v5.1.${i + 1}`;
+            // By the path's place in GANTRY_PATHS, not in this run's subset: a release published
+            // by an earlier run with other BENCH_DELTA_ROWS is the same bundle (BENCH_DELTA_CACHE).
+            const version = `v5.1.${GANTRY_PATHS.indexOf(p) + 1}`;
             opts.log(`${p.row}: publishing v2 as ${version} (${p.kind})…`);
             const release = await feed.publish({
               uncompressed: quick && (p.kind === 'hop' || p.kind === 'dynamic'),
+              level,
               kind: p.kind,
               image: pair.v2,
               version,

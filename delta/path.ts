@@ -84,9 +84,10 @@ export interface DeltaPlan {
    * Writes the image onto the output, resuming from this job's journal in `workDir` if there is
    * one. Resolves only after the whole image's SHA-256 matched `payload.sha256`; rejects with a
    * GantryError (OTA_INVALID_IMAGE for bad bytes, OTA_DOWNLOAD_FAILED for network failures) or the
-   * signal's reason. Resolves with the bytes received from the network by this call.
+   * signal's reason. Resolves with the bytes received from the network by this call, and a line
+   * for the job's log when the path has something to say (e.g. operations repaired).
    */
-  apply(ctx: DeltaContext): Promise<{ wireBytes: number }>;
+  apply(ctx: DeltaContext): Promise<{ wireBytes: number; summary?: string }>;
 }
 
 /**

@@ -3,6 +3,7 @@ import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
+import { GantryError } from '../core/errors.js';
 import { readJsonFile, writeFileAtomicSync } from '../core/fsutil.js';
 import { HostResourceSampler, hostLoadPerCpu } from './host-resources.js';
 import { SlotWriter } from './slot-writer.js';
@@ -99,6 +100,7 @@ export interface SimulatedDeviceControls {
   selfTest(slot: SlotId): Promise<{ ok: boolean; reason: string | null }>;
   setFreeBytes(bytes: number | null): Promise<void>;
   setSlotCapacity(bytes: number): Promise<void>;
+  liveWrite(slot: SlotId, offset: number, data: Buffer): Promise<void>;
 }
 
 export class SimulatedDevice implements GatewayDevice, SimulatedDeviceControls {
@@ -362,6 +364,27 @@ export class SimulatedDevice implements GatewayDevice, SimulatedDeviceControls {
 
   async setSlotCapacity(bytes: number): Promise<void> {
     this.saveState({ ...this.state, slotCapacityBytes: bytes });
+  }
+
+  /**
+   * What a running system writes to the root it mounted (the superblock and journal on mount,
+   * /etc and /var as it runs): the slot's bytes change, its record (version, SHA-256) does not.
+   * Only within the image the record names.
+   */
+  async liveWrite(slot: SlotId, offset: number, data: Buffer): Promise<void> {
+    const record = (await this.slots())[slot];
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset + data.length > record.imageBytes) {
+      throw new GantryError(
+        'VALIDATION_ERROR',
+        `a write of ${data.length} bytes at ${offset} is outside slot ${slot}'s ${record.imageBytes}-byte image`,
+      );
+    }
+    const fd = fs.openSync(this.slotImagePath(slot), 'r+');
+    try {
+      fs.writeSync(fd, data, 0, data.length, offset);
+    } finally {
+      fs.closeSync(fd);
+    }
   }
 
   async setFreeBytes(bytes: number | null): Promise<void> {

@@ -12,6 +12,8 @@ import {
   simulatorSelfTestOutputSchema,
   simulatorSensorsInputSchema,
   simulatorSensorsOutputSchema,
+  simulatorSlotWriteInputSchema,
+  simulatorSlotWriteOutputSchema,
 } from '../schemas/safety.js';
 import { envelope } from '../meta.js';
 import { adminProcedure, router } from '../trpc.js';
@@ -131,6 +133,33 @@ export const simulatorRouter = router({
           : `Simulator: the self-test of slot ${input.slot} passes again`,
       );
       return { slot: input.slot, fails: input.fails };
+    }),
+
+  /**
+   * The running system writes its root (a mount's superblock and journal, /etc, /var): the slot's
+   * bytes change while its record still names the image installed there.
+   */
+  slotWrite: adminProcedure
+    .meta({
+      rest: {
+        method: 'post',
+        path: '/api/v1/dev/simulator/slot-writes',
+        tag: 'Simulator (development)',
+        summary: "Write bytes into a slot's image as the running system would (its record unchanged)",
+        reply: envelope('Simulated slot write done'),
+      },
+    })
+    .input(simulatorSlotWriteInputSchema)
+    .output(simulatorSlotWriteOutputSchema)
+    .mutation(async ({ ctx, input }) => {
+      const data = Buffer.from(input.data, 'base64');
+      await simulated(ctx.gateway).liveWrite(input.slot, input.offset, data);
+      ctx.deps.logs.info(
+        ctx.gateway.id,
+        'simulator',
+        `Simulator: ${data.length} bytes written at ${input.offset} of slot ${input.slot} by the running system`,
+      );
+      return { slot: input.slot, offset: input.offset, bytes: data.length };
     }),
 
   /** A power cycle: the simulated bootloader runs (bootcount, fallback) and the device reports it. */

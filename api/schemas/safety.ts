@@ -139,6 +139,22 @@ export const simulatorSelfTestOutputSchema = z.object({
   fails: z.boolean(),
 });
 
+export const simulatorSlotWriteInputSchema = z.strictObject({
+  slot: z.enum(SLOT_IDS),
+  /** Byte offset in the slot's image. */
+  offset: z.number().int().nonnegative(),
+  /** The bytes written there, base64 (at most 1 MiB). */
+  data: z
+    .string()
+    .base64()
+    .max(Math.ceil((1024 * 1024) / 3) * 4),
+});
+export const simulatorSlotWriteOutputSchema = z.object({
+  slot: z.enum(SLOT_IDS),
+  offset: z.number().int(),
+  bytes: z.number().int(),
+});
+
 export const simulatorRebootInputSchema = z.strictObject({}).optional();
 export const simulatorRebootOutputSchema = z.object({
   booted_slot: z.enum(SLOT_IDS),

@@ -46,6 +46,8 @@ export interface Feed {
     kind: ReleaseKind;
     /** Store the payload uncompressed (a v2 bundle with `compression: none`): see BENCH_DELTA_QUICK_PUBLISH. */
     uncompressed?: boolean;
+    /** The payload codec's level instead of the bundle tool's default (brotli 11): see BENCH_DELTA_LEVEL. */
+    level?: number;
     image: string;
     version: string;
     /** The releases a gateway may run before this one (hop deltas are built from them). */
@@ -118,8 +120,8 @@ export function createFeed(dir: string, work: string, cacheDir: string | null): 
     dir,
     rootJson: path.join(dir, 'root.json'),
     vendorPublicKeyPem: vendor.publicKeyPem,
-    async publish({ kind, image, version, previous = [], uncompressed = false }) {
-      const variant = `${kind}${uncompressed ? '-uncompressed' : ''}-${version}`;
+    async publish({ kind, image, version, previous = [], uncompressed = false, level }) {
+      const variant = `${kind}${uncompressed ? '-uncompressed' : level !== undefined ? `-level${level}` : ''}-${version}`;
       const buildDir = cacheDir ? path.join(cacheDir, variant) : path.join(work, `build-${variant}`);
       const built = path.join(buildDir, `gantry-${version}.bundle`);
       const doneFile = path.join(buildDir, 'built.json');
@@ -163,7 +165,11 @@ export function createFeed(dir: string, work: string, cacheDir: string | null): 
                 privateKey: vendorKey,
                 out: built,
                 format: BUNDLE_FORMAT_V2,
-                ...(uncompressed ? { compression: 'none' as const } : {}),
+                ...(uncompressed
+                  ? { compression: 'none' as const }
+                  : level !== undefined
+                    ? { compressionLevel: level }
+                    : {}),
                 tmpDir: buildDir,
                 deltas: deltas.length ? { 'rootfs.img': deltas } : undefined,
                 dynamic:
@@ -311,6 +317,8 @@ export interface UpdateRun {
   listedSize: number | null;
   /** The last /progress answer (`downloaded`): the path and bytes Gantry reports. */
   progress: Progress;
+  /** The job's lines in Gantry's log (path chosen, fallbacks, repairs), oldest first. */
+  log: string[];
 }
 
 /**
@@ -353,6 +361,12 @@ export async function measureUpdate(
     const sampled = sampler.stop();
     const counts = await serverCounts(opts.control);
     const mem = procMemory(g.pid);
+    const jobId = start.job_id as string;
+    const logs = await requestJson('GET', `${g.url}/api/v1/ota/logs?limit=200`, { headers: g.headers });
+    const log = ((logs.body?.data?.logs as Array<{ message: string }> | undefined) ?? [])
+      .map((l) => l.message)
+      .filter((m) => m.includes(jobId))
+      .reverse();
     const slotOk =
       fs.statSync(target).size >= opts.image.bytes &&
       (await sha256File(target, opts.image.bytes)) === opts.image.sha256;
@@ -365,6 +379,7 @@ export async function measureUpdate(
       slotOk,
       listedSize: typeof update.size === 'number' ? update.size : null,
       progress: done.progress,
+      log,
     };
   } finally {
     await g.stop();

@@ -63,6 +63,12 @@ export interface DynamicResult {
 }
 
 export const DEFAULT_CHECKPOINT_BYTES = 64 * 1024 * 1024;
+/**
+ * Fetched chunks whose bytes appear again later in the image are kept in memory up to this much,
+ * so a repeat is written from memory rather than read back from the target slot (whose writer may
+ * not have flushed them yet: a read-back first waits for it and fsyncs).
+ */
+const KEEP_REPEATED_BYTES = 8 * 1024 * 1024;
 
 function chunkRefused(i: number, why: string, details?: Record<string, unknown>): GantryError {
   return new GantryError('OTA_INVALID_IMAGE', `chunk ${i} refused: ${why}`, { chunk: i, ...details });
@@ -270,6 +276,13 @@ export async function applyDynamic(opts: ApplyDynamicOptions): Promise<DynamicRe
     return reader;
   };
 
+  const repeatedFrames = new Set<number>();
+  for (let i = start; i < chunks.length; i++) {
+    if (plan.steps[i]!.kind === 'repeat') repeatedFrames.add(chunks[i]!.frame);
+  }
+  const kept = new Map<number, Buffer>();
+  let keptBytes = 0;
+
   const receivedSoFar = (): number => stats.wireBytes + (current?.received ?? 0);
   let sinceCheckpoint = 0;
   const saveCheckpoint = async (nextChunk: number): Promise<void> => {
@@ -293,7 +306,14 @@ export async function applyDynamic(opts: ApplyDynamicOptions): Promise<DynamicRe
           stats.repairedChunks++;
         }
       } else if (step.kind === 'repeat') {
-        data = await readExactly(target.readAt, step.targetOffset, c.length, scratch.chunk);
+        const mine = kept.get(c.frame);
+        if (mine) {
+          data = mine;
+        } else {
+          // Written earlier by this run: on the slot once the writer has flushed it.
+          await target.sync();
+          data = await readExactly(target.readAt, step.targetOffset, c.length, scratch.chunk);
+        }
         if (data === null || sha256Hex(data) !== c.sha256) {
           throw new GantryError(
             'OTA_INSTALL_FAILED',
@@ -305,6 +325,10 @@ export async function applyDynamic(opts: ApplyDynamicOptions): Promise<DynamicRe
         const frame = index.frames[c.frame]!;
         const bytes = await reader.take(frame.offset, frame.length, scratch.frame);
         data = decodeChunk(index, i, bytes, scratch.chunk);
+        if (repeatedFrames.has(c.frame) && keptBytes + c.length <= KEEP_REPEATED_BYTES) {
+          kept.set(c.frame, Buffer.from(data));
+          keptBytes += c.length;
+        }
         if (frame.offset + frame.length === reader.range.end) {
           await reader.finish();
           stats.wireBytes += reader.received;

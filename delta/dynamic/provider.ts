@@ -103,7 +103,9 @@ async function applyOnce(
   // A write failure surfaces through the next write or the end below, not as an unhandled event.
   output.on('error', (err) => (outputError ??= err));
   const source = windowedReadAt((s, e) => ctx.source.read(s, e), ctx.source.size);
-  const readBack = windowedReadAt((s, e) => ctx.readOutput(s, e), image.size);
+  // Exactly what is asked, no read-ahead: bytes past a chunk may not be written yet, and a window
+  // read before they were would serve them stale.
+  const readBack = windowedReadAt((s, e) => ctx.readOutput(s, e), image.size, 0);
   let received = 0;
   try {
     const result = await applyDynamic({
@@ -149,7 +151,10 @@ async function applyOnce(
  * (0 wire bytes), else fetched whole and checked against the manifest's length and SHA-256 before
  * it is parsed or kept.
  */
-async function fetchIndex(ref: DynamicRef, ctx: DeltaContext): Promise<{ bytes: Buffer; wireBytes: number }> {
+export async function fetchIndex(
+  ref: DynamicRef,
+  ctx: DeltaContext,
+): Promise<{ bytes: Buffer; wireBytes: number }> {
   const kept = path.join(ctx.workDir, INDEX_FILE);
   if (await verifiedFile(kept, ref.index.size, ref.index.sha256)) {
     return { bytes: await fs.promises.readFile(kept), wireBytes: 0 };

@@ -46,7 +46,12 @@ const ESTIMATE_QUALITY = 5;
 const MAX_BSDIFF_DATA = MAX_OP_BYTES + 1024 * 1024;
 /** NEW runs are cut smaller, and tried as a PATCH against the old bytes this far around them. */
 const NEW_RUN_BYTES = 1024 * 1024;
-const NEIGHBOURHOOD = 2 * 1024 * 1024;
+/**
+ * The gateway reads (and digests) a PATCH's whole source range: ±2 MiB around each of the fixture's
+ * ~1,400 NEW runs was 6 GB of reads and SHA-256 on the gateway for 43 MB of output, more than the
+ * full path's work; ±256 KiB keeps what matters (ext4 metadata changes against its own old block).
+ */
+const NEIGHBOURHOOD = 256 * 1024;
 /** A neighbourhood patch is kept when it compresses to at most this share of the new bytes compressed. */
 const NEIGHBOUR_PATCH_WORTH = 0.6;
 /** NEW runs from this size on are also tried as a bsdiff against their neighbourhood. */
@@ -86,9 +91,11 @@ export async function buildHopDelta(opts: BuildHopOptions): Promise<BuiltHop> {
     const target = await hashFile(opts.target);
     let mode: 'ext4' | 'blocks' = 'blocks';
     let patches = new Map<number, { srcStart: number; srcLen: number; blocks: number }>();
+    let volatile: ByteRange[] = [];
     if (opts.mode !== 'blocks' && (await isExt4(opts.source)) && (await isExt4(opts.target))) {
       mode = 'ext4';
       patches = await changedFiles(opts.source, opts.target, work);
+      volatile = await mountWrittenRanges(opts.source, work);
     } else if (opts.mode === 'ext4') {
       throw new GantryError('VALIDATION_ERROR', 'ext4 mode asked for, but an image is not ext4');
     }
@@ -100,6 +107,7 @@ export async function buildHopDelta(opts: BuildHopOptions): Promise<BuiltHop> {
       source.size,
       target.size,
       patches,
+      volatile,
       body,
       work,
       counts,
@@ -115,6 +123,7 @@ export async function buildHopDelta(opts: BuildHopOptions): Promise<BuiltHop> {
       source,
       target,
       ops: opsCount,
+      source_digests: true,
       body_bytes: bodyBytes,
     });
     const partial = `${opts.out}.partial`;
@@ -137,6 +146,57 @@ async function isExt4(image: string): Promise<boolean> {
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/** Bytes [start, end) of an image. */
+interface ByteRange {
+  start: number;
+  end: number;
+}
+
+/**
+ * The source regions ext4 rewrites when the image is mounted, even read-only (in the block
+ * device's view): the superblock (with the boot block, the first 4 KiB) and the journal's
+ * superblock. No operation reads them, so a clean mount of the active slot costs no repair; the
+ * target's bytes there go as NEW (a few KiB, compressed with the rest).
+ */
+async function mountWrittenRanges(image: string, work: string): Promise<ByteRange[]> {
+  const ranges: ByteRange[] = [{ start: 0, end: BLOCK }];
+  const fd = fs.openSync(image, 'r');
+  let blockSize: number;
+  try {
+    blockSize = 1024 << readAt(fd, 1024 + 24, 4).readUInt32LE(0);
+  } finally {
+    fs.closeSync(fd);
+  }
+  const journal = perCommand(await debugfs(image, ['blocks <8>'], work))[0] ?? [];
+  const first = Number(journal.join(' ').trim().split(/\s+/)[0]);
+  if (Number.isSafeInteger(first) && first > 0) {
+    const start = Math.floor((first * blockSize) / BLOCK) * BLOCK;
+    ranges.push({ start, end: Math.max(start + BLOCK, first * blockSize + blockSize) });
+  }
+  return ranges;
+}
+
+function overlaps(ranges: ByteRange[], start: number, end: number): boolean {
+  return ranges.some((r) => r.start < end && start < r.end);
+}
+
+/**
+ * The largest part of [start, end) that reads no volatile range, keeping the side nearest `at`
+ * (where the new bytes sit): a PATCH's neighbourhood must not read what a mount rewrites.
+ */
+function avoiding(ranges: ByteRange[], start: number, end: number, at: number): ByteRange {
+  let lo = start;
+  let hi = end;
+  for (const r of ranges) {
+    if (r.end <= lo || r.start >= hi) continue;
+    if (r.end <= at) lo = Math.max(lo, r.end);
+    else if (r.start >= at) hi = Math.min(hi, r.start);
+    else if (r.start - lo >= hi - r.end) hi = r.start;
+    else lo = r.end;
+  }
+  return { start: lo, end: Math.max(lo, hi) };
 }
 
 let commandFiles = 0;
@@ -278,6 +338,11 @@ function readAt(fd: number, offset: number, len: number): Buffer {
   return at === len ? buf : buf.subarray(0, at);
 }
 
+/** An operation's digest of bytes: the first OP_DIGEST_BYTES of their SHA-256. */
+function digestOf(bytes: Buffer): Buffer {
+  return createHash('sha256').update(bytes).digest().subarray(0, OP_DIGEST_BYTES);
+}
+
 function blockKey(b: Buffer): string {
   return createHash('sha256').update(b).digest('base64').slice(0, 22);
 }
@@ -296,6 +361,7 @@ async function writeBody(
   sourceSize: number,
   targetSize: number,
   patches: Map<number, { srcStart: number; srcLen: number; blocks: number }>,
+  volatile: ByteRange[],
   body: string,
   work: string,
   counts: Record<OpName, number>,
@@ -312,7 +378,7 @@ async function writeBody(
       const chunk = readAt(sfd, i * BLOCK, Math.min(1024, sourceBlocks - i) * BLOCK);
       for (let j = 0; j * BLOCK < chunk.length; j++) {
         const b = chunk.subarray(j * BLOCK, (j + 1) * BLOCK);
-        if (isZero(b)) continue;
+        if (isZero(b) || overlaps(volatile, (i + j) * BLOCK, (i + j + 1) * BLOCK)) continue;
         const key = blockKey(b);
         if (!index.has(key)) index.set(key, i + j);
       }
@@ -336,16 +402,23 @@ async function writeBody(
       if (kind === OP_KINDS.NEW) {
         // New bytes where the old image had something close by (inode tables, bitmaps, directories,
         // a file that moved a little): a VCDIFF against that neighbourhood, when it is much smaller.
-        const start = Math.max(0, pending.outOffset - NEIGHBOURHOOD);
-        const end = Math.min(
-          sourceSize,
-          pending.outOffset + pending.len + NEIGHBOURHOOD,
-          start + MAX_OP_BYTES,
+        const near = Math.max(0, pending.outOffset - NEIGHBOURHOOD);
+        const { start, end } = avoiding(
+          volatile,
+          near,
+          Math.min(sourceSize, pending.outOffset + pending.len + NEIGHBOURHOOD, near + MAX_OP_BYTES),
+          pending.outOffset,
         );
         if (end > start) {
           const around = readAt(sfd, start, end - start);
           const vcdiff = await xdelta(around, bytes, work);
-          let best = { kind: OP_KINDS.PATCH as OpKind, srcOffset: start, srcLen: end - start, data: vcdiff };
+          let best = {
+            kind: OP_KINDS.PATCH as OpKind,
+            srcOffset: start,
+            srcLen: end - start,
+            source: around,
+            data: vcdiff,
+          };
           let bestSize = estimate(vcdiff);
           // Larger runs (inode tables whose entries moved, pieces of files the file pass missed):
           // bsdiff against the same neighbourhood, worth its suffix array (~1 s per 4 MiB).
@@ -353,21 +426,30 @@ async function writeBody(
             const bs = bsdiffEncode(around, bytes);
             const size = estimate(bs);
             if (size < bestSize) {
-              best = { kind: OP_KINDS.BSDIFF, srcOffset: start, srcLen: end - start, data: bs };
+              best = {
+                kind: OP_KINDS.BSDIFF,
+                srcOffset: start,
+                srcLen: end - start,
+                source: around,
+                data: bs,
+              };
               bestSize = size;
             }
           }
           // Metadata rewritten in place (inode tables, bitmaps, directory blocks): the byte-wise
           // difference from the same place of the old image is mostly zeros, which VCDIFF's
           // copy/add instructions carry at several bytes per changed field.
-          if (pending.outOffset + pending.len <= sourceSize) {
-            const inPlace = bsdiffInPlace(readAt(sfd, pending.outOffset, pending.len), bytes);
+          const inPlaceEnd = pending.outOffset + pending.len;
+          if (inPlaceEnd <= sourceSize && !overlaps(volatile, pending.outOffset, inPlaceEnd)) {
+            const old = readAt(sfd, pending.outOffset, pending.len);
+            const inPlace = bsdiffInPlace(old, bytes);
             const size = estimate(inPlace);
             if (size < bestSize) {
               best = {
                 kind: OP_KINDS.BSDIFF,
                 srcOffset: pending.outOffset,
                 srcLen: pending.len,
+                source: old,
                 data: inPlace,
               };
               bestSize = size;
@@ -382,6 +464,7 @@ async function writeBody(
                 srcLen: best.srcLen,
                 dataLen: best.data.length,
                 digest,
+                sourceDigest: digestOf(best.source),
               },
               best.data,
             );
@@ -426,16 +509,17 @@ async function writeBody(
     let lastOld = null as OldFile | null;
     while (block < targetBlocks) {
       const patch = patches.get(block);
-      if (patch) {
+      const srcLen = patch ? Math.min(patch.srcLen, sourceSize - patch.srcStart) : 0;
+      if (patch && !overlaps(volatile, patch.srcStart, patch.srcStart + srcLen)) {
         const len = Math.min(patch.blocks * BLOCK, targetSize - block * BLOCK);
         const newBytes = readAt(tfd, block * BLOCK, len);
-        const srcLen = Math.min(patch.srcLen, sourceSize - patch.srcStart);
         if (lastOld?.srcStart !== patch.srcStart || lastOld.srcLen !== srcLen) {
           lastOld = {
             srcStart: patch.srcStart,
             srcLen,
             bytes: readAt(sfd, patch.srcStart, srcLen),
             sa: null,
+            digest: null,
           };
         }
         const chosen = await filePatch(lastOld, newBytes, work);
@@ -448,7 +532,8 @@ async function writeBody(
               srcOffset: patch.srcStart,
               srcLen,
               dataLen: chosen.data.length,
-              digest: createHash('sha256').update(newBytes).digest().subarray(0, OP_DIGEST_BYTES),
+              digest: digestOf(newBytes),
+              sourceDigest: (lastOld.digest ??= digestOf(lastOld.bytes)),
             },
             chosen.data,
           );
@@ -461,7 +546,11 @@ async function writeBody(
       const b = readAt(tfd, block * BLOCK, len);
       const offset = block * BLOCK;
       if (isZero(b)) await add(OP_KINDS.ZERO, 0, b);
-      else if (offset + len <= sourceSize && readAt(sfd, offset, len).equals(b))
+      else if (
+        offset + len <= sourceSize &&
+        !overlaps(volatile, offset, offset + len) &&
+        readAt(sfd, offset, len).equals(b)
+      )
         await add(OP_KINDS.COPY, offset, b);
       else {
         const at = len === BLOCK ? index.get(blockKey(b)) : undefined;
@@ -484,6 +573,8 @@ interface OldFile {
   srcLen: number;
   bytes: Buffer;
   sa: Int32Array | null;
+  /** Its source digest (the gateway checks it before decoding against the slot), made once. */
+  digest: Buffer | null;
 }
 
 function estimate(data: Buffer): number {

@@ -11,7 +11,13 @@ import { Sha256Schema } from '../artifact.js';
  * (the output is written strictly in order, so a slot is written like a stream):
  *
  *   kind u8 | output length u32 | source offset u48 | source length u32 | data length u32 |
- *   output digest (first 16 bytes of its SHA-256) | data
+ *   output digest (first 16 bytes of its SHA-256) | [source digest] | data
+ *
+ * With `header.source_digests` (every delta this publisher makes), a PATCH carries a source digest:
+ * the first 16 bytes of the SHA-256 of the source bytes it reads. A COPY's output digest is already
+ * that of the source bytes it reads. So the gateway knows, before using them, whether the active
+ * slot still holds an operation's source bytes; when it does not (a live root rewrites its
+ * superblock, journal, /etc, /var), that operation's output is repaired from the bundle's chunks.
  *
  *   COPY   source bytes [offset, offset + output length) of the active slot
  *   ZERO   output length zero bytes
@@ -38,6 +44,8 @@ export const HOP_FORMAT_V2 = 'gantry-hop-v2';
 export const MAX_OP_BYTES = 16 * 1024 * 1024;
 export const OP_HEADER_BYTES = 1 + 4 + 6 + 4 + 4 + 16;
 export const OP_DIGEST_BYTES = 16;
+/** Bytes after a PATCH operation's header when the delta carries source digests. */
+export const SOURCE_DIGEST_BYTES = 16;
 export const MAX_HEADER_BYTES = 64 * 1024;
 
 export const OP_KINDS = { COPY: 1, ZERO: 2, NEW: 3, PATCH: 4, BSDIFF: 5 } as const;
@@ -58,6 +66,8 @@ export const HopHeaderSchema = z.strictObject({
   source: z.strictObject({ size: z.number().int().nonnegative(), sha256: Sha256Schema }),
   target: z.strictObject({ size: z.number().int().nonnegative(), sha256: Sha256Schema }),
   ops: z.number().int().nonnegative(),
+  /** PATCH and BSDIFF operations carry the digest of the source bytes they read (SOURCE_DIGEST_BYTES). */
+  source_digests: z.literal(true).optional(),
   /** Bytes of the decoded body. */
   body_bytes: z.number().int().nonnegative(),
 });
@@ -70,6 +80,14 @@ export interface HopOp {
   srcLen: number;
   dataLen: number;
   digest: Buffer;
+  /** A PATCH's or BSDIFF's source digest (first 16 bytes of the SHA-256 of the bytes it reads), when carried. */
+  sourceDigest?: Buffer;
+}
+
+/** Whether an operation of this kind carries a source digest in a delta with `source_digests`. */
+export function carriesSourceDigest(kind: OpKind): boolean {
+  // A COPY's output digest is its source's already; ZERO and NEW read nothing.
+  return kind === OP_KINDS.PATCH || kind === OP_KINDS.BSDIFF;
 }
 
 export function encodeOpHeader(op: HopOp): Buffer {
@@ -80,7 +98,8 @@ export function encodeOpHeader(op: HopOp): Buffer {
   b.writeUInt32BE(op.srcLen, 11);
   b.writeUInt32BE(op.dataLen, 15);
   op.digest.copy(b, 19, 0, OP_DIGEST_BYTES);
-  return b;
+  if (!op.sourceDigest) return b;
+  return Buffer.concat([b, op.sourceDigest.subarray(0, SOURCE_DIGEST_BYTES)]);
 }
 
 /** Decodes and bounds-checks one operation header (the caller checks source ranges and totals). */

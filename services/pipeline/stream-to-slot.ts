@@ -7,6 +7,7 @@ import type { BundleFrame } from '../../bundle/frame.js';
 import { streamBundle, type PayloadPosition } from '../../bundle/stream.js';
 import { GantryError } from '../../core/errors.js';
 import { writeLent } from '../../core/lending.js';
+import { youngGenerationSweeper } from '../../core/young-gc.js';
 import type { SlotWriter } from '../../device/slot-writer.js';
 import type { GatewayDevice, SlotId } from '../../device/types.js';
 
@@ -228,6 +229,11 @@ class DecompressingSink extends Writable {
   private readonly hash = createHash('sha256');
   private produced = 0;
   private decodedAll: Promise<void>;
+  /**
+   * The decoder allocates a new buffer for every piece of image it outputs (16 KiB each, five
+   * times the bytes received): dead ones pile up between V8's collections unless one is asked for.
+   */
+  private readonly sweep = youngGenerationSweeper();
 
   constructor(
     private readonly writer: SlotWriter,
@@ -252,6 +258,7 @@ class DecompressingSink extends Writable {
       }
       this.hash.update(chunk);
       this.onImageBytes(this.produced);
+      this.sweep(chunk.length);
       if (!writer.write(chunk)) {
         decoder.pause();
         writer.once('drain', () => decoder.resume());

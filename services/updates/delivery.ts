@@ -211,7 +211,8 @@ export class Delivery {
     const dynamicRef = payload.dynamic;
     const dynamic = this.deps.dynamic;
     const choice = await choosePath({
-      hop: hopRef ? createHopPlan(hopRef) : null,
+      // The bundle's chunks repair what the live active slot changed since its image was installed.
+      hop: hopRef ? createHopPlan(hopRef, dynamicRef ?? null) : null,
       fullBytes,
       threshold: this.deps.dynamicThreshold(gw.id),
       planDynamic: dynamic && dynamicRef ? () => dynamic.plan(dynamicRef, ctx) : null,
@@ -236,7 +237,8 @@ export class Delivery {
     hooks.onProgress({ bytesDone: wire, totalBytes: current.plannedBytes, speedBps: 0 });
     for (let attempt = 1; ; attempt++) {
       try {
-        await choice.plan.apply(ctx);
+        const applied = await choice.plan.apply(ctx);
+        if (applied.summary) this.deps.logs.info(gw.id, 'ota', `Job ${job.id}: ${applied.summary}`);
         break;
       } catch (err) {
         if (signal.aborted) throw signal.reason;

@@ -203,6 +203,44 @@ describe('dynamic delta: plan and apply', () => {
     expect(checkpoints.at(-1)!.nextChunk).toBe(v2.index.chunks.length);
   });
 
+  it('should write a repeated chunk while the slot writer has not flushed its first copy', async () => {
+    const p = await plan({ gapBytes: 16 * 1024 });
+    // The new file is in v2 twice: its chunks are fetched once, then repeated.
+    expect(p.steps.some((step) => step.kind === 'repeat')).toBe(true);
+    const file = path.join(dir, 'slot-lazy');
+    const inner = slotFile(file, v2.index.header.image.size);
+    // A writer that holds its writes until synced (as the slot writer's blocks before they are
+    // written out): reading back before a sync sees the slot's old bytes.
+    const pending: { data: Buffer; position: number }[] = [];
+    const lazy: TargetSlot = {
+      write: (data, position) => {
+        pending.push({ data: Buffer.from(data), position });
+        return Promise.resolve();
+      },
+      readAt: inner.readAt,
+      sync: async () => {
+        for (const w of pending.splice(0)) await inner.write(w.data, w.position);
+        await inner.sync();
+      },
+    };
+    const src = fileReader(images.v1);
+    try {
+      const result = await applyDynamic({
+        index: v2.index,
+        plan: p,
+        source: src.readAt,
+        target: lazy,
+        fetchRange: packFetcher(v2.packFile, []),
+      });
+      await lazy.sync();
+      expect(result.sha256).toBe(v2.index.header.image.sha256);
+    } finally {
+      src.close();
+      inner.close();
+    }
+    expect(fileSha(file)).toBe(fileSha(images.v2));
+  });
+
   it('should refuse a tampered chunk before writing any of it', async () => {
     const p = await plan({ gapBytes: 0 });
     const tamperedPack = path.join(dir, 'tampered.pack');

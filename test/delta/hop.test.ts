@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
@@ -126,6 +127,43 @@ describe('hop deltas', () => {
     expect(fetched).toEqual([{ start: 0, end: built.size }]);
   });
 
+  it('should apply to a source whose superblock and journal superblock a mount rewrote, without any repair', async () => {
+    const { dir, v1, v2, deltaFile, built } = ownCopy();
+    // What a mount writes in the block device's view: the superblock's mount time and count and
+    // state, the journal superblock's sequence (no repair is possible here: none is passed).
+    const mounted = path.join(dir, 'mounted.img');
+    fs.copyFileSync(v1, mounted);
+    const journalBlock = Number(
+      /\d+/.exec(
+        execFileSync('debugfs', ['-R', 'blocks <8>', mounted], {
+          stdio: ['ignore', 'pipe', 'ignore'],
+        }).toString(),
+      )![0],
+    );
+    const fd = fs.openSync(mounted, 'r+');
+    fs.writeSync(fd, Buffer.from([0x11, 0x22, 0x33, 0x44]), 0, 4, 1024 + 0x2c); // s_mtime
+    fs.writeSync(fd, Buffer.from([0x05, 0x00]), 0, 2, 1024 + 0x34); // s_mnt_count
+    fs.writeSync(fd, Buffer.from([0x00, 0x00, 0x00, 0x09]), 0, 4, journalBlock * 4096 + 24); // s_sequence
+    fs.closeSync(fd);
+    expect(sha256Of(mounted)).not.toBe(built.source.sha256);
+
+    const payload: Payload = {
+      name: 'rootfs.img',
+      kind: 'rootfs',
+      size: built.target.size,
+      sha256: built.target.sha256,
+    };
+    const ref = {
+      source_sha256: built.source.sha256,
+      source_version: 'v1.0.0',
+      artifact: { target: 'v1-v2.hop', size: built.size, sha256: built.sha256 },
+    };
+    const { ctx, out } = context(dir, mounted, deltaFile, payload);
+    // The slot's record still names the image installed there.
+    await createHopPlan(ref).apply({ ...ctx, source: { ...ctx.source, sha256: built.source.sha256 } });
+    expect(sha256Of(out)).toBe(sha256Of(v2));
+  });
+
   it('should work on any image in block mode', async () => {
     const dir = makeTempDir();
     const { v1, v2 } = shared;
@@ -181,7 +219,7 @@ describe('hop deltas', () => {
         if (p.outputBytes > 0 && ++checkpoints === 2) abort.abort(new Error('killed'));
       },
     };
-    await expect(createHopPlan(ref, { ops: 2 }).apply(stopping)).rejects.toThrow('killed');
+    await expect(createHopPlan(ref, null, { ops: 2 }).apply(stopping)).rejects.toThrow('killed');
     const kept = JSON.parse(fs.readFileSync(journal, 'utf8')) as { op: number; out: number };
     expect(kept.op).toBe(4);
     expect(kept.out).toBeGreaterThan(0);
@@ -189,7 +227,7 @@ describe('hop deltas', () => {
     fs.appendFileSync(first.out, Buffer.alloc(4096, 0xee));
 
     const second = context(dir, v1, deltaFile, payload);
-    await createHopPlan(ref, { ops: 2 }).apply(second.ctx);
+    await createHopPlan(ref, null, { ops: 2 }).apply(second.ctx);
     expect(sha256Of(second.out)).toBe(sha256Of(v2));
     // The delta was already whole in the work directory: nothing fetched again.
     expect(second.fetched).toEqual([]);

@@ -76,6 +76,7 @@ const GANTRY_ADDITIONS = [
   'POST /api/v1/dev/simulator/boot-failures',
   'POST /api/v1/dev/simulator/self-test',
   'POST /api/v1/dev/simulator/ignored-reboots',
+  'POST /api/v1/dev/simulator/slot-writes',
   'POST /api/v1/dev/simulator/reboot',
 ];
 
