@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { Payload } from '../../bundle/manifest.js';
+import type { DeltaRef, Payload } from '../../bundle/manifest.js';
 import { createHopPlan } from '../../delta/hop/apply.js';
 import { buildHopDelta } from '../../delta/hop/build.js';
 import type { DeltaContext, DeltaOutput } from '../../delta/path.js';
@@ -92,6 +92,18 @@ beforeAll(async () => {
 }, 120_000);
 
 /** The shared delta copied into a test's own directory (it may tamper with its copy). */
+/** The payload a built delta writes and the manifest's reference to it (as published beside v1-v2.hop). */
+function hopRefs(built: Awaited<ReturnType<typeof buildHopDelta>>): { payload: Payload; ref: DeltaRef } {
+  return {
+    payload: { name: 'rootfs.img', kind: 'rootfs', size: built.target.size, sha256: built.target.sha256 },
+    ref: {
+      source_sha256: built.source.sha256,
+      source_version: 'v1.0.0',
+      artifact: { target: 'v1-v2.hop', size: built.size, sha256: built.sha256 },
+    },
+  };
+}
+
 function ownCopy(): { dir: string; v1: string; v2: string; deltaFile: string; built: typeof shared.built } {
   const dir = makeTempDir();
   const deltaFile = path.join(dir, 'v1-v2.hop');
@@ -108,17 +120,7 @@ describe('hop deltas', () => {
     // The changed files are a few percent of the image; the delta must be far below its size.
     expect(built.size).toBeLessThan(fs.statSync(v2).size / 20);
 
-    const payload: Payload = {
-      name: 'rootfs.img',
-      kind: 'rootfs',
-      size: built.target.size,
-      sha256: built.target.sha256,
-    };
-    const ref = {
-      source_sha256: built.source.sha256,
-      source_version: 'v1.0.0',
-      artifact: { target: 'v1-v2.hop', size: built.size, sha256: built.sha256 },
-    };
+    const { payload, ref } = hopRefs(built);
     const { ctx, out, fetched } = context(dir, v1, deltaFile, payload);
     const before = sha256Of(v1);
     await createHopPlan(ref).apply(ctx);
@@ -147,17 +149,7 @@ describe('hop deltas', () => {
     fs.closeSync(fd);
     expect(sha256Of(mounted)).not.toBe(built.source.sha256);
 
-    const payload: Payload = {
-      name: 'rootfs.img',
-      kind: 'rootfs',
-      size: built.target.size,
-      sha256: built.target.sha256,
-    };
-    const ref = {
-      source_sha256: built.source.sha256,
-      source_version: 'v1.0.0',
-      artifact: { target: 'v1-v2.hop', size: built.size, sha256: built.sha256 },
-    };
+    const { payload, ref } = hopRefs(built);
     const { ctx, out } = context(dir, mounted, deltaFile, payload);
     // The slot's record still names the image installed there.
     await createHopPlan(ref).apply({ ...ctx, source: { ...ctx.source, sha256: built.source.sha256 } });
@@ -177,17 +169,7 @@ describe('hop deltas', () => {
     });
     expect(built.mode).toBe('blocks');
     expect(built.size).toBeLessThan(fs.statSync(v2).size / 10);
-    const payload: Payload = {
-      name: 'rootfs.img',
-      kind: 'rootfs',
-      size: built.target.size,
-      sha256: built.target.sha256,
-    };
-    const ref = {
-      source_sha256: built.source.sha256,
-      source_version: 'v1.0.0',
-      artifact: { target: 'v1-v2.hop', size: built.size, sha256: built.sha256 },
-    };
+    const { payload, ref } = hopRefs(built);
     const { ctx, out } = context(dir, v1, deltaFile, payload);
     await createHopPlan(ref).apply(ctx);
     expect(sha256Of(out)).toBe(sha256Of(v2));
@@ -195,17 +177,7 @@ describe('hop deltas', () => {
 
   it('should resume an interrupted apply from its journal, re-hashing the written prefix, to the exact image', async () => {
     const { dir, v1, v2, deltaFile, built } = ownCopy();
-    const payload: Payload = {
-      name: 'rootfs.img',
-      kind: 'rootfs',
-      size: built.target.size,
-      sha256: built.target.sha256,
-    };
-    const ref = {
-      source_sha256: built.source.sha256,
-      source_version: 'v1.0.0',
-      artifact: { target: 'v1-v2.hop', size: built.size, sha256: built.sha256 },
-    };
+    const { payload, ref } = hopRefs(built);
     // First life: stopped right after its second checkpoint (as a kill would stop it).
     const abort = new AbortController();
     const first = context(dir, v1, deltaFile, payload, abort.signal);
@@ -239,17 +211,7 @@ describe('hop deltas', () => {
     const bytes = fs.readFileSync(deltaFile);
     bytes[bytes.length - 10] = bytes[bytes.length - 10]! ^ 0xff;
     fs.writeFileSync(deltaFile, bytes);
-    const payload: Payload = {
-      name: 'rootfs.img',
-      kind: 'rootfs',
-      size: built.target.size,
-      sha256: built.target.sha256,
-    };
-    const ref = {
-      source_sha256: built.source.sha256,
-      source_version: 'v1.0.0',
-      artifact: { target: 'v1-v2.hop', size: built.size, sha256: built.sha256 },
-    };
+    const { payload, ref } = hopRefs(built);
     const { ctx, out } = context(dir, v1, deltaFile, payload);
     await expect(createHopPlan(ref).apply(ctx)).rejects.toMatchObject({ gantryCode: 'OTA_INVALID_IMAGE' });
     expect(fs.existsSync(out)).toBe(false);
@@ -257,17 +219,7 @@ describe('hop deltas', () => {
 
   it('should never apply a delta made from another source image', async () => {
     const { dir, v2, deltaFile, built } = ownCopy();
-    const payload: Payload = {
-      name: 'rootfs.img',
-      kind: 'rootfs',
-      size: built.target.size,
-      sha256: built.target.sha256,
-    };
-    const ref = {
-      source_sha256: built.source.sha256,
-      source_version: 'v1.0.0',
-      artifact: { target: 'v1-v2.hop', size: built.size, sha256: built.sha256 },
-    };
+    const { payload, ref } = hopRefs(built);
     // The "active slot" is v2 itself: not the delta's source.
     const { ctx, out, fetched } = context(dir, v2, deltaFile, payload);
     await expect(createHopPlan(ref).apply(ctx)).rejects.toMatchObject({ gantryCode: 'OTA_INVALID_IMAGE' });
