@@ -9,12 +9,18 @@ import { HOP_FORMAT_V2, type HopHeader, type HopOp } from './format.js';
  * not decode against these source bytes is a source mismatch, as for PATCH: the delta's whole
  * hash was verified before the first operation, so the bytes that differ are the slot's.
  */
-export function applyBsdiffOp(op: HopOp, data: Buffer, source: Buffer, header: HopHeader): Buffer {
+export function applyBsdiffOp(
+  op: HopOp,
+  data: Buffer,
+  source: Buffer,
+  header: HopHeader,
+  into?: Buffer,
+): Buffer {
   if (header.format !== HOP_FORMAT_V2) {
     throw new GantryError('OTA_INVALID_IMAGE', `a ${header.format} hop delta cannot hold a BSDIFF operation`);
   }
   try {
-    return bsdiffDecode(source, data, op.outLen);
+    return bsdiffDecode(source, data, op.outLen, into);
   } catch (err) {
     if (!(err instanceof BsdiffError)) throw err;
     throw new GantryError('OTA_INVALID_IMAGE', `a hop BSDIFF operation does not decode: ${err.message}`, {
