@@ -279,7 +279,6 @@ class Scratch {
   private windowStart = 0;
   private held = 0;
   private zeros = Buffer.alloc(0);
-  private out = Buffer.alloc(0);
 
   /**
    * Bytes [offset, offset + len) of the active slot, valid until the next call. Consecutive
@@ -310,15 +309,6 @@ class Scratch {
     await collect(ctx.source.read(offset + have, offset + want - 1), this.window.subarray(have, want));
     this.held = want;
     return this.window.subarray(0, len);
-  }
-
-  /**
-   * A buffer of at least `len` bytes for an operation's decoded output, valid until the next call:
-   * BSDIFF outputs (up to 16 MiB each) decode into it instead of a new allocation per operation.
-   */
-  output(len: number): Buffer {
-    if (this.out.length < len) this.out = Buffer.allocUnsafeSlow(len);
-    return this.out;
   }
 
   /** `len` zero bytes (never written into). */
@@ -373,13 +363,7 @@ async function runOp(
       return Buffer.from(result.buffer, result.byteOffset, result.length);
     }
     case OP_KINDS.BSDIFF:
-      return applyBsdiffOp(
-        op,
-        data!,
-        await readSource(op.srcOffset, op.srcLen),
-        header,
-        scratch.output(op.outLen),
-      );
+      return applyBsdiffOp(op, data!, await readSource(op.srcOffset, op.srcLen), header);
   }
 }
 

@@ -324,7 +324,7 @@ export class BsdiffError extends Error {}
  * Applies a patch made by bsdiffEncode: the output is exactly `outLen` bytes (memory: the old bytes,
  * the patch and the output). Throws BsdiffError when the patch is malformed or does not fit.
  */
-export function bsdiffDecode(old: Uint8Array, patch: Buffer, outLen: number, into?: Buffer): Buffer {
+export function bsdiffDecode(old: Uint8Array, patch: Buffer, outLen: number): Buffer {
   const head = new Cursor(patch, patch.length);
   const controls = head.varint();
   const diffLen = head.varint();
@@ -338,8 +338,7 @@ export function bsdiffDecode(old: Uint8Array, patch: Buffer, outLen: number, int
   ctl.at = head.at;
   let diffAt = controlEnd;
   let extraAt = controlEnd + diffLen;
-  // A caller's buffer (reused from one operation to the next) keeps the gateway's peak flat.
-  const out = into && into.length >= outLen ? into.subarray(0, outLen) : Buffer.allocUnsafe(outLen);
+  const out = Buffer.allocUnsafe(outLen);
   let o = 0;
   let pos = 0;
   for (let c = 0; c < controls; c++) {

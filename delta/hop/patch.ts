@@ -9,18 +9,12 @@ import { HOP_FORMAT_V2, type HopHeader, type HopOp } from './format.js';
  * not decode against these source bytes is a source mismatch, as for PATCH: the delta's whole
  * hash was verified before the first operation, so the bytes that differ are the slot's.
  */
-export function applyBsdiffOp(
-  op: HopOp,
-  data: Buffer,
-  source: Buffer,
-  header: HopHeader,
-  into?: Buffer,
-): Buffer {
+export function applyBsdiffOp(op: HopOp, data: Buffer, source: Buffer, header: HopHeader): Buffer {
   if (header.format !== HOP_FORMAT_V2) {
     throw new GantryError('OTA_INVALID_IMAGE', `a ${header.format} hop delta cannot hold a BSDIFF operation`);
   }
   try {
-    return bsdiffDecode(source, data, op.outLen, into);
+    return bsdiffDecode(source, data, op.outLen);
   } catch (err) {
     if (!(err instanceof BsdiffError)) throw err;
     throw new GantryError('OTA_INVALID_IMAGE', `a hop BSDIFF operation does not decode: ${err.message}`, {
