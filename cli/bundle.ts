@@ -220,6 +220,14 @@ export function createProgram(io: CliIo = defaultIo): Command {
         .choices(['auto', 'ext4', 'blocks'])
         .default('auto'),
     )
+    .addOption(
+      new Option(
+        '--hop-compat <format>',
+        'hop deltas readable by: current gateways, or v1 (gateways from before BSDIFF and source digests; larger)',
+      )
+        .choices(['current', 'v1'])
+        .default('current'),
+    )
     .option(
       '--dynamic',
       'v2: also publish the image as content-defined chunks (<output>.gcix index, <output>.pack), the fallback for gateways no hop delta fits',
@@ -247,6 +255,7 @@ export function createProgram(io: CliIo = defaultIo): Command {
         releases?: string;
         deltas: number;
         deltaMode: 'auto' | 'ext4' | 'blocks';
+        hopCompat: 'current' | 'v1';
         dynamic: boolean;
       }) => {
         const payloadFiles: PayloadInput[] = [];
@@ -281,6 +290,7 @@ export function createProgram(io: CliIo = defaultIo): Command {
             out: path.join(path.dirname(opts.output), target),
             codec: opts.compression,
             mode: opts.deltaMode,
+            compat: opts.hopCompat,
           });
           deltas.push({
             source_sha256: built.source.sha256,

@@ -66,6 +66,12 @@ export interface BuildHopOptions {
   codec?: Compression;
   /** ext4 (file-aware, needs debugfs) when both images are ext4, else blocks. */
   mode?: 'auto' | 'ext4' | 'blocks';
+  /**
+   * `v1`: a delta the gateways from before BSDIFF and source digests read (`gantry-hop-v1`, no
+   * `source_digests`: their header schema is strict), for fleets that still run them; larger, and a
+   * changed active slot then shows only as an output digest mismatch. Default: the current format.
+   */
+  compat?: 'current' | 'v1';
   tmpDir?: string;
 }
 
@@ -111,6 +117,7 @@ export async function buildHopDelta(opts: BuildHopOptions): Promise<BuiltHop> {
       body,
       work,
       counts,
+      opts.compat !== 'v1',
     );
     const bodyBytes = fs.statSync(body).size;
     const compressed = path.join(work, 'body.c');
@@ -123,7 +130,7 @@ export async function buildHopDelta(opts: BuildHopOptions): Promise<BuiltHop> {
       source,
       target,
       ops: opsCount,
-      source_digests: true,
+      ...(opts.compat === 'v1' ? {} : { source_digests: true as const }),
       body_bytes: bodyBytes,
     });
     const partial = `${opts.out}.partial`;
@@ -365,6 +372,8 @@ async function writeBody(
   body: string,
   work: string,
   counts: Record<OpName, number>,
+  /** BSDIFF operations and source digests (gantry-hop-v2 readers); off for `compat: 'v1'`. */
+  current: boolean,
 ): Promise<number> {
   const sfd = fs.openSync(sourceImage, 'r');
   const tfd = fs.openSync(targetImage, 'r');
@@ -389,6 +398,7 @@ async function writeBody(
       null;
     let outOffset = 0;
     const emit = (op: HopOp, data: Buffer | null): void => {
+      if (!current) delete op.sourceDigest;
       fs.writeSync(out, encodeOpHeader(op));
       if (data) fs.writeSync(out, data);
       ops++;
@@ -422,7 +432,7 @@ async function writeBody(
           let bestSize = estimate(vcdiff);
           // Larger runs (inode tables whose entries moved, pieces of files the file pass missed):
           // bsdiff against the same neighbourhood, worth its suffix array (~1 s per 4 MiB).
-          if (bytes.length >= NEIGHBOUR_BSDIFF_BYTES) {
+          if (current && bytes.length >= NEIGHBOUR_BSDIFF_BYTES) {
             const bs = bsdiffEncode(around, bytes);
             const size = estimate(bs);
             if (size < bestSize) {
@@ -440,7 +450,7 @@ async function writeBody(
           // difference from the same place of the old image is mostly zeros, which VCDIFF's
           // copy/add instructions carry at several bytes per changed field.
           const inPlaceEnd = pending.outOffset + pending.len;
-          if (inPlaceEnd <= sourceSize && !overlaps(volatile, pending.outOffset, inPlaceEnd)) {
+          if (current && inPlaceEnd <= sourceSize && !overlaps(volatile, pending.outOffset, inPlaceEnd)) {
             const old = readAt(sfd, pending.outOffset, pending.len);
             const inPlace = bsdiffInPlace(old, bytes);
             const size = estimate(inPlace);
@@ -522,7 +532,7 @@ async function writeBody(
             digest: null,
           };
         }
-        const chosen = await filePatch(lastOld, newBytes, work);
+        const chosen = await filePatch(lastOld, newBytes, work, current);
         if (chosen) {
           await flush();
           emit(
@@ -595,14 +605,21 @@ async function filePatch(
   old: OldFile,
   target: Buffer,
   work: string,
+  bsdiff: boolean,
 ): Promise<{ kind: typeof OP_KINDS.PATCH | typeof OP_KINDS.BSDIFF; data: Buffer } | null> {
   const vcdiff = await xdelta(old.bytes, target, work);
-  old.sa ??= suffixArray(old.bytes);
-  const bs = bsdiffEncode(old.bytes, target, old.sa);
-  const candidates = [
-    { kind: OP_KINDS.PATCH, data: vcdiff, size: estimate(vcdiff) },
-    ...(bs.length <= MAX_BSDIFF_DATA ? [{ kind: OP_KINDS.BSDIFF, data: bs, size: estimate(bs) }] : []),
-  ].sort((a, b) => a.size - b.size);
+  const candidates: Array<{
+    kind: typeof OP_KINDS.PATCH | typeof OP_KINDS.BSDIFF;
+    data: Buffer;
+    size: number;
+  }> = [{ kind: OP_KINDS.PATCH, data: vcdiff, size: estimate(vcdiff) }];
+  if (bsdiff) {
+    old.sa ??= suffixArray(old.bytes);
+    const bs = bsdiffEncode(old.bytes, target, old.sa);
+    if (bs.length <= MAX_BSDIFF_DATA)
+      candidates.push({ kind: OP_KINDS.BSDIFF, data: bs, size: estimate(bs) });
+  }
+  candidates.sort((a, b) => a.size - b.size);
   const best = candidates[0]!;
   return best.size <= estimate(target) * PATCH_WORTH ? { kind: best.kind, data: best.data } : null;
 }

@@ -89,12 +89,12 @@ function context(
   return { ctx, out };
 }
 
-function headerOf(file: string): { format: string } {
+function headerOf(file: string): { format: string } & Record<string, unknown> {
   const bytes = fs.readFileSync(file);
   const len = bytes.readUInt32BE(HOP_MAGIC.length);
   return JSON.parse(bytes.subarray(HOP_MAGIC.length + 4, HOP_MAGIC.length + 4 + len).toString('utf8')) as {
     format: string;
-  };
+  } & Record<string, unknown>;
 }
 
 describe('hop deltas with BSDIFF operations', () => {
@@ -148,5 +148,42 @@ describe('hop deltas with BSDIFF operations', () => {
       gantryCode: 'OTA_INVALID_IMAGE',
       message: expect.stringContaining('cannot hold a BSDIFF operation') as unknown,
     });
+  }, 60_000);
+
+  it('should build, with compat v1, a delta older gateways read: gantry-hop-v1, no BSDIFF, no source digests', async () => {
+    const dir = makeTempDir();
+    const { v1, v2 } = imagePair(dir);
+    const current = await buildHopDelta({ source: v1, target: v2, out: path.join(dir, 'current.hop') });
+    const deltaFile = path.join(dir, 'v1-v2.compat.hop');
+    const built = await buildHopDelta({ source: v1, target: v2, out: deltaFile, compat: 'v1' });
+    expect(built.ops.BSDIFF).toBe(0);
+    // Exactly the header fields a gateway from before BSDIFF and source digests accepts (its schema is strict).
+    const header = headerOf(deltaFile);
+    expect(header.format).toBe('gantry-hop-v1');
+    expect(Object.keys(header).sort()).toEqual([
+      'body_bytes',
+      'codec',
+      'format',
+      'mode',
+      'ops',
+      'source',
+      'target',
+    ]);
+    // The price: the recompiled library goes as VCDIFF.
+    expect(built.size).toBeGreaterThan(current.size);
+
+    const payload: Payload = {
+      name: 'rootfs.img',
+      kind: 'rootfs',
+      size: built.target.size,
+      sha256: built.target.sha256,
+    };
+    const run = context(path.join(dir, 'apply'), v1, deltaFile, payload);
+    await createHopPlan({
+      source_sha256: built.source.sha256,
+      source_version: 'v1.0.0',
+      artifact: { target: 'v1-v2.compat.hop', size: built.size, sha256: built.sha256 },
+    }).apply(run.ctx);
+    expect(sha256Of(run.out)).toBe(sha256Of(v2));
   }, 60_000);
 });
