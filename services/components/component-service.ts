@@ -126,23 +126,16 @@ export class ComponentService {
         // health check never runs on the system that is shutting down.
         // A system still up after the reboot timeout did not go down (its shutdown was refused or
         // stalled): the caller sees the same boot id and asks again (rebootForActivation).
-        let stop = (): void => undefined;
-        const waited = new AbortController();
-        const booted = new Promise<void>((resolve) => {
-          stop = gw.device.onEvent((event) => {
-            if (event.type === 'booted') resolve();
-          });
-        });
-        try {
-          await gw.device.reboot();
-          await Promise.race([
-            booted,
-            sleep(this.deps.rebootTimeoutMs ?? DEFAULT_REBOOT_TIMEOUT_MS, waited.signal),
-          ]);
-        } finally {
-          waited.abort();
-          stop();
-        }
+        await this.rebootAndWait(
+          gw,
+          (signal) =>
+            new Promise<void>((resolve) => {
+              const stop = gw.device.onEvent((event) => {
+                if (event.type === 'booted') resolve();
+              });
+              signal.addEventListener('abort', stop, { once: true });
+            }),
+        );
       },
       notRebooted: (gw, reason, attempt) => {
         this.deps.logs.warn(
@@ -439,16 +432,28 @@ export class ComponentService {
       }
       if (attempt > 1) this.reboots.notRebooted(gw, `slot ${slot}`, attempt);
       this.deps.logs.info(gw.id, 'ota', `Rebooting into slot ${slot}`);
-      const waited = new AbortController();
-      try {
-        await gw.device.reboot();
-        await Promise.race([
-          this.until(gw, () => (staged() ? null : true), waited.signal),
-          sleep(this.deps.rebootTimeoutMs ?? DEFAULT_REBOOT_TIMEOUT_MS, waited.signal),
-        ]);
-      } finally {
-        waited.abort();
-      }
+      await this.rebootAndWait(gw, (signal) => this.until(gw, () => (staged() ? null : true), signal));
+    }
+  }
+
+  /**
+   * Asks the device to reboot, then waits for `booted` (a sign of the new boot) or the reboot
+   * timeout, whichever comes first; the caller tells which by the boot id or the slot's state.
+   */
+  private async rebootAndWait(
+    gw: GatewayRuntime,
+    booted: (signal: AbortSignal) => Promise<unknown>,
+  ): Promise<void> {
+    const waited = new AbortController();
+    try {
+      const sign = booted(waited.signal);
+      await gw.device.reboot();
+      await Promise.race([
+        sign,
+        sleep(this.deps.rebootTimeoutMs ?? DEFAULT_REBOOT_TIMEOUT_MS, waited.signal),
+      ]);
+    } finally {
+      waited.abort();
     }
   }
 

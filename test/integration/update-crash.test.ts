@@ -1,11 +1,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import type { ResumePoint } from '../../services/pipeline/stream-to-slot.js';
-import { GATEWAY, startTestGantry, tempDataDir, type TestGantry } from '../helpers/gantry.js';
-import { randomImage, stallingFeed, startTestFeed, type TestFeed } from '../helpers/feed.js';
-import { freePort, spawnGantry, type GantryProcess } from '../helpers/process.js';
+import { GATEWAY, startTestGantry, type TestGantry } from '../helpers/gantry.js';
+import { randomImage, stallingFeed } from '../helpers/feed.js';
+import { useRestartableGantry } from '../helpers/restartable.js';
 import { waitFor } from '../helpers/wait.js';
 
 /**
@@ -42,33 +42,18 @@ function storedJobs(dataDir: string): StoredJob[] {
 }
 
 describe('update pipeline: the server killed with SIGKILL mid-download', () => {
-  let feed: TestFeed;
-  let dataDir: string;
-  let port: number;
-  const children: GantryProcess[] = [];
+  const rig = useRestartableGantry();
+  const spawn = () => rig.spawn();
   let inProcess: TestGantry | undefined;
   const image = randomImage(3 * 1024 * 1024 + 77);
 
-  beforeEach(async () => {
-    feed = await startTestFeed();
-    dataDir = tempDataDir();
-    feed.trustIn(dataDir);
-    port = await freePort();
-  });
   afterEach(async () => {
-    for (const child of children.splice(0)) await child.kill('SIGKILL');
     await inProcess?.stop();
     inProcess = undefined;
-    await feed.close();
   });
 
-  async function spawn(): Promise<GantryProcess> {
-    const child = await spawnGantry({ dataDir, port, env: feed.env });
-    children.push(child);
-    return child;
-  }
-
-  const slotFile = (slot: 'A' | 'B') => path.join(dataDir, 'gateways', GATEWAY, 'device', `slot-${slot}.img`);
+  const slotFile = (slot: 'A' | 'B') =>
+    path.join(rig.dataDir, 'gateways', GATEWAY, 'device', `slot-${slot}.img`);
 
   /**
    * First life: a download through the stalling feed, killed once some of it is durable (the
@@ -82,7 +67,7 @@ describe('update pipeline: the server killed with SIGKILL mid-download', () => {
       tickMs: 20,
       capBytes: Math.floor(data.length * 0.8),
     });
-    feed.server.overrides.set(feed.targetUrlPath(bundle), slow.handler);
+    rig.feed.server.overrides.set(rig.feed.targetUrlPath(bundle), slow.handler);
 
     const first = await spawn();
     const token = await first.login();
@@ -103,17 +88,17 @@ describe('update pipeline: the server killed with SIGKILL mid-download', () => {
     );
     expect(moving.body.data.status).toBe('downloading');
     await waitFor(
-      () => storedJobs(dataDir).find((j) => j.id === jobId),
+      () => storedJobs(rig.dataDir).find((j) => j.id === jobId),
       (j) => (j?.artifact?.resume?.slotBytes ?? 0) > 0,
       'a durable resume point in the store',
     );
 
     const exit = await first.kill('SIGKILL');
-    children.splice(children.indexOf(first), 1);
+    rig.forget(first);
     expect(exit.signal).toBe('SIGKILL');
     expect(first.output()).not.toMatch(/shutting down/);
 
-    const kept = storedJobs(dataDir).find((j) => j.id === jobId)!;
+    const kept = storedJobs(rig.dataDir).find((j) => j.id === jobId)!;
     expect(kept.state).toBe('downloading');
     const resume = kept.artifact!.resume!;
     expect(resume.slotBytes).toBeGreaterThan(0);
@@ -123,11 +108,11 @@ describe('update pipeline: the server killed with SIGKILL mid-download', () => {
   }
 
   it('should resume after the restart with the bundle head refetched and a Range for the rest, ending downloaded', async () => {
-    const bundle = await feed.publish({ version: 'v5.0.5' }, image);
+    const bundle = await rig.feed.publish({ version: 'v5.0.5' }, image);
     const { token, jobId, data, resume, bootedBefore, serveAll } = await downloadThenKill(bundle);
 
     serveAll();
-    const seenBefore = feed.server.requests.length;
+    const seenBefore = rig.feed.server.requests.length;
     const second = await spawn();
     const done = await waitFor(
       () => second.request('GET', `/api/v1/ota/progress?job_id=${jobId}`, { token }),
@@ -139,9 +124,9 @@ describe('update pipeline: the server killed with SIGKILL mid-download', () => {
 
     // The new process asked for the head again (manifest, signature, payload header) and for the
     // rest from exactly the durable point: never the whole bundle a second time.
-    const ranges = feed.server.requests
+    const ranges = rig.feed.server.requests
       .slice(seenBefore)
-      .filter((r) => r.url === feed.targetUrlPath(bundle))
+      .filter((r) => r.url === rig.feed.targetUrlPath(bundle))
       .map((r) => r.range);
     expect(ranges).toEqual([
       undefined,
@@ -158,7 +143,7 @@ describe('update pipeline: the server killed with SIGKILL mid-download', () => {
       status: 'ready',
     });
 
-    const jobs = storedJobs(dataDir);
+    const jobs = storedJobs(rig.dataDir);
     expect(jobs.filter((j) => j.state === 'downloading')).toEqual([]);
     expect(jobs.find((j) => j.id === jobId)?.state).toBe('downloaded');
     const logs = await second.request('GET', '/api/v1/ota/logs?limit=200', { token });
@@ -181,16 +166,16 @@ describe('update pipeline: the server killed with SIGKILL mid-download', () => {
   // knob), and the default policy retries for ~20 s: the second life runs in-process instead, on
   // the data dir the killed process left behind, with a small retry policy.
   it('should end the resumed job in error (OTA_DOWNLOAD_FAILED) with slot B invalid when the feed fails after the restart', async () => {
-    const bundle = await feed.publish({ version: 'v5.0.5' }, image);
+    const bundle = await rig.feed.publish({ version: 'v5.0.5' }, image);
     const { token, jobId, bootedBefore } = await downloadThenKill(bundle);
 
-    feed.server.overrides.set(feed.targetUrlPath(bundle), (_req, res) => {
+    rig.feed.server.overrides.set(rig.feed.targetUrlPath(bundle), (_req, res) => {
       res.writeHead(500, { 'content-type': 'text/plain' }).end('feed down');
     });
-    const seenBefore = feed.server.requests.length;
+    const seenBefore = rig.feed.server.requests.length;
     inProcess = await startTestGantry({
-      dataDir,
-      env: feed.env,
+      dataDir: rig.dataDir,
+      env: rig.feed.env,
       transferPolicy: { maxAttempts: 2, retryDelayMs: 5 },
     });
     const g = inProcess;
@@ -203,9 +188,9 @@ describe('update pipeline: the server killed with SIGKILL mid-download', () => {
     expect(end.body.data.error.code).toBe('OTA_DOWNLOAD_FAILED');
     expect(end.body.data.error.message).toMatch(/after 2 attempts.*HTTP 500/);
     // Each attempt failed on the head refetch; nothing was written from a 500 page.
-    const attempts = feed.server.requests
+    const attempts = rig.feed.server.requests
       .slice(seenBefore)
-      .filter((r) => r.url === feed.targetUrlPath(bundle));
+      .filter((r) => r.url === rig.feed.targetUrlPath(bundle));
     expect(attempts.map((r) => r.range)).toEqual([undefined, undefined]);
 
     const device = g.deps.gateways.get(GATEWAY)!.device;
@@ -226,9 +211,9 @@ describe('update pipeline: the server killed with SIGKILL mid-download', () => {
     const install = await g.request('POST', '/api/v1/ota/install', { token, body: { job_id: jobId } });
     expect(install.status).toBe(500);
     expect(install.body.error.code).toBe('OTA_INSTALL_FAILED');
-    expect(storedJobs(dataDir).filter((j) => j.state === 'downloading')).toEqual([]);
+    expect(storedJobs(rig.dataDir).filter((j) => j.state === 'downloading')).toEqual([]);
     // The operation lock was released with the failed job: a new download may start.
-    feed.server.overrides.clear();
+    rig.feed.server.overrides.clear();
     const retry = await g.request('POST', '/api/v1/ota/download', {
       token,
       body: { update_id: 'update-001' },

@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { buildHopDelta } from '../../delta/hop/build.js';
-import { GATEWAY, tempDataDir } from '../helpers/gantry.js';
-import { stallingFeed, startTestFeed, type TestFeed } from '../helpers/feed.js';
-import { freePort, spawnGantry, type GantryProcess } from '../helpers/process.js';
+import { GATEWAY } from '../helpers/gantry.js';
+import { stallingFeed } from '../helpers/feed.js';
+import { useRestartableGantry } from '../helpers/restartable.js';
 import { waitFor } from '../helpers/wait.js';
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -17,28 +17,10 @@ const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
  * never written.
  */
 describe('hop delta: the server killed with SIGKILL mid-delta', () => {
-  let feed: TestFeed;
-  let dataDir: string;
-  let port: number;
-  const children: GantryProcess[] = [];
-
-  beforeEach(async () => {
-    feed = await startTestFeed();
-    dataDir = tempDataDir();
-    feed.trustIn(dataDir);
-    port = await freePort();
-  });
-  afterEach(async () => {
-    for (const child of children.splice(0)) await child.kill('SIGKILL');
-    await feed.close();
-  });
-
-  async function spawn(): Promise<GantryProcess> {
-    const child = await spawnGantry({ dataDir, port, env: feed.env });
-    children.push(child);
-    return child;
-  }
-  const slotFile = (slot: 'A' | 'B') => path.join(dataDir, 'gateways', GATEWAY, 'device', `slot-${slot}.img`);
+  const rig = useRestartableGantry();
+  const spawn = () => rig.spawn();
+  const slotFile = (slot: 'A' | 'B') =>
+    path.join(rig.dataDir, 'gateways', GATEWAY, 'device', `slot-${slot}.img`);
 
   it('should resume the delta with one ranged GET after the restart and end downloaded with the exact image', async () => {
     const first = await spawn();
@@ -50,16 +32,16 @@ describe('hop delta: the server killed with SIGKILL mid-delta', () => {
     const extra = Buffer.alloc(256 * 1024);
     for (let i = 0; i < extra.length; i += 32) createHash('sha256').update(`n${i}`).digest().copy(extra, i);
     const image = Buffer.concat([v2, extra]);
-    const src = path.join(feed.workDir, 'a.img');
-    const tgt = path.join(feed.workDir, 'b.img');
+    const src = path.join(rig.feed.workDir, 'a.img');
+    const tgt = path.join(rig.feed.workDir, 'b.img');
     fs.writeFileSync(src, slotA);
     fs.writeFileSync(tgt, image);
     const built = await buildHopDelta({
       source: src,
       target: tgt,
-      out: path.join(feed.workDir, 'crash.hop'),
+      out: path.join(rig.feed.workDir, 'crash.hop'),
     });
-    await feed.publish({ version: 'v5.0.5' }, image, {
+    await rig.feed.publish({ version: 'v5.0.5' }, image, {
       build: {
         format: 'gantry-bundle-v2',
         deltas: {
@@ -73,14 +55,14 @@ describe('hop delta: the server killed with SIGKILL mid-delta', () => {
         },
       },
     });
-    const delta = fs.readFileSync(path.join(feed.dir, 'targets', 'crash.hop'));
+    const delta = fs.readFileSync(path.join(rig.feed.dir, 'targets', 'crash.hop'));
     const slow = stallingFeed(delta, {
       burst: 32 * 1024,
       chunk: 1024,
       tickMs: 20,
       capBytes: Math.floor(delta.length * 0.6),
     });
-    feed.server.overrides.set('/targets/crash.hop', slow.handler);
+    rig.feed.server.overrides.set('/targets/crash.hop', slow.handler);
 
     const check = await first.request('POST', '/api/v1/ota/check-updates', { token, body: { force: true } });
     expect(check.status, JSON.stringify(check.body)).toBe(200);
@@ -96,10 +78,10 @@ describe('hop delta: the server killed with SIGKILL mid-delta', () => {
       'the delta half downloaded',
     );
     const exit = await first.kill('SIGKILL');
-    children.splice(children.indexOf(first), 1);
+    rig.forget(first);
     expect(exit.signal).toBe('SIGKILL');
     const partial = path.join(
-      dataDir,
+      rig.dataDir,
       'gateways',
       GATEWAY,
       'delta-work',
@@ -111,7 +93,7 @@ describe('hop delta: the server killed with SIGKILL mid-delta', () => {
     expect(kept).toBeLessThan(delta.length);
 
     slow.serveAll();
-    const seen = feed.server.requests.length;
+    const seen = rig.feed.server.requests.length;
     const second = await spawn();
     const done = await waitFor(
       () => second.request('GET', `/api/v1/ota/progress?job_id=${jobId}`, { token }),
@@ -122,7 +104,7 @@ describe('hop delta: the server killed with SIGKILL mid-delta', () => {
     expect(done.body.data.delivery.path).toBe('hop');
     expect(fs.readFileSync(slotFile('B')).equals(image)).toBe(true);
     expect(fs.readFileSync(slotFile('A')).equals(slotA)).toBe(true);
-    const deltaGets = feed.server.requests.slice(seen).filter((r) => r.url === '/targets/crash.hop');
+    const deltaGets = rig.feed.server.requests.slice(seen).filter((r) => r.url === '/targets/crash.hop');
     expect(deltaGets).toHaveLength(1);
     expect(deltaGets[0]!.range).toBe(`bytes=${kept}-${delta.length - 1}`);
     // The work directory is gone once the image is on the slot.

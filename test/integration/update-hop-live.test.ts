@@ -5,7 +5,7 @@ import { parseChunkIndex } from '../../delta/dynamic/chunk-index.js';
 import { seededBytes } from '../delta/helpers.js';
 import { GATEWAY, startTestGantry, tempDataDir, type TestGantry } from '../helpers/gantry.js';
 import { startTestFeed, type TestFeed } from '../helpers/feed.js';
-import { freePort, spawnGantry, type GantryProcess } from '../helpers/process.js';
+import { useRestartableGantry } from '../helpers/restartable.js';
 import { waitFor } from '../helpers/wait.js';
 
 /**
@@ -203,35 +203,16 @@ describe('hop delta on a live active slot: repaired from chunks', () => {
 });
 
 describe('hop delta on a live active slot: the server killed with SIGKILL mid-repair', () => {
-  let feed: TestFeed;
-  let dataDir: string;
-  let port: number;
-  const children: GantryProcess[] = [];
-
-  beforeEach(async () => {
-    feed = await startTestFeed();
-    dataDir = tempDataDir();
-    feed.trustIn(dataDir);
-    port = await freePort();
-  });
-  afterEach(async () => {
-    for (const child of children.splice(0)) await child.kill('SIGKILL');
-    await feed.close();
-  });
-
-  async function spawn(): Promise<GantryProcess> {
-    const child = await spawnGantry({ dataDir, port, env: feed.env });
-    children.push(child);
-    return child;
-  }
+  const rig = useRestartableGantry();
+  const spawn = () => rig.spawn();
 
   it('should resume the repair after the restart, without fetching the delta or the index again', async () => {
     const first = await spawn();
     const token = await first.login();
     const request: Requester = (method, url, opts) => first.request(method, url, opts);
-    const factory = fs.readFileSync(slotFile(dataDir, 'A'));
+    const factory = fs.readFileSync(slotFile(rig.dataDir, 'A'));
     const image = nextRelease(factory);
-    const bundle = await feed.publish({ version: 'v5.0.5' }, image, {
+    const bundle = await rig.feed.publish({ version: 'v5.0.5' }, image, {
       dynamic: true,
       hopFrom: [{ version: 'v5.0.4', image: factory }],
     });
@@ -242,29 +223,29 @@ describe('hop delta on a live active slot: the server killed with SIGKILL mid-re
     }
     // The pack holds every range request open: the repair is under way when the server dies.
     const packUrl = `/targets/${base}.pack`;
-    feed.server.overrides.set(packUrl, () => undefined);
+    rig.feed.server.overrides.set(packUrl, () => undefined);
 
     const jobId = await startDownload(request, token, 'v5.0.5');
     await waitFor(
-      () => Promise.resolve(feed.server.requests.filter((r) => r.url === packUrl).length),
+      () => Promise.resolve(rig.feed.server.requests.filter((r) => r.url === packUrl).length),
       (n) => n > 0,
       'a repair range requested',
     );
     const exit = await first.kill('SIGKILL');
-    children.splice(children.indexOf(first), 1);
+    rig.forget(first);
     expect(exit.signal).toBe('SIGKILL');
-    expect(fs.existsSync(path.join(dataDir, 'gateways', GATEWAY, 'delta-work', jobId))).toBe(true);
+    expect(fs.existsSync(path.join(rig.dataDir, 'gateways', GATEWAY, 'delta-work', jobId))).toBe(true);
 
-    feed.server.overrides.delete(packUrl);
-    const seen = feed.server.requests.length;
+    rig.feed.server.overrides.delete(packUrl);
+    const seen = rig.feed.server.requests.length;
     const second = await spawn();
     const again: Requester = (method, url, opts) => second.request(method, url, opts);
     const done = await settled(again, token, jobId);
     expect(done.body.data.status, JSON.stringify(done.body.data)).toBe('downloaded');
     expect(done.body.data.delivery.path).toBe('hop');
-    expect(fs.readFileSync(slotFile(dataDir, 'B')).equals(image)).toBe(true);
-    expect(fs.readFileSync(slotFile(dataDir, 'A')).equals(live)).toBe(true);
-    const after = feed.server.requests.slice(seen).map((r) => r.url);
+    expect(fs.readFileSync(slotFile(rig.dataDir, 'B')).equals(image)).toBe(true);
+    expect(fs.readFileSync(slotFile(rig.dataDir, 'A')).equals(live)).toBe(true);
+    const after = rig.feed.server.requests.slice(seen).map((r) => r.url);
     // The verified delta and index were kept in the job's work directory: only chunks again.
     expect(after.filter((u) => u.endsWith('.hop'))).toHaveLength(0);
     expect(after.filter((u) => u === `/targets/${base}.gcix`)).toHaveLength(0);
