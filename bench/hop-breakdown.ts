@@ -23,7 +23,15 @@ import zlib from 'node:zlib';
 import { createDecompressor, hashFile } from '../bundle/compression.js';
 import { createHopPlan } from '../delta/hop/apply.js';
 import { buildHopDelta } from '../delta/hop/build.js';
-import { decodeOpHeader, HOP_MAGIC, HopHeaderSchema, OP_HEADER_BYTES } from '../delta/hop/format.js';
+import {
+  carriesSourceDigest,
+  decodeOpHeader,
+  HOP_MAGIC,
+  HopHeaderSchema,
+  OP_HEADER_BYTES,
+  SOURCE_DIGEST_BYTES,
+  type HopHeader,
+} from '../delta/hop/format.js';
 import type { DeltaOutput } from '../delta/path.js';
 
 const NAMES = ['', 'COPY', 'ZERO', 'NEW', 'PATCH', 'BSDIFF'];
@@ -39,7 +47,7 @@ function brotli(b: Buffer): number {
   }).length;
 }
 
-async function decodeBody(file: string): Promise<{ header: unknown; body: Buffer; size: number }> {
+async function decodeBody(file: string): Promise<{ header: HopHeader; body: Buffer; size: number }> {
   const all = fs.readFileSync(file);
   if (!all.subarray(0, HOP_MAGIC.length).equals(HOP_MAGIC)) throw new Error('not a hop delta');
   const len = all.readUInt32BE(HOP_MAGIC.length);
@@ -102,7 +110,7 @@ async function main(): Promise<void> {
     await applyOnFiles(values.v1, values.v2, values.delta);
     return;
   }
-  const { body, size } = await decodeBody(file);
+  const { header, body, size } = await decodeBody(file);
   const zstd19 = Number(values.zstd19);
   console.log(`delta ${size} bytes = ${((size / zstd19) * 100).toFixed(3)}% of zstd -19 (${zstd19})`);
   const perKind = new Map<number, { ops: number; out: number; data: Buffer[]; dataBytes: number }>();
@@ -112,6 +120,8 @@ async function main(): Promise<void> {
   while (at < body.length) {
     const op = decodeOpHeader(body.subarray(at, at + OP_HEADER_BYTES));
     at += OP_HEADER_BYTES;
+    // PATCH and BSDIFF operations of a delta with source digests carry one after their header.
+    if (header.source_digests === true && carriesSourceDigest(op.kind)) at += SOURCE_DIGEST_BYTES;
     const data = body.subarray(at, at + op.dataLen);
     at += op.dataLen;
     const k = perKind.get(op.kind) ?? { ops: 0, out: 0, data: [], dataBytes: 0 };

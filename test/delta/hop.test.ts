@@ -6,6 +6,16 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import type { DeltaRef, Payload } from '../../bundle/manifest.js';
 import { createHopPlan } from '../../delta/hop/apply.js';
 import { buildHopDelta } from '../../delta/hop/build.js';
+import {
+  carriesSourceDigest,
+  decodeOpHeader,
+  HOP_MAGIC,
+  HopHeaderSchema,
+  OP_HEADER_BYTES,
+  OP_KINDS,
+  SOURCE_DIGEST_BYTES,
+} from '../../delta/hop/format.js';
+import { createDecompressor } from '../../bundle/compression.js';
 import type { DeltaContext, DeltaOutput } from '../../delta/path.js';
 import { makeTempDir } from '../helpers/temp.js';
 import { buildImagePair, sha256Of } from './images.js';
@@ -75,6 +85,25 @@ function context(
   return { ctx, out, fetched };
 }
 
+/** The bytes of the source image a delta's operations read (COPY outputs, PATCH and BSDIFF sources). */
+async function sourceBytesUsed(deltaFile: string): Promise<number> {
+  const all = fs.readFileSync(deltaFile);
+  const len = all.readUInt32BE(HOP_MAGIC.length);
+  const start = HOP_MAGIC.length + 4;
+  const header = HopHeaderSchema.parse(JSON.parse(all.subarray(start, start + len).toString('utf8')));
+  const decoder = createDecompressor(header.codec, header.body_bytes);
+  const body = Buffer.concat(await decoder.end(all.subarray(start + len)).toArray());
+  let used = 0;
+  for (let at = 0, i = 0; i < header.ops; i++) {
+    const op = decodeOpHeader(body.subarray(at, at + OP_HEADER_BYTES));
+    at += OP_HEADER_BYTES + (header.source_digests && carriesSourceDigest(op.kind) ? SOURCE_DIGEST_BYTES : 0);
+    at += op.dataLen;
+    if (op.kind === OP_KINDS.COPY) used += op.outLen;
+    else if (op.kind === OP_KINDS.PATCH || op.kind === OP_KINDS.BSDIFF) used += op.srcLen;
+  }
+  return used;
+}
+
 /** One pair of images and their ext4 delta for the whole file (mkfs and the delta take seconds). */
 let shared: {
   v1: string;
@@ -127,6 +156,34 @@ describe('hop deltas', () => {
     expect(sha256Of(out)).toBe(sha256Of(v2));
     expect(sha256Of(v1)).toBe(before);
     expect(fetched).toEqual([{ start: 0, end: built.size }]);
+  });
+
+  it('should read about the source bytes its operations use from the active slot, not a read-ahead at every jump', async () => {
+    // A larger image than the shared pair: read-ahead at every jump costs 4 MiB each there.
+    const dir = makeTempDir();
+    const { v1, v2 } = buildImagePair(dir, 48);
+    const deltaFile = path.join(dir, 'v1-v2.hop');
+    const built = await buildHopDelta({ source: v1, target: v2, out: deltaFile });
+    const { payload, ref } = hopRefs(built);
+    const { ctx, out } = context(dir, v1, deltaFile, payload);
+    let read = 0;
+    const counted = {
+      ...ctx,
+      source: {
+        ...ctx.source,
+        read: (s: number, e: number) => {
+          read += e - s + 1;
+          return ctx.source.read(s, e);
+        },
+      },
+    };
+    await createHopPlan(ref).apply(counted);
+    expect(sha256Of(out)).toBe(sha256Of(v2));
+    const used = await sourceBytesUsed(deltaFile);
+    expect(read).toBeGreaterThanOrEqual(used / 2);
+    // A run of COPYs one after the other reads ahead (4 MiB); a jump reads what it uses. Reading
+    // ahead at every jump read 6.3 GB of the fixture's 512 MiB image.
+    expect(read).toBeLessThanOrEqual(used + 4 * 1024 * 1024);
   });
 
   it('should apply to a source whose superblock and journal superblock a mount rewrote, without any repair', async () => {
