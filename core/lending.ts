@@ -231,6 +231,14 @@ export class LendingFileReader extends Readable implements ChunkLender {
     return bytesRead;
   }
 
+  /**
+   * A buffer no larger than what is left of the range: a hop delta reads ~3,500 small ranges of a
+   * slot, and a 1 MiB buffer for each (3.5 GB in all) had the GC run ~0.9 s of a 3 s apply.
+   */
+  private chunkBytes(): number {
+    return Math.max(1, Math.min(this.bufferBytes, this.left));
+  }
+
   canLend(): boolean {
     return this.mode === null && hasNoReader(this);
   }
@@ -240,7 +248,7 @@ export class LendingFileReader extends Readable implements ChunkLender {
     this.mode = 'lend';
     // Failures reach the lender through the promise, not as an unhandled 'error'.
     this.on('error', () => undefined);
-    const buffer = Buffer.allocUnsafeSlow(this.bufferBytes);
+    const buffer = Buffer.allocUnsafeSlow(this.chunkBytes());
     try {
       for (;;) {
         if (this.destroyed) throw this.errored ?? new Error('the file reader was destroyed');
@@ -258,7 +266,7 @@ export class LendingFileReader extends Readable implements ChunkLender {
   override _read(): void {
     if (this.mode === 'lend') return;
     this.mode = 'read';
-    const chunk = Buffer.allocUnsafe(this.bufferBytes);
+    const chunk = Buffer.allocUnsafe(this.chunkBytes());
     this.readInto(chunk).then(
       (n) => this.push(n === 0 ? null : chunk.subarray(0, n)),
       (err: Error) => this.destroy(err),

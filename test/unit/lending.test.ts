@@ -131,6 +131,13 @@ describe('LendingFileReader', () => {
     expect(range.bytes.equals(data.subarray(1000, 250_001))).toBe(true);
   });
 
+  it('should take no larger a buffer than its range for a small range', async () => {
+    // Thousands of small reads of a slot (a hop delta's sources) each allocated the whole default.
+    const small = await lendAll(new LendingFileReader(file, { start: 100, end: 4195 }));
+    expect(small.bytes.equals(data.subarray(100, 4196))).toBe(true);
+    expect([...small.views].map((v) => v.byteLength)).toEqual([4096]);
+  });
+
   it('should read as an ordinary Readable, each chunk its own buffer, and then not lend', async () => {
     const reader = new LendingFileReader(file, { start: 5 }, 64 * 1024);
     const chunks: Buffer[] = [];
