@@ -109,6 +109,8 @@ type FromWorker = { op: 'free'; index: number } | { op: 'digest'; id: number; he
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const { createHash } = require('node:crypto');
+// esbuild with keepNames (tsx) wraps classes in its __name helper, which the source text names.
+const __name = (target) => target;
 const RangeHasher = (${RangeHasher.toString()});
 const h = new RangeHasher(createHash, workerData.whole);
 const blocks = workerData.blocks.map((b) => new Uint8Array(b));
