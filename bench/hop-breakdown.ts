@@ -17,11 +17,12 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import zlib from 'node:zlib';
 import { createDecompressor, hashFile } from '../bundle/compression.js';
+import { LendingFileReader } from '../core/lending.js';
 import { createHopPlan } from '../delta/hop/apply.js';
+import { SlotWriter } from '../device/slot-writer.js';
 import { buildHopDelta } from '../delta/hop/build.js';
 import {
   carriesSourceDigest,
@@ -161,21 +162,9 @@ async function applyOnFiles(v1: string, v2: string, deltaFile: string): Promise<
     const out = path.join(dir, 'slot.img');
     const workDir = path.join(dir, 'work');
     fs.mkdirSync(workDir);
-    const openOutput = async (): Promise<DeltaOutput> => {
-      const fd = fs.openSync(out, 'w');
-      const w = new Writable({
-        write(chunk: Buffer, _enc, cb) {
-          fs.writeSync(fd, chunk);
-          cb();
-        },
-        final(cb) {
-          fs.closeSync(fd);
-          cb();
-        },
-      }) as DeltaOutput;
-      (w as { checkpoint: () => Promise<number> }).checkpoint = async () => 0;
-      return w;
-    };
+    // The device's own reader and slot writer, so the time and memory are the gateway's.
+    const openOutput = async (offset: number): Promise<DeltaOutput> =>
+      new SlotWriter(out, offset, offset === 0);
     const t0 = Date.now();
     await createHopPlan({
       source_sha256: source.sha256,
@@ -183,10 +172,10 @@ async function applyOnFiles(v1: string, v2: string, deltaFile: string): Promise<
       artifact: { target: path.basename(deltaFile), size: delta.size, sha256: delta.sha256 },
     }).apply({
       payload: { name: 'rootfs.img', kind: 'rootfs', size: target.size, sha256: target.sha256 },
-      source: { ...source, read: (s, e) => fs.createReadStream(v1, { start: s, end: e }), stateDir: null },
+      source: { ...source, read: (s, e) => new LendingFileReader(v1, { start: s, end: e }), stateDir: null },
       fetch: { open: async () => fs.createReadStream(deltaFile) },
       openOutput,
-      readOutput: (s, e) => fs.createReadStream(out, { start: s, end: e }),
+      readOutput: (s, e) => new LendingFileReader(out, { start: s, end: e }),
       workDir,
       outputStateDir: null,
       signal: new AbortController().signal,
