@@ -20,7 +20,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import zlib from 'node:zlib';
 import { createDecompressor, hashFile } from '../bundle/compression.js';
-import { LendingFileReader } from '../core/lending.js';
+import { LendingFileReader, openFileReadAt } from '../core/lending.js';
 import { createHopPlan } from '../delta/hop/apply.js';
 import { SlotWriter } from '../device/slot-writer.js';
 import { buildHopDelta } from '../delta/hop/build.js';
@@ -172,7 +172,12 @@ async function applyOnFiles(v1: string, v2: string, deltaFile: string): Promise<
       artifact: { target: path.basename(deltaFile), size: delta.size, sha256: delta.sha256 },
     }).apply({
       payload: { name: 'rootfs.img', kind: 'rootfs', size: target.size, sha256: target.sha256 },
-      source: { ...source, read: (s, e) => new LendingFileReader(v1, { start: s, end: e }), stateDir: null },
+      source: {
+        ...source,
+        read: (s, e) => new LendingFileReader(v1, { start: s, end: e }),
+        openReadAt: () => openFileReadAt(v1),
+        stateDir: null,
+      },
       fetch: { open: async () => fs.createReadStream(deltaFile) },
       openOutput,
       readOutput: (s, e) => new LendingFileReader(out, { start: s, end: e }),

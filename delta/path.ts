@@ -1,4 +1,5 @@
 import type { Readable, Writable } from 'node:stream';
+import type { FileReadAt } from '../core/lending.js';
 import type { DynamicRef, Payload } from '../bundle/manifest.js';
 import type { ArtifactRef } from './artifact.js';
 
@@ -18,6 +19,8 @@ export interface DeltaSource {
   readonly sha256: string | null;
   /** Bytes [start, end] of the slot (end inclusive). Never a writer: the active slot is only read. */
   read(start: number, end: number): Readable;
+  /** Positional reads through one descriptor, for many small ranges; the caller closes it. */
+  openReadAt(): Promise<FileReadAt>;
   /**
    * A directory kept with the active slot's image: what a path saved there when that image was
    * installed (the dynamic path's chunk index), or nothing. Null when Gantry keeps none.

@@ -12,7 +12,7 @@ import { readSafetyFile, SafetyFileWatcher } from './linux/safety-file.js';
 import { LinuxComponentSlots } from './linux/component-slots.js';
 import { DEFAULT_UBOOT_VARS, UBootEnv, type SetenvScriptFormat, type UBootVarNames } from './linux/uboot.js';
 import { SlotWriter } from './slot-writer.js';
-import { LendingFileReader } from '../core/lending.js';
+import { LendingFileReader, openFileReadAt, type FileReadAt } from '../core/lending.js';
 import {
   SLOT_IDS,
   type BootEnv,
@@ -350,6 +350,10 @@ export class LinuxDevice implements GatewayDevice {
 
   openSlotReader(slot: SlotId, range: { start?: number; end?: number } = {}): Readable {
     return new LendingFileReader(this.slotPaths[slot], range);
+  }
+
+  openSlotReadAt(slot: SlotId): Promise<FileReadAt> {
+    return openFileReadAt(this.slotPaths[slot]);
   }
 
   componentSlots(slotClass: string): ComponentSlotPair | null {

@@ -8,7 +8,7 @@ import { readJsonFile, writeFileAtomicSync } from '../core/fsutil.js';
 import { HostResourceSampler, hostLoadPerCpu } from './host-resources.js';
 import { SlotWriter } from './slot-writer.js';
 import { SimulatedComponentSlots } from './simulated-component-slots.js';
-import { LendingFileReader } from '../core/lending.js';
+import { LendingFileReader, openFileReadAt, type FileReadAt } from '../core/lending.js';
 import {
   otherSlot,
   SLOT_IDS,
@@ -228,6 +228,10 @@ export class SimulatedDevice implements GatewayDevice, SimulatedDeviceControls {
 
   openSlotReader(slot: SlotId, range: { start?: number; end?: number } = {}): Readable {
     return new LendingFileReader(this.slotImagePath(slot), range);
+  }
+
+  openSlotReadAt(slot: SlotId): Promise<FileReadAt> {
+    return openFileReadAt(this.slotImagePath(slot));
   }
 
   componentSlots(slotClass: string): ComponentSlotPair | null {

@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import type { FileReadAt } from '../core/lending.js';
 import type { SlotWriter } from './slot-writer.js';
 
 /**
@@ -122,6 +123,8 @@ export interface GatewayDevice {
    */
   openSlotWriter(slot: SlotId, opts: { offset: number; allowBooted?: boolean }): Promise<SlotWriter>;
   openSlotReader(slot: SlotId, range?: { start?: number; end?: number }): Readable;
+  /** Positional reads of the slot through one descriptor, for many small reads (a hop delta's sources). */
+  openSlotReadAt(slot: SlotId): Promise<FileReadAt>;
 
   /** The A/B pair of another slot class (`app`, …); null when this device has none of that class. */
   componentSlots(slotClass: string): ComponentSlotPair | null;

@@ -10,7 +10,7 @@ import type { DeltaRef, DynamicRef } from '../../bundle/manifest.js';
 import { GantryError, isGantryError } from '../../core/errors.js';
 import { formatBytes } from '../../core/format.js';
 import { writeFileAtomicSync } from '../../core/fsutil.js';
-import { consumeChunks } from '../../core/lending.js';
+import { consumeChunks, type FileReadAt } from '../../core/lending.js';
 import { youngGenerationSweeper } from '../../core/young-gc.js';
 import type { DeltaContext, DeltaPlan } from '../path.js';
 import {
@@ -149,10 +149,14 @@ async function applyHop(
     whole: false,
   });
   image.beginPayload(0, ctx.payload.size);
+  let source: FileReadAt | null = null;
   try {
-    return await applyOps(ref, repairRef, ctx, every, { header, bodyStart, file, wireBytes }, journal, image);
+    source = await ctx.source.openReadAt();
+    const delta = { header, bodyStart, file, wireBytes };
+    return await applyOps(ref, repairRef, ctx, every, delta, journal, image, source);
   } finally {
     image.close();
+    await source?.close();
   }
 }
 
@@ -164,6 +168,7 @@ async function applyOps(
   delta: { header: HopHeader; bodyStart: number; file: string; wireBytes: number },
   journal: HopJournal,
   image: BundleDigests,
+  source: FileReadAt,
 ): Promise<{ wireBytes: number; summary?: string }> {
   const { header, bodyStart, file, wireBytes } = delta;
   if (journal.out > 0) {
@@ -176,7 +181,7 @@ async function applyOps(
   const sourceDigests = header.source_digests === true;
   const repair = repairRef ? new ChunkRepair(repairRef, ctx) : null;
   let repaired = 0;
-  const scratch = new Scratch();
+  const scratch = new Scratch(source);
   // PATCH results and the body's decoded chunks are new buffers: collected young, every few MiB.
   const sweep = youngGenerationSweeper();
   const output = await ctx.openOutput(journal.out);
@@ -309,16 +314,14 @@ class SlotWindow {
    * last one reads at least `readAhead` bytes. The bytes are those read then; every use checks
    * them against a digest either way.
    */
-  async read(ctx: DeltaContext, offset: number, len: number): Promise<Buffer> {
+  async read(source: FileReadAt, size: number, offset: number, len: number): Promise<Buffer> {
     const heldEnd = this.start + this.held;
     const sequential = offset === this.lastEnd;
     this.lastEnd = offset + len;
     if (offset >= this.start && offset + len <= heldEnd) {
       return this.buffer.subarray(offset - this.start, offset - this.start + len);
     }
-    const want = sequential
-      ? Math.max(len, Math.min(ctx.source.size, offset + this.readAhead) - offset)
-      : len;
+    const want = sequential ? Math.max(len, Math.min(size, offset + this.readAhead) - offset) : len;
     if (this.buffer.length < want) {
       const larger = Buffer.allocUnsafeSlow(want);
       this.buffer.copy(larger, 0, 0, this.held);
@@ -331,7 +334,10 @@ class SlotWindow {
     }
     this.start = offset;
     this.held = have;
-    await collect(ctx.source.read(offset + have, offset + want - 1), this.buffer.subarray(have, want));
+    const got = await source.read(this.buffer.subarray(have, want), offset + have);
+    if (got !== want - have) {
+      throw invalid(`the active slot gave ${got} of ${want - have} bytes`, { [SOURCE_MISMATCH]: true });
+    }
     this.held = want;
     return this.buffer.subarray(0, len);
   }
@@ -347,6 +353,11 @@ class SlotWindow {
  * s reading ahead only in sequence); one window for both re-read a COPY run after each PATCH.
  */
 class Scratch {
+  constructor(
+    /** The active slot, open for the whole apply. */
+    readonly source: FileReadAt,
+  ) {}
+
   readonly runs = new SlotWindow(READ_AHEAD_BYTES);
   readonly files = new SlotWindow(0);
   private zeros = Buffer.alloc(0);
@@ -397,7 +408,7 @@ async function runOp(
   const readSource = async (window: SlotWindow, offset: number, len: number): Promise<Buffer> => {
     if (offset + len > header.source.size) throw invalid('a hop operation reads past the source image');
     if (len === 0) return Buffer.alloc(0);
-    const bytes = await window.read(ctx, offset, len);
+    const bytes = await window.read(scratch.source, ctx.source.size, offset, len);
     // Checked before the bytes are used: a changed source is repaired, not decoded against.
     if (op.sourceDigest && !digestOf(bytes).equals(op.sourceDigest)) {
       throw invalid('the active slot no longer holds the source bytes of a hop operation', {
@@ -434,18 +445,6 @@ async function runOp(
     case OP_KINDS.BSDIFF:
       return applyBsdiffOp(op, data!, await readSource(scratch.files, op.srcOffset, op.srcLen), header);
   }
-}
-
-async function collect(stream: Readable, buf: Buffer): Promise<Buffer> {
-  const len = buf.length;
-  let at = 0;
-  await consumeChunks(stream, (chunk) => {
-    if (at + chunk.length > len) throw invalid(`the active slot gave more than the ${len} bytes asked`);
-    at += chunk.copy(buf, at);
-    return undefined;
-  });
-  if (at !== len) throw invalid(`the active slot gave ${at} of ${len} bytes`, { [SOURCE_MISMATCH]: true });
-  return buf;
 }
 
 function write(output: Writable, bytes: Buffer): Promise<void> {

@@ -162,6 +162,7 @@ export class Delivery {
       size: active.imageBytes,
       sha256: active.state === 'bootable' ? active.sha256 : null,
       read: (start, end) => device.openSlotReader(booted, { start, end }),
+      openReadAt: () => device.openSlotReadAt(booted),
       stateDir: this.slotStateDir(gw.id, booted),
     };
     let wire = full.wireBytes;

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import type { Payload } from '../../bundle/manifest.js';
+import { openFileReadAt } from '../../core/lending.js';
 import { createHopPlan } from '../../delta/hop/apply.js';
 import { buildHopDelta } from '../../delta/hop/build.js';
 import { HOP_MAGIC } from '../../delta/hop/format.js';
@@ -76,6 +77,7 @@ function context(
       size: fs.statSync(source).size,
       sha256: sha256Of(source),
       read: (s, e) => fs.createReadStream(source, { start: s, end: e }),
+      openReadAt: () => openFileReadAt(source),
       stateDir: null,
     },
     fetch: { open: async () => fs.createReadStream(deltaFile) },

@@ -16,6 +16,7 @@ import {
   SOURCE_DIGEST_BYTES,
 } from '../../delta/hop/format.js';
 import { createDecompressor } from '../../bundle/compression.js';
+import { openFileReadAt } from '../../core/lending.js';
 import type { DeltaContext, DeltaOutput } from '../../delta/path.js';
 import { makeTempDir } from '../helpers/temp.js';
 import { buildImagePair, sha256Of } from './images.js';
@@ -66,6 +67,7 @@ function context(
       size: fs.statSync(source).size,
       sha256: sha256Of(source),
       read: (s, e) => readRange(source, s, e),
+      openReadAt: () => openFileReadAt(source),
       stateDir: null,
     },
     fetch: {
@@ -174,6 +176,17 @@ describe('hop deltas', () => {
         read: (s: number, e: number) => {
           read += e - s + 1;
           return ctx.source.read(s, e);
+        },
+        openReadAt: async () => {
+          const reader = await ctx.source.openReadAt();
+          return {
+            read: async (into: Buffer, position: number) => {
+              const n = await reader.read(into, position);
+              read += n;
+              return n;
+            },
+            close: () => reader.close(),
+          };
         },
       },
     };

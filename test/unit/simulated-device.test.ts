@@ -173,6 +173,22 @@ describe('SimulatedDevice', () => {
       expect((await readAll(device.openSlotReader('B', { start: 4, end: 9 }))).toString()).toBe('456789');
     });
 
+    it('should read at positions through one open slot, short only at its end', async () => {
+      const device = makeDevice();
+      await writeAll(await device.openSlotWriter('B', { offset: 0 }), Buffer.from('0123456789abcdef'));
+      const reader = await device.openSlotReadAt('B');
+      try {
+        const into = Buffer.alloc(4);
+        expect(await reader.read(into, 10)).toBe(4);
+        expect(into.toString()).toBe('abcd');
+        expect(await reader.read(into, 2)).toBe(4);
+        expect(into.toString()).toBe('2345');
+        expect(await reader.read(into, 14)).toBe(2);
+      } finally {
+        await reader.close();
+      }
+    });
+
     it('should persist slot records', async () => {
       const dir = tempDir();
       const device = makeDevice(dir);
