@@ -192,9 +192,9 @@ async function applyOps(
     for (let i = 0; i < header.ops; i++) {
       if (ctx.signal.aborted) throw ctx.signal.reason;
       const op = decodeOpHeader(await reader.read(OP_HEADER_BYTES));
-      if (sourceDigests && carriesSourceDigest(op.kind)) {
-        op.sourceDigest = Buffer.from(await reader.read(SOURCE_DIGEST_BYTES));
-      }
+      // Deltas from publishers before 2026-12-05 carry a source digest per PATCH and BSDIFF: not
+      // needed (see readSource), skipped.
+      if (sourceDigests && carriesSourceDigest(op.kind)) await reader.read(SOURCE_DIGEST_BYTES);
       const data = op.dataLen > 0 ? await reader.read(op.dataLen) : null;
       if (i < journal.op) continue; // done before the restart: its bytes are on the slot, hashed above
       let bytes: Buffer | null = null;
@@ -408,14 +408,14 @@ async function runOp(
   const readSource = async (window: SlotWindow, offset: number, len: number): Promise<Buffer> => {
     if (offset + len > header.source.size) throw invalid('a hop operation reads past the source image');
     if (len === 0) return Buffer.alloc(0);
-    const bytes = await window.read(scratch.source, ctx.source.size, offset, len);
-    // Checked before the bytes are used: a changed source is repaired, not decoded against.
-    if (op.sourceDigest && !digestOf(bytes).equals(op.sourceDigest)) {
-      throw invalid('the active slot no longer holds the source bytes of a hop operation', {
-        [SOURCE_MISMATCH]: true,
-      });
-    }
-    return bytes;
+    // Not hashed before use: a patch decodes the same way whatever the source bytes are (its
+    // instructions, addresses and lengths come from the verified delta; the source only gives the
+    // bytes copied), and its output is checked against its digest before it is written. Source
+    // bytes that changed where the patch reads them give a mismatch there, repaired from chunks;
+    // bytes that changed in the old bytes around a file that the patch does not use cost nothing.
+    // Hashing each PATCH's source first hashed 602 MB on the fixture (1,429 PATCHes reading their
+    // old file and the 256 KiB around it) for 9.7 MB of output: ~0.35 s of a 2.5 s apply.
+    return window.read(scratch.source, ctx.source.size, offset, len);
   };
   switch (op.kind) {
     case OP_KINDS.COPY:

@@ -67,9 +67,8 @@ export interface BuildHopOptions {
   /** ext4 (file-aware, needs debugfs) when both images are ext4, else blocks. */
   mode?: 'auto' | 'ext4' | 'blocks';
   /**
-   * `v1`: a delta the gateways from before BSDIFF and source digests read (`gantry-hop-v1`, no
-   * `source_digests`: their header schema is strict), for fleets that still run them; larger, and a
-   * changed active slot then shows only as an output digest mismatch. Default: the current format.
+   * `v1`: a delta the gateways from before BSDIFF read (`gantry-hop-v1`, no BSDIFF operation: their
+   * header schema is strict), for fleets that still run them; larger. Default: the current format.
    */
   compat?: 'current' | 'v1';
   tmpDir?: string;
@@ -130,7 +129,6 @@ export async function buildHopDelta(opts: BuildHopOptions): Promise<BuiltHop> {
       source,
       target,
       ops: opsCount,
-      ...(opts.compat === 'v1' ? {} : { source_digests: true as const }),
       body_bytes: bodyBytes,
     });
     const partial = `${opts.out}.partial`;
@@ -372,7 +370,7 @@ async function writeBody(
   body: string,
   work: string,
   counts: Record<OpName, number>,
-  /** BSDIFF operations and source digests (gantry-hop-v2 readers); off for `compat: 'v1'`. */
+  /** BSDIFF operations (gantry-hop-v2 readers); off for `compat: 'v1'`. */
   current: boolean,
 ): Promise<number> {
   const sfd = fs.openSync(sourceImage, 'r');
@@ -398,7 +396,6 @@ async function writeBody(
       null;
     let outOffset = 0;
     const emit = (op: HopOp, data: Buffer | null): void => {
-      if (!current) delete op.sourceDigest;
       fs.writeSync(out, encodeOpHeader(op));
       if (data) fs.writeSync(out, data);
       ops++;
@@ -474,7 +471,6 @@ async function writeBody(
                 srcLen: best.srcLen,
                 dataLen: best.data.length,
                 digest,
-                sourceDigest: digestOf(best.source),
               },
               best.data,
             );
@@ -529,7 +525,6 @@ async function writeBody(
             srcLen,
             bytes: readAt(sfd, patch.srcStart, srcLen),
             sa: null,
-            digest: null,
           };
         }
         const chosen = await filePatch(lastOld, newBytes, work, current);
@@ -543,7 +538,6 @@ async function writeBody(
               srcLen,
               dataLen: chosen.data.length,
               digest: digestOf(newBytes),
-              sourceDigest: (lastOld.digest ??= digestOf(lastOld.bytes)),
             },
             chosen.data,
           );
@@ -583,8 +577,6 @@ interface OldFile {
   srcLen: number;
   bytes: Buffer;
   sa: Int32Array | null;
-  /** Its source digest (the gateway checks it before decoding against the slot), made once. */
-  digest: Buffer | null;
 }
 
 function estimate(data: Buffer): number {

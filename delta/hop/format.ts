@@ -13,11 +13,11 @@ import { Sha256Schema } from '../artifact.js';
  *   kind u8 | output length u32 | source offset u48 | source length u32 | data length u32 |
  *   output digest (first 16 bytes of its SHA-256) | [source digest] | data
  *
- * With `header.source_digests` (every delta this publisher makes), a PATCH carries a source digest:
- * the first 16 bytes of the SHA-256 of the source bytes it reads. A COPY's output digest is already
- * that of the source bytes it reads. So the gateway knows, before using them, whether the active
- * slot still holds an operation's source bytes; when it does not (a live root rewrites its
- * superblock, journal, /etc, /var), that operation's output is repaired from the bundle's chunks.
+ * With `header.source_digests` (deltas of publishers before 2026-12-05), a PATCH and a BSDIFF
+ * carry a source digest: the first 16 bytes of the SHA-256 of the source bytes they read. The
+ * gateway skips them: an operation's output digest is what tells whether the active slot still
+ * holds the source bytes it uses; when it does not (a live root rewrites its superblock, journal,
+ * /etc, /var), that operation's output is repaired from the bundle's chunks.
  *
  *   COPY   source bytes [offset, offset + output length) of the active slot
  *   ZERO   output length zero bytes
@@ -66,7 +66,10 @@ export const HopHeaderSchema = z.strictObject({
   source: z.strictObject({ size: z.number().int().nonnegative(), sha256: Sha256Schema }),
   target: z.strictObject({ size: z.number().int().nonnegative(), sha256: Sha256Schema }),
   ops: z.number().int().nonnegative(),
-  /** PATCH and BSDIFF operations carry the digest of the source bytes they read (SOURCE_DIGEST_BYTES). */
+  /**
+   * PATCH and BSDIFF operations carry the digest of the source bytes they read (SOURCE_DIGEST_BYTES):
+   * written by publishers before 2026-12-05, read past by the gateway.
+   */
   source_digests: z.literal(true).optional(),
   /** Bytes of the decoded body. */
   body_bytes: z.number().int().nonnegative(),

@@ -1,6 +1,8 @@
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import { Readable, Writable } from 'node:stream';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { DeltaRef, Payload } from '../../bundle/manifest.js';
@@ -9,11 +11,14 @@ import { buildHopDelta } from '../../delta/hop/build.js';
 import {
   carriesSourceDigest,
   decodeOpHeader,
+  encodeHeader,
+  encodeOpHeader,
   HOP_MAGIC,
   HopHeaderSchema,
   OP_HEADER_BYTES,
   OP_KINDS,
   SOURCE_DIGEST_BYTES,
+  type HopHeader,
 } from '../../delta/hop/format.js';
 import { createDecompressor } from '../../bundle/compression.js';
 import { openFileReadAt } from '../../core/lending.js';
@@ -87,14 +92,20 @@ function context(
   return { ctx, out, fetched };
 }
 
-/** The bytes of the source image a delta's operations read (COPY outputs, PATCH and BSDIFF sources). */
-async function sourceBytesUsed(deltaFile: string): Promise<number> {
+/** A delta's header and decoded body. */
+async function decodeDelta(deltaFile: string): Promise<{ header: HopHeader; body: Buffer }> {
   const all = fs.readFileSync(deltaFile);
   const len = all.readUInt32BE(HOP_MAGIC.length);
   const start = HOP_MAGIC.length + 4;
   const header = HopHeaderSchema.parse(JSON.parse(all.subarray(start, start + len).toString('utf8')));
   const decoder = createDecompressor(header.codec, header.body_bytes);
   const body = Buffer.concat(await decoder.end(all.subarray(start + len)).toArray());
+  return { header, body };
+}
+
+/** The bytes of the source image a delta's operations read (COPY outputs, PATCH and BSDIFF sources). */
+async function sourceBytesUsed(deltaFile: string): Promise<number> {
+  const { header, body } = await decodeDelta(deltaFile);
   let used = 0;
   for (let at = 0, i = 0; i < header.ops; i++) {
     const op = decodeOpHeader(body.subarray(at, at + OP_HEADER_BYTES));
@@ -197,6 +208,46 @@ describe('hop deltas', () => {
     // A run of COPYs one after the other reads ahead (4 MiB); a jump reads what it uses. Reading
     // ahead at every jump read 6.3 GB of the fixture's 512 MiB image.
     expect(read).toBeLessThanOrEqual(used + 4 * 1024 * 1024);
+  });
+
+  it('should still apply a delta whose PATCH and BSDIFF operations carry source digests (publishers before 2026-12-05)', async () => {
+    const { dir, v1, v2, deltaFile, built } = ownCopy();
+    // The same operations re-encoded the way the earlier publisher wrote them: the header flag,
+    // and after each PATCH's and BSDIFF's header the first 16 bytes of its source's SHA-256.
+    const { header, body } = await decodeDelta(deltaFile);
+    const source = fs.readFileSync(v1);
+    const parts: Buffer[] = [];
+    let withDigest = 0;
+    for (let at = 0, i = 0; i < header.ops; i++) {
+      const op = decodeOpHeader(body.subarray(at, at + OP_HEADER_BYTES));
+      at += OP_HEADER_BYTES;
+      if (carriesSourceDigest(op.kind)) {
+        const range = source.subarray(op.srcOffset, op.srcOffset + op.srcLen);
+        op.sourceDigest = createHash('sha256').update(range).digest().subarray(0, SOURCE_DIGEST_BYTES);
+        withDigest++;
+      }
+      parts.push(encodeOpHeader(op), body.subarray(at, at + op.dataLen));
+      at += op.dataLen;
+    }
+    expect(withDigest).toBeGreaterThan(0);
+    const newBody = Buffer.concat(parts);
+    const old = path.join(dir, 'old-publisher.hop');
+    fs.writeFileSync(
+      old,
+      Buffer.concat([
+        encodeHeader({ ...header, source_digests: true, body_bytes: newBody.length }),
+        zlib.brotliCompressSync(newBody),
+      ]),
+    );
+    const { payload } = hopRefs(built);
+    const { ctx, out } = context(dir, v1, old, payload);
+    const ref: DeltaRef = {
+      source_sha256: built.source.sha256,
+      source_version: 'v1.0.0',
+      artifact: { target: 'old-publisher.hop', size: fs.statSync(old).size, sha256: sha256Of(old) },
+    };
+    await createHopPlan(ref).apply(ctx);
+    expect(sha256Of(out)).toBe(sha256Of(v2));
   });
 
   it('should apply to a source whose superblock and journal superblock a mount rewrote, without any repair', async () => {
