@@ -87,11 +87,15 @@ export function zstdCli(args: string[]): Promise<void> {
  * image size; `limit` also stops the zstd decoder from materialising more than that (one pushed
  * chunk of RLE blocks can stand for gigabytes).
  */
-export function createDecompressor(compression: Compression, limit: number): Transform {
+export function createDecompressor(
+  compression: Compression,
+  limit: number,
+  /** Bytes per decoded chunk (brotli; zlib's default is 16 KiB, one thread-pool round trip each). */
+  opts: { chunkBytes?: number } = {},
+): Transform {
   if (compression === 'none') return new PassThrough();
   if (compression === 'brotli') {
-    const brotli = zlib.createBrotliDecompress();
-    return brotli;
+    return zlib.createBrotliDecompress(opts.chunkBytes ? { chunkSize: opts.chunkBytes } : {});
   }
   let produced = 0;
   let failure: Error | null = null;
