@@ -190,6 +190,19 @@ async function applyOps(
   let out = journal.out;
   let sinceCheckpoint = 0;
   let opsSinceCheckpoint = 0;
+  /** Operation `i` wrote `len` bytes onto the slot: counts them, checkpoints on the cadence. */
+  const advance = async (i: number, len: number, dataLen: number): Promise<void> => {
+    sweep(len + dataLen);
+    out += len;
+    sinceCheckpoint += len;
+    opsSinceCheckpoint++;
+    if (sinceCheckpoint >= every.bytes || opsSinceCheckpoint >= every.ops) {
+      await checkpoint(output, ctx, { delta_sha256: ref.artifact.sha256, op: i + 1, out });
+      sinceCheckpoint = 0;
+      opsSinceCheckpoint = 0;
+      ctx.onProgress({ outputBytes: out, wireBytes: wireBytes + (repair?.wireBytes ?? 0) });
+    }
+  };
   try {
     for (let i = 0; i < header.ops; i++) {
       if (ctx.signal.aborted) throw ctx.signal.reason;
@@ -199,10 +212,18 @@ async function applyOps(
       if (sourceDigests && carriesSourceDigest(op.kind)) await reader.read(SOURCE_DIGEST_BYTES);
       const data = op.dataLen > 0 ? await reader.read(op.dataLen) : null;
       if (i < journal.op) continue; // done before the restart: its bytes are on the slot, hashed above
+      if (out + op.outLen > ctx.payload.size) throw invalid('the hop delta writes past the image size');
+      if (
+        (op.kind === OP_KINDS.ZERO || (op.kind === OP_KINDS.COPY && op.outLen > PIECE_BYTES)) &&
+        (await writeInPieces(op, i, scratch, image, output))
+      ) {
+        await advance(i, op.outLen, 0);
+        continue;
+      }
       let bytes: Buffer | null = null;
       try {
         bytes = await runOp(op, data, ctx, header, scratch);
-        checkOutput(op, i, bytes, op.kind === OP_KINDS.ZERO ? scratch.zeroDigest(bytes.length) : undefined);
+        checkOutput(op, i, bytes);
       } catch (err) {
         if (!isSourceMismatch(err) || !repair || !(await repair.available())) throw err;
         // A COPY's bytes are the slot's: most of its chunks may still be right there.
@@ -215,19 +236,9 @@ async function applyOps(
         }
         repaired++;
       }
-      if (out + bytes.length > ctx.payload.size) throw invalid('the hop delta writes past the image size');
       await hashImage(image, bytes);
       await write(output, bytes);
-      sweep(bytes.length + (data?.length ?? 0));
-      out += bytes.length;
-      sinceCheckpoint += bytes.length;
-      opsSinceCheckpoint++;
-      if (sinceCheckpoint >= every.bytes || opsSinceCheckpoint >= every.ops) {
-        await checkpoint(output, ctx, { delta_sha256: ref.artifact.sha256, op: i + 1, out });
-        sinceCheckpoint = 0;
-        opsSinceCheckpoint = 0;
-        ctx.onProgress({ outputBytes: out, wireBytes: wireBytes + (repair?.wireBytes ?? 0) });
-      }
+      await advance(i, bytes.length, data?.length ?? 0);
     }
     await new Promise<void>((resolve, reject) => {
       output.once('error', reject);
@@ -269,8 +280,8 @@ function digestOf(bytes: Buffer): Buffer {
  * An operation's output against its digest. For an operation reading the active slot, other
  * bytes mean the slot does not hold the source the delta was made from (a source mismatch).
  */
-function checkOutput(op: HopOp, i: number, bytes: Buffer, digest = digestOf(bytes)): void {
-  if (digest.equals(op.digest)) return;
+function checkOutput(op: HopOp, i: number, bytes: Buffer): void {
+  if (digestOf(bytes).equals(op.digest)) return;
   const readsSource = opReadsSource(op);
   throw invalid(
     `hop operation ${i} (${opName(op)}) produced other bytes than the delta says${readsSource ? ': the active slot does not hold the image its record names' : ''}`,
@@ -292,6 +303,8 @@ async function checkpoint(
   writeFileAtomicSync(journalPath(ctx), JSON.stringify(journal));
 }
 
+/** ZERO and long COPY operations are written in pieces of this size (see writeInPieces). */
+const PIECE_BYTES = 1024 * 1024;
 /** What a read of a run of COPYs fetches at least (see SlotWindow.read). */
 const READ_AHEAD_BYTES = 4 * 1024 * 1024;
 
@@ -362,15 +375,11 @@ class Scratch {
 
   readonly runs = new SlotWindow(READ_AHEAD_BYTES);
   readonly files = new SlotWindow(0);
-  private zeros = Buffer.alloc(0);
-
+  /** A long COPY's source, one piece at a time (see writeInPieces). */
+  readonly piece = Buffer.allocUnsafeSlow(PIECE_BYTES);
+  /** PIECE_BYTES zero bytes, never written into. */
+  readonly zeros = Buffer.alloc(PIECE_BYTES);
   private readonly zeroDigests = new Map<number, Buffer>();
-
-  /** `len` zero bytes (never written into). */
-  zeroes(len: number): Buffer {
-    if (this.zeros.length < len) this.zeros = Buffer.alloc(len);
-    return this.zeros.subarray(0, len);
-  }
 
   /**
    * The digest of `len` zero bytes, computed once per length: ZERO operations write the same
@@ -379,11 +388,65 @@ class Scratch {
   zeroDigest(len: number): Buffer {
     let digest = this.zeroDigests.get(len);
     if (!digest) {
-      digest = digestOf(this.zeroes(len));
+      const hash = createHash('sha256');
+      for (let at = 0; at < len; at += PIECE_BYTES)
+        hash.update(this.zeros.subarray(0, Math.min(PIECE_BYTES, len - at)));
+      digest = hash.digest().subarray(0, OP_DIGEST_BYTES);
       this.zeroDigests.set(len, digest);
     }
     return digest;
   }
+}
+
+/**
+ * A ZERO, or a COPY longer than PIECE_BYTES, written in pieces instead of as one buffer of up to
+ * 16 MiB (a zero buffer and a COPY window of that size stayed allocated for the whole apply).
+ * Nothing is written before the operation's output is verified: a COPY's source is read and hashed
+ * once, then read again to be written, hashed again, and checked again at its end. False when its
+ * source does not hold the bytes (nothing written: the caller reads it whole and repairs it). The
+ * active slot changing between the two reads (a live root writing right there, in that instant)
+ * fails the apply as a source mismatch: the pipeline then fetches the full bundle.
+ */
+async function writeInPieces(
+  op: HopOp,
+  i: number,
+  scratch: Scratch,
+  image: BundleDigests,
+  output: Writable,
+): Promise<boolean> {
+  if (op.kind === OP_KINDS.ZERO) {
+    if (!scratch.zeroDigest(op.outLen).equals(op.digest)) {
+      throw invalid(`hop operation ${i} (ZERO) produced other bytes than the delta says`, { op: i });
+    }
+    for (let at = 0; at < op.outLen; at += PIECE_BYTES) {
+      const piece = scratch.zeros.subarray(0, Math.min(PIECE_BYTES, op.outLen - at));
+      await hashImage(image, piece);
+      await write(output, piece);
+    }
+    return true;
+  }
+  const copied = async (each?: (piece: Buffer) => Promise<void>): Promise<boolean> => {
+    const hash = createHash('sha256');
+    for (let at = 0; at < op.outLen; at += PIECE_BYTES) {
+      const piece = scratch.piece.subarray(0, Math.min(PIECE_BYTES, op.outLen - at));
+      if ((await scratch.source.read(piece, op.srcOffset + at)) !== piece.length) return false;
+      hash.update(piece);
+      await each?.(piece);
+    }
+    return hash.digest().subarray(0, OP_DIGEST_BYTES).equals(op.digest);
+  };
+  if (!(await copied())) return false;
+  const again = await copied(async (piece) => {
+    await hashImage(image, piece);
+    await write(output, piece);
+  });
+  if (!again) {
+    throw invalid(`the active slot changed while hop operation ${i} (COPY) was copied from it`, {
+      [SOURCE_MISMATCH]: true,
+      op: i,
+    });
+  }
+  return true;
 }
 
 /** Bytes handed to the hashing thread at once (its blocks' size). */
@@ -423,7 +486,7 @@ async function runOp(
     case OP_KINDS.COPY:
       return readSource(scratch.runs, op.srcOffset, op.outLen);
     case OP_KINDS.ZERO:
-      return scratch.zeroes(op.outLen);
+      return Buffer.alloc(op.outLen); // written in pieces (writeInPieces) before it gets here
     case OP_KINDS.NEW:
       return data!;
     case OP_KINDS.PATCH: {

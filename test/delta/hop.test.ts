@@ -6,7 +6,7 @@ import zlib from 'node:zlib';
 import { Readable, Writable } from 'node:stream';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { DeltaRef, Payload } from '../../bundle/manifest.js';
-import { createHopPlan } from '../../delta/hop/apply.js';
+import { createHopPlan, isSourceMismatch } from '../../delta/hop/apply.js';
 import { buildHopDelta } from '../../delta/hop/build.js';
 import {
   carriesSourceDigest,
@@ -24,6 +24,7 @@ import { createDecompressor } from '../../bundle/compression.js';
 import { openFileReadAt } from '../../core/lending.js';
 import type { DeltaContext, DeltaOutput } from '../../delta/path.js';
 import { makeTempDir } from '../helpers/temp.js';
+import { seededBytes } from './helpers.js';
 import { buildImagePair, sha256Of } from './images.js';
 
 /** An output file written in order from an offset, like a slot writer (truncates past it). */
@@ -346,5 +347,110 @@ describe('hop deltas', () => {
     await expect(createHopPlan(ref).apply(ctx)).rejects.toMatchObject({ gantryCode: 'OTA_INVALID_IMAGE' });
     expect(fetched).toEqual([]);
     expect(fs.existsSync(out)).toBe(false);
+  });
+});
+
+describe('hop deltas: long COPY and ZERO operations, written in pieces', () => {
+  /** 6 MiB of old image; the new one keeps its first 4 MiB, changes 8 KiB, ends in 1.5 MiB of zeros. */
+  async function longOpsPair(): Promise<{
+    dir: string;
+    v1: string;
+    v2: string;
+    deltaFile: string;
+    built: Awaited<ReturnType<typeof buildHopDelta>>;
+  }> {
+    const dir = makeTempDir();
+    const old = seededBytes('long-ops', 6 * 1024 * 1024);
+    const next = Buffer.from(old);
+    seededBytes('long-ops-change', 8192).copy(next, 4 * 1024 * 1024);
+    next.fill(0, next.length - 1536 * 1024);
+    const v1 = path.join(dir, 'v1.img');
+    const v2 = path.join(dir, 'v2.img');
+    fs.writeFileSync(v1, old);
+    fs.writeFileSync(v2, next);
+    const deltaFile = path.join(dir, 'v1-v2.hop');
+    const built = await buildHopDelta({ source: v1, target: v2, out: deltaFile, mode: 'blocks' });
+    return { dir, v1, v2, deltaFile, built };
+  }
+
+  /** The first operation of `kind` longer than 1 MiB, and where its output starts. */
+  async function longOp(
+    deltaFile: string,
+    kind: number,
+  ): Promise<{ outAt: number; srcOffset: number; outLen: number }> {
+    const { header, body } = await decodeDelta(deltaFile);
+    let outAt = 0;
+    for (let at = 0, i = 0; i < header.ops; i++) {
+      const op = decodeOpHeader(body.subarray(at, at + OP_HEADER_BYTES));
+      at += OP_HEADER_BYTES + op.dataLen;
+      if (op.kind === kind && op.outLen > 1024 * 1024)
+        return { outAt, srcOffset: op.srcOffset, outLen: op.outLen };
+      outAt += op.outLen;
+    }
+    throw new Error(`no operation of kind ${kind} over 1 MiB`);
+  }
+
+  it('should give the exact image', async () => {
+    const { dir, v1, v2, deltaFile, built } = await longOpsPair();
+    await longOp(deltaFile, OP_KINDS.COPY);
+    await longOp(deltaFile, OP_KINDS.ZERO);
+    const { payload, ref } = hopRefs(built);
+    const { ctx, out } = context(dir, v1, deltaFile, payload);
+    await createHopPlan(ref).apply(ctx);
+    expect(sha256Of(out)).toBe(sha256Of(v2));
+  });
+
+  it('should refuse a long COPY whose source changed as a source mismatch, before writing any of it', async () => {
+    const { dir, v1, deltaFile, built } = await longOpsPair();
+    const copy = await longOp(deltaFile, OP_KINDS.COPY);
+    const fd = fs.openSync(v1, 'r+');
+    fs.writeSync(fd, Buffer.from('live write'), 0, 10, copy.srcOffset + copy.outLen - 100_000);
+    fs.closeSync(fd);
+    const { payload, ref } = hopRefs(built);
+    const { ctx, out } = context(dir, v1, deltaFile, payload);
+    const failed = await createHopPlan(ref)
+      .apply({ ...ctx, source: { ...ctx.source, sha256: built.source.sha256 } })
+      .catch((err: unknown) => err);
+    expect(isSourceMismatch(failed)).toBe(true);
+    expect(fs.statSync(out).size).toBeLessThanOrEqual(copy.outAt);
+  });
+
+  it('should fail as a source mismatch when the source changes between the check and the copy of a long COPY', async () => {
+    const { dir, v1, deltaFile, built } = await longOpsPair();
+    const copy = await longOp(deltaFile, OP_KINDS.COPY);
+    const { payload, ref } = hopRefs(built);
+    const { ctx, out } = context(dir, v1, deltaFile, payload);
+    // The running system writes into the COPY's source right after Gantry read its last piece once.
+    const last = copy.srcOffset + copy.outLen - 1;
+    let changed = false;
+    const racing = {
+      ...ctx,
+      source: {
+        ...ctx.source,
+        openReadAt: async () => {
+          const reader = await ctx.source.openReadAt();
+          return {
+            read: async (into: Buffer, position: number) => {
+              const n = await reader.read(into, position);
+              if (!changed && position <= last && last < position + n) {
+                changed = true;
+                const fd = fs.openSync(v1, 'r+');
+                fs.writeSync(fd, Buffer.from('live'), 0, 4, copy.srcOffset + 10);
+                fs.closeSync(fd);
+              }
+              return n;
+            },
+            close: () => reader.close(),
+          };
+        },
+      },
+    };
+    const failed = await createHopPlan(ref)
+      .apply(racing)
+      .catch((err: unknown) => err);
+    expect(changed).toBe(true);
+    expect(isSourceMismatch(failed)).toBe(true);
+    expect((failed as Error).message).toMatch(/changed while hop operation \d+ \(COPY\) was copied/);
+    expect(sha256Of(out)).not.toBe(built.target.sha256);
   });
 });
