@@ -20,6 +20,11 @@ const BROTLI_LGWIN = 24;
 export interface CompressOptions {
   /** brotli 0-11 (default 11), zstd 1-19 (default 19). */
   level?: number;
+  /**
+   * brotli's window, log2 bytes (default 24, 16 MiB): the decoder on the gateway holds a ring buffer
+   * of that size for the whole stream.
+   */
+  brotliWindowBits?: number;
 }
 
 /** The payload file compressed into `out`; its size and SHA-256 (the manifest's `stored`). */
@@ -38,7 +43,7 @@ export async function compressFile(
       zlib.createBrotliCompress({
         params: {
           [zlib.constants.BROTLI_PARAM_QUALITY]: opts.level ?? 11,
-          [zlib.constants.BROTLI_PARAM_LGWIN]: BROTLI_LGWIN,
+          [zlib.constants.BROTLI_PARAM_LGWIN]: opts.brotliWindowBits ?? BROTLI_LGWIN,
           [zlib.constants.BROTLI_PARAM_SIZE_HINT]: size,
         },
       }),

@@ -325,6 +325,23 @@ export class BsdiffError extends Error {}
  * the patch and the output). Throws BsdiffError when the patch is malformed or does not fit.
  */
 export function bsdiffDecode(old: Uint8Array, patch: Buffer, outLen: number): Buffer {
+  const out = Buffer.allocUnsafe(outLen);
+  for (const piece of bsdiffDecodePieces(old, patch, outLen, out)) void piece;
+  return out;
+}
+
+/**
+ * The same output as bsdiffDecode, written into `piece` and yielded each time it is full (then the
+ * rest), so a long output needs no buffer of its own: the caller hashes or writes each piece before
+ * asking for the next, which overwrites it. The patch's consistency is checked as it is read and at
+ * its end (after the last piece): a caller must not trust the pieces before the generator is done.
+ */
+export function* bsdiffDecodePieces(
+  old: Uint8Array,
+  patch: Buffer,
+  outLen: number,
+  piece: Buffer,
+): Generator<Buffer, void> {
   const head = new Cursor(patch, patch.length);
   const controls = head.varint();
   const diffLen = head.varint();
@@ -338,9 +355,9 @@ export function bsdiffDecode(old: Uint8Array, patch: Buffer, outLen: number): Bu
   ctl.at = head.at;
   let diffAt = controlEnd;
   let extraAt = controlEnd + diffLen;
-  const out = Buffer.allocUnsafe(outLen);
   let o = 0;
   let pos = 0;
+  let fill = 0;
   for (let c = 0; c < controls; c++) {
     const add = ctl.varint();
     const ext = ctl.varint();
@@ -349,18 +366,36 @@ export function bsdiffDecode(old: Uint8Array, patch: Buffer, outLen: number): Bu
       throw new BsdiffError('a difference overruns');
     if (add > 0 && (pos < 0 || pos + add > old.length))
       throw new BsdiffError('a difference reads outside the old bytes');
-    for (let i = 0; i < add; i++) out[o + i] = (old[pos + i]! + patch[diffAt + i]!) & 0xff;
-    o += add;
-    diffAt += add;
-    pos += add;
+    for (let left = add; left > 0;) {
+      const n = Math.min(left, piece.length - fill);
+      for (let i = 0; i < n; i++) piece[fill + i] = (old[pos + i]! + patch[diffAt + i]!) & 0xff;
+      fill += n;
+      o += n;
+      diffAt += n;
+      pos += n;
+      left -= n;
+      if (fill === piece.length) {
+        yield piece;
+        fill = 0;
+      }
+    }
     if (ext > outLen - o || ext > patch.length - extraAt) throw new BsdiffError('the extra bytes overrun');
-    patch.copy(out, o, extraAt, extraAt + ext);
-    o += ext;
-    extraAt += ext;
+    for (let left = ext; left > 0;) {
+      const n = Math.min(left, piece.length - fill);
+      patch.copy(piece, fill, extraAt, extraAt + n);
+      fill += n;
+      o += n;
+      extraAt += n;
+      left -= n;
+      if (fill === piece.length) {
+        yield piece;
+        fill = 0;
+      }
+    }
     pos += seek;
   }
   if (ctl.at !== controlEnd || o !== outLen || diffAt !== controlEnd + diffLen || extraAt !== patch.length) {
     throw new BsdiffError('the patch does not account for all its bytes');
   }
-  return out;
+  if (fill > 0) yield piece.subarray(0, fill);
 }

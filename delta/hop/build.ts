@@ -58,6 +58,8 @@ const NEIGHBOUR_PATCH_WORTH = 0.6;
 const NEIGHBOUR_BSDIFF_BYTES = 16 * 1024;
 
 const run = promisify(execFile);
+/** The delta body's brotli window (log2 bytes), see buildHopDelta. */
+const HOP_BODY_BROTLI_WINDOW_BITS = 22;
 
 export interface BuildHopOptions {
   source: string;
@@ -120,7 +122,10 @@ export async function buildHopDelta(opts: BuildHopOptions): Promise<BuiltHop> {
     );
     const bodyBytes = fs.statSync(body).size;
     const compressed = path.join(work, 'body.c');
-    await compressFile(body, compressed, codec);
+    // A 4 MiB window: the gateway's decoder holds a ring buffer of the window's size while it
+    // applies. On the fixture's 36.5 MB body, 2,321,045 bytes against 2,318,432 with 16 MiB (+0.1 %)
+    // for 12 MiB less resident on the gateway.
+    await compressFile(body, compressed, codec, { brotliWindowBits: HOP_BODY_BROTLI_WINDOW_BITS });
     const header = encodeHeader({
       // v1 when it can be (gateways without BSDIFF still apply it), v2 when a BSDIFF is used.
       format: counts.BSDIFF > 0 ? HOP_FORMAT_V2 : HOP_FORMAT,

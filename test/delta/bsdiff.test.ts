@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import {
   BsdiffError,
   bsdiffDecode,
+  bsdiffDecodePieces,
   bsdiffEncode,
   bsdiffInPlace,
   suffixArray,
@@ -75,6 +76,31 @@ describe('bsdiff encoding of hop BSDIFF operations', () => {
     roundTrip(Buffer.alloc(0), randomBytes(100));
     roundTrip(randomBytes(100), Buffer.alloc(0));
     roundTrip(Buffer.alloc(10_000), Buffer.alloc(12_000));
+  });
+
+  it('should give the same bytes decoded into pieces of any size, and fail the same way on a bad patch', () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ maxLength: 3000 }),
+        fc.uint8Array({ maxLength: 3000 }),
+        fc.integer({ min: 1, max: 4000 }),
+        (oldBytes, newBytes, pieceBytes) => {
+          const old = Buffer.from(oldBytes);
+          const patch = bsdiffEncode(old, Buffer.from(newBytes));
+          const pieces: Buffer[] = [];
+          for (const piece of bsdiffDecodePieces(old, patch, newBytes.length, Buffer.alloc(pieceBytes))) {
+            expect(piece.length).toBeLessThanOrEqual(pieceBytes);
+            pieces.push(Buffer.from(piece)); // the next piece overwrites this one
+          }
+          expect(Buffer.concat(pieces).equals(Buffer.from(newBytes))).toBe(true);
+          const cut = patch.subarray(0, patch.length - 1);
+          expect(() => [...bsdiffDecodePieces(old, cut, newBytes.length, Buffer.alloc(pieceBytes))]).toThrow(
+            BsdiffError,
+          );
+        },
+      ),
+      { numRuns: 200 },
+    );
   });
 
   it('should rebuild blocks rewritten in place from their byte-wise differences', () => {

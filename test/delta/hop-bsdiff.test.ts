@@ -1,13 +1,21 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import type { Payload } from '../../bundle/manifest.js';
 import { openFileReadAt } from '../../core/lending.js';
-import { createHopPlan } from '../../delta/hop/apply.js';
+import { createHopPlan, isSourceMismatch } from '../../delta/hop/apply.js';
 import { buildHopDelta } from '../../delta/hop/build.js';
-import { HOP_MAGIC } from '../../delta/hop/format.js';
+import {
+  decodeOpHeader,
+  HOP_MAGIC,
+  HopHeaderSchema,
+  OP_HEADER_BYTES,
+  OP_KINDS,
+  type HopOp,
+} from '../../delta/hop/format.js';
 import type { DeltaContext, DeltaOutput } from '../../delta/path.js';
 import { makeTempDir } from '../helpers/temp.js';
 import { pseudoRandom, sha256Of } from './images.js';
@@ -29,12 +37,13 @@ function binary(words: number, insertAt: number, inserted: number): Buffer {
 }
 
 /** ext4 images whose release 2 recompiled a library: same code, addresses shifted after an insertion. */
-function imagePair(dir: string): { v1: string; v2: string } {
+function imagePair(dir: string, words = 60_000): { v1: string; v2: string } {
   const images: string[] = [];
   for (const version of [1, 2]) {
     const tree = path.join(dir, `tree${version}`);
     fs.mkdirSync(path.join(tree, 'usr/lib'), { recursive: true });
-    fs.writeFileSync(path.join(tree, 'usr/lib/libshift.so'), binary(60_000, 30_000, version === 2 ? 200 : 0));
+    const library = binary(words, words / 2, version === 2 ? 200 : 0);
+    fs.writeFileSync(path.join(tree, 'usr/lib/libshift.so'), library);
     fs.writeFileSync(path.join(tree, 'usr/lib/data.bin'), pseudoRandom(9, 100_000));
     const image = path.join(dir, `v${version}.img`);
     execFileSync(
@@ -45,6 +54,22 @@ function imagePair(dir: string): { v1: string; v2: string } {
     images.push(image);
   }
   return { v1: images[0]!, v2: images[1]! };
+}
+
+/** The BSDIFF operations of a delta (its body decoded). */
+function bsdiffOps(deltaFile: string): HopOp[] {
+  const all = fs.readFileSync(deltaFile);
+  const len = all.readUInt32BE(HOP_MAGIC.length);
+  const start = HOP_MAGIC.length + 4;
+  const header = HopHeaderSchema.parse(JSON.parse(all.subarray(start, start + len).toString('utf8')));
+  const body = zlib.brotliDecompressSync(all.subarray(start + len));
+  const ops: HopOp[] = [];
+  for (let at = 0, i = 0; i < header.ops; i++) {
+    const op = decodeOpHeader(body.subarray(at, at + OP_HEADER_BYTES));
+    at += OP_HEADER_BYTES + op.dataLen;
+    if (op.kind === OP_KINDS.BSDIFF) ops.push(op);
+  }
+  return ops;
 }
 
 function context(
@@ -188,4 +213,36 @@ describe('hop deltas with BSDIFF operations', () => {
     }).apply(run.ctx);
     expect(sha256Of(run.out)).toBe(sha256Of(v2));
   }, 60_000);
+  it('should decode a BSDIFF longer than 1 MiB in pieces, to the exact image, and refuse it as a source mismatch when its source changed', async () => {
+    const dir = makeTempDir();
+    const { v1, v2 } = imagePair(dir, 400_000); // a 1.6 MB library
+    const deltaFile = path.join(dir, 'v1-v2.hop');
+    const built = await buildHopDelta({ source: v1, target: v2, out: deltaFile });
+    const long = bsdiffOps(deltaFile).find((op) => op.outLen > 1024 * 1024);
+    expect(long, 'a BSDIFF operation over 1 MiB').toBeDefined();
+    const payload: Payload = {
+      name: 'rootfs.img',
+      kind: 'rootfs',
+      size: built.target.size,
+      sha256: built.target.sha256,
+    };
+    const ref = {
+      source_sha256: built.source.sha256,
+      source_version: 'v1.0.0',
+      artifact: { target: 'v1-v2.hop', size: fs.statSync(deltaFile).size, sha256: sha256Of(deltaFile) },
+    };
+    const good = context(path.join(dir, 'good'), v1, deltaFile, payload);
+    await createHopPlan(ref).apply(good.ctx);
+    expect(sha256Of(good.out)).toBe(sha256Of(v2));
+
+    // The running system changed the old library's bytes the patch reads.
+    const fd = fs.openSync(v1, 'r+');
+    fs.writeSync(fd, Buffer.from('live write'), 0, 10, long!.srcOffset + Math.floor(long!.srcLen / 2));
+    fs.closeSync(fd);
+    const changed = context(path.join(dir, 'changed'), v1, deltaFile, payload);
+    const failed = await createHopPlan(ref)
+      .apply({ ...changed.ctx, source: { ...changed.ctx.source, sha256: built.source.sha256 } })
+      .catch((err: unknown) => err);
+    expect(isSourceMismatch(failed)).toBe(true);
+  });
 });

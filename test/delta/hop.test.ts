@@ -162,6 +162,12 @@ describe('hop deltas', () => {
     expect(built.ops.COPY).toBeGreaterThan(0);
     // The changed files are a few percent of the image; the delta must be far below its size.
     expect(built.size).toBeLessThan(fs.statSync(v2).size / 20);
+    // The body's brotli window is 4 MiB (WBITS 22 in the stream's first bits): the gateway's decoder
+    // holds that much while it applies, not 16 MiB.
+    const file = fs.readFileSync(deltaFile);
+    expect(file[HOP_MAGIC.length + 4 + file.readUInt32BE(HOP_MAGIC.length)]! & 0x0f).toBe(
+      1 | ((22 - 17) << 1),
+    );
 
     const { payload, ref } = hopRefs(built);
     const { ctx, out, fetched } = context(dir, v1, deltaFile, payload);
