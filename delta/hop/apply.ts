@@ -1,14 +1,10 @@
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Readable, Writable } from 'node:stream';
 import { decode as decodeVcdiff } from '@ably/vcdiff-decoder';
-import { BsdiffError, bsdiffDecodePieces } from './bsdiff.js';
 import { applyBsdiffOp } from './patch.js';
 import { createDecompressor } from '../../bundle/compression.js';
 import { inlineDigests, threadDigests, type BundleDigests } from '../../bundle/digests.js';
 import type { DeltaRef, DynamicRef } from '../../bundle/manifest.js';
-import { GantryError, isGantryError } from '../../core/errors.js';
 import { formatBytes } from '../../core/format.js';
 import { writeFileAtomicSync } from '../../core/fsutil.js';
 import { consumeChunks, type FileReadAt } from '../../core/lending.js';
@@ -18,19 +14,17 @@ import {
   carriesSourceDigest,
   decodeOpHeader,
   HOP_FORMAT_V2,
-  HOP_MAGIC,
-  HopHeaderSchema,
-  MAX_HEADER_BYTES,
-  OP_DIGEST_BYTES,
   OP_HEADER_BYTES,
   OP_KINDS,
-  OP_NAMES,
-  opReadsSource,
   SOURCE_DIGEST_BYTES,
   type HopHeader,
   type HopOp,
 } from './format.js';
+import { ByteReader, downloadDelta, readHeader } from './delta-file.js';
+import { hashImage, write, writeInPieces } from './pieces.js';
 import { ChunkRepair } from './repair.js';
+import { PIECE_BYTES, Scratch, type SlotWindow } from './slot-window.js';
+import { checkOutput, digestOf, invalid, isSourceMismatch, opName, SOURCE_MISMATCH } from './verify.js';
 
 /** Durability cadence of an apply: fsync the slot, then the journal, after this much output. */
 export interface CheckpointCadence {
@@ -43,20 +37,6 @@ export interface CheckpointCadence {
  * fixture (7,132 operations) one every 256 operations spent 3.6 s of 21 in fsync.
  */
 const DEFAULT_CADENCE: CheckpointCadence = { bytes: 64 * 1024 * 1024, ops: 4096 };
-/** While the delta downloads, progress is reported every this many bytes. */
-const PROGRESS_BYTES = 16 * 1024;
-
-/** `details.source_mismatch` of the error an operation reading the active slot fails with. */
-const SOURCE_MISMATCH = 'source_mismatch';
-
-/** The active slot did not give the bytes the delta was computed from: the delta cannot be used. */
-export function isSourceMismatch(err: unknown): boolean {
-  return isGantryError(err) && err.details?.[SOURCE_MISMATCH] === true;
-}
-
-function invalid(message: string, details?: Record<string, unknown>): GantryError {
-  return new GantryError('OTA_INVALID_IMAGE', message, details);
-}
 
 /**
  * The hop path for one published delta: one GET of the delta, then operations applied locally.
@@ -276,27 +256,6 @@ async function applyOps(
   };
 }
 
-function digestOf(bytes: Buffer): Buffer {
-  return createHash('sha256').update(bytes).digest().subarray(0, OP_DIGEST_BYTES);
-}
-
-/**
- * An operation's output against its digest. For an operation reading the active slot, other
- * bytes mean the slot does not hold the source the delta was made from (a source mismatch).
- */
-function checkOutput(op: HopOp, i: number, bytes: Buffer): void {
-  if (digestOf(bytes).equals(op.digest)) return;
-  const readsSource = opReadsSource(op);
-  throw invalid(
-    `hop operation ${i} (${opName(op)}) produced other bytes than the delta says${readsSource ? ': the active slot does not hold the image its record names' : ''}`,
-    readsSource ? { [SOURCE_MISMATCH]: true, op: i } : { op: i },
-  );
-}
-
-function opName(op: HopOp): string {
-  return OP_NAMES[op.kind];
-}
-
 async function checkpoint(
   output: { checkpoint(): Promise<number> },
   ctx: DeltaContext,
@@ -307,217 +266,8 @@ async function checkpoint(
   writeFileAtomicSync(journalPath(ctx), JSON.stringify(journal));
 }
 
-/** ZERO and long COPY operations are written in pieces of this size (see writeInPieces). */
-const PIECE_BYTES = 1024 * 1024;
-/** What a read of a run of COPYs fetches at least (see SlotWindow.read). */
-const READ_AHEAD_BYTES = 4 * 1024 * 1024;
-
-/**
- * A reused buffer holding bytes [start, start + held) of the active slot, as last read. Reused
- * from one operation to the next (each output is hashed and handed to the slot writer, which
- * copies it, before the next operation runs): a new 4-16 MiB buffer per operation left hundreds of
- * MiB to the garbage collector (on the fixture, 4.7 s of GC in 21 s).
- */
-class SlotWindow {
-  private buffer = Buffer.alloc(0);
-  private start = 0;
-  private held = 0;
-  /** Where the last range asked for ended: a range starting there continues a sequential run. */
-  private lastEnd = -1;
-
-  constructor(private readonly readAhead: number) {}
-
-  /**
-   * Bytes [offset, offset + len) of the active slot, valid until the next read of this window.
-   * What the last read holds of the new range is kept, not read again; a range continuing the
-   * last one reads at least `readAhead` bytes. The bytes are those read then; every use checks
-   * them against a digest either way.
-   */
-  async read(source: FileReadAt, size: number, offset: number, len: number): Promise<Buffer> {
-    const heldEnd = this.start + this.held;
-    const sequential = offset === this.lastEnd;
-    this.lastEnd = offset + len;
-    if (offset >= this.start && offset + len <= heldEnd) {
-      return this.buffer.subarray(offset - this.start, offset - this.start + len);
-    }
-    const want = sequential ? Math.max(len, Math.min(size, offset + this.readAhead) - offset) : len;
-    if (this.buffer.length < want) {
-      const larger = Buffer.allocUnsafeSlow(want);
-      this.buffer.copy(larger, 0, 0, this.held);
-      this.buffer = larger;
-    }
-    let have = 0;
-    if (offset >= this.start && offset < heldEnd) {
-      have = heldEnd - offset;
-      this.buffer.copyWithin(0, offset - this.start, offset - this.start + have);
-    }
-    this.start = offset;
-    this.held = have;
-    const got = await source.read(this.buffer.subarray(have, want), offset + have);
-    if (got !== want - have) {
-      throw invalid(`the active slot gave ${got} of ${want - have} bytes`, { [SOURCE_MISMATCH]: true });
-    }
-    this.held = want;
-    return this.buffer.subarray(0, len);
-  }
-}
-
-/**
- * The apply's reused buffers. Two windows on the active slot, because its reads come in two
- * patterns: COPYs often follow each other through the image (~80 KiB each on the fixture), where
- * one read of a few MiB serves the next ones, but jump where the new image placed files elsewhere;
- * a PATCH's or BSDIFF's source is the old file, anywhere on the slot (consecutive ones overlap, as
- * each takes the old bytes around its file). Reading ahead at every jump read 6.3 GB of the
- * fixture's 512 MiB image (1,599 reads of 4 MiB, most never used; 12.2 s to apply on files, 6.1
- * s reading ahead only in sequence); one window for both re-read a COPY run after each PATCH.
- */
-class Scratch {
-  constructor(
-    /** The active slot, open for the whole apply. */
-    readonly source: FileReadAt,
-    /** Its image's size: what operations may read. */
-    readonly sourceSize: number,
-  ) {}
-
-  readonly runs = new SlotWindow(READ_AHEAD_BYTES);
-  readonly files = new SlotWindow(0);
-  /** A long COPY's source, one piece at a time (see writeInPieces). */
-  readonly piece = Buffer.allocUnsafeSlow(PIECE_BYTES);
-  /** PIECE_BYTES zero bytes, never written into. */
-  readonly zeros = Buffer.alloc(PIECE_BYTES);
-  private readonly zeroDigests = new Map<number, Buffer>();
-
-  /**
-   * The digest of `len` zero bytes, computed once per length: ZERO operations write the same
-   * lengths again and again (98 MB in 27 operations on the fixture), and those bytes never change.
-   */
-  zeroDigest(len: number): Buffer {
-    let digest = this.zeroDigests.get(len);
-    if (!digest) {
-      const hash = createHash('sha256');
-      for (let at = 0; at < len; at += PIECE_BYTES)
-        hash.update(this.zeros.subarray(0, Math.min(PIECE_BYTES, len - at)));
-      digest = hash.digest().subarray(0, OP_DIGEST_BYTES);
-      this.zeroDigests.set(len, digest);
-    }
-    return digest;
-  }
-}
-
-/**
- * A ZERO, or a COPY or BSDIFF longer than PIECE_BYTES, written in pieces instead of as one buffer
- * of up to 16 MiB (a zero buffer and a COPY window of that size stayed allocated for the whole
- * apply, and each long BSDIFF allocated its output).
- * Nothing is written before the operation's output is verified: a COPY's source is read and hashed
- * once, then read again to be written, hashed again, and checked again at its end. False when its
- * source does not hold the bytes (nothing written: the caller reads it whole and repairs it). The
- * active slot changing between the two reads (a live root writing right there, in that instant)
- * fails the apply as a source mismatch: the pipeline then fetches the full bundle.
- */
-async function writeInPieces(
-  op: HopOp,
-  i: number,
-  data: Buffer | null,
-  scratch: Scratch,
-  image: BundleDigests,
-  output: Writable,
-): Promise<boolean> {
-  if (op.kind === OP_KINDS.ZERO) {
-    if (!scratch.zeroDigest(op.outLen).equals(op.digest)) {
-      throw invalid(`hop operation ${i} (ZERO) produced other bytes than the delta says`, { op: i });
-    }
-    for (let at = 0; at < op.outLen; at += PIECE_BYTES) {
-      const piece = scratch.zeros.subarray(0, Math.min(PIECE_BYTES, op.outLen - at));
-      await hashImage(image, piece);
-      await write(output, piece);
-    }
-    return true;
-  }
-  const copied = async (each?: (piece: Buffer) => Promise<void>): Promise<boolean> => {
-    const hash = createHash('sha256');
-    for (let at = 0; at < op.outLen; at += PIECE_BYTES) {
-      const piece = scratch.piece.subarray(0, Math.min(PIECE_BYTES, op.outLen - at));
-      if ((await scratch.source.read(piece, op.srcOffset + at)) !== piece.length) return false;
-      hash.update(piece);
-      await each?.(piece);
-    }
-    return hash.digest().subarray(0, OP_DIGEST_BYTES).equals(op.digest);
-  };
-  if (op.kind === OP_KINDS.BSDIFF) return bsdiffInPieces(op, i, data!, scratch, image, output);
-  if (!(await copied())) return false;
-  const again = await copied(async (piece) => {
-    await hashImage(image, piece);
-    await write(output, piece);
-  });
-  if (!again) {
-    throw invalid(`the active slot changed while hop operation ${i} (COPY) was copied from it`, {
-      [SOURCE_MISMATCH]: true,
-      op: i,
-    });
-  }
-  return true;
-}
-
-/**
- * A long BSDIFF (a recompiled binary: 4.7 MB at most on the fixture, 16 MiB allowed) decoded twice
- * into one piece buffer instead of into an output buffer of its own: once to check its digest,
- * then again to be written. Its source bytes are read once (they stay in the files window) and
- * decoding is cheap next to hashing (~20 ms for 5 MB), so nothing is lost but that buffer. False
- * when the patch does not give its output from these source bytes (nothing written: the caller
- * decodes it whole and repairs it).
- */
-async function bsdiffInPieces(
-  op: HopOp,
-  i: number,
-  data: Buffer,
-  scratch: Scratch,
-  image: BundleDigests,
-  output: Writable,
-): Promise<boolean> {
-  if (op.srcOffset + op.srcLen > scratch.sourceSize) return false;
-  let source: Buffer;
-  try {
-    source = await scratch.files.read(scratch.source, scratch.sourceSize, op.srcOffset, op.srcLen);
-  } catch (err) {
-    if (isSourceMismatch(err)) return false;
-    throw err;
-  }
-  const decoded = async (each?: (piece: Buffer) => Promise<void>): Promise<boolean> => {
-    const hash = createHash('sha256');
-    try {
-      for (const piece of bsdiffDecodePieces(source, data, op.outLen, scratch.piece)) {
-        hash.update(piece);
-        await each?.(piece);
-      }
-    } catch (err) {
-      if (err instanceof BsdiffError) return false;
-      throw err;
-    }
-    return hash.digest().subarray(0, OP_DIGEST_BYTES).equals(op.digest);
-  };
-  if (!(await decoded())) return false;
-  const again = await decoded(async (piece) => {
-    await hashImage(image, piece);
-    await write(output, piece);
-  });
-  // The same bytes decoded the same way: only a fault of this process could differ.
-  if (!again) throw new Error(`hop operation ${i} (BSDIFF) decoded to other bytes the second time`);
-  return true;
-}
-
-/** Bytes handed to the hashing thread at once (its blocks' size). */
-const HASH_PIECE_BYTES = 1024 * 1024;
 /** From this image size on, its hash runs on a thread (as a full download's, services/updates/transfer.ts). */
 const THREAD_HASHING_MIN_BYTES = 16 * 1024 * 1024;
-
-/** Passes `bytes` to the image's hash in pieces the hashing thread has room for. */
-async function hashImage(image: BundleDigests, bytes: Buffer): Promise<undefined> {
-  for (let at = 0; at < bytes.length; at += HASH_PIECE_BYTES) {
-    await image.behind();
-    image.update(bytes.subarray(at, at + HASH_PIECE_BYTES));
-  }
-  return undefined;
-}
 
 async function runOp(
   op: HopOp,
@@ -566,138 +316,4 @@ async function runOp(
     case OP_KINDS.BSDIFF:
       return applyBsdiffOp(op, data!, await readSource(scratch.files, op.srcOffset, op.srcLen), header);
   }
-}
-
-function write(output: Writable, bytes: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (err: Error): void => reject(err);
-    output.once('error', onError);
-    output.write(bytes, (err) => {
-      output.off('error', onError);
-      if (err) reject(err);
-      else resolve();
-    });
-  });
-}
-
-/** Exactly-n-bytes reads over a stream (the decoded delta body). */
-class ByteReader {
-  private readonly iterator: AsyncIterator<Buffer>;
-  private pending: Buffer[] = [];
-  private buffered = 0;
-
-  constructor(stream: Readable) {
-    this.iterator = (stream as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
-  }
-
-  async read(n: number): Promise<Buffer> {
-    while (this.buffered < n) {
-      const next = await this.iterator.next();
-      if (next.done) throw invalid('the hop delta ends in the middle of an operation');
-      this.pending.push(next.value);
-      this.buffered += next.value.length;
-    }
-    const all = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.buffered);
-    const result = all.subarray(0, n);
-    const rest = all.subarray(n);
-    this.pending = rest.length ? [rest] : [];
-    this.buffered = rest.length;
-    return result;
-  }
-}
-
-function readHeader(file: string): { header: HopHeader; bodyStart: number } {
-  const fd = fs.openSync(file, 'r');
-  try {
-    const head = Buffer.alloc(HOP_MAGIC.length + 4);
-    fs.readSync(fd, head, 0, head.length, 0);
-    if (!head.subarray(0, HOP_MAGIC.length).equals(HOP_MAGIC)) throw invalid('not a hop delta (bad magic)');
-    const len = head.readUInt32BE(HOP_MAGIC.length);
-    if (len > MAX_HEADER_BYTES) throw invalid('hop delta header too large');
-    const json = Buffer.alloc(len);
-    fs.readSync(fd, json, 0, len, head.length);
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(json.toString('utf8'));
-    } catch {
-      throw invalid('hop delta header is not JSON');
-    }
-    const header = HopHeaderSchema.safeParse(parsed);
-    if (!header.success) throw invalid(`hop delta header is invalid: ${header.error.message}`);
-    return { header: header.data, bodyStart: head.length + len };
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
-/**
- * The delta into the work directory, verified against the length and SHA-256 the manifest signed
- * before any operation runs (a tampered delta never writes a byte). An interrupted download goes on
- * from what the file holds with one ranged GET; the whole file is hashed again at the end either way.
- */
-async function downloadDelta(ref: DeltaRef, ctx: DeltaContext): Promise<{ file: string; wireBytes: number }> {
-  const { artifact } = ref;
-  const file = path.join(ctx.workDir, `${artifact.sha256}.hop`);
-  const partial = `${file}.partial`;
-  let wireBytes = 0;
-  if (!fs.existsSync(file)) {
-    let have = fs.existsSync(partial) ? fs.statSync(partial).size : 0;
-    if (have > artifact.size) {
-      fs.rmSync(partial);
-      have = 0;
-    }
-    if (have < artifact.size) {
-      const stream = await ctx.fetch.open(
-        artifact,
-        have > 0 ? { start: have, end: artifact.size } : null,
-        ctx.signal,
-      );
-      const fd = fs.openSync(partial, have > 0 ? 'r+' : 'w');
-      try {
-        let at = have;
-        let reported = 0;
-        await consumeChunks(stream, (chunk) => {
-          fs.writeSync(fd, chunk, 0, chunk.length, at);
-          at += chunk.length;
-          wireBytes += chunk.length;
-          if (wireBytes - reported >= PROGRESS_BYTES) {
-            reported = wireBytes;
-            ctx.onProgress({ outputBytes: 0, wireBytes });
-          }
-          return undefined;
-        });
-        fs.fsyncSync(fd);
-      } finally {
-        fs.closeSync(fd);
-      }
-    }
-    const got = await hashFileOf(partial);
-    if (got.size !== artifact.size || got.sha256 !== artifact.sha256) {
-      fs.rmSync(partial, { force: true });
-      throw invalid(`hop delta ${artifact.target} does not match its signed length and SHA-256`, {
-        expected: artifact.sha256,
-        actual: got.sha256,
-      });
-    }
-    fs.renameSync(partial, file);
-  } else {
-    const got = await hashFileOf(file);
-    if (got.size !== artifact.size || got.sha256 !== artifact.sha256) {
-      fs.rmSync(file, { force: true });
-      throw invalid(`the downloaded hop delta ${artifact.target} changed on disk`);
-    }
-  }
-  ctx.onProgress({ outputBytes: 0, wireBytes });
-  return { file, wireBytes };
-}
-
-async function hashFileOf(file: string): Promise<{ size: number; sha256: string }> {
-  const hash = createHash('sha256');
-  let size = 0;
-  await consumeChunks(fs.createReadStream(file), (chunk) => {
-    hash.update(chunk);
-    size += chunk.length;
-    return undefined;
-  });
-  return { size, sha256: hash.digest('hex') };
 }

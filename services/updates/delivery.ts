@@ -10,7 +10,8 @@ import { findGantryError, GantryError, isGantryError } from '../../core/errors.j
 import { consumeChunks } from '../../core/lending.js';
 import type { ArtifactRef } from '../../delta/artifact.js';
 import { choosePath, matchingHop, type DeliveryPath } from '../../delta/choice.js';
-import { createHopPlan, isSourceMismatch } from '../../delta/hop/apply.js';
+import { createHopPlan } from '../../delta/hop/apply.js';
+import { isSourceMismatch } from '../../delta/hop/verify.js';
 import type { DeltaContext, DeltaSource, DynamicDeltaProvider } from '../../delta/path.js';
 import type { SlotId } from '../../device/types.js';
 import type { GatewayRuntime } from '../gateways.js';

@@ -6,7 +6,8 @@ import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import type { Payload } from '../../bundle/manifest.js';
 import { openFileReadAt } from '../../core/lending.js';
-import { createHopPlan, isSourceMismatch } from '../../delta/hop/apply.js';
+import { createHopPlan } from '../../delta/hop/apply.js';
+import { isSourceMismatch } from '../../delta/hop/verify.js';
 import { buildHopDelta } from '../../delta/hop/build.js';
 import {
   decodeOpHeader,

@@ -6,7 +6,8 @@ import zlib from 'node:zlib';
 import { Readable, Writable } from 'node:stream';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { DeltaRef, Payload } from '../../bundle/manifest.js';
-import { createHopPlan, isSourceMismatch } from '../../delta/hop/apply.js';
+import { createHopPlan } from '../../delta/hop/apply.js';
+import { isSourceMismatch } from '../../delta/hop/verify.js';
 import { buildHopDelta } from '../../delta/hop/build.js';
 import {
   carriesSourceDigest,
