@@ -32,7 +32,10 @@ export interface TransferPolicy {
   maxTransferMs: number;
   checkpointBytes: number;
   checkpointMs: number;
-  /** Bundles from this size on are hashed on a worker thread (see bundle/digests.ts). */
+  /**
+   * Bundles from this size on are hashed on a worker thread when the feed signed no frame (two
+   * hashes per byte); one hash per byte stays on the main thread (services/pipeline/stream-to-slot.ts).
+   */
   threadHashingMinBytes: number;
   /**
    * The dynamic delta path is chosen only when it plans to receive less than this share of the
