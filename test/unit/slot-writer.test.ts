@@ -1,34 +1,12 @@
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import fs, { constants } from 'node:fs';
+import fs from 'node:fs';
 import path from 'node:path';
 import { finished } from 'node:stream/promises';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SlotWriter } from '../../device/slot-writer.js';
+import { cachedBytes, directIoSupported } from '../helpers/page-cache.js';
 import { makeTempDir } from '../helpers/temp.js';
-
-/** Can files in the test's temp dir be opened for direct I/O (not every file system allows it)? */
-function directIoSupported(dir: string): boolean {
-  const probe = path.join(dir, 'probe');
-  try {
-    fs.closeSync(fs.openSync(probe, constants.O_CREAT | constants.O_WRONLY | constants.O_DIRECT));
-    return true;
-  } catch {
-    return false;
-  } finally {
-    fs.rmSync(probe, { force: true });
-  }
-}
-
-/** Bytes of `file` in the page cache (util-linux fincore), or null without the tool. */
-function cachedBytes(file: string): number | null {
-  try {
-    return Number(execFileSync('fincore', ['-b', '-n', '-o', 'RES', file], { encoding: 'utf8' }).trim());
-  } catch {
-    return null;
-  }
-}
 
 function writeChunk(writer: SlotWriter, chunk: Buffer): Promise<void> {
   return new Promise((resolve, reject) => writer.write(chunk, (err) => (err ? reject(err) : resolve())));
