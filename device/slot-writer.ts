@@ -20,13 +20,20 @@ const WASM_PAGE_BYTES = 64 * 1024;
 /**
  * MAX_BLOCKS blocks in one WebAssembly memory: the one memory JavaScript can allocate at a
  * page-aligned address (its base is mmapped), which direct I/O needs. Buffer.allocUnsafeSlow's are
- * malloc's, 16 bytes past a page.
+ * malloc's, 16 bytes past a page. On 64-bit V8 a WebAssembly memory reserves ~10 GiB of address
+ * space (not memory); where that is refused (an address-space limit), ordinary blocks: their
+ * direct writes then fail with EINVAL and the writer goes through the page cache.
  */
 function alignedBlocks(): Buffer[] {
   const pages = (MAX_BLOCKS * BLOCK_BYTES) / WASM_PAGE_BYTES;
-  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
+  let memory: ArrayBuffer;
+  try {
+    memory = new WebAssembly.Memory({ initial: pages, maximum: pages }).buffer;
+  } catch {
+    memory = new ArrayBuffer(MAX_BLOCKS * BLOCK_BYTES);
+  }
   return Array.from({ length: MAX_BLOCKS }, (_, i) =>
-    Buffer.from(memory.buffer, i * BLOCK_BYTES, BLOCK_BYTES),
+    Buffer.from(memory, i * BLOCK_BYTES, BLOCK_BYTES),
   ).reverse();
 }
 

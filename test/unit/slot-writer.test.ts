@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { finished } from 'node:stream/promises';
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { SlotWriter } from '../../device/slot-writer.js';
 import { cachedBytes, directIoSupported } from '../helpers/page-cache.js';
 import { makeTempDir } from '../helpers/temp.js';
@@ -18,6 +18,9 @@ async function end(writer: SlotWriter): Promise<void> {
 }
 
 describe('SlotWriter', () => {
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
   const dir = makeTempDir('gantry-slot-writer-');
   const direct = directIoSupported(dir);
 
@@ -36,6 +39,20 @@ describe('SlotWriter', () => {
       expect(cached).toBeLessThanOrEqual(4096);
     }
     // (Read back only now: reading fills the page cache.)
+    expect(fs.readFileSync(file).equals(image)).toBe(true);
+  });
+
+  it('should write through the page cache when it cannot have aligned memory (an address-space limit)', async () => {
+    vi.spyOn(WebAssembly, 'Memory').mockImplementation(() => {
+      throw new RangeError('WebAssembly.Memory(): could not allocate memory');
+    });
+    const file = path.join(dir, 'no-wasm.img');
+    const image = randomBytes(3 * 1024 * 1024 + 5);
+    const writer = new SlotWriter(file, 0, true);
+    await writeChunk(writer, image);
+    expect(await writer.checkpoint()).toBe(image.length);
+    await end(writer);
+    expect(writer.directBytes).toBe(0);
     expect(fs.readFileSync(file).equals(image)).toBe(true);
   });
 
