@@ -282,7 +282,7 @@ export async function measureUpload(opts: {
       ],
     },
     notes: [
-      'Upload: Gantry stores the multipart file (fsynced) and verifies it on the way (whole-file and payload SHA-256 on a worker thread, manifest signature, tar structure) before answering; the bare server only stores and fsyncs.',
+      'Upload: Gantry stores the multipart file (fsynced) and verifies it on the way (whole-file and payload SHA-256 on the event loop, manifest signature, tar structure; the file written by direct I/O) before answering; the bare server only stores and fsyncs.',
       'Deploy: the verified upload from disk to slot B (read through one reused buffer, verified again, written and fsynced); its peak RSS column is the largest VmRSS sampled every 50 ms during the deploy, not VmHWM.',
     ],
   };

@@ -32,7 +32,10 @@ export interface TransferPolicy {
   maxTransferMs: number;
   checkpointBytes: number;
   checkpointMs: number;
-  /** Bundles from this size on are hashed on a worker thread (see bundle/digests.ts). */
+  /**
+   * Bundles from this size on are hashed on a worker thread when the feed signed no frame (two
+   * hashes per byte); one hash per byte stays on the main thread (services/pipeline/stream-to-slot.ts).
+   */
   threadHashingMinBytes: number;
   /**
    * The dynamic delta path is chosen only when it plans to receive less than this share of the
@@ -50,8 +53,11 @@ export const DEFAULT_TRANSFER_POLICY: TransferPolicy = {
   maxTransferMs: 2 * 60 * 60 * 1000,
   checkpointBytes: 64 * 1024 * 1024,
   checkpointMs: 1000,
-  // Starting the thread costs ~30 ms and ~10 MiB; from 16 MiB on it pays for itself.
-  threadHashingMinBytes: 16 * 1024 * 1024,
+  // Never by default: on the main thread a hash costs the hash alone; the thread added a copy of
+  // every byte into shared blocks, messages and its own memory (a deployed 1 GiB upload: VmHWM
+  // 112.6 -> 107 MiB without it, npm run bench -- pipeline). The event loop still turns between
+  // 1 MiB chunks (~1.5 ms of hashing each with both hashes).
+  threadHashingMinBytes: Infinity,
   dynamicThreshold: DEFAULT_DYNAMIC_THRESHOLD,
 };
 

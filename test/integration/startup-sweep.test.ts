@@ -164,8 +164,9 @@ describe('start-up sweep of what a killed Gantry left in its data dir', () => {
     const recoveryDir = path.join(gatewayDir(dataDir), 'recovery');
     const recoveryFiles = fs.readdirSync(recoveryDir).sort();
 
-    // Three uploads whose bodies are still arriving.
-    const held = { token, data: upload, sendBytes: 512 * 1024, filename: 'image.bundle' };
+    // Three uploads whose bodies are still arriving: more than the upload writer's first 1 MiB
+    // block, so some of each is on disk (device/slot-writer.ts writes whole blocks).
+    const held = { token, data: upload, sendBytes: 1536 * 1024, filename: 'image.bundle' };
     requests.push(
       heldUpload(first.url, '/api/v1/ota/upload/verify', { ...held, gateway: GATEWAY, field: 'file' }),
       heldUpload(first.url, '/api/v1/ota/recovery/upload', { ...held, gateway: GATEWAY, field: 'file' }),
