@@ -25,20 +25,22 @@ declare const __GANTRY_SERVER_SHA256__: string;
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const file = path.join(here, 'server.cjs');
-const source = fs.readFileSync(file, 'utf8');
-// The build sets it; run from the sources (tests), the bundle's own hash is taken.
-const digest =
-  typeof __GANTRY_SERVER_SHA256__ === 'string'
-    ? __GANTRY_SERVER_SHA256__
-    : createHash('sha256').update(source).digest('hex');
-const cacheName = `server-${digest.slice(0, 32)}.v8cache`;
+
+/** The cache's file name: the bundle's hash, set by the build (run from the sources, taken here). */
+function cacheNameOf(source: string): string {
+  const digest =
+    typeof __GANTRY_SERVER_SHA256__ === 'string'
+      ? __GANTRY_SERVER_SHA256__
+      : createHash('sha256').update(source).digest('hex');
+  return `server-${digest.slice(0, 32)}.v8cache`;
+}
 
 /** What the server's main module exports (server/main.ts). */
 interface ServerExports {
   started?: Promise<{ dataDir: string } | null>;
 }
 
-function readCache(dataDir: string): Buffer | undefined {
+function readCache(dataDir: string, cacheName: string): Buffer | undefined {
   try {
     return fs.readFileSync(path.join(dataDir, 'cache', cacheName));
   } catch {
@@ -47,7 +49,7 @@ function readCache(dataDir: string): Buffer | undefined {
 }
 
 /** Puts this cache in place (atomically: a kill leaves the old file or the new) and removes older builds'. */
-function writeCache(dataDir: string, data: Buffer): void {
+function writeCache(dataDir: string, cacheName: string, data: Buffer): void {
   const dir = path.join(dataDir, 'cache');
   writeFileAtomicSync(path.join(dir, cacheName), data);
   for (const name of fs.readdirSync(dir)) {
@@ -56,10 +58,21 @@ function writeCache(dataDir: string, data: Buffer): void {
   }
 }
 
-// The data dir as the server will resolve it (core/config.ts), to find the cache before it runs.
-const expectedDataDir = path.resolve(process.env.GANTRY_DATA_DIR || './data');
-const cachedData = readCache(expectedDataDir);
-const script = new vm.Script(Module.wrap(source), { filename: file, cachedData });
+/**
+ * Compiles the bundle, from the cache when there is one that fits. A function, so neither the
+ * source read from disk nor the cache's bytes stay referenced once V8 has what it needs (~4 MiB
+ * and ~2.4 MiB that would otherwise stay resident): V8 keeps its own copy of the source.
+ */
+function compile(): { script: vm.Script; cacheName: string; cacheWanted: boolean } {
+  const source = fs.readFileSync(file, 'utf8');
+  const cacheName = cacheNameOf(source);
+  // The data dir as the server will resolve it (core/config.ts), to find the cache before it runs.
+  const cachedData = readCache(path.resolve(process.env.GANTRY_DATA_DIR || './data'), cacheName);
+  const script = new vm.Script(Module.wrap(source), { filename: file, cachedData });
+  return { script, cacheName, cacheWanted: cachedData === undefined || script.cachedDataRejected === true };
+}
+
+const { script, cacheName, cacheWanted } = compile();
 const mod = new Module(file);
 mod.filename = file;
 const run = script.runInThisContext() as (
@@ -71,13 +84,13 @@ const run = script.runInThisContext() as (
 ) => void;
 run.call(mod.exports, mod.exports, createRequire(file), mod, file, here);
 
-if (cachedData === undefined || script.cachedDataRejected === true) {
+if (cacheWanted) {
   void (mod.exports as ServerExports).started?.then((started) => {
     if (!started) return;
     // After the listen callback: the answers waiting for it go first.
     setImmediate(() => {
       try {
-        writeCache(started.dataDir, script.createCachedData());
+        writeCache(started.dataDir, cacheName, script.createCachedData());
       } catch (err) {
         console.warn(`Gantry: the code cache could not be written (${(err as Error).message})`);
       }
