@@ -15,10 +15,11 @@ import { writeFileAtomicSync } from '../core/fsutil.js';
  * start takes them from there instead of compiling them again.
  *
  * The cache is named by the SHA-256 of the bundle it was made from (embedded here at build time),
- * so a cache is only ever offered to the very source it was compiled from. V8 checks the rest
- * itself (its version, the flags it runs with, the data's integrity) and refuses a cache that does
- * not fit: the bundle is then compiled as without one, and a new cache written. A cache that
- * cannot be read or written costs nothing but the time it would have saved.
+ * so a cache is only ever offered to the very source it was compiled from (V8 itself compares
+ * only the source's length). V8 checks the rest (its version, the flags it runs with, the data's
+ * header and length) and refuses a cache that does not fit: the bundle is then compiled as without
+ * one, and a new cache written, atomically, so a kill never leaves a torn one. A cache that cannot
+ * be read or written costs nothing but the time it would have saved.
  */
 
 declare const __GANTRY_SERVER_SHA256__: string;
