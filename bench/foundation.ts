@@ -330,7 +330,7 @@ export const foundationSuite: BenchSuite = {
       ratios['start-up (first start), gantry dist / bare'] = round(distStart.coldMs / bareStart, 2);
     notes.push(
       'p99 latency of the bare route is floored at 1 ms for the ratio (autocannon reports whole milliseconds).',
-      'First start: fresh data dir (migrations, admin scrypt hash, simulated slot images written and fsynced). Restart: existing data dir. Gantry runs with GANTRY_DEMO_FEED=off (a gateway in the field has a feed configured and runs no demo feed).',
+      'First start: fresh data dir (migrations, admin scrypt hash, simulated slot images written and fsynced; the bundle compiled and its V8 code cache written). Restart: existing data dir, with the code cache the first start left (server/bundle-loader.ts). Gantry runs with GANTRY_DEMO_FEED=off (a gateway in the field has a feed configured and runs no demo feed).',
       `GET ${STATUS_PATH} under load: the shipped server (${cmd.mode === 'dist' ? 'bin/gantry-server' : 'tsx'}) and bare Express each in its own process, same JSON, same client.`,
       `Soak: ${SOAK_MINUTES} compressed minutes, each ${SOAK_POLLS_PER_MINUTE} GETs of ${SOAK_PATHS.join(', ')} (10 at a time) and a login every 10 minutes; growth is the median VmRSS of the last 10 minutes minus that of minutes 6-15.`,
     );

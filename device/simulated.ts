@@ -110,6 +110,14 @@ export class SimulatedDevice implements GatewayDevice, SimulatedDeviceControls {
   private readonly events = new EventEmitter();
   private readonly sampler = new HostResourceSampler();
   private state: SimulatedState;
+  /**
+   * The slot records and the boot environment as last read or written. This device is the only
+   * writer of its files (nothing else in Gantry or the simulator's controls touches them), so what
+   * it wrote is what the files hold: `GET /status` no longer reads and parses three JSON files per
+   * request (~15% of its CPU under load). Each file is still read once, on first use.
+   */
+  private readonly slotRecords = new Map<SlotId, SlotRecord>();
+  private bootEnv: BootEnv | null = null;
 
   constructor(opts: SimulatedDeviceOptions) {
     this.gatewayId = opts.gatewayId;
@@ -173,21 +181,28 @@ export class SimulatedDevice implements GatewayDevice, SimulatedDeviceControls {
     writeFileAtomicSync(this.file('device.json'), JSON.stringify(state, null, 2));
   }
 
+  /** A copy: callers may spread or change what they get, never the record kept here. */
   private readSlotRecord(slot: SlotId): SlotRecord {
-    return (
-      readJsonFile<SlotRecord>(this.file(`slot-${slot}.status.json`)) ?? {
+    let record = this.slotRecords.get(slot);
+    if (!record) {
+      record = readJsonFile<SlotRecord>(this.file(`slot-${slot}.status.json`)) ?? {
         state: 'empty',
         version: null,
         kernel: null,
         sha256: null,
         imageBytes: 0,
         installedAt: null,
-      }
-    );
+      };
+      this.slotRecords.set(slot, record);
+    }
+    return { ...record };
   }
 
   private saveSlotRecord(slot: SlotId, record: SlotRecord): void {
+    // Forgotten first: if the write throws, the next read goes to the file again.
+    this.slotRecords.delete(slot);
     writeFileAtomicSync(this.file(`slot-${slot}.status.json`), JSON.stringify(record, null, 2));
+    this.slotRecords.set(slot, { ...record });
   }
 
   async systemInfo(): Promise<SystemInfo> {
@@ -240,14 +255,19 @@ export class SimulatedDevice implements GatewayDevice, SimulatedDeviceControls {
   }
 
   async readBootEnv(): Promise<BootEnv> {
-    const env = readJsonFile<BootEnv>(this.file('bootenv.json'));
-    if (!env) throw new Error('simulated boot environment missing');
-    return env;
+    if (!this.bootEnv) {
+      const env = readJsonFile<BootEnv>(this.file('bootenv.json'));
+      if (!env) throw new Error('simulated boot environment missing');
+      this.bootEnv = env;
+    }
+    return { ...this.bootEnv };
   }
 
   async writeBootEnv(patch: Partial<BootEnv>): Promise<BootEnv> {
     const next = { ...(await this.readBootEnv()), ...patch };
+    this.bootEnv = null;
     writeFileAtomicSync(this.file('bootenv.json'), JSON.stringify(next));
+    this.bootEnv = { ...next };
     return next;
   }
 

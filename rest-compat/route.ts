@@ -62,7 +62,7 @@ export function mountRestRoutes(router: IRouter, deps: GantryDeps, routes: reado
 }
 
 /** The tRPC caller's procedure at a dotted path (the table names procedures by path). */
-function procedureAt(caller: Caller, path: string): (input: unknown) => Promise<unknown> {
+export function procedureAt(caller: Caller, path: string): (input: unknown) => Promise<unknown> {
   let node: unknown = caller;
   for (const key of path.split('.')) node = (node as Record<string, unknown>)[key];
   return node as (input: unknown) => Promise<unknown>;
@@ -74,7 +74,7 @@ function procedureHandler(
   reply: Exclude<RestReply, { kind: 'file' }>,
   where: string,
 ): RequestHandler {
-  const answer = reply.kind === 'envelope' ? envelopeReply(deps, reply) : plainReply(reply);
+  const answer = answerOf(reply);
   return async (req, res) => {
     const ctx = createContextInner(deps, restMeta(deps, req, res));
     const caller = createCaller(ctx);
@@ -95,7 +95,7 @@ function procedureHandler(
     }
     // Before the reply, so a client that reads the answer never sees a refused file still there.
     release();
-    if (outcome.ok) return answer.ok(res, outcome.data);
+    if (outcome.ok) return sendReply(res, answer.ok(outcome.data));
     if (outcome.error instanceof ClientGone) {
       // Only a body being read can be abandoned: `authorize` resolved the gateway by then.
       deps.logs.warn(
@@ -106,8 +106,13 @@ function procedureHandler(
       if (!res.headersSent) res.destroy();
       return;
     }
-    answer.fail(res, outcome.error, where);
+    const failed = answer.fail(outcome.error, where);
+    if (!res.headersSent) sendReply(res, failed);
   };
+}
+
+function sendReply(res: Response, reply: JsonReply): void {
+  res.status(reply.status).json(reply.body);
 }
 
 /** The input of a JSON route: the path's parameters if it has any, else the query (GET) or the body. */
@@ -161,33 +166,48 @@ async function receiveUpload(
   };
 }
 
-interface Answer {
-  ok(res: Response, data: unknown): void;
-  fail(res: Response, err: unknown, where: string): void;
+/** A JSON answer: what Express's `res.status(status).json(body)` or the GET lane writes. */
+export interface JsonReply {
+  status: number;
+  body: unknown;
 }
 
-function envelopeReply(deps: GantryDeps, reply: Extract<RestReply, { kind: 'envelope' }>): Answer {
+/** How a route answers its procedure's result or refusal, in its document's shape. */
+export interface Answer {
+  ok(data: unknown): JsonReply;
+  /** Logs what is internal (a 500), never put in the answer. */
+  fail(err: unknown, where: string): JsonReply;
+}
+
+export function answerOf(reply: Exclude<RestReply, { kind: 'file' }>): Answer {
+  return reply.kind === 'envelope' ? envelopeReply(reply) : plainReply(reply);
+}
+
+function envelopeReply(reply: Extract<RestReply, { kind: 'envelope' }>): Answer {
   return {
-    ok(res, data) {
+    ok(data) {
       const message = typeof reply.message === 'function' ? reply.message(data as never) : reply.message;
-      res.json({ data, success: true, message });
+      return { status: 200, body: { data, success: true, message } };
     },
-    fail: (res, err, where) => sendError(deps, res, err, where),
+    fail(err, where) {
+      const { status, body, internal } = toErrorResponse(err);
+      if (internal) console.error(`[gantry] ${where}:`, err);
+      return { status, body };
+    },
   };
 }
 
 function plainReply(reply: Extract<RestReply, { kind: 'plain' }>): Answer {
   return {
-    ok: (res, data) => void res.json(data),
-    fail(res, err, where) {
+    ok: (data) => ({ status: 200, body: data }),
+    fail(err, where) {
       if (reply.notFound !== undefined && findGantryError(err)?.gantryCode === 'NOT_FOUND') {
-        return void res.status(404).json(reply.notFound);
+        return { status: 404, body: reply.notFound };
       }
       const { status, body, internal } = toErrorResponse(err);
       if (internal) console.error(`[gantry] ${where}:`, err);
-      if (res.headersSent) return;
       const out: PlainErrorBody = { success: false, message: body.message, error: body.error.code };
-      res.status(status).json(out);
+      return { status, body: out };
     },
   };
 }

@@ -6,6 +6,7 @@ import { WebSocketServer } from 'ws';
 import { createContextInner, requestMetaFrom } from '../api/context.js';
 import { appRouter } from '../api/routers/_app.js';
 import { GantryError } from '../core/errors.js';
+import { COMMON_HEADERS, createGetLane } from '../rest-compat/fast-get.js';
 import { buildOpenApi } from '../rest-compat/openapi.js';
 import { mountRestRoutes, restMeta, sendError } from '../rest-compat/route.js';
 import { restRouteTable } from '../rest-compat/table.js';
@@ -26,8 +27,7 @@ export function createHttpServer(deps: GantryDeps, opts: { ws?: OtaWsOptions } =
   app.disable('x-powered-by');
   app.set('trust proxy', false);
   app.use((_req, res, next) => {
-    res.setHeader('X-Content-Type-Options', 'nosniff');
-    res.setHeader('Referrer-Policy', 'same-origin');
+    for (const [name, value] of Object.entries(COMMON_HEADERS)) res.setHeader(name, value);
     next();
   });
 
@@ -84,9 +84,11 @@ export function createHttpServer(deps: GantryDeps, opts: { ws?: OtaWsOptions } =
 
   // Socket.IO (namespace /ota-update) answers its own path, before Express.
   const terminal = createTerminalStream(deps, { authTimeoutMs: opts.ws?.authTimeoutMs });
+  // Plain JSON GETs (the pollers: /status, /progress, /monitor, …) skip Express when they can.
+  const getLane = createGetLane(deps, routes);
   const server = http.createServer((req, res) => {
     if (isSocketIoPath(req.url ?? '/')) terminal.handleSocketIoRequest(req, res);
-    else void app(req, res);
+    else if (!getLane(req, res)) void app(req, res);
   });
 
   // Every ws server is noServer and routed by pathname, so later ones (socket.io) can share the port.

@@ -28,7 +28,7 @@ function feedBanner(gantry: RunningGantry): string[] {
   return lines;
 }
 
-async function main(): Promise<void> {
+async function main(): Promise<{ dataDir: string }> {
   const t0 = performance.now();
   let config;
   try {
@@ -71,9 +71,12 @@ async function main(): Promise<void> {
   };
   process.once('SIGINT', () => shutdown('SIGINT'));
   process.once('SIGTERM', () => shutdown('SIGTERM'));
+  return { dataDir: config.dataDir };
 }
 
-main().catch((err) => {
+/** Settles once the server listens (the bundle's loader, server/bundle-loader.ts, then writes its code cache). */
+export const started: Promise<{ dataDir: string } | null> = main().catch((err: unknown) => {
   console.error('Gantry failed to start:', err);
   process.exit(1);
+  return null;
 });

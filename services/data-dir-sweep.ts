@@ -104,6 +104,8 @@ export const PARTIAL_FILE_KINDS: readonly PartialFileKind[] = [
   { what: 'atomic-write temp', scope: 'gateway', dir: 'feed/metadata', match: ATOMIC_WRITE_TEMP },
   { what: 'atomic-write temp', scope: 'gateway', dir: 'recovery', match: ATOMIC_WRITE_TEMP },
   { what: 'atomic-write temp', scope: 'data', dir: 'secrets', match: ATOMIC_WRITE_TEMP },
+  // server/bundle-loader.ts: the server bundle's V8 code cache.
+  { what: 'atomic-write temp', scope: 'data', dir: 'cache', match: ATOMIC_WRITE_TEMP },
   // device/linux/uboot.ts: the fw_setenv script of the Linux device, in its device dir.
   { what: 'fw_setenv script', scope: 'gateway', dir: 'device', match: /^gantry-setenv-/ },
   // rest-compat/routes/zip.ts: ZIP bodies (multer's random names); ZIP operations are not resumed.

@@ -26,10 +26,23 @@ export class SettingsService {
       .prepare();
   }
 
+  /**
+   * Each gateway's document as last loaded or written. This service is the only writer of the
+   * settings table (and never inside a transaction that could roll back), so the parsed document
+   * stays what the table holds; `GET /status` and the scheduler read it often. Deep-frozen, so no
+   * caller can change it for the others.
+   */
+  private readonly documents = new Map<string, SettingsDocument>();
+
   get(gatewayId: string): SettingsDocument {
-    const row = this.byGateway.get({ gatewayId });
-    // A stored document is validated on load too: a hand-edited or older one gets defaults filled.
-    return settingsDocumentSchema.parse(row?.document ?? {});
+    let doc = this.documents.get(gatewayId);
+    if (!doc) {
+      const row = this.byGateway.get({ gatewayId });
+      // A stored document is validated on load too: a hand-edited or older one gets defaults filled.
+      doc = deepFreeze(settingsDocumentSchema.parse(row?.document ?? {}));
+      this.documents.set(gatewayId, doc);
+    }
+    return doc;
   }
 
   update(gatewayId: string, patch: SettingsPatch): SettingsDocument {
@@ -42,6 +55,7 @@ export class SettingsService {
       safety: { ...current.safety, ...patch.safety },
     });
     const now = this.clock();
+    this.documents.delete(gatewayId);
     this.db
       .insert(settings)
       .values({ gatewayId, document: next, updatedAt: now })
@@ -52,7 +66,16 @@ export class SettingsService {
 
   /** Factory state (recovery with wipe_data). */
   reset(gatewayId: string): SettingsDocument {
+    this.documents.delete(gatewayId);
     this.db.delete(settings).where(eq(settings.gatewayId, gatewayId)).run();
     return this.get(gatewayId);
   }
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
 }

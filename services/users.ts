@@ -45,8 +45,22 @@ export class UserService {
       .prepare();
   }
 
+  /**
+   * Rows as last read, frozen (gateways too). Every authenticated request looks its user up to
+   * check the token version; this service is the only writer of the users table, and each of its
+   * writes forgets the row it changes before writing, so a revoked session is refused from the
+   * very next request. Unknown names are not remembered (a stream of them cannot grow this).
+   */
+  private readonly rows = new Map<string, UserRow>();
+
   find(username: string): UserRow | undefined {
-    return this.byUsername.get({ username });
+    const known = this.rows.get(username);
+    if (known) return known;
+    const row = this.byUsername.get({ username });
+    if (!row) return undefined;
+    Object.freeze(row.gateways);
+    this.rows.set(username, Object.freeze(row));
+    return row;
   }
 
   async create(input: {
@@ -57,6 +71,7 @@ export class UserService {
   }): Promise<PublicUser> {
     if (this.find(input.username))
       throw new GantryError('VALIDATION_ERROR', `User ${input.username} already exists`);
+    this.rows.delete(input.username);
     const row = this.db
       .insert(users)
       .values({
@@ -116,6 +131,7 @@ export class UserService {
   /** Ends every session of the user (their tokens carry the old version). */
   revokeSessions(username: string): void {
     const row = this.find(username);
+    this.rows.delete(username);
     if (row)
       this.db
         .update(users)

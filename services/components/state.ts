@@ -45,6 +45,13 @@ export type ComponentRecord = z.infer<typeof componentRecordSchema>;
 const stateSchema = z.record(z.string(), componentRecordSchema);
 
 export class ComponentStateStore {
+  /**
+   * Each gateway's records as last read or written, frozen: this store is the only writer of the
+   * file, so `GET /status` (which lists the components) need not read, parse and validate it on
+   * every request (a gateway without components paid a failed open and its exception each time).
+   */
+  private readonly cached = new Map<string, Readonly<Record<string, ComponentRecord>>>();
+
   constructor(private readonly gatewayDir: (gatewayId: string) => string) {}
 
   dir(gatewayId: string): string {
@@ -55,7 +62,17 @@ export class ComponentStateStore {
     return path.join(this.dir(gatewayId), 'state.json');
   }
 
+  /** The records by name (a new object each call; the records in it are frozen). */
   all(gatewayId: string): Record<string, ComponentRecord> {
+    let records = this.cached.get(gatewayId);
+    if (!records) {
+      records = freezeRecords(this.read(gatewayId));
+      this.cached.set(gatewayId, records);
+    }
+    return { ...records };
+  }
+
+  private read(gatewayId: string): Record<string, ComponentRecord> {
     const raw = readJsonFile<unknown>(this.file(gatewayId));
     if (raw === undefined) return {};
     const parsed = stateSchema.safeParse(raw);
@@ -71,6 +88,19 @@ export class ComponentStateStore {
 
   put(gatewayId: string, record: ComponentRecord): void {
     const next = { ...this.all(gatewayId), [record.name]: record };
+    // Forgotten first: if the write throws, the next read goes to the file again.
+    this.cached.delete(gatewayId);
     writeFileAtomicSync(this.file(gatewayId), JSON.stringify(next, null, 2));
+    // What was written, as a reader would parse it back (defaults filled), and frozen.
+    this.cached.set(gatewayId, freezeRecords(stateSchema.parse(next)));
   }
+}
+
+function freezeRecords(records: Record<string, ComponentRecord>): Readonly<Record<string, ComponentRecord>> {
+  for (const r of Object.values(records)) {
+    if (r.previous) Object.freeze(r.previous);
+    if (r.pending) Object.freeze(r.pending);
+    Object.freeze(r);
+  }
+  return Object.freeze(records);
 }

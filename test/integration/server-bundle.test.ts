@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildServer, firstWideChar } from '../../scripts/build-server.js';
 import { configurationZip } from '../fixtures/zip/zips.js';
 import { ADMIN_PASSWORD, GATEWAY, tempDataDir } from '../helpers/gantry.js';
+import { waitFor } from '../helpers/wait.js';
 
 /**
  * What bin/gantry-server runs is the esbuild bundle of the server, not the sources the other tests
@@ -18,30 +19,36 @@ import { ADMIN_PASSWORD, GATEWAY, tempDataDir } from '../helpers/gantry.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-describe('the server bundle (what bin/gantry-server runs)', () => {
-  // Two levels below the repository like dist/server-bundle, so migrations and web assets resolve.
-  const outdir = path.join(ROOT, 'dist', `server-bundle-test-${process.pid}`);
-  let child: ChildProcess;
-  let url: string;
-  let token: string;
-  let output = '';
-  const headers = () => ({ authorization: `Bearer ${token}`, 'x-gateway-id': GATEWAY });
+interface BundleProcess {
+  child: ChildProcess;
+  url: string;
+  output(): string;
+  stop(): Promise<void>;
+}
 
-  beforeAll(async () => {
-    await buildServer(outdir);
-    child = spawn(process.execPath, ['--optimize-for-size', path.join(outdir, 'main.js')], {
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: {
-        ...process.env,
-        PORT: '0',
-        HOST: '127.0.0.1',
-        GANTRY_DATA_DIR: tempDataDir('gantry-bundle-'),
-        GANTRY_ADMIN_PASSWORD: ADMIN_PASSWORD,
-      },
-    });
-    child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-    url = await new Promise<string>((resolve, reject) => {
+/** Starts the built bundle's main.js (the loader) on a data dir; resolves once it listens. */
+async function startBundle(outdir: string, dataDir: string): Promise<BundleProcess> {
+  let output = '';
+  const child = spawn(process.execPath, ['--optimize-for-size', path.join(outdir, 'main.js')], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: {
+      ...process.env,
+      PORT: '0',
+      HOST: '127.0.0.1',
+      GANTRY_DATA_DIR: dataDir,
+      GANTRY_ADMIN_PASSWORD: ADMIN_PASSWORD,
+    },
+  });
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    await exited;
+  };
+  child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
       child.once('exit', (code) => reject(new Error(`the bundle exited with ${code}: ${output}`)));
       readline.createInterface({ input: child.stdout! }).on('line', (line) => {
         output += `${line}\n`;
@@ -49,6 +56,27 @@ describe('the server bundle (what bin/gantry-server runs)', () => {
         if (m) resolve(m[1]!);
       });
     });
+    return { child, url, output: () => output, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+// Two levels below the repository like dist/server-bundle, so migrations and web assets resolve.
+const outdir = path.join(ROOT, 'dist', `server-bundle-test-${process.pid}`);
+beforeAll(() => buildServer(outdir), 120_000);
+afterAll(() => fs.rmSync(outdir, { recursive: true, force: true }));
+
+describe('the server bundle (what bin/gantry-server runs)', () => {
+  let server: BundleProcess;
+  let url: string;
+  let token: string;
+  const headers = () => ({ authorization: `Bearer ${token}`, 'x-gateway-id': GATEWAY });
+
+  beforeAll(async () => {
+    server = await startBundle(outdir, tempDataDir('gantry-bundle-'));
+    url = server.url;
     const login = await fetch(`${url}/api/v1/auth/login`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -57,17 +85,10 @@ describe('the server bundle (what bin/gantry-server runs)', () => {
     token = ((await login.json()) as { data: { token: string } }).data.token;
   }, 120_000);
 
-  afterAll(async () => {
-    if (child && child.exitCode === null) {
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGTERM');
-      await exited;
-    }
-    fs.rmSync(outdir, { recursive: true, force: true });
-  });
+  afterAll(() => server?.stop());
 
   it('should build a bundle V8 can keep as one-byte source', () => {
-    const source = fs.readFileSync(path.join(outdir, 'main.js'), 'utf8');
+    const source = fs.readFileSync(path.join(outdir, 'server.cjs'), 'utf8');
     expect(source.length).toBeGreaterThan(100_000);
     expect(firstWideChar(source)).toBe(-1);
   });
@@ -86,7 +107,7 @@ describe('the server bundle (what bin/gantry-server runs)', () => {
       body: JSON.stringify({ force: true, background: false }),
     });
     const body = (await res.json()) as { data: { status: string; total_available: number } };
-    expect(res.status, output).toBe(200);
+    expect(res.status, server.output()).toBe(200);
     expect(body.data.status).toBe('completed');
     expect(body.data.total_available).toBeGreaterThan(0);
   });
@@ -127,4 +148,65 @@ describe('the server bundle (what bin/gantry-server runs)', () => {
       socket.close();
     }
   });
+});
+
+describe('the server bundle: its V8 code cache in the data dir', () => {
+  const cacheFiles = (dataDir: string) => {
+    const dir = path.join(dataDir, 'cache');
+    return fs.existsSync(dir) ? fs.readdirSync(dir).filter((n) => n.endsWith('.v8cache')) : [];
+  };
+  const cachePath = (dataDir: string) => path.join(dataDir, 'cache', cacheFiles(dataDir)[0]!);
+  const status = async (url: string) => (await fetch(`${url}/api/v1/ota/status`)).status;
+
+  it('should write the cache once it listens, then start from it without writing it again', async () => {
+    const dataDir = tempDataDir('gantry-bundle-cache-');
+    const first = await startBundle(outdir, dataDir);
+    try {
+      await waitFor(
+        () => cacheFiles(dataDir),
+        (f) => f.length === 1,
+        'the code cache',
+      );
+    } finally {
+      await first.stop();
+    }
+    const written = fs.statSync(cachePath(dataDir));
+    const second = await startBundle(outdir, dataDir);
+    try {
+      expect(await status(second.url)).toBe(401);
+      const again = fs.statSync(cachePath(dataDir));
+      expect([again.ino, again.mtimeMs, again.size]).toEqual([written.ino, written.mtimeMs, written.size]);
+    } finally {
+      await second.stop();
+    }
+  }, 120_000);
+
+  it('should start from a damaged cache as without one, and replace it (and a cache of another build)', async () => {
+    const dataDir = tempDataDir('gantry-bundle-cache-');
+    const first = await startBundle(outdir, dataDir);
+    await waitFor(
+      () => cacheFiles(dataDir),
+      (f) => f.length === 1,
+      'the code cache',
+    );
+    await first.stop();
+    const file = cachePath(dataDir);
+    const garbage = Buffer.alloc(fs.statSync(file).size, 0x5a);
+    fs.writeFileSync(file, garbage);
+    const stale = path.join(dataDir, 'cache', `server-${'0'.repeat(32)}.v8cache`);
+    fs.writeFileSync(stale, 'an older build');
+
+    const second = await startBundle(outdir, dataDir);
+    try {
+      expect(await status(second.url)).toBe(401);
+      await waitFor(
+        () => !fs.readFileSync(file).equals(garbage),
+        (replaced) => replaced,
+        'a new code cache',
+      );
+      expect(cacheFiles(dataDir)).toEqual([path.basename(file)]);
+    } finally {
+      await second.stop();
+    }
+  }, 120_000);
 });

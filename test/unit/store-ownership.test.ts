@@ -57,3 +57,45 @@ describe('store ownership', () => {
     expect(offenders).toEqual([]);
   });
 });
+
+/**
+ * The users and settings tables are kept in memory by their one writer (services/users.ts,
+ * services/settings.ts: a revoked session refused from the next request, /status without a
+ * query per request), which is only right while nothing else writes them.
+ */
+describe('store ownership: users and settings', () => {
+  /** drizzle's `.insert(users)` and the like, or raw SQL writing the table. */
+  const writes = (table: string) =>
+    new RegExp(
+      [
+        `\\.(insert|update|delete)\\(\\s*${table}\\s*\\)`,
+        `\\binsert\\s+(or\\s+\\w+\\s+)?into\\s+[\`"']?${table}\\b`,
+        `\\bupdate\\s+(or\\s+\\w+\\s+)?[\`"']?${table}[\`"']?\\s+set\\b`,
+        `\\bdelete\\s+from\\s+[\`"']?${table}\\b`,
+      ].join('|'),
+      'i',
+    );
+  const OWNED: Record<string, { owner: string; write: RegExp }> = {
+    users: { owner: 'services/users.ts', write: writes('users') },
+    settings: { owner: 'services/settings.ts', write: writes('settings') },
+  };
+
+  it('should find the writes it looks for', () => {
+    expect(OWNED.users!.write.test('db.update(users).set({ tokenVersion: 2 })')).toBe(true);
+    expect(OWNED.users!.write.test('DELETE FROM users WHERE id = 1')).toBe(true);
+    expect(OWNED.settings!.write.test('this.db.insert(settings).values(row)')).toBe(true);
+    expect(OWNED.users!.write.test('db.select().from(users)')).toBe(false);
+    expect(OWNED.settings!.write.test('// update settings, then show them')).toBe(false);
+  });
+
+  it('should leave every write of users and settings to their services', () => {
+    const files = sourceFiles(ROOT).filter((f) => !f.startsWith('drizzle/'));
+    for (const [table, { owner, write }] of Object.entries(OWNED)) {
+      expect(files).toContain(owner);
+      const offenders = files.filter(
+        (f) => f !== owner && write.test(fs.readFileSync(path.join(ROOT, f), 'utf8')),
+      );
+      expect(offenders, table).toEqual([]);
+    }
+  });
+});

@@ -1,0 +1,104 @@
+import { createHash } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createContextInner, requestMetaFrom } from '../api/context.js';
+import { createCaller } from '../api/routers/_app.js';
+import { toErrorResponse } from './errors.js';
+import { answerOf, procedureAt, type Answer, type JsonReply } from './route.js';
+import type { RestRoute } from './table.js';
+import type { GantryDeps } from '../server/deps.js';
+
+/** Headers every answer of the server carries (server/app.ts sets them on Express's too). */
+export const COMMON_HEADERS: Readonly<Record<string, string>> = {
+  'X-Content-Type-Options': 'nosniff',
+  'Referrer-Policy': 'same-origin',
+};
+
+interface LaneRoute {
+  route: RestRoute;
+  answer: Answer;
+  where: string;
+  /** What Express's route gives the procedure for a GET without a query string. */
+  input: unknown;
+}
+
+/**
+ * The GET lane: a JSON GET route of the table without path parameters, asked for at its exact
+ * path with no query string, no body and no conditional headers, is answered straight from the
+ * HTTP server instead of through Express. It calls the same procedure through the same tRPC caller
+ * as the Express route (rest-compat/route.ts), so every check (token, revocation, gateway, role,
+ * output schema) runs as before, and writes the same answer: status, body, content type, weak
+ * ETag and the common headers. What it skips is Express itself: its router walks ~100 layers
+ * (pages, assets, the JSON body parser, every REST route before the one asked for) and wraps
+ * request and response on every call; under a load of `GET /status` that was ~40% of the CPU
+ * (`npm run bench -- foundation`, README "Footprint on the gateway").
+ *
+ * Anything else goes to Express, which answers it as always: other methods and paths, a path
+ * Express would also match in another spelling (a trailing slash, other letter case), a query
+ * string (parsed by Express), a conditional request (Express answers 304 when fresh), a request
+ * with a body (Express's JSON parser may refuse it). Returns whether it took the request.
+ */
+export function createGetLane(
+  deps: GantryDeps,
+  routes: readonly RestRoute[],
+): (req: IncomingMessage, res: ServerResponse) => boolean {
+  const lane = new Map<string, LaneRoute>();
+  for (const route of routes) {
+    const { method, path, reply, upload } = route.rest;
+    if (method !== 'get' || reply.kind === 'file' || upload || route.pathParams.length > 0) continue;
+    lane.set(path, {
+      route,
+      answer: answerOf(reply),
+      where: `GET ${path}`,
+      input: route.input ? {} : undefined,
+    });
+  }
+  return (req, res) => {
+    if (req.method !== 'GET') return false;
+    const entry = lane.get(req.url ?? '');
+    if (!entry) return false;
+    const h = req.headers;
+    if (h['if-none-match'] !== undefined || h['if-modified-since'] !== undefined) return false;
+    if (h['transfer-encoding'] !== undefined || (h['content-length'] ?? '0') !== '0') return false;
+    void answer(deps, entry, req, res);
+    return true;
+  };
+}
+
+async function answer(deps: GantryDeps, entry: LaneRoute, req: IncomingMessage, res: ServerResponse) {
+  let reply: JsonReply;
+  try {
+    // GET procedures are queries: none sets or clears the session cookie, so the meta needs no setters.
+    const ctx = createContextInner(deps, requestMetaFrom(req));
+    const data = await procedureAt(createCaller(ctx), entry.route.procedure)(entry.input);
+    reply = entry.answer.ok(data);
+  } catch (err) {
+    reply = entry.answer.fail(err, entry.where);
+  }
+  try {
+    writeJson(res, reply);
+  } catch (err) {
+    // A body JSON cannot write (what Express's error handler would answer with a 500).
+    const { status, body } = toErrorResponse(err);
+    console.error(`[gantry] ${entry.where}:`, err);
+    if (!res.headersSent) writeJson(res, { status, body });
+  }
+}
+
+/** What Express's `res.status(status).json(body)` writes for a GET. */
+function writeJson(res: ServerResponse, reply: JsonReply): void {
+  const body = Buffer.from(JSON.stringify(reply.body), 'utf8');
+  res.writeHead(reply.status, {
+    ...COMMON_HEADERS,
+    'Content-Type': 'application/json; charset=utf-8',
+    'Content-Length': body.length,
+    ETag: weakEtag(body),
+  });
+  res.end(body);
+}
+
+/** Express's default ETag (the `etag` package, weak): length in hex and a SHA-1 of the body. */
+export function weakEtag(body: Buffer): string {
+  if (body.length === 0) return 'W/"0-2jmj7l5rSw0yVb/vlWAYkK/YBwk"';
+  const hash = createHash('sha1').update(body).digest('base64').substring(0, 27);
+  return `W/"${body.length.toString(16)}-${hash}"`;
+}
