@@ -35,29 +35,27 @@ export async function writeInPieces(
     }
     return true;
   }
-  const copied = async (each?: (piece: Buffer) => Promise<void>): Promise<boolean> => {
-    const hash = createHash('sha256');
-    for (let at = 0; at < op.outLen; at += PIECE_BYTES) {
-      const piece = scratch.piece.subarray(0, Math.min(PIECE_BYTES, op.outLen - at));
-      if ((await scratch.source.read(piece, op.srcOffset + at)) !== piece.length) return false;
-      hash.update(piece);
-      await each?.(piece);
-    }
-    return hash.digest().subarray(0, OP_DIGEST_BYTES).equals(op.digest);
-  };
   if (op.kind === OP_KINDS.BSDIFF) return bsdiffInPieces(op, i, data!, scratch, image, output);
-  if (!(await copied())) return false;
-  const again = await copied(async (piece) => {
-    await hashImage(image, piece);
-    await write(output, piece);
-  });
-  if (!again) {
+  const written = await writeVerified(op, () => copyPieces(op, scratch), image, output);
+  if (written === 'changed') {
     throw invalid(`the active slot changed while hop operation ${i} (COPY) was copied from it`, {
       [SOURCE_MISMATCH]: true,
       op: i,
     });
   }
-  return true;
+  return written;
+}
+
+/** A long COPY's source, read piece by piece into the scratch piece buffer. */
+async function* copyPieces(op: HopOp, scratch: Scratch): AsyncGenerator<Buffer> {
+  for (let at = 0; at < op.outLen; at += PIECE_BYTES) {
+    const piece = scratch.piece.subarray(0, Math.min(PIECE_BYTES, op.outLen - at));
+    const got = await scratch.source.read(piece, op.srcOffset + at);
+    if (got !== piece.length) {
+      throw invalid(`the active slot gave ${got} of ${piece.length} bytes`, { [SOURCE_MISMATCH]: true });
+    }
+    yield piece;
+  }
 }
 
 /**
@@ -84,27 +82,57 @@ async function bsdiffInPieces(
     if (isSourceMismatch(err)) return false;
     throw err;
   }
-  const decoded = async (each?: (piece: Buffer) => Promise<void>): Promise<boolean> => {
-    const hash = createHash('sha256');
-    try {
-      for (const piece of bsdiffDecodePieces(source, data, op.outLen, scratch.piece)) {
-        hash.update(piece);
-        await each?.(piece);
-      }
-    } catch (err) {
-      if (err instanceof BsdiffError) return false;
-      throw err;
-    }
-    return hash.digest().subarray(0, OP_DIGEST_BYTES).equals(op.digest);
-  };
-  if (!(await decoded())) return false;
-  const again = await decoded(async (piece) => {
+  const written = await writeVerified(
+    op,
+    () => bsdiffDecodePieces(source, data, op.outLen, scratch.piece),
+    image,
+    output,
+  );
+  // The same bytes decoded the same way: only a fault of this process could differ.
+  if (written === 'changed')
+    throw new Error(`hop operation ${i} (BSDIFF) decoded to other bytes the second time`);
+  return written;
+}
+
+/**
+ * An operation's output, made twice by `pieces` (each piece valid until the next): hashed and
+ * checked against its digest first, then hashed again, handed to the image's hash and the slot,
+ * and checked again. False when the first pass does not give the digest (nothing written);
+ * 'changed' when the second pass does not (its pieces are on the slot).
+ */
+async function writeVerified(
+  op: HopOp,
+  pieces: () => AsyncIterable<Buffer> | Iterable<Buffer>,
+  image: BundleDigests,
+  output: Writable,
+): Promise<boolean | 'changed'> {
+  if (!(await digestOfPieces(pieces()))?.equals(op.digest)) return false;
+  const again = await digestOfPieces(pieces(), async (piece) => {
     await hashImage(image, piece);
     await write(output, piece);
   });
-  // The same bytes decoded the same way: only a fault of this process could differ.
-  if (!again) throw new Error(`hop operation ${i} (BSDIFF) decoded to other bytes the second time`);
-  return true;
+  return again?.equals(op.digest) ? true : 'changed';
+}
+
+/**
+ * The digest of the pieces, each handed to `each` before the next is made; null when they cannot
+ * be made from the slot's bytes (a short read, a patch that does not fit them).
+ */
+async function digestOfPieces(
+  pieces: AsyncIterable<Buffer> | Iterable<Buffer>,
+  each?: (piece: Buffer) => Promise<void>,
+): Promise<Buffer | null> {
+  const hash = createHash('sha256');
+  try {
+    for await (const piece of pieces) {
+      hash.update(piece);
+      await each?.(piece);
+    }
+  } catch (err) {
+    if (err instanceof BsdiffError || isSourceMismatch(err)) return null;
+    throw err;
+  }
+  return hash.digest().subarray(0, OP_DIGEST_BYTES);
 }
 
 /** Bytes handed to the hashing thread at once (its blocks' size). */

@@ -6,7 +6,7 @@ import { invalid, SOURCE_MISMATCH } from './verify.js';
 /** ZERO and long COPY operations are written in pieces of this size (see writeInPieces). */
 export const PIECE_BYTES = 1024 * 1024;
 /** What a read of a run of COPYs fetches at least (see SlotWindow.read). */
-export const READ_AHEAD_BYTES = 4 * 1024 * 1024;
+const READ_AHEAD_BYTES = 4 * 1024 * 1024;
 
 /**
  * A reused buffer holding bytes [start, start + held) of the active slot, as last read. Reused
