@@ -2,7 +2,7 @@ import { randomInt } from 'node:crypto';
 import { eq } from 'drizzle-orm';
 import { createActor, type Actor } from 'xstate';
 import type { SafetySettings } from '../core/settings-document.js';
-import { hashSecret, verifySecret } from '../core/auth.js';
+import { hashSecret, needsRehash, verifySecret } from '../core/auth.js';
 import type { EventBus } from '../core/bus.js';
 import { GantryError } from '../core/errors.js';
 import { isoSeconds } from '../core/format.js';
@@ -430,6 +430,15 @@ export class SafetyService {
         .run();
     if (ok) {
       if (failedBefore !== 0 || row.lockedUntil !== null) update({ failedAttempts: 0, lockedUntil: null });
+      // A PIN hashed with older parameters (or provisioned as such a hash) is stored anew.
+      if (needsRehash(row.pinHash)) {
+        const pinHash = await hashSecret(pin);
+        this.deps.db
+          .update(safetyPins)
+          .set({ pinHash, updatedAt: this.clock() })
+          .where(eq(safetyPins.gatewayId, gatewayId))
+          .run();
+      }
       return;
     }
     const failed = failedBefore + 1;

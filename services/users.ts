@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { eq, sql } from 'drizzle-orm';
 import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
-import { dummyHash, hashSecret, verifySecret, type TokenService } from '../core/auth.js';
+import { dummyHash, hashSecret, needsRehash, verifySecret, type TokenService } from '../core/auth.js';
 import { GantryError } from '../core/errors.js';
 import type { GantryDb } from '../drizzle/db.js';
 import { users, type UserRow } from '../drizzle/schema.js';
@@ -119,6 +119,7 @@ export class UserService {
     const ok = await verifySecret(password, row?.passwordHash ?? (await dummyHash()));
     if (!row || !ok) throw new GantryError('AUTH_INVALID_CREDENTIALS', 'Invalid username or password');
     await this.failedLogins.delete(key);
+    if (needsRehash(row.passwordHash)) await this.rehash(row, password);
     const { token, expiresAt } = this.tokens.sign({
       sub: row.username,
       role: row.role,
@@ -126,6 +127,13 @@ export class UserService {
       ver: row.tokenVersion,
     });
     return { token, expiresAt, user: publicUser(row) };
+  }
+
+  /** Stores the password's hash with the current parameters (core/auth.ts needsRehash). */
+  private async rehash(row: UserRow, password: string): Promise<void> {
+    const passwordHash = await hashSecret(password);
+    this.rows.delete(row.username);
+    this.db.update(users).set({ passwordHash }).where(eq(users.id, row.id)).run();
   }
 
   /** Ends every session of the user (their tokens carry the old version). */

@@ -1,4 +1,7 @@
+import { randomBytes, scryptSync } from 'node:crypto';
+import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { users } from '../../drizzle/schema.js';
 import { ADMIN_PASSWORD, GATEWAY, startTestGantry, type TestGantry } from '../helpers/gantry.js';
 
 /** The session_token Set-Cookie of a response, split into its value and lower-cased attributes. */
@@ -96,6 +99,37 @@ describe('foundation: authentication (REST)', () => {
       });
       // The audit trail never holds the attempted password.
       expect(JSON.stringify(rows)).not.toContain('not-the-password');
+    });
+
+    it('should store a password hashed with older scrypt parameters anew at its next login', async () => {
+      const username = 'old-hash';
+      await g.deps.users.create({ username, password: 'password-old-1', role: 'viewer', gateways: ['*'] });
+      // The hash as a release before the parameter change wrote it (N=2^14, r=8, p=1).
+      const salt = randomBytes(16);
+      const key = scryptSync('password-old-1', salt, 32, { N: 16384, r: 8, p: 1 });
+      const legacy = ['scrypt', 16384, 8, 1, salt.toString('base64'), key.toString('base64')].join('$');
+      g.deps.db.update(users).set({ passwordHash: legacy }).where(eq(users.username, username)).run();
+      const storedHash = () =>
+        g.deps.db.select().from(users).where(eq(users.username, username)).get()!.passwordHash;
+
+      const wrong = await g.request('POST', '/api/v1/auth/login', {
+        body: { username, password: 'password-old-2' },
+        gateway: null,
+      });
+      expect(wrong.status).toBe(401);
+      expect(storedHash()).toBe(legacy);
+
+      const first = await g.request('POST', '/api/v1/auth/login', {
+        body: { username, password: 'password-old-1' },
+        gateway: null,
+      });
+      expect(first.status).toBe(200);
+      expect(storedHash()).toMatch(/^scrypt\$8192\$8\$10\$/);
+      const again = await g.request('POST', '/api/v1/auth/login', {
+        body: { username, password: 'password-old-1' },
+        gateway: null,
+      });
+      expect(again.status).toBe(200);
     });
 
     it.each([

@@ -1,3 +1,4 @@
+import { randomBytes, scryptSync } from 'node:crypto';
 import { eq } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
 import { hashSecret } from '../../core/auth.js';
@@ -148,7 +149,7 @@ describe('Safety override PIN', () => {
       expect(await g.deps.safety.takeGeneratedPins()).toEqual({});
       const row = g.deps.db.select().from(safetyPins).where(eq(safetyPins.gatewayId, GATEWAY)).get();
       expect(row).toMatchObject({ source: 'generated', failedAttempts: 0, lockedUntil: null });
-      expect(row!.pinHash).toMatch(/^scrypt\$16384\$8\$1\$/);
+      expect(row!.pinHash).toMatch(/^scrypt\$8192\$8\$10\$/);
       const admin = await g.login();
       expect((await override(g, admin, pin)).status).toBe(200);
       expect((await override(g, admin, pin === '000000' ? '000001' : '000000')).status).toBe(403);
@@ -181,6 +182,18 @@ describe('Safety override PIN', () => {
       await g.deps.safety.setPin(GATEWAY, { hash: await hashSecret('55556666') });
       expect((await override(g, admin, PIN)).status).toBe(403);
       expect((await override(g, admin, '55556666')).status).toBe(200);
+      // A hash made with older parameters (N=2^14, r=8, p=1) is stored anew once the PIN is right.
+      const salt = randomBytes(16);
+      const key = scryptSync('13572468', salt, 32, { N: 16384, r: 8, p: 1 });
+      const legacy = ['scrypt', 16384, 8, 1, salt.toString('base64'), key.toString('base64')].join('$');
+      await g.deps.safety.setPin(GATEWAY, { hash: legacy });
+      const pinHash = () =>
+        g.deps.db.select().from(safetyPins).where(eq(safetyPins.gatewayId, GATEWAY)).get()!.pinHash;
+      expect((await override(g, admin, '13572460')).status).toBe(403);
+      expect(pinHash()).toBe(legacy);
+      expect((await override(g, admin, '13572468')).status).toBe(200);
+      expect(pinHash()).toMatch(/^scrypt\$8192\$8\$10\$/);
+      expect((await override(g, admin, '13572468')).status).toBe(200);
       await g.deps.safety.setPin(GATEWAY, { pin: '2468' });
       expect((await override(g, admin, '2468')).status).toBe(200);
       const row = g.deps.db.select().from(safetyPins).where(eq(safetyPins.gatewayId, GATEWAY)).get();

@@ -1,8 +1,10 @@
+import { randomBytes, scryptSync } from 'node:crypto';
 import jwt from 'jsonwebtoken';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   hashSecret,
   mayAccessGateway,
+  needsRehash,
   roleAtLeast,
   TokenService,
   verifySecret,
@@ -44,9 +46,19 @@ describe('hashSecret / verifySecret', () => {
   it('should store the parameters and a random salt, never the secret', async () => {
     const a = await hashSecret('7392');
     const b = await hashSecret('7392');
-    expect(a).toMatch(/^scrypt\$16384\$8\$1\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$/);
+    expect(a).toMatch(/^scrypt\$8192\$8\$10\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$/);
     expect(a).not.toBe(b);
     expect(a).not.toContain('7392');
+  });
+
+  it('should verify a hash made with other parameters, and say it needs hashing anew', async () => {
+    const salt = randomBytes(16);
+    const key = scryptSync('7392', salt, 32, { N: 16384, r: 8, p: 1 });
+    const legacy = ['scrypt', 16384, 8, 1, salt.toString('base64'), key.toString('base64')].join('$');
+    expect(await verifySecret('7392', legacy)).toBe(true);
+    expect(await verifySecret('7393', legacy)).toBe(false);
+    expect(needsRehash(legacy)).toBe(true);
+    expect(needsRehash(await hashSecret('7392'))).toBe(false);
   });
 
   it('should refuse malformed stored hashes instead of throwing', async () => {
