@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build, type BuildOptions } from 'esbuild';
+import { build, type BuildOptions, type Plugin } from 'esbuild';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 /**
@@ -31,12 +31,56 @@ export function firstWideChar(text: string): number {
  * keeps one in the data dir), which Node 20 offers no way to do for ES modules, and one script
  * starts faster than an ES module graph even without it (restart to first answer, interleaved
  * runs: ES module bundle 774 ms, CommonJS 586, CommonJS with the cache 501, bare Express 338).
- * What a server only needs on rare occasions (socket.io, jszip, tuf-js, the inspector's graphs, …)
- * is still imported dynamically: esbuild keeps such a module's code in a function run on its first
- * import, so it is not evaluated at start-up (its source is in the file, compiled when first used).
+ * What a server only needs on rare occasions is imported dynamically, so it is not evaluated at
+ * start-up. Its source would still be resident in one bundle, as V8 keeps a script's whole source:
+ * the packages among it (LAZY_PACKAGES) are each built into their own file in `vendor/`, which the
+ * server loads on their first import (0.95 of 3.97 MB: the idle server's source string shrinks by as
+ * much). Each is whole in its file: a package shared with the server (socket.io's `ws`) is in both.
  * Identifiers are not renamed, so stack traces keep their function names; the source map, beside
  * the bundle, is read only by `node --enable-source-maps`.
  */
+/**
+ * Packages the server only imports dynamically, and rarely: socket.io (the first terminal client on
+ * `/ota-update`), jszip (a ZIP upload), the VCDIFF decoder (a hop delta with VCDIFF patches). Their
+ * `vendor/` file names. Not tuf-js (20 KB): feed/fetch.ts throws its DownloadHTTPError, which tuf-js
+ * tests with instanceof, so the two must share one copy of the class.
+ */
+export const LAZY_PACKAGES: Readonly<Record<string, string>> = {
+  'socket.io': 'socket.io.cjs',
+  jszip: 'jszip.cjs',
+  '@ably/vcdiff-decoder': 'vcdiff-decoder.cjs',
+};
+
+/**
+ * Sends a dynamic import of a LAZY_PACKAGES package to its `vendor/` file. The server is one
+ * CommonJS script run by V8 (server/bundle-loader.ts), so the import must become a `require` (the
+ * build keeps no `import()`: a script compiled by node:vm has no way to load an ES module).
+ */
+const lazyPackagesToVendor: Plugin = {
+  name: 'lazy-packages-to-vendor',
+  setup(b) {
+    const names = Object.keys(LAZY_PACKAGES).map((n) => n.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&'));
+    b.onResolve({ filter: new RegExp(`^(${names.join('|')})$`) }, (args) =>
+      args.kind === 'dynamic-import'
+        ? { path: `./vendor/${LAZY_PACKAGES[args.path]}`, external: true }
+        : undefined,
+    );
+  },
+};
+
+/** The output's one-byte check (see below), for each file the build writes. */
+function assertLatin1(file: string): string {
+  const source = fs.readFileSync(file, 'utf8');
+  // One character above U+00FF makes V8 keep the whole source as UTF-16, twice the bytes.
+  const wide = firstWideChar(source);
+  if (wide >= 0) {
+    throw new Error(
+      `${path.basename(file)} holds a non-Latin-1 character (${JSON.stringify(source.slice(Math.max(0, wide - 60), wide + 10))}): write it as an escape or entity`,
+    );
+  }
+  return source;
+}
+
 export async function buildServer(outdir = SERVER_BUNDLE_DIR): Promise<string> {
   const scratch = `${outdir}.tmp-${process.pid}`;
   fs.rmSync(scratch, { recursive: true, force: true });
@@ -52,7 +96,7 @@ export async function buildServer(outdir = SERVER_BUNDLE_DIR): Promise<string> {
     logLevel: 'warning',
   };
   try {
-    await build({
+    const main = await build({
       ...common,
       entryPoints: [{ in: 'server/main.ts', out: 'server' }],
       outdir: scratch,
@@ -65,14 +109,30 @@ export async function buildServer(outdir = SERVER_BUNDLE_DIR): Promise<string> {
       define: { 'import.meta.url': '__gantryImportMetaUrl' },
       banner: { js: "var __gantryImportMetaUrl = require('node:url').pathToFileURL(__filename).href;" },
       sourcemap: 'external',
+      supported: { 'dynamic-import': false },
+      plugins: [lazyPackagesToVendor],
+      metafile: true,
     });
-    const source = fs.readFileSync(path.join(scratch, 'server.cjs'), 'utf8');
-    // One character above U+00FF makes V8 keep the whole source as UTF-16, twice the bytes.
-    const wide = firstWideChar(source);
-    if (wide >= 0) {
-      throw new Error(
-        `server bundle holds a non-Latin-1 character (${JSON.stringify(source.slice(Math.max(0, wide - 60), wide + 10))}): write it as an escape or entity`,
-      );
+    const bundled = Object.keys(Object.values(main.metafile.outputs).find((o) => o.entryPoint)!.inputs);
+    for (const name of Object.keys(LAZY_PACKAGES)) {
+      // A static import somewhere would put the package in the server as well.
+      if (bundled.some((input) => input.startsWith(`node_modules/${name}/`)))
+        throw new Error(`${name} is imported statically somewhere: it belongs in vendor/ only`);
+    }
+    const source = assertLatin1(path.join(scratch, 'server.cjs'));
+    for (const [name, file] of Object.entries(LAZY_PACKAGES)) {
+      await build({
+        ...common,
+        stdin: {
+          contents: `module.exports = require(${JSON.stringify(name)});`,
+          resolveDir: root,
+          loader: 'js',
+        },
+        outfile: path.join(scratch, 'vendor', file),
+        format: 'cjs',
+        sourcemap: 'external',
+      });
+      assertLatin1(path.join(scratch, 'vendor', file));
     }
     await build({
       ...common,

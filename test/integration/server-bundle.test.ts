@@ -1,11 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { io as ioClient } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildServer, firstWideChar } from '../../scripts/build-server.js';
+import { buildServer, firstWideChar, LAZY_PACKAGES } from '../../scripts/build-server.js';
 import { configurationZip } from '../fixtures/zip/zips.js';
 import { ADMIN_PASSWORD, GATEWAY, tempDataDir } from '../helpers/gantry.js';
 import { waitFor } from '../helpers/wait.js';
@@ -91,6 +92,19 @@ describe('the server bundle (what bin/gantry-server runs)', () => {
     const source = fs.readFileSync(path.join(outdir, 'server.cjs'), 'utf8');
     expect(source.length).toBeGreaterThan(100_000);
     expect(firstWideChar(source)).toBe(-1);
+  });
+
+  it('should keep the rarely used packages out of the server file, each in its own vendor file', () => {
+    const source = fs.readFileSync(path.join(outdir, 'server.cjs'), 'utf8');
+    for (const [name, file] of Object.entries(LAZY_PACKAGES)) {
+      expect(source).not.toContain(`"node_modules/${name}/`);
+      expect(source).toContain(`require("./vendor/${file}")`);
+      expect(firstWideChar(fs.readFileSync(path.join(outdir, 'vendor', file), 'utf8'))).toBe(-1);
+    }
+    // The VCDIFF decoder as delta/hop/apply.ts takes it (the other two are used below).
+    const vendorRequire = createRequire(path.join(outdir, 'server.cjs'));
+    const vcdiff = vendorRequire(`./vendor/${LAZY_PACKAGES['@ably/vcdiff-decoder']}`) as { decode?: unknown };
+    expect(typeof vcdiff.decode).toBe('function');
   });
 
   it('should serve /status from the migrated store', async () => {
