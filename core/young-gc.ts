@@ -27,3 +27,15 @@ export function youngGenerationSweeper(
     collect({ type: 'minor' });
   };
 }
+
+/**
+ * One full collection, once start-up is over. Start-up leaves garbage that nothing soon makes V8
+ * collect on an idle gateway: the bundle's source text as read from disk (~3 MB; V8 keeps its own
+ * copy), the code cache's bytes, the code cache written on a first start (~2.4 MB), the compiler's
+ * and the migrations' leftovers. Measured on the bench's first start + login + `/status` (three of
+ * each): idle RSS 76.1-78.7 MiB without, 75.6-75.8 with it; a restart's is unchanged (74.5-74.8).
+ * Without --expose-gc, a no-op.
+ */
+export function collectStartupGarbage(collect: Collect | undefined = exposedGc()): void {
+  collect?.({ type: 'major' });
+}

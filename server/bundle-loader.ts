@@ -5,6 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import vm from 'node:vm';
 import { writeFileAtomicSync } from '../core/fsutil.js';
+import { collectStartupGarbage } from '../core/young-gc.js';
 
 /**
  * dist/server-bundle/main.js, what bin/gantry-server runs: loads the server (server.cjs beside
@@ -85,16 +86,17 @@ const run = script.runInThisContext() as (
 ) => void;
 run.call(mod.exports, mod.exports, createRequire(file), mod, file, here);
 
-if (cacheWanted) {
-  void (mod.exports as ServerExports).started?.then((started) => {
-    if (!started) return;
-    // After the listen callback: the answers waiting for it go first.
-    setImmediate(() => {
+void (mod.exports as ServerExports).started?.then((started) => {
+  if (!started) return;
+  // After the listen callback: the answers waiting for it go first.
+  setImmediate(() => {
+    if (cacheWanted) {
       try {
         writeCache(started.dataDir, cacheName, script.createCachedData());
       } catch (err) {
         console.warn(`Gantry: the code cache could not be written (${(err as Error).message})`);
       }
-    });
+    }
+    collectStartupGarbage();
   });
-}
+});
