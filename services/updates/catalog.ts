@@ -6,7 +6,8 @@ import { compareVersions, isVersion } from '../../bundle/manifest.js';
 import { GantryError } from '../../core/errors.js';
 import type { SignatureStatus } from '../../core/vocabulary.js';
 import type { GantryDb } from '../../drizzle/db.js';
-import { availableUpdates, gateways, type AvailableUpdateRow } from '../../drizzle/schema.js';
+import { availableUpdates, type AvailableUpdateRow } from '../../drizzle/schema.js';
+import type { GatewayRuntime } from '../gateways.js';
 
 /** A bundle the feed offers, as its verified (TUF) metadata describes it. */
 export interface FeedTarget {
@@ -132,7 +133,8 @@ export class UpdateCatalog {
   ) {}
 
   /** Records the feed's current targets: new ones get an id, vanished ones are unlisted. */
-  record(gatewayId: string, targets: FeedTarget[]): void {
+  record(gateway: Pick<GatewayRuntime, 'id' | 'recordUpdateCheck'>, targets: FeedTarget[]): void {
+    const gatewayId = gateway.id;
     const now = this.clock();
     this.db.transaction((tx) => {
       tx.update(availableUpdates)
@@ -162,7 +164,7 @@ export class UpdateCatalog {
             .values({ gatewayId, target: t.path, ...values })
             .run();
       }
-      tx.update(gateways).set({ lastUpdateCheckAt: now }).where(eq(gateways.id, gatewayId)).run();
+      gateway.recordUpdateCheck(now, tx);
     });
   }
 

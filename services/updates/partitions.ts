@@ -1,11 +1,9 @@
-import { eq } from 'drizzle-orm';
 import { createActor, type Actor, type SnapshotFrom } from 'xstate';
 import { partitionMachine, partitionPersisted } from '../../machines/partition.js';
 import { restoreOptions } from '../../machines/persist.js';
 import { GantryError } from '../../core/errors.js';
 import type { MachineEventLog } from '../../core/machine-events.js';
 import type { GantryDb } from '../../drizzle/db.js';
-import { gateways } from '../../drizzle/schema.js';
 import { otherSlot, type SlotId } from '../../device/types.js';
 import type { ActorSnapshotStore } from '../actor-snapshots.js';
 import type { GatewayRegistry, GatewayRuntime } from '../gateways.js';
@@ -211,7 +209,7 @@ export class PartitionManager {
       }
     }
     if (committed) {
-      this.deps.db.update(gateways).set({ lastOtaAt: this.deps.clock() }).where(eq(gateways.id, gw.id)).run();
+      gw.recordOtaCommitted(this.deps.clock());
     }
     this.notify(gw);
     return { snapshot: actor.getSnapshot(), rebootRequested };

@@ -187,7 +187,7 @@ export class UpdateService {
       try {
         const targets = await this.deps.ports.feed.refresh(gw.id);
         await this.refreshActiveImage(gw);
-        this.deps.catalog.record(gw.id, targets);
+        this.deps.catalog.record(gw, targets);
         this.deps.logs.info(
           gw.id,
           'ota',

@@ -1,9 +1,11 @@
 import path from 'node:path';
+import { eq } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
 import { TokenService } from '../../core/auth.js';
 import { SimulatedDevice } from '../../device/simulated.js';
 import { openDatabase } from '../../drizzle/db.js';
 import { gateways } from '../../drizzle/schema.js';
+import { GatewayRegistry } from '../../services/gateways.js';
 import { ComponentStateStore, type ComponentRecord } from '../../services/components/state.js';
 import { SettingsService } from '../../services/settings.js';
 import { UserService } from '../../services/users.js';
@@ -126,6 +128,41 @@ describe('SettingsService and UserService: rows kept by their writer', () => {
       expect(users.find('ops')!.tokenVersion).toBe(before + 1);
       expect(() => ((users.find('ops') as { role: string }).role = 'admin')).toThrow(TypeError);
       expect(() => (users.find('ops')!.gateways as string[]).push('x')).toThrow(TypeError);
+    } finally {
+      db.$client.close();
+    }
+  });
+});
+
+describe('GatewayRuntime: its row kept by its one writer', () => {
+  it('should answer the row as stored after each write, frozen, and as before a rolled-back one', () => {
+    const dir = makeTempDir('gantry-cache-gateway-');
+    const db = openDatabase(path.join(dir, 'gantry.db'));
+    try {
+      const registry = new GatewayRegistry(db, dir, () => T0);
+      registry.load([{ id: 'GW-C1', model: 'Univa-GW-Pro', timezone: 'UTC' }], 'simulated');
+      const gw = registry.get('GW-C1')!;
+      const stored = () => db.select().from(gateways).where(eq(gateways.id, 'GW-C1')).get();
+      expect(gw.row()).toEqual(stored());
+      expect(gw.row().lastOtaAt).toBeNull();
+      expect(() => ((gw.row() as { lastOtaAt: number | null }).lastOtaAt = 1)).toThrow(TypeError);
+
+      gw.recordOtaCommitted(T0 + 1000);
+      expect(gw.row().lastOtaAt).toBe(T0 + 1000);
+      gw.recordUpdateCheck(T0 + 2000);
+      expect(gw.row()).toEqual(stored());
+      expect(gw.row().lastUpdateCheckAt).toBe(T0 + 2000);
+
+      // Written in a transaction that then fails: the row reads as the store kept it.
+      expect(() =>
+        db.transaction((tx) => {
+          gw.recordUpdateCheck(T0 + 3000, tx);
+          expect(gw.row().lastUpdateCheckAt).toBe(T0 + 3000);
+          throw new Error('rolled back');
+        }),
+      ).toThrow('rolled back');
+      expect(gw.row().lastUpdateCheckAt).toBe(T0 + 2000);
+      expect(gw.row()).toEqual(stored());
     } finally {
       db.$client.close();
     }

@@ -59,11 +59,12 @@ describe('store ownership', () => {
 });
 
 /**
- * The users and settings tables are kept in memory by their one writer (services/users.ts,
- * services/settings.ts: a revoked session refused from the next request, /status without a
- * query per request), which is only right while nothing else writes them.
+ * The users, settings and gateways tables are kept in memory by their one writer
+ * (services/users.ts, services/settings.ts, services/gateways.ts: a revoked session refused from
+ * the next request, /status without a query per request), which is only right while nothing else
+ * writes them.
  */
-describe('store ownership: users and settings', () => {
+describe('store ownership: users, settings and gateways', () => {
   /** drizzle's `.insert(users)` and the like, or raw SQL writing the table. */
   const writes = (table: string) =>
     new RegExp(
@@ -78,6 +79,7 @@ describe('store ownership: users and settings', () => {
   const OWNED: Record<string, { owner: string; write: RegExp }> = {
     users: { owner: 'services/users.ts', write: writes('users') },
     settings: { owner: 'services/settings.ts', write: writes('settings') },
+    gateways: { owner: 'services/gateways.ts', write: writes('gateways') },
   };
 
   it('should find the writes it looks for', () => {
@@ -88,7 +90,7 @@ describe('store ownership: users and settings', () => {
     expect(OWNED.settings!.write.test('// update settings, then show them')).toBe(false);
   });
 
-  it('should leave every write of users and settings to their services', () => {
+  it('should leave every write of users, settings and gateways to their services', () => {
     const files = sourceFiles(ROOT).filter((f) => !f.startsWith('drizzle/'));
     for (const [table, { owner, write }] of Object.entries(OWNED)) {
       expect(files).toContain(owner);
