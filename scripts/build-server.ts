@@ -68,6 +68,24 @@ const lazyPackagesToVendor: Plugin = {
   },
 };
 
+/**
+ * iconv-lite's code-page tables (Japanese, Chinese and Korean: ~420 KB once written in ASCII) stay
+ * JSON files beside the server, `vendor/iconv-lite-tables/`: iconv-lite requires one only when a
+ * request body comes in that code page (body-parser decodes through it), and Node parses a JSON
+ * file without keeping its text.
+ */
+const ICONV_TABLES = path.join(root, 'node_modules', 'iconv-lite', 'encodings', 'tables');
+const iconvTablesToVendor: Plugin = {
+  name: 'iconv-tables-to-vendor',
+  setup(b) {
+    b.onResolve({ filter: /^\.\/tables\/[\w-]+\.json$/ }, (args) =>
+      path.resolve(args.resolveDir, args.path).startsWith(`${ICONV_TABLES}${path.sep}`)
+        ? { path: `./vendor/iconv-lite-tables/${path.basename(args.path)}`, external: true }
+        : undefined,
+    );
+  },
+};
+
 /** The output's one-byte check (see below), for each file the build writes. */
 function assertLatin1(file: string): string {
   const source = fs.readFileSync(file, 'utf8');
@@ -110,7 +128,7 @@ export async function buildServer(outdir = SERVER_BUNDLE_DIR): Promise<string> {
       banner: { js: "var __gantryImportMetaUrl = require('node:url').pathToFileURL(__filename).href;" },
       sourcemap: 'external',
       supported: { 'dynamic-import': false },
-      plugins: [lazyPackagesToVendor],
+      plugins: [lazyPackagesToVendor, iconvTablesToVendor],
       metafile: true,
     });
     const bundled = Object.keys(Object.values(main.metafile.outputs).find((o) => o.entryPoint)!.inputs);
@@ -120,6 +138,7 @@ export async function buildServer(outdir = SERVER_BUNDLE_DIR): Promise<string> {
         throw new Error(`${name} is imported statically somewhere: it belongs in vendor/ only`);
     }
     const source = assertLatin1(path.join(scratch, 'server.cjs'));
+    fs.cpSync(ICONV_TABLES, path.join(scratch, 'vendor', 'iconv-lite-tables'), { recursive: true });
     for (const [name, file] of Object.entries(LAZY_PACKAGES)) {
       await build({
         ...common,

@@ -105,6 +105,11 @@ describe('the server bundle (what bin/gantry-server runs)', () => {
     const vendorRequire = createRequire(path.join(outdir, 'server.cjs'));
     const vcdiff = vendorRequire(`./vendor/${LAZY_PACKAGES['@ably/vcdiff-decoder']}`) as { decode?: unknown };
     expect(typeof vcdiff.decode).toBe('function');
+    // iconv-lite's code-page tables, required by it from beside the server when a body needs one.
+    expect(source).not.toContain('"node_modules/iconv-lite/encodings/tables/');
+    expect(source).toContain('require("./vendor/iconv-lite-tables/shiftjis.json")');
+    const table = vendorRequire('./vendor/iconv-lite-tables/shiftjis.json') as unknown[];
+    expect(table.length).toBeGreaterThan(10);
   });
 
   it('should serve /status from the migrated store', async () => {
