@@ -69,22 +69,27 @@ const lazyPackagesToVendor: Plugin = {
 };
 
 /**
- * iconv-lite's code-page tables (Japanese, Chinese and Korean: ~420 KB once written in ASCII) stay
- * JSON files beside the server, `vendor/iconv-lite-tables/`: iconv-lite requires one only when a
- * request body comes in that code page (body-parser decodes through it), and Node parses a JSON
- * file without keeping its text.
+ * The JSON files of packages stay JSON files beside the server, in `vendor/json/` (their paths
+ * under node_modules), required from there. Bundled, each would be JavaScript source, resident like
+ * the rest; Node parses a JSON file without keeping its text. The large ones: two copies of mime-db
+ * (express's and multer's, 287 KB) and iconv-lite's code-page tables (Japanese, Chinese, Korean:
+ * ~420 KB once written in ASCII, loaded only for a request body in such a code page).
  */
-const ICONV_TABLES = path.join(root, 'node_modules', 'iconv-lite', 'encodings', 'tables');
-const iconvTablesToVendor: Plugin = {
-  name: 'iconv-tables-to-vendor',
-  setup(b) {
-    b.onResolve({ filter: /^\.\/tables\/[\w-]+\.json$/ }, (args) =>
-      path.resolve(args.resolveDir, args.path).startsWith(`${ICONV_TABLES}${path.sep}`)
-        ? { path: `./vendor/iconv-lite-tables/${path.basename(args.path)}`, external: true }
-        : undefined,
-    );
-  },
-};
+function packageJsonToVendor(copied: Set<string>): Plugin {
+  const modules = path.join(root, 'node_modules');
+  return {
+    name: 'package-json-to-vendor',
+    setup(b) {
+      b.onResolve({ filter: /^\.\.?\/.*\.json$/ }, (args) => {
+        const file = path.resolve(args.resolveDir, args.path);
+        if (!file.startsWith(`${modules}${path.sep}`)) return undefined;
+        const relative = path.relative(modules, file);
+        copied.add(relative);
+        return { path: `./vendor/json/${relative.split(path.sep).join('/')}`, external: true };
+      });
+    },
+  };
+}
 
 /** The output's one-byte check (see below), for each file the build writes. */
 function assertLatin1(file: string): string {
@@ -113,6 +118,7 @@ export async function buildServer(outdir = SERVER_BUNDLE_DIR): Promise<string> {
     charset: 'ascii',
     logLevel: 'warning',
   };
+  const jsonFiles = new Set<string>();
   try {
     const main = await build({
       ...common,
@@ -128,7 +134,7 @@ export async function buildServer(outdir = SERVER_BUNDLE_DIR): Promise<string> {
       banner: { js: "var __gantryImportMetaUrl = require('node:url').pathToFileURL(__filename).href;" },
       sourcemap: 'external',
       supported: { 'dynamic-import': false },
-      plugins: [lazyPackagesToVendor, iconvTablesToVendor],
+      plugins: [lazyPackagesToVendor, packageJsonToVendor(jsonFiles)],
       metafile: true,
     });
     const bundled = Object.keys(Object.values(main.metafile.outputs).find((o) => o.entryPoint)!.inputs);
@@ -138,7 +144,11 @@ export async function buildServer(outdir = SERVER_BUNDLE_DIR): Promise<string> {
         throw new Error(`${name} is imported statically somewhere: it belongs in vendor/ only`);
     }
     const source = assertLatin1(path.join(scratch, 'server.cjs'));
-    fs.cpSync(ICONV_TABLES, path.join(scratch, 'vendor', 'iconv-lite-tables'), { recursive: true });
+    for (const relative of jsonFiles) {
+      const to = path.join(scratch, 'vendor', 'json', relative);
+      fs.mkdirSync(path.dirname(to), { recursive: true });
+      fs.copyFileSync(path.join(root, 'node_modules', relative), to);
+    }
     for (const [name, file] of Object.entries(LAZY_PACKAGES)) {
       await build({
         ...common,
