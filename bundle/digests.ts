@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { Worker } from 'node:worker_threads';
 
 /**
  * The SHA-256 a bundle download needs: each payload (checked against the signed manifest) and,
@@ -133,6 +132,9 @@ parentPort.on('message', (m) => {
  */
 export function threadDigests(opts: DigestsOptions = {}): BundleDigests {
   const shared = Array.from({ length: BLOCKS }, () => new SharedArrayBuffer(BLOCK_BYTES));
+  // Loaded on first use (process.getBuiltinModule): only a large hop delta's image hash takes a
+  // thread, and worker_threads is ~0.3 MiB resident (issue 16).
+  const { Worker } = process.getBuiltinModule('node:worker_threads');
   const worker = new Worker(WORKER_SOURCE, {
     eval: true,
     workerData: { blocks: shared, whole: opts.whole ?? true },
