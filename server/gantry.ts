@@ -2,7 +2,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { GantryConfig } from '../core/config.js';
 import { UPDATE_JOB_KINDS } from '../core/job-kinds.js';
-import { startDemoFeed, type RunningDemoFeed } from '../feed/demo-feed.js';
+import type { RunningDemoFeed } from '../feed/demo-feed.js';
 import { describeSwept, filesInUse, sweepDataDir } from '../services/data-dir-sweep.js';
 import { restartJobs, type InterruptedJobsHandle } from '../services/job-restart.js';
 import { uploadAfterRestart } from '../services/updates/uploads.js';
@@ -89,12 +89,16 @@ export async function startGantry(
 ): Promise<RunningGantry> {
   // The embedded default must be able to update at once: a local demo feed, generated on the
   // first start (reused afterwards) and served on loopback for as long as the server runs.
-  const demoFeed: RunningDemoFeed | null = demoFeedWanted(config)
-    ? await startDemoFeed({
-        dir: path.join(config.dataDir, 'demo-feed'),
-        models: [...new Set(config.gateways.map((g) => g.model))],
-      })
-    : null;
+  // Imported only then: it is a publisher (bundle builder, TUF repository, file server) that a
+  // gateway with its feed configured never runs, and resident code once loaded.
+  let demoFeed: RunningDemoFeed | null = null;
+  if (demoFeedWanted(config)) {
+    const { startDemoFeed } = await import('../feed/demo-feed.js');
+    demoFeed = await startDemoFeed({
+      dir: path.join(config.dataDir, 'demo-feed'),
+      models: [...new Set(config.gateways.map((g) => g.model))],
+    });
+  }
   let deps: GantryDeps;
   let interrupted: InterruptedJobsHandle;
   try {
