@@ -181,8 +181,8 @@ export class SimulatedDevice implements GatewayDevice, SimulatedDeviceControls {
     writeFileAtomicSync(this.file('device.json'), JSON.stringify(state, null, 2));
   }
 
-  /** A copy: callers may spread or change what they get, never the record kept here. */
-  private readSlotRecord(slot: SlotId): SlotRecord {
+  /** The record kept here (read from its file once): never handed out as it is. */
+  private keptSlotRecord(slot: SlotId): SlotRecord {
     let record = this.slotRecords.get(slot);
     if (!record) {
       record = readJsonFile<SlotRecord>(this.file(`slot-${slot}.status.json`)) ?? {
@@ -195,7 +195,7 @@ export class SimulatedDevice implements GatewayDevice, SimulatedDeviceControls {
       };
       this.slotRecords.set(slot, record);
     }
-    return { ...record };
+    return record;
   }
 
   private saveSlotRecord(slot: SlotId, record: SlotRecord): void {
@@ -206,7 +206,7 @@ export class SimulatedDevice implements GatewayDevice, SimulatedDeviceControls {
   }
 
   async systemInfo(): Promise<SystemInfo> {
-    const booted = this.readSlotRecord(this.state.bootedSlot);
+    const booted = this.keptSlotRecord(this.state.bootedSlot);
     return {
       model: this.state.model,
       osVersion: booted.version ?? 'unknown',
@@ -221,12 +221,21 @@ export class SimulatedDevice implements GatewayDevice, SimulatedDeviceControls {
   }
 
   async slots(): Promise<Record<SlotId, SlotInfo>> {
-    // The record last: a record written from another slot's SlotInfo must not rename this slot.
-    const info = (id: SlotId): SlotInfo => ({
-      ...this.readSlotRecord(id),
-      id,
-      capacityBytes: this.state.slotCapacityBytes,
-    });
+    // Each field named rather than the record spread: one object shape, no copy in between
+    // (`/status` builds these on every call). The id is this slot's, whatever the record holds.
+    const info = (id: SlotId): SlotInfo => {
+      const r = this.keptSlotRecord(id);
+      return {
+        state: r.state,
+        version: r.version,
+        kernel: r.kernel,
+        sha256: r.sha256,
+        imageBytes: r.imageBytes,
+        installedAt: r.installedAt,
+        id,
+        capacityBytes: this.state.slotCapacityBytes,
+      };
+    };
     return { A: info('A'), B: info('B') };
   }
 
@@ -292,7 +301,7 @@ export class SimulatedDevice implements GatewayDevice, SimulatedDeviceControls {
       }
       await this.writeBootEnv(env);
       const slot = env.bootSlot;
-      const bootable = this.readSlotRecord(slot).state === 'bootable';
+      const bootable = this.keptSlotRecord(slot).state === 'bootable';
       if (bootable && failures[slot] === 0) {
         this.saveState({
           ...this.state,
