@@ -269,6 +269,36 @@ async function measureShipped(cmd: GantryCommand, opts: BenchOptions) {
   }
 }
 
+/**
+ * The same idle measure on a restart: the data dir of a first start (its store, and the code cache
+ * the loader wrote), the server started again, login, GET /status, 1 s. What a gateway that has
+ * run before starts as, every time but the first.
+ */
+async function measureRestartIdle(cmd: GantryCommand): Promise<IdleMemory> {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-bench-restart-'));
+  try {
+    const first = await startGantryChild(cmd, { dataDir, env: { GANTRY_DEMO_FEED: 'off' } });
+    await first.stop();
+    const g = await startGantryChild(cmd, { dataDir, env: { GANTRY_DEMO_FEED: 'off' } });
+    try {
+      const status = await requestJson('GET', `${g.url}${STATUS_PATH}`, { headers: g.headers });
+      if (status.status !== 200) throw new Error(`status answered ${status.status}`);
+      await new Promise((r) => setTimeout(r, 1000));
+      const mem = procMemory(g.pid)!;
+      return {
+        afterStartBytes: g.rssAfterStart,
+        afterLoginBytes: g.rssAfterLogin,
+        afterStatusBytes: mem.rss,
+        peakBytes: mem.hwm,
+      };
+    } finally {
+      await g.stop();
+    }
+  } finally {
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
 function loadRow(name: string, r: LoadResult): Array<string | number> {
   return [name, r.requestsPerSecond, r.latencyMs.p50, r.latencyMs.p99, r.latencyMs.max, r.requests];
 }
@@ -311,6 +341,9 @@ export const foundationSuite: BenchSuite = {
     if (cmd.mode !== 'dist') notes.push('no built server: the shipped-server rows ran under tsx');
     const shipped = await measureShipped(cmd, opts);
     const { throughput, idle, soak: soaked } = shipped;
+    opts.log('idle after a restart…');
+    const restartIdle = await measureRestartIdle(cmd);
+    opts.log(`idle after a restart + login + /status: ${mib(restartIdle.afterStatusBytes)} MiB`);
 
     const bareStart = startup['bare express (node -e)']!.warmMs!;
     const distStart = startup[DIST_MODE];
@@ -335,9 +368,20 @@ export const foundationSuite: BenchSuite = {
       `Soak: ${SOAK_MINUTES} compressed minutes, each ${SOAK_POLLS_PER_MINUTE} GETs of ${SOAK_PATHS.join(', ')} (10 at a time) and a login every 10 minutes; growth is the median VmRSS of the last 10 minutes minus that of minutes 6-15.`,
     );
     const idleMiB = mib(idle.afterStatusBytes);
+    const restartIdleMiB = mib(restartIdle.afterStatusBytes);
     const soakGrowthMiB = mib(soaked.growthBytes);
     const targets: Record<string, { target: string; value: number | null; met: boolean | null }> = {
       'idle RSS after start + login + /status, MiB': { target: '≤ 60', value: idleMiB, met: idleMiB <= 60 },
+      'idle RSS after a restart + login + /status, MiB': {
+        target: '≤ 60',
+        value: restartIdleMiB,
+        met: restartIdleMiB <= 60,
+      },
+      'peak (VmHWM) of a restart + login + /status, MiB': {
+        target: '≤ 80',
+        value: mib(restartIdle.peakBytes),
+        met: mib(restartIdle.peakBytes) <= 80,
+      },
       'soak RSS growth over the compressed hour, MiB': {
         target: '≤ 2 (no growth)',
         value: soakGrowthMiB,
@@ -361,6 +405,7 @@ export const foundationSuite: BenchSuite = {
       met: restart === null ? null : restart <= 2,
     };
     ratios['idle RSS after start + login + /status, MiB'] = idleMiB;
+    ratios['idle RSS after a restart + login + /status, MiB'] = restartIdleMiB;
     ratios['soak RSS growth, MiB'] = soakGrowthMiB;
 
     return {
@@ -381,6 +426,7 @@ export const foundationSuite: BenchSuite = {
         {
           title: 'Shipped server memory (VmRSS, MiB; peak is VmHWM: start-up and the login scrypt included)',
           columns: [
+            'start',
             'started',
             'logged in',
             'after /status (idle)',
@@ -391,6 +437,7 @@ export const foundationSuite: BenchSuite = {
           ],
           rows: [
             [
+              'first start',
               mib(idle.afterStartBytes ?? 0),
               mib(idle.afterLoginBytes ?? 0),
               idleMiB,
@@ -398,6 +445,16 @@ export const foundationSuite: BenchSuite = {
               mib(shipped.rssAfterLoadBytes ?? 0),
               mib(soaked.rssSamples[soaked.rssSamples.length - 1] ?? 0),
               mib(shipped.peakBytes ?? 0),
+            ],
+            [
+              'restart',
+              mib(restartIdle.afterStartBytes ?? 0),
+              mib(restartIdle.afterLoginBytes ?? 0),
+              restartIdleMiB,
+              mib(restartIdle.peakBytes),
+              '–',
+              '–',
+              '–',
             ],
           ],
         },
@@ -434,6 +491,7 @@ export const foundationSuite: BenchSuite = {
         startup,
         throughput,
         idle,
+        restartIdle,
         rssAfterLoadBytes: shipped.rssAfterLoadBytes,
         soak: soaked,
         peakBytes: shipped.peakBytes,
