@@ -10,7 +10,7 @@ import { GantryError } from '../../core/errors.js';
 import { LendingFileReader } from '../../core/lending.js';
 import { drained } from '../../core/streams.js';
 import { SlotWriter } from '../../device/slot-writer.js';
-import { youngGenerationSweeper } from '../../core/young-gc.js';
+import { releaseAfterOperation, youngGenerationSweeper } from '../../core/young-gc.js';
 import type { GatewayRegistry, GatewayRuntime } from '../gateways.js';
 import type { VerifiedUpload } from '../job-records.js';
 import type { CleanUpOutcome } from '../job-restart.js';
@@ -333,6 +333,8 @@ export async function receiveFile(
     await Promise.all([outClosed, checked]);
     fs.rmSync(filePath, { force: true });
     throw err;
+  } finally {
+    releaseAfterOperation();
   }
   if (!checked) return { path: filePath, size, sha256: hash!.digest('hex') };
   const { verification, sha256 } = await checked;
