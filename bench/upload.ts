@@ -39,7 +39,7 @@ export interface UploadRun {
   loginPeakRssBytes?: number;
   /** VmHWM over the upload alone (POST /upload/verify to its answer). */
   uploadPeakRssBytes?: number;
-  /** VmRSS once the upload was answered, just before the deploy. */
+  /** VmRSS 0.5 s after the upload was answered, just before the deploy. */
   rssAfterUploadBytes?: number;
   /** VmHWM over the deploy alone (POST /upload/deploy to `downloaded`). */
   deployOwnPeakRssBytes?: number;
@@ -183,6 +183,10 @@ async function gantryUpload(
       );
     }
     const verified = (JSON.parse(body) as { data: { file: { name: string; checksum: string } } }).data.file;
+    // What the upload held is released once it is answered (core/young-gc.ts releaseAfterOperation,
+    // an asynchronous collection): its "after" is read a moment later, as a deploy would come.
+    await new Promise((r) => setTimeout(r, 500));
+    const afterUpload = procMemory(g.pid);
     const uploadPeak = resets ? (resetPeakRss(g.pid) ?? undefined) : undefined;
     const deploy = await deployUpload(g, verified);
     const deployMem = procMemory(g.pid);
@@ -198,7 +202,7 @@ async function gantryUpload(
       startupPeakRssBytes: g.startupPeakRssBytes ?? undefined,
       loginPeakRssBytes: g.loginPeakRssBytes ?? undefined,
       uploadPeakRssBytes: uploadPeak,
-      rssAfterUploadBytes: mem?.rss,
+      rssAfterUploadBytes: afterUpload?.rss,
       deployOwnPeakRssBytes: resets ? deployMem?.hwm : undefined,
       rssAfterDeployBytes: afterDeploy?.rss,
       cpuSeconds: cpu0 === null || cpu1 === null ? undefined : round(cpu1 - cpu0, 2),
@@ -285,7 +289,7 @@ export async function measureUpload(opts: {
     gantryDeployPeakRssBytes: Math.max(...runs.gantry.map((r) => r.deployPeakRssBytes ?? 0)),
     bareSinkPeakRssBytes: bareSinkPeak,
     table: {
-      title: `Manual upload of a ${label} signed bundle (${bytes} bytes) over loopback, median of ${opts.runs}; memory in MiB: a step's own peak is VmHWM reset at its start (/proc/<pid>/clear_refs), its idle the VmRSS it started from (the deploy's: after the upload), "after" VmRSS at its end (the deploy's ~0.5 s later), lifetime the process's VmHWM with start-up and login`,
+      title: `Manual upload of a ${label} signed bundle (${bytes} bytes) over loopback, median of ${opts.runs}; memory in MiB: a step's own peak is VmHWM reset at its start (/proc/<pid>/clear_refs), its idle the VmRSS it started from (the deploy's: after the upload), "after" VmRSS ~0.5 s after its end (the deploy starts then), lifetime the process's VmHWM with start-up and login`,
       columns: [
         'target',
         'median s',
