@@ -9,6 +9,7 @@ import {
   procCpuSeconds,
   procMemory,
   requestJson,
+  resetPeakRss,
   ROOT,
   sampleRss,
   startGantryChild,
@@ -62,10 +63,17 @@ interface GantryRun extends ToolRun {
   rssAfterLoginBytes: number | null;
   /** VmRSS after login and check-updates, just before POST /download. */
   idleRssBytes: number | null;
-  /** VmHWM after the job reached `downloaded`: the process's peak resident set. */
+  /** VmHWM after the job reached `downloaded`: the process's peak resident set, start-up included. */
   peakRssBytes: number | null;
   /** Largest VmRSS sampled every 50 ms during the download. */
   sampledPeakRssBytes: number;
+  /** VmHWM over start-up (to the first answer) and over the login alone (null: no peak reset). */
+  startupPeakRssBytes: number | null;
+  loginPeakRssBytes: number | null;
+  /** VmHWM from POST /download to `downloaded` alone: the download's own peak (null: no peak reset). */
+  downloadPeakRssBytes: number | null;
+  /** VmRSS once the job is `downloaded` and the idle polls after it are done (~0.5 s later). */
+  rssAfterBytes: number | null;
   /** Latency of every GET /progress issued while the job ran, ms. */
   progressLatenciesMs: number[];
   progressPolls: number;
@@ -222,6 +230,7 @@ async function gantryDownload(
   const g = await startGantryChild(cmd, {
     dataDir,
     env: { GANTRY_FEED_URL: feedUrl, GANTRY_FEED_ROOT: fx.feedRoot, GANTRY_FEED_HTTP_CLIENT: client },
+    phasePeaks: true,
   });
   try {
     const check = await requestJson('POST', `${g.url}/api/v1/ota/check-updates`, {
@@ -236,6 +245,8 @@ async function gantryDownload(
     if (!update) throw new Error(`the feed does not offer ${img.version}: ${JSON.stringify(list.body)}`);
 
     const idle = procMemory(g.pid);
+    // From here VmHWM is the download's own peak; what came before (check-updates) is kept.
+    const checkPeak = g.peakBeforeBytes === null ? null : resetPeakRss(g.pid);
     const sampler = sampleRss(g.pid);
     const cpu0 = procCpuSeconds(g.pid);
     const t0 = performance.now();
@@ -254,6 +265,11 @@ async function gantryDownload(
     const sampled = sampler.stop();
     const mem = procMemory(g.pid);
     const idleLatencies = await idleProgressLatencies(g, jobId, IDLE_POLLS);
+    const after = procMemory(g.pid);
+    const lifetimePeak =
+      mem && g.peakBeforeBytes !== null && checkPeak !== null
+        ? Math.max(g.peakBeforeBytes, checkPeak, mem.hwm)
+        : (mem?.hwm ?? null);
 
     const slot = g.slotFile('B');
     const slotOk = fs.statSync(slot).size === img.bytes && (await sha256File(slot, img.bytes)) === img.sha256;
@@ -265,8 +281,12 @@ async function gantryDownload(
       rssAfterStartBytes: g.rssAfterStart,
       rssAfterLoginBytes: g.rssAfterLogin,
       idleRssBytes: idle?.rss ?? null,
-      peakRssBytes: mem?.hwm ?? null,
+      peakRssBytes: lifetimePeak,
       sampledPeakRssBytes: sampled,
+      startupPeakRssBytes: g.startupPeakRssBytes,
+      loginPeakRssBytes: g.loginPeakRssBytes,
+      downloadPeakRssBytes: checkPeak === null ? null : (mem?.hwm ?? null),
+      rssAfterBytes: after?.rss ?? null,
       progressLatenciesMs: polled.latencies.map((l) => round(l, 2)),
       progressPolls: polled.polls,
       idleProgressLatenciesMs: idleLatencies.map((l) => round(l, 2)),
@@ -560,18 +580,22 @@ export const pipelineSuite: BenchSuite = {
         if (Number.isFinite(sw)) ratios[`${r.label}: gantry / swupdate`] = round(g / sw, 2);
         if (Number.isFinite(sh)) ratios[`${r.label}: gantry / shell`] = round(g / sh, 2);
         const peak = Math.max(...r.gantry.map((x) => x.peakRssBytes ?? 0));
-        const sampled = Math.max(...r.gantry.map((x) => x.sampledPeakRssBytes));
         const idle = median(r.gantry.map((x) => x.idleRssBytes ?? 0));
-        const growth = Math.max(...r.gantry.map((x) => (x.peakRssBytes ?? 0) - (x.idleRssBytes ?? 0)));
+        // The download's own peak above its idle where the kernel reset VmHWM, else the lifetime's.
+        const ownPeak = (x: GantryRun) => x.downloadPeakRssBytes ?? x.peakRssBytes ?? 0;
+        const growth = Math.max(...r.gantry.map((x) => ownPeak(x) - (x.idleRssBytes ?? 0)));
         const medOf = (f: (x: GantryRun) => number | null) => median(r.gantry.map((x) => f(x) ?? 0));
+        const maxOf = (f: (x: GantryRun) => number | null) => Math.max(...r.gantry.map((x) => f(x) ?? 0));
         memRows.push([
           r.label,
           mib(medOf((x) => x.rssAfterStartBytes)),
-          mib(medOf((x) => x.rssAfterLoginBytes)),
+          mib(maxOf((x) => x.startupPeakRssBytes)),
+          mib(maxOf((x) => x.loginPeakRssBytes)),
           mib(idle),
-          mib(peak),
-          mib(sampled),
+          mib(maxOf((x) => x.downloadPeakRssBytes)),
           mib(growth),
+          mib(medOf((x) => x.rssAfterBytes)),
+          mib(peak),
           r.gantry.map((x) => mib(x.peakRssBytes ?? 0)).join(' / '),
         ]);
         if (r.bare.length) {
@@ -582,10 +606,12 @@ export const pipelineSuite: BenchSuite = {
             `${r.label} (bare node http.get → file)`,
             mib(bareStart),
             '–',
+            '–',
             mib(bareStart),
-            mib(barePeak),
             '–',
             mib(bareGrowth),
+            '–',
+            mib(barePeak),
             r.bare.map((x) => mib(x.peakRssBytes)).join(' / '),
           ]);
           ratios[`${r.label}: download RSS growth gantry / bare node`] = round(growth / bareGrowth, 2);
@@ -650,6 +676,10 @@ export const pipelineSuite: BenchSuite = {
           gantryPeakRssMiB: mib(peak),
           gantryIdleRssMiB: mib(idle),
           gantryRssGrowthMiB: mib(growth),
+          gantryStartupPeakRssMiB: mib(maxOf((x) => x.startupPeakRssBytes)),
+          gantryLoginPeakRssMiB: mib(maxOf((x) => x.loginPeakRssBytes)),
+          gantryDownloadPeakRssMiB: mib(maxOf((x) => x.downloadPeakRssBytes)),
+          gantryRssAfterMiB: mib(medOf((x) => x.rssAfterBytes)),
           progressLatencyMs: lat,
           idleProgressLatencyMs: idleLat,
           gantryCpuSeconds: round(cpu, 2),
@@ -719,7 +749,9 @@ export const pipelineSuite: BenchSuite = {
           if (cruns.length === 0) continue;
           const m = med(cruns);
           const peak = Math.max(...cruns.map((x) => x.peakRssBytes ?? 0));
-          const growth = Math.max(...cruns.map((x) => (x.peakRssBytes ?? 0) - (x.idleRssBytes ?? 0)));
+          const growth = Math.max(
+            ...cruns.map((x) => (x.downloadPeakRssBytes ?? x.peakRssBytes ?? 0) - (x.idleRssBytes ?? 0)),
+          );
           const cpu = median(cruns.map((x) => x.cpuSeconds ?? 0));
           clientRows.push([
             r.label,
@@ -740,7 +772,7 @@ export const pipelineSuite: BenchSuite = {
         ...(clients.length > 1
           ? [
               {
-                title: `Gantry's download per feed HTTP client (GANTRY_FEED_HTTP_CLIENT), median of ${runs}, runs interleaved; peak is VmHWM, growth is peak − idle before the download (MiB)`,
+                title: `Gantry's download per feed HTTP client (GANTRY_FEED_HTTP_CLIENT), median of ${runs}, runs interleaved; peak is the lifetime VmHWM, growth is the download's own peak − idle before it (MiB)`,
                 columns: [
                   'image',
                   'client',
@@ -763,16 +795,18 @@ export const pipelineSuite: BenchSuite = {
           rows: installRows,
         },
         {
-          title: `Gantry child process memory during the download (MiB; fresh process per run); the bare row is node alone receiving the same bundle into a file (launcher settings), the floor Gantry builds on`,
+          title: `Gantry child process memory (MiB; a fresh process and data dir per run, so its start-up compiles the server bundle and writes its code cache). VmHWM is reset at the first answer, after the login and at POST /download (/proc/<pid>/clear_refs), so each peak is that phase's own: start-up, login (scrypt), the download (POST → \`downloaded\`); "after" is VmRSS ~0.5 s after \`downloaded\`; lifetime is the largest of them. The bare row is node alone receiving the same bundle into a file (launcher settings), the floor Gantry builds on (its peak − idle is over its whole life)`,
           columns: [
             'image',
             'started',
-            'logged in',
+            'start-up peak',
+            'login peak',
             'checked (idle)',
-            'peak (VmHWM)',
-            'peak VmRSS sampled',
-            'peak − idle',
-            'VmHWM per run',
+            'download peak',
+            'download peak − idle',
+            'after',
+            'lifetime (VmHWM)',
+            'lifetime per run',
           ],
           rows: memRows,
         },

@@ -7,6 +7,7 @@ import {
   procCpuSeconds,
   procMemory,
   requestJson,
+  resetPeakRss,
   ROOT,
   sampleRss,
   startGantryChild,
@@ -31,8 +32,19 @@ export interface UploadRun {
   ok: boolean;
   /** VmRSS after login, before the upload. */
   idleRssBytes?: number;
-  /** VmHWM at the end (peak resident set of the process's whole life). */
+  /** VmHWM at the end of the upload (peak resident set of the process's life so far). */
   peakRssBytes?: number;
+  /** VmHWM over start-up and over the login alone (absent: the kernel refused the peak reset). */
+  startupPeakRssBytes?: number;
+  loginPeakRssBytes?: number;
+  /** VmHWM over the upload alone (POST /upload/verify to its answer). */
+  uploadPeakRssBytes?: number;
+  /** VmRSS 0.5 s after the upload was answered, just before the deploy. */
+  rssAfterUploadBytes?: number;
+  /** VmHWM over the deploy alone (POST /upload/deploy to `downloaded`). */
+  deployOwnPeakRssBytes?: number;
+  /** VmRSS ~0.5 s after the deploy reached `downloaded`. */
+  rssAfterDeployBytes?: number;
   /** Largest VmRSS sampled every 50 ms during the upload. */
   sampledPeakRssBytes?: number;
   /** CPU seconds (user + system) Gantry used during the upload. */
@@ -130,9 +142,14 @@ async function gantryUpload(
 ): Promise<UploadRun> {
   const dataDir = fs.mkdtempSync(path.join(opts.work, 'gantry-upload-'));
   trustVendorKey(dataDir, opts.vendorPublicKeyPem);
-  const g = await startGantryChild(cmd, { dataDir });
+  // No demo feed, as in the field (a feed is configured) and in the download runs: with no feed
+  // set, a simulated gateway generates and serves one at its first start, which left its idle
+  // ~2-8 MiB higher (interleaved first starts: VmRSS 2 s after start 76.9-82.5 MiB against 74.8-74.9).
+  const g = await startGantryChild(cmd, { dataDir, env: { GANTRY_DEMO_FEED: 'off' }, phasePeaks: true });
   try {
     const idle = procMemory(g.pid);
+    // From here VmHWM is the upload's own peak (what came before is in g.peakBeforeBytes).
+    const resets = g.peakBeforeBytes !== null && resetPeakRss(g.pid) !== null;
     const sampler = sampleRss(g.pid);
     const cpu0 = procCpuSeconds(g.pid);
     const resp = path.join(opts.work, 'upload-response.json');
@@ -166,17 +183,32 @@ async function gantryUpload(
       );
     }
     const verified = (JSON.parse(body) as { data: { file: { name: string; checksum: string } } }).data.file;
+    // What the upload held is released once it is answered (core/young-gc.ts releaseAfterOperation,
+    // an asynchronous collection): its "after" is read a moment later, as a deploy would come.
+    await new Promise((r) => setTimeout(r, 500));
+    const afterUpload = procMemory(g.pid);
+    const uploadPeak = resets ? (resetPeakRss(g.pid) ?? undefined) : undefined;
     const deploy = await deployUpload(g, verified);
+    const deployMem = procMemory(g.pid);
+    await new Promise((r) => setTimeout(r, 500));
+    const afterDeploy = procMemory(g.pid);
+    const before = g.peakBeforeBytes ?? 0;
     return {
       seconds: r.seconds,
       ok,
       idleRssBytes: idle?.rss,
-      peakRssBytes: mem?.hwm,
+      peakRssBytes: resets ? Math.max(before, uploadPeak ?? 0) : mem?.hwm,
       sampledPeakRssBytes: sampled,
+      startupPeakRssBytes: g.startupPeakRssBytes ?? undefined,
+      loginPeakRssBytes: g.loginPeakRssBytes ?? undefined,
+      uploadPeakRssBytes: uploadPeak,
+      rssAfterUploadBytes: afterUpload?.rss,
+      deployOwnPeakRssBytes: resets ? deployMem?.hwm : undefined,
+      rssAfterDeployBytes: afterDeploy?.rss,
       cpuSeconds: cpu0 === null || cpu1 === null ? undefined : round(cpu1 - cpu0, 2),
       deploySeconds: round(deploy.seconds, 3),
       deploySampledPeakRssBytes: deploy.sampledPeak,
-      deployPeakRssBytes: procMemory(g.pid)?.hwm,
+      deployPeakRssBytes: resets ? Math.max(before, uploadPeak ?? 0, deployMem?.hwm ?? 0) : deployMem?.hwm,
     };
   } finally {
     await g.stop();
@@ -197,6 +229,14 @@ async function bareUpload(url: string, bundle: string, bytes: number, out: strin
     fs.rmSync(out, { force: true });
   }
 }
+
+const maxOf = (runs: UploadRun[], f: (r: UploadRun) => number | undefined): number | undefined => {
+  const values = runs.map(f).filter((v): v is number => v !== undefined);
+  return values.length ? Math.max(...values) : undefined;
+};
+const over = (peak: number | undefined, from: number | undefined) =>
+  peak === undefined || from === undefined ? undefined : peak - from;
+const mibOrDash = (bytes: number | undefined) => (bytes === undefined ? '–' : mib(bytes));
 
 /** Alternates Gantry and bare uploads of `bundle`, `runs` times each. */
 export async function measureUpload(opts: {
@@ -249,8 +289,19 @@ export async function measureUpload(opts: {
     gantryDeployPeakRssBytes: Math.max(...runs.gantry.map((r) => r.deployPeakRssBytes ?? 0)),
     bareSinkPeakRssBytes: bareSinkPeak,
     table: {
-      title: `Manual upload of a ${label} signed bundle (${bytes} bytes) over loopback, median of ${opts.runs}`,
-      columns: ['target', 'median s', 'MiB/s', 'runs s', 'idle RSS MiB', 'peak RSS MiB', 'CPU s'],
+      title: `Manual upload of a ${label} signed bundle (${bytes} bytes) over loopback, median of ${opts.runs}; memory in MiB: a step's own peak is VmHWM reset at its start (/proc/<pid>/clear_refs), its idle the VmRSS it started from (the deploy's: after the upload), "after" VmRSS ~0.5 s after its end (the deploy starts then), lifetime the process's VmHWM with start-up and login`,
+      columns: [
+        'target',
+        'median s',
+        'MiB/s',
+        'runs s',
+        'idle RSS',
+        'own peak',
+        'own peak − idle',
+        'after',
+        'lifetime VmHWM',
+        'CPU s',
+      ],
       rows: [
         [
           'gantry POST /upload/verify (curl -F)',
@@ -258,6 +309,9 @@ export async function measureUpload(opts: {
           round(mib(bytes) / gantrySeconds, 0),
           secs(runs.gantry),
           mib(median(runs.gantry.map((r) => r.idleRssBytes ?? 0))),
+          mibOrDash(maxOf(runs.gantry, (r) => r.uploadPeakRssBytes)),
+          mibOrDash(maxOf(runs.gantry, (r) => over(r.uploadPeakRssBytes, r.idleRssBytes))),
+          mib(median(runs.gantry.map((r) => r.rssAfterUploadBytes ?? 0))),
           mib(gantryPeak),
           round(median(runs.gantry.map((r) => r.cpuSeconds ?? 0)), 2),
         ],
@@ -266,8 +320,11 @@ export async function measureUpload(opts: {
           round(deploySeconds, 2),
           round(mib(bytes) / deploySeconds, 0),
           runs.gantry.map((r) => round(r.deploySeconds ?? 0, 2)).join(' / '),
-          '–',
-          mib(Math.max(...runs.gantry.map((r) => r.deploySampledPeakRssBytes ?? 0))),
+          mib(median(runs.gantry.map((r) => r.rssAfterUploadBytes ?? 0))),
+          mibOrDash(maxOf(runs.gantry, (r) => r.deployOwnPeakRssBytes)),
+          mibOrDash(maxOf(runs.gantry, (r) => over(r.deployOwnPeakRssBytes, r.rssAfterUploadBytes))),
+          mib(median(runs.gantry.map((r) => r.rssAfterDeployBytes ?? 0))),
+          mib(Math.max(...runs.gantry.map((r) => r.deployPeakRssBytes ?? 0))),
           '–',
         ],
         [
@@ -276,6 +333,9 @@ export async function measureUpload(opts: {
           round(mib(bytes) / bareSeconds, 0),
           secs(runs.bare),
           '–',
+          '–',
+          '–',
+          '–',
           bareSinkPeak === null ? '–' : mib(bareSinkPeak),
           '–',
         ],
@@ -283,7 +343,8 @@ export async function measureUpload(opts: {
     },
     notes: [
       'Upload: Gantry stores the multipart file (fsynced) and verifies it on the way (whole-file and payload SHA-256 on the event loop, manifest signature, tar structure; the file written by direct I/O) before answering; the bare server only stores and fsyncs.',
-      'Deploy: the verified upload from disk to slot B (read through one reused buffer, verified again, written and fsynced); its peak RSS column is the largest VmRSS sampled every 50 ms during the deploy, not VmHWM.',
+      'Deploy: the verified upload from disk to slot B (read through one reused buffer, verified again, written and fsynced), in the same process right after the upload.',
+      'Gantry runs with GANTRY_DEMO_FEED=off here, as in the download runs (a configured feed) and in the field.',
     ],
   };
 }

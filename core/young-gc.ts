@@ -1,5 +1,5 @@
 /** V8's collector: present when node runs with --expose-gc (bin/gantry-server passes it). */
-type Collect = (options: { type: 'minor' | 'major' }) => void;
+type Collect = (options: { type: 'minor' | 'major'; execution?: 'sync' | 'async' }) => unknown;
 
 const exposedGc = (): Collect | undefined => (globalThis as { gc?: Collect }).gc;
 
@@ -38,4 +38,18 @@ export function youngGenerationSweeper(
  */
 export function collectStartupGarbage(collect: Collect | undefined = exposedGc()): void {
   collect?.({ type: 'major' });
+}
+
+/**
+ * Called once an operation that streamed a whole image ended (a download or deploy, an upload),
+ * however it ended: asks V8 for one full collection, run in a later task. What the operation held
+ * is garbage by then, but it sits in the old generation (the slot writer's 4 MiB WebAssembly
+ * memory, which V8 frees only with the object that owns it; promoted per-chunk objects), and with
+ * the heap otherwise quiet V8 may not collect it for a long while: the next operation then
+ * allocates its own on top (an upload's writer blocks were still resident while its deploy
+ * filled another set). A collection of Gantry's ~25 MiB heap takes ~10-20 ms, once per operation.
+ * Without --expose-gc, a no-op.
+ */
+export function releaseAfterOperation(collect: Collect | undefined = exposedGc()): void {
+  collect?.({ type: 'major', execution: 'async' });
 }

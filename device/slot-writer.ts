@@ -287,6 +287,10 @@ export class SlotWriter extends Writable {
         const handles = [this.handle, this.direct];
         this.handle = null;
         this.direct = null;
+        // Nothing of a closed writer keeps its blocks: a writer object still referenced (by a
+        // sink, a job's closure) must not keep 4 MiB resident (core/young-gc.ts releaseAfterOperation).
+        this.spare = null;
+        this.current = null;
         await Promise.all(handles.map((h) => h?.close()));
       })
       .then(

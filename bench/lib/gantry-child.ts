@@ -168,6 +168,22 @@ export function procMemory(pid: number): { rss: number; hwm: number } | null {
   }
 }
 
+/**
+ * Starts a new peak measurement: returns the VmHWM so far (the process's peak until now) and has
+ * the kernel reset it to the current VmRSS (`/proc/<pid>/clear_refs` 5), so the next VmHWM read is
+ * the exact peak of what happened in between: start-up, the login, one operation. Null where the
+ * kernel refuses the reset (then VmHWM stays the lifetime peak).
+ */
+export function resetPeakRss(pid: number): number | null {
+  const before = procMemory(pid);
+  try {
+    fs.writeFileSync(`/proc/${pid}/clear_refs`, '5');
+    return before?.hwm ?? null;
+  } catch {
+    return null;
+  }
+}
+
 /** Samples VmRSS every `everyMs` until stopped; returns the largest sample. */
 export function sampleRss(pid: number, everyMs = 50): { stop(): number } {
   let max = procMemory(pid)?.rss ?? 0;
@@ -209,6 +225,15 @@ export interface GantryChild {
   /** VmRSS once it first answered HTTP, and after the admin login (scrypt) — bytes. */
   rssAfterStart: number | null;
   rssAfterLogin: number | null;
+  /**
+   * VmHWM from spawn to the first answer (start-up: a fresh data dir has no code cache yet, so the
+   * bundle is compiled and its cache written), and over the login alone (scrypt); null without
+   * `phasePeaks` or where the kernel refused the reset between them (see resetPeakRss).
+   */
+  startupPeakRssBytes: number | null;
+  loginPeakRssBytes: number | null;
+  /** The larger of the two: the process's peak before its first operation (null: not reset). */
+  peakBeforeBytes: number | null;
   /** The simulated gateway's slot image file. */
   slotFile(slot: 'A' | 'B'): string;
   /** Last lines the child printed (for error messages). */
@@ -222,7 +247,17 @@ export interface GantryChild {
  */
 export async function startGantryChild(
   cmd: GantryCommand,
-  opts: { dataDir: string; env?: Record<string, string>; timeoutMs?: number },
+  opts: {
+    dataDir: string;
+    env?: Record<string, string>;
+    timeoutMs?: number;
+    /**
+     * Reset VmHWM after start-up and after the login (resetPeakRss), so the start-up and login
+     * peaks are known apart and the caller can measure its own steps' peaks the same way. Off, the
+     * process's VmHWM stays its lifetime peak (what the other suites read).
+     */
+    phasePeaks?: boolean;
+  },
 ): Promise<GantryChild> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
@@ -263,18 +298,24 @@ export async function startGantryChild(
       }
     }
     const rssAfterStart = procMemory(child.pid!)?.rss ?? null;
+    const startupPeak = opts.phasePeaks ? resetPeakRss(child.pid!) : null;
     const login = await requestJson('POST', `${url}/api/v1/auth/login`, {
       body: { username: 'admin', password: ADMIN_PASSWORD },
     });
     if (login.status !== 200) throw new Error(`login failed: ${login.status} ${JSON.stringify(login.body)}`);
     const token = login.body.data.token as string;
+    const rssAfterLogin = procMemory(child.pid!)?.rss ?? null;
+    const loginPeak = startupPeak === null ? null : resetPeakRss(child.pid!);
     return {
       pid: child.pid!,
       url,
       child,
       token,
       rssAfterStart,
-      rssAfterLogin: procMemory(child.pid!)?.rss ?? null,
+      rssAfterLogin,
+      startupPeakRssBytes: startupPeak,
+      loginPeakRssBytes: loginPeak,
+      peakBeforeBytes: startupPeak === null || loginPeak === null ? null : Math.max(startupPeak, loginPeak),
       headers: { authorization: `Bearer ${token}`, 'x-gateway-id': GATEWAY },
       slotFile: (slot) => path.join(opts.dataDir, 'gateways', GATEWAY, 'device', `slot-${slot}.img`),
       output: () => tail,
