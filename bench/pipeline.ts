@@ -12,6 +12,7 @@ import {
   resetPeakRss,
   ROOT,
   sampleRss,
+  restartMode,
   startGantryChild,
   trustVendorKey,
   type GantryChild,
@@ -40,7 +41,8 @@ import { measureUpload } from './upload.js';
  * BENCH_PIPELINE_CLIENTS (default "gantry"): the feed HTTP clients to run Gantry with
  * (GANTRY_FEED_HTTP_CLIENT, e.g. "gantry,node"; runs interleaved, one table row each; the first is
  * the one compared with the peers), BENCH_PIPELINE_PEERS=0 to skip SWUpdate, the shell pipeline and
- * bare node (a clients-only comparison).
+ * bare node (a clients-only comparison), BENCH_PIPELINE_RESTART=1 to measure each Gantry on a
+ * restart rather than a first start (with BENCH_RESULTS_SUFFIX=restart: pipeline-restart.json).
  */
 
 const PEER =
@@ -231,6 +233,7 @@ async function gantryDownload(
     dataDir,
     env: { GANTRY_FEED_URL: feedUrl, GANTRY_FEED_ROOT: fx.feedRoot, GANTRY_FEED_HTTP_CLIENT: client },
     phasePeaks: true,
+    restart: restartMode(),
   });
   try {
     const check = await requestJson('POST', `${g.url}/api/v1/ota/check-updates`, {
@@ -795,7 +798,7 @@ export const pipelineSuite: BenchSuite = {
           rows: installRows,
         },
         {
-          title: `Gantry child process memory (MiB; a fresh process and data dir per run, so its start-up compiles the server bundle and writes its code cache). VmHWM is reset at the first answer, after the login and at POST /download (/proc/<pid>/clear_refs), so each peak is that phase's own: start-up, login (scrypt), the download (POST → \`downloaded\`); "after" is VmRSS ~0.5 s after \`downloaded\`; lifetime is the largest of them. The bare row is node alone receiving the same bundle into a file (launcher settings), the floor Gantry builds on (its peak − idle is over its whole life)`,
+          title: `Gantry child process memory (MiB; ${restartMode() ? 'a restart per run: its data dir started once before, so the admin exists and the code cache is read' : 'a fresh process and data dir per run, so its start-up compiles the server bundle and writes its code cache'}). VmHWM is reset at the first answer, after the login and at POST /download (/proc/<pid>/clear_refs), so each peak is that phase's own: start-up, login (scrypt), the download (POST → \`downloaded\`); "after" is VmRSS ~0.5 s after \`downloaded\`; lifetime is the largest of them. The bare row is node alone receiving the same bundle into a file (launcher settings), the floor Gantry builds on (its peak − idle is over its whole life)`,
           columns: [
             'image',
             'started',
@@ -836,7 +839,7 @@ export const pipelineSuite: BenchSuite = {
       if (upload) notes.push(...upload.notes);
       notes.push(
         `Gantry's time runs from POST /download to the first GET /progress answering \`downloaded\` (resolution ${POLL_MS} ms); it includes the job's statechart, fetch, bundle hash, tar parse, payload hash, slot writes with fsync checkpoints and the final fsync. SWUpdate's and the shell's include process start-up and the final sync.`,
-        `Each Gantry run is a fresh child process (${cmd.mode}); VmHWM is that process's lifetime peak, start-up included.`,
+        `Each Gantry run is a fresh child process (${cmd.mode})${restartMode() ? ', started on a data dir that a first start left (BENCH_PIPELINE_RESTART=1)' : ' on a fresh data dir'}; VmHWM is that process's lifetime peak, start-up included.`,
       );
 
       return {

@@ -68,7 +68,9 @@ async function main(): Promise<void> {
     opts.log(`suite ${suite.name}: ${suite.description}`);
     const result = await suite.run(opts);
     console.log(`\n${formatResult(suite.name, result)}\n`);
-    const file = await writeResult(RESULTS_DIR, suite.name, result);
+    // BENCH_RESULTS_SUFFIX: a variant's run beside the default one (e.g. pipeline-restart.json).
+    const suffix = process.env.BENCH_RESULTS_SUFFIX ? `-${process.env.BENCH_RESULTS_SUFFIX}` : '';
+    const file = await writeResult(RESULTS_DIR, `${suite.name}${suffix}`, result);
     opts.log(`wrote ${path.relative(process.cwd(), file)}`);
   }
 }

@@ -10,6 +10,7 @@ import {
   resetPeakRss,
   ROOT,
   sampleRss,
+  restartMode,
   startGantryChild,
   trustVendorKey,
   type GantryCommand,
@@ -145,7 +146,12 @@ async function gantryUpload(
   // No demo feed, as in the field (a feed is configured) and in the download runs: with no feed
   // set, a simulated gateway generates and serves one at its first start, which left its idle
   // ~2-8 MiB higher (interleaved first starts: VmRSS 2 s after start 76.9-82.5 MiB against 74.8-74.9).
-  const g = await startGantryChild(cmd, { dataDir, env: { GANTRY_DEMO_FEED: 'off' }, phasePeaks: true });
+  const g = await startGantryChild(cmd, {
+    dataDir,
+    env: { GANTRY_DEMO_FEED: 'off' },
+    phasePeaks: true,
+    restart: restartMode(),
+  });
   try {
     const idle = procMemory(g.pid);
     // From here VmHWM is the upload's own peak (what came before is in g.peakBeforeBytes).

@@ -257,8 +257,18 @@ export async function startGantryChild(
      * process's VmHWM stays its lifetime peak (what the other suites read).
      */
     phasePeaks?: boolean;
+    /**
+     * Start Gantry once in the data dir and stop it first, so the measured process is a restart:
+     * its store holds the admin (no password hash at start-up) and the code cache the first start
+     * wrote. What a gateway that has run before starts as.
+     */
+    restart?: boolean;
   },
 ): Promise<GantryChild> {
+  if (opts.restart) {
+    const first = await startGantryChild(cmd, { ...opts, restart: false, phasePeaks: false });
+    await first.stop();
+  }
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const child = spawn(cmd.command, cmd.args, {
@@ -325,6 +335,14 @@ export async function startGantryChild(
     await stop();
     throw err;
   }
+}
+
+/**
+ * BENCH_PIPELINE_RESTART=1: each Gantry is measured on a restart (its data dir started once
+ * before: the admin exists, the code cache is there), not on the first start of a fresh data dir.
+ */
+export function restartMode(): boolean {
+  return process.env.BENCH_PIPELINE_RESTART === '1';
 }
 
 /** Writes the vendor's public key where a Gantry data dir trusts it. */
