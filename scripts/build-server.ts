@@ -18,28 +18,6 @@ export function firstWideChar(text: string): number {
 }
 
 /**
- * Bundles the server (server/main.ts and everything it imports, node_modules included) into one
- * CommonJS file, dist/server-bundle/server.cjs, and its loader (server/bundle-loader.ts) into
- * dist/server-bundle/main.js, what bin/gantry-server runs. Measured on this machine kind (npm run
- * bench, README "How it runs in production"): the per-file ES modules of dist/ cost ~700 ms of CPU
- * to load and resolve at start-up against ~370 ms for one file, and V8 keeps every module's source
- * text resident for lazy compilation: ~11 MiB for dist/ and node_modules (two bytes per character
- * for any file with one non-Latin-1 character in a comment), ~4 MiB for this bundle without
- * comments and indentation (kept ASCII: esbuild escapes strings; tagged templates must hold none).
- *
- * CommonJS, not an ES module: V8 can take a CommonJS file's compiled code from a cache (the loader
- * keeps one in the data dir), which Node 20 offers no way to do for ES modules, and one script
- * starts faster than an ES module graph even without it (restart to first answer, interleaved
- * runs: ES module bundle 774 ms, CommonJS 586, CommonJS with the cache 501, bare Express 338).
- * What a server only needs on rare occasions is imported dynamically, so it is not evaluated at
- * start-up. Its source would still be resident in one bundle, as V8 keeps a script's whole source:
- * the packages among it (LAZY_PACKAGES) are each built into their own file in `vendor/`, which the
- * server loads on their first import (0.95 of 3.97 MB: the idle server's source string shrinks by as
- * much). Each is whole in its file: a package shared with the server (socket.io's `ws`) is in both.
- * Identifiers are not renamed, so stack traces keep their function names; the source map, beside
- * the bundle, is read only by `node --enable-source-maps`.
- */
-/**
  * Packages the server only imports dynamically, and rarely: socket.io (the first terminal client on
  * `/ota-update`), jszip (a ZIP upload), the VCDIFF decoder (a hop delta with VCDIFF patches). Their
  * `vendor/` file names. Not tuf-js (20 KB): feed/fetch.ts throws its DownloadHTTPError, which tuf-js
@@ -118,7 +96,7 @@ const builtinsThroughShims: Plugin = {
   },
 };
 
-/** The output's one-byte check (see below), for each file the build writes. */
+/** Reads a file the build wrote and refuses it if V8 could not keep it as one-byte source. */
 function assertLatin1(file: string): string {
   const source = fs.readFileSync(file, 'utf8');
   // One character above U+00FF makes V8 keep the whole source as UTF-16, twice the bytes.
@@ -131,6 +109,28 @@ function assertLatin1(file: string): string {
   return source;
 }
 
+/**
+ * Bundles the server (server/main.ts and everything it imports, node_modules included) into one
+ * CommonJS file, dist/server-bundle/server.cjs, and its loader (server/bundle-loader.ts) into
+ * dist/server-bundle/main.js, what bin/gantry-server runs. Measured on this machine kind (npm run
+ * bench, README "How it runs in production"): the per-file ES modules of dist/ cost ~700 ms of CPU
+ * to load and resolve at start-up against ~370 ms for one file, and V8 keeps every module's source
+ * text resident for lazy compilation: ~11 MiB for dist/ and node_modules (two bytes per character
+ * for any file with one non-Latin-1 character in a comment), ~4 MiB for this bundle without
+ * comments and indentation (kept ASCII: esbuild escapes strings; tagged templates must hold none).
+ *
+ * CommonJS, not an ES module: V8 can take a CommonJS file's compiled code from a cache (the loader
+ * keeps one in the data dir), which Node 20 offers no way to do for ES modules, and one script
+ * starts faster than an ES module graph even without it (restart to first answer, interleaved
+ * runs: ES module bundle 774 ms, CommonJS 586, CommonJS with the cache 501, bare Express 338).
+ * What a server only needs on rare occasions is imported dynamically, so it is not evaluated at
+ * start-up. Its source would still be resident in one bundle, as V8 keeps a script's whole source:
+ * the packages among it (LAZY_PACKAGES) are each built into their own file in `vendor/`, which the
+ * server loads on their first import (0.95 of 3.97 MB: the idle server's source string shrinks by as
+ * much). Each is whole in its file: a package shared with the server (socket.io's `ws`) is in both.
+ * Identifiers are not renamed, so stack traces keep their function names; the source map, beside
+ * the bundle, is read only by `node --enable-source-maps`.
+ */
 export async function buildServer(outdir = SERVER_BUNDLE_DIR): Promise<string> {
   const scratch = `${outdir}.tmp-${process.pid}`;
   fs.rmSync(scratch, { recursive: true, force: true });
