@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { eq, sql } from 'drizzle-orm';
-import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
+import RateLimiterMemory from 'rate-limiter-flexible/lib/RateLimiterMemory.js';
+import RateLimiterRes from 'rate-limiter-flexible/lib/RateLimiterRes.js';
 import { dummyHash, hashSecret, needsRehash, verifySecret, type TokenService } from '../core/auth.js';
 import { GantryError } from '../core/errors.js';
 import type { GantryDb } from '../drizzle/db.js';
