@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import tar from 'tar-stream';
+import type { Pack } from 'tar-stream';
 import { GantryError } from '../core/errors.js';
 import { drained } from '../core/streams.js';
 import { compressFile, type CompressOptions } from './compression.js';
@@ -27,7 +27,7 @@ import {
   storedSize,
 } from './manifest.js';
 
-type EntryHeader = Parameters<tar.Pack['entry']>[0];
+type EntryHeader = Parameters<Pack['entry']>[0];
 
 /** A payload read from a file, or from a source that can be opened twice (hash pass, pack pass). */
 export type PayloadInput =
@@ -164,6 +164,8 @@ async function packBundle(
 
   // A fixed mtime keeps bundles byte-for-byte reproducible from the same inputs.
   const mtime = new Date(`${manifest.released}T00:00:00Z`);
+  // Imported here: the server runs this only for its demo feed, and keeps tar-stream in vendor/.
+  const { default: tar } = await import('tar-stream');
   const pack = tar.pack();
   const header = (name: string, size: number): EntryHeader => ({
     name,
@@ -221,7 +223,7 @@ async function packBundle(
   return { manifest, manifestBytes, signature };
 }
 
-function entryDone(entry: ReturnType<tar.Pack['entry']>): Promise<void> {
+function entryDone(entry: ReturnType<Pack['entry']>): Promise<void> {
   return new Promise((resolve, reject) => {
     entry.once('finish', () => resolve());
     entry.once('error', reject);
@@ -229,7 +231,7 @@ function entryDone(entry: ReturnType<tar.Pack['entry']>): Promise<void> {
   });
 }
 
-function addBuffer(pack: tar.Pack, header: EntryHeader, data: Buffer): Promise<void> {
+function addBuffer(pack: Pack, header: EntryHeader, data: Buffer): Promise<void> {
   return new Promise((resolve, reject) => {
     pack.entry(header, data, (err) => (err ? reject(err) : resolve()));
   });

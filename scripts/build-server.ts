@@ -19,7 +19,8 @@ export function firstWideChar(text: string): number {
 
 /**
  * Packages the server only imports dynamically, and rarely: socket.io (the first terminal client on
- * `/ota-update`), jszip (a ZIP upload), the VCDIFF decoder (a hop delta with VCDIFF patches). Their
+ * `/ota-update`), jszip (a ZIP upload), the VCDIFF decoder (a hop delta with VCDIFF patches),
+ * tar-stream (a debug bundle, a component's archive, the demo feed's bundles). Their
  * `vendor/` file names. Not tuf-js (20 KB): feed/fetch.ts throws its DownloadHTTPError, which tuf-js
  * tests with instanceof, so the two must share one copy of the class.
  */
@@ -27,6 +28,7 @@ export const LAZY_PACKAGES: Readonly<Record<string, string>> = {
   'socket.io': 'socket.io.cjs',
   jszip: 'jszip.cjs',
   '@ably/vcdiff-decoder': 'vcdiff-decoder.cjs',
+  'tar-stream': 'tar-stream.cjs',
 };
 
 /**

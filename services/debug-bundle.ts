@@ -6,7 +6,6 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import { and, asc, count, eq, gt, lte, max, sql } from 'drizzle-orm';
-import tar from 'tar-stream';
 import type { GantryConfig } from '../core/config.js';
 import { findGantryError, GantryError, type ErrorCode } from '../core/errors.js';
 import { formatBytes, isoSeconds } from '../core/format.js';
@@ -23,6 +22,7 @@ import type { CleanUpOutcome } from './job-restart.js';
 import type { JobStore, StoredJobOf } from './jobs.js';
 import type { LogService } from './logs.js';
 import type { SettingsService } from './settings.js';
+import type { Pack } from 'tar-stream';
 
 /**
  * Debug bundles (SECTION 1 "Debug Bundle"): a .tar.gz an operator hands to support, with the
@@ -117,7 +117,7 @@ function* paged<T>(fetch: (after: number) => T[], key: (row: T) => number): Gene
   }
 }
 
-function entryDone(entry: ReturnType<tar.Pack['entry']>): Promise<void> {
+function entryDone(entry: ReturnType<Pack['entry']>): Promise<void> {
   return new Promise((resolve, reject) => {
     entry.once('finish', () => resolve());
     entry.once('error', reject);
@@ -125,7 +125,7 @@ function entryDone(entry: ReturnType<tar.Pack['entry']>): Promise<void> {
   });
 }
 
-function addBuffer(pack: tar.Pack, header: Parameters<tar.Pack['entry']>[0], data: Buffer): Promise<void> {
+function addBuffer(pack: Pack, header: Parameters<Pack['entry']>[0], data: Buffer): Promise<void> {
   return new Promise((resolve, reject) => {
     pack.entry(header, data, (err) => (err ? reject(err) : resolve()));
   });
@@ -404,6 +404,8 @@ export class DebugBundleService {
     mtime: Date,
     signal: AbortSignal,
   ): Promise<{ size: number; sha256: string }> {
+    // Loaded on first use (scripts/build-server.ts LAZY_PACKAGES): an idle server never packs.
+    const { default: tar } = await import('tar-stream');
     const pack = tar.pack();
     const header = (name: string, size: number) => ({
       name: `${id}/${name}`,

@@ -2,7 +2,6 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import tar from 'tar-stream';
 import type { Component, Payload } from '../../bundle/manifest.js';
 import { checkRelativePath } from '../../core/relative-path.js';
 import { GantryError } from '../../core/errors.js';
@@ -441,6 +440,8 @@ export class FileHandler implements ComponentHandler {
 
 /** Extracts a tar of regular files and directories; anything else, or a path leaving `dest`, fails. */
 async function extractTar(file: string, dest: string): Promise<void> {
+  // Loaded on first use (scripts/build-server.ts LAZY_PACKAGES): only a component install extracts.
+  const { default: tar } = await import('tar-stream');
   const extract = tar.extract();
   const done = (async () => {
     for await (const entry of extract) {
