@@ -4,7 +4,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { Pack } from 'tar-stream';
 import { GantryError } from '../core/errors.js';
 import { drained } from '../core/streams.js';
 import { compressFile, type CompressOptions } from './compression.js';
@@ -26,8 +25,7 @@ import {
   storedSha256,
   storedSize,
 } from './manifest.js';
-
-type EntryHeader = Parameters<Pack['entry']>[0];
+import { addBuffer, entryDone, type TarEntryHeader } from './tar-entries.js';
 
 /** A payload read from a file, or from a source that can be opened twice (hash pass, pack pass). */
 export type PayloadInput =
@@ -167,7 +165,7 @@ async function packBundle(
   // Imported here: the server runs this only for its demo feed, and keeps tar-stream in vendor/.
   const { default: tar } = await import('tar-stream');
   const pack = tar.pack();
-  const header = (name: string, size: number): EntryHeader => ({
+  const header = (name: string, size: number): TarEntryHeader => ({
     name,
     size,
     mode: 0o644,
@@ -221,18 +219,4 @@ async function packBundle(
   }
   if (partial) fs.renameSync(partial, opts.out as string);
   return { manifest, manifestBytes, signature };
-}
-
-function entryDone(entry: ReturnType<Pack['entry']>): Promise<void> {
-  return new Promise((resolve, reject) => {
-    entry.once('finish', () => resolve());
-    entry.once('error', reject);
-    entry.once('close', () => resolve());
-  });
-}
-
-function addBuffer(pack: Pack, header: EntryHeader, data: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => {
-    pack.entry(header, data, (err) => (err ? reject(err) : resolve()));
-  });
 }

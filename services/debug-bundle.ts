@@ -22,7 +22,7 @@ import type { CleanUpOutcome } from './job-restart.js';
 import type { JobStore, StoredJobOf } from './jobs.js';
 import type { LogService } from './logs.js';
 import type { SettingsService } from './settings.js';
-import type { Pack } from 'tar-stream';
+import { addBuffer, entryDone } from '../bundle/tar-entries.js';
 
 /**
  * Debug bundles (SECTION 1 "Debug Bundle"): a .tar.gz an operator hands to support, with the
@@ -115,20 +115,6 @@ function* paged<T>(fetch: (after: number) => T[], key: (row: T) => number): Gene
     yield* page;
     after = key(page[page.length - 1]!);
   }
-}
-
-function entryDone(entry: ReturnType<Pack['entry']>): Promise<void> {
-  return new Promise((resolve, reject) => {
-    entry.once('finish', () => resolve());
-    entry.once('error', reject);
-    entry.once('close', () => resolve());
-  });
-}
-
-function addBuffer(pack: Pack, header: Parameters<Pack['entry']>[0], data: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => {
-    pack.entry(header, data, (err) => (err ? reject(err) : resolve()));
-  });
 }
 
 /** What a debug bundle should include (the payload of POST /debug-bundle, defaults applied). */
