@@ -10,6 +10,7 @@ import {
   startGantryChild,
   type GantryChild,
   type GantryCommand,
+  type JsonResponse,
 } from './lib/gantry-child.js';
 import { load, type LoadResult } from './lib/load.js';
 import { freePort, spawnReady, stopChild, timeToFirstResponse } from './lib/process.js';
@@ -215,17 +216,10 @@ async function measureShipped(cmd: GantryCommand, opts: BenchOptions) {
   const g = await startGantryChild(cmd, { dataDir, env: { GANTRY_DEMO_FEED: 'off' } });
   let bare: Awaited<ReturnType<typeof spawnReady<{ url: string }>>> | null = null;
   try {
-    const status = await requestJson('GET', `${g.url}${STATUS_PATH}`, { headers: g.headers });
-    if (status.status !== 200) throw new Error(`status answered ${status.status}`);
-    await new Promise((r) => setTimeout(r, 1000));
-    const mem = procMemory(g.pid)!;
-    const idle: IdleMemory = {
-      afterStartBytes: g.rssAfterStart,
-      afterLoginBytes: g.rssAfterLogin,
-      afterStatusBytes: mem.rss,
-      peakBytes: mem.hwm,
-    };
-    opts.log(`idle after start + login + /status: ${mib(mem.rss)} MiB (peak so far ${mib(mem.hwm)} MiB)`);
+    const { idle, status } = await idleAfterStatus(g);
+    opts.log(
+      `idle after start + login + /status: ${mib(idle.afterStatusBytes)} MiB (peak so far ${mib(idle.peakBytes)} MiB)`,
+    );
 
     const bodyFile = path.join(dataDir, 'status.json');
     fs.writeFileSync(bodyFile, JSON.stringify(status.body));
@@ -270,6 +264,26 @@ async function measureShipped(cmd: GantryCommand, opts: BenchOptions) {
 }
 
 /**
+ * The idle measure of a started and logged-in Gantry: one GET /status, then a second of rest; the
+ * answer is kept (the bare route serves the same JSON).
+ */
+async function idleAfterStatus(g: GantryChild): Promise<{ idle: IdleMemory; status: JsonResponse }> {
+  const status = await requestJson('GET', `${g.url}${STATUS_PATH}`, { headers: g.headers });
+  if (status.status !== 200) throw new Error(`status answered ${status.status}`);
+  await new Promise((r) => setTimeout(r, 1000));
+  const mem = procMemory(g.pid)!;
+  return {
+    idle: {
+      afterStartBytes: g.rssAfterStart,
+      afterLoginBytes: g.rssAfterLogin,
+      afterStatusBytes: mem.rss,
+      peakBytes: mem.hwm,
+    },
+    status,
+  };
+}
+
+/**
  * The same idle measure on a restart: the data dir of a first start (its store, and the code cache
  * the loader wrote), the server started again, login, GET /status, 1 s. What a gateway that has
  * run before starts as, every time but the first.
@@ -277,20 +291,9 @@ async function measureShipped(cmd: GantryCommand, opts: BenchOptions) {
 async function measureRestartIdle(cmd: GantryCommand): Promise<IdleMemory> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-bench-restart-'));
   try {
-    const first = await startGantryChild(cmd, { dataDir, env: { GANTRY_DEMO_FEED: 'off' } });
-    await first.stop();
-    const g = await startGantryChild(cmd, { dataDir, env: { GANTRY_DEMO_FEED: 'off' } });
+    const g = await startGantryChild(cmd, { dataDir, env: { GANTRY_DEMO_FEED: 'off' }, restart: true });
     try {
-      const status = await requestJson('GET', `${g.url}${STATUS_PATH}`, { headers: g.headers });
-      if (status.status !== 200) throw new Error(`status answered ${status.status}`);
-      await new Promise((r) => setTimeout(r, 1000));
-      const mem = procMemory(g.pid)!;
-      return {
-        afterStartBytes: g.rssAfterStart,
-        afterLoginBytes: g.rssAfterLogin,
-        afterStatusBytes: mem.rss,
-        peakBytes: mem.hwm,
-      };
+      return (await idleAfterStatus(g)).idle;
     } finally {
       await g.stop();
     }
