@@ -9,7 +9,9 @@
  *   one place of the bundle (and that place's source), which is how the getters of esbuild's
  *   `__toESM` and zod's per-schema closures were found.
  *
- *   npx tsx bench/idle-breakdown.ts [--restart] [--keep-snapshot FILE]
+ *   npx tsx bench/idle-breakdown.ts [--restart] [--keep-snapshot FILE] [--node-flags="FLAGS"]
+ *
+ * --node-flags=FLAGS (with the =, since the flags start with a dash): node or V8 flags added to the launcher's, to measure a setting before changing it.
  *
  * A measuring tool: the server runs with one more `--require` (a hook that writes the heap
  * statistics and the snapshot when asked), the launcher's flags otherwise.
@@ -21,7 +23,11 @@ import { parseArgs } from 'node:util';
 import { gantryCommand, requestJson, ROOT, startGantryChild } from './lib/gantry-child.js';
 
 const { values } = parseArgs({
-  options: { restart: { type: 'boolean', default: false }, 'keep-snapshot': { type: 'string' } },
+  options: {
+    restart: { type: 'boolean', default: false },
+    'keep-snapshot': { type: 'string' },
+    'node-flags': { type: 'string', default: '' },
+  },
 });
 
 const MiB = 1024 * 1024;
@@ -139,7 +145,7 @@ async function main() {
     fs.mkdirSync(dataDir);
     const env = {
       GANTRY_DEMO_FEED: 'off',
-      GANTRY_NODE_FLAGS: `${launcherFlags()} --require ${hook}`,
+      GANTRY_NODE_FLAGS: `${launcherFlags()} ${values['node-flags']} --require ${hook}`,
       IDLE_BREAKDOWN_OUT: out,
     };
     const g = await startGantryChild(cmd, { dataDir, env, restart: values.restart });

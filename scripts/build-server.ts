@@ -98,6 +98,24 @@ const builtinsThroughShims: Plugin = {
   },
 };
 
+/**
+ * zod's locales, English alone. zod 4 exports its ~60 locales as one namespace (`z.locales`),
+ * 0.30 of the 2.20 MB server bundle, and uses English unless told otherwise (`z.config`, which
+ * Gantry never calls: its error messages are its own, in English). The namespace keeps `en`, so a
+ * `z.locales.en()` still works; any other locale would be undefined, which the server-bundle test
+ * makes sure no code asks for.
+ */
+const zodEnglishOnly: Plugin = {
+  name: 'zod-english-only',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]node_modules[\\/]zod[\\/]v4[\\/]locales[\\/]index\.js$/ }, (args) => ({
+      contents: 'export { default as en } from "./en.js";\n',
+      loader: 'js',
+      resolveDir: path.dirname(args.path),
+    }));
+  },
+};
+
 /** Reads a file the build wrote and refuses it if V8 could not keep it as one-byte source. */
 function assertLatin1(file: string): string {
   const source = fs.readFileSync(file, 'utf8');
@@ -163,7 +181,7 @@ export async function buildServer(outdir = SERVER_BUNDLE_DIR): Promise<string> {
       banner: { js: "var __gantryImportMetaUrl = require('node:url').pathToFileURL(__filename).href;" },
       sourcemap: 'external',
       supported: { 'dynamic-import': false },
-      plugins: [lazyPackagesToVendor, packageJsonToVendor(jsonFiles), builtinsThroughShims],
+      plugins: [lazyPackagesToVendor, packageJsonToVendor(jsonFiles), builtinsThroughShims, zodEnglishOnly],
       metafile: true,
     });
     const bundled = Object.keys(Object.values(main.metafile.outputs).find((o) => o.entryPoint)!.inputs);

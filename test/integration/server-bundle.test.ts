@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -113,6 +113,32 @@ describe('the server bundle (what bin/gantry-server runs)', () => {
     }
     const table = vendorRequire('./vendor/json/iconv-lite/encodings/tables/shiftjis.json') as unknown[];
     expect(table.length).toBeGreaterThan(10);
+  });
+
+  it("should carry zod's English locale alone, which is all the server asks zod for", () => {
+    const source = fs.readFileSync(path.join(outdir, 'server.cjs'), 'utf8');
+    const locales = new Set(source.match(/node_modules\/zod\/v4\/locales\/[\w-]+\.js/g));
+    expect([...locales].sort()).toEqual([
+      'node_modules/zod/v4/locales/en.js',
+      'node_modules/zod/v4/locales/index.js',
+    ]);
+    // No other locale is chosen anywhere (z.config) or asked for (z.locales.xx): the bundle would
+    // find it undefined.
+    const sources = execFileSync(
+      'git',
+      ['grep', '-lE', String.raw`\.config\(|locales\.[a-z]`, '--', '*.ts'],
+      {
+        cwd: ROOT,
+        encoding: 'utf8',
+      },
+    ).split('\n');
+    const zodUsers = sources.filter(
+      (f) => f && /\bfrom 'zod/.test(fs.readFileSync(path.join(ROOT, f), 'utf8')),
+    );
+    for (const file of zodUsers)
+      expect(fs.readFileSync(path.join(ROOT, file), 'utf8'), file).not.toMatch(
+        /\bz\.config\(|\blocales\.(?!en\b)[a-z]/,
+      );
   });
 
   it('should serve /status from the migrated store', async () => {
