@@ -2,9 +2,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { buildServer } from '../scripts/build-server.js';
 import {
   ADMIN_PASSWORD,
   gantryCommand,
+  launchedLikeTheServer,
   procMemory,
   requestJson,
   startGantryChild,
@@ -302,6 +304,55 @@ async function measureRestartIdle(cmd: GantryCommand): Promise<IdleMemory> {
   }
 }
 
+/** Where the dependency floor (bench/lib/dependency-floor.ts) is built, beside the server's bundle. */
+const FLOOR_DIR = path.join(ROOT, 'dist', 'dependency-floor');
+
+/**
+ * The dependency floor's idle, measured as Gantry's is (first start, restart): Gantry's runtime
+ * packages and none of its code, built and launched as the server is. Refused unless it bundles
+ * exactly the server's set of packages, so the floor cannot drift from what Gantry carries.
+ */
+async function measureDependencyFloor(): Promise<{
+  firstStart: IdleMemory;
+  restart: IdleMemory;
+  packages: number;
+}> {
+  const scratch = path.join(ROOT, 'dist', `server-bundle-packages-${process.pid}`);
+  let serverPackages: string[];
+  try {
+    serverPackages = (await buildServer(scratch)).packages;
+  } finally {
+    fs.rmSync(scratch, { recursive: true, force: true });
+  }
+  try {
+    const { packages } = await buildServer(FLOOR_DIR, 'bench/lib/dependency-floor.ts');
+    const missing = serverPackages.filter((p) => !packages.includes(p));
+    const extra = packages.filter((p) => !serverPackages.includes(p));
+    if (missing.length > 0 || extra.length > 0) {
+      throw new Error(
+        `bench/lib/dependency-floor.ts must bundle the server's packages: missing ${missing.join(', ') || 'none'}; not in the server ${extra.join(', ') || 'none'}`,
+      );
+    }
+    const cmd = launchedLikeTheServer(FLOOR_DIR);
+    const idleOf = async (restart: boolean) => {
+      const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-bench-floor-'));
+      try {
+        const g = await startGantryChild(cmd, { dataDir, restart });
+        try {
+          return (await idleAfterStatus(g)).idle;
+        } finally {
+          await g.stop();
+        }
+      } finally {
+        fs.rmSync(dataDir, { recursive: true, force: true });
+      }
+    };
+    return { firstStart: await idleOf(false), restart: await idleOf(true), packages: packages.length };
+  } finally {
+    fs.rmSync(FLOOR_DIR, { recursive: true, force: true });
+  }
+}
+
 function loadRow(name: string, r: LoadResult): Array<string | number> {
   return [name, r.requestsPerSecond, r.latencyMs.p50, r.latencyMs.p99, r.latencyMs.max, r.requests];
 }
@@ -347,6 +398,11 @@ export const foundationSuite: BenchSuite = {
     opts.log('idle after a restart…');
     const restartIdle = await measureRestartIdle(cmd);
     opts.log(`idle after a restart + login + /status: ${mib(restartIdle.afterStatusBytes)} MiB`);
+    opts.log('the dependency floor (the packages of Gantry, none of its code)…');
+    const floor = await measureDependencyFloor();
+    opts.log(
+      `dependency floor idle: first start ${mib(floor.firstStart.afterStatusBytes)}, restart ${mib(floor.restart.afterStatusBytes)} MiB`,
+    );
 
     const bareStart = startup['bare express (node -e)']!.warmMs!;
     const distStart = startup[DIST_MODE];
@@ -368,6 +424,7 @@ export const foundationSuite: BenchSuite = {
       'p99 latency of the bare route is floored at 1 ms for the ratio (autocannon reports whole milliseconds).',
       'First start: fresh data dir (migrations, admin scrypt hash, simulated slot images written and fsynced; the bundle compiled and its V8 code cache written). Restart: existing data dir, with the code cache the first start left (server/bundle-loader.ts). Gantry runs with GANTRY_DEMO_FEED=off (a gateway in the field has a feed configured and runs no demo feed).',
       `GET ${STATUS_PATH} under load: the shipped server (${cmd.mode === 'dist' ? 'bin/gantry-server' : 'tsx'}) and bare Express each in its own process, same JSON, same client.`,
+      `Dependency floor (bench/lib/dependency-floor.ts): the ${floor.packages} packages the server bundles and none of Gantry's code (SQLite through drizzle, Express with a JSON body, a zod-checked login signing a JWT, a tRPC procedure, a statechart, a WebSocket server, multer), built by scripts/build-server.ts and launched with bin/gantry-server's flags and malloc settings, measured as Gantry is: what Node and the fixed stack take before Gantry adds anything.`,
       `Soak: ${SOAK_MINUTES} compressed minutes, each ${SOAK_POLLS_PER_MINUTE} GETs of ${SOAK_PATHS.join(', ')} (10 at a time) and a login every 10 minutes; growth is the median VmRSS of the last 10 minutes minus that of minutes 6-15.`,
     );
     const idleMiB = mib(idle.afterStatusBytes);
@@ -410,6 +467,14 @@ export const foundationSuite: BenchSuite = {
     ratios['idle RSS after start + login + /status, MiB'] = idleMiB;
     ratios['idle RSS after a restart + login + /status, MiB'] = restartIdleMiB;
     ratios['soak RSS growth, MiB'] = soakGrowthMiB;
+    ratios['idle RSS, gantry - dependency floor (first start), MiB'] = round(
+      idleMiB - mib(floor.firstStart.afterStatusBytes),
+      1,
+    );
+    ratios['idle RSS, gantry - dependency floor (restart), MiB'] = round(
+      restartIdleMiB - mib(floor.restart.afterStatusBytes),
+      1,
+    );
 
     return {
       tables: [
@@ -459,6 +524,21 @@ export const foundationSuite: BenchSuite = {
               '–',
               '–',
             ],
+            ...(
+              [
+                ['dependency floor, first start', floor.firstStart],
+                ['dependency floor, restart', floor.restart],
+              ] as const
+            ).map(([start, m]) => [
+              start,
+              mib(m.afterStartBytes ?? 0),
+              mib(m.afterLoginBytes ?? 0),
+              mib(m.afterStatusBytes),
+              mib(m.peakBytes),
+              '–',
+              '–',
+              '–',
+            ]),
           ],
         },
         {
@@ -495,6 +575,7 @@ export const foundationSuite: BenchSuite = {
         throughput,
         idle,
         restartIdle,
+        dependencyFloor: floor,
         rssAfterLoadBytes: shipped.rssAfterLoadBytes,
         soak: soaked,
         peakBytes: shipped.peakBytes,

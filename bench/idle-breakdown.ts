@@ -20,7 +20,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { gantryCommand, requestJson, ROOT, startGantryChild } from './lib/gantry-child.js';
+import { gantryCommand, launcherFlags, requestJson, ROOT, startGantryChild } from './lib/gantry-child.js';
 
 const { values } = parseArgs({
   options: {
@@ -32,14 +32,6 @@ const { values } = parseArgs({
 
 const MiB = 1024 * 1024;
 const fmt = (bytes: number) => (bytes / MiB).toFixed(1).padStart(6);
-
-/** The launcher's own node flags (bin/gantry-server), so the measured server runs as shipped. */
-function launcherFlags(): string {
-  const text = fs.readFileSync(path.join(ROOT, 'bin', 'gantry-server'), 'utf8');
-  const m = /\$\{GANTRY_NODE_FLAGS-([^}]*)\}/.exec(text);
-  if (!m) throw new Error('bin/gantry-server: its default node flags were not found');
-  return m[1]!;
-}
 
 const HOOK = `
 const v8 = require('node:v8');

@@ -150,8 +150,14 @@ function assertLatin1(file: string): string {
  * much). Each is whole in its file: a package shared with the server (socket.io's `ws`) is in both.
  * Identifiers are not renamed, so stack traces keep their function names; the source map, beside
  * the bundle, is read only by `node --enable-source-maps`.
+ *
+ * `entry` builds another program the same way (the foundation bench's dependency floor); the
+ * packages the bundle holds are returned, by name.
  */
-export async function buildServer(outdir = SERVER_BUNDLE_DIR): Promise<string> {
+export async function buildServer(
+  outdir = SERVER_BUNDLE_DIR,
+  entry = 'server/main.ts',
+): Promise<{ outdir: string; packages: string[] }> {
   const scratch = `${outdir}.tmp-${process.pid}`;
   fs.rmSync(scratch, { recursive: true, force: true });
   const common: BuildOptions = {
@@ -166,10 +172,11 @@ export async function buildServer(outdir = SERVER_BUNDLE_DIR): Promise<string> {
     logLevel: 'warning',
   };
   const jsonFiles = new Set<string>();
+  let packages: string[];
   try {
     const main = await build({
       ...common,
-      entryPoints: [{ in: 'server/main.ts', out: 'server' }],
+      entryPoints: [{ in: entry, out: 'server' }],
       outdir: scratch,
       outExtension: { '.js': '.cjs' },
       format: 'cjs',
@@ -190,6 +197,9 @@ export async function buildServer(outdir = SERVER_BUNDLE_DIR): Promise<string> {
       if (bundled.some((input) => input.startsWith(`node_modules/${name}/`)))
         throw new Error(`${name} is imported statically somewhere: it belongs in vendor/ only`);
     }
+    packages = [
+      ...new Set(bundled.flatMap((input) => /^node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(input)?.[1] ?? [])),
+    ].sort();
     const source = assertLatin1(path.join(scratch, 'server.cjs'));
     for (const relative of jsonFiles) {
       const to = path.join(scratch, 'vendor', 'json', relative);
@@ -225,11 +235,13 @@ export async function buildServer(outdir = SERVER_BUNDLE_DIR): Promise<string> {
   } finally {
     fs.rmSync(scratch, { recursive: true, force: true });
   }
-  return outdir;
+  return { outdir, packages };
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const t0 = performance.now();
-  const dir = await buildServer();
-  console.log(`server bundle built in ${Math.round(performance.now() - t0)} ms: ${path.relative(root, dir)}`);
+  const { outdir } = await buildServer();
+  console.log(
+    `server bundle built in ${Math.round(performance.now() - t0)} ms: ${path.relative(root, outdir)}`,
+  );
 }

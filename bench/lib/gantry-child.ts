@@ -84,6 +84,35 @@ export function gantryCommand(opts: { build: boolean; log: (m: string) => void }
   return { command: LAUNCHER, args: [], env: { GANTRY_NODE: process.execPath }, mode: 'dist', note };
 }
 
+/** The launcher's own node flags (bin/gantry-server), for a program measured as the server runs. */
+export function launcherFlags(): string {
+  const text = fs.readFileSync(LAUNCHER, 'utf8');
+  const m = /\$\{GANTRY_NODE_FLAGS-([^}]*)\}/.exec(text);
+  if (!m) throw new Error('bin/gantry-server: its default node flags were not found');
+  return m[1]!;
+}
+
+/** The malloc settings the launcher exports (`: "${NAME:=value}"`). */
+function launcherEnv(): Record<string, string> {
+  const text = fs.readFileSync(LAUNCHER, 'utf8');
+  return Object.fromEntries([...text.matchAll(/^: "\$\{(\w+):=([^}]*)\}"$/gm)].map((m) => [m[1]!, m[2]!]));
+}
+
+/**
+ * Another program built like the server (scripts/build-server.ts with another entry: its `main.js`
+ * loader in `dir`), started with the launcher's node flags and malloc settings.
+ */
+export function launchedLikeTheServer(dir: string): GantryCommand {
+  const env = launcherEnv();
+  if (!env.MALLOC_ARENA_MAX) throw new Error('bin/gantry-server: its malloc settings were not found');
+  return {
+    command: process.execPath,
+    args: [...launcherFlags().split(/\s+/).filter(Boolean), path.join(dir, 'main.js')],
+    mode: 'dist',
+    env,
+  };
+}
+
 // ---- HTTP -------------------------------------------------------------------------------
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64, scheduling: 'fifo' });
