@@ -296,14 +296,14 @@ async function idleAfterStatus(g: GantryChild): Promise<{ idle: IdleMemory; stat
 }
 
 /**
- * The same idle measure on a restart: the data dir of a first start (its store, and the code cache
- * the loader wrote), the server started again, login, GET /status, 1 s. What a gateway that has
- * run before starts as, every time but the first.
+ * The idle measure of a fresh data dir: a first start, or with `restart` the server started again on
+ * what a first start left (its store, and the code cache the loader wrote), then login, GET /status,
+ * 1 s. A restart is what a gateway that has run before starts as, every time but the first.
  */
-async function measureRestartIdle(cmd: GantryCommand): Promise<IdleMemory> {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-bench-restart-'));
+async function measureIdle(cmd: GantryCommand, restart: boolean): Promise<IdleMemory> {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-bench-idle-'));
   try {
-    const g = await startGantryChild(cmd, { dataDir, env: { GANTRY_DEMO_FEED: 'off' }, restart: true });
+    const g = await startGantryChild(cmd, { dataDir, env: { GANTRY_DEMO_FEED: 'off' }, restart });
     try {
       return (await idleAfterStatus(g)).idle;
     } finally {
@@ -344,20 +344,11 @@ async function measureDependencyFloor(): Promise<{
       );
     }
     const cmd = launchedLikeTheServer(FLOOR_DIR);
-    const idleOf = async (restart: boolean) => {
-      const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-bench-floor-'));
-      try {
-        const g = await startGantryChild(cmd, { dataDir, restart });
-        try {
-          return (await idleAfterStatus(g)).idle;
-        } finally {
-          await g.stop();
-        }
-      } finally {
-        fs.rmSync(dataDir, { recursive: true, force: true });
-      }
+    return {
+      firstStart: await measureIdle(cmd, false),
+      restart: await measureIdle(cmd, true),
+      packages: packages.length,
     };
-    return { firstStart: await idleOf(false), restart: await idleOf(true), packages: packages.length };
   } finally {
     fs.rmSync(FLOOR_DIR, { recursive: true, force: true });
   }
@@ -406,7 +397,7 @@ export const foundationSuite: BenchSuite = {
     const shipped = await measureShipped(cmd, opts);
     const { throughput, idle, soak: soaked } = shipped;
     opts.log('idle after a restart…');
-    const restartIdle = await measureRestartIdle(cmd);
+    const restartIdle = await measureIdle(cmd, true);
     opts.log(`idle after a restart + login + /status: ${mib(restartIdle.afterStatusBytes)} MiB`);
     opts.log('the dependency floor (the packages of Gantry, none of its code)…');
     const floor = await measureDependencyFloor();
