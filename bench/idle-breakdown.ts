@@ -20,7 +20,14 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { gantryCommand, launcherFlags, requestJson, ROOT, startGantryChild } from './lib/gantry-child.js';
+import {
+  gantryCommand,
+  launcherFlags,
+  requestJson,
+  ROOT,
+  rssByMapping,
+  startGantryChild,
+} from './lib/gantry-child.js';
 
 const { values } = parseArgs({
   options: {
@@ -45,29 +52,6 @@ process.on('SIGUSR2', () => {
   fs.writeFileSync(out + '.done', '');
 });
 `;
-
-/** VmRSS by mapping kind, from /proc/<pid>/smaps. */
-function rssByMapping(pid: number): Map<string, number> {
-  const byKind = new Map<string, number>();
-  let kind = '';
-  for (const line of fs.readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
-    const m = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
-    if (m) {
-      const name = m[1]!.trim();
-      kind =
-        name === '[heap]'
-          ? 'malloc heap'
-          : name === '' || name.startsWith('[')
-            ? 'anonymous (V8 heap pages, thread stacks, arenas)'
-            : name === process.execPath || name.endsWith('/node')
-              ? 'node binary (file-backed)'
-              : 'other files (libraries, addons)';
-    } else if (line.startsWith('Rss:')) {
-      byKind.set(kind, (byKind.get(kind) ?? 0) + Number(line.split(/\s+/)[1]) * 1024);
-    }
-  }
-  return byKind;
-}
 
 interface Snapshot {
   snapshot: { meta: Record<string, unknown> };
@@ -148,6 +132,7 @@ async function main() {
       if (status.status !== 200) throw new Error(`GET /status answered ${status.status}`);
       await new Promise((r) => setTimeout(r, 1000));
       const byMapping = rssByMapping(g.pid);
+      if (!byMapping) throw new Error('the server is gone');
       process.kill(g.pid, 'SIGUSR2');
       for (let i = 0; i < 600 && !fs.existsSync(`${out}.done`); i++)
         await new Promise((r) => setTimeout(r, 50));
@@ -156,7 +141,7 @@ async function main() {
       console.log(`${values.restart ? 'Restart' : 'First start'} + login + GET /status, 1 s later`);
       console.log('\nVmRSS by mapping (MiB)');
       let total = 0;
-      for (const [kind, bytes] of [...byMapping.entries()].sort((a, b) => b[1] - a[1])) {
+      for (const [kind, bytes] of Object.entries(byMapping).sort((a, b) => b[1] - a[1])) {
         total += bytes;
         console.log(`${fmt(bytes)}  ${kind}`);
       }

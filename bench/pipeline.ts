@@ -824,7 +824,7 @@ export const pipelineSuite: BenchSuite = {
           columns: ['image', 'tool', 'CPU s', 'CPU s per GiB', '× openssl', 'CPU s / wall s'],
           rows: cpuRows,
         },
-        ...(upload ? [upload.table] : []),
+        ...(upload ? [upload.table, ...(upload.mappingTable ? [upload.mappingTable] : [])] : []),
         {
           title: 'Targets (issue 3: time, peaks, latency; issue 16: ≤ 80 MiB peaks, CPU ≤ 2.5× openssl)',
           columns: ['what', 'target', 'value', 'met'],

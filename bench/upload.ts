@@ -9,11 +9,13 @@ import {
   requestJson,
   resetPeakRss,
   ROOT,
+  rssByMapping,
   sampleRss,
   restartMode,
   startGantryChild,
   trustVendorKey,
   type GantryCommand,
+  type RssByMapping,
 } from './lib/gantry-child.js';
 import { spawnReady, stopChild } from './lib/process.js';
 import { median, round } from './lib/report.js';
@@ -54,6 +56,13 @@ export interface UploadRun {
   deploySeconds?: number;
   /** Largest VmRSS sampled every 50 ms during the deploy (the bundle read from disk, lent). */
   deploySampledPeakRssBytes?: number;
+  /** VmRSS by mapping: before the upload, at its largest sample, after it, at the deploy's largest. */
+  mappings?: {
+    idle: RssByMapping | null;
+    upload: RssByMapping | null;
+    afterUpload: RssByMapping | null;
+    deploy: RssByMapping | null;
+  };
   /** VmHWM once the deploy reached `downloaded`: the process's lifetime peak, upload included. */
   deployPeakRssBytes?: number;
 }
@@ -62,7 +71,7 @@ export interface UploadRun {
 async function deployUpload(
   g: { url: string; pid: number; headers: Record<string, string> },
   file: { name: string; checksum: string },
-): Promise<{ seconds: number; sampledPeak: number }> {
+): Promise<{ seconds: number; sampledPeak: number; peakMapping: RssByMapping | null }> {
   const sampler = sampleRss(g.pid);
   const t0 = performance.now();
   try {
@@ -87,7 +96,8 @@ async function deployUpload(
       }
       await new Promise((r) => setTimeout(r, 20));
     }
-    return { seconds: (performance.now() - t0) / 1000, sampledPeak: sampler.stop() };
+    const sampledPeak = sampler.stop();
+    return { seconds: (performance.now() - t0) / 1000, sampledPeak, peakMapping: sampler.peakMapping() };
   } finally {
     sampler.stop();
   }
@@ -105,6 +115,8 @@ export interface UploadResult {
   gantryDeployPeakRssBytes: number;
   bareSinkPeakRssBytes: number | null;
   table: Table;
+  /** What the upload's and the deploy's sampled peaks were made of, in the run of the median upload peak. */
+  mappingTable: Table | null;
   notes: string[];
 }
 
@@ -154,6 +166,7 @@ async function gantryUpload(
   });
   try {
     const idle = procMemory(g.pid);
+    const idleMapping = rssByMapping(g.pid);
     // From here VmHWM is the upload's own peak (what came before is in g.peakBeforeBytes).
     const resets = g.peakBeforeBytes !== null && resetPeakRss(g.pid) !== null;
     const sampler = sampleRss(g.pid);
@@ -193,6 +206,7 @@ async function gantryUpload(
     // an asynchronous collection): its "after" is read a moment later, as a deploy would come.
     await new Promise((r) => setTimeout(r, 500));
     const afterUpload = procMemory(g.pid);
+    const afterUploadMapping = rssByMapping(g.pid);
     const uploadPeak = resets ? (resetPeakRss(g.pid) ?? undefined) : undefined;
     const deploy = await deployUpload(g, verified);
     const deployMem = procMemory(g.pid);
@@ -215,6 +229,12 @@ async function gantryUpload(
       deploySeconds: round(deploy.seconds, 3),
       deploySampledPeakRssBytes: deploy.sampledPeak,
       deployPeakRssBytes: resets ? Math.max(before, uploadPeak ?? 0, deployMem?.hwm ?? 0) : deployMem?.hwm,
+      mappings: {
+        idle: idleMapping,
+        upload: sampler.peakMapping(),
+        afterUpload: afterUploadMapping,
+        deploy: deploy.peakMapping,
+      },
     };
   } finally {
     await g.stop();
@@ -284,6 +304,27 @@ export async function measureUpload(opts: {
   const gantryPeak = Math.max(...runs.gantry.map((r) => r.peakRssBytes ?? 0));
   const deploySeconds = median(runs.gantry.map((r) => r.deploySeconds ?? 0));
   const secs = (rs: UploadRun[]) => rs.map((r) => round(r.seconds, 2)).join(' / ');
+  const byPeak = runs.gantry
+    .filter((r) => r.mappings)
+    .sort((a, b) => (a.sampledPeakRssBytes ?? 0) - (b.sampledPeakRssBytes ?? 0));
+  const medianRun = byPeak[Math.floor(byPeak.length / 2)];
+  const kinds = ['node binary', 'other files', 'malloc heap', 'anonymous'] as const;
+  const mappingRow = (moment: string, m: RssByMapping | null | undefined) =>
+    m
+      ? [moment, ...kinds.map((k) => mib(m[k])), mib(kinds.reduce((sum, k) => sum + m[k], 0))]
+      : [moment, ...kinds.map(() => '–'), '–'];
+  const mappingTable: Table | null = medianRun?.mappings
+    ? {
+        title: `Where the upload's memory is (VmRSS by mapping, /proc/<pid>/smaps, MiB; the run of the median sampled upload peak, sampled every 50 ms: a sample's largest, not VmHWM)`,
+        columns: ['moment', ...kinds, 'in all'],
+        rows: [
+          mappingRow('idle, before the upload', medianRun.mappings.idle),
+          mappingRow('largest sample of the upload', medianRun.mappings.upload),
+          mappingRow('0.5 s after the upload', medianRun.mappings.afterUpload),
+          mappingRow('largest sample of the deploy', medianRun.mappings.deploy),
+        ],
+      }
+    : null;
   return {
     label,
     bundleBytes: bytes,
@@ -294,6 +335,7 @@ export async function measureUpload(opts: {
     gantryPeakRssBytes: gantryPeak,
     gantryDeployPeakRssBytes: Math.max(...runs.gantry.map((r) => r.deployPeakRssBytes ?? 0)),
     bareSinkPeakRssBytes: bareSinkPeak,
+    mappingTable,
     table: {
       title: `Manual upload of a ${label} signed bundle (${bytes} bytes) over loopback, median of ${opts.runs}; memory in MiB: a step's own peak is VmHWM reset at its start (/proc/<pid>/clear_refs), its idle the VmRSS it started from (the deploy's: after the upload), "after" VmRSS ~0.5 s after its end (the deploy starts then), lifetime the process's VmHWM with start-up and login`,
       columns: [

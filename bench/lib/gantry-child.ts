@@ -213,20 +213,64 @@ export function resetPeakRss(pid: number): number | null {
   }
 }
 
-/** Samples VmRSS every `everyMs` until stopped; returns the largest sample. */
-export function sampleRss(pid: number, everyMs = 50): { stop(): number } {
-  let max = procMemory(pid)?.rss ?? 0;
-  const timer = setInterval(() => {
+/** What VmRSS is made of: the node binary's pages, other files', malloc's heap, anonymous memory. */
+export type RssByMapping = Record<'node binary' | 'other files' | 'malloc heap' | 'anonymous', number>;
+
+/**
+ * VmRSS by mapping kind, from /proc/<pid>/smaps (bytes); null once the process is gone. Anonymous
+ * memory holds V8's heap pages, WebAssembly memories (the slot writer's blocks), thread stacks and
+ * the mmapped blocks of malloc (those above its mmap threshold).
+ */
+export function rssByMapping(pid: number): RssByMapping | null {
+  let text: string;
+  try {
+    text = fs.readFileSync(`/proc/${pid}/smaps`, 'utf8');
+  } catch {
+    return null;
+  }
+  const out: RssByMapping = { 'node binary': 0, 'other files': 0, 'malloc heap': 0, anonymous: 0 };
+  let kind: keyof RssByMapping = 'anonymous';
+  for (const line of text.split('\n')) {
+    const m = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (m) {
+      const name = m[1]!.trim();
+      kind =
+        name === '[heap]'
+          ? 'malloc heap'
+          : name === '' || name.startsWith('[')
+            ? 'anonymous'
+            : name === process.execPath || name.endsWith('/node')
+              ? 'node binary'
+              : 'other files';
+    } else if (line.startsWith('Rss:')) {
+      out[kind] += Number(line.split(/\s+/)[1]) * 1024;
+    }
+  }
+  return out;
+}
+
+/**
+ * Samples VmRSS every `everyMs` until stopped; `stop()` gives the largest. `peakMapping()` is what
+ * that largest sample was made of (rssByMapping, read when a new largest VmRSS was seen).
+ */
+export function sampleRss(pid: number, everyMs = 50): { stop(): number; peakMapping(): RssByMapping | null } {
+  let max = 0;
+  let mapping: RssByMapping | null = null;
+  const sample = () => {
     const m = procMemory(pid);
-    if (m && m.rss > max) max = m.rss;
-  }, everyMs);
+    if (!m || m.rss <= max) return;
+    max = m.rss;
+    mapping = rssByMapping(pid) ?? mapping;
+  };
+  sample();
+  const timer = setInterval(sample, everyMs);
   return {
     stop() {
       clearInterval(timer);
-      const m = procMemory(pid);
-      if (m && m.rss > max) max = m.rss;
+      sample();
       return max;
     },
+    peakMapping: () => mapping,
   };
 }
 
