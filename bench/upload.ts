@@ -72,7 +72,7 @@ async function deployUpload(
   g: { url: string; pid: number; headers: Record<string, string> },
   file: { name: string; checksum: string },
 ): Promise<{ seconds: number; sampledPeak: number; peakMapping: RssByMapping | null }> {
-  const sampler = sampleRss(g.pid);
+  const sampler = sampleRss(g.pid, { mapping: true });
   const t0 = performance.now();
   try {
     const res = await requestJson('POST', `${g.url}/api/v1/ota/upload/deploy`, {
@@ -169,7 +169,7 @@ async function gantryUpload(
     const idleMapping = rssByMapping(g.pid);
     // From here VmHWM is the upload's own peak (what came before is in g.peakBeforeBytes).
     const resets = g.peakBeforeBytes !== null && resetPeakRss(g.pid) !== null;
-    const sampler = sampleRss(g.pid);
+    const sampler = sampleRss(g.pid, { mapping: true });
     const cpu0 = procCpuSeconds(g.pid);
     const resp = path.join(opts.work, 'upload-response.json');
     const r = await runCommand(

@@ -250,20 +250,24 @@ export function rssByMapping(pid: number): RssByMapping | null {
 }
 
 /**
- * Samples VmRSS every `everyMs` until stopped; `stop()` gives the largest. `peakMapping()` is what
- * that largest sample was made of (rssByMapping, read when a new largest VmRSS was seen).
+ * Samples VmRSS every `everyMs` until stopped; `stop()` gives the largest. With `mapping`,
+ * `peakMapping()` is what that largest sample was made of (rssByMapping, read each time a new
+ * largest VmRSS is seen: a parse of smaps on the measuring side, so only where it is asked for).
  */
-export function sampleRss(pid: number, everyMs = 50): { stop(): number; peakMapping(): RssByMapping | null } {
+export function sampleRss(
+  pid: number,
+  opts: { everyMs?: number; mapping?: boolean } = {},
+): { stop(): number; peakMapping(): RssByMapping | null } {
   let max = 0;
   let mapping: RssByMapping | null = null;
   const sample = () => {
     const m = procMemory(pid);
     if (!m || m.rss <= max) return;
     max = m.rss;
-    mapping = rssByMapping(pid) ?? mapping;
+    if (opts.mapping) mapping = rssByMapping(pid) ?? mapping;
   };
   sample();
-  const timer = setInterval(sample, everyMs);
+  const timer = setInterval(sample, opts.everyMs ?? 50);
   return {
     stop() {
       clearInterval(timer);
