@@ -148,6 +148,9 @@ interface IdleMemory {
   afterStartBytes: number | null;
   afterLoginBytes: number | null;
   afterStatusBytes: number;
+  /** The idle VmRSS's anonymous and file-backed parts (procMemory). */
+  anonymousBytes: number;
+  fileBackedBytes: number;
   /** VmHWM at that point: start-up and the login's scrypt included. */
   peakBytes: number;
 }
@@ -289,6 +292,8 @@ async function idleAfterStatus(g: GantryChild): Promise<{ idle: IdleMemory; stat
       afterStartBytes: g.rssAfterStart,
       afterLoginBytes: g.rssAfterLogin,
       afterStatusBytes: mem.rss,
+      anonymousBytes: mem.anonymous,
+      fileBackedBytes: mem.fileBacked,
       peakBytes: mem.hwm,
     },
     status,
@@ -542,6 +547,24 @@ export const foundationSuite: BenchSuite = {
               '–',
             ]),
           ],
+        },
+        {
+          title:
+            "What the idle VmRSS is made of (MiB, /proc/<pid>/status): anonymous is V8's heap and malloc's, which the kernel cannot take back without swap; file-backed is the node binary's and the libraries' pages, clean, which it drops under memory pressure and reads again when touched",
+          columns: ['start', 'idle VmRSS', 'anonymous', 'file-backed'],
+          rows: (
+            [
+              ['first start', idle],
+              ['restart', restartIdle],
+              ['dependency floor, first start', floor.firstStart],
+              ['dependency floor, restart', floor.restart],
+            ] as const
+          ).map(([start, m]) => [
+            start,
+            mib(m.afterStatusBytes),
+            mib(m.anonymousBytes),
+            mib(m.fileBackedBytes),
+          ]),
         },
         {
           title: `Soak: ${soaked.minutes} compressed minutes, ${soaked.requests} requests in ${soaked.seconds} s; VmRSS after every 10th minute (MiB)`,

@@ -186,12 +186,23 @@ export async function requestJson(
 
 // ---- memory -----------------------------------------------------------------------------
 
-/** VmRSS and VmHWM (peak resident set) of a process, in bytes, from /proc/<pid>/status. */
-export function procMemory(pid: number): { rss: number; hwm: number } | null {
+/**
+ * VmRSS and VmHWM (peak resident set) of a process, in bytes, from /proc/<pid>/status, and VmRSS's
+ * two parts: anonymous (V8's heap, malloc's: what the kernel cannot take back without swap) and
+ * file-backed (the node binary's and libraries' pages: clean, dropped and read again under pressure).
+ */
+export function procMemory(
+  pid: number,
+): { rss: number; hwm: number; anonymous: number; fileBacked: number } | null {
   try {
     const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
     const kib = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
-    return { rss: kib('VmRSS') * 1024, hwm: kib('VmHWM') * 1024 };
+    return {
+      rss: kib('VmRSS') * 1024,
+      hwm: kib('VmHWM') * 1024,
+      anonymous: kib('RssAnon') * 1024,
+      fileBacked: kib('RssFile') * 1024,
+    };
   } catch {
     return null;
   }
