@@ -483,6 +483,12 @@ export const foundationSuite: BenchSuite = {
       1,
     );
 
+    const idleMeasures = [
+      ['first start', idle],
+      ['restart', restartIdle],
+      ['dependency floor, first start', floor.firstStart],
+      ['dependency floor, restart', floor.restart],
+    ] as const;
     return {
       tables: [
         {
@@ -521,45 +527,26 @@ export const foundationSuite: BenchSuite = {
               mib(soaked.rssSamples[soaked.rssSamples.length - 1] ?? 0),
               mib(shipped.peakBytes ?? 0),
             ],
-            [
-              'restart',
-              mib(restartIdle.afterStartBytes ?? 0),
-              mib(restartIdle.afterLoginBytes ?? 0),
-              restartIdleMiB,
-              mib(restartIdle.peakBytes),
-              '–',
-              '–',
-              '–',
-            ],
-            ...(
-              [
-                ['dependency floor, first start', floor.firstStart],
-                ['dependency floor, restart', floor.restart],
-              ] as const
-            ).map(([start, m]) => [
-              start,
-              mib(m.afterStartBytes ?? 0),
-              mib(m.afterLoginBytes ?? 0),
-              mib(m.afterStatusBytes),
-              mib(m.peakBytes),
-              '–',
-              '–',
-              '–',
-            ]),
+            // The other idle measures: no load or soak of their own.
+            ...idleMeasures
+              .slice(1)
+              .map(([start, m]) => [
+                start,
+                mib(m.afterStartBytes ?? 0),
+                mib(m.afterLoginBytes ?? 0),
+                mib(m.afterStatusBytes),
+                mib(m.peakBytes),
+                '–',
+                '–',
+                '–',
+              ]),
           ],
         },
         {
           title:
             "What the idle VmRSS is made of (MiB, /proc/<pid>/status): anonymous is V8's heap and malloc's, which the kernel cannot take back without swap; file-backed is the node binary's and the libraries' pages, clean, which it drops under memory pressure and reads again when touched",
           columns: ['start', 'idle VmRSS', 'anonymous', 'file-backed'],
-          rows: (
-            [
-              ['first start', idle],
-              ['restart', restartIdle],
-              ['dependency floor, first start', floor.firstStart],
-              ['dependency floor, restart', floor.restart],
-            ] as const
-          ).map(([start, m]) => [
+          rows: idleMeasures.map(([start, m]) => [
             start,
             mib(m.afterStatusBytes),
             mib(m.anonymousBytes),
