@@ -82,7 +82,7 @@ export const PayloadSchema = z.strictObject({
   dynamic: DynamicRefSchema.optional(),
 });
 
-// ---- components (multi-component bundles; README "Components and the rolling strategy") ----
+// ---- components (multi-component bundles; README "Components: multi-component bundles and the rolling strategy") ----
 
 export const COMPONENT_HANDLERS = ['ab-slot', 'file', 'plugin'] as const;
 export const MAX_COMPONENTS = 32;

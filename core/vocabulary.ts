@@ -8,7 +8,7 @@
  * core/errors.ts); they are re-exported here so this module is the one place to look.
  */
 
-/** Who a user is: each role may do what the one before it may, and more (README "Roles"). */
+/** Who a user is: each role may do what the one before it may, and more (README "Decisions where the spec is silent", Roles). */
 export const ROLES = ['viewer', 'operator', 'admin'] as const;
 export type Role = (typeof ROLES)[number];
 
