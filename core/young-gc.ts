@@ -6,6 +6,14 @@ const exposedGc = (): Collect | undefined => (globalThis as { gc?: Collect }).gc
 const YOUNG_GC_EVERY_BYTES = 4 * 1024 * 1024;
 
 /**
+ * How to ask Node 20's V8 (11.3) for a full collection: `{ type: 'major' }` alone runs a scavenge
+ * there, as does any synchronous request with options (`node --expose-gc --trace-gc -e
+ * "gc({ type: 'major' })"` prints "Scavenge"); asked to run in a later task, it is a Mark-Compact.
+ * test/unit/young-gc.test.ts checks this on the node that runs the tests.
+ */
+const FULL_COLLECTION = { type: 'major', execution: 'async' } as const;
+
+/**
  * Returns a counter to call with the size of each chunk of a stream whose chunks Node allocates
  * one by one (a request body: Node's HTTP server copies every piece into a new Buffer). V8 frees
  * such buffers at a young-generation collection, but schedules those by its own heap's
@@ -30,14 +38,16 @@ export function youngGenerationSweeper(
 
 /**
  * One full collection, once start-up is over. Start-up leaves garbage that nothing soon makes V8
- * collect on an idle gateway: the bundle's source text as read from disk (~3 MB; V8 keeps its own
+ * collect on an idle gateway: the bundle's source text as read from disk (~2 MB; V8 keeps its own
  * copy), the code cache's bytes, the code cache written on a first start (~2.4 MB), the compiler's
- * and the migrations' leftovers. Measured on the bench's first start + login + `/status` (three of
- * each): idle RSS 76.1-78.7 MiB without, 75.6-75.8 with it; a restart's is unchanged (74.5-74.8).
+ * and the migrations' leftovers. Until 2026-12-05 this asked for `{ type: 'major' }`, which Node
+ * 20's V8 ran as a scavenge (see FULL_COLLECTION); the full collection it meant took the idle RSS
+ * after start + login + `/status` from 65.6-65.9 to 64.3-64.7 MiB on a first start and from
+ * 65.1-65.2 to 64.3-64.6 on a restart (`bench/idle-breakdown.ts`, three interleaved runs each).
  * Without --expose-gc, a no-op.
  */
 export function collectStartupGarbage(collect: Collect | undefined = exposedGc()): void {
-  collect?.({ type: 'major' });
+  collect?.(FULL_COLLECTION);
 }
 
 /**
@@ -51,5 +61,5 @@ export function collectStartupGarbage(collect: Collect | undefined = exposedGc()
  * Without --expose-gc, a no-op.
  */
 export function releaseAfterOperation(collect: Collect | undefined = exposedGc()): void {
-  collect?.({ type: 'major', execution: 'async' });
+  collect?.(FULL_COLLECTION);
 }

@@ -86,3 +86,50 @@ describe('releaseAfterOperation', () => {
     expect(out.writerHeld).toBe(true);
   });
 });
+
+describe('the collections asked of V8', () => {
+  /**
+   * Runs `call` (an expression over the module's exports) in a node of its own with --expose-gc,
+   * as bin/gantry-server runs, and returns the kinds of the collections V8 ran after it
+   * (perf_hooks' gc entries: NODE_PERFORMANCE_GC_MAJOR or _MINOR).
+   */
+  async function collectionsAfter(call: string): Promise<{ major: number; minor: number }> {
+    const script = `
+      import { PerformanceObserver, constants } from 'node:perf_hooks';
+      import * as gcs from './core/young-gc.ts';
+      const seen = [];
+      const observer = new PerformanceObserver((list) => {
+        for (const entry of list.getEntries()) seen.push(entry.detail.kind);
+      });
+      // Start-up's own collections are over before the call.
+      await new Promise((r) => setTimeout(r, 100));
+      observer.observe({ entryTypes: ['gc'] });
+      ${call};
+      await new Promise((r) => setTimeout(r, 200));
+      observer.disconnect();
+      const count = (kind) => seen.filter((k) => k === kind).length;
+      console.log(JSON.stringify({
+        major: count(constants.NODE_PERFORMANCE_GC_MAJOR),
+        minor: count(constants.NODE_PERFORMANCE_GC_MINOR),
+      }));
+    `;
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ['--expose-gc', '--import', 'tsx', '--input-type=module', '-e', script],
+      { cwd: REPO_ROOT, env: tsxChildEnv() },
+    );
+    return JSON.parse(stdout.trim()) as { major: number; minor: number };
+  }
+
+  // Node 20's V8 runs `gc({ type: 'major' })` as a scavenge: what Gantry asks must be a full one.
+  it('should run a full collection for the start-up and after an operation', async () => {
+    expect((await collectionsAfter('gcs.collectStartupGarbage()')).major).toBeGreaterThanOrEqual(1);
+    expect((await collectionsAfter('gcs.releaseAfterOperation()')).major).toBeGreaterThanOrEqual(1);
+  });
+
+  it('should run a young-generation collection, not a full one, for the sweeper', async () => {
+    const ran = await collectionsAfter('gcs.youngGenerationSweeper(1)(1)');
+    expect(ran.minor).toBeGreaterThanOrEqual(1);
+    expect(ran.major).toBe(0);
+  });
+});
