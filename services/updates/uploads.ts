@@ -10,7 +10,7 @@ import { GantryError } from '../../core/errors.js';
 import { LendingFileReader } from '../../core/lending.js';
 import { drained } from '../../core/streams.js';
 import { SlotWriter } from '../../device/slot-writer.js';
-import { releaseAfterOperation, youngGenerationSweeper } from '../../core/young-gc.js';
+import { fullCollectionSweeper, releaseAfterOperation, youngGenerationSweeper } from '../../core/young-gc.js';
 import type { GatewayRegistry, GatewayRuntime } from '../gateways.js';
 import type { VerifiedUpload } from '../job-records.js';
 import type { CleanUpOutcome } from '../job-restart.js';
@@ -63,6 +63,8 @@ const MiB = 1024 * 1024;
  * CPU time and speed (`npm run bench -- pipeline`, four interleaved runs each).
  */
 const UPLOAD_SWEEP_BYTES = MiB;
+/** And a full collection every 128 MiB of body, for the pieces promoted (core/young-gc.ts). */
+const UPLOAD_FULL_SWEEP_BYTES = 128 * MiB;
 const UPLOAD_QUEUE_BYTES = MiB / 4;
 
 export interface UploadStoreDeps {
@@ -308,12 +310,14 @@ export async function receiveFile(
         )
       : undefined;
 
-  const sweep = youngGenerationSweeper(UPLOAD_SWEEP_BYTES);
+  const sweepYoung = youngGenerationSweeper(UPLOAD_SWEEP_BYTES);
+  const sweepPromoted = fullCollectionSweeper(UPLOAD_FULL_SWEEP_BYTES);
   const sink = new Writable({
     highWaterMark: UPLOAD_QUEUE_BYTES,
     write(chunk: Buffer, _enc, cb) {
       size += chunk.length;
-      sweep(chunk.length);
+      sweepYoung(chunk.length);
+      sweepPromoted(chunk.length);
       if (refused) return cb();
       if (outError !== undefined) return cb(outError as Error);
       hash?.update(chunk);

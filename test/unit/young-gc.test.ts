@@ -3,7 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { releaseAfterOperation, youngGenerationSweeper } from '../../core/young-gc.js';
+import { fullCollectionSweeper, releaseAfterOperation, youngGenerationSweeper } from '../../core/young-gc.js';
 import { makeTempDir, tsxChildEnv } from '../helpers/temp.js';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -26,6 +26,20 @@ describe('youngGenerationSweeper', () => {
   it('should do nothing when the collector is not exposed', () => {
     const sweep = youngGenerationSweeper(1, undefined);
     expect(() => sweep(10)).not.toThrow();
+  });
+});
+
+describe('fullCollectionSweeper', () => {
+  it('should ask for one full collection, in a later task, each time the bytes passed reach the step', () => {
+    const calls: unknown[] = [];
+    const sweep = fullCollectionSweeper(100, (options) => calls.push(options));
+    sweep(99);
+    expect(calls).toEqual([]);
+    sweep(1);
+    expect(calls).toEqual([{ type: 'major', execution: 'async' }]);
+    sweep(500); // one request however far past the step
+    expect(calls).toHaveLength(2);
+    expect(() => fullCollectionSweeper(1, undefined)(10)).not.toThrow();
   });
 });
 
@@ -122,9 +136,10 @@ describe('the collections asked of V8', () => {
   }
 
   // Node 20's V8 runs `gc({ type: 'major' })` as a scavenge: what Gantry asks must be a full one.
-  it('should run a full collection for the start-up and after an operation', async () => {
+  it('should run a full collection for the start-up, after an operation and for promoted pieces', async () => {
     expect((await collectionsAfter('gcs.collectStartupGarbage()')).major).toBeGreaterThanOrEqual(1);
     expect((await collectionsAfter('gcs.releaseAfterOperation()')).major).toBeGreaterThanOrEqual(1);
+    expect((await collectionsAfter('gcs.fullCollectionSweeper(1)(1)')).major).toBeGreaterThanOrEqual(1);
   });
 
   it('should run a young-generation collection, not a full one, for the sweeper', async () => {
