@@ -58,6 +58,8 @@ function newestSourceMtime(): number {
  * How to start Gantry: the built dist through bin/gantry-server, exactly what production runs (no
  * transpiler thread in the RSS, the launcher's memory settings),
  * rebuilt first when older than the sources; `node --import tsx server/main.ts` if no build exists.
+ * GANTRY_NODE in the bench's environment names the node the launcher runs (a wrapper that adds
+ * `--trace-gc` and keeps its output, say); the bench's own node otherwise.
  */
 export function gantryCommand(opts: { build: boolean; log: (m: string) => void }): GantryCommand {
   const tsx: GantryCommand = {
@@ -81,7 +83,13 @@ export function gantryCommand(opts: { build: boolean; log: (m: string) => void }
   if (!fs.existsSync(DIST_MAIN)) {
     return { ...tsx, note: 'no dist/ build: Gantry ran under tsx (its loader thread adds to the RSS)' };
   }
-  return { command: LAUNCHER, args: [], env: { GANTRY_NODE: process.execPath }, mode: 'dist', note };
+  return {
+    command: LAUNCHER,
+    args: [],
+    env: { GANTRY_NODE: process.env.GANTRY_NODE ?? process.execPath },
+    mode: 'dist',
+    note,
+  };
 }
 
 /** The launcher's own node flags (bin/gantry-server), for a program measured as the server runs. */
