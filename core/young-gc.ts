@@ -13,6 +13,17 @@ const YOUNG_GC_EVERY_BYTES = 4 * 1024 * 1024;
  */
 const FULL_COLLECTION = { type: 'major', execution: 'async' } as const;
 
+/** A counter of bytes passed that calls `act` once each time they reach `step` since its last call. */
+function onEveryBytes(step: number, act: () => void): (bytes: number) => void {
+  let since = 0;
+  return (bytes) => {
+    since += bytes;
+    if (since < step) return;
+    since = 0;
+    act();
+  };
+}
+
 /**
  * Returns a counter to call with the size of each chunk of a stream whose chunks Node allocates
  * one by one (a request body: Node's HTTP server copies every piece into a new Buffer). V8 frees
@@ -27,13 +38,7 @@ export function youngGenerationSweeper(
   collect: Collect | undefined = exposedGc(),
 ): (bytes: number) => void {
   if (!collect) return () => undefined;
-  let since = 0;
-  return (bytes) => {
-    since += bytes;
-    if (since < everyBytes) return;
-    since = 0;
-    collect({ type: 'minor' });
-  };
+  return onEveryBytes(everyBytes, () => collect({ type: 'minor' }));
 }
 
 /**
@@ -56,13 +61,7 @@ export function fullCollectionSweeper(
   collect: Collect | undefined = exposedGc(),
 ): (bytes: number) => void {
   if (!collect) return () => undefined;
-  let since = 0;
-  return (bytes) => {
-    since += bytes;
-    if (since < everyBytes) return;
-    since = 0;
-    collect(FULL_COLLECTION);
-  };
+  return onEveryBytes(everyBytes, () => collect(FULL_COLLECTION));
 }
 
 /**
