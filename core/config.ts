@@ -17,81 +17,91 @@ import {
 
 const GATEWAY_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
-export const gatewayConfigSchema = z.strictObject({
-  id: z.string().regex(GATEWAY_ID, 'gateway id: letters, digits, ".", "_" or "-", at most 64'),
-  model: z.string().min(1).max(64).default('Univa-GW-Pro'),
-  timezone: z
-    .string()
-    .default('UTC')
-    .refine((tz) => isValidTimeZone(tz), 'unknown IANA time zone'),
-});
+/**
+ * The configuration's schema, built by loadConfig and garbage once it returns: the server reads its
+ * configuration once (device/linux/config.ts linuxConfigFields says what holding it cost).
+ */
+function configSchema() {
+  const gatewayConfigSchema = z.strictObject({
+    id: z.string().regex(GATEWAY_ID, 'gateway id: letters, digits, ".", "_" or "-", at most 64'),
+    model: z.string().min(1).max(64).default('Univa-GW-Pro'),
+    timezone: z
+      .string()
+      .default('UTC')
+      .refine((tz) => isValidTimeZone(tz), 'unknown IANA time zone'),
+  });
+  const booleanString = z
+    .enum(['true', 'false', '1', '0', 'yes', 'no'])
+    .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+  return z.strictObject({
+    port: z.coerce.number().int().min(0).max(65535).default(8080),
+    host: z.string().min(1).default('127.0.0.1'),
+    dataDir: z.string().min(1).default('./data'),
+    adminPassword: z.string().min(8, 'must be at least 8 characters').optional(),
+    /** Safety override PIN of gateways that have none provisioned yet (first start only; else generated). */
+    safetyPin: z
+      .string()
+      .regex(/^\d{4,8}$/, 'must be 4 to 8 digits')
+      .optional(),
+    jwtSecret: z.string().min(32, 'must be at least 32 characters').optional(),
+    tokenTtlSeconds: z.coerce.number().int().min(60).max(86_400).default(1800),
+    cookieSecure: booleanString.default(false),
+    device: z.enum(['simulated', 'linux']).default('simulated'),
+    gateways: z
+      .array(gatewayConfigSchema)
+      .min(1)
+      .default([{ id: 'GW-3920A9', model: 'Univa-GW-Pro', timezone: 'UTC' }]),
+    /** Extra origins allowed for cookie-authenticated writes (besides the request's own host). */
+    trustedOrigins: z.array(z.string().url()).default([]),
+    /** Largest accepted image upload (manual upload, recovery image). */
+    maxUploadBytes: z.coerce
+      .number()
+      .int()
+      .min(1024)
+      .default(4 * 1024 ** 3),
+    /** Default update feed for gateways a configuration ZIP has not provisioned (TUF metadata base URL). */
+    feedUrl: z.string().url().optional(),
+    /** Target base URL of that feed (default: `<feedUrl>/targets`). */
+    feedTargetsUrl: z.string().url().optional(),
+    /** The TUF root.json this gateway trusts for that feed. */
+    feedRoot: z.string().optional(),
+    /**
+     * `auto`: a simulated gateway with no feed configured gets a local demo feed (generated once in
+     * the data dir, served on loopback); `off`: never. Never used with the Linux device.
+     */
+    demoFeed: z.enum(['auto', 'off']).default('auto'),
+    /** The feed's HTTP client: Gantry's own (reused buffers) or node:http, the fallback. */
+    feedHttpClient: z.enum(FEED_HTTP_IMPLEMENTATIONS).default('gantry'),
+    /** PEM file of certificate authorities trusted for https feeds, besides Node's bundled ones. */
+    feedCaFile: z.string().min(1).optional(),
+    /** Proxies for the feed (HTTPS_PROXY, HTTP_PROXY, NO_PROXY; a configuration ZIP's win). */
+    httpsProxy: z.string().optional(),
+    httpProxy: z.string().optional(),
+    noProxy: z.string().optional(),
+    loginAttemptsPerMinute: z.coerce.number().int().min(1).max(1000).default(10),
+    /** Snapshots kept per gateway; creating one more deletes the oldest. */
+    snapshotRetention: z.coerce.number().int().min(1).max(100).default(5),
+    /** A download (all its attempts) still running after this long fails with OTA_DOWNLOAD_FAILED. */
+    downloadTimeoutMinutes: z.coerce.number().int().min(1).max(10_080).default(120),
+    /** The dynamic delta path is used when it plans under this share (%) of the full download. */
+    dynamicDeltaMaxPercent: z.coerce.number().min(0).max(100).default(60),
+    /**
+     * A reboot asked for by a component's activation that has not brought the system down after this
+     * long did not happen: it is asked again (at most three times), then the component fails.
+     */
+    rebootTimeoutSeconds: z.coerce.number().int().min(1).max(3600).default(300),
+    ...linuxConfigFields(),
+  });
+}
+
 /** `linux`: the Linux device's configuration, set by loadConfig on the one gateway of GANTRY_DEVICE=linux. */
-export type GatewayConfig = z.infer<typeof gatewayConfigSchema> & { linux?: LinuxDeviceConfig };
-
-const booleanString = z
-  .enum(['true', 'false', '1', '0', 'yes', 'no'])
-  .transform((v) => v === 'true' || v === '1' || v === 'yes');
-
-export const configSchema = z.strictObject({
-  port: z.coerce.number().int().min(0).max(65535).default(8080),
-  host: z.string().min(1).default('127.0.0.1'),
-  dataDir: z.string().min(1).default('./data'),
-  adminPassword: z.string().min(8, 'must be at least 8 characters').optional(),
-  /** Safety override PIN of gateways that have none provisioned yet (first start only; else generated). */
-  safetyPin: z
-    .string()
-    .regex(/^\d{4,8}$/, 'must be 4 to 8 digits')
-    .optional(),
-  jwtSecret: z.string().min(32, 'must be at least 32 characters').optional(),
-  tokenTtlSeconds: z.coerce.number().int().min(60).max(86_400).default(1800),
-  cookieSecure: booleanString.default(false),
-  device: z.enum(['simulated', 'linux']).default('simulated'),
-  gateways: z
-    .array(gatewayConfigSchema)
-    .min(1)
-    .default([{ id: 'GW-3920A9', model: 'Univa-GW-Pro', timezone: 'UTC' }]),
-  /** Extra origins allowed for cookie-authenticated writes (besides the request's own host). */
-  trustedOrigins: z.array(z.string().url()).default([]),
-  /** Largest accepted image upload (manual upload, recovery image). */
-  maxUploadBytes: z.coerce
-    .number()
-    .int()
-    .min(1024)
-    .default(4 * 1024 ** 3),
-  /** Default update feed for gateways a configuration ZIP has not provisioned (TUF metadata base URL). */
-  feedUrl: z.string().url().optional(),
-  /** Target base URL of that feed (default: `<feedUrl>/targets`). */
-  feedTargetsUrl: z.string().url().optional(),
-  /** The TUF root.json this gateway trusts for that feed. */
-  feedRoot: z.string().optional(),
-  /**
-   * `auto`: a simulated gateway with no feed configured gets a local demo feed (generated once in
-   * the data dir, served on loopback); `off`: never. Never used with the Linux device.
-   */
-  demoFeed: z.enum(['auto', 'off']).default('auto'),
-  /** The feed's HTTP client: Gantry's own (reused buffers) or node:http, the fallback. */
-  feedHttpClient: z.enum(FEED_HTTP_IMPLEMENTATIONS).default('gantry'),
-  /** PEM file of certificate authorities trusted for https feeds, besides Node's bundled ones. */
-  feedCaFile: z.string().min(1).optional(),
-  /** Proxies for the feed (HTTPS_PROXY, HTTP_PROXY, NO_PROXY; a configuration ZIP's win). */
-  httpsProxy: z.string().optional(),
-  httpProxy: z.string().optional(),
-  noProxy: z.string().optional(),
-  loginAttemptsPerMinute: z.coerce.number().int().min(1).max(1000).default(10),
-  /** Snapshots kept per gateway; creating one more deletes the oldest. */
-  snapshotRetention: z.coerce.number().int().min(1).max(100).default(5),
-  /** A download (all its attempts) still running after this long fails with OTA_DOWNLOAD_FAILED. */
-  downloadTimeoutMinutes: z.coerce.number().int().min(1).max(10_080).default(120),
-  /** The dynamic delta path is used when it plans under this share (%) of the full download. */
-  dynamicDeltaMaxPercent: z.coerce.number().min(0).max(100).default(60),
-  /**
-   * A reboot asked for by a component's activation that has not brought the system down after this
-   * long did not happen: it is asked again (at most three times), then the component fails.
-   */
-  rebootTimeoutSeconds: z.coerce.number().int().min(1).max(3600).default(300),
-  ...linuxConfigFields,
-});
-export type GantryConfig = Omit<z.infer<typeof configSchema>, 'gateways'> & { gateways: GatewayConfig[] };
+export type GatewayConfig = z.infer<ReturnType<typeof configSchema>>['gateways'][number] & {
+  linux?: LinuxDeviceConfig;
+};
+export type GantryConfig = Omit<z.infer<ReturnType<typeof configSchema>>, 'gateways'> & {
+  gateways: GatewayConfig[];
+};
 
 /** Environment variable → config key. */
 const ENV_KEYS = {
@@ -177,7 +187,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GantryConfig {
     else if (key === 'trustedOrigins') raw[key] = value.split(',').map((s) => s.trim());
     else raw[key] = value;
   }
-  const parsed = configSchema.safeParse(raw);
+  const parsed = configSchema().safeParse(raw);
   if (!parsed.success) {
     throw new ConfigError(
       parsed.error.issues.map((issue) => {

@@ -8,124 +8,133 @@ import { DEFAULT_UBOOT_VARS, type SetenvScriptFormat, type UBootVarNames } from 
  * once the device kind is known.
  */
 
-const absolutePath = z
-  .string()
-  .min(1)
-  .refine((p) => path.isAbsolute(p), 'must be an absolute path');
-
-const slotsObject = z.strictObject({ A: absolutePath, B: absolutePath });
-
-/** "A=/dev/disk/by-partlabel/rootfs_a,B=/dev/disk/by-partlabel/rootfs_b" (or that object in JSON). */
-const slotsField = z
-  .union([
-    z.string().transform((s) =>
-      Object.fromEntries(
-        s
-          .split(',')
-          .map((e) => e.trim())
-          .filter(Boolean)
-          .map((e) => {
-            const eq = e.indexOf('=');
-            return eq < 0 ? [e, ''] : [e.slice(0, eq).trim(), e.slice(eq + 1).trim()];
-          }),
-      ),
-    ),
-    z.record(z.string(), z.unknown()),
-  ])
-  .pipe(slotsObject)
-  .refine((s) => path.resolve(s.A) !== path.resolve(s.B), 'slots A and B must be different devices');
-
-/**
- * Component slot classes: "app:A=/dev/disk/by-partlabel/app_a,app:B=/dev/disk/by-partlabel/app_b"
- * (or `{ "app": { "A": …, "B": … } }` in JSON). The active slot of class C is U-Boot's `C_slot`.
- */
-const componentSlotsField = z
-  .union([
-    z.string().transform((s) => {
-      const out: Record<string, Record<string, string>> = {};
-      for (const entry of s
-        .split(',')
-        .map((e) => e.trim())
-        .filter(Boolean)) {
-        const m = /^([a-z0-9][a-z0-9_-]{0,39}):([AB])=(.+)$/.exec(entry);
-        if (!m) return { [entry]: {} };
-        (out[m[1]!] ??= {})[m[2]!] = m[3]!.trim();
-      }
-      return out;
-    }),
-    z.record(z.string(), z.unknown()),
-  ])
-  .pipe(
-    z.record(
-      z.string().regex(/^[a-z0-9][a-z0-9_-]{0,39}$/, 'expected CLASS:A=/dev/…,CLASS:B=/dev/…'),
-      slotsObject.refine((s) => path.resolve(s.A) !== path.resolve(s.B), 'slots A and B must differ'),
-    ),
-  )
-  .refine((r) => !('rootfs' in r), 'rootfs is GANTRY_LINUX_SLOTS, not a component class');
-
-/** A command run without a shell: a string split on whitespace, or (JSON config) an argv array. */
-const commandField = z
-  .union([z.string(), z.array(z.string().min(1))])
-  .transform((v) => (typeof v === 'string' ? v.trim().split(/\s+/).filter(Boolean) : v))
-  .pipe(z.array(z.string()).min(1, 'must name a command'));
-
-const varName = z.string().regex(/^[A-Za-z0-9_.:-]+$/, 'not a U-Boot variable name');
-const ubootVarsObject = z.strictObject({
-  boot_slot: varName.optional(),
-  upgrade_available: varName.optional(),
-  bootcount: varName.optional(),
-  bootlimit: varName.optional(),
-});
-
-/** Renames of the four variables: "boot_slot=mender_boot_part,bootcount=bc" (or that object in JSON). */
-const ubootVarsField = z
-  .union([
-    z.string().transform((s) =>
-      Object.fromEntries(
-        s
-          .split(',')
-          .map((e) => e.trim())
-          .filter(Boolean)
-          .map((e) => e.split('=').map((x) => x.trim())),
-      ),
-    ),
-    z.record(z.string(), z.unknown()),
-  ])
-  .pipe(ubootVarsObject)
-  .transform((v): UBootVarNames => ({
-    bootSlot: v.boot_slot ?? DEFAULT_UBOOT_VARS.bootSlot,
-    upgradeAvailable: v.upgrade_available ?? DEFAULT_UBOOT_VARS.upgradeAvailable,
-    bootCount: v.bootcount ?? DEFAULT_UBOOT_VARS.bootCount,
-    bootLimit: v.bootlimit ?? DEFAULT_UBOOT_VARS.bootLimit,
-  }));
-
 export const DEFAULT_SAFETY_FILE = '/run/gantry/safety.json';
 
-export const linuxConfigFields = {
-  /** The two slots' devices (or image files). Required with GANTRY_DEVICE=linux. */
-  linuxSlots: slotsField.optional(),
-  /** Component slot classes (ab-slot components other than the root filesystem). */
-  linuxComponentSlots: componentSlotsField.optional(),
-  /** Where the per-slot status files live (default: `<data>/gateways/<id>/device`, the data partition). */
-  slotStatusDir: absolutePath.optional(),
-  fwPrintenv: z.string().min(1).default('fw_printenv'),
-  fwSetenv: z.string().min(1).default('fw_setenv'),
-  /** Passed to both tools as `-c FILE` (default: their own /etc/fw_env.config). */
-  fwEnvConfig: absolutePath.optional(),
-  /** Script syntax of `fw_setenv -s`: libubootenv's `name=value` or U-Boot's own `name value`. */
-  fwSetenvScriptFormat: z.enum(['libubootenv', 'u-boot']).default('libubootenv'),
-  ubootVars: ubootVarsField.default(DEFAULT_UBOOT_VARS),
-  rebootCommand: commandField.default(['systemctl', 'reboot']),
-  /** Exit 0 = the booted system is healthy, e.g. "systemctl is-system-running --wait". */
-  selfTestCommand: commandField.optional(),
-  selfTestTimeoutSeconds: z.coerce.number().int().min(1).max(3600).default(300),
-  /** JSON readings written by the crane controller integration. */
-  safetyFile: absolutePath.default(DEFAULT_SAFETY_FILE),
-  /** Readings older than this block as "no reading" (0: no limit). */
-  safetyMaxAgeSeconds: z.coerce.number().int().min(0).max(86_400).default(30),
-  /** A file holding the OS version, used when the booted slot has no record (else /etc/os-release). */
-  osVersionFile: absolutePath.optional(),
-};
+/**
+ * The Linux device's fields of the start-up configuration, as zod schemas: built when the
+ * configuration is read (core/config.ts loadConfig), then garbage. Held at module level, the
+ * configuration's schemas (these and core/config.ts's, ~250 zod instances: zod keeps every step of
+ * a chain such as `.int().min(1).max(3600).default(300)` as the next one's parent) stayed resident
+ * for the life of a server that reads its configuration once.
+ */
+export function linuxConfigFields() {
+  const absolutePath = z
+    .string()
+    .min(1)
+    .refine((p) => path.isAbsolute(p), 'must be an absolute path');
+
+  const slotsObject = z.strictObject({ A: absolutePath, B: absolutePath });
+
+  /** "A=/dev/disk/by-partlabel/rootfs_a,B=/dev/disk/by-partlabel/rootfs_b" (or that object in JSON). */
+  const slotsField = z
+    .union([
+      z.string().transform((s) =>
+        Object.fromEntries(
+          s
+            .split(',')
+            .map((e) => e.trim())
+            .filter(Boolean)
+            .map((e) => {
+              const eq = e.indexOf('=');
+              return eq < 0 ? [e, ''] : [e.slice(0, eq).trim(), e.slice(eq + 1).trim()];
+            }),
+        ),
+      ),
+      z.record(z.string(), z.unknown()),
+    ])
+    .pipe(slotsObject)
+    .refine((s) => path.resolve(s.A) !== path.resolve(s.B), 'slots A and B must be different devices');
+
+  /**
+   * Component slot classes: "app:A=/dev/disk/by-partlabel/app_a,app:B=/dev/disk/by-partlabel/app_b"
+   * (or `{ "app": { "A": …, "B": … } }` in JSON). The active slot of class C is U-Boot's `C_slot`.
+   */
+  const componentSlotsField = z
+    .union([
+      z.string().transform((s) => {
+        const out: Record<string, Record<string, string>> = {};
+        for (const entry of s
+          .split(',')
+          .map((e) => e.trim())
+          .filter(Boolean)) {
+          const m = /^([a-z0-9][a-z0-9_-]{0,39}):([AB])=(.+)$/.exec(entry);
+          if (!m) return { [entry]: {} };
+          (out[m[1]!] ??= {})[m[2]!] = m[3]!.trim();
+        }
+        return out;
+      }),
+      z.record(z.string(), z.unknown()),
+    ])
+    .pipe(
+      z.record(
+        z.string().regex(/^[a-z0-9][a-z0-9_-]{0,39}$/, 'expected CLASS:A=/dev/…,CLASS:B=/dev/…'),
+        slotsObject.refine((s) => path.resolve(s.A) !== path.resolve(s.B), 'slots A and B must differ'),
+      ),
+    )
+    .refine((r) => !('rootfs' in r), 'rootfs is GANTRY_LINUX_SLOTS, not a component class');
+
+  /** A command run without a shell: a string split on whitespace, or (JSON config) an argv array. */
+  const commandField = z
+    .union([z.string(), z.array(z.string().min(1))])
+    .transform((v) => (typeof v === 'string' ? v.trim().split(/\s+/).filter(Boolean) : v))
+    .pipe(z.array(z.string()).min(1, 'must name a command'));
+
+  const varName = z.string().regex(/^[A-Za-z0-9_.:-]+$/, 'not a U-Boot variable name');
+  const ubootVarsObject = z.strictObject({
+    boot_slot: varName.optional(),
+    upgrade_available: varName.optional(),
+    bootcount: varName.optional(),
+    bootlimit: varName.optional(),
+  });
+
+  /** Renames of the four variables: "boot_slot=mender_boot_part,bootcount=bc" (or that object in JSON). */
+  const ubootVarsField = z
+    .union([
+      z.string().transform((s) =>
+        Object.fromEntries(
+          s
+            .split(',')
+            .map((e) => e.trim())
+            .filter(Boolean)
+            .map((e) => e.split('=').map((x) => x.trim())),
+        ),
+      ),
+      z.record(z.string(), z.unknown()),
+    ])
+    .pipe(ubootVarsObject)
+    .transform((v): UBootVarNames => ({
+      bootSlot: v.boot_slot ?? DEFAULT_UBOOT_VARS.bootSlot,
+      upgradeAvailable: v.upgrade_available ?? DEFAULT_UBOOT_VARS.upgradeAvailable,
+      bootCount: v.bootcount ?? DEFAULT_UBOOT_VARS.bootCount,
+      bootLimit: v.bootlimit ?? DEFAULT_UBOOT_VARS.bootLimit,
+    }));
+
+  return {
+    /** The two slots' devices (or image files). Required with GANTRY_DEVICE=linux. */
+    linuxSlots: slotsField.optional(),
+    /** Component slot classes (ab-slot components other than the root filesystem). */
+    linuxComponentSlots: componentSlotsField.optional(),
+    /** Where the per-slot status files live (default: `<data>/gateways/<id>/device`, the data partition). */
+    slotStatusDir: absolutePath.optional(),
+    fwPrintenv: z.string().min(1).default('fw_printenv'),
+    fwSetenv: z.string().min(1).default('fw_setenv'),
+    /** Passed to both tools as `-c FILE` (default: their own /etc/fw_env.config). */
+    fwEnvConfig: absolutePath.optional(),
+    /** Script syntax of `fw_setenv -s`: libubootenv's `name=value` or U-Boot's own `name value`. */
+    fwSetenvScriptFormat: z.enum(['libubootenv', 'u-boot']).default('libubootenv'),
+    ubootVars: ubootVarsField.default(DEFAULT_UBOOT_VARS),
+    rebootCommand: commandField.default(['systemctl', 'reboot']),
+    /** Exit 0 = the booted system is healthy, e.g. "systemctl is-system-running --wait". */
+    selfTestCommand: commandField.optional(),
+    selfTestTimeoutSeconds: z.coerce.number().int().min(1).max(3600).default(300),
+    /** JSON readings written by the crane controller integration. */
+    safetyFile: absolutePath.default(DEFAULT_SAFETY_FILE),
+    /** Readings older than this block as "no reading" (0: no limit). */
+    safetyMaxAgeSeconds: z.coerce.number().int().min(0).max(86_400).default(30),
+    /** A file holding the OS version, used when the booted slot has no record (else /etc/os-release). */
+    osVersionFile: absolutePath.optional(),
+  };
+}
 
 export const LINUX_ENV_KEYS = {
   GANTRY_LINUX_SLOTS: 'linuxSlots',
@@ -144,7 +153,7 @@ export const LINUX_ENV_KEYS = {
   GANTRY_OS_VERSION_FILE: 'osVersionFile',
 } as const;
 
-type LinuxConfigFields = z.infer<z.ZodObject<typeof linuxConfigFields>>;
+type LinuxConfigFields = z.infer<z.ZodObject<ReturnType<typeof linuxConfigFields>>>;
 
 /** Everything the Linux device of the one gateway hosted on this board is configured with. */
 export interface LinuxDeviceConfig {
