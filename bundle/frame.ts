@@ -27,8 +27,8 @@ const Sha256Hex = z.string().regex(/^[0-9a-f]{64}$/);
 /** How the frame travels in a feed target's `custom` (signed by the targets role). */
 export const TargetFrameSchema = z.object({
   /** The bundle's length: must be the target's own, or the frame is not used. */
-  length: z.number().int().nonnegative(),
-  head_length: z.number().int().nonnegative(),
+  length: z.int().nonnegative(),
+  head_length: z.int().nonnegative(),
   head_sha256: Sha256Hex,
   frame_sha256: Sha256Hex,
 });

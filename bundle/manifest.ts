@@ -47,7 +47,7 @@ const payloadName = z
   .regex(/^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}$/, 'must be a plain file name (letters, digits, . _ -)')
   .refine((n) => n !== MANIFEST_ENTRY && n !== SIGNATURE_ENTRY, 'is reserved');
 
-const byteCount = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+const byteCount = z.int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 
 /**
  * A hop delta: the operations that turn the image whose SHA-256 is `source_sha256` (a release the
@@ -112,7 +112,7 @@ export const ComponentSchema = z.strictObject({
   /** The payload(s) this component installs, by name; size and hashes are the payloads'. */
   payloads: z.array(z.string()).min(1).max(16),
   /** Install order: lower first; equal orders keep the manifest's order. */
-  order: z.number().int().min(0).max(1000).default(0),
+  order: z.int().min(0).max(1000).default(0),
   /** Whether activating it needs a reboot (a root filesystem always does). */
   needs_reboot: z.boolean().default(false),
   requires: z.array(ComponentRequirementSchema).max(MAX_COMPONENTS).default([]),

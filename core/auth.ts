@@ -68,7 +68,7 @@ export const tokenClaimsSchema = z.object({
   sub: z.string(),
   role: z.enum(ROLES),
   gateways: z.array(z.string()),
-  ver: z.number().int(),
+  ver: z.int(),
 });
 export type TokenClaims = z.infer<typeof tokenClaimsSchema>;
 

@@ -23,7 +23,7 @@ export const maintenanceWindowSchema = z.object({
   time: hhmm.default('02:00'),
   /** Day of a weekly window; ignored for daily. */
   day: z.enum(WEEKDAYS).default('sunday'),
-  duration_minutes: z.number().int().min(15).max(720).default(120),
+  duration_minutes: z.int().min(15).max(720).default(120),
 });
 
 /**
@@ -37,7 +37,7 @@ export const safetySettingsSchema = z.object({
   network: z.boolean().default(true),
   system_load: z.boolean().default(true),
   /** Below this UPS charge (percent) an update is blocked; the spec's "typically 30%". */
-  ups_min_battery_percent: z.number().int().min(0).max(100).default(30),
+  ups_min_battery_percent: z.int().min(0).max(100).default(30),
   /** 1-minute load average per CPU above which an update is blocked. */
   max_system_load: z.number().min(0.1).max(10).default(0.9),
 });
@@ -48,10 +48,10 @@ export const settingsDocumentSchema = z.object({
   maintenance_window: maintenanceWindowSchema.prefault({}),
   update_strategy: z.enum(UPDATE_STRATEGIES).default('seamless'),
   auto_rollback: z.boolean().default(true),
-  rollback_retries: z.number().int().min(1).max(10).default(3),
+  rollback_retries: z.int().min(1).max(10).default(3),
   /** Periodic update checks against the feed (the `next_check` of /monitor). */
   auto_check: z.boolean().default(true),
-  check_interval_hours: z.number().int().min(1).max(168).default(6),
+  check_interval_hours: z.int().min(1).max(168).default(6),
   safety: safetySettingsSchema.prefault({}),
 });
 export type SettingsDocument = z.infer<typeof settingsDocumentSchema>;
@@ -73,15 +73,15 @@ export const settingsPatchSchema = z.strictObject({
       schedule: z.enum(['daily', 'weekly']),
       time: hhmm,
       day: z.enum(WEEKDAYS),
-      duration_minutes: z.number().int().min(15).max(720),
+      duration_minutes: z.int().min(15).max(720),
     })
     .partial()
     .optional(),
   update_strategy: z.enum(UPDATE_STRATEGIES).optional(),
   auto_rollback: z.boolean().optional(),
-  rollback_retries: z.number().int().min(1).max(10).optional(),
+  rollback_retries: z.int().min(1).max(10).optional(),
   auto_check: z.boolean().optional(),
-  check_interval_hours: z.number().int().min(1).max(168).optional(),
+  check_interval_hours: z.int().min(1).max(168).optional(),
   safety: z
     .strictObject({
       crane_motion: z.boolean(),
@@ -89,7 +89,7 @@ export const settingsPatchSchema = z.strictObject({
       ups_battery: z.boolean(),
       network: z.boolean(),
       system_load: z.boolean(),
-      ups_min_battery_percent: z.number().int().min(0).max(100),
+      ups_min_battery_percent: z.int().min(0).max(100),
       max_system_load: z.number().min(0.1).max(10),
     })
     .partial()

@@ -16,7 +16,7 @@ export const ArtifactRefSchema = z.strictObject({
       /^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$/,
       'must be a plain feed target name (letters, digits, . _ -)',
     ),
-  size: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+  size: z.int().nonnegative().max(Number.MAX_SAFE_INTEGER),
   sha256: Sha256Schema,
 });
 

@@ -77,7 +77,7 @@ const slotRecordSchema = z.object({
   version: z.string().nullable(),
   kernel: z.string().nullable(),
   sha256: z.string().nullable(),
-  imageBytes: z.number().int().min(0),
+  imageBytes: z.int().min(0),
   installedAt: z.number().nullable(),
 });
 

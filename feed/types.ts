@@ -11,18 +11,16 @@ export const TargetCustomSchema = z.looseObject({
   type: z.enum(UPDATE_TYPES),
   severity: z.enum(SEVERITIES),
   /** Bytes to download (the bundle file). */
-  size: z.number().int().nonnegative(),
+  size: z.int().nonnegative(),
   released: z.string(),
   description: z.string(),
   changelog: z.array(z.string()),
   compatible: z.array(z.string()),
   kernel: z.string(),
   /** Bytes the payloads occupy once installed. */
-  installed_size: z.number().int().nonnegative().optional(),
+  installed_size: z.int().nonnegative().optional(),
   payloads: z
-    .array(
-      z.looseObject({ name: z.string(), kind: z.enum(PAYLOAD_KINDS), size: z.number().int().nonnegative() }),
-    )
+    .array(z.looseObject({ name: z.string(), kind: z.enum(PAYLOAD_KINDS), size: z.int().nonnegative() }))
     .optional(),
 });
 

@@ -520,7 +520,7 @@ export const componentSequencePersisted = persistedMachine({
         phase: z.enum(COMPONENT_PHASES),
       }),
     ),
-    index: z.number().int().nonnegative(),
+    index: z.int().nonnegative(),
     blockedBy: z.array(z.string()),
     failure: z
       .strictObject({

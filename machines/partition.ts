@@ -579,13 +579,13 @@ export const partitionPersisted = persistedMachine({
     slots: z.strictObject({ A: partitionSlotSchema, B: partitionSlotSchema }),
     committed: z.boolean(),
     autoRollback: z.boolean(),
-    rollbackRetries: z.number().int().nonnegative(),
+    rollbackRetries: z.int().nonnegative(),
     versionFloor: z.string().nullable(),
     trial: z
       .strictObject({
         slot: slotIdSchema,
         previous: slotIdSchema,
-        failedBoots: z.number().int().nonnegative(),
+        failedBoots: z.int().nonnegative(),
       })
       .nullable(),
     lastRollback: z

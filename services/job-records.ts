@@ -47,15 +47,15 @@ const storedManifest = z.custom<Manifest>(
 
 const resumePointSchema = z.object({
   /** Payload bytes durably on the slot. */
-  slotBytes: z.number().int().nonnegative(),
+  slotBytes: z.int().nonnegative(),
   /** Offset of the payload's data inside the bundle. */
-  payloadOffset: z.number().int().nonnegative(),
+  payloadOffset: z.int().nonnegative(),
   payloadName: z.string(),
 });
 
 const feedTargetSchema = z.object({
   path: z.string(),
-  length: z.number().int().nonnegative(),
+  length: z.int().nonnegative(),
   sha256: z.string(),
   custom: z.record(z.string(), z.unknown()),
 });
@@ -70,7 +70,7 @@ export const updateJobArtifactSchema = z.object({
       kind: z.literal('image'),
       path: z.string(),
       sha256: z.string(),
-      bytes: z.number().int().nonnegative(),
+      bytes: z.int().nonnegative(),
       version: z.string(),
       kernel: z.string().nullable(),
     }),
@@ -84,7 +84,7 @@ export const updateJobArtifactSchema = z.object({
   resume: resumePointSchema.nullable(),
   manifest: storedManifest.nullable(),
   sha256: z.string().nullable(),
-  bytes: z.number().int().nonnegative().nullable(),
+  bytes: z.int().nonnegative().nullable(),
   /** The target slot was (possibly partly) written: on failure or cancel it must be invalidated. */
   slotTouched: z.boolean().optional(),
   /**
@@ -94,8 +94,8 @@ export const updateJobArtifactSchema = z.object({
   delivery: z
     .object({
       path: z.enum(['hop', 'dynamic', 'full']),
-      plannedBytes: z.number().int().nonnegative(),
-      wireBytes: z.number().int().nonnegative(),
+      plannedBytes: z.int().nonnegative(),
+      wireBytes: z.int().nonnegative(),
     })
     .nullable()
     .optional(),
@@ -108,7 +108,7 @@ export type UpdateJobArtifact = z.infer<typeof updateJobArtifactSchema>;
 export const uploadArtifactSchema = z.object({
   path: z.string(),
   name: z.string(),
-  size: z.number().int().nonnegative(),
+  size: z.int().nonnegative(),
   sha256: z.string(),
   manifest: storedManifest,
   label: z.string(),
@@ -129,10 +129,10 @@ export const snapshotMetaSchema = z.object({
   version: z.string(),
   kernel: z.string().nullable(),
   source_partition: slotId,
-  size: z.number().int().nonnegative(),
+  size: z.int().nonnegative(),
   sha256: sha256Hex,
   created_at: z.string(),
-  created_at_ms: z.number().int(),
+  created_at_ms: z.int(),
   image: z.literal(SNAPSHOT_IMAGE_FILE),
   config: z.literal(SNAPSHOT_CONFIG_FILE),
 });
@@ -146,8 +146,8 @@ export const snapshotProgressSchema = z.object({
   phase: z.enum(['copying', 'configuration', 'finalizing']),
   sourceSlot: slotId,
   version: z.string(),
-  totalBytes: z.number().int().nonnegative(),
-  bytesDone: z.number().int().nonnegative(),
+  totalBytes: z.int().nonnegative(),
+  bytesDone: z.int().nonnegative(),
   speedBps: z.number().nonnegative(),
   startedAt: z.number(),
   /** Time spent copying the image, once done: the measured throughput of the next estimate. */
@@ -159,9 +159,9 @@ export type SnapshotProgress = z.infer<typeof snapshotProgressSchema>;
 export const debugBundleArtifactSchema = z.object({
   path: z.string(),
   filename: z.string(),
-  size: z.number().int().nonnegative(),
+  size: z.int().nonnegative(),
   sha256: z.string(),
-  entries: z.array(z.object({ name: z.string(), size: z.number().int() })),
+  entries: z.array(z.object({ name: z.string(), size: z.int() })),
 });
 export type DebugBundleArtifact = z.infer<typeof debugBundleArtifactSchema>;
 

@@ -89,7 +89,7 @@ export const pluginManifestSchema = z.strictObject({
   /** An executable driving `plugin` components of bundles (README: the component handler protocol). */
   component_handler: archivePath.optional(),
   /** Per hook run; a hook still running then is stopped (SIGTERM, then SIGKILL). */
-  timeout_seconds: z.number().int().min(1).max(3600).default(DEFAULT_HOOK_TIMEOUT_SECONDS),
+  timeout_seconds: z.int().min(1).max(3600).default(DEFAULT_HOOK_TIMEOUT_SECONDS),
 });
 export type PluginManifest = z.infer<typeof pluginManifestSchema>;
 

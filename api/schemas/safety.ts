@@ -99,7 +99,7 @@ export const simulatorSensorsInputSchema = z
     network_connected: z.boolean(),
     /** Load per CPU; null returns to the host's real load. */
     system_load: z.number().min(0).max(64).nullable(),
-    crane_estimated_clear_seconds: z.number().int().min(0).max(86_400).nullable(),
+    crane_estimated_clear_seconds: z.int().min(0).max(86_400).nullable(),
   })
   .partial();
 export type SimulatorSensorsInput = z.infer<typeof simulatorSensorsInputSchema>;
@@ -116,18 +116,18 @@ export const simulatorSensorsOutputSchema = z.object({
 export const simulatorBootFailuresInputSchema = z.strictObject({
   slot: z.enum(SLOT_IDS),
   /** Boots of that slot that will fail (kernel panic / watchdog) before one succeeds; 0 clears. */
-  count: z.number().int().min(0).max(16),
+  count: z.int().min(0).max(16),
 });
 export const simulatorBootFailuresOutputSchema = z.object({
   slot: z.enum(SLOT_IDS),
-  count: z.number().int(),
+  count: z.int(),
 });
 
 export const simulatorIgnoredRebootsInputSchema = z.strictObject({
   /** Reboot requests still to be accepted without the gateway going down (a stalled shutdown); 0 clears. */
-  count: z.number().int().min(0).max(16),
+  count: z.int().min(0).max(16),
 });
-export const simulatorIgnoredRebootsOutputSchema = z.object({ count: z.number().int() });
+export const simulatorIgnoredRebootsOutputSchema = z.object({ count: z.int() });
 
 export const simulatorSelfTestInputSchema = z.strictObject({
   slot: z.enum(SLOT_IDS),
@@ -142,7 +142,7 @@ export const simulatorSelfTestOutputSchema = z.object({
 export const simulatorSlotWriteInputSchema = z.strictObject({
   slot: z.enum(SLOT_IDS),
   /** Byte offset in the slot's image. */
-  offset: z.number().int().nonnegative(),
+  offset: z.int().nonnegative(),
   /** The bytes written there, base64 (at most 1 MiB). */
   data: z
     .string()
@@ -151,13 +151,13 @@ export const simulatorSlotWriteInputSchema = z.strictObject({
 });
 export const simulatorSlotWriteOutputSchema = z.object({
   slot: z.enum(SLOT_IDS),
-  offset: z.number().int(),
-  bytes: z.number().int(),
+  offset: z.int(),
+  bytes: z.int(),
 });
 
 export const simulatorRebootInputSchema = z.strictObject({}).optional();
 export const simulatorRebootOutputSchema = z.object({
   booted_slot: z.enum(SLOT_IDS),
-  boot_count: z.number().int(),
+  boot_count: z.int(),
   upgrade_available: z.boolean(),
 });

@@ -30,14 +30,14 @@ export const snapshotListItemSchema = z.object({
   kernel: z.string().nullable(),
   source_partition: slotId,
   size: z.string(),
-  size_bytes: z.number().int(),
+  size_bytes: z.int(),
   checksum: z.string(),
   created_at: z.string(),
 });
 export const snapshotListOutputSchema = z.object({
   snapshots: z.array(snapshotListItemSchema),
-  total: z.number().int(),
-  retention: z.number().int(),
+  total: z.int(),
+  retention: z.int(),
 });
 
 export const debugBundleInputSchema = z
@@ -60,6 +60,6 @@ export const debugBundleDownloadInputSchema = z.strictObject({ bundle_id: z.stri
 export const debugBundleDownloadOutputSchema = z.object({
   bundle_id: z.string(),
   filename: z.string(),
-  size: z.number().int(),
+  size: z.int(),
   sha256: z.string(),
 });

@@ -25,7 +25,7 @@ export const statusOutputSchema = z.object({
     active: partitionSchema,
     inactive: partitionSchema,
     auto_rollback: z.boolean(),
-    rollback_retries: z.number().int(),
+    rollback_retries: z.int(),
   }),
   /**
    * Gantry's addition (issue 15): every component installed, rootfs first (its version is the
@@ -57,7 +57,7 @@ export const logsOutputSchema = z.object({
   logs: z.array(
     z.object({ timestamp: z.string(), level: z.enum(LOG_LEVELS), source: z.string(), message: z.string() }),
   ),
-  total: z.number().int(),
+  total: z.int(),
 });
 
 export const monitorOutputSchema = z.object({

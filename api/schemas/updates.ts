@@ -21,7 +21,7 @@ export type AvailableUpdate = z.infer<typeof availableUpdateSchema>;
 
 export const updatesOutputSchema = z.object({
   updates: z.array(availableUpdateSchema),
-  total_available: z.number().int(),
+  total_available: z.int(),
   /** The feed checks go to (as check-updates names it), null when none is configured. */
   server: z.string().nullable(),
   /** The feed is the local demo feed of a simulated gateway. */
@@ -36,7 +36,7 @@ export const checkUpdatesOutputSchema = z.object({
   status: z.enum(['checking', 'completed']),
   server: z.string(),
   estimated_duration: z.string(),
-  total_available: z.number().int().optional(),
+  total_available: z.int().optional(),
 });
 
 export const downloadInputSchema = z.strictObject({
@@ -129,7 +129,7 @@ export const uploadVerifyOutputSchema = z.object({
 export const hashedUploadInputSchema = z.strictObject({
   path: z.string(),
   originalName: z.string().max(255),
-  size: z.number().int().nonnegative(),
+  size: z.int().nonnegative(),
   sha256: z.string().regex(/^[0-9a-f]{64}$/),
   version: z.string().min(1).max(64).optional(),
 });

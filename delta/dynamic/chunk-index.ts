@@ -30,7 +30,7 @@ export function maxFrameLength(maxChunk: number): number {
 }
 const MAX_HEADER_BYTES = 4096;
 
-const byteCount = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+const byteCount = z.int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 
 export const IndexHeaderSchema = z.strictObject({
   format: z.literal(INDEX_FORMAT),
@@ -38,7 +38,7 @@ export const IndexHeaderSchema = z.strictObject({
   compression: z.enum(FRAME_COMPRESSIONS),
   image: z.strictObject({ size: byteCount, sha256: Sha256Schema }),
   pack: z.strictObject({ size: byteCount }),
-  chunks: z.number().int().nonnegative(),
+  chunks: z.int().nonnegative(),
 });
 export type IndexHeader = z.infer<typeof IndexHeaderSchema>;
 

@@ -15,8 +15,8 @@ export const JOURNAL_FORMAT = 'gantry-dynamic-journal-v1';
 const JournalSchema = z.strictObject({
   format: z.literal(JOURNAL_FORMAT),
   index_sha256: Sha256Schema,
-  next_chunk: z.number().int().nonnegative(),
-  out: z.number().int().nonnegative(),
+  next_chunk: z.int().nonnegative(),
+  out: z.int().nonnegative(),
 });
 export type DynamicJournal = z.infer<typeof JournalSchema>;
 

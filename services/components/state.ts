@@ -36,7 +36,7 @@ export const componentRecordSchema = z.object({
        */
       rebootBootId: z.string().nullable().default(null),
       /** Reboots asked for this activation so far; bounded (REBOOT_ATTEMPTS). */
-      rebootAttempts: z.number().int().nonnegative().default(0),
+      rebootAttempts: z.int().nonnegative().default(0),
     })
     .nullable(),
   updatedAt: z.number(),
