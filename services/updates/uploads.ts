@@ -10,7 +10,12 @@ import { GantryError } from '../../core/errors.js';
 import { LendingFileReader } from '../../core/lending.js';
 import { drained } from '../../core/streams.js';
 import { SlotWriter } from '../../device/slot-writer.js';
-import { fullCollectionSweeper, releaseAfterOperation, youngGenerationSweeper } from '../../core/young-gc.js';
+import {
+  fullCollectionSweeper,
+  operationStarted,
+  releaseAfterOperation,
+  youngGenerationSweeper,
+} from '../../core/young-gc.js';
 import type { GatewayRegistry, GatewayRuntime } from '../gateways.js';
 import type { VerifiedUpload } from '../job-records.js';
 import type { CleanUpOutcome } from '../job-restart.js';
@@ -338,6 +343,7 @@ export async function receiveFile(
     },
   });
 
+  operationStarted();
   try {
     await pipeline(source, sink);
   } catch (err) {
