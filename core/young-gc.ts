@@ -90,8 +90,6 @@ const setV8Flags: SetV8Flags = (flags) => process.getBuiltinModule('node:v8').se
  * interleaved runs each): code in V8's heap 4.1 -> 2.6 MiB; first start 63.2-63.6 -> 61.7-61.8 MiB,
  * restart 62.6-62.8 -> 61.1; two full collections without the flag: no change.
  *
- * While an operation streams an image, it waits for the operation's end (operationStarted).
- *
  * Until 2026-12-05 this asked for `{ type: 'major' }`, which Node 20's V8 ran as a scavenge (see
  * FULL_COLLECTION); the full collection it meant took the idle RSS from 65.6-65.9 to 64.3-64.7
  * MiB on a first start and from 65.1-65.2 to 64.3-64.6 on a restart. Without --expose-gc, a no-op.
@@ -101,10 +99,6 @@ export async function collectStartupGarbage(
   setFlags: SetV8Flags = setV8Flags,
 ): Promise<void> {
   if (!collect) return;
-  if (operationsRunning > 0) {
-    startupCollectionWaiting = true;
-    return;
-  }
   setFlags('--stress-flush-code');
   try {
     // V8 reads the flag when a collection starts marking: the first may finish one V8 had started.
@@ -114,23 +108,6 @@ export async function collectStartupGarbage(
     setFlags('--no-stress-flush-code');
   }
   await collect(FULL_COLLECTION);
-}
-
-/** Operations streaming a whole image now (downloads, deploys, uploads): see operationStarted. */
-let operationsRunning = 0;
-/** The start-up's collection came while an operation ran: the last one to end runs it. */
-let startupCollectionWaiting = false;
-
-/**
- * Called as an operation that streams a whole image starts (a download or deploy, an upload);
- * releaseAfterOperation marks its end. The start-up's collection waits for the running ones to end:
- * run during a download, it dropped the bytecode of the download's own code between two chunks,
- * which V8 then compiled and optimized again (`npm run bench -- pipeline` on restarts, where the
- * download starts within the second the collection waits: 1 GiB download CPU 1.69x -> 2.14x
- * `openssl dgst`, 256 MiB 2.10x -> 2.67x, the 1 GiB peak +2 MiB).
- */
-export function operationStarted(): void {
-  operationsRunning++;
 }
 
 /**
@@ -144,11 +121,5 @@ export function operationStarted(): void {
  * Without --expose-gc, a no-op.
  */
 export function releaseAfterOperation(collect: Collect | undefined = exposedGc()): void {
-  operationsRunning = Math.max(0, operationsRunning - 1);
-  if (startupCollectionWaiting && operationsRunning === 0) {
-    startupCollectionWaiting = false;
-    void collectStartupGarbage(collect);
-    return;
-  }
   collect?.(FULL_COLLECTION);
 }

@@ -4,7 +4,7 @@ import { sleep } from '../../core/sleep.js';
 import type { Manifest, Payload } from '../../bundle/manifest.js';
 import { GantryError, findGantryError, type ErrorCode } from '../../core/errors.js';
 import { LendingFileReader } from '../../core/lending.js';
-import { operationStarted, releaseAfterOperation } from '../../core/young-gc.js';
+import { releaseAfterOperation } from '../../core/young-gc.js';
 import type { GatewayDevice, SlotId } from '../../device/types.js';
 import { RESTART_DOWNLOAD } from '../../feed/fetch.js';
 import { DEFAULT_DYNAMIC_THRESHOLD } from '../../delta/choice.js';
@@ -182,7 +182,6 @@ export async function transferBundle(req: TransferRequest): Promise<TransferResu
   let restarted = false;
   let failures = 0;
   let lastError: unknown;
-  operationStarted();
   try {
     for (;;) {
       if (signal.aborted) throw signal.reason;

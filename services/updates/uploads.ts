@@ -10,12 +10,7 @@ import { GantryError } from '../../core/errors.js';
 import { LendingFileReader } from '../../core/lending.js';
 import { drained } from '../../core/streams.js';
 import { SlotWriter } from '../../device/slot-writer.js';
-import {
-  fullCollectionSweeper,
-  operationStarted,
-  releaseAfterOperation,
-  youngGenerationSweeper,
-} from '../../core/young-gc.js';
+import { fullCollectionSweeper, releaseAfterOperation, youngGenerationSweeper } from '../../core/young-gc.js';
 import type { GatewayRegistry, GatewayRuntime } from '../gateways.js';
 import type { VerifiedUpload } from '../job-records.js';
 import type { CleanUpOutcome } from '../job-restart.js';
@@ -343,7 +338,6 @@ export async function receiveFile(
     },
   });
 
-  operationStarted();
   try {
     await pipeline(source, sink);
   } catch (err) {

@@ -6,7 +6,6 @@ import { describe, expect, it } from 'vitest';
 import {
   collectStartupGarbage,
   fullCollectionSweeper,
-  operationStarted,
   releaseAfterOperation,
   youngGenerationSweeper,
 } from '../../core/young-gc.js';
@@ -71,24 +70,6 @@ describe('collectStartupGarbage', () => {
     );
     await expect(failing).rejects.toThrow('no');
     expect(flags).toEqual(['--stress-flush-code', '--no-stress-flush-code']);
-  });
-
-  it('should wait for a running operation to end, then run at its end instead of its own collection', async () => {
-    const steps: unknown[] = [];
-    const collect = (options: unknown) => {
-      steps.push(options);
-      return Promise.resolve();
-    };
-    operationStarted();
-    await collectStartupGarbage(collect, (f) => steps.push(f));
-    expect(steps).toEqual([]); // not while the operation streams
-    releaseAfterOperation(collect);
-    await new Promise((r) => setImmediate(r));
-    const full = { type: 'major', execution: 'async' };
-    expect(steps).toEqual([full, full, full]); // the flushing collections (default flag setter)
-    steps.length = 0;
-    releaseAfterOperation(collect); // the next operation's end: its own collection only
-    expect(steps).toEqual([full]);
   });
 
   it('should do nothing when the collector is not exposed', async () => {
