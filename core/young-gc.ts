@@ -74,19 +74,18 @@ type SetV8Flags = (flags: string) => void;
 const setV8Flags: SetV8Flags = (flags) => process.getBuiltinModule('node:v8').setFlagsFromString(flags);
 
 /**
- * Full collections, once start-up is over, that also drop the bytecode of every function
+ * Two full collections, once start-up is over; the first also drops the bytecode of every function
  * not running (start-up's own code above all). Start-up leaves garbage that nothing soon makes V8
  * collect on an idle gateway: the bundle's source text as read from disk (~2 MB; V8 keeps its own
  * copy), the code cache's bytes, the code cache written on a first start (~2.4 MB), the compiler's
  * and the migrations' leftovers. And it leaves the bytecode of code that ran once: every module's
  * top level, the migrations, the wiring of the routers and the statecharts. V8 drops the bytecode
  * of a function unused for five of its own full collections, but not for collections asked for
- * (those keep ages unchanged), and an idle gateway runs few of its own. So the first collections
- * run with `--stress-flush-code`, which drops every function's bytecode that is not on the stack
- * (two, as V8 reads the flag when a collection starts marking, and the first may finish a marking
- * V8 had started); a function called again is compiled again from the source V8 keeps, as on its
- * first call. The flag is set back before the last collection, which compacts the pages the
- * others left sparse. Measured with `bench/idle-breakdown.ts` (VmRSS after start + login + `/status`, two
+ * (those keep ages unchanged), and an idle gateway runs few of its own. So the first collection
+ * runs with `--stress-flush-code`, which drops every function's bytecode that is not on the stack;
+ * a function called again is compiled again from the source V8 keeps, as on its first call. The
+ * flag is set back before the second collection, which compacts the pages the first one left
+ * sparse. Measured with `bench/idle-breakdown.ts` (VmRSS after start + login + `/status`, two
  * interleaved runs each): code in V8's heap 4.1 -> 2.6 MiB; first start 63.2-63.6 -> 61.7-61.8 MiB,
  * restart 62.6-62.8 -> 61.1; two full collections without the flag: no change.
  *
@@ -101,8 +100,6 @@ export async function collectStartupGarbage(
   if (!collect) return;
   setFlags('--stress-flush-code');
   try {
-    // V8 reads the flag when a collection starts marking: the first may finish one V8 had started.
-    await collect(FULL_COLLECTION);
     await collect(FULL_COLLECTION);
   } finally {
     setFlags('--no-stress-flush-code');
