@@ -68,43 +68,18 @@ export function fullCollectionSweeper(
   return onEveryBytes(everyBytes, () => collect(FULL_COLLECTION));
 }
 
-/** Sets V8 flags at run time: node:v8's setFlagsFromString, loaded when first needed. */
-type SetV8Flags = (flags: string) => void;
-
-const setV8Flags: SetV8Flags = (flags) => process.getBuiltinModule('node:v8').setFlagsFromString(flags);
-
 /**
- * Two full collections, once start-up is over; the first also drops the bytecode of every function
- * not running (start-up's own code above all). Start-up leaves garbage that nothing soon makes V8
+ * One full collection, once start-up is over. Start-up leaves garbage that nothing soon makes V8
  * collect on an idle gateway: the bundle's source text as read from disk (~2 MB; V8 keeps its own
  * copy), the code cache's bytes, the code cache written on a first start (~2.4 MB), the compiler's
- * and the migrations' leftovers. And it leaves the bytecode of code that ran once: every module's
- * top level, the migrations, the wiring of the routers and the statecharts. V8 drops the bytecode
- * of a function unused for five of its own full collections, but not for collections asked for
- * (those keep ages unchanged), and an idle gateway runs few of its own. So the first collection
- * runs with `--stress-flush-code`, which drops every function's bytecode that is not on the stack;
- * a function called again is compiled again from the source V8 keeps, as on its first call. The
- * flag is set back before the second collection, which compacts the pages the first one left
- * sparse. Measured with `bench/idle-breakdown.ts` (VmRSS after start + login + `/status`, two
- * interleaved runs each): code in V8's heap 4.1 -> 2.6 MiB; first start 63.2-63.6 -> 61.7-61.8 MiB,
- * restart 62.6-62.8 -> 61.1; two full collections without the flag: no change.
- *
- * Until 2026-12-05 this asked for `{ type: 'major' }`, which Node 20's V8 ran as a scavenge (see
- * FULL_COLLECTION); the full collection it meant took the idle RSS from 65.6-65.9 to 64.3-64.7
- * MiB on a first start and from 65.1-65.2 to 64.3-64.6 on a restart. Without --expose-gc, a no-op.
+ * and the migrations' leftovers. Until 2026-12-05 this asked for `{ type: 'major' }`, which Node
+ * 20's V8 ran as a scavenge (see FULL_COLLECTION); the full collection it meant took the idle RSS
+ * after start + login + `/status` from 65.6-65.9 to 64.3-64.7 MiB on a first start and from
+ * 65.1-65.2 to 64.3-64.6 on a restart (`bench/idle-breakdown.ts`, three interleaved runs each).
+ * Without --expose-gc, a no-op.
  */
-export async function collectStartupGarbage(
-  collect: Collect | undefined = exposedGc(),
-  setFlags: SetV8Flags = setV8Flags,
-): Promise<void> {
-  if (!collect) return;
-  setFlags('--stress-flush-code');
-  try {
-    await collect(FULL_COLLECTION);
-  } finally {
-    setFlags('--no-stress-flush-code');
-  }
-  await collect(FULL_COLLECTION);
+export function collectStartupGarbage(collect: Collect | undefined = exposedGc()): void {
+  collect?.(FULL_COLLECTION);
 }
 
 /**

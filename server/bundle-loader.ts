@@ -97,6 +97,6 @@ void (mod.exports as ServerExports).started?.then((started) => {
         console.warn(`Gantry: the code cache could not be written (${(err as Error).message})`);
       }
     }
-    void collectStartupGarbage();
+    collectStartupGarbage();
   });
 });

@@ -3,12 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import {
-  collectStartupGarbage,
-  fullCollectionSweeper,
-  releaseAfterOperation,
-  youngGenerationSweeper,
-} from '../../core/young-gc.js';
+import { fullCollectionSweeper, releaseAfterOperation, youngGenerationSweeper } from '../../core/young-gc.js';
 import { makeTempDir, tsxChildEnv } from '../helpers/temp.js';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -45,60 +40,6 @@ describe('fullCollectionSweeper', () => {
     sweep(500); // one request however far past the step
     expect(calls).toHaveLength(2);
     expect(() => fullCollectionSweeper(1, undefined)(10)).not.toThrow();
-  });
-});
-
-describe('collectStartupGarbage', () => {
-  it('should run one full collection with bytecode flushing, set it back, then run a second', async () => {
-    const steps: unknown[] = [];
-    await collectStartupGarbage(
-      (options) => {
-        steps.push(options);
-        return Promise.resolve();
-      },
-      (flags) => steps.push(flags),
-    );
-    const full = { type: 'major', execution: 'async' };
-    expect(steps).toEqual(['--stress-flush-code', full, '--no-stress-flush-code', full]);
-  });
-
-  it('should set the flag back when the first collection fails', async () => {
-    const flags: string[] = [];
-    const failing = collectStartupGarbage(
-      () => Promise.reject(new Error('no')),
-      (f) => flags.push(f),
-    );
-    await expect(failing).rejects.toThrow('no');
-    expect(flags).toEqual(['--stress-flush-code', '--no-stress-flush-code']);
-  });
-
-  it('should do nothing when the collector is not exposed', async () => {
-    const flags: string[] = [];
-    await collectStartupGarbage(undefined, (f) => flags.push(f));
-    expect(flags).toEqual([]);
-  });
-
-  // V8's own trace says which functions lost their bytecode: run in a node of its own, with the
-  // launcher's --expose-gc.
-  it('should drop the bytecode of code that ran before it, and of nothing after it', async () => {
-    const script = `
-      import * as gcs from './core/young-gc.ts';
-      function startupOnlyProbe(n) { let s = 0; for (let i = 0; i < n; i++) s += i; return s; }
-      startupOnlyProbe(10);
-      await gcs.collectStartupGarbage();
-      function servingProbe(n) { let s = 1; for (let i = 0; i < n; i++) s *= 2; return s; }
-      servingProbe(10);
-      // The flag is set back: collections asked for later keep every function's bytecode.
-      for (let i = 0; i < 3; i++) await gc({ type: 'major', execution: 'async' });
-    `;
-    const { stdout } = await promisify(execFile)(
-      process.execPath,
-      ['--expose-gc', '--trace-flush-bytecode', '--import', 'tsx', '--input-type=module', '-e', script],
-      { cwd: REPO_ROOT, env: tsxChildEnv(), maxBuffer: 64 * 1024 * 1024 },
-    );
-    const dropped = stdout.split('\n').filter((line) => line.includes('SharedFunctionInfo'));
-    expect(dropped.some((line) => line.includes('startupOnlyProbe'))).toBe(true);
-    expect(dropped.some((line) => line.includes('servingProbe'))).toBe(false);
   });
 });
 
