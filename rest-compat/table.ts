@@ -32,6 +32,15 @@ function zodOrUndefined(value: unknown, what: string): z.ZodType | undefined {
   throw new Error(`${what} is not a zod schema: the REST reference needs one`);
 }
 
+/**
+ * The field names of an object schema, through `z.lazy` (api/schemas/ builds its payloads on first
+ * use): built here only for the routes whose path or upload fills input fields.
+ */
+function objectFields(schema: z.ZodType | undefined): string[] {
+  const built = schema instanceof z.ZodLazy ? (schema.unwrap() as z.ZodType) : schema;
+  return built instanceof z.ZodObject ? Object.keys(built.shape) : [];
+}
+
 function procedureDefs(router: AnyRouter): Map<string, ProcedureDef> {
   // tRPC types `procedures` as the nested record but keeps it flat, keyed by dotted path.
   const flat = router._def.procedures as unknown as Record<string, { _def: ProcedureDef }>;
@@ -69,9 +78,10 @@ export function restRouteTable(router: AnyRouter = appRouter): RestRoute[] {
           `${where}: ${key} binds input fields, which only an upload or a path with parameters can join`,
         );
       }
-      if (rest.reply.kind !== 'file') {
-        const fields = input instanceof z.ZodObject ? Object.keys(input.shape) : [];
-        for (const name of [...pathParams, ...Object.keys(rest.bind ?? {})]) {
+      const filled = [...pathParams, ...Object.keys(rest.bind ?? {})];
+      if (rest.reply.kind !== 'file' && filled.length > 0) {
+        const fields = objectFields(input);
+        for (const name of filled) {
           if (!fields.includes(name)) throw new Error(`${where}: ${key} fills ${name}, not an input field`);
         }
       }

@@ -24,10 +24,11 @@ describe('core/vocabulary: one spelling of the domain words', () => {
       safetyOverrideInputSchema.safeParse({ enable: true, pin: '1234', reason: 'maintenance', constraints });
     expect(override([...SAFETY_CONSTRAINTS]).success).toBe(true);
     expect(override(['gravity']).success).toBe(false);
-    for (const role of ROLES) expect(userSchema.shape.role.parse(role)).toBe(role);
-    expect(userSchema.shape.role.safeParse('root').success).toBe(false);
-    for (const slot of SLOT_IDS) expect(simulatorBootFailuresInputSchema.shape.slot.parse(slot)).toBe(slot);
-    expect(simulatorBootFailuresInputSchema.shape.slot.safeParse('C').success).toBe(false);
+    for (const role of ROLES) expect(userSchema.unwrap().shape.role.parse(role)).toBe(role);
+    expect(userSchema.unwrap().shape.role.safeParse('root').success).toBe(false);
+    for (const slot of SLOT_IDS)
+      expect(simulatorBootFailuresInputSchema.unwrap().shape.slot.parse(slot)).toBe(slot);
+    expect(simulatorBootFailuresInputSchema.unwrap().shape.slot.safeParse('C').success).toBe(false);
   });
 
   it('imports nothing but its sibling vocabularies (no effects, no cycles)', () => {
