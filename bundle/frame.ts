@@ -25,13 +25,15 @@ export interface BundleFrame {
 const Sha256Hex = z.string().regex(/^[0-9a-f]{64}$/);
 
 /** How the frame travels in a feed target's `custom` (signed by the targets role). */
-export const TargetFrameSchema = z.object({
-  /** The bundle's length: must be the target's own, or the frame is not used. */
-  length: z.int().nonnegative(),
-  head_length: z.int().nonnegative(),
-  head_sha256: Sha256Hex,
-  frame_sha256: Sha256Hex,
-});
+export const TargetFrameSchema = z.lazy(() =>
+  z.object({
+    /** The bundle's length: must be the target's own, or the frame is not used. */
+    length: z.int().nonnegative(),
+    head_length: z.int().nonnegative(),
+    head_sha256: Sha256Hex,
+    frame_sha256: Sha256Hex,
+  }),
+);
 
 export type TargetFrame = z.infer<typeof TargetFrameSchema>;
 

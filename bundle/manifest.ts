@@ -26,9 +26,9 @@ export const UPDATE_TYPES = ['security', 'feature', 'bugfix', 'maintenance'] as 
 export const SEVERITIES = ['critical', 'high', 'medium', 'low'] as const;
 export const PAYLOAD_KINDS = ['rootfs', 'kernel', 'app', 'bootloader', 'firmware', 'files'] as const;
 
-export const VersionSchema = z
-  .string()
-  .regex(VERSION_PATTERN, 'must look like v5.0.5 (semver with a leading v)');
+export const VersionSchema = z.lazy(() =>
+  z.string().regex(VERSION_PATTERN, 'must look like v5.0.5 (semver with a leading v)'),
+);
 
 const isoDate = z
   .string()
@@ -54,33 +54,39 @@ const byteCount = z.int().nonnegative().max(Number.MAX_SAFE_INTEGER);
  * publisher knew) into this payload's image. A gateway uses it only when its active slot's recorded
  * hash is exactly `source_sha256`.
  */
-export const DeltaRefSchema = z.strictObject({
-  source_sha256: Sha256Schema,
-  source_version: VersionSchema,
-  artifact: ArtifactRefSchema,
-});
+export const DeltaRefSchema = z.lazy(() =>
+  z.strictObject({
+    source_sha256: Sha256Schema,
+    source_version: VersionSchema,
+    artifact: ArtifactRefSchema,
+  }),
+);
 
 /** The dynamic path: the signed chunk index of this payload's image and the pack holding its chunks. */
-export const DynamicRefSchema = z.strictObject({
-  index: ArtifactRefSchema,
-  pack: ArtifactRefSchema,
-});
+export const DynamicRefSchema = z.lazy(() =>
+  z.strictObject({
+    index: ArtifactRefSchema,
+    pack: ArtifactRefSchema,
+  }),
+);
 
 /**
  * A payload. `size`/`sha256` always describe the image that lands on the slot (uncompressed). In a
  * v2 bundle the tar entry holds `stored` bytes (`compression` applied to the image), and the
  * payload may name delta artifacts published beside the bundle as feed targets.
  */
-export const PayloadSchema = z.strictObject({
-  name: payloadName,
-  kind: z.enum(PAYLOAD_KINDS),
-  size: byteCount,
-  sha256: Sha256Schema,
-  compression: z.enum(COMPRESSIONS).optional(),
-  stored: z.strictObject({ size: byteCount, sha256: Sha256Schema }).optional(),
-  deltas: z.array(DeltaRefSchema).optional(),
-  dynamic: DynamicRefSchema.optional(),
-});
+export const PayloadSchema = z.lazy(() =>
+  z.strictObject({
+    name: payloadName,
+    kind: z.enum(PAYLOAD_KINDS),
+    size: byteCount,
+    sha256: Sha256Schema,
+    compression: z.enum(COMPRESSIONS).optional(),
+    stored: z.strictObject({ size: byteCount, sha256: Sha256Schema }).optional(),
+    deltas: z.array(DeltaRefSchema).optional(),
+    dynamic: DynamicRefSchema.optional(),
+  }),
+);
 
 // ---- components (multi-component bundles; README "Components: multi-component bundles and the rolling strategy") ----
 
@@ -91,32 +97,36 @@ const plainName = z
   .string()
   .regex(/^[a-z0-9][a-z0-9_-]{0,39}$/, 'must be a plain name (lowercase letters, digits, _ -, at most 40)');
 
-export const ComponentRequirementSchema = z
-  .strictObject({
-    component: plainName,
-    /** The other component must be at this version or above. */
-    min_version: VersionSchema.optional(),
-    /** The other component must be below this version. */
-    below_version: VersionSchema.optional(),
-  })
-  .refine((r) => r.min_version !== undefined || r.below_version !== undefined, {
-    message: 'needs min_version or below_version',
-  });
+export const ComponentRequirementSchema = z.lazy(() =>
+  z
+    .strictObject({
+      component: plainName,
+      /** The other component must be at this version or above. */
+      min_version: VersionSchema.optional(),
+      /** The other component must be below this version. */
+      below_version: VersionSchema.optional(),
+    })
+    .refine((r) => r.min_version !== undefined || r.below_version !== undefined, {
+      message: 'needs min_version or below_version',
+    }),
+);
 
-export const ComponentSchema = z.strictObject({
-  name: plainName,
-  version: VersionSchema,
-  handler: z.enum(COMPONENT_HANDLERS),
-  /** ab-slot: the slot class (`rootfs`, `app`, …); file: the directory's name; plugin: the plugin's name. */
-  target: plainName,
-  /** The payload(s) this component installs, by name; size and hashes are the payloads'. */
-  payloads: z.array(z.string()).min(1).max(16),
-  /** Install order: lower first; equal orders keep the manifest's order. */
-  order: z.int().min(0).max(1000).default(0),
-  /** Whether activating it needs a reboot (a root filesystem always does). */
-  needs_reboot: z.boolean().default(false),
-  requires: z.array(ComponentRequirementSchema).max(MAX_COMPONENTS).default([]),
-});
+export const ComponentSchema = z.lazy(() =>
+  z.strictObject({
+    name: plainName,
+    version: VersionSchema,
+    handler: z.enum(COMPONENT_HANDLERS),
+    /** ab-slot: the slot class (`rootfs`, `app`, …); file: the directory's name; plugin: the plugin's name. */
+    target: plainName,
+    /** The payload(s) this component installs, by name; size and hashes are the payloads'. */
+    payloads: z.array(z.string()).min(1).max(16),
+    /** Install order: lower first; equal orders keep the manifest's order. */
+    order: z.int().min(0).max(1000).default(0),
+    /** Whether activating it needs a reboot (a root filesystem always does). */
+    needs_reboot: z.boolean().default(false),
+    requires: z.array(ComponentRequirementSchema).max(MAX_COMPONENTS).default([]),
+  }),
+);
 
 /** Cross-field rules of `components`: names, payloads, targets and requirements that fit together. */
 function checkComponents(
@@ -171,39 +181,41 @@ function checkComponents(
   }
 }
 
-export const ManifestSchema = z
-  .strictObject({
-    format: z.enum(BUNDLE_FORMATS),
-    version: VersionSchema,
-    type: z.enum(UPDATE_TYPES),
-    severity: z.enum(SEVERITIES),
-    compatible: z.array(z.string().min(1)).min(1),
-    kernel: z.string().min(1),
-    released: isoDate,
-    description: z.string(),
-    changelog: z.array(z.string()),
-    payloads: z.array(PayloadSchema).min(1),
-    key_id: z.string().regex(/^[0-9a-f]{16,64}$/, 'must be 16 to 64 lowercase hex digits'),
-    /** Absent: the bundle is one `rootfs` component (every bundle before multi-component ones). */
-    components: z.array(ComponentSchema).min(1).max(MAX_COMPONENTS).optional(),
-  })
-  .superRefine((m, ctx) => {
-    checkComponents(m, ctx);
-    const seen = new Set<string>();
-    m.payloads.forEach((p, i) => {
-      for (const issue of payloadFormatIssues(m.format, p)) {
-        ctx.addIssue({ code: 'custom', path: ['payloads', i, ...issue.path], message: issue.message });
-      }
-      if (seen.has(p.name)) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['payloads', i, 'name'],
-          message: `duplicate payload ${p.name}`,
-        });
-      }
-      seen.add(p.name);
-    });
-  });
+export const ManifestSchema = z.lazy(() =>
+  z
+    .strictObject({
+      format: z.enum(BUNDLE_FORMATS),
+      version: VersionSchema,
+      type: z.enum(UPDATE_TYPES),
+      severity: z.enum(SEVERITIES),
+      compatible: z.array(z.string().min(1)).min(1),
+      kernel: z.string().min(1),
+      released: isoDate,
+      description: z.string(),
+      changelog: z.array(z.string()),
+      payloads: z.array(PayloadSchema).min(1),
+      key_id: z.string().regex(/^[0-9a-f]{16,64}$/, 'must be 16 to 64 lowercase hex digits'),
+      /** Absent: the bundle is one `rootfs` component (every bundle before multi-component ones). */
+      components: z.array(ComponentSchema).min(1).max(MAX_COMPONENTS).optional(),
+    })
+    .superRefine((m, ctx) => {
+      checkComponents(m, ctx);
+      const seen = new Set<string>();
+      m.payloads.forEach((p, i) => {
+        for (const issue of payloadFormatIssues(m.format, p)) {
+          ctx.addIssue({ code: 'custom', path: ['payloads', i, ...issue.path], message: issue.message });
+        }
+        if (seen.has(p.name)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['payloads', i, 'name'],
+            message: `duplicate payload ${p.name}`,
+          });
+        }
+        seen.add(p.name);
+      });
+    }),
+);
 
 /**
  * v1 payloads carry none of the v2 fields (a v1 reader would ignore them, so a v1 manifest that

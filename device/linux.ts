@@ -72,14 +72,16 @@ export interface LinuxDeviceOptions {
   safetyDebounceMs?: number;
 }
 
-const slotRecordSchema = z.object({
-  state: z.enum(['empty', 'invalid', 'bootable']),
-  version: z.string().nullable(),
-  kernel: z.string().nullable(),
-  sha256: z.string().nullable(),
-  imageBytes: z.int().min(0),
-  installedAt: z.number().nullable(),
-});
+const slotRecordSchema = z.lazy(() =>
+  z.object({
+    state: z.enum(['empty', 'invalid', 'bootable']),
+    version: z.string().nullable(),
+    kernel: z.string().nullable(),
+    sha256: z.string().nullable(),
+    imageBytes: z.int().min(0),
+    installedAt: z.number().nullable(),
+  }),
+);
 
 const EMPTY_RECORD: SlotRecord = {
   state: 'empty',

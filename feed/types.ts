@@ -6,23 +6,25 @@ import { PAYLOAD_KINDS, SEVERITIES, UPDATE_TYPES, VersionSchema } from '../bundl
  * `addTarget` time so a device can list, filter and show releases from the signed targets.json
  * without downloading a single bundle. Loose: a newer repository tool may add fields.
  */
-export const TargetCustomSchema = z.looseObject({
-  version: VersionSchema,
-  type: z.enum(UPDATE_TYPES),
-  severity: z.enum(SEVERITIES),
-  /** Bytes to download (the bundle file). */
-  size: z.int().nonnegative(),
-  released: z.string(),
-  description: z.string(),
-  changelog: z.array(z.string()),
-  compatible: z.array(z.string()),
-  kernel: z.string(),
-  /** Bytes the payloads occupy once installed. */
-  installed_size: z.int().nonnegative().optional(),
-  payloads: z
-    .array(z.looseObject({ name: z.string(), kind: z.enum(PAYLOAD_KINDS), size: z.int().nonnegative() }))
-    .optional(),
-});
+export const TargetCustomSchema = z.lazy(() =>
+  z.looseObject({
+    version: VersionSchema,
+    type: z.enum(UPDATE_TYPES),
+    severity: z.enum(SEVERITIES),
+    /** Bytes to download (the bundle file). */
+    size: z.int().nonnegative(),
+    released: z.string(),
+    description: z.string(),
+    changelog: z.array(z.string()),
+    compatible: z.array(z.string()),
+    kernel: z.string(),
+    /** Bytes the payloads occupy once installed. */
+    installed_size: z.int().nonnegative().optional(),
+    payloads: z
+      .array(z.looseObject({ name: z.string(), kind: z.enum(PAYLOAD_KINDS), size: z.int().nonnegative() }))
+      .optional(),
+  }),
+);
 
 export type TargetCustom = z.infer<typeof TargetCustomSchema>;
 

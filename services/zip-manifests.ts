@@ -39,36 +39,38 @@ export const SCRYPT_HASH =
 export const CONFIG_MANIFEST = 'gantry-config.json';
 export const PLUGIN_MANIFEST = 'gantry-plugin.json';
 
-export const configurationManifestSchema = z
-  .strictObject({
-    kind: z.literal('configuration'),
-    /** The TUF feed the update pipeline polls. */
-    feed: z
-      .strictObject({
-        metadata_url: httpUrl,
-        targets_url: httpUrl,
-        /** Proxies for this feed, over HTTPS_PROXY / HTTP_PROXY / NO_PROXY field by field. */
-        https_proxy: proxyUrl.optional(),
-        http_proxy: proxyUrl.optional(),
-        no_proxy: z.string().max(4096).optional(),
-      })
-      .optional(),
-    /** TUF root metadata in the archive (self-signed by its threshold of root keys). */
-    trusted_root: archivePath.optional(),
-    /** Ed25519 public keys (PEM, SPKI) bundles must be signed with. */
-    signing_keys: z.array(archivePath).max(32).optional(),
-    /** Safety override PIN, already hashed (never a clear PIN in an archive). */
-    safety_pin_hash: z
-      .string()
-      .regex(SCRYPT_HASH, 'expected a hash in the scrypt$N$r$p$salt$hash format')
-      .optional(),
-    /** Applied like POST /api/v1/ota/settings: any subset, nested objects merged. */
-    settings: settingsPatchSchema.optional(),
-  })
-  .refine((m) => !m.feed || m.trusted_root !== undefined, {
-    message: 'a feed needs a trusted_root',
-    path: ['trusted_root'],
-  });
+export const configurationManifestSchema = z.lazy(() =>
+  z
+    .strictObject({
+      kind: z.literal('configuration'),
+      /** The TUF feed the update pipeline polls. */
+      feed: z
+        .strictObject({
+          metadata_url: httpUrl,
+          targets_url: httpUrl,
+          /** Proxies for this feed, over HTTPS_PROXY / HTTP_PROXY / NO_PROXY field by field. */
+          https_proxy: proxyUrl.optional(),
+          http_proxy: proxyUrl.optional(),
+          no_proxy: z.string().max(4096).optional(),
+        })
+        .optional(),
+      /** TUF root metadata in the archive (self-signed by its threshold of root keys). */
+      trusted_root: archivePath.optional(),
+      /** Ed25519 public keys (PEM, SPKI) bundles must be signed with. */
+      signing_keys: z.array(archivePath).max(32).optional(),
+      /** Safety override PIN, already hashed (never a clear PIN in an archive). */
+      safety_pin_hash: z
+        .string()
+        .regex(SCRYPT_HASH, 'expected a hash in the scrypt$N$r$p$salt$hash format')
+        .optional(),
+      /** Applied like POST /api/v1/ota/settings: any subset, nested objects merged. */
+      settings: settingsPatchSchema.optional(),
+    })
+    .refine((m) => !m.feed || m.trusted_root !== undefined, {
+      message: 'a feed needs a trusted_root',
+      path: ['trusted_root'],
+    }),
+);
 export type ConfigurationManifest = z.infer<typeof configurationManifestSchema>;
 
 export const HOOK_KINDS = ['post-install', 'health-check'] as const;
@@ -79,18 +81,20 @@ export const PLUGIN_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 export const DEFAULT_HOOK_TIMEOUT_SECONDS = 60;
 
-export const pluginManifestSchema = z.strictObject({
-  kind: z.literal('plugin'),
-  name: z
-    .string()
-    .regex(PLUGIN_NAME, 'letters, digits, ".", "_" or "-", at most 64, starting with a letter or digit'),
-  version: z.string().min(1).max(64),
-  hooks: z.strictObject({ 'post-install': archivePath.optional(), 'health-check': archivePath.optional() }),
-  /** An executable driving `plugin` components of bundles (README: the component handler protocol). */
-  component_handler: archivePath.optional(),
-  /** Per hook run; a hook still running then is stopped (SIGTERM, then SIGKILL). */
-  timeout_seconds: z.int().min(1).max(3600).default(DEFAULT_HOOK_TIMEOUT_SECONDS),
-});
+export const pluginManifestSchema = z.lazy(() =>
+  z.strictObject({
+    kind: z.literal('plugin'),
+    name: z
+      .string()
+      .regex(PLUGIN_NAME, 'letters, digits, ".", "_" or "-", at most 64, starting with a letter or digit'),
+    version: z.string().min(1).max(64),
+    hooks: z.strictObject({ 'post-install': archivePath.optional(), 'health-check': archivePath.optional() }),
+    /** An executable driving `plugin` components of bundles (README: the component handler protocol). */
+    component_handler: archivePath.optional(),
+    /** Per hook run; a hook still running then is stopped (SIGTERM, then SIGKILL). */
+    timeout_seconds: z.int().min(1).max(3600).default(DEFAULT_HOOK_TIMEOUT_SECONDS),
+  }),
+);
 export type PluginManifest = z.infer<typeof pluginManifestSchema>;
 
 export const TERMINAL_STREAMS = ['stdout', 'stderr', 'system'] as const;

@@ -32,14 +32,16 @@ const MAX_HEADER_BYTES = 4096;
 
 const byteCount = z.int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 
-export const IndexHeaderSchema = z.strictObject({
-  format: z.literal(INDEX_FORMAT),
-  chunker: z.string().refine((name) => name in CHUNKERS, 'is not a chunker this gateway knows'),
-  compression: z.enum(FRAME_COMPRESSIONS),
-  image: z.strictObject({ size: byteCount, sha256: Sha256Schema }),
-  pack: z.strictObject({ size: byteCount }),
-  chunks: z.int().nonnegative(),
-});
+export const IndexHeaderSchema = z.lazy(() =>
+  z.strictObject({
+    format: z.literal(INDEX_FORMAT),
+    chunker: z.string().refine((name) => name in CHUNKERS, 'is not a chunker this gateway knows'),
+    compression: z.enum(FRAME_COMPRESSIONS),
+    image: z.strictObject({ size: byteCount, sha256: Sha256Schema }),
+    pack: z.strictObject({ size: byteCount }),
+    chunks: z.int().nonnegative(),
+  }),
+);
 export type IndexHeader = z.infer<typeof IndexHeaderSchema>;
 
 /** One chunk of the image, with its frame in the pack. */

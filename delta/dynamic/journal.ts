@@ -12,12 +12,14 @@ import type { ChunkIndex } from './chunk-index.js';
  */
 export const JOURNAL_FORMAT = 'gantry-dynamic-journal-v1';
 
-const JournalSchema = z.strictObject({
-  format: z.literal(JOURNAL_FORMAT),
-  index_sha256: Sha256Schema,
-  next_chunk: z.int().nonnegative(),
-  out: z.int().nonnegative(),
-});
+const JournalSchema = z.lazy(() =>
+  z.strictObject({
+    format: z.literal(JOURNAL_FORMAT),
+    index_sha256: Sha256Schema,
+    next_chunk: z.int().nonnegative(),
+    out: z.int().nonnegative(),
+  }),
+);
 export type DynamicJournal = z.infer<typeof JournalSchema>;
 
 /**

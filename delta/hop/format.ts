@@ -58,22 +58,24 @@ export function opReadsSource(op: { kind: OpKind }): boolean {
   return op.kind === OP_KINDS.COPY || op.kind === OP_KINDS.PATCH || op.kind === OP_KINDS.BSDIFF;
 }
 
-export const HopHeaderSchema = z.strictObject({
-  format: z.enum([HOP_FORMAT, HOP_FORMAT_V2]),
-  /** How the publisher found the operations: ext4 extent maps, or blocks (any image). */
-  mode: z.enum(['ext4', 'blocks']),
-  codec: z.enum(['zstd', 'brotli', 'none']),
-  source: z.strictObject({ size: z.int().nonnegative(), sha256: Sha256Schema }),
-  target: z.strictObject({ size: z.int().nonnegative(), sha256: Sha256Schema }),
-  ops: z.int().nonnegative(),
-  /**
-   * PATCH and BSDIFF operations carry the digest of the source bytes they read (SOURCE_DIGEST_BYTES):
-   * written by publishers before 2026-12-05, read past by the gateway.
-   */
-  source_digests: z.literal(true).optional(),
-  /** Bytes of the decoded body. */
-  body_bytes: z.int().nonnegative(),
-});
+export const HopHeaderSchema = z.lazy(() =>
+  z.strictObject({
+    format: z.enum([HOP_FORMAT, HOP_FORMAT_V2]),
+    /** How the publisher found the operations: ext4 extent maps, or blocks (any image). */
+    mode: z.enum(['ext4', 'blocks']),
+    codec: z.enum(['zstd', 'brotli', 'none']),
+    source: z.strictObject({ size: z.int().nonnegative(), sha256: Sha256Schema }),
+    target: z.strictObject({ size: z.int().nonnegative(), sha256: Sha256Schema }),
+    ops: z.int().nonnegative(),
+    /**
+     * PATCH and BSDIFF operations carry the digest of the source bytes they read (SOURCE_DIGEST_BYTES):
+     * written by publishers before 2026-12-05, read past by the gateway.
+     */
+    source_digests: z.literal(true).optional(),
+    /** Bytes of the decoded body. */
+    body_bytes: z.int().nonnegative(),
+  }),
+);
 export type HopHeader = z.infer<typeof HopHeaderSchema>;
 
 export interface HopOp {

@@ -18,13 +18,15 @@ import type { SafetyReadings } from '../types.js';
  * (or an admin turns that constraint off in the settings).
  */
 
-export const safetyFileSchema = z.strictObject({
-  crane_motion: z.enum(['idle', 'moving']),
-  acs_collision: z.enum(['clear', 'warning', 'collision_risk']),
-  ups_battery_percent: z.number().min(0).max(100),
-  network_connected: z.boolean(),
-  crane_estimated_clear_seconds: z.number().min(0).nullable().optional(),
-});
+export const safetyFileSchema = z.lazy(() =>
+  z.strictObject({
+    crane_motion: z.enum(['idle', 'moving']),
+    acs_collision: z.enum(['clear', 'warning', 'collision_risk']),
+    ups_battery_percent: z.number().min(0).max(100),
+    network_connected: z.boolean(),
+    crane_estimated_clear_seconds: z.number().min(0).nullable().optional(),
+  }),
+);
 export type SafetyFile = z.infer<typeof safetyFileSchema>;
 
 export interface SafetyFileOptions {

@@ -10,39 +10,41 @@ import { SLOT_IDS } from '../../core/vocabulary.js';
  * `floor` rises only when a component is committed.
  */
 const slot = z.enum(SLOT_IDS);
-export const componentRecordSchema = z.object({
-  name: z.string(),
-  handler: z.string(),
-  target: z.string(),
-  version: z.string().nullable(),
-  floor: z.string().nullable(),
-  /** ab-slot: the active slot of the component's class; file: the release directory. */
-  slot: slot.nullable(),
-  release: z.string().nullable().default(null),
-  previous: z
-    .object({ version: z.string().nullable(), slot: slot.nullable(), release: z.string().nullable() })
-    .nullable(),
-  pending: z
-    .object({
-      jobId: z.string(),
-      version: z.string(),
-      slot: slot.nullable(),
-      release: z.string().nullable(),
-      /** Set just before a reboot this component's activation asked for: a resume does not reboot twice. */
-      rebootRequested: z.boolean().default(false),
-      /**
-       * The boot that asked for it (the device's boot id): a resume on the same boot means the reboot
-       * never happened (the OS refused or stalled its shutdown, Gantry restarted) and is asked again.
-       */
-      rebootBootId: z.string().nullable().default(null),
-      /** Reboots asked for this activation so far; bounded (REBOOT_ATTEMPTS). */
-      rebootAttempts: z.int().nonnegative().default(0),
-    })
-    .nullable(),
-  updatedAt: z.number(),
-});
+export const componentRecordSchema = z.lazy(() =>
+  z.object({
+    name: z.string(),
+    handler: z.string(),
+    target: z.string(),
+    version: z.string().nullable(),
+    floor: z.string().nullable(),
+    /** ab-slot: the active slot of the component's class; file: the release directory. */
+    slot: slot.nullable(),
+    release: z.string().nullable().default(null),
+    previous: z
+      .object({ version: z.string().nullable(), slot: slot.nullable(), release: z.string().nullable() })
+      .nullable(),
+    pending: z
+      .object({
+        jobId: z.string(),
+        version: z.string(),
+        slot: slot.nullable(),
+        release: z.string().nullable(),
+        /** Set just before a reboot this component's activation asked for: a resume does not reboot twice. */
+        rebootRequested: z.boolean().default(false),
+        /**
+         * The boot that asked for it (the device's boot id): a resume on the same boot means the reboot
+         * never happened (the OS refused or stalled its shutdown, Gantry restarted) and is asked again.
+         */
+        rebootBootId: z.string().nullable().default(null),
+        /** Reboots asked for this activation so far; bounded (REBOOT_ATTEMPTS). */
+        rebootAttempts: z.int().nonnegative().default(0),
+      })
+      .nullable(),
+    updatedAt: z.number(),
+  }),
+);
 export type ComponentRecord = z.infer<typeof componentRecordSchema>;
-const stateSchema = z.record(z.string(), componentRecordSchema);
+const stateSchema = z.lazy(() => z.record(z.string(), componentRecordSchema));
 
 export class ComponentStateStore {
   /**
