@@ -11,6 +11,24 @@ import { DEFAULT_UBOOT_VARS, type SetenvScriptFormat, type UBootVarNames } from 
 export const DEFAULT_SAFETY_FILE = '/run/gantry/safety.json';
 
 /**
+ * "A=x,B=y" as `{ A: 'x', B: 'y' }`: each entry split at its first "=", both sides trimmed. An entry
+ * without "=" keeps its name with an empty value, so the field's schema names it in its error
+ * rather than the entry being dropped.
+ */
+function keyValueList(list: string): Record<string, string> {
+  return Object.fromEntries(
+    list
+      .split(',')
+      .map((e) => e.trim())
+      .filter(Boolean)
+      .map((e) => {
+        const eq = e.indexOf('=');
+        return eq < 0 ? [e, ''] : [e.slice(0, eq).trim(), e.slice(eq + 1).trim()];
+      }),
+  );
+}
+
+/**
  * The Linux device's fields of the start-up configuration, as zod schemas: built when the
  * configuration is read (core/config.ts loadConfig), then garbage. Held at module level, the
  * configuration's schemas (these and core/config.ts's, ~250 zod instances: zod keeps every step of
@@ -27,21 +45,7 @@ export function linuxConfigFields() {
 
   /** "A=/dev/disk/by-partlabel/rootfs_a,B=/dev/disk/by-partlabel/rootfs_b" (or that object in JSON). */
   const slotsField = z
-    .union([
-      z.string().transform((s) =>
-        Object.fromEntries(
-          s
-            .split(',')
-            .map((e) => e.trim())
-            .filter(Boolean)
-            .map((e) => {
-              const eq = e.indexOf('=');
-              return eq < 0 ? [e, ''] : [e.slice(0, eq).trim(), e.slice(eq + 1).trim()];
-            }),
-        ),
-      ),
-      z.record(z.string(), z.unknown()),
-    ])
+    .union([z.string().transform(keyValueList), z.record(z.string(), z.unknown())])
     .pipe(slotsObject)
     .refine((s) => path.resolve(s.A) !== path.resolve(s.B), 'slots A and B must be different devices');
 
@@ -89,18 +93,7 @@ export function linuxConfigFields() {
 
   /** Renames of the four variables: "boot_slot=mender_boot_part,bootcount=bc" (or that object in JSON). */
   const ubootVarsField = z
-    .union([
-      z.string().transform((s) =>
-        Object.fromEntries(
-          s
-            .split(',')
-            .map((e) => e.trim())
-            .filter(Boolean)
-            .map((e) => e.split('=').map((x) => x.trim())),
-        ),
-      ),
-      z.record(z.string(), z.unknown()),
-    ])
+    .union([z.string().transform(keyValueList), z.record(z.string(), z.unknown())])
     .pipe(ubootVarsObject)
     .transform((v): UBootVarNames => ({
       bootSlot: v.boot_slot ?? DEFAULT_UBOOT_VARS.bootSlot,

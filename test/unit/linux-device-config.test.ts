@@ -179,6 +179,9 @@ describe('Linux device configuration', () => {
       /GANTRY_UBOOT_VARS/,
     );
     expect(configError({ ...base, GANTRY_UBOOT_VARS: 'bootslot=x' }).message).toMatch(/GANTRY_UBOOT_VARS/);
+    // A renaming without "=", or with a second one, is an error, not dropped or cut short.
+    expect(configError({ ...base, GANTRY_UBOOT_VARS: 'boot_slot' }).message).toMatch(/GANTRY_UBOOT_VARS/);
+    expect(configError({ ...base, GANTRY_UBOOT_VARS: 'boot_slot=a=b' }).message).toMatch(/GANTRY_UBOOT_VARS/);
     expect(configError({ ...base, GANTRY_REBOOT_COMMAND: '   ' }).message).toMatch(
       /GANTRY_REBOOT_COMMAND: must name a command/,
     );
