@@ -7,18 +7,19 @@ import { SLOT_IDS } from '../core/vocabulary.js';
  * The JSON columns of a job row, per kind: what the JobStore (services/jobs.ts) checks on every
  * write and every read, so a row another version or a hand edit left behind is reported as such
  * instead of being misread. Artifacts and progress documents evolve by adding fields: unknown keys
- * are dropped on read rather than refused.
+ * are dropped on read rather than refused. The larger schemas are `z.lazy`, built when first used:
+ * an idle server reads few job rows (README "How it runs in production").
  */
 
 const slotId = z.enum(SLOT_IDS);
 const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/);
 
 /** What was asked for: the validated input of the procedure that created the job (informational). */
-export const jobRequestSchema = z.lazy(() => z.record(z.string(), z.unknown()));
+export const jobRequestSchema = z.record(z.string(), z.unknown());
 export type JobRequest = z.infer<typeof jobRequestSchema>;
 
 /** What a transition row keeps of the job at that moment (bytes, progress, hashes: informational). */
-export const transitionContextSchema = z.lazy(() => z.record(z.string(), z.unknown()));
+export const transitionContextSchema = z.record(z.string(), z.unknown());
 
 /**
  * A manifest kept in an artifact was verified (signature, schema) when its bundle was read; what is

@@ -17,7 +17,7 @@ export {
  */
 
 /** POST /settings: the domain's patch (any subset, nested objects merged; unknown fields an error). */
-export const settingsUpdateInputSchema = z.lazy(() => settingsPatchSchema);
+export const settingsUpdateInputSchema = settingsPatchSchema;
 export type SettingsUpdateInput = SettingsPatch;
 
 export const settingsOutputSchema = z.lazy(() =>
