@@ -46,30 +46,19 @@ const storedManifest = z.custom<Manifest>(
   'not a verified bundle manifest',
 );
 
-const resumePointSchema = z.lazy(() =>
-  z.object({
-    /** Payload bytes durably on the slot. */
-    slotBytes: z.int().nonnegative(),
-    /** Offset of the payload's data inside the bundle. */
-    payloadOffset: z.int().nonnegative(),
-    payloadName: z.string(),
-  }),
-);
-
-const feedTargetSchema = z.lazy(() =>
-  z.object({
-    path: z.string(),
-    length: z.int().nonnegative(),
-    sha256: z.string(),
-    custom: z.record(z.string(), z.unknown()),
-  }),
-);
-
 /** An update job's artifact: where its bytes come from and what they proved to be. */
 export const updateJobArtifactSchema = z.lazy(() =>
   z.object({
     source: z.discriminatedUnion('kind', [
-      z.object({ kind: z.literal('feed'), target: feedTargetSchema }),
+      z.object({
+        kind: z.literal('feed'),
+        target: z.object({
+          path: z.string(),
+          length: z.int().nonnegative(),
+          sha256: z.string(),
+          custom: z.record(z.string(), z.unknown()),
+        }),
+      }),
       z.object({ kind: z.literal('file'), path: z.string(), name: z.string(), sha256: z.string() }),
       /** A raw image (a snapshot), not a bundle: its hash was taken when it was made. */
       z.object({
@@ -87,7 +76,15 @@ export const updateJobArtifactSchema = z.lazy(() =>
     /** Display label (a manual upload's custom version); the signed manifest version still rules. */
     label: z.string().nullable(),
     allowDowngrade: z.boolean(),
-    resume: resumePointSchema.nullable(),
+    resume: z
+      .object({
+        /** Payload bytes durably on the slot. */
+        slotBytes: z.int().nonnegative(),
+        /** Offset of the payload's data inside the bundle. */
+        payloadOffset: z.int().nonnegative(),
+        payloadName: z.string(),
+      })
+      .nullable(),
     manifest: storedManifest.nullable(),
     sha256: z.string().nullable(),
     bytes: z.int().nonnegative().nullable(),

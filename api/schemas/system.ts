@@ -2,8 +2,9 @@ import { z } from 'zod';
 import { LOG_LEVELS } from '../../core/vocabulary.js';
 import { PARTITION_STATUSES, SLOT_IDS } from '../../core/vocabulary.js';
 
-const partitionSchema = z.lazy(() =>
-  z.object({
+export const statusOutputSchema = z.lazy(() => {
+  // One instance for both slots, built with the rest of the status.
+  const partition = z.object({
     id: z.enum(SLOT_IDS),
     version: z.string().nullable(),
     status: z.enum(PARTITION_STATUSES),
@@ -11,11 +12,8 @@ const partitionSchema = z.lazy(() =>
     used: z.string(),
     booted: z.boolean(),
     next_boot: z.boolean(),
-  }),
-);
-
-export const statusOutputSchema = z.lazy(() =>
-  z.object({
+  });
+  return z.object({
     gateway: z.object({
       model: z.string(),
       os_version: z.string(),
@@ -25,8 +23,8 @@ export const statusOutputSchema = z.lazy(() =>
       last_ota: z.string().nullable(),
     }),
     partitions: z.object({
-      active: partitionSchema,
-      inactive: partitionSchema,
+      active: partition,
+      inactive: partition,
       auto_rollback: z.boolean(),
       rollback_retries: z.int(),
     }),
@@ -48,8 +46,8 @@ export const statusOutputSchema = z.lazy(() =>
         }),
       )
       .optional(),
-  }),
-);
+  });
+});
 export type StatusOutput = z.infer<typeof statusOutputSchema>;
 
 export const logsInputSchema = z.lazy(() =>

@@ -44,7 +44,7 @@ export const componentRecordSchema = z.lazy(() =>
   }),
 );
 export type ComponentRecord = z.infer<typeof componentRecordSchema>;
-const stateSchema = z.lazy(() => z.record(z.string(), componentRecordSchema));
+const stateSchema = z.record(z.string(), componentRecordSchema);
 
 export class ComponentStateStore {
   /**
