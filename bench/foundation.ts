@@ -302,7 +302,7 @@ async function idleAfterStatus(g: GantryChild): Promise<{ idle: IdleMemory; stat
 
 /**
  * The idle measure of a fresh data dir: a first start, or with `restart` the server started again on
- * what a first start left (its store, and the code cache the loader wrote), then login, GET /status,
+ * what a first start left (its store: the admin exists), then login, GET /status,
  * 1 s. A restart is what a gateway that has run before starts as, every time but the first.
  */
 async function measureIdle(cmd: GantryCommand, restart: boolean): Promise<IdleMemory> {
@@ -428,7 +428,7 @@ export const foundationSuite: BenchSuite = {
       ratios['start-up (first start), gantry dist / bare'] = round(distStart.coldMs / bareStart, 2);
     notes.push(
       'p99 latency of the bare route is floored at 1 ms for the ratio (autocannon reports whole milliseconds).',
-      'First start: fresh data dir (migrations, admin scrypt hash, simulated slot images written and fsynced; the bundle compiled and its V8 code cache written). Restart: existing data dir, with the code cache the first start left (server/bundle-loader.ts). Gantry runs with GANTRY_DEMO_FEED=off (a gateway in the field has a feed configured and runs no demo feed).',
+      'First start: fresh data dir (migrations, admin scrypt hash, simulated slot images written and fsynced; the bundle compiled from the V8 code cache its build ships). Restart: existing data dir (server/bundle-loader.ts). Gantry runs with GANTRY_DEMO_FEED=off (a gateway in the field has a feed configured and runs no demo feed).',
       `GET ${STATUS_PATH} under load: the shipped server (${cmd.mode === 'dist' ? 'bin/gantry-server' : 'tsx'}) and bare Express each in its own process, same JSON, same client.`,
       `Dependency floor (bench/lib/dependency-floor.ts): the ${floor.packages} packages the server bundles and none of Gantry's code (SQLite through drizzle, Express with a JSON body, a zod-checked login signing a JWT, a tRPC procedure, a statechart, a WebSocket server, multer), built by scripts/build-server.ts and launched with bin/gantry-server's flags and malloc settings, measured as Gantry is: what Node and the fixed stack take before Gantry adds anything.`,
       `Soak: ${SOAK_MINUTES} compressed minutes, each ${SOAK_POLLS_PER_MINUTE} GETs of ${SOAK_PATHS.join(', ')} (10 at a time) and a login every 10 minutes. VmRSS is a sawtooth (the heap fills for ~13 compressed minutes, then a full GC): growth is the lowest VmRSS of minutes 36-60 minus the lowest of minutes 6-30, what stays resident after the full collections; the median of the last 10 minutes minus that of minutes 6-15 (how growth was measured before 2026-12-05) reads the sawtooth's phase as much as growth, and is shown beside it.`,

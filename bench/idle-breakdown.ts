@@ -20,14 +20,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import {
-  gantryCommand,
-  launcherFlags,
-  requestJson,
-  ROOT,
-  rssByMapping,
-  startGantryChild,
-} from './lib/gantry-child.js';
+import { launcherFlags } from '../scripts/build-server.js';
+import { gantryCommand, requestJson, ROOT, rssByMapping, startGantryChild } from './lib/gantry-child.js';
 
 const { values } = parseArgs({
   options: {

@@ -798,7 +798,7 @@ export const pipelineSuite: BenchSuite = {
           rows: installRows,
         },
         {
-          title: `Gantry child process memory (MiB; ${restartMode() ? 'a restart per run: its data dir started once before, so the admin exists and the code cache is read' : 'a fresh process and data dir per run, so its start-up compiles the server bundle and writes its code cache'}). VmHWM is reset at the first answer, after the login and at POST /download (/proc/<pid>/clear_refs), so each peak is that phase's own: start-up, login (scrypt), the download (POST → \`downloaded\`); "after" is VmRSS ~0.5 s after \`downloaded\`; lifetime is the largest of them. The bare row is node alone receiving the same bundle into a file (launcher settings), the floor Gantry builds on (its peak − idle is over its whole life)`,
+          title: `Gantry child process memory (MiB; ${restartMode() ? 'a restart per run: its data dir started once before, so the admin exists' : 'a fresh process and data dir per run, so its start-up migrates the store and hashes the admin password'}). VmHWM is reset at the first answer, after the login and at POST /download (/proc/<pid>/clear_refs), so each peak is that phase's own: start-up, login (scrypt), the download (POST → \`downloaded\`); "after" is VmRSS ~0.5 s after \`downloaded\`; lifetime is the largest of them. The bare row is node alone receiving the same bundle into a file (launcher settings), the floor Gantry builds on (its peak − idle is over its whole life)`,
           columns: [
             'image',
             'started',

@@ -71,7 +71,7 @@ export function fullCollectionSweeper(
 /**
  * One full collection, once start-up is over. Start-up leaves garbage that nothing soon makes V8
  * collect on an idle gateway: the bundle's source text as read from disk (~2 MB; V8 keeps its own
- * copy), the code cache's bytes, the code cache written on a first start (~2.4 MB), the compiler's
+ * copy), the code cache's bytes, a code cache written where the build's did not fit (~1.6 MB), the compiler's
  * and the migrations' leftovers. Until 2026-12-05 this asked for `{ type: 'major' }`, which Node
  * 20's V8 ran as a scavenge (see FULL_COLLECTION); the full collection it meant took the idle RSS
  * after start + login + `/status` from 65.6-65.9 to 64.3-64.7 MiB on a first start and from

@@ -1,8 +1,11 @@
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build, type BuildOptions, type Plugin } from 'esbuild';
+import { codeCacheFileName } from '../server/code-cache-name.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 /**
@@ -10,6 +13,15 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
  * location (drizzle/migrations, web/public: `../../…`) resolve the same from the bundle.
  */
 export const SERVER_BUNDLE_DIR = path.join(root, 'dist', 'server-bundle');
+/** The production launcher: the node and the flags the server runs with. */
+const LAUNCHER = path.join(root, 'bin', 'gantry-server');
+
+/** The launcher's default node flags (what `${GANTRY_NODE_FLAGS-…}` in bin/gantry-server falls back to). */
+export function launcherFlags(): string {
+  const m = /\$\{GANTRY_NODE_FLAGS-([^}]*)\}/.exec(fs.readFileSync(LAUNCHER, 'utf8'));
+  if (!m) throw new Error('bin/gantry-server: its default node flags were not found');
+  return m[1]!;
+}
 
 /** Index of the first character above U+00FF, or -1. */
 export function firstWideChar(text: string): number {
@@ -130,6 +142,52 @@ function assertLatin1(file: string): string {
 }
 
 /**
+ * Starts the program built in `dir` once, as bin/gantry-server starts the server (its node: the
+ * `GANTRY_NODE` or the one running the build; its flags: `GANTRY_NODE_FLAGS` or the launcher's),
+ * on a throwaway data dir, and keeps the V8 code cache its loader writes there once it listens,
+ * beside the bundle as `cacheName`: server/bundle-loader.ts takes it on a first start. V8 accepts
+ * a cache only from its own version and flags; a gateway whose node differs from the build's
+ * compiles on its first start, as without a shipped cache, and keeps its own.
+ *
+ * The start sees none of the builder's GANTRY_* settings (a GANTRY_DEVICE=linux there must not
+ * reach the block devices): the simulator, no feed, port 0 on the loopback. A start that fails
+ * leaves the build without a shipped cache, said on the console: the server works the same, its
+ * first start is only slower.
+ */
+async function shipCodeCache(dir: string, cacheName: string, log: (line: string) => void): Promise<void> {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-build-cache-'));
+  const written = path.join(dataDir, 'cache', cacheName);
+  const env: NodeJS.ProcessEnv = {};
+  for (const [key, value] of Object.entries(process.env)) if (!key.startsWith('GANTRY_')) env[key] = value;
+  const flags = (process.env.GANTRY_NODE_FLAGS ?? launcherFlags()).split(/\s+/).filter(Boolean);
+  const child = spawn(process.env.GANTRY_NODE || process.execPath, [...flags, path.join(dir, 'main.js')], {
+    cwd: dataDir,
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...env, GANTRY_DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1', GANTRY_DEMO_FEED: 'off' },
+  });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
+  const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
+  try {
+    const deadline = Date.now() + 60_000;
+    while (!fs.existsSync(written)) {
+      if (child.exitCode !== null || child.signalCode !== null || Date.now() > deadline) {
+        log(
+          `no code cache shipped with ${path.basename(dir)}: its start ${child.exitCode !== null ? `exited (${child.exitCode})` : 'did not write one'} ${stderr.trim()}`,
+        );
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    fs.copyFileSync(written, path.join(dir, cacheName));
+  } finally {
+    child.kill('SIGTERM');
+    await exited;
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+/**
  * Bundles the server (server/main.ts and everything it imports, node_modules included) into one
  * CommonJS file, dist/server-bundle/server.cjs, and its loader (server/bundle-loader.ts) into
  * dist/server-bundle/main.js, what bin/gantry-server runs. Measured on this machine kind (npm run
@@ -139,8 +197,8 @@ function assertLatin1(file: string): string {
  * for any file with one non-Latin-1 character in a comment), ~4 MiB for this bundle without
  * comments and indentation (kept ASCII: esbuild escapes strings; tagged templates must hold none).
  *
- * CommonJS, not an ES module: V8 can take a CommonJS file's compiled code from a cache (the loader
- * keeps one in the data dir), which Node 20 offers no way to do for ES modules, and one script
+ * CommonJS, not an ES module: V8 can take a CommonJS file's compiled code from a cache (the build
+ * ships one beside the bundle, made by starting it once: shipCodeCache), which Node 20 offers no way to do for ES modules, and one script
  * starts faster than an ES module graph even without it (restart to first answer, interleaved
  * runs: ES module bundle 774 ms, CommonJS 586, CommonJS with the cache 501, bare Express 338).
  * What a server only needs on rare occasions is imported dynamically, so it is not evaluated at
@@ -152,11 +210,12 @@ function assertLatin1(file: string): string {
  * the bundle, is read only by `node --enable-source-maps`.
  *
  * `entry` builds another program the same way (the foundation bench's dependency floor); the
- * packages the bundle holds are returned, by name.
+ * packages the bundle holds are returned, by name. `log` hears what the build could not do.
  */
 export async function buildServer(
   outdir = SERVER_BUNDLE_DIR,
   entry = 'server/main.ts',
+  log: (line: string) => void = console.warn,
 ): Promise<{ outdir: string; packages: string[] }> {
   const scratch = `${outdir}.tmp-${process.pid}`;
   fs.rmSync(scratch, { recursive: true, force: true });
@@ -220,16 +279,16 @@ export async function buildServer(
       });
       assertLatin1(path.join(scratch, 'vendor', file));
     }
+    const sha256 = createHash('sha256').update(source).digest('hex');
     await build({
       ...common,
       entryPoints: [{ in: 'server/bundle-loader.ts', out: 'main' }],
       outdir: scratch,
       format: 'esm',
       // The code cache is named after the bundle it belongs to.
-      define: {
-        __GANTRY_SERVER_SHA256__: JSON.stringify(createHash('sha256').update(source).digest('hex')),
-      },
+      define: { __GANTRY_SERVER_SHA256__: JSON.stringify(sha256) },
     });
+    await shipCodeCache(scratch, codeCacheFileName(sha256), log);
     fs.rmSync(outdir, { recursive: true, force: true });
     fs.renameSync(scratch, outdir);
   } finally {

@@ -74,7 +74,7 @@ async function main(): Promise<{ dataDir: string }> {
   return { dataDir: config.dataDir };
 }
 
-/** Settles once the server listens (the bundle's loader, server/bundle-loader.ts, then writes its code cache). */
+/** Settles once the server listens (the bundle's loader, server/bundle-loader.ts, then settles its code cache). */
 export const started: Promise<{ dataDir: string } | null> = main().catch((err: unknown) => {
   console.error('Gantry failed to start:', err);
   process.exit(1);

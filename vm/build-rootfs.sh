@@ -24,6 +24,11 @@ rm -rf "$app" && mkdir -p "$app/drizzle" "$app/web"
   cp -a bin "$app/bin"
   rm -rf "$app/dist/test" "$app/dist/bench"
   find "$app/dist" -name '*.map' -delete
+  # The V8 code cache the build ships beside the bundle (scripts/build-server.ts) differs from one
+  # build to the next of the same bundle (V8's serializer is not deterministic), and is named after
+  # that bundle: it is installed, but kept out of the key, so an unchanged Gantry keeps its images.
+  rm -rf "$CACHE_DIR/app-v8cache" && mkdir -p "$CACHE_DIR/app-v8cache"
+  find "$app/dist" -name '*.v8cache' -exec mv -t "$CACHE_DIR/app-v8cache" {} +
   cp -a drizzle/migrations "$app/drizzle/migrations"
   if [ -d web/public ]; then cp -a web/public "$app/web/public"; fi
   cp package.json "$app/package.json"
@@ -90,6 +95,7 @@ rm -f "$root/vmlinuz" "$root/vmlinuz.old" "$root/initrd.img" "$root/initrd.img.o
 install -m 0755 "$node_bin" "$root/usr/local/bin/node"
 mkdir -p "$root/opt/gantry" "$root/opt/app" "$root/uboot" "$root/var/lib/gantry"
 cp -a "$app/." "$root/opt/gantry/"
+find "$CACHE_DIR/app-v8cache" -name '*.v8cache' -exec cp -t "$root/opt/gantry/dist/server-bundle" {} +
 # A fixed machine id: not a first boot (systemd-firstboot would prompt on the console).
 echo 5e1c0de0ba5eba11fee1dead00c0ffee >"$root/etc/machine-id"
 ln -sf /dev/null "$root/etc/systemd/system/systemd-firstboot.service"

@@ -113,5 +113,5 @@ async function main(): Promise<{ dataDir: string }> {
   return { dataDir };
 }
 
-/** Settles once it listens; the loader (server/bundle-loader.ts) then writes its code cache, as for the server. */
+/** Settles once it listens; the loader (server/bundle-loader.ts) then settles its code cache, as for the server. */
 export const started: Promise<{ dataDir: string } | null> = main();

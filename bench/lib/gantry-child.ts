@@ -4,6 +4,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, stopChild } from './process.js';
+import { launcherFlags } from '../../scripts/build-server.js';
 
 /**
  * A real Gantry in its own process (so its memory is its own), talked to over REST exactly as an
@@ -90,14 +91,6 @@ export function gantryCommand(opts: { build: boolean; log: (m: string) => void }
     mode: 'dist',
     note,
   };
-}
-
-/** The launcher's own node flags (bin/gantry-server), for a program measured as the server runs. */
-export function launcherFlags(): string {
-  const text = fs.readFileSync(LAUNCHER, 'utf8');
-  const m = /\$\{GANTRY_NODE_FLAGS-([^}]*)\}/.exec(text);
-  if (!m) throw new Error('bin/gantry-server: its default node flags were not found');
-  return m[1]!;
 }
 
 /** The malloc settings the launcher exports (`: "${NAME:=value}"`). */
@@ -322,8 +315,8 @@ export interface GantryChild {
   rssAfterStart: number | null;
   rssAfterLogin: number | null;
   /**
-   * VmHWM from spawn to the first answer (start-up: a fresh data dir has no code cache yet, so the
-   * bundle is compiled and its cache written), and over the login alone (scrypt); null without
+   * VmHWM from spawn to the first answer (start-up: on a fresh data dir, migrations, the admin's
+   * password hash and the simulator's slot images), and over the login alone (scrypt); null without
    * `phasePeaks` or where the kernel refused the reset between them (see resetPeakRss).
    */
   startupPeakRssBytes: number | null;
@@ -355,8 +348,8 @@ export async function startGantryChild(
     phasePeaks?: boolean;
     /**
      * Start Gantry once in the data dir and stop it first, so the measured process is a restart:
-     * its store holds the admin (no password hash at start-up) and the code cache the first start
-     * wrote. What a gateway that has run before starts as.
+     * its store holds the admin (no password hash at start-up). What a gateway that has run before
+     * starts as.
      */
     restart?: boolean;
   },
@@ -435,7 +428,7 @@ export async function startGantryChild(
 
 /**
  * BENCH_PIPELINE_RESTART=1: each Gantry is measured on a restart (its data dir started once
- * before: the admin exists, the code cache is there), not on the first start of a fresh data dir.
+ * before: the admin exists), not on the first start of a fresh data dir.
  */
 export function restartMode(): boolean {
   return process.env.BENCH_PIPELINE_RESTART === '1';

@@ -1,4 +1,5 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -6,7 +7,8 @@ import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { io as ioClient } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildServer, firstWideChar, LAZY_PACKAGES } from '../../scripts/build-server.js';
+import { buildServer, firstWideChar, launcherFlags, LAZY_PACKAGES } from '../../scripts/build-server.js';
+import { CODE_CACHE_FILE, codeCacheFileName } from '../../server/code-cache-name.js';
 import { configurationZip } from '../fixtures/zip/zips.js';
 import { ADMIN_PASSWORD, GATEWAY, tempDataDir } from '../helpers/gantry.js';
 import { waitFor } from '../helpers/wait.js';
@@ -27,10 +29,18 @@ interface BundleProcess {
   stop(): Promise<void>;
 }
 
-/** Starts the built bundle's main.js (the loader) on a data dir; resolves once it listens. */
-async function startBundle(outdir: string, dataDir: string): Promise<BundleProcess> {
+/**
+ * Starts the built bundle's main.js (the loader) on a data dir; resolves once it listens. With
+ * other node flags than the launcher's (the default here), V8 refuses the code cache the build
+ * ships, as it would on a gateway whose node runs other flags than the build's.
+ */
+async function startBundle(
+  outdir: string,
+  dataDir: string,
+  nodeFlags = ['--optimize-for-size'],
+): Promise<BundleProcess> {
   let output = '';
-  const child = spawn(process.execPath, ['--optimize-for-size', path.join(outdir, 'main.js')], {
+  const child = spawn(process.execPath, [...nodeFlags, path.join(outdir, 'main.js')], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: {
@@ -198,20 +208,65 @@ describe('the server bundle (what bin/gantry-server runs)', () => {
   });
 });
 
-describe('the server bundle: its V8 code cache in the data dir', () => {
-  const cacheFiles = (dataDir: string) => {
-    const dir = path.join(dataDir, 'cache');
-    return fs.existsSync(dir) ? fs.readdirSync(dir).filter((n) => n.endsWith('.v8cache')) : [];
-  };
-  const cachePath = (dataDir: string) => path.join(dataDir, 'cache', cacheFiles(dataDir)[0]!);
+describe('the server bundle: its V8 code cache, shipped with the build and in the data dir', () => {
+  const cacheFiles = (dir: string) =>
+    fs.existsSync(dir) ? fs.readdirSync(dir).filter((n) => CODE_CACHE_FILE.test(n)) : [];
+  const cachePath = (dataDir: string) =>
+    path.join(dataDir, 'cache', cacheFiles(path.join(dataDir, 'cache'))[0]!);
   const status = async (url: string) => (await fetch(`${url}/api/v1/ota/status`)).status;
+  const launcherNodeFlags = () => launcherFlags().split(/\s+/).filter(Boolean);
 
-  it('should write the cache once it listens, then start from it without writing it again', async () => {
+  it("should ship the cache of this very bundle, which V8 takes with the launcher's flags alone", () => {
+    const sha256 = createHash('sha256')
+      .update(fs.readFileSync(path.join(outdir, 'server.cjs')))
+      .digest('hex');
+    expect(cacheFiles(outdir)).toEqual([codeCacheFileName(sha256)]);
+    // Compiled as the loader compiles it; V8 checks the cache against its version and flags.
+    const rejected = (nodeFlags: string[]) =>
+      execFileSync(
+        process.execPath,
+        [
+          ...nodeFlags,
+          '-e',
+          `const fs = require('fs'), vm = require('vm'), { wrap } = require('module');
+           const s = new vm.Script(wrap(fs.readFileSync(process.argv[1], 'utf8')), { cachedData: fs.readFileSync(process.argv[2]) });
+           process.stdout.write(String(s.cachedDataRejected));`,
+          path.join(outdir, 'server.cjs'),
+          path.join(outdir, codeCacheFileName(sha256)),
+        ],
+        { encoding: 'utf8' },
+      );
+    expect(rejected(launcherNodeFlags())).toBe('false');
+    expect(rejected(['--optimize-for-size'])).toBe('true');
+  });
+
+  it("should take a first start from the shipped cache, write none of its own, and remove another build's", async () => {
+    const dataDir = tempDataDir('gantry-bundle-cache-');
+    const stale = path.join(dataDir, 'cache', `server-${'0'.repeat(32)}.v8cache`);
+    fs.mkdirSync(path.dirname(stale), { recursive: true });
+    fs.writeFileSync(stale, 'the cache of the Gantry this update replaced');
+    const first = await startBundle(outdir, dataDir, launcherNodeFlags());
+    try {
+      expect(await status(first.url)).toBe(401);
+      await waitFor(
+        () => fs.existsSync(stale),
+        (present) => !present,
+        "the other build's cache removed",
+      );
+    } finally {
+      await first.stop();
+    }
+    // The loader settles the data dir's cache once, right after listening: had V8 refused the
+    // shipped cache, its own would be there by now.
+    expect(cacheFiles(path.join(dataDir, 'cache'))).toEqual([]);
+  }, 120_000);
+
+  it('should write its own cache where the shipped one does not fit, then start from it without writing it again', async () => {
     const dataDir = tempDataDir('gantry-bundle-cache-');
     const first = await startBundle(outdir, dataDir);
     try {
       await waitFor(
-        () => cacheFiles(dataDir),
+        () => cacheFiles(path.join(dataDir, 'cache')),
         (f) => f.length === 1,
         'the code cache',
       );
@@ -233,7 +288,7 @@ describe('the server bundle: its V8 code cache in the data dir', () => {
     const dataDir = tempDataDir('gantry-bundle-cache-');
     const first = await startBundle(outdir, dataDir);
     await waitFor(
-      () => cacheFiles(dataDir),
+      () => cacheFiles(path.join(dataDir, 'cache')),
       (f) => f.length === 1,
       'the code cache',
     );
@@ -252,7 +307,7 @@ describe('the server bundle: its V8 code cache in the data dir', () => {
         (replaced) => replaced,
         'a new code cache',
       );
-      expect(cacheFiles(dataDir)).toEqual([path.basename(file)]);
+      expect(cacheFiles(path.join(dataDir, 'cache'))).toEqual([path.basename(file)]);
     } finally {
       await second.stop();
     }
