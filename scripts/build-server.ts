@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -8,6 +9,7 @@ import { build, type BuildOptions, type Plugin } from 'esbuild';
 import { codeCacheFileName } from '../server/code-cache-name.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const require = createRequire(import.meta.url);
 /**
  * Two levels below the repository like dist/server/, so the paths the code finds from its own
  * location (drizzle/migrations, web/public: `../../…`) resolve the same from the bundle.
@@ -84,16 +86,65 @@ function packageJsonToVendor(copied: Set<string>): Plugin {
 }
 
 /**
+ * Built-in modules an idle server never calls, loaded on first use: Node keeps each module it
+ * loaded (its compiled code, its objects, the pages of the binary its source sits in), and these
+ * are loaded at start-up by the packages and files that require them at their top, to be called
+ * only later: `https` and `tls` (ws's client side, the feed client), `zlib` (a compressed request
+ * body, ws's per-message deflate, compressed bundles) and `fs/promises` (downloads and lending).
+ * Loaded by a bare `node`, the four add ~0.8 MiB resident.
+ *
+ * Each is replaced by an object with one accessor per export (the names as the build's node has
+ * them), which requires the module on first access. So a file may import them by default
+ * (`import zlib from 'node:zlib'`) but not by name: a named import fails the build (no matching
+ * export), as it would bind the export at start-up. `test/integration/server-bundle.test.ts` checks
+ * that an idle server has not loaded them.
+ */
+export const LAZY_BUILTINS = ['fs/promises', 'https', 'tls', 'zlib'] as const;
+
+/** The CommonJS module standing for a LAZY_BUILTINS module. */
+export function lazyBuiltinSource(name: string): string {
+  const real = require(`node:${name}`) as object;
+  const keys = Object.getOwnPropertyNames(real).map((key) => [
+    key,
+    Object.getOwnPropertyDescriptor(real, key)!.enumerable === true,
+  ]);
+  return `let real;
+const load = () => real || (real = require(${JSON.stringify(`node:${name}`)}));
+for (const [key, enumerable] of ${JSON.stringify(keys)}) {
+  Object.defineProperty(module.exports, key, {
+    enumerable,
+    configurable: true,
+    get: () => load()[key],
+    set: (value) => { load()[key] = value; },
+  });
+}
+`;
+}
+
+const lazyBuiltinName = new RegExp(`^(?:node:)?(${LAZY_BUILTINS.join('|')})$`);
+
+/**
  * Node's built-in modules, each through one shim module. A default import of a CommonJS module
  * (`import fs from 'node:fs'`) makes esbuild wrap it at every importing file (`__toESM`), which
  * copies each of its exports onto a new object as a getter: 45 files import node:path, 44 node:fs,
  * ~5,700 getter closures resident at idle (heap snapshot). The shim takes the module once, with a
  * plain require: default imports link to that value directly, named imports go through one
- * namespace of getters per built-in.
+ * namespace of getters per built-in. The LAZY_BUILTINS' shims take their stand-in instead, and a
+ * package's `require` of one is sent to the stand-in too.
  */
 const builtinsThroughShims: Plugin = {
   name: 'builtins-through-shims',
   setup(b) {
+    b.onResolve({ filter: lazyBuiltinName }, (args) =>
+      args.kind === 'require-call' && args.namespace !== 'lazy-builtin'
+        ? { path: `node:${lazyBuiltinName.exec(args.path)![1]!}`, namespace: 'lazy-builtin' }
+        : undefined,
+    );
+    b.onLoad({ filter: /.*/, namespace: 'lazy-builtin' }, (args) => ({
+      contents: lazyBuiltinSource(args.path.slice('node:'.length)),
+      loader: 'js',
+      resolveDir: root,
+    }));
     b.onResolve({ filter: /^node:[\w/]+$/ }, (args) =>
       args.kind === 'import-statement' && args.namespace === 'file'
         ? { path: args.path, namespace: 'node-builtin' }
@@ -102,11 +153,47 @@ const builtinsThroughShims: Plugin = {
     b.onLoad({ filter: /.*/, namespace: 'node-builtin' }, (args) => {
       const name = JSON.stringify(args.path);
       return {
-        contents: `const m = require(${name});\nexport default m;\nexport * from ${name};\n`,
+        contents: lazyBuiltinName.test(args.path)
+          ? `const m = require(${name});\nexport default m;\n`
+          : `const m = require(${name});\nexport default m;\nexport * from ${name};\n`,
         loader: 'js',
         resolveDir: root,
       };
     });
+  },
+};
+
+/**
+ * The `debug` package, as Express, its router, body-parser, finalhandler and send use it:
+ * `require('debug')(namespace)` once as they load, then calls that print nothing unless the
+ * namespace is enabled by the `DEBUG` environment variable (read once, at start-up). Loaded, it
+ * makes a logger per namespace and asks `tty` and supports-color about the terminal at start-up
+ * (`tty` alone: +0.27 MiB resident). So the server takes the real package when `DEBUG` is set at
+ * its start, and otherwise loggers that are off, as the real ones would be.
+ */
+const debugOnlyWhenAsked: Plugin = {
+  name: 'debug-only-when-asked',
+  setup(b) {
+    b.onResolve({ filter: /^debug$/ }, (args) =>
+      args.namespace === 'debug-when-asked' ? undefined : { path: 'debug', namespace: 'debug-when-asked' },
+    );
+    b.onLoad({ filter: /.*/, namespace: 'debug-when-asked' }, () => ({
+      contents: `function off(namespace) {
+  const logger = () => {};
+  logger.namespace = namespace;
+  logger.enabled = false;
+  logger.useColors = false;
+  logger.log = () => {};
+  logger.extend = (name, delimiter = ':') => off(namespace + delimiter + name);
+  logger.destroy = () => false;
+  return logger;
+}
+off.enabled = () => false;
+module.exports = process.env.DEBUG ? require('debug') : off;
+`,
+      loader: 'js',
+      resolveDir: root,
+    }));
   },
 };
 
@@ -127,6 +214,12 @@ const zodEnglishOnly: Plugin = {
     }));
   },
 };
+
+/** For a CommonJS build of sources that ask `import.meta.url`: answered from `__filename`. */
+const importMetaUrlFromFilename = {
+  define: { 'import.meta.url': '__gantryImportMetaUrl' },
+  banner: { js: "var __gantryImportMetaUrl = require('node:url').pathToFileURL(__filename).href;" },
+} satisfies BuildOptions;
 
 /** Reads a file the build wrote and refuses it if V8 could not keep it as one-byte source. */
 function assertLatin1(file: string): string {
@@ -160,7 +253,7 @@ async function shipCodeCache(dir: string, cacheName: string, log: (line: string)
   const env: NodeJS.ProcessEnv = {};
   for (const [key, value] of Object.entries(process.env)) if (!key.startsWith('GANTRY_')) env[key] = value;
   const flags = (process.env.GANTRY_NODE_FLAGS ?? launcherFlags()).split(/\s+/).filter(Boolean);
-  const child = spawn(process.env.GANTRY_NODE || process.execPath, [...flags, path.join(dir, 'main.js')], {
+  const child = spawn(process.env.GANTRY_NODE || process.execPath, [...flags, path.join(dir, 'main.cjs')], {
     cwd: dataDir,
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { ...env, GANTRY_DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1', GANTRY_DEMO_FEED: 'off' },
@@ -190,7 +283,7 @@ async function shipCodeCache(dir: string, cacheName: string, log: (line: string)
 /**
  * Bundles the server (server/main.ts and everything it imports, node_modules included) into one
  * CommonJS file, dist/server-bundle/server.cjs, and its loader (server/bundle-loader.ts) into
- * dist/server-bundle/main.js, what bin/gantry-server runs. Measured on this machine kind (npm run
+ * dist/server-bundle/main.cjs, what bin/gantry-server runs. Measured on this machine kind (npm run
  * bench, README "How it runs in production"): the per-file ES modules of dist/ cost ~700 ms of CPU
  * to load and resolve at start-up against ~370 ms for one file, and V8 keeps every module's source
  * text resident for lazy compilation: ~11 MiB for dist/ and node_modules (two bytes per character
@@ -243,11 +336,16 @@ export async function buildServer(
       external: ['better-sqlite3'],
       // Code that finds files from its own location (drizzle/migrations, web/public) asks
       // import.meta.url, which a CommonJS file answers from __filename.
-      define: { 'import.meta.url': '__gantryImportMetaUrl' },
-      banner: { js: "var __gantryImportMetaUrl = require('node:url').pathToFileURL(__filename).href;" },
+      ...importMetaUrlFromFilename,
       sourcemap: 'external',
       supported: { 'dynamic-import': false },
-      plugins: [lazyPackagesToVendor, packageJsonToVendor(jsonFiles), builtinsThroughShims, zodEnglishOnly],
+      plugins: [
+        lazyPackagesToVendor,
+        packageJsonToVendor(jsonFiles),
+        builtinsThroughShims,
+        debugOnlyWhenAsked,
+        zodEnglishOnly,
+      ],
       metafile: true,
     });
     const bundled = Object.keys(Object.values(main.metafile.outputs).find((o) => o.entryPoint)!.inputs);
@@ -284,9 +382,16 @@ export async function buildServer(
       ...common,
       entryPoints: [{ in: 'server/bundle-loader.ts', out: 'main' }],
       outdir: scratch,
-      format: 'esm',
+      outExtension: { '.js': '.cjs' },
+      // CommonJS too: an ES module as node's main program loads node's ES module loader (13 more
+      // built-in modules, +0.85 MiB resident), which nothing else in the server needs.
+      format: 'cjs',
+      ...importMetaUrlFromFilename,
       // The code cache is named after the bundle it belongs to.
-      define: { __GANTRY_SERVER_SHA256__: JSON.stringify(sha256) },
+      define: {
+        ...importMetaUrlFromFilename.define,
+        __GANTRY_SERVER_SHA256__: JSON.stringify(sha256),
+      },
     });
     await shipCodeCache(scratch, codeCacheFileName(sha256), log);
     fs.rmSync(outdir, { recursive: true, force: true });

@@ -9,7 +9,7 @@ import { collectStartupGarbage } from '../core/young-gc.js';
 import { CODE_CACHE_FILE, codeCacheFileName } from './code-cache-name.js';
 
 /**
- * dist/server-bundle/main.js, what bin/gantry-server runs: loads the server (server.cjs beside
+ * dist/server-bundle/main.cjs, what bin/gantry-server runs: loads the server (server.cjs beside
  * it, one CommonJS file built by scripts/build-server.ts) through V8's code cache. Node 20 keeps
  * no compile cache of its own, and compiling the bundle was the largest part of a restart's time
  * to its first answer (README "How it runs in production"); on a first start it also leaves the

@@ -12,7 +12,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 need mkfs.ext4 strip
 
-[ -f "$REPO_DIR/dist/server-bundle/main.js" ] || die "dist/ is missing: run npm run build first"
+[ -f "$REPO_DIR/dist/server-bundle/main.cjs" ] || die "dist/ is missing: run npm run build first"
 base=$("$VM_DIR/build-base.sh")
 
 # Gantry as it is installed on the gateway, staged so its hash is an input of the images.

@@ -14,7 +14,7 @@ import { launcherFlags } from '../../scripts/build-server.js';
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const GATEWAY = 'GW-3920A9';
 export const ADMIN_PASSWORD = 'bench-admin-password';
-const DIST_MAIN = path.join(ROOT, 'dist', 'server-bundle', 'main.js');
+const DIST_MAIN = path.join(ROOT, 'dist', 'server-bundle', 'main.cjs');
 /** The production launcher (node and malloc memory settings) around DIST_MAIN. */
 const LAUNCHER = path.join(ROOT, 'bin', 'gantry-server');
 /** What `npm run build` compiles (tsconfig.build.json). */
@@ -36,7 +36,7 @@ const BUILD_DIRS = [
 export interface GantryCommand {
   command: string;
   args: string[];
-  /** 'dist' (bin/gantry-server: node dist/server-bundle/main.js) or 'tsx' (node --import tsx server/main.ts). */
+  /** 'dist' (bin/gantry-server: node dist/server-bundle/main.cjs) or 'tsx' (node --import tsx server/main.ts). */
   mode: 'dist' | 'tsx';
   env?: Record<string, string>;
   note?: string;
@@ -100,7 +100,7 @@ function launcherEnv(): Record<string, string> {
 }
 
 /**
- * Another program built like the server (scripts/build-server.ts with another entry: its `main.js`
+ * Another program built like the server (scripts/build-server.ts with another entry: its `main.cjs`
  * loader in `dir`), started with the launcher's node flags and malloc settings.
  */
 export function launchedLikeTheServer(dir: string): GantryCommand {
@@ -108,7 +108,7 @@ export function launchedLikeTheServer(dir: string): GantryCommand {
   if (!env.MALLOC_ARENA_MAX) throw new Error('bin/gantry-server: its malloc settings were not found');
   return {
     command: process.execPath,
-    args: [...launcherFlags().split(/\s+/).filter(Boolean), path.join(dir, 'main.js')],
+    args: [...launcherFlags().split(/\s+/).filter(Boolean), path.join(dir, 'main.cjs')],
     mode: 'dist',
     env,
   };

@@ -4,10 +4,17 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import readline from 'node:readline';
+import zlib from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import { io as ioClient } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildServer, firstWideChar, launcherFlags, LAZY_PACKAGES } from '../../scripts/build-server.js';
+import {
+  buildServer,
+  firstWideChar,
+  launcherFlags,
+  LAZY_BUILTINS,
+  LAZY_PACKAGES,
+} from '../../scripts/build-server.js';
 import { CODE_CACHE_FILE, codeCacheFileName } from '../../server/code-cache-name.js';
 import { configurationZip } from '../fixtures/zip/zips.js';
 import { ADMIN_PASSWORD, GATEWAY, tempDataDir } from '../helpers/gantry.js';
@@ -30,7 +37,7 @@ interface BundleProcess {
 }
 
 /**
- * Starts the built bundle's main.js (the loader) on a data dir; resolves once it listens. With
+ * Starts the built bundle's main.cjs (the loader) on a data dir; resolves once it listens. With
  * other node flags than the launcher's (the default here), V8 refuses the code cache the build
  * ships, as it would on a gateway whose node runs other flags than the build's.
  */
@@ -38,9 +45,10 @@ async function startBundle(
   outdir: string,
   dataDir: string,
   nodeFlags = ['--optimize-for-size'],
+  env: Record<string, string> = {},
 ): Promise<BundleProcess> {
   let output = '';
-  const child = spawn(process.execPath, [...nodeFlags, path.join(outdir, 'main.js')], {
+  const child = spawn(process.execPath, [...nodeFlags, path.join(outdir, 'main.cjs')], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: {
@@ -49,6 +57,7 @@ async function startBundle(
       HOST: '127.0.0.1',
       GANTRY_DATA_DIR: dataDir,
       GANTRY_ADMIN_PASSWORD: ADMIN_PASSWORD,
+      ...env,
     },
   });
   const stop = async () => {
@@ -310,6 +319,86 @@ describe('the server bundle: its V8 code cache, shipped with the build and in th
       expect(cacheFiles(path.join(dataDir, 'cache'))).toEqual([path.basename(file)]);
     } finally {
       await second.stop();
+    }
+  }, 120_000);
+});
+
+describe('the server bundle: what an idle server leaves unloaded', () => {
+  /** The built-in modules the server has loaded, as `process.moduleLoadList` names them. */
+  const MODULES_ON_SIGNAL = `process.on('SIGUSR2', () => require('node:fs').writeFileSync(process.env.MODULES_OUT, process.moduleLoadList.join('\\n')));`;
+
+  it('should answer a login and GET /status without the modules it loads on first use, and load them when used', async () => {
+    const dataDir = tempDataDir('gantry-bundle-idle-');
+    const hook = path.join(dataDir, 'modules-hook.cjs');
+    const out = path.join(dataDir, 'modules.txt');
+    fs.writeFileSync(hook, MODULES_ON_SIGNAL);
+    const server = await startBundle(
+      outdir,
+      dataDir,
+      [...launcherFlags().split(/\s+/).filter(Boolean), '--require', hook],
+      {
+        MODULES_OUT: out,
+        GANTRY_DEMO_FEED: 'off',
+      },
+    );
+    const loaded = async () => {
+      fs.rmSync(out, { force: true });
+      server.child.kill('SIGUSR2');
+      const text = await waitFor(
+        () => (fs.existsSync(out) ? fs.readFileSync(out, 'utf8') : ''),
+        (t) => t.length > 0,
+        'the module list',
+      );
+      return new Set(text.split('\n').map((line) => line.replace(/^NativeModule /, '')));
+    };
+    const login = (body: Uint8Array<ArrayBuffer>, headers: Record<string, string> = {}) =>
+      fetch(`${server.url}/api/v1/auth/login`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...headers },
+        body,
+      });
+    try {
+      const credentials = new TextEncoder().encode(
+        JSON.stringify({ username: 'admin', password: ADMIN_PASSWORD }),
+      );
+      const first = await login(credentials);
+      expect(first.status).toBe(200);
+      const { token } = ((await first.json()) as { data: { token: string } }).data;
+      const status = await fetch(`${server.url}/api/v1/ota/status`, {
+        headers: { authorization: `Bearer ${token}`, 'x-gateway-id': GATEWAY },
+      });
+      expect(status.status).toBe(200);
+
+      const idle = await loaded();
+      expect(idle.has('http')).toBe(true);
+      // LAZY_BUILTINS (scripts/build-server.ts); tty: the debug package, taken only with DEBUG set;
+      // perf_hooks: the global `performance`; the ES module loader: a CommonJS main.
+      for (const name of [...LAZY_BUILTINS, 'tty', 'perf_hooks', 'internal/modules/esm/module_job'])
+        expect(idle.has(name), name).toBe(false);
+
+      // A gzip-compressed body: body-parser inflates it through the zlib stand-in.
+      const inflated = await login(new Uint8Array(zlib.gzipSync(credentials)), {
+        'content-encoding': 'gzip',
+      });
+      expect(inflated.status).toBe(200);
+      expect((await loaded()).has('zlib')).toBe(true);
+    } finally {
+      await server.stop();
+    }
+  }, 120_000);
+
+  it("should print the packages' debug lines when DEBUG asks at start-up", async () => {
+    const server = await startBundle(outdir, tempDataDir('gantry-bundle-debug-'), undefined, {
+      DEBUG: 'router',
+    });
+    try {
+      await waitFor(
+        () => server.output(),
+        (output) => / router use '\/api\/v1'/.test(output),
+        "the router's debug lines",
+      );
+    } finally {
+      await server.stop();
     }
   }, 120_000);
 });
