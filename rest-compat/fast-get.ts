@@ -1,17 +1,11 @@
-import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createContextInner, requestMetaFrom } from '../api/context.js';
 import { createCaller } from '../api/routers/_app.js';
 import { toErrorResponse } from './errors.js';
-import { answerOf, procedureAt, type Answer, type JsonReply } from './route.js';
+import { writeJson, type JsonReply } from './json-reply.js';
+import { answerOf, procedureAt, type Answer } from './route.js';
 import type { RestRoute } from './table.js';
 import type { GantryDeps } from '../server/deps.js';
-
-/** Headers every answer of the server carries (server/app.ts sets them on Express's too). */
-export const COMMON_HEADERS: Readonly<Record<string, string>> = {
-  'X-Content-Type-Options': 'nosniff',
-  'Referrer-Policy': 'same-origin',
-};
 
 interface LaneRoute {
   route: RestRoute;
@@ -82,23 +76,4 @@ async function answer(deps: GantryDeps, entry: LaneRoute, req: IncomingMessage, 
     console.error(`[gantry] ${entry.where}:`, err);
     if (!res.headersSent) writeJson(res, { status, body });
   }
-}
-
-/** What Express's `res.status(status).json(body)` writes for a GET. */
-function writeJson(res: ServerResponse, reply: JsonReply): void {
-  const body = Buffer.from(JSON.stringify(reply.body), 'utf8');
-  res.writeHead(reply.status, {
-    ...COMMON_HEADERS,
-    'Content-Type': 'application/json; charset=utf-8',
-    'Content-Length': body.length,
-    ETag: weakEtag(body),
-  });
-  res.end(body);
-}
-
-/** Express's default ETag (the `etag` package, weak): length in hex and a SHA-1 of the body. */
-export function weakEtag(body: Buffer): string {
-  if (body.length === 0) return 'W/"0-2jmj7l5rSw0yVb/vlWAYkK/YBwk"';
-  const hash = createHash('sha1').update(body).digest('base64').substring(0, 27);
-  return `W/"${body.length.toString(16)}-${hash}"`;
 }

@@ -12,6 +12,7 @@ import { findGantryError } from '../core/errors.js';
 import type { GantryDeps } from '../server/deps.js';
 import { fileSources, sendFile } from './downloads.js';
 import { toErrorResponse, type PlainErrorBody } from './errors.js';
+import { writeJson, type JsonReply } from './json-reply.js';
 import { ClientGone, readMultipart } from './multipart.js';
 import type { RestRoute } from './table.js';
 import { uploadTargets, type UploadSession } from './uploads.js';
@@ -95,7 +96,7 @@ function procedureHandler(
     }
     // Before the reply, so a client that reads the answer never sees a refused file still there.
     release();
-    if (outcome.ok) return sendReply(res, answer.ok(outcome.data));
+    if (outcome.ok) return sendReply(req, res, answer.ok(outcome.data));
     if (outcome.error instanceof ClientGone) {
       // Only a body being read can be abandoned: `authorize` resolved the gateway by then.
       deps.logs.warn(
@@ -107,12 +108,14 @@ function procedureHandler(
       return;
     }
     const failed = answer.fail(outcome.error, where);
-    if (!res.headersSent) sendReply(res, failed);
+    if (!res.headersSent) sendReply(req, res, failed);
   };
 }
 
-function sendReply(res: Response, reply: JsonReply): void {
-  res.status(reply.status).json(reply.body);
+function sendReply(req: Request, res: Response, reply: JsonReply): void {
+  // GET and HEAD through Express: its conditional answers (304) and HEAD's empty body.
+  if (req.method === 'GET' || req.method === 'HEAD') res.status(reply.status).json(reply.body);
+  else writeJson(res, reply);
 }
 
 /** The input of a JSON route: the path's parameters if it has any, else the query (GET) or the body. */
@@ -164,12 +167,6 @@ async function receiveUpload(
     input: { ...route.rest.bind, ...Object.fromEntries(fields), ...accepted.input },
     release: accepted.release,
   };
-}
-
-/** A JSON answer: what Express's `res.status(status).json(body)` or the GET lane writes. */
-export interface JsonReply {
-  status: number;
-  body: unknown;
 }
 
 /** How a route answers its procedure's result or refusal, in its document's shape. */

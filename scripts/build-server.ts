@@ -86,30 +86,35 @@ function packageJsonToVendor(copied: Set<string>): Plugin {
 }
 
 /**
- * Built-in modules an idle server never calls, loaded on first use: Node keeps each module it
- * loaded (its compiled code, its objects, the pages of the binary its source sits in), and these
- * are loaded at start-up by the packages and files that require them at their top, to be called
- * only later: `https` and `tls` (ws's client side, the feed client), `zlib` (a compressed request
- * body, ws's per-message deflate, compressed bundles) and `fs/promises` (downloads and lending).
- * Loaded by a bare `node`, the four add ~0.8 MiB resident.
+ * Modules an idle server never calls, loaded on first use. Node keeps each module it loaded (its
+ * compiled code, its objects; for a built-in, the pages of the `node` binary its source sits in),
+ * and these are loaded at start-up by the packages and files that require them at their top, to be
+ * called only later:
+ * - LAZY_BUILTINS: `https` and `tls` (ws's client side, the feed client), `zlib` (a compressed
+ *   request body, ws's per-message deflate, compressed bundles) and `fs/promises` (downloads and
+ *   lending). Loaded by a bare `node`, the four add ~0.8 MiB resident.
+ * - LAZY_PACKAGES_REQUIRED: `mime-types`, which Express's `res.json` and `res.type`, send, accepts
+ *   and type-is require (and multer's type-is, its older copy): it loads mime-db, ~2,500 types, as it
+ *   loads. The server's JSON answers to other requests than GETs are written without it
+ *   (rest-compat/json-reply.ts); a GET's through Express, a static file or the API reference load it.
  *
- * Each is replaced by an object with one accessor per export (the names as the build's node has
- * them), which requires the module on first access. So a file may import them by default
+ * Each is replaced by a stand-in: an object with one accessor per export (the names as the build's
+ * node has them), which requires the module on first access. So a file may import them by default
  * (`import zlib from 'node:zlib'`) but not by name: a named import fails the build (no matching
  * export), as it would bind the export at start-up. `test/integration/server-bundle.test.ts` checks
  * that an idle server has not loaded them.
  */
 export const LAZY_BUILTINS = ['fs/promises', 'https', 'tls', 'zlib'] as const;
+export const LAZY_PACKAGES_REQUIRED = ['mime-types'] as const;
 
-/** The CommonJS module standing for a LAZY_BUILTINS module. */
-export function lazyBuiltinSource(name: string): string {
-  const real = require(`node:${name}`) as object;
+/** The CommonJS source of a stand-in for the module `specifier` requires, whose exports are `real`'s. */
+function standInSource(specifier: string, real: object): string {
   const keys = Object.getOwnPropertyNames(real).map((key) => [
     key,
     Object.getOwnPropertyDescriptor(real, key)!.enumerable === true,
   ]);
   return `let real;
-const load = () => real || (real = require(${JSON.stringify(`node:${name}`)}));
+const load = () => real || (real = require(${JSON.stringify(specifier)}));
 for (const [key, enumerable] of ${JSON.stringify(keys)}) {
   Object.defineProperty(module.exports, key, {
     enumerable,
@@ -121,7 +126,41 @@ for (const [key, enumerable] of ${JSON.stringify(keys)}) {
 `;
 }
 
+/** The stand-in for a LAZY_BUILTINS module. */
+export function lazyBuiltinSource(name: string): string {
+  return standInSource(`node:${name}`, require(`node:${name}`) as object);
+}
+
 const lazyBuiltinName = new RegExp(`^(?:node:)?(${LAZY_BUILTINS.join('|')})$`);
+
+/** A package's `require` of a LAZY_PACKAGES_REQUIRED package, sent to a stand-in for the copy it resolves to. */
+const packagesRequiredOnFirstUse: Plugin = {
+  name: 'packages-required-on-first-use',
+  setup(b) {
+    const names = new RegExp(`^(${LAZY_PACKAGES_REQUIRED.join('|')})$`);
+    b.onResolve({ filter: names }, async (args) => {
+      // The stand-in's own require, resolved below through this very hook: the real package.
+      if (args.pluginData === 'stand-in') return undefined;
+      const real = await b.resolve(args.path, {
+        kind: args.kind,
+        resolveDir: args.resolveDir,
+        importer: args.importer,
+        pluginData: 'stand-in',
+      });
+      if (real.errors.length > 0) return { errors: real.errors };
+      // Relative, so the build's own directory is not written into the bundle.
+      return {
+        path: `./${path.relative(root, real.path).split(path.sep).join('/')}`,
+        namespace: 'package-stand-in',
+      };
+    });
+    b.onLoad({ filter: /.*/, namespace: 'package-stand-in' }, (args) => ({
+      contents: standInSource(args.path, require(path.join(root, args.path)) as object),
+      loader: 'js',
+      resolveDir: root,
+    }));
+  },
+};
 
 /**
  * Node's built-in modules, each through one shim module. A default import of a CommonJS module
@@ -343,6 +382,7 @@ export async function buildServer(
         lazyPackagesToVendor,
         packageJsonToVendor(jsonFiles),
         builtinsThroughShims,
+        packagesRequiredOnFirstUse,
         debugOnlyWhenAsked,
         zodEnglishOnly,
       ],

@@ -124,8 +124,8 @@ describe('the server bundle (what bin/gantry-server runs)', () => {
     const vendorRequire = createRequire(path.join(outdir, 'server.cjs'));
     const vcdiff = vendorRequire(`./vendor/${LAZY_PACKAGES['@ably/vcdiff-decoder']}`) as { decode?: unknown };
     expect(typeof vcdiff.decode).toBe('function');
-    // Packages' JSON files stay JSON beside the server (mime-db is read at start-up, so every
-    // answer below also shows it loads; iconv-lite's tables only for a body in such a code page).
+    // Packages' JSON files stay JSON beside the server (mime-db is read by the first answer Express
+    // writes, as below; iconv-lite's tables only for a body in such a code page).
     for (const json of ['mime-db/db.json', 'iconv-lite/encodings/tables/shiftjis.json']) {
       expect(source).not.toContain(`"node_modules/${json}"`);
       expect(source).toContain(`require("./vendor/json/${json}")`);
@@ -324,8 +324,8 @@ describe('the server bundle: its V8 code cache, shipped with the build and in th
 });
 
 describe('the server bundle: what an idle server leaves unloaded', () => {
-  /** The built-in modules the server has loaded, as `process.moduleLoadList` names them. */
-  const MODULES_ON_SIGNAL = `process.on('SIGUSR2', () => require('node:fs').writeFileSync(process.env.MODULES_OUT, process.moduleLoadList.join('\\n')));`;
+  /** The built-in modules the server has loaded (`process.moduleLoadList`) and the files it required. */
+  const MODULES_ON_SIGNAL = `process.on('SIGUSR2', () => require('node:fs').writeFileSync(process.env.MODULES_OUT, [...process.moduleLoadList, ...Object.keys(require.cache)].join('\\n')));`;
 
   it('should answer a login and GET /status without the modules it loads on first use, and load them when used', async () => {
     const dataDir = tempDataDir('gantry-bundle-idle-');
@@ -375,6 +375,14 @@ describe('the server bundle: what an idle server leaves unloaded', () => {
       // perf_hooks: the global `performance`; the ES module loader: a CommonJS main.
       for (const name of [...LAZY_BUILTINS, 'tty', 'perf_hooks', 'internal/modules/esm/module_job'])
         expect(idle.has(name), name).toBe(false);
+      // LAZY_PACKAGES_REQUIRED: mime-types, and with it mime-db's JSON file.
+      const mimeDb = path.join(outdir, 'vendor', 'json', 'mime-db', 'db.json');
+      expect(idle.has(mimeDb)).toBe(false);
+
+      // Express's res.json asks mime-types for application/json's charset, through the stand-in.
+      const reference = await fetch(`${server.url}/api/v1/openapi.json`);
+      expect(reference.headers.get('content-type')).toBe('application/json; charset=utf-8');
+      expect((await loaded()).has(mimeDb)).toBe(true);
 
       // A gzip-compressed body: body-parser inflates it through the zlib stand-in.
       const inflated = await login(new Uint8Array(zlib.gzipSync(credentials)), {
