@@ -42,7 +42,15 @@ import { measureUpload } from './upload.js';
  * (GANTRY_FEED_HTTP_CLIENT, e.g. "gantry,node"; runs interleaved, one table row each; the first is
  * the one compared with the peers), BENCH_PIPELINE_PEERS=0 to skip SWUpdate, the shell pipeline and
  * bare node (a clients-only comparison), BENCH_PIPELINE_RESTART=1 to measure each Gantry on a
- * restart rather than a first start (with BENCH_RESULTS_SUFFIX=restart: pipeline-restart.json).
+ * restart rather than a first start (with BENCH_RESULTS_SUFFIX=restart: pipeline-restart.json),
+ * BENCH_PIPELINE_COMPRESSED (default "zstd,brotli"; "" for none) and
+ * BENCH_PIPELINE_COMPRESSED_MIB (default 256): the compressed bundles' codecs and image size.
+ *
+ * Compressed bundles (issue 16: "decompression of compressed bundles reported on its own row"): one
+ * compressible image (half the entropy of random data, so it compresses to about half, as a root
+ * filesystem does) in a format v2 bundle per codec, downloaded by Gantry as the others are. Their
+ * CPU, decompression included, is reported on rows of their own against `openssl dgst` over the
+ * bundle file and over the image written; the 2.5x target is the uncompressed download's.
  */
 
 const PEER =
@@ -426,6 +434,14 @@ async function swupdateDownloads(
   }
 }
 
+/** The compressed bundle of one codec: Gantry's runs, and openssl dgst's CPU over the bundle and the image. */
+interface CompressedResult {
+  img: ImageFixture;
+  gantry: GantryRun[];
+  opensslBundleCpuSeconds: number[];
+  opensslImageCpuSeconds: number[];
+}
+
 const med = (runs: ToolRun[]) => (runs.length ? median(runs.map((r) => r.seconds)) : NaN);
 const secs = (runs: ToolRun[]) => runs.map((r) => round(r.seconds, 2)).join(' / ') || '–';
 const fmt = (v: number, digits = 2) => (Number.isFinite(v) ? round(v, digits) : '–');
@@ -472,7 +488,19 @@ export const pipelineSuite: BenchSuite = {
       const cmd = gantryCommand(opts);
       if (cmd.note) notes.push(cmd.note);
       opts.log(`Gantry runs as: ${[cmd.command, ...cmd.args].join(' ')}`);
-      const fx = await createFixtures(work, sizes, opts.log);
+      const compressions = (process.env.BENCH_PIPELINE_COMPRESSED ?? 'zstd,brotli')
+        .split(',')
+        .map((c) => c.trim())
+        .filter(Boolean);
+      for (const c of compressions) {
+        if (c !== 'zstd' && c !== 'brotli')
+          throw new Error(`BENCH_PIPELINE_COMPRESSED: zstd or brotli, not ${c}`);
+      }
+      const compressedBytes = Math.round(envNumber('BENCH_PIPELINE_COMPRESSED_MIB', 256) * MiB);
+      const fx = await createFixtures(work, sizes, opts.log, {
+        bytes: compressedBytes,
+        compressions: compressions as Array<'zstd' | 'brotli'>,
+      });
       server = await spawnReady<{ url: string }>(
         process.execPath,
         ['--import', 'tsx', STATIC_SERVER, fx.feedDir],
@@ -541,6 +569,29 @@ export const pipelineSuite: BenchSuite = {
           opts.log(`  swupdate ${secs(swu.runs)} s`);
         }
         results.push(res);
+      }
+
+      // Compressed bundles: Gantry only (the peers' artifacts are not compressed).
+      const compressedResults: CompressedResult[] = [];
+      for (const img of fx.compressed) {
+        const res: CompressedResult = {
+          img,
+          gantry: [],
+          opensslBundleCpuSeconds: [],
+          opensslImageCpuSeconds: [],
+        };
+        for (let i = 0; i < runs; i++) {
+          const g = await gantryDownload(cmd, fx, img, feedUrl, work, clients[0]!);
+          opts.log(
+            `${img.label} ${img.compression} run ${i + 1}/${runs}: gantry ${round(g.seconds, 2)} s, CPU ${g.cpuSeconds} s, download peak ${mib(g.downloadPeakRssBytes ?? 0)} MiB, slot ${g.slotOk ? 'ok' : 'WRONG'}`,
+          );
+          res.gantry.push(g);
+        }
+        for (let i = 0; i < runs; i++) {
+          res.opensslBundleCpuSeconds.push(round(await opensslCpu(img.bundle), 3));
+          res.opensslImageCpuSeconds.push(round(await opensslCpu(img.image), 3));
+        }
+        compressedResults.push(res);
       }
 
       let upload: Awaited<ReturnType<typeof measureUpload>> | null = null;
@@ -692,6 +743,44 @@ export const pipelineSuite: BenchSuite = {
       }
       if (upload) ratios[`upload ${upload.label}: gantry / bare`] = upload.ratio;
 
+      const compressedRows: Array<Array<string | number>> = [];
+      const compressedSummary: Record<string, unknown>[] = [];
+      for (const r of compressedResults) {
+        const cpu = median(r.gantry.map((x) => x.cpuSeconds ?? 0));
+        const bundleFloor = median(r.opensslBundleCpuSeconds);
+        const imageFloor = median(r.opensslImageCpuSeconds);
+        const name = `${r.img.label} ${r.img.compression}`;
+        const vsBundle = round(cpu / bundleFloor, 2);
+        const vsImage = round(cpu / imageFloor, 2);
+        ratios[`${name}: gantry CPU / openssl dgst CPU (bundle)`] = vsBundle;
+        ratios[`${name}: gantry CPU / openssl dgst CPU (image)`] = vsImage;
+        const downloadPeak = Math.max(...r.gantry.map((x) => x.downloadPeakRssBytes ?? x.peakRssBytes ?? 0));
+        compressedRows.push([
+          r.img.label,
+          r.img.compression ?? '–',
+          fmt(mib(r.img.bundleBytes), 1),
+          fmt(med(r.gantry)),
+          round(cpu, 2),
+          round(cpu / (r.img.bytes / (1024 * MiB)), 2),
+          vsBundle,
+          vsImage,
+          mib(downloadPeak),
+          r.gantry.every((x) => x.slotOk) ? 'yes' : 'NO',
+        ]);
+        compressedSummary.push({
+          image: r.img.label,
+          compression: r.img.compression,
+          imageBytes: r.img.bytes,
+          bundleBytes: r.img.bundleBytes,
+          gantrySeconds: round(med(r.gantry), 3),
+          gantryCpuSeconds: round(cpu, 2),
+          opensslBundleCpuSeconds: bundleFloor,
+          opensslImageCpuSeconds: imageFloor,
+          downloadPeakRssMiB: mib(downloadPeak),
+          slotOk: r.gantry.every((x) => x.slotOk),
+        });
+      }
+
       // Targets of issue 3.
       const targets: Record<string, { target: string; value: number | null; met: boolean | null }> = {};
       for (const r of results) {
@@ -824,6 +913,26 @@ export const pipelineSuite: BenchSuite = {
           columns: ['image', 'tool', 'CPU s', 'CPU s per GiB', '× openssl', 'CPU s / wall s'],
           rows: cpuRows,
         },
+        ...(compressedResults.length
+          ? [
+              {
+                title: `Compressed bundles (format v2, the payload compressed; decompression included), median of ${runs}: Gantry's CPU from POST /download to \`downloaded\`, per GiB written to the slot, against openssl dgst -sha256 over the bundle file (what the uncompressed rows compare with) and over the image written. The image compresses to about half (random nibbles). Rows of their own: the 2.5× target is the uncompressed download's`,
+                columns: [
+                  'image',
+                  'compression',
+                  'bundle MiB',
+                  'median s',
+                  'CPU s',
+                  'CPU s per GiB',
+                  '× openssl (bundle)',
+                  '× openssl (image)',
+                  'download peak',
+                  'slot ok',
+                ],
+                rows: compressedRows,
+              },
+            ]
+          : []),
         ...(upload ? [upload.table, ...(upload.mappingTable ? [upload.mappingTable] : [])] : []),
         {
           title: 'Targets (issue 3: time, peaks, latency; issue 16: ≤ 80 MiB peaks, CPU ≤ 2.5× openssl)',
@@ -859,6 +968,7 @@ export const pipelineSuite: BenchSuite = {
           wallSeconds: round((performance.now() - t0) / 1000, 1),
           keepAliveResetsRetried: connectionResets.count,
           summary,
+          compressed: compressedSummary,
           targets,
           sizes: results,
           upload: upload ? { ...upload, table: undefined } : null,

@@ -2,7 +2,9 @@ import { createHash, randomFillSync, type KeyObject } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { buildBundle } from '../../bundle/build.js';
+import type { CompressOptions } from '../../bundle/compression.js';
 import { generateKeyPair, parsePrivateKey } from '../../bundle/keys.js';
+import { BUNDLE_FORMAT_V2, type Compression } from '../../bundle/manifest.js';
 import { addTarget, initRepository } from '../../feed/repository.js';
 
 /**
@@ -25,6 +27,8 @@ export interface ImageFixture {
   bundleUrlPath: string;
   /** URL path of the raw image on the feed server (for the shell pipeline). */
   rawUrlPath: string;
+  /** A format v2 bundle whose payload is stored so; none: a v1 bundle, the image as it is. */
+  compression?: Compression;
 }
 
 export interface Fixtures {
@@ -32,7 +36,15 @@ export interface Fixtures {
   feedRoot: string;
   vendorPublicKeyPem: string;
   images: ImageFixture[];
+  /** One compressible image, in a compressed bundle per codec asked for. */
+  compressed: ImageFixture[];
 }
+
+/** The compressed bundles' codecs and levels: fast to build; decoding costs about the same at any level. */
+const COMPRESSED_LEVELS: Record<Exclude<Compression, 'none'>, CompressOptions['level']> = {
+  zstd: 3,
+  brotli: 5,
+};
 
 export function sizeLabel(bytes: number): string {
   return bytes >= 1024 * MiB && bytes % (1024 * MiB) === 0
@@ -61,6 +73,32 @@ export function writeRandomFile(file: string, bytes: number): string {
   return hash.digest('hex');
 }
 
+/**
+ * Writes `bytes` bytes of half the entropy of random data (random nibbles, one printable byte each)
+ * and returns their SHA-256: they compress to about half, as a root filesystem image does, so a
+ * compressed bundle's decoder has real work. Random images (writeRandomFile) do not compress.
+ */
+export function writeCompressibleFile(file: string, bytes: number): string {
+  const hash = createHash('sha256');
+  const block = Buffer.allocUnsafe(8 * MiB);
+  const fd = fs.openSync(file, 'w');
+  try {
+    for (let done = 0; done < bytes;) {
+      const n = Math.min(block.length, bytes - done);
+      const chunk = block.subarray(0, n);
+      randomFillSync(chunk);
+      for (let i = 0; i < n; i++) chunk[i] = 0x41 + (chunk[i]! & 0x0f);
+      hash.update(chunk);
+      fs.writeSync(fd, chunk);
+      done += n;
+    }
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  return hash.digest('hex');
+}
+
 /** SHA-256 of the first `bytes` bytes of a file (all of it by default). */
 export async function sha256File(file: string, bytes?: number): Promise<string> {
   const hash = createHash('sha256');
@@ -74,12 +112,17 @@ export async function sha256File(file: string, bytes?: number): Promise<string> 
 
 /**
  * Images of the given sizes (versions v5.1.0, v5.1.1, … — newer than the simulator's v5.0.4),
- * each built into a bundle signed by a fresh vendor key and published in a fresh TUF feed.
+ * each built into a bundle signed by a fresh vendor key and published in a fresh TUF feed; and,
+ * with `compressed`, one compressible image of that size in a v2 bundle per codec (v5.2.0, …).
  */
 export async function createFixtures(
   work: string,
   sizes: number[],
   log: (m: string) => void,
+  compressed: { bytes: number; compressions: Exclude<Compression, 'none'>[] } = {
+    bytes: 0,
+    compressions: [],
+  },
 ): Promise<Fixtures> {
   const feedDir = path.join(work, 'feed');
   const rawDir = path.join(feedDir, 'raw');
@@ -91,15 +134,18 @@ export async function createFixtures(
   const vendorKey = parsePrivateKey(vendor.privateKeyPem);
   initRepository(feedDir, { keys: tufKey, expiresDays: 7 });
 
-  const images: ImageFixture[] = [];
-  for (const [i, bytes] of sizes.entries()) {
+  const publish = async (
+    image: string,
+    bytes: number,
+    sha256: string,
+    version: string,
+    compression?: Exclude<Compression, 'none'>,
+  ): Promise<ImageFixture> => {
     const label = sizeLabel(bytes);
-    const version = `v5.1.${i}`;
-    const name = `rootfs-${bytes / MiB}M.img`;
-    const image = path.join(work, name);
-    log(`${label}: writing a random image…`);
-    const sha256 = writeRandomFile(image, bytes);
-    log(`${label}: building and signing the bundle, publishing it to the feed…`);
+    const name = path.basename(image);
+    log(
+      `${label}${compression ? ` (${compression})` : ''}: building and signing the bundle, publishing it to the feed…`,
+    );
     const built = path.join(buildDir, `gantry-${version}.bundle`);
     await buildBundle({
       manifestFields: {
@@ -115,6 +161,14 @@ export async function createFixtures(
       payloadFiles: [{ kind: 'rootfs', path: image, name: 'rootfs.img' }],
       privateKey: vendorKey,
       out: built,
+      ...(compression
+        ? {
+            format: BUNDLE_FORMAT_V2,
+            compression,
+            compressionLevel: COMPRESSED_LEVELS[compression],
+            tmpDir: work,
+          }
+        : {}),
     });
     const added = await addTarget(feedDir, built, { keys: tufKey, expiresDays: 7 });
     fs.rmSync(built);
@@ -122,8 +176,8 @@ export async function createFixtures(
     const fd = fs.openSync(path.join(feedDir, 'targets', added.path), 'r');
     fs.fsyncSync(fd);
     fs.closeSync(fd);
-    fs.symlinkSync(image, path.join(rawDir, name));
-    images.push({
+    if (!fs.existsSync(path.join(rawDir, name))) fs.symlinkSync(image, path.join(rawDir, name));
+    return {
       label,
       bytes,
       version,
@@ -133,7 +187,24 @@ export async function createFixtures(
       bundleBytes: added.length,
       bundleUrlPath: `/targets/${added.path}`,
       rawUrlPath: `/raw/${name}`,
-    });
+      ...(compression ? { compression } : {}),
+    };
+  };
+
+  const images: ImageFixture[] = [];
+  for (const [i, bytes] of sizes.entries()) {
+    const image = path.join(work, `rootfs-${bytes / MiB}M.img`);
+    log(`${sizeLabel(bytes)}: writing a random image…`);
+    const sha256 = writeRandomFile(image, bytes);
+    images.push(await publish(image, bytes, sha256, `v5.1.${i}`));
+  }
+  const compressedImages: ImageFixture[] = [];
+  if (compressed.compressions.length > 0) {
+    const image = path.join(work, `rootfs-${compressed.bytes / MiB}M-compressible.img`);
+    log(`${sizeLabel(compressed.bytes)}: writing a compressible image…`);
+    const sha256 = writeCompressibleFile(image, compressed.bytes);
+    for (const [i, compression] of compressed.compressions.entries())
+      compressedImages.push(await publish(image, compressed.bytes, sha256, `v5.2.${i}`, compression));
   }
   fs.rmSync(buildDir, { recursive: true, force: true });
   return {
@@ -141,5 +212,6 @@ export async function createFixtures(
     feedRoot: path.join(feedDir, 'root.json'),
     vendorPublicKeyPem: vendor.publicKeyPem,
     images,
+    compressed: compressedImages,
   };
 }
