@@ -52,8 +52,11 @@ export function sizeLabel(bytes: number): string {
     : `${bytes / MiB} MiB`;
 }
 
-/** Writes `bytes` random bytes to `file` and returns their SHA-256. */
-export function writeRandomFile(file: string, bytes: number): string {
+/**
+ * Writes `bytes` bytes to `file`, `fill` making each block, and returns their SHA-256; fsynced, so
+ * the write-back does not land in a measured step.
+ */
+function writeGeneratedFile(file: string, bytes: number, fill: (block: Buffer) => void): string {
   const hash = createHash('sha256');
   const block = Buffer.allocUnsafe(8 * MiB);
   const fd = fs.openSync(file, 'w');
@@ -61,7 +64,7 @@ export function writeRandomFile(file: string, bytes: number): string {
     for (let done = 0; done < bytes;) {
       const n = Math.min(block.length, bytes - done);
       const chunk = block.subarray(0, n);
-      randomFillSync(chunk);
+      fill(chunk);
       hash.update(chunk);
       fs.writeSync(fd, chunk);
       done += n;
@@ -73,30 +76,21 @@ export function writeRandomFile(file: string, bytes: number): string {
   return hash.digest('hex');
 }
 
+/** Writes `bytes` random bytes to `file` and returns their SHA-256. */
+export function writeRandomFile(file: string, bytes: number): string {
+  return writeGeneratedFile(file, bytes, (block) => randomFillSync(block));
+}
+
 /**
  * Writes `bytes` bytes of half the entropy of random data (random nibbles, one printable byte each)
  * and returns their SHA-256: they compress to about half, as a root filesystem image does, so a
  * compressed bundle's decoder has real work. Random images (writeRandomFile) do not compress.
  */
 export function writeCompressibleFile(file: string, bytes: number): string {
-  const hash = createHash('sha256');
-  const block = Buffer.allocUnsafe(8 * MiB);
-  const fd = fs.openSync(file, 'w');
-  try {
-    for (let done = 0; done < bytes;) {
-      const n = Math.min(block.length, bytes - done);
-      const chunk = block.subarray(0, n);
-      randomFillSync(chunk);
-      for (let i = 0; i < n; i++) chunk[i] = 0x41 + (chunk[i]! & 0x0f);
-      hash.update(chunk);
-      fs.writeSync(fd, chunk);
-      done += n;
-    }
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  return hash.digest('hex');
+  return writeGeneratedFile(file, bytes, (block) => {
+    randomFillSync(block);
+    for (let i = 0; i < block.length; i++) block[i] = 0x41 + (block[i]! & 0x0f);
+  });
 }
 
 /** SHA-256 of the first `bytes` bytes of a file (all of it by default). */
