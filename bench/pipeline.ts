@@ -459,7 +459,7 @@ function latencyStats(samples: number[]) {
 export const pipelineSuite: BenchSuite = {
   name: 'pipeline',
   description:
-    'update download into slot B: Gantry vs SWUpdate vs curl|tee|openssl (256 MiB, 1 GiB); /progress latency; manual upload',
+    'update download into slot B: Gantry vs SWUpdate vs curl|tee|openssl (256 MiB, 1 GiB); compressed bundles; /progress latency; manual upload',
   async run(opts: BenchOptions): Promise<SuiteResult> {
     const sizes = (process.env.BENCH_PIPELINE_SIZES_MIB ?? '256,1024')
       .split(',')
