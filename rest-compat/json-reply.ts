@@ -19,7 +19,7 @@ export const COMMON_HEADERS: Readonly<Record<string, string>> = {
  * handles): the body as JSON, its content type, length and weak ETag, and the common headers.
  * The GET lane writes its answers so too. Not Express's: its `res.json` goes through `res.set`,
  * which asks mime-types for the charset of `application/json`, and so loads mime-db (~0.6 MiB
- * resident at idle: scripts/build-server.ts loads mime-types on first use).
+ * resident at idle: scripts/server-bundle-plugins.ts loads mime-types on first use).
  */
 export function writeJson(res: ServerResponse, reply: JsonReply): void {
   const body = Buffer.from(JSON.stringify(reply.body), 'utf8');

@@ -390,7 +390,7 @@ export class DebugBundleService {
     mtime: Date,
     signal: AbortSignal,
   ): Promise<{ size: number; sha256: string }> {
-    // Loaded on first use (scripts/build-server.ts LAZY_PACKAGES): an idle server never packs.
+    // Loaded on first use (scripts/server-bundle-plugins.ts LAZY_PACKAGES): an idle server never packs.
     const { default: tar } = await import('tar-stream');
     const pack = tar.pack();
     const header = (name: string, size: number) => ({

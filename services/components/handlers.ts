@@ -440,7 +440,7 @@ export class FileHandler implements ComponentHandler {
 
 /** Extracts a tar of regular files and directories; anything else, or a path leaving `dest`, fails. */
 async function extractTar(file: string, dest: string): Promise<void> {
-  // Loaded on first use (scripts/build-server.ts LAZY_PACKAGES): only a component install extracts.
+  // Loaded on first use (scripts/server-bundle-plugins.ts LAZY_PACKAGES): only a component install extracts.
   const { default: tar } = await import('tar-stream');
   const extract = tar.extract();
   const done = (async () => {

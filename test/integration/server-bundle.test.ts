@@ -8,13 +8,8 @@ import zlib from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import { io as ioClient } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  buildServer,
-  firstWideChar,
-  launcherFlags,
-  LAZY_BUILTINS,
-  LAZY_PACKAGES,
-} from '../../scripts/build-server.js';
+import { buildServer, firstWideChar, launcherFlags } from '../../scripts/build-server.js';
+import { LAZY_BUILTINS, LAZY_PACKAGES } from '../../scripts/server-bundle-plugins.js';
 import { CODE_CACHE_FILE, codeCacheFileName } from '../../server/code-cache-name.js';
 import { configurationZip } from '../fixtures/zip/zips.js';
 import { ADMIN_PASSWORD, GATEWAY, tempDataDir } from '../helpers/gantry.js';
@@ -371,7 +366,7 @@ describe('the server bundle: what an idle server leaves unloaded', () => {
 
       const idle = await loaded();
       expect(idle.has('http')).toBe(true);
-      // LAZY_BUILTINS (scripts/build-server.ts); tty: the debug package, taken only with DEBUG set;
+      // LAZY_BUILTINS (scripts/server-bundle-plugins.ts); tty: the debug package, taken only with DEBUG set;
       // perf_hooks: the global `performance`; the ES module loader: a CommonJS main.
       for (const name of [...LAZY_BUILTINS, 'tty', 'perf_hooks', 'internal/modules/esm/module_job'])
         expect(idle.has(name), name).toBe(false);

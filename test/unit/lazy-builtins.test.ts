@@ -1,10 +1,10 @@
 import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { LAZY_BUILTINS, lazyBuiltinSource } from '../../scripts/build-server.js';
+import { LAZY_BUILTINS, lazyBuiltinSource } from '../../scripts/server-bundle-plugins.js';
 
 /**
  * The server bundle's stand-ins for the built-in modules it loads on first use
- * (scripts/build-server.ts): each must leave its module unloaded until an export is read, then
+ * (scripts/server-bundle-plugins.ts): each must leave its module unloaded until an export is read, then
  * hand out the module's very exports, under the same names and enumerability.
  */
 describe('the stand-in for a built-in module loaded on first use', () => {
