@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import querystring from 'node:querystring';
 import { createContextInner, requestMetaFrom } from '../api/context.js';
 import { createCaller } from '../api/routers/_app.js';
 import { toErrorResponse } from './errors.js';
@@ -13,23 +14,27 @@ interface LaneRoute {
   where: string;
   /** What Express's route gives the procedure for a GET without a query string. */
   input: unknown;
+  /** Whether the procedure takes an input (then the query string is it). */
+  takesQuery: boolean;
 }
 
 /**
  * The GET lane: a JSON GET route of the table without path parameters, asked for at its exact
- * path with no query string, no body and no conditional headers, is answered straight from the
- * HTTP server instead of through Express. It calls the same procedure through the same tRPC caller
- * as the Express route (rest-compat/route.ts), so every check (token, revocation, gateway, role,
- * output schema) runs as before, and writes the same answer: status, body, content type, weak
- * ETag and the common headers. What it skips is Express itself: its router walks ~100 layers
- * (pages, assets, the JSON body parser, every REST route before the one asked for) and wraps
- * request and response on every call; under a load of `GET /status` that was ~40% of the CPU
- * (`npm run bench -- foundation`, README "Footprint on the gateway").
+ * path with no body and no conditional headers, is answered straight from the HTTP server instead
+ * of through Express. It calls the same procedure through the same tRPC caller as the Express route
+ * (rest-compat/route.ts), with the same input: the query string parsed as Express's default
+ * ("simple") query parser does, with node:querystring. So every check (token, revocation, gateway,
+ * role, input and output schemas) runs as before, and it writes the same answer: status, body,
+ * content type, weak ETag and the common headers. What it skips is Express itself: its router walks
+ * ~100 layers (pages, assets, the JSON body parser, every REST route before the one asked for) and
+ * wraps request and response on every call; under a load of `GET /status` that was ~40% of the CPU
+ * (`npm run bench -- foundation`, README "Footprint on the gateway"). The operator's progress poll
+ * (`/progress?job_id=…`, every second during an update) is among what it takes.
  *
  * Anything else goes to Express, which answers it as always: other methods and paths, a path
- * Express would also match in another spelling (a trailing slash, other letter case), a query
- * string (parsed by Express), a conditional request (Express answers 304 when fresh), a request
- * with a body (Express's JSON parser may refuse it). Returns whether it took the request.
+ * Express would also match in another spelling (a trailing slash, other letter case), a conditional
+ * request (Express answers 304 when fresh), a request with a body (Express's JSON parser may refuse
+ * it). Returns whether it took the request.
  */
 export function createGetLane(
   deps: GantryDeps,
@@ -44,26 +49,38 @@ export function createGetLane(
       answer: answerOf(reply),
       where: `GET ${path}`,
       input: route.input ? {} : undefined,
+      takesQuery: route.input !== undefined,
     });
   }
   return (req, res) => {
     if (req.method !== 'GET') return false;
-    const entry = lane.get(req.url ?? '');
+    const url = req.url ?? '';
+    const queryAt = url.indexOf('?');
+    const entry = lane.get(queryAt < 0 ? url : url.slice(0, queryAt));
     if (!entry) return false;
     const h = req.headers;
     if (h['if-none-match'] !== undefined || h['if-modified-since'] !== undefined) return false;
     if (h['transfer-encoding'] !== undefined || (h['content-length'] ?? '0') !== '0') return false;
-    void answer(deps, entry, req, res);
+    // As route.ts's requestInput: `{ ...req.query }`, Express parsing it with querystring.parse.
+    const input =
+      queryAt < 0 || !entry.takesQuery ? entry.input : { ...querystring.parse(url.slice(queryAt + 1)) };
+    void answer(deps, entry, input, req, res);
     return true;
   };
 }
 
-async function answer(deps: GantryDeps, entry: LaneRoute, req: IncomingMessage, res: ServerResponse) {
+async function answer(
+  deps: GantryDeps,
+  entry: LaneRoute,
+  input: unknown,
+  req: IncomingMessage,
+  res: ServerResponse,
+) {
   let reply: JsonReply;
   try {
     // GET procedures are queries: none sets or clears the session cookie, so the meta needs no setters.
     const ctx = createContextInner(deps, requestMetaFrom(req));
-    const data = await procedureAt(createCaller(ctx), entry.route.procedure)(entry.input);
+    const data = await procedureAt(createCaller(ctx), entry.route.procedure)(input);
     reply = entry.answer.ok(data);
   } catch (err) {
     reply = entry.answer.fail(err, entry.where);
