@@ -32,6 +32,16 @@ export function launcherFlags(): string {
   return m[1]!;
 }
 
+/** The malloc settings the launcher exports (`: "${NAME:=value}"`). */
+export function launcherMallocEnv(): Record<string, string> {
+  const text = fs.readFileSync(LAUNCHER, 'utf8');
+  const env = Object.fromEntries(
+    [...text.matchAll(/^: "\$\{(\w+):=([^}]*)\}"$/gm)].map((m) => [m[1]!, m[2]!]),
+  );
+  if (!env.MALLOC_ARENA_MAX) throw new Error('bin/gantry-server: its malloc settings were not found');
+  return env;
+}
+
 /** Index of the first character above U+00FF, or -1. */
 export function firstWideChar(text: string): number {
   for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) > 0xff) return i;

@@ -4,7 +4,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, stopChild } from './process.js';
-import { launcherFlags } from '../../scripts/build-server.js';
+import { launcherFlags, launcherMallocEnv } from '../../scripts/build-server.js';
 
 /**
  * A real Gantry in its own process (so its memory is its own), talked to over REST exactly as an
@@ -17,21 +17,10 @@ export const ADMIN_PASSWORD = 'bench-admin-password';
 const DIST_MAIN = path.join(ROOT, 'dist', 'server-bundle', 'main.cjs');
 /** The production launcher (node and malloc memory settings) around DIST_MAIN. */
 const LAUNCHER = path.join(ROOT, 'bin', 'gantry-server');
-/** What `npm run build` compiles (tsconfig.build.json). */
-const BUILD_DIRS = [
-  'core',
-  'device',
-  'drizzle',
-  'api',
-  'rest-compat',
-  'web',
-  'machines',
-  'services',
-  'bundle',
-  'feed',
-  'delta',
-  'server',
-];
+/** What `npm run build` compiles: tsconfig.build.json's folders. */
+const BUILD_DIRS = (
+  JSON.parse(fs.readFileSync(path.join(ROOT, 'tsconfig.build.json'), 'utf8')) as { include: string[] }
+).include;
 
 export interface GantryCommand {
   command: string;
@@ -93,24 +82,16 @@ export function gantryCommand(opts: { build: boolean; log: (m: string) => void }
   };
 }
 
-/** The malloc settings the launcher exports (`: "${NAME:=value}"`). */
-function launcherEnv(): Record<string, string> {
-  const text = fs.readFileSync(LAUNCHER, 'utf8');
-  return Object.fromEntries([...text.matchAll(/^: "\$\{(\w+):=([^}]*)\}"$/gm)].map((m) => [m[1]!, m[2]!]));
-}
-
 /**
  * Another program built like the server (scripts/build-server.ts with another entry: its `main.cjs`
  * loader in `dir`), started with the launcher's node flags and malloc settings.
  */
 export function launchedLikeTheServer(dir: string): GantryCommand {
-  const env = launcherEnv();
-  if (!env.MALLOC_ARENA_MAX) throw new Error('bin/gantry-server: its malloc settings were not found');
   return {
     command: process.execPath,
     args: [...launcherFlags().split(/\s+/).filter(Boolean), path.join(dir, 'main.cjs')],
     mode: 'dist',
-    env,
+    env: launcherMallocEnv(),
   };
 }
 

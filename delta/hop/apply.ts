@@ -156,9 +156,7 @@ async function applyOps(
     await consumeChunks(ctx.readOutput(0, journal.out - 1), (chunk) => hashImage(image, chunk));
   }
   const body = fs.createReadStream(file, { start: bodyStart, highWaterMark: 256 * 1024 });
-  // 256 KiB decoded chunks: the body is read in operations of up to 16 MiB, and 16 KiB chunks cost
-  // a round trip each (the fixture's 37 MB body: 0.25-0.47 s of reading, 0.16-0.18 s with these).
-  const decoded = body.pipe(createDecompressor(header.codec, header.body_bytes, { chunkBytes: 256 * 1024 }));
+  const decoded = body.pipe(createDecompressor(header.codec, header.body_bytes));
   body.on('error', (err) => decoded.destroy(err));
   const reader = new ByteReader(decoded);
   const sourceDigests = header.source_digests === true;

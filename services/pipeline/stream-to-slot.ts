@@ -233,8 +233,8 @@ class DecompressingSink extends Writable {
   private produced = 0;
   private decodedAll: Promise<void>;
   /**
-   * The decoder allocates a new buffer for every piece of image it outputs (brotli: 256 KiB pieces,
-   * as asked below; fzstd: a block and its copy), about twice the bytes received: dead ones pile up
+   * The decoder allocates a new buffer for every piece of image it outputs (brotli: 256 KiB pieces;
+   * fzstd: a block and its copy), about twice the bytes received: dead ones pile up
    * between V8's collections unless one is asked for. Every 1 MiB of image: decoding 256 MiB of a
    * compressible image alone (the launcher's flags), the resident set rose 24.8 -> 13.5 MiB for
    * zstd and 24.5 -> 20.6 for brotli (16 of it brotli's window) against every 4 MiB, the upload's
@@ -404,9 +404,7 @@ export async function streamImageToSlot(opts: StreamToSlotOptions): Promise<Stre
       if (compressed) {
         return new DecompressingSink(
           writer,
-          // 256 KiB pieces, not zlib's 16 KiB: 1.83 -> 1.45 CPU s for 256 MiB of brotli, and 4.6
-          // MiB less resident (pieces of 128 KiB or more are mmapped, and unmapped once freed).
-          createDecompressor(compressionOf(payload), payload.size, { chunkBytes: 256 * 1024 }),
+          createDecompressor(compressionOf(payload), payload.size),
           payload,
           (bytes) => opts.onImageBytes?.(bytes),
         );
